@@ -1,0 +1,49 @@
+/**
+ * Opens the leader's SQLite database (WAL) and brings its schema up to date.
+ * The only file that imports better-sqlite3.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { MIGRATIONS } from './migrations.js';
+
+/** The database handle every store receives; main opens it once and hands it down. */
+export type SqliteDatabase = Database.Database;
+
+/** Open (creating if needed) the database at `path` (":memory:" for tests) and migrate it. */
+export function openDatabase(path: string): SqliteDatabase {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  // NORMAL is durable across process crashes in WAL mode; only power loss can drop the last commit.
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+/** Apply every migration newer than the database's `user_version`, each in its own transaction. */
+export function migrate(db: SqliteDatabase): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  for (const [index, sql] of MIGRATIONS.entries()) {
+    const version = index + 1;
+    if (version <= current) continue;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${version}`);
+    })();
+  }
+}
+
+/** True when a write succeeds: what /healthz reports. */
+export function isWritable(db: SqliteDatabase): boolean {
+  try {
+    db.prepare('INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at').run(
+      new Date().toISOString(),
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * Schema migrations, applied in order; a migration is never edited once released, only appended.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    project_id INTEGER NOT NULL,
+    project TEXT NOT NULL,             -- path_with_namespace
+    ref TEXT NOT NULL,
+    before_sha TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    user TEXT NOT NULL,                -- GitLab username of the pusher
+    user_id INTEGER,
+    delivery_key TEXT,
+    fetch_url TEXT NOT NULL,           -- the project's git URL (no credentials)
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    signer TEXT,                       -- fingerprint of the head commit's key
+    config TEXT,                       -- resolved secd.yml (JSON)
+    warnings TEXT NOT NULL DEFAULT '[]',
+    node TEXT,
+    gpus TEXT NOT NULL DEFAULT '[]',
+    exit_code INTEGER,
+    image_id TEXT,
+    branch TEXT,
+    status_posted TEXT,                -- last GitLab commit status state posted
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+  );
+  CREATE INDEX runs_state ON runs(state);
+  CREATE INDEX runs_project ON runs(project_id, created_at);
+  CREATE INDEX runs_created ON runs(created_at);
+
+  CREATE TABLE run_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    at TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
+  );
+  CREATE INDEX run_events_run ON run_events(run_id, seq);
+
+  CREATE TABLE deliveries (
+    key TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    outcome TEXT NOT NULL              -- JSON answer given the first time
+  );
+
+  CREATE TABLE verified_commits (
+    project_id INTEGER NOT NULL,
+    sha TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    verified_at TEXT NOT NULL,
+    PRIMARY KEY (project_id, sha)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE health_probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
+  `,
+];

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openDatabase } from './database.js';
+import { RunStore, type NewRun } from './run-store.js';
+import { RUN_STATES, RUN_TRANSITIONS, isTerminal } from './run-states.js';
+
+const aRun = (over: Partial<NewRun> = {}): NewRun => ({
+  id: 'r1',
+  projectId: 7,
+  project: 'lab/model',
+  ref: 'refs/heads/main',
+  beforeSha: '0'.repeat(40),
+  commit: 'a'.repeat(40),
+  user: 'alice',
+  userId: 1,
+  deliveryKey: 'k1',
+  fetchUrl: 'http://127.0.0.1/lab/model.git',
+  ...over,
+});
+
+describe('run store', () => {
+  it('records every transition in the audit log with its reason', () => {
+    const store = new RunStore(openDatabase(':memory:'));
+    store.createRun(aRun());
+    expect(store.transition('r1', 'verified', 'all 3 commits signed').ok).toBe(true);
+    expect(store.transition('r1', 'queued', 'waiting for a node').ok).toBe(true);
+    const run = store.get('r1')!;
+    expect(run.state).toBe('queued');
+    expect(run.reason).toBe('waiting for a node');
+    expect(store.events('r1').map((e) => [e.from, e.to, e.reason])).toEqual([
+      [null, 'received', 'push received'],
+      ['received', 'verified', 'all 3 commits signed'],
+      ['verified', 'queued', 'waiting for a node'],
+    ]);
+  });
+
+  it('refuses a transition the table does not allow and leaves the run as it was', () => {
+    const store = new RunStore(openDatabase(':memory:'));
+    store.createRun(aRun());
+    store.transition('r1', 'rejected', 'commit 1234abcd is not signed');
+    const result = store.transition('r1', 'queued', 'late verification');
+    expect(result).toEqual({ ok: false, code: 'illegal_transition', from: 'rejected' });
+    expect(store.get('r1')!.state).toBe('rejected');
+    expect(store.get('r1')!.finishedAt).not.toBeNull();
+    expect(store.events('r1')).toHaveLength(2);
+  });
+
+  it('a re-sent delivery is recognised and does not create a second run', () => {
+    const store = new RunStore(openDatabase(':memory:'));
+    const first = store.claimDelivery('idem-1', 'Push Hook', () => store.createRun(aRun()).id);
+    const again = store.claimDelivery('idem-1', 'Push Hook', () => store.createRun(aRun({ id: 'r2' })).id);
+    expect(first).toEqual({ first: true, value: 'r1' });
+    expect(again).toEqual({ first: false, outcome: 'r1' });
+    expect(store.list()).toHaveLength(1);
+  });
+
+  it('keeps runs, events and verified commits across a reopen (WAL on disk)', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'secd-store-')), 'secd.db');
+    const store = new RunStore(openDatabase(path));
+    store.createRun(aRun());
+    store.update('r1', { gpus: ['GPU-1'], warnings: ['secd.yml: unknown key "x" ignored'] });
+    store.markVerified(7, ['a'.repeat(40)], 'FPR');
+    const reopened = new RunStore(openDatabase(path));
+    expect(reopened.get('r1')!.gpus).toEqual(['GPU-1']);
+    expect(reopened.get('r1')!.warnings).toEqual(['secd.yml: unknown key "x" ignored']);
+    expect(reopened.isVerified(7, 'a'.repeat(40))).toBe(true);
+    expect(reopened.isVerified(8, 'a'.repeat(40))).toBe(false);
+  });
+
+  it('lists active runs of a project, skipping finished ones', () => {
+    const store = new RunStore(openDatabase(':memory:'));
+    store.createRun(aRun({ id: 'old' }));
+    store.createRun(aRun({ id: 'done' }));
+    store.transition('done', 'rejected', 'no Dockerfile');
+    store.createRun(aRun({ id: 'other', projectId: 8 }));
+    expect(store.activeRunsOfProject(7).map((r) => r.id)).toEqual(['old']);
+  });
+});
+
+describe('run state table', () => {
+  it('every terminal state is reachable and nothing leaves a terminal state', () => {
+    const reachable = new Set<string>(['received']);
+    for (let i = 0; i < RUN_STATES.length; i++)
+      for (const s of [...reachable]) for (const t of RUN_TRANSITIONS[s as keyof typeof RUN_TRANSITIONS]) reachable.add(t);
+    expect([...reachable].sort()).toEqual([...RUN_STATES].sort());
+    for (const s of RUN_STATES) if (isTerminal(s)) expect(RUN_TRANSITIONS[s]).toEqual([]);
+  });
+});
