@@ -1,0 +1,193 @@
+/**
+ * A per-project bare mirror of the researcher's repository on the leader: secd reads commits,
+ * signatures and secd.yml from its own copy, never from GitLab's rendering of them.
+ * simple-git runs the fetch (the only network operation); object reads use `git` directly because
+ * signature checks need the exact bytes, which simple-git would decode as text.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { simpleGit } from 'simple-git';
+
+/** Options for a mirror; `caFile` is the isolated cluster's own CA, trusted for HTTPS fetches. */
+export interface GitMirrorOptions {
+  caFile?: string;
+  /** Longest a single fetch may take before it is abandoned. */
+  fetchTimeoutMs?: number;
+}
+
+/** A mirror operation that failed; its message never carries the credentials of the fetch URL. */
+export class MirrorError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MirrorError';
+  }
+}
+
+const OBJECT_NAME = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+// Ref names and globs we are willing to put on a fetch command line; anything else is a caller bug.
+const REF_NAME = /^refs\/[A-Za-z0-9._\/*-]+$/;
+
+/** A bare repository under `dir` holding what secd has fetched of one project. */
+export class GitMirror {
+  // Fetches into one repository must not overlap: git takes ref locks and would fail the second one.
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly dir: string,
+    private readonly options: GitMirrorOptions = {},
+  ) {}
+
+  /** Create the bare repository if it does not exist yet; safe to call before every fetch. */
+  async ensure(): Promise<void> {
+    if (existsSync(join(this.dir, 'HEAD'))) return;
+    await mkdir(this.dir, { recursive: true });
+    await this.git(['init', '--quiet', '--bare', this.dir]);
+  }
+
+  /**
+   * Fetch `refs` from `url`. Each entry is a ref or glob under refs/ (stored as refs/secd/<rest>)
+   * or a full commit id (stored as refs/secd/commits/<id>, so it stays reachable after a force push).
+   */
+  fetch(url: string, refs: string[]): Promise<void> {
+    const run = this.queue.then(() => this.fetchNow(url, refs));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Commits reachable from `after` and from none of `exclude`, oldest first (parents before children). */
+  async revList(after: string, exclude: string[]): Promise<string[]> {
+    for (const rev of [after, ...exclude]) assertRevision(rev);
+    const out = await this.git(['rev-list', '--topo-order', '--reverse', after, ...exclude.map((e) => `^${e}`), '--']);
+    return out.toString('utf8').split('\n').filter((line) => line.length > 0);
+  }
+
+  /** The exact bytes of a commit object, as signed: no decoding, no trimming. */
+  async readCommit(sha: string): Promise<Buffer> {
+    assertObjectName(sha);
+    return this.git(['cat-file', 'commit', sha]);
+  }
+
+  /** The content of `path` at commit `sha`, or null when there is no file at that path. */
+  async readFile(sha: string, path: string): Promise<Buffer | null> {
+    assertObjectName(sha);
+    if (!(await this.hasCommit(sha))) throw new MirrorError(`commit ${sha.slice(0, 8)} is not in the mirror`);
+    const spec = `${sha}:${path.replace(/^\/+/, '')}`;
+    let type: string;
+    try {
+      type = (await this.git(['cat-file', '-t', spec])).toString('utf8').trim();
+    } catch {
+      return null; // git says "path does not exist"; the commit itself was checked above
+    }
+    if (type !== 'blob') return null;
+    return this.git(['cat-file', 'blob', spec]);
+  }
+
+  /** Whether the mirror holds commit `sha`. */
+  async hasCommit(sha: string): Promise<boolean> {
+    if (!OBJECT_NAME.test(sha)) return false;
+    try {
+      await this.git(['cat-file', '-e', `${sha}^{commit}`]);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async fetchNow(url: string, refs: string[]): Promise<void> {
+    const refspecs = refs.map((ref) => {
+      if (OBJECT_NAME.test(ref)) return `${ref}:refs/secd/commits/${ref}`;
+      if (REF_NAME.test(ref) && !ref.includes('..')) return `+${ref}:refs/secd/${ref.slice('refs/'.length)}`;
+      throw new MirrorError(`not a ref or commit id: ${JSON.stringify(ref)}`);
+    });
+    await this.ensure();
+    const git = simpleGit({
+      baseDir: this.dir,
+      timeout: { block: this.options.fetchTimeoutMs ?? 300_000 },
+    }).env(this.env());
+    try {
+      await git.raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', url, ...refspecs]);
+    } catch (err) {
+      throw new MirrorError(`git fetch from ${redactCredentials(url, url)} failed: ${oneLine(redactCredentials(errorText(err), url))}`);
+    }
+  }
+
+  // Only what git needs: simple-git refuses to run with variables such as EDITOR or PAGER set, and a
+  // prompt for a password would hang the leader instead of failing the fetch.
+  private env(): Record<string, string> {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      GIT_TERMINAL_PROMPT: '0',
+      LC_ALL: 'C',
+    };
+    if (process.env.HOME) env.HOME = process.env.HOME;
+    if (this.options.caFile) env.GIT_SSL_CAINFO = this.options.caFile;
+    return env;
+  }
+
+  private git(args: string[]): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      execFile(
+        'git',
+        args,
+        { cwd: this.dir, env: this.env(), encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 },
+        (err, stdout, stderr) => {
+          if (err) {
+            reject(new MirrorError(`git ${args[0]} failed: ${oneLine(stderr.toString('utf8') || err.message)}`));
+          } else {
+            resolve(stdout);
+          }
+        },
+      );
+    });
+  }
+}
+
+/**
+ * Remove credentials from text that may quote `url`: `scheme://user:secret@` becomes
+ * `scheme://user:***@`, and the secret is masked wherever else it appears (raw or URL-encoded).
+ */
+export function redactCredentials(text: string, url: string): string {
+  let out = text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s\/@:]*):([^\s\/@]*)@/gi, '$1$2:***@');
+  let secret = '';
+  try {
+    secret = new URL(url).password;
+  } catch {
+    // not a URL (a local path): nothing to mask
+  }
+  for (const s of new Set([secret, safeDecode(secret)])) {
+    if (s.length >= 4) out = out.split(s).join('***');
+  }
+  return out;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function oneLine(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+  // git's last lines carry the cause ("fatal: ..."); earlier ones are progress or hints.
+  const fatal = lines.find((l) => l.startsWith('fatal:') || l.startsWith('error:'));
+  return (fatal ?? lines[lines.length - 1] ?? 'no message').slice(0, 300);
+}
+
+function assertObjectName(sha: string): void {
+  if (!OBJECT_NAME.test(sha)) throw new MirrorError(`not a commit id: ${JSON.stringify(sha)}`);
+}
+
+function assertRevision(rev: string): void {
+  if (!OBJECT_NAME.test(rev) && !REF_NAME.test(rev)) throw new MirrorError(`not a commit id or ref: ${JSON.stringify(rev)}`);
+}

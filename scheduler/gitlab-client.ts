@@ -1,0 +1,100 @@
+/**
+ * The GitLab REST adapter: the only file that speaks GitLab's HTTP API.
+ * Uses node:http(s) directly so an isolated cluster's own CA (`gitlab.ca_file`) can be trusted.
+ */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { CommitStatus, GitLabApi, GitLabGpgKey, GitLabMember, GitLabProject } from './gitlab-port.js';
+import { GitLabError } from './gitlab-port.js';
+
+/** Where GitLab is and how to authenticate. */
+export interface GitLabClientOptions {
+  url: string;
+  token: string;
+  /** PEM text of extra CAs to trust. */
+  ca?: string;
+  timeoutMs?: number;
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** Build a GitLabApi over HTTP(S). */
+export function createGitLabClient(opts: GitLabClientOptions): GitLabApi {
+  const base = new URL(opts.url.endsWith('/') ? opts.url : `${opts.url}/`);
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+
+  function call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Answer> {
+    const url = new URL(`api/v4${path}`, base);
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(
+        url,
+        {
+          method,
+          headers: {
+            'PRIVATE-TOKEN': opts.token,
+            Accept: 'application/json',
+            ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': String(payload.length) } : {}),
+          },
+          ...(opts.ca ? { ca: opts.ca } : {}),
+          timeout: timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`GitLab did not answer ${method} ${path} within ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  async function getJson<T>(path: string): Promise<{ value: T; headers: Answer['headers'] }> {
+    const answer = await call('GET', path);
+    if (answer.status < 200 || answer.status >= 300) throw new GitLabError(answer.status, path, answer.body);
+    return { value: JSON.parse(answer.body) as T, headers: answer.headers };
+  }
+
+  async function getAllPages<T>(path: string): Promise<T[]> {
+    const all: T[] = [];
+    let page = '1';
+    // GitLab caps per_page at 100; X-Next-Page is empty on the last page.
+    for (let guard = 0; guard < 1000 && page; guard++) {
+      const sep = path.includes('?') ? '&' : '?';
+      const { value, headers } = await getJson<T[]>(`${path}${sep}per_page=100&page=${page}`);
+      all.push(...value);
+      const next = headers['x-next-page'];
+      page = typeof next === 'string' ? next.trim() : '';
+    }
+    return all;
+  }
+
+  return {
+    async getProject(projectId: number): Promise<GitLabProject> {
+      return (await getJson<GitLabProject>(`/projects/${projectId}`)).value;
+    },
+    listProjectMembers(projectId: number): Promise<GitLabMember[]> {
+      return getAllPages<GitLabMember>(`/projects/${projectId}/members/all`);
+    },
+    listUserGpgKeys(userId: number): Promise<GitLabGpgKey[]> {
+      return getAllPages<GitLabGpgKey>(`/users/${userId}/gpg_keys`);
+    },
+    async postCommitStatus(projectId: number, sha: string, status: CommitStatus): Promise<void> {
+      const path = `/projects/${projectId}/statuses/${sha}`;
+      const body: CommitStatus = {
+        ...status,
+        ...(status.description !== undefined ? { description: status.description.slice(0, 255) } : {}),
+      };
+      const answer = await call('POST', path, body);
+      if (answer.status < 200 || answer.status >= 300) throw new GitLabError(answer.status, path, answer.body);
+    },
+  };
+}

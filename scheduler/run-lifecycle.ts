@@ -1,0 +1,374 @@
+/**
+ * The leader's run lifecycle: from an accepted push to a terminal state.
+ * It owns `state` (one writer), posts GitLab commit statuses, asks the pure planner for placements
+ * and applies them, and turns what nodes report into transitions.
+ */
+import type { RunRow, RunStore } from '../storage/run-store.js';
+import type { RunState } from '../storage/run-states.js';
+import type { CommitStatusState, GitLabApi } from './gitlab-port.js';
+import type { Log } from './log.js';
+import { planRuns, type PlannedNode } from './plan.js';
+import { resolveRunConfig, type RunConfig } from './project-policy.js';
+import type { PushEvent } from './push-event.js';
+import type { RunOutcome, RunPhase, RunSpec } from './run-spec.js';
+
+/** What verification of a push concluded (see verify-push.ts). */
+export type PushVerification =
+  | { ok: true; commits: string[]; head: { sha: string; fingerprint: string; username: string } }
+  | { ok: false; code: string; reason: string };
+
+/** A node the leader can give work to: the in-process node of `secd up`, or a websocket session. */
+export interface NodeHandle {
+  readonly id: string;
+  state(): 'up' | 'down' | 'draining';
+  /** UUIDs of every GPU the node has. */
+  gpus(): string[];
+  /** UUIDs of GPUs busy with processes that are not secd's. */
+  foreignBusyGpus(): string[];
+  /** How many CPU-only runs it runs at once. */
+  cpuSlots(): number;
+  /** Start a run; idempotent by run id. */
+  assign(spec: RunSpec): void;
+  /** Stop a run; its partial outputs are still delivered. */
+  cancel(runId: string, reason: string): void;
+}
+
+/** Everything the lifecycle needs, handed down by main. */
+export interface LifecycleDeps {
+  store: RunStore;
+  gitlab: GitLabApi;
+  log: Log;
+  now(): Date;
+  newRunId(): string;
+  /** Verify every commit of a push (fetches into the project's mirror). */
+  verifyPush(input: { projectId: number; before: string; after: string; fetchUrl: string }): Promise<PushVerification>;
+  /** A file at a commit from the project's mirror, or null when absent. */
+  readFileAt(projectId: number, sha: string, path: string): Promise<Buffer | null>;
+  /** Where a node clones the run's commit from, and where it pushes results. */
+  sourceFor(run: RunRow): string;
+  resultsRemoteFor(run: RunRow): string;
+  nodes(): NodeHandle[];
+  settings: {
+    publicUrl: string;
+    maxRunforHours: number;
+    maxGpusPerRun: number;
+  };
+}
+
+const IN_FLIGHT: readonly RunState[] = ['assigned', 'building', 'running', 'uploading'];
+const STATUS_NAME = 'secd';
+
+/** The leader's run lifecycle. */
+export class RunLifecycle {
+  private readonly projectChains = new Map<number, Promise<void>>();
+  private readonly statusChains = new Map<string, Promise<void>>();
+  private scheduleQueued = false;
+  private closed = false;
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(private readonly deps: LifecycleDeps) {}
+
+  /**
+   * Record an accepted push as a run (once per delivery key) and start its checks after returning.
+   * Returns what the webhook answer reports.
+   */
+  acceptPush(push: PushEvent, deliveryKey: string, event: string): { run_id: string; duplicate: boolean } {
+    const { store } = this.deps;
+    const claimed = store.claimDelivery(deliveryKey, event, () => {
+      const run = store.createRun({
+        id: this.deps.newRunId(),
+        projectId: push.project.id,
+        project: push.project.path_with_namespace,
+        ref: push.ref,
+        beforeSha: push.before,
+        commit: push.after,
+        user: push.user_username,
+        userId: push.user_id,
+        deliveryKey,
+        fetchUrl: push.project.git_http_url,
+      });
+      return { run_id: run.id };
+    });
+    if (!claimed.first) {
+      const previous = claimed.outcome as { run_id: string };
+      return { run_id: previous.run_id, duplicate: true };
+    }
+    const runId = claimed.value.run_id;
+    this.track(this.postStatus(runId, 'pending', 'verifying the pushed commits'));
+    this.enqueueProject(push.project.id, runId);
+    return { run_id: runId, duplicate: false };
+  }
+
+  /** After a restart: carry every unfinished run on from where SQLite says it is. */
+  resume(): void {
+    const { store } = this.deps;
+    for (const run of store.inStates(['received', 'verified'])) this.enqueueProject(run.projectId, run.id);
+    this.scheduleSoon();
+  }
+
+  /** A node observed a phase change of one of its runs. */
+  onPhase(nodeId: string, runId: string, phase: RunPhase, at: string): void {
+    const run = this.deps.store.get(runId);
+    if (!run || run.node !== nodeId) {
+      this.deps.log.warn({ runId, nodeId, phase }, 'phase report for a run this node does not hold');
+      return;
+    }
+    if (run.state === phase) return;
+    const reason =
+      phase === 'building' ? 'building the image' : phase === 'running' ? 'container running' : 'pushing results';
+    const patch = phase === 'running' ? { startedAt: at } : {};
+    const result = this.deps.store.transition(runId, phase, reason, patch);
+    if (!result.ok) {
+      this.deps.log.warn({ runId, phase, result }, 'ignored a phase report the state table does not allow');
+      return;
+    }
+    if (phase === 'building' || phase === 'running') this.track(this.postStatus(runId, 'running', reason));
+  }
+
+  /** A node finished a run: record the end, free its GPUs, tell GitLab, and plan again. */
+  onResult(nodeId: string, runId: string, outcome: RunOutcome): void {
+    const { store, log } = this.deps;
+    const run = store.get(runId);
+    if (!run || run.node !== nodeId) {
+      log.warn({ runId, nodeId }, 'result for a run this node does not hold');
+      return;
+    }
+    const result = store.transition(runId, outcome.end, outcome.reason, {
+      exitCode: outcome.exitCode,
+      imageId: outcome.imageId,
+      branch: outcome.branch,
+      ...(outcome.startedAt ? { startedAt: run.startedAt ?? outcome.startedAt } : {}),
+      finishedAt: outcome.finishedAt,
+    });
+    if (!result.ok) {
+      log.warn({ runId, outcome: outcome.end, result }, 'ignored a result the state table does not allow');
+    } else {
+      const state: CommitStatusState =
+        outcome.end === 'succeeded' ? 'success' : outcome.end === 'cancelled' ? 'canceled' : 'failed';
+      this.track(this.postStatus(runId, state, outcome.reason));
+    }
+    this.scheduleSoon();
+  }
+
+  /** Plan on the next tick (many events in one tick give one planning round). */
+  scheduleSoon(): void {
+    if (this.scheduleQueued || this.closed) return;
+    this.scheduleQueued = true;
+    setImmediate(() => {
+      this.scheduleQueued = false;
+      this.schedule();
+    });
+  }
+
+  /** Wait for every background step started so far (tests and shutdown). */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  /** Stop starting new work. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.idle();
+  }
+
+  private schedule(): void {
+    const { store, log } = this.deps;
+    const queued = store.inStates(['queued']);
+    if (queued.length === 0) return;
+    const handles = this.deps.nodes();
+    const active = store.inStates(IN_FLIGHT);
+    const nodes: PlannedNode[] = handles.map((h) => {
+      const held = new Set(active.filter((r) => r.node === h.id).flatMap((r) => r.gpus));
+      const busy = new Set(h.foreignBusyGpus());
+      const cpuRuns = active.filter((r) => r.node === h.id && r.gpus.length === 0).length;
+      return {
+        id: h.id,
+        state: h.state(),
+        freeGpus: h.gpus().filter((g) => !held.has(g) && !busy.has(g)),
+        freeCpuSlots: Math.max(0, h.cpuSlots() - cpuRuns),
+      };
+    });
+    const plan = planRuns(
+      {
+        queued: queued.map((r) => ({
+          id: r.id,
+          user: r.user,
+          gpus: (r.config as RunConfig).gpus,
+          queuedAt: r.createdAt,
+        })),
+        nodes,
+      },
+      this.deps.now(),
+    );
+    for (const placement of plan.placements) {
+      const handle = handles.find((h) => h.id === placement.nodeId);
+      // Re-check at apply time: transition() only moves a run that is still queued.
+      const gpuNote = placement.gpus.length ? ` with ${placement.gpus.length} GPU(s)` : '';
+      const moved = store.transition(placement.runId, 'assigned', `assigned to ${placement.nodeId}${gpuNote}`, {
+        node: placement.nodeId,
+        gpus: placement.gpus,
+      });
+      if (!moved.ok || !handle) continue;
+      log.info({ runId: placement.runId, node: placement.nodeId, gpus: placement.gpus }, 'run assigned');
+      handle.assign(this.specFor(moved.run));
+    }
+  }
+
+  private specFor(run: RunRow): RunSpec {
+    const config = run.config as RunConfig;
+    return {
+      runId: run.id,
+      project: run.project,
+      commit: run.commit,
+      source: this.deps.sourceFor(run),
+      user: run.user,
+      signer: run.signer,
+      runforMs: config.runforMs,
+      gpus: run.gpus,
+      cacheDir: config.cacheDir,
+      mountPath: config.mountPath,
+      env: {},
+      warnings: run.warnings,
+      createdAt: run.createdAt,
+      resultsRemote: this.deps.resultsRemoteFor(run),
+    };
+  }
+
+  private enqueueProject(projectId: number, runId: string): void {
+    // One project's pushes are checked in order: they share a mirror, and a newer push cancels older runs.
+    const previous = this.projectChains.get(projectId) ?? Promise.resolve();
+    const next = previous.then(() => this.checkRun(runId)).catch((err: unknown) => {
+      this.deps.log.error({ err, runId }, 'checking a run failed');
+      this.fail(runId, `secd could not check this push: ${errorText(err)}`);
+    });
+    this.projectChains.set(projectId, next);
+    this.track(next);
+  }
+
+  private async checkRun(runId: string): Promise<void> {
+    if (this.closed) return;
+    let run = this.deps.store.get(runId);
+    if (run?.state === 'received') {
+      await this.verify(run);
+      run = this.deps.store.get(runId);
+    }
+    if (run?.state === 'verified') await this.applyPolicy(run);
+  }
+
+  private async verify(run: RunRow): Promise<void> {
+    const { store, log } = this.deps;
+    const verification = await this.deps.verifyPush({
+      projectId: run.projectId,
+      before: run.beforeSha,
+      after: run.commit,
+      fetchUrl: run.fetchUrl,
+    });
+    if (!verification.ok) {
+      log.info({ runId: run.id, code: verification.code, reason: verification.reason }, 'push rejected');
+      this.reject(run.id, verification.reason);
+      return;
+    }
+    store.markVerified(run.projectId, verification.commits, verification.head.fingerprint);
+    const n = verification.commits.length;
+    store.transition(run.id, 'verified', `${n} commit${n === 1 ? '' : 's'} verified, signed by ${verification.head.fingerprint}`, {
+      signer: verification.head.fingerprint,
+    });
+  }
+
+  private async applyPolicy(run: RunRow): Promise<void> {
+    const { store } = this.deps;
+    const [yml, dockerfile] = await Promise.all([
+      this.deps.readFileAt(run.projectId, run.commit, 'secd.yml'),
+      this.deps.readFileAt(run.projectId, run.commit, 'Dockerfile'),
+    ]);
+    if (!dockerfile) {
+      this.reject(run.id, `no Dockerfile at the root of commit ${run.commit.slice(0, 8)}: secd builds the repository's Dockerfile`);
+      return;
+    }
+    const largestNodeGpus = Math.max(0, ...this.deps.nodes().map((n) => n.gpus().length));
+    const policy = resolveRunConfig(yml === null ? null : yml.toString('utf8'), {
+      maxRunforHours: this.deps.settings.maxRunforHours,
+      maxGpusPerRun: this.deps.settings.maxGpusPerRun,
+      largestNodeGpus,
+    });
+    if (!policy.ok) {
+      this.reject(run.id, policy.reason);
+      return;
+    }
+    const queued = store.transition(run.id, 'queued', 'waiting for a node', {
+      config: policy.config,
+      warnings: policy.warnings,
+    });
+    if (!queued.ok) return;
+    this.track(this.postStatus(run.id, 'pending', 'queued: waiting for a node'));
+    this.supersedeOlderRuns(queued.run);
+    this.scheduleSoon();
+  }
+
+  private supersedeOlderRuns(newest: RunRow): void {
+    const { store } = this.deps;
+    const reason = `superseded by a newer push (${newest.commit.slice(0, 8)}, run ${newest.id})`;
+    for (const run of store.activeRunsOfProject(newest.projectId)) {
+      if (run.id === newest.id || run.ref !== newest.ref || run.createdAt > newest.createdAt) continue;
+      if (IN_FLIGHT.includes(run.state)) {
+        const node = this.deps.nodes().find((n) => n.id === run.node);
+        node?.cancel(run.id, reason);
+        continue;
+      }
+      if (store.transition(run.id, 'cancelled', reason).ok) this.track(this.postStatus(run.id, 'canceled', reason));
+    }
+  }
+
+  private reject(runId: string, reason: string): void {
+    if (this.deps.store.transition(runId, 'rejected', reason).ok) this.track(this.postStatus(runId, 'failed', reason));
+  }
+
+  private fail(runId: string, reason: string): void {
+    const run = this.deps.store.get(runId);
+    if (!run) return;
+    const to: RunState = run.state === 'received' || run.state === 'verified' || run.state === 'queued' ? 'rejected' : 'failed';
+    if (this.deps.store.transition(runId, to, reason).ok) this.track(this.postStatus(runId, 'failed', reason));
+  }
+
+  /**
+   * Post a commit status, in order per run and never the same state twice in a row (GitLab answers
+   * 400 to a repeated pending or running). Failures are logged: GitLab being down never stops a run.
+   */
+  private postStatus(runId: string, state: CommitStatusState, description: string): Promise<void> {
+    const previous = this.statusChains.get(runId) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      const run = this.deps.store.get(runId);
+      if (!run || run.statusPosted === state) return;
+      try {
+        await this.deps.gitlab.postCommitStatus(run.projectId, run.commit, {
+          state,
+          name: STATUS_NAME,
+          target_url: `${this.deps.settings.publicUrl.replace(/\/$/, '')}/runs/${run.id}`,
+          description: oneLine(description),
+        });
+        this.deps.store.update(runId, { statusPosted: state });
+      } catch (err) {
+        this.deps.log.warn({ err: errorText(err), runId, state }, 'could not post the commit status');
+      }
+    });
+    this.statusChains.set(runId, next);
+    void next.then(() => {
+      if (this.statusChains.get(runId) === next) this.statusChains.delete(runId);
+    });
+    return next;
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+}
+
+function oneLine(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > 255 ? `${line.slice(0, 252)}...` : line;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
