@@ -46,10 +46,10 @@ const ENGINE_SOCKETS = [
 
 /** True when binding `source` would expose a container engine's socket (directly or through a parent folder). */
 export function exposesEngineSocket(source: string): boolean {
-  const p = path.posix.normalize(source).replace(/\/+$/, '') || '/';
-  if (/(^|\/)(docker|containerd|podman|dockershim)(\.sock)?$/.test(p) && p.endsWith('.sock')) return true;
-  if (/\.sock$/.test(p) && /docker|containerd|podman/.test(path.posix.basename(p))) return true;
-  return ENGINE_SOCKETS.some((s) => s === p || s.startsWith(p === '/' ? '/' : `${p}/`));
+  const p = path.posix.normalize(source).replace(/(.)\/+$/, '$1');
+  const base = path.posix.basename(p);
+  if (base.endsWith('.sock') && /docker|containerd|podman/.test(base)) return true;
+  return p === '/' || ENGINE_SOCKETS.some((s) => s === p || s.startsWith(`${p}/`));
 }
 
 /** Throws (a bug in the caller) when a mount would break the profile; used again by the adapter before create. */

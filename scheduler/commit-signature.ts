@@ -57,15 +57,23 @@ export type SignatureVerdict =
 // The signer's clock may run a little ahead of the leader's; openpgp refuses signatures "from the future".
 const CLOCK_SKEW_MS = 15 * 60 * 1000;
 
+/** Which hash a repository names objects with; it decides which signature header is "the" signature. */
+export type ObjectFormat = 'sha1' | 'sha256';
+
 /** Split a raw commit object into its fields, its signature and the exact payload that was signed. */
-export function parseCommit(raw: Buffer): ParsedCommit {
-  // Mirrors git's parse_buffer_signed_by_header(): within the header, a `gpgsig ` or `gpgsig-sha256 `
-  // line and the lines that continue it (starting with one space) form the signature and are left
-  // out of the payload; the blank line ends the header and everything after it is kept byte for byte.
+export function parseCommit(raw: Buffer, objectFormat: ObjectFormat = 'sha1'): ParsedCommit {
+  // Mirrors git's parse_buffer_signed_by_header(): in the header, the `gpgsig ` line of this object
+  // format (`gpgsig-sha256 ` in a SHA-256 repository) and its continuation lines (one leading space)
+  // are the signature; any other `gpgsig*` header with its continuations is dropped from the payload
+  // too (it signs the other format's form of the commit); the first empty line ends the header and
+  // everything from there on is payload, byte for byte.
+  const sigHeader = objectFormat === 'sha1' ? 'gpgsig ' : 'gpgsig-sha256 ';
   const payloadParts: Buffer[] = [];
-  const sigLines: { header: string; lines: string[] }[] = [];
+  const sigParts: string[] = [];
   const headerLines: string[] = [];
-  let current: { header: string; lines: string[] } | null = null;
+  let inSignature = false;
+  let otherSignature = false;
+  let sawSignature = false;
   let pos = 0;
   let bodyStart = raw.length;
   while (pos < raw.length) {
@@ -77,19 +85,28 @@ export function parseCommit(raw: Buffer): ParsedCommit {
       payloadParts.push(raw.subarray(pos));
       break;
     }
-    const text = line.toString('utf8').replace(/\n$/, '');
-    if (current && text.startsWith(' ')) {
-      current.lines.push(text.slice(1));
+    const text = line.toString('utf8');
+    let sig: string | null = null;
+    if (inSignature && text.startsWith(' ')) {
+      sig = text.slice(1);
+    } else if (text.startsWith(sigHeader)) {
+      sig = text.slice(sigHeader.length);
+      otherSignature = false;
+    } else if (text.startsWith('gpgsig')) {
+      otherSignature = true;
+    } else if (otherSignature && !text.startsWith(' ')) {
+      otherSignature = false;
+    }
+    if (sig !== null) {
+      sigParts.push(sig);
+      sawSignature = true;
+      inSignature = true;
     } else {
-      const m = /^(gpgsig|gpgsig-sha256) (.*)$/s.exec(text);
-      if (m) {
-        current = { header: m[1]!, lines: [m[2]!] };
-        sigLines.push(current);
-      } else {
-        current = null;
+      if (!otherSignature) {
         payloadParts.push(line);
-        headerLines.push(text);
+        headerLines.push(text.replace(/\n$/, ''));
       }
+      inSignature = false;
     }
     pos = next;
   }
@@ -109,16 +126,13 @@ export function parseCommit(raw: Buffer): ParsedCommit {
     else if (key === 'committer' && !committer) committer = parseIdentity(value);
   }
 
-  // A SHA-1 repository signs with `gpgsig`; a SHA-256 one with `gpgsig-sha256`. Either is removed
-  // from the payload, so prefer the SHA-1 one and fall back to the other.
-  const sig = sigLines.find((s) => s.header === 'gpgsig') ?? sigLines.find((s) => s.header === 'gpgsig-sha256');
   return {
     tree,
     parents,
     author,
     committer,
     message: raw.subarray(bodyStart).toString('utf8'),
-    signature: sig ? `${sig.lines.join('\n')}\n` : null,
+    signature: sawSignature ? sigParts.join('') : null,
     payload: Buffer.concat(payloadParts),
   };
 }
@@ -133,8 +147,13 @@ function parseIdentity(value: string): CommitIdentity | null {
  * Check that `raw` carries an OpenPGP signature over its exact payload, made by one of `candidates`
  * whose key is neither revoked nor expired at `now` and has a user id with the committer's email.
  */
-export async function verifyCommitSignature(raw: Buffer, candidates: readonly CandidateKey[], now: Date): Promise<SignatureVerdict> {
-  const commit = parseCommit(raw);
+export async function verifyCommitSignature(
+  raw: Buffer,
+  candidates: readonly CandidateKey[],
+  now: Date,
+  objectFormat: ObjectFormat = 'sha1',
+): Promise<SignatureVerdict> {
+  const commit = parseCommit(raw, objectFormat);
   if (commit.signature === null) return fail('unsigned', 'is not signed');
   const armored = commit.signature;
   if (armored.startsWith('-----BEGIN SSH SIGNATURE-----')) {
@@ -166,7 +185,7 @@ export async function verifyCommitSignature(raw: Buffer, candidates: readonly Ca
     .map((candidate) => ({ candidate, signingKey: candidate.key.getKeys(issuer)[0] }))
     .filter((m): m is { candidate: CandidateKey; signingKey: PublicKey | Subkey } => m.signingKey !== undefined);
   if (matches.length === 0) {
-    return fail('unknown_key', `is signed with key ${issuerHex}, which is not a GPG key in GitLab of any member of this project`);
+    return fail('unknown_key', `is signed with key ${issuerHex}, which is not the GPG key of any member of this project in GitLab`);
   }
   let chosen = matches[0]!;
   for (const m of matches) {
@@ -213,7 +232,7 @@ export async function verifyCommitSignature(raw: Buffer, candidates: readonly Ca
     if (!verification) return fail('bad_signature', 'carries a signature of a kind git does not make');
     await verification.verified;
   } catch {
-    return fail('bad_signature', `carries a signature by key ${owner} that does not match its content (changed after signing?)`);
+    return fail('bad_signature', `carries a signature by key ${owner} that does not verify`);
   }
 
   const emails = await validEmails(key, now);

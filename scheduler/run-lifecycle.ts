@@ -41,7 +41,7 @@ export interface LifecycleDeps {
   now(): Date;
   newRunId(): string;
   /** Verify every commit of a push (fetches into the project's mirror). */
-  verifyPush(input: { projectId: number; before: string; after: string; fetchUrl: string }): Promise<PushVerification>;
+  verifyPush(input: { projectId: number; project: string; before: string; after: string }): Promise<PushVerification>;
   /** A file at a commit from the project's mirror, or null when absent. */
   readFileAt(projectId: number, sha: string, path: string): Promise<Buffer | null>;
   /** Where a node clones the run's commit from, and where it pushes results. */
@@ -259,9 +259,9 @@ export class RunLifecycle {
     const { store, log } = this.deps;
     const verification = await this.deps.verifyPush({
       projectId: run.projectId,
+      project: run.project,
       before: run.beforeSha,
       after: run.commit,
-      fetchUrl: run.fetchUrl,
     });
     if (!verification.ok) {
       log.info({ runId: run.id, code: verification.code, reason: verification.reason }, 'push rejected');
