@@ -32,7 +32,7 @@ export interface CopyOutputsOptions {
  * The reason listed for reserved names (a nested `.git`, secd's own `_secd`). run-spec has no
  * dedicated reason yet; 'not_a_regular_file' is the nearest: such entries are metadata, not content.
  */
-export const reservedReason: LeftOut['reason'] = 'not_a_regular_file';
+export const reservedReason: LeftOut['reason'] = 'reserved_name';
 
 const DIR_MODE = 0o755;
 const CHUNK = 1 << 20;

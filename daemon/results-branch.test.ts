@@ -146,13 +146,13 @@ async function hostileOutputs(): Promise<string> {
 }
 
 const HOSTILE_LEFT_OUT = [
-  { path: '_secd', reason: 'not_a_regular_file' },
+  { path: '_secd', reason: 'reserved_name' },
   { path: 'dangling', reason: 'symlink' },
   { path: 'dir-link', reason: 'symlink' },
   { path: 'huge.dat', reason: 'file_too_large', size: CAPS.maxFileBytes + 1 },
-  { path: 'nested-repo/.git', reason: 'not_a_regular_file' },
+  { path: 'nested-repo/.git', reason: 'reserved_name' },
   { path: 'secret-link', reason: 'symlink' },
-  { path: 'weird/.GIT', reason: 'not_a_regular_file' },
+  { path: 'weird/.GIT', reason: 'reserved_name' },
 ];
 
 /** Every file of a commit's tree under `prefix`, as path -> { mode, content }. */
@@ -273,7 +273,7 @@ describe('pushResultsBranch', () => {
 
     expect(second).toMatchObject({ ok: false, code: 'push_rejected' });
     if (second.ok) throw new Error('unreachable');
-    expect(second.reason).toContain(BRANCH);
+    expect(second.reason).toBe(`results branch ${BRANCH} already exists on the remote; secd does not overwrite it`);
     expect(git(project.remote, 'rev-parse', BRANCH)).toBe(first.commit);
   });
 
@@ -332,6 +332,7 @@ describe('pushResultsBranch', () => {
       const wrong = await pushResultsBranch({ ...aContent(outputs, project.runCommit), repoDir: aWorkspace(project, 'ws1'), remoteUrl: url('wrong-token-123') });
       expect(wrong).toMatchObject({ ok: false, code: 'push_failed' });
       if (wrong.ok) throw new Error('unreachable');
+      expect(wrong.reason).toContain('credentials');
       expect(wrong.reason).not.toContain('wrong-token-123');
 
       const right = await pushResultsBranch({ ...aContent(outputs, project.runCommit), repoDir: aWorkspace(project, 'ws2'), remoteUrl: url(TOKEN) });

@@ -122,7 +122,7 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   const { manifest } = written;
 
   try {
-
+    await neutraliseAttributes(git, repoDir);
     // -f: the researcher's .gitignore files (in the repo or in the outputs) must not hide results.
     await git.raw(['add', '--force', '--', relFolder]);
     const [subject, body] = commitMessage(input.report, manifest);
@@ -145,8 +145,14 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
     ]);
   } catch (e) {
     const text = describe(e);
-    const rejected = /\[rejected\]|\[remote rejected\]|stale info|already exists|non-fast-forward|fetch first/i.test(text);
-    return fail(rejected ? 'push_rejected' : 'push_failed', `could not push ${branch}`, e);
+    if (/stale info|already exists|non-fast-forward|fetch first/i.test(text)) {
+      return fail('push_rejected', `results branch ${branch} already exists on the remote; secd does not overwrite it`);
+    }
+    if (/\[remote rejected\]|\[rejected\]/i.test(text)) return fail('push_rejected', `the remote refused ${branch}`, e);
+    if (remote.header && /could not read Username|Authentication failed|\b401\b/i.test(text)) {
+      return fail('push_failed', `the remote refused the credentials secd pushes ${branch} with (HTTP 401)`);
+    }
+    return fail('push_failed', `could not push ${branch}`, e);
   }
   return { ok: true, branch, commit: head, path: relFolder, manifest };
 }
@@ -325,7 +331,7 @@ function redact(text: string, secrets: string[]): string {
 // Git's stderr runs to many lines; a reason is one line a researcher can act on.
 function describe(e: unknown): string {
   const text = e instanceof Error ? e.message : String(e);
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = text.split('\n').map((l) => l.replace(/\s+/g, ' ').trim()).filter((l) => l !== '');
   const telling = lines.filter((l) => /^(fatal|error|remote|!|To |hint: Updates were rejected)/.test(l));
   const joined = (telling.length > 0 ? telling : lines).join('; ');
   return joined.length > 500 ? `${joined.slice(0, 497)}...` : joined;

@@ -187,9 +187,10 @@ export function resolveRunConfig(yamlText: string | null, limits: PolicyLimits):
     raw = doc.toJS({ maxAliasCount: 100 });
   }
   if (raw === null || raw === undefined) raw = {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return fail('secd.yml', `secd.yml: the file must be a mapping of keys (like "runfor: 3"), not ${describe(raw)}`);
   }
+  const keys = Object.keys(raw);
 
   const result = secdYmlSchema(limits).safeParse(raw, { error: nullOrMissing });
   if (!result.success) {
@@ -199,7 +200,7 @@ export function resolveRunConfig(yamlText: string | null, limits: PolicyLimits):
     return fail(key, `secd.yml: ${dotted(at)} ${issue.message}`);
   }
 
-  const warnings = Object.keys(raw)
+  const warnings = keys
     .filter((k) => !(KNOWN_KEYS as readonly string[]).includes(k))
     .map((k) => {
       const guess = closestKnownKey(k);

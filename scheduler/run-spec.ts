@@ -44,7 +44,7 @@ export type RunEnd = 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
 export interface LeftOut {
   /** Path relative to /outputs. */
   path: string;
-  reason: 'symlink' | 'file_too_large' | 'total_too_large' | 'not_a_regular_file' | 'unreadable';
+  reason: 'symlink' | 'file_too_large' | 'total_too_large' | 'not_a_regular_file' | 'reserved_name' | 'unreadable';
   size?: number;
 }
 

@@ -44,6 +44,7 @@ let olga: GpgKey; // member, key expired after she signed
 let subby: GpgKey; // member, signs with a subkey
 let olgaSignedAt: Date;
 let gitlab: FakeGitLab;
+const armored = new Map<GpgKey, string>();
 
 beforeAll(async () => {
   gpg = await createGpgHome();
@@ -55,6 +56,7 @@ beforeAll(async () => {
   eve = await gpg.generateKey({ name: 'Eve Blocked', email: 'eve@example.org' });
   olga = await gpg.generateKey({ name: 'Olga Old', email: 'olga@example.org', expire: '1d', createdAt: made });
   subby = await gpg.generateKey({ name: 'Sub Key', email: 'sub@example.org', signingSubkey: true });
+  for (const key of [ada, eve, olga, subby]) armored.set(key, await gpg.exportPublicKey(key.fingerprint));
 });
 
 afterAll(async () => {
@@ -75,10 +77,10 @@ beforeEach(async () => {
   mirror = new GitMirror(join(mirrorDir, `${PROJECT}.git`));
   verified = new Set();
   gitlab = new FakeGitLab();
-  gitlab.addMember(1, 'ada', [await gpg.exportPublicKey(ada.fingerprint)]);
-  gitlab.addMember(2, 'eve', [await gpg.exportPublicKey(eve.fingerprint)], 'blocked');
-  gitlab.addMember(3, 'olga', [await gpg.exportPublicKey(olga.fingerprint)]);
-  gitlab.addMember(4, 'subby', [await gpg.exportPublicKey(subby.fingerprint)]);
+  gitlab.addMember(1, 'ada', [armored.get(ada)!]);
+  gitlab.addMember(2, 'eve', [armored.get(eve)!], 'blocked');
+  gitlab.addMember(3, 'olga', [armored.get(olga)!]);
+  gitlab.addMember(4, 'subby', [armored.get(subby)!]);
 });
 
 afterEach(async () => {

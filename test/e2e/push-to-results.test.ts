@@ -1,0 +1,208 @@
+/**
+ * The whole path of one run, for real: a researcher signs and pushes to the GitLab double (git over
+ * smart HTTP), the double sends the webhook, secd verifies with GnuPG-made keys, builds and runs in
+ * Docker, and pushes a results branch back.
+ */
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUSYBOX_IMAGE } from '../support/test-images.js';
+import { startCluster, type Cluster, type Researcher } from '../support/cluster-harness.js';
+
+const DOCKERFILE = `FROM ${BUSYBOX_IMAGE}\nCOPY run.sh /run.sh\nCMD ["/bin/sh", "/run.sh"]\n`;
+
+function git(dir: string, args: string[]): string {
+  return execFileSync('git', ['-C', dir, ...args], { env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } }).toString();
+}
+
+function project(script: string, secdYml?: string): Record<string, string> {
+  return { Dockerfile: DOCKERFILE, 'run.sh': script, ...(secdYml === undefined ? {} : { 'secd.yml': secdYml }) };
+}
+
+describe('a signed push becomes a results branch', () => {
+  let cluster: Cluster;
+  let ada: Researcher;
+
+  beforeAll(async () => {
+    cluster = await startCluster({ extraConfig: 'limits:\n  max_output_file_bytes: 4096\n' });
+    ada = await cluster.addResearcher({ username: 'ada', project: 'lab/hello' });
+  });
+  afterAll(async () => {
+    await cluster?.close();
+  });
+
+  /** Push, wait for the webhook answer, and return the run id secd gave it. */
+  async function pushAndGetRun(r: Researcher, options?: Parameters<Researcher['push']>[0]): Promise<string> {
+    const before = cluster.gitlab.deliveries.length;
+    await r.push(options);
+    await cluster.gitlab.idle();
+    const answer = cluster.gitlab.deliveries.slice(before).find((d) => d.status === 200 && d.responseBody.includes('run_id'));
+    if (!answer) throw new Error(`no run started; answers: ${cluster.gitlab.deliveries.slice(before).map((d) => d.responseBody).join(' | ')}`);
+    return (JSON.parse(answer.responseBody) as { run_id: string }).run_id;
+  }
+
+  function statusesOf(sha: string): string[] {
+    return cluster.gitlab.statuses.filter((s) => s.sha === sha && s.name === 'secd').map((s) => s.state);
+  }
+
+  it('runs the pushed commit and pushes outputs, run.json and both logs to a new branch', async () => {
+    const sha = await ada.repo.commit('first experiment', {
+      signer: ada.signer,
+      committerEmail: ada.user.email,
+      files: project(
+        'echo "hello from run $SECD_RUN_ID in $SECD"\necho oops >&2\nmkdir -p $OUTPUT_PATH/sub\necho 42 > $OUTPUT_PATH/answer.txt\necho nested > $OUTPUT_PATH/sub/deep.txt\n',
+      ),
+    });
+    const runId = await pushAndGetRun(ada);
+    const run = await cluster.waitForRun(runId);
+    expect(run.state, run.reason).toBe('succeeded');
+    expect(run.branch).toMatch(new RegExp(`^secd-\\d{4}-\\d{2}-\\d{2}_\\d{2}\\.\\d{2}\\.\\d{2}-${runId}$`));
+
+    const repo = cluster.gitlab.repoDir('lab/hello');
+    const folder = `outputs/${run.branch!.slice('secd-'.length)}`;
+    const files = git(repo, ['ls-tree', '-r', '--name-only', run.branch!]).trim().split('\n');
+    expect(files).toEqual(
+      expect.arrayContaining([
+        `${folder}/answer.txt`,
+        `${folder}/sub/deep.txt`,
+        `${folder}/_secd/run.json`,
+        `${folder}/_secd/build.log`,
+        `${folder}/_secd/run.log`,
+      ]),
+    );
+    expect(git(repo, ['show', `${run.branch}:${folder}/answer.txt`])).toBe('42\n');
+    const runLog = git(repo, ['show', `${run.branch}:${folder}/_secd/run.log`]);
+    expect(runLog).toContain(`hello from run ${runId} in PRODUCTION`);
+    expect(runLog).toContain('oops');
+    const report = JSON.parse(git(repo, ['show', `${run.branch}:${folder}/_secd/run.json`])) as Record<string, unknown>;
+    expect(report).toMatchObject({ run_id: runId, commit: sha, state: 'succeeded', exit_code: 0, signer_fingerprint: ada.key.fingerprint });
+    expect(git(repo, ['rev-parse', `${run.branch}^`]).trim()).toBe(sha);
+    expect(statusesOf(sha)).toEqual(['pending', 'running', 'success']);
+
+    // The results push came back as a webhook for a secd-* branch: answered 200 and started nothing.
+    const own = cluster.gitlab.deliveries.find((d) => d.body.includes(`refs/heads/${run.branch}`));
+    expect(own?.status).toBe(200);
+    expect(JSON.parse(own!.responseBody)).toMatchObject({ action: 'ignored' });
+    expect(cluster.leader.store.list().filter((r) => r.commit === sha)).toHaveLength(1);
+  });
+
+  it('an unsigned commit hidden among 25 pushed at once (outside the payload\'s 20) is rejected and named', async () => {
+    const shas = await ada.repo.commitMany(25, (i) => ({
+      committerEmail: ada.user.email,
+      ...(i === 2 ? {} : { signer: ada.signer }),
+    }));
+    const runId = await pushAndGetRun(ada);
+    const run = await cluster.waitForRun(runId);
+    expect(run.state).toBe('rejected');
+    const hidden = shas[2]!.slice(0, 8);
+    expect(run.reason).toContain(hidden);
+    expect(run.reason).toMatch(/not signed/);
+    const delivery = cluster.gitlab.deliveries.find((d) => d.body.includes(shas[24]!))!;
+    expect(JSON.parse(delivery.body).commits.map((c: { id: string }) => c.id)).not.toContain(shas[2]);
+    const failed = cluster.gitlab.statuses.filter((s) => s.sha === shas[24] && s.state === 'failed');
+    expect(failed[0]?.description).toContain(hidden);
+    // Leave the branch signed again for the following tests.
+    await ada.repo.commit('re-signed tip', { signer: ada.signer, committerEmail: ada.user.email, files: project('echo fine\n') });
+  });
+
+  it('a commit signed with a key GitLab does not hold is rejected as unknown key', async () => {
+    const stranger = await cluster.gpg.generateKey({ name: 'Ada', email: ada.user.email });
+    const sha = await ada.repo.commit('signed with a stray key', {
+      signer: await cluster.gpg.gitSigner(stranger),
+      committerEmail: ada.user.email,
+      files: { 'note.txt': 'x' },
+    });
+    const runId = await pushAndGetRun(ada);
+    const run = await cluster.waitForRun(runId);
+    expect(run.state).toBe('rejected');
+    expect(run.reason).toContain(sha.slice(0, 8));
+    expect(run.reason.toLowerCase()).toContain('key');
+  });
+
+  it('each secd.yml rule rejects the push naming the key', async () => {
+    const cases: Array<[string, string]> = [
+      ['runfor: -1\n', 'runfor'],
+      ['runfor: 1000\n', 'runfor'],
+      ['gpu: 3\n', 'gpu'],
+      ['cache_dir: ../x\n', 'cache_dir'],
+      ['cache_dir: /abs\n', 'cache_dir'],
+      ['mount_path: /etc\n', 'mount_path'],
+      ['mount_path: /outputs\n', 'mount_path'],
+    ];
+    for (const [yml, key] of cases) {
+      await ada.repo.commit(`secd.yml ${yml.trim()}`, {
+        signer: ada.signer,
+        committerEmail: ada.user.email,
+        files: project('echo never runs\n', yml),
+      });
+      const runId = await pushAndGetRun(ada);
+      const run = await cluster.waitForRun(runId);
+      expect(run.state, yml).toBe('rejected');
+      expect(run.reason, yml).toContain(key);
+    }
+  });
+
+  it('a push without a Dockerfile is rejected and says so', async () => {
+    await ada.repo.git(['rm', '-q', 'Dockerfile']);
+    await ada.repo.commit('no dockerfile', { signer: ada.signer, committerEmail: ada.user.email, files: { 'secd.yml': 'runfor: 1\n' } });
+    const runId = await pushAndGetRun(ada);
+    const run = await cluster.waitForRun(runId);
+    expect(run.state).toBe('rejected');
+    expect(run.reason).toContain('Dockerfile');
+  });
+
+  it('a run stopped at its runfor limit keeps its partial outputs and its log', async () => {
+    await ada.repo.commit('slow', {
+      signer: ada.signer,
+      committerEmail: ada.user.email,
+      // 0.001 h = 3.6 s
+      files: project('echo step1 > $OUTPUT_PATH/partial.txt\necho started\nsleep 60\necho never > $OUTPUT_PATH/never.txt\n', 'runfor: 0.001\n'),
+    });
+    const runId = await pushAndGetRun(ada);
+    const run = await cluster.waitForRun(runId, 90_000);
+    expect(run.state).toBe('timed_out');
+    expect(run.reason).toContain('runfor');
+    const repo = cluster.gitlab.repoDir('lab/hello');
+    const folder = `outputs/${run.branch!.slice('secd-'.length)}`;
+    expect(git(repo, ['show', `${run.branch}:${folder}/partial.txt`])).toBe('step1\n');
+    expect(git(repo, ['show', `${run.branch}:${folder}/_secd/run.log`])).toContain('started');
+    const files = git(repo, ['ls-tree', '-r', '--name-only', run.branch!]);
+    expect(files).not.toContain('never.txt');
+  });
+
+  it('symlinks in outputs are not followed and an oversized file is left out and listed', async () => {
+    await ada.repo.commit('links', {
+      signer: ada.signer,
+      committerEmail: ada.user.email,
+      files: project(
+        [
+          'ln -s /etc/passwd $OUTPUT_PATH/passwd-link',
+          'ln -s / $OUTPUT_PATH/root-link',
+          'head -c 10000 /dev/zero > $OUTPUT_PATH/big.bin',
+          'echo small > $OUTPUT_PATH/small.txt',
+        ].join('\n') + '\n',
+      ),
+    });
+    const runId = await pushAndGetRun(ada);
+    const run = await cluster.waitForRun(runId);
+    expect(run.state, run.reason).toBe('succeeded');
+    const repo = cluster.gitlab.repoDir('lab/hello');
+    const folder = `outputs/${run.branch!.slice('secd-'.length)}`;
+    const files = git(repo, ['ls-tree', '-r', '--name-only', run.branch!]);
+    expect(files).toContain(`${folder}/small.txt`);
+    expect(files).not.toContain('passwd-link');
+    expect(files).not.toContain('root-link');
+    expect(files).not.toContain('big.bin');
+    // git grep exits 1 when nothing matches: the host's passwd is nowhere in the results.
+    expect(() => git(repo, ['grep', '-q', 'root:x:0', run.branch!, '--', folder])).toThrow();
+    const report = JSON.parse(git(repo, ['show', `${run.branch}:${folder}/_secd/run.json`])) as {
+      outputs: { left_out: Array<{ path: string; reason: string; size?: number }> };
+    };
+    expect(report.outputs.left_out).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ path: 'passwd-link', reason: 'symlink' }),
+        expect.objectContaining({ path: 'root-link', reason: 'symlink' }),
+        expect.objectContaining({ path: 'big.bin', reason: 'file_too_large', size: 10000 }),
+      ]),
+    );
+  });
+});

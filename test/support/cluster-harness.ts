@@ -1,0 +1,134 @@
+/**
+ * One whole secd on this machine for end-to-end tests: a GitLab double serving real git, a leader
+ * with its in-process node driving the real Docker Engine, and researchers with real GnuPG keys.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseUpConfig } from '../../daemon/config.js';
+import { createDockerEngine } from '../../daemon/docker-engine.js';
+import { startLeader, type RunningLeader } from '../../daemon/leader.js';
+import { silentLog } from '../../scheduler/log.js';
+import type { RunRow } from '../../storage/run-store.js';
+import { isTerminal } from '../../storage/run-states.js';
+import { startGitLabDouble, type DoubleProject, type DoubleUser, type GitLabDouble } from '../doubles/gitlab-double.js';
+import { createResearcherRepo, type ResearcherRepo } from './git-repo.js';
+import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
+import { ensureBusyboxImage } from './test-images.js';
+
+/** A researcher: a GitLab user with a key in GitLab, and a working repository of one project. */
+export interface Researcher {
+  user: DoubleUser;
+  key: GpgKey;
+  signer: GitSigner;
+  repo: ResearcherRepo;
+  project: DoubleProject;
+  /** Push the current branch (or a ref) to the project on the double, as this user. */
+  push(options?: { ref?: string; remoteRef?: string; force?: boolean }): Promise<void>;
+}
+
+/** A running secd + GitLab double. */
+export interface Cluster {
+  gitlab: GitLabDouble;
+  leader: RunningLeader;
+  gpg: GpgHome;
+  hookUrl: string;
+  webhookSecret: string;
+  /** Add a user with a fresh key uploaded to GitLab, a project they belong to, and a repo. */
+  addResearcher(opts: { username: string; project: string; email?: string }): Promise<Researcher>;
+  /** Wait until the run reaches a terminal state (or the timeout passes) and return it. */
+  waitForRun(runId: string, timeoutMs?: number): Promise<RunRow>;
+  /** Wait until the double has made `n` deliveries and the leader finished the work they started. */
+  settle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Extra YAML appended to the leader's config (limits...). */
+export async function startCluster(opts: { extraConfig?: string; webhookKind?: 'project' | 'system' } = {}): Promise<Cluster> {
+  const root = await mkdtemp(join(tmpdir(), 'secd-e2e-'));
+  const token = 'glpat-test-admin-token';
+  const webhookSecret = 'hook-secret-for-tests';
+  const gitlab = await startGitLabDouble({ token, dataDir: join(root, 'gitlab') });
+  const engine = createDockerEngine();
+  await ensureBusyboxImage(engine);
+  const config = parseUpConfig(
+    [
+      'listen: 127.0.0.1:0',
+      'public_url: http://127.0.0.1:1',
+      `data_dir: ${join(root, 'leader')}`,
+      'gitlab:',
+      `  url: ${gitlab.url}`,
+      `  token: ${token}`,
+      `  webhook_secret: ${webhookSecret}`,
+      'node:',
+      '  node_id: e2e-node',
+      `  work_dir: ${join(root, 'node')}`,
+      `  cache_root: ${join(root, 'cache')}`,
+      '  max_cpu_runs: 4',
+      '  memory_limit_bytes: 536870912',
+      opts.extraConfig ?? '',
+    ].join('\n'),
+    join(root, 'up.yml'),
+    {},
+  );
+  const leader = await startLeader(config, { log: silentLog, engine, localNode: config.node });
+  const hookUrl = `${leader.url}/v1/hook`;
+  gitlab.addWebhook({ url: hookUrl, secret: webhookSecret, kind: opts.webhookKind ?? 'system' });
+  const gpg = await createGpgHome();
+  const repos: ResearcherRepo[] = [];
+
+  const settle = async () => {
+    for (let i = 0; i < 3; i++) {
+      await gitlab.idle();
+      await leader.lifecycle.idle();
+      await leader.localNode?.idle();
+    }
+  };
+
+  return {
+    gitlab,
+    leader,
+    gpg,
+    hookUrl,
+    webhookSecret,
+    async addResearcher({ username, project, email }) {
+      const mail = email ?? `${username}@example.org`;
+      const user = gitlab.addUser({ username, email: mail });
+      const key = await gpg.generateKey({ name: username, email: mail });
+      gitlab.addGpgKey(user.id, await gpg.exportPublicKey(key.fingerprint));
+      const proj = gitlab.addProject({ path: project, members: [user.id] });
+      const repo = await createResearcherRepo();
+      repos.push(repo);
+      const signer = await gpg.gitSigner(key);
+      const url = gitlab.gitUrl(project, user);
+      return {
+        user,
+        key,
+        signer,
+        repo,
+        project: proj,
+        push: (o) => repo.push(url, o),
+      };
+    },
+    async waitForRun(runId, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const run = leader.store.get(runId);
+        if (run && isTerminal(run.state)) {
+          await settle();
+          return leader.store.get(runId)!;
+        }
+        if (Date.now() > deadline) throw new Error(`run ${runId} still ${run?.state ?? 'missing'} after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    settle,
+    async close() {
+      await leader.close();
+      await gitlab.close();
+      await gpg.close();
+      await Promise.all(repos.map((r) => r.close()));
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
