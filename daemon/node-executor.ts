@@ -30,7 +30,7 @@ export function nodeExecutorDeps(
   log: Log,
   now: () => Date,
 ): ExecutorDeps {
-  let baseImageBuild: Promise<unknown> | null = null;
+  let baseImageBuild: ReturnType<typeof ensureBaseImage> | null = null;
   return {
     engine,
     log,
@@ -55,7 +55,8 @@ export function nodeExecutorDeps(
       }).finally(() => {
         baseImageBuild = null;
       });
-      await baseImageBuild;
+      const result = await baseImageBuild;
+      if (!result.ok) throw new Error(`the secd/base image could not be built: ${result.reason}`);
     },
   };
 }
