@@ -65,7 +65,7 @@ describe('webhook intake', () => {
     const from = cluster.gitlab.deliveries.length;
     await bob.repo.git(['checkout', '-q', '-b', 'feature']);
     await bob.repo.commit('feature work', { signer: bob.signer, committerEmail: bob.user.email, files: { 'f.txt': 'f' } });
-    await bob.push();
+    await bob.push({ ref: 'refs/heads/feature' });
     await bob.repo.git(['tag', 'v1']);
     await bob.push({ ref: 'refs/tags/v1', remoteRef: 'refs/tags/v1' });
     await bob.push({ ref: 'HEAD', remoteRef: 'refs/heads/secd-2026-01-01_00.00.00-fake000000' });
