@@ -157,6 +157,18 @@ describe('building', () => {
     expect(lines.join('\n')).toMatch(/unknown instruction: COPPY/i);
   });
 
+  it('a build cancelled while a RUN step works stops promptly and says so', async () => {
+    const lines: string[] = [];
+    const dir = makeContext('slow', 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sh", "-c", "echo slow-step; /bin/busybox sleep 30"]\n');
+    const ac = new AbortController();
+    const started = Date.now();
+    setTimeout(() => ac.abort(), 1500);
+    const built = await engine.buildImage({ contextDir: dir, tag: `secd-test/slow:${suffix}`, onLog: (l) => lines.push(l), signal: ac.signal });
+    expect(built).toEqual({ ok: false, code: 'cancelled', reason: 'build cancelled' });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(lines).toContain('slow-step');
+  });
+
   it('a build cancelled before it starts says so', async () => {
     const ac = new AbortController();
     ac.abort();
@@ -180,6 +192,13 @@ describe('running under the secd profile', () => {
     expect(lines[4]).toMatch(/^NoNewPrivs:\s+1$/);
     const runId = req.create.Labels['secd.run']!;
     expect(lines).toEqual(expect.arrayContaining(['OUTPUT_PATH=/outputs', 'SECD=PRODUCTION', `SECD_RUN_ID=${runId}`, 'DB_USER=secd_user']));
+  });
+
+  it('gets a /dev/shm of half its memory limit, for DataLoader workers', async () => {
+    const { req } = requestFor('grep " /dev/shm " /proc/mounts');
+    const { result, log } = await run(req);
+    expect(result.exitCode).toBe(0);
+    expect(log).toMatch(/^shm \/dev\/shm tmpfs \S*size=131072k/);
   });
 
   it('writes to /outputs land in the host folder', async () => {

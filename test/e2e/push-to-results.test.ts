@@ -118,6 +118,59 @@ describe('a signed push becomes a results branch', () => {
     expect(run.reason.toLowerCase()).toContain('key');
   });
 
+  it('tampered, expired-key and email-mismatch commits are rejected with the commit named', async () => {
+    const signed = await ada.repo.commit('to be tampered with', { signer: ada.signer, committerEmail: ada.user.email, files: { 't.txt': '1' } });
+    const forged = await ada.repo.tamperCommit(signed, 'changed after signing');
+    let run = await cluster.waitForRun(await pushAndGetRun(ada, { force: true }));
+    expect(run.state).toBe('rejected');
+    expect(run.reason).toContain(forged.slice(0, 8));
+    expect(run.reason).toMatch(/signature/);
+
+    const mismatch = await ada.repo.commit('committed as someone else', {
+      signer: ada.signer,
+      committerEmail: 'not-ada@example.org',
+      files: { 't.txt': '2' },
+    });
+    run = await cluster.waitForRun(await pushAndGetRun(ada));
+    expect(run.state).toBe('rejected');
+    expect(run.reason).toContain(mismatch.slice(0, 8));
+    expect(run.reason).toMatch(/email/);
+
+    const day = 24 * 3600 * 1000;
+    const oldKey = await cluster.gpg.generateKey({ name: 'Ada (old)', email: ada.user.email, expire: '1d', createdAt: new Date(Date.now() - 30 * day) });
+    cluster.gitlab.addGpgKey(ada.user.id, await cluster.gpg.exportPublicKey(oldKey.fingerprint));
+    const expired = await ada.repo.commit('signed with a key that has expired', {
+      signer: await cluster.gpg.gitSigner(oldKey, { at: new Date(Date.now() - 30 * day + 3600_000) }),
+      committerEmail: ada.user.email,
+      files: { 't.txt': '3' },
+    });
+    run = await cluster.waitForRun(await pushAndGetRun(ada));
+    expect(run.state).toBe('rejected');
+    expect(run.reason).toContain(expired.slice(0, 8));
+    expect(run.reason).toMatch(/expired/);
+  });
+
+  it('a newer push cancels the older running run, which still pushes what it had', async () => {
+    await ada.repo.commit('long run', {
+      signer: ada.signer,
+      committerEmail: ada.user.email,
+      files: project('echo first > $OUTPUT_PATH/first.txt\necho working\nsleep 120\n'),
+    });
+    const older = await pushAndGetRun(ada);
+    for (let i = 0; i < 600 && cluster.leader.store.get(older)?.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(cluster.leader.store.get(older)?.state).toBe('running');
+    const newerSha = await ada.repo.commit('quick fix', { signer: ada.signer, committerEmail: ada.user.email, files: project('echo done\n') });
+    const newer = await pushAndGetRun(ada);
+    const cancelled = await cluster.waitForRun(older);
+    expect(cancelled.state).toBe('cancelled');
+    expect(cancelled.reason).toContain(newerSha.slice(0, 8));
+    const repo = cluster.gitlab.repoDir('lab/hello');
+    const folder = `outputs/${cancelled.branch!.slice('secd-'.length)}`;
+    expect(git(repo, ['show', `${cancelled.branch}:${folder}/first.txt`])).toBe('first\n');
+    expect(statusesOf(cancelled.commit).at(-1)).toBe('canceled');
+    expect((await cluster.waitForRun(newer)).state).toBe('succeeded');
+  });
+
   it('each secd.yml rule rejects the push naming the key', async () => {
     const cases: Array<[string, string]> = [
       ['runfor: -1\n', 'runfor'],
