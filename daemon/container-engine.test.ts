@@ -301,6 +301,26 @@ describe('running under the secd profile', () => {
     expect((await engine.findRunContainers()).filter((c) => c.runId === runId)).toEqual([]);
   });
 
+  it('logs each docker call with the run and container ids, start and end', async () => {
+    const records: Array<{ msg: string; fields: Record<string, unknown> }> = [];
+    const record = (fields: Record<string, unknown>, msg: string) => records.push({ msg, fields });
+    const logged = createDockerEngine({ logger: { info: record, warn: record, error: record } });
+    const { req } = requestFor('true');
+    const { containerId } = await logged.runContainer(req, { onLog: () => {} });
+    const runId = req.create.Labels['secd.run'];
+    const calls = records.filter((r) => r.msg.startsWith('docker ')).map((r) => r.msg);
+    expect(calls).toEqual([
+      'docker container.create', 'docker container.create done',
+      'docker container.attach', 'docker container.attach done',
+      'docker container.start', 'docker container.start done',
+      'docker container.wait', 'docker container.wait done',
+      'docker container.inspect', 'docker container.inspect done',
+      'docker container.remove', 'docker container.remove done',
+    ]);
+    expect(records.filter((r) => r.msg.startsWith('docker ')).every((r) => r.fields.run === runId || r.fields.container === containerId)).toBe(true);
+    expect(records.find((r) => r.msg === 'docker container.wait done')?.fields).toMatchObject({ run: runId, container: containerId });
+  });
+
   it('refuses a request that would mount the docker socket, before creating anything', async () => {
     const { req } = requestFor('true');
     const bad = {

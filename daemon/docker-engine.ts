@@ -468,11 +468,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       exitCode = typeof waited.StatusCode === 'number' ? waited.StatusCode : null;
     } catch (err) {
       // 404: removed behind our back; it ran and is gone, with no exit code to report.
-      if (statusOf(err) !== 404) {
-        clearTimer();
-        hooks.signal?.removeEventListener('abort', onAbort);
-        throw err;
-      }
+      if (statusOf(err) !== 404) throw err;
     } finally {
       clearTimer();
       hooks.signal?.removeEventListener('abort', onAbort);
