@@ -38,7 +38,8 @@ program
       return;
     }
     const { outcome } = result;
-    process.stdout.write(`secd: run ${result.runId} ${outcome.end}: ${outcome.reason} — outputs in ${outcome.outputsPath ?? '(none)'}\n`);
+    const why = outcome.end === 'succeeded' ? '' : `: ${outcome.reason}`;
+    process.stdout.write(`secd: run ${result.runId} ${outcome.end}${why} — outputs in ${outcome.outputsPath ?? '(none)'}\n`);
     process.exitCode = outcome.end === 'succeeded' ? 0 : 1;
   });
 

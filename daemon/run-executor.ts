@@ -110,10 +110,13 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     const dockerfile = await readFile(join(srcDir, 'Dockerfile'), 'utf8').catch(() => null);
     if (dockerfile === null) throw new StepFailure('no Dockerfile at the root of the project');
     if (dockerfileUsesBaseImage(dockerfile)) await deps.ensureBaseImage((line) => buildLine(`[secd base-image] ${line}`));
+    const tag = imageTagFor(spec.project);
+    const previous = await engine.inspectImage(tag);
     const build = await engine.buildImage({
       contextDir: srcDir,
-      tag: imageTagFor(spec.project),
-      labels: { 'secd.project': spec.project, 'secd.commit': spec.commit },
+      tag,
+      // No build labels: with the legacy builder each LABEL is one more container per build, and a
+      // per-commit label would defeat the layer cache. The container carries secd.run/commit labels.
       memoryBytes: settings.memoryBytes,
       onLog: buildLine,
       ...(signal ? { signal } : {}),
@@ -124,6 +127,11 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       throw new StepFailure(`docker build failed: ${build.reason}`);
     }
     imageId = build.imageId;
+    if (previous && previous.id !== imageId) {
+      // One image per project: the tag moved, so the old image would only pile up. Its layers shared
+      // with the new one stay; an old image still used by a running container is kept by Docker.
+      await engine.removeImage(previous.id).catch(() => false);
+    }
     if (signal?.aborted) throw new StepFailure(cancelReason(), 'cancelled');
 
     let cacheHostDir: string | null = null;

@@ -53,7 +53,7 @@ describe('secd run <dir>', () => {
     expect(result.code, result.stderr + result.stdout).toBe(0);
     expect(result.stdout).toContain('running as PRODUCTION with id');
     const last = result.stdout.trim().split('\n').at(-1)!;
-    expect(last).toMatch(/^secd: run [0-9a-z]{10} succeeded: .* — outputs in .*\/outputs\/\d{4}-\d{2}-\d{2}_\d{2}\.\d{2}\.\d{2}-[0-9a-z]{10}$/);
+    expect(last).toMatch(/^secd: run [0-9a-z]{10} succeeded — outputs in .*\/outputs\/\d{4}-\d{2}-\d{2}_\d{2}\.\d{2}\.\d{2}-[0-9a-z]{10}$/);
     const folder = last.split(' — outputs in ')[1]!;
     expect(await readFile(join(folder, 'seven.txt'), 'utf8')).toBe('7\n');
     expect(await readFile(join(folder, '_secd/run.log'), 'utf8')).toContain('running as PRODUCTION');
