@@ -3,6 +3,7 @@
  * and the REST calls secd makes. No GnuPG needed.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -232,6 +233,25 @@ describe('git over smart HTTP', () => {
 
     await gl.idle();
     expect(hooks()).toHaveLength(1); // only the first, successful push
+  });
+  it('a large push (chunked) and a large fetch request (gzip) both go through http-backend', async () => {
+    const { dir } = await pushedClone();
+    const shas = await commitMany(dir, 30);
+    await gitWithInput(dir, shas.map((sha, i) => `create refs/tags/t${i + 1} ${sha}\n`).join(''), 'update-ref', '--stdin');
+    writeFileSync(join(dir, 'weights.bin'), randomBytes(2 * 1024 * 1024)); // over http.postBuffer: chunked
+    await git(dir, 'add', 'weights.bin');
+    await git(dir, 'commit', '-q', '-m', 'add weights');
+    const head = await git(dir, 'rev-parse', 'HEAD');
+    await git(dir, 'push', '-q', '--tags', 'origin', 'HEAD:main');
+    await gl.idle();
+    expect(hooks()).toHaveLength(1 + 31); // one event per changed ref
+
+    const copy = await clone(gl.gitUrl('research/alpha'));
+    expect(await git(copy, 'rev-parse', 'HEAD')).toBe(head);
+    expect((await git(copy, 'tag', '--list')).split('\n')).toHaveLength(30);
+    expect(gl.gitRequests).toContainEqual(
+      expect.objectContaining({ method: 'POST', service: 'git-upload-pack', contentEncoding: 'gzip', status: 200 }),
+    );
   });
 });
 

@@ -144,6 +144,21 @@ export interface RecordedApiRequest {
   at: string;
 }
 
+/** One git smart-HTTP request the double answered. */
+export interface RecordedGitRequest {
+  method: string;
+  /** the path after the host, without the query */
+  path: string;
+  /** git-upload-pack or git-receive-pack */
+  service: string;
+  /** the authenticated username, null when none */
+  user: string | null;
+  /** Content-Encoding of the request body (git gzips large fetch requests) */
+  contentEncoding: string | null;
+  status: number;
+  at: string;
+}
+
 /** A commit as it appears in `commits[]` of a push event. */
 export interface PushEventCommit {
   id: string;
@@ -236,6 +251,8 @@ export interface GitLabDouble {
   readonly deliveries: RecordedDelivery[];
   /** every API request, in order */
   readonly apiRequests: RecordedApiRequest[];
+  /** every git smart-HTTP request, in order */
+  readonly gitRequests: RecordedGitRequest[];
   /** failures inside the double itself (git errors while building events, ...) */
   readonly internalErrors: string[];
 
@@ -319,6 +336,7 @@ class GitLabDoubleServer implements GitLabDouble {
   readonly rejectedStatuses: RejectedStatus[] = [];
   readonly deliveries: RecordedDelivery[] = [];
   readonly apiRequests: RecordedApiRequest[] = [];
+  readonly gitRequests: RecordedGitRequest[] = [];
   readonly internalErrors: string[] = [];
 
   private readonly dataDir: string;
@@ -761,6 +779,19 @@ class GitLabDoubleServer implements GitLabDouble {
 
   private async handleGit(req: IncomingMessage, res: ServerResponse, projectPath: string, rest: string, query: string): Promise<void> {
     const identity = this.gitIdentity(req);
+    const service = rest.startsWith('/git-') ? rest.slice(1) : new URLSearchParams(query).get('service') ?? '';
+    const encoding = req.headers['content-encoding'];
+    res.on('finish', () =>
+      this.gitRequests.push({
+        method: req.method ?? 'GET',
+        path: `/${projectPath}.git${rest}`,
+        service,
+        user: identity?.user.username ?? null,
+        contentEncoding: typeof encoding === 'string' ? encoding : null,
+        status: res.statusCode,
+        at: new Date().toISOString(),
+      }),
+    );
     if (!identity) {
       res.writeHead(401, { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Basic realm="GitLab"' });
       res.end('HTTP Basic: Access denied\n');
@@ -775,7 +806,7 @@ class GitLabDoubleServer implements GitLabDouble {
       req.resume();
       return;
     }
-    const receivePack = rest === '/git-receive-pack' || new URLSearchParams(query).get('service') === 'git-receive-pack';
+    const receivePack = service === 'git-receive-pack';
     if (receivePack && level < ACCESS.developer) {
       res.writeHead(403, { 'Content-Type': 'text/plain' });
       res.end('You are not allowed to push code to this project.\n');

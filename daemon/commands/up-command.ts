@@ -1,0 +1,31 @@
+/** `secd up`: a leader and its in-process node in one process. */
+import type { Command } from 'commander';
+import { loadUpConfig } from '../config.js';
+import { createDockerEngine } from '../docker-engine.js';
+import { createLogger } from '../logger.js';
+import { startLeader } from '../leader.js';
+
+/** Add `secd up` to the program. */
+export function registerUpCommand(program: Command): void {
+  program
+    .command('up')
+    .description('run a leader and a node in one process (embedded defaults: state under ./.secd, 127.0.0.1:8080)')
+    .option('--config <file>', 'up.yml')
+    .action(async (options: { config?: string }) => {
+      const config = loadUpConfig(options.config ?? null, process.cwd());
+      const log = createLogger();
+      const leader = await startLeader(config, { log, engine: createDockerEngine({ logger: log }), localNode: config.node });
+      process.stdout.write(`secd up: leader at ${leader.url} (status page ${leader.url}/), node ${config.node.node_id}\n`);
+      if (!config.gitlab) process.stdout.write('secd up: no gitlab: section in the config, so pushes cannot start runs yet\n');
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'stopping');
+        await leader.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop('SIGINT'));
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+    });
+}
