@@ -234,6 +234,7 @@ describe('git over smart HTTP', () => {
     await gl.idle();
     expect(hooks()).toHaveLength(1); // only the first, successful push
   });
+
   it('a large push (chunked) and a large fetch request (gzip) both go through http-backend', async () => {
     const { dir } = await pushedClone();
     const shas = await commitMany(dir, 30);
