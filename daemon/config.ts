@@ -27,6 +27,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, type Document } from 'yaml';
 import { z } from 'zod';
+import { describe, dotted, show } from '../scheduler/describe-value.js';
 
 /** Environment variables the loader reads (only `CREDENTIALS_DIRECTORY`); injectable for tests. */
 export type ConfigEnv = Readonly<Record<string, string | undefined>>;
@@ -592,24 +593,6 @@ function lineSuffix(doc: Document, lc: LineCounter, at: (string | number)[], unk
     offset = node?.range?.[0];
   }
   return offset === undefined ? '' : ` (line ${lc.linePos(offset).line})`;
-}
-
-function dotted(at: readonly (string | number)[]): string {
-  return at.reduce<string>((s, p) => (typeof p === 'number' ? `${s}[${p}]` : s ? `${s}.${p}` : p), '');
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return describe(value);
-}
-
-function describe(value: unknown): string {
-  if (value === null || value === undefined) return 'nothing';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `the text ${JSON.stringify(value)}`;
-  return String(value);
 }
 
 function article(word: string): string {

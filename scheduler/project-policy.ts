@@ -16,6 +16,7 @@
 import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
+import { describe, dotted, show } from './describe-value.js';
 
 /** What the leader allows, and the largest GPU count any node has right now. */
 export interface PolicyLimits {
@@ -253,22 +254,4 @@ function editDistance(a: string, b: string): number {
 
 function gpus(n: number): string {
   return `${n} GPU${n === 1 ? '' : 's'}`;
-}
-
-function dotted(at: readonly (string | number)[]): string {
-  return at.reduce<string>((s, p) => (typeof p === 'number' ? `${s}[${p}]` : s ? `${s}.${p}` : p), '');
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return describe(value);
-}
-
-function describe(value: unknown): string {
-  if (value === null || value === undefined) return 'nothing';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `the text ${JSON.stringify(value)}`;
-  return String(value);
 }
