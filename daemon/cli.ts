@@ -8,12 +8,16 @@ import { ConfigError } from './config.js';
 import { registerBaseImageCommand } from './commands/base-image-command.js';
 import { registerRunCommand } from './commands/run-command.js';
 import { registerUpCommand } from './commands/up-command.js';
+import { registerStatusCommand } from './commands/status-command.js';
+import { registerInstallCommand } from './commands/install-command.js';
 
 const program = new Command();
 program.name('secd').description('Run machine-learning code on sensitive data from a signed git push').showHelpAfterError();
 registerRunCommand(program);
 registerUpCommand(program);
 registerBaseImageCommand(program);
+registerStatusCommand(program);
+registerInstallCommand(program);
 
 program.exitOverride();
 try {

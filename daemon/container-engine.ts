@@ -85,6 +85,14 @@ export interface ContainerRunResult {
   reason: string | null;
 }
 
+/** Limits of an adopted container (the same as its runContainer request had). */
+export interface AdoptRequest {
+  /** Hard limit on running time, counted from the container's own start time. */
+  timeoutMs: number;
+  stopGraceMs: number;
+  keepContainer: boolean;
+}
+
 /** What buildImage needs. */
 export interface BuildRequest {
   /** Folder sent as the build context (`.dockerignore` honoured; symlinks sent as links, never followed). */
@@ -145,6 +153,13 @@ export interface ContainerEngine {
   runContainer(req: ContainerRequest, hooks: RunHooks): Promise<ContainerRunResult>;
   /** Containers labelled `secd.run`, in any state. */
   findRunContainers(): Promise<RunContainer[]>;
+  /**
+   * Take over a run container found after a restart, running or already exited, as runContainer
+   * would have seen it: start it if it was only created, enforce `timeoutMs` counted from its start,
+   * stop it on abort, hand its whole output (read back with `docker logs`) to `onLog`, then remove it
+   * unless kept. A container that is gone ends `start_failed` with a reason.
+   */
+  adoptContainer(id: string, req: AdoptRequest, hooks: RunHooks): Promise<ContainerRunResult>;
   /** Force-removes a container; a missing one is not an error. */
   removeContainer(id: string): Promise<void>;
   /** Removes an image by reference; false when it was not there. */

@@ -10,6 +10,7 @@ import Docker from 'dockerode';
 import { pack } from 'tar-fs';
 import {
   silentLogger,
+  type AdoptRequest,
   type BuildRequest,
   type BuildResult,
   type ContainerEngine,
@@ -509,6 +510,114 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
     return { end, exitCode, oomKilled, startedAt, finishedAt, containerId: id, reason: null };
   }
 
+  async function adoptContainer(id: string, req: AdoptRequest, hooks: RunHooks): Promise<ContainerRunResult> {
+    const now = () => new Date().toISOString();
+    const container = docker.getContainer(id);
+    const gone = (reason: string): ContainerRunResult => ({
+      end: 'start_failed',
+      exitCode: null,
+      oomKilled: false,
+      startedAt: null,
+      finishedAt: now(),
+      containerId: id,
+      reason,
+    });
+    const inspect = async (ids: Record<string, unknown>) => {
+      try {
+        return await call('container.inspect', ids, () => container.inspect());
+      } catch (err) {
+        if (statusOf(err) === 404) return null;
+        throw err;
+      }
+    };
+    let info = await inspect({ container: id });
+    if (!info) return gone('the container is gone');
+    const ids = { run: info.Config?.Labels?.['secd.run'], container: id, adopted: true };
+    const cleanup = async () => {
+      if (req.keepContainer) return;
+      try {
+        await removeContainer(id);
+      } catch (err) {
+        log.warn({ ...ids, err: messageOf(err) }, 'could not remove the container');
+      }
+    };
+    if (info.State?.Status === 'created') {
+      // Created but never started (the daemon stopped in between): start it now, as runContainer would have.
+      if (hooks.signal?.aborted) {
+        await cleanup();
+        return { ...gone('cancelled before it started'), end: 'cancelled', reason: null };
+      }
+      try {
+        await call('container.start', ids, () => container.start());
+      } catch (err) {
+        if (statusOf(err) === undefined) throw err;
+        await cleanup();
+        return gone(`could not start the container: ${messageOf(err)}`);
+      }
+      info = await inspect(ids);
+      if (!info) return gone('the container is gone');
+    }
+    const startedMs = Date.parse(isoOrNull(info.State?.StartedAt) ?? now());
+    const running = info.State?.Running === true;
+    if (running) hooks.onStarted?.(id);
+
+    let stopReason: 'timed_out' | 'cancelled' | null = null;
+    let stopping: Promise<boolean> | null = null;
+    const graceSeconds = Math.ceil(req.stopGraceMs / 1000);
+    const requestStop = (why: 'timed_out' | 'cancelled') => {
+      if (stopReason !== null) return;
+      stopReason = why;
+      log.info({ ...ids, why }, 'stopping container');
+      stopping = stopContainer(id, graceSeconds).catch((err: unknown) => {
+        log.error({ ...ids, err: messageOf(err) }, 'could not stop the container');
+        return false;
+      });
+    };
+    let clearTimer = () => {};
+    const onAbort = () => requestStop('cancelled');
+    if (running) {
+      // The limit counts from the container's own start: a restart of the daemon does not extend it.
+      clearTimer = setLongTimeout(() => requestStop('timed_out'), req.timeoutMs - (Date.now() - startedMs));
+      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      if (hooks.signal?.aborted) onAbort();
+    }
+    let exitCode: number | null = null;
+    try {
+      const waited = (await call('container.wait', ids, () => container.wait())) as { StatusCode?: number };
+      exitCode = typeof waited.StatusCode === 'number' ? waited.StatusCode : null;
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+    } finally {
+      clearTimer();
+      hooks.signal?.removeEventListener('abort', onAbort);
+    }
+    let end: ContainerEnd = 'exited';
+    if (stopping !== null && stopReason !== null && (await stopping)) end = stopReason;
+
+    // Attached output died with the previous daemon: the engine's log holds all of it (json-file, capped).
+    const demux = createDemuxer((b) => hooks.onLog(b));
+    try {
+      const raw = await call('container.logs', ids, () => container.logs({ stdout: true, stderr: true, follow: false }));
+      demux.push(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)));
+      demux.flush();
+    } catch (err) {
+      if (statusOf(err) !== 404) log.warn({ ...ids, err: messageOf(err) }, 'could not read the container log');
+    }
+    let startedAt: string | null = isoOrNull(info.State?.StartedAt);
+    let finishedAt = now();
+    let oomKilled = false;
+    const last = await inspect(ids);
+    if (last) {
+      startedAt = isoOrNull(last.State?.StartedAt) ?? startedAt;
+      finishedAt = isoOrNull(last.State?.FinishedAt) ?? finishedAt;
+      oomKilled = last.State?.OOMKilled === true;
+      if (exitCode === null && typeof last.State?.ExitCode === 'number') exitCode = last.State.ExitCode;
+    }
+    await cleanup();
+    log.info({ ...ids, end, exitCode, oomKilled }, 'adopted container ended');
+    return { end, exitCode, oomKilled, startedAt, finishedAt, containerId: id, reason: null };
+  }
+
   return {
     async imageExists(ref) {
       return (await inspectImage(ref)) !== null;
@@ -519,6 +628,8 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
     buildImage,
 
     runContainer,
+
+    adoptContainer,
 
     async findRunContainers(): Promise<RunContainer[]> {
       const list = await call('container.list', { label: 'secd.run' }, () =>

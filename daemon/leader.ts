@@ -15,6 +15,9 @@ import type { Log } from '../scheduler/log.js';
 import { RunLifecycle } from '../scheduler/run-lifecycle.js';
 import { verifyPush } from '../scheduler/verify-push.js';
 import { buildLeaderServer, type ApiNode } from '../web/leader-server.js';
+import { createLeaderMetrics, queuedToAssignedSeconds, type LeaderMetrics } from '../web/metrics.js';
+import { StatusFeed } from '../web/status-feed.js';
+import { countRunsByState } from '../storage/run-counts.js';
 import type { LocalNodeConfig, UpConfig } from './config.js';
 import type { ContainerEngine } from './container-engine.js';
 import { LocalNode } from './local-node.js';
@@ -27,6 +30,9 @@ export interface RunningLeader {
   lifecycle: RunLifecycle;
   server: FastifyInstance;
   localNode: LocalNode | null;
+  /** The status page's live feed: the node registry pushes each status report in (`status.onNodeStatus`). */
+  status: StatusFeed;
+  metrics: LeaderMetrics;
   close(): Promise<void>;
 }
 
@@ -86,6 +92,20 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
     });
   }
   const nodes = () => (localNode ? [localNode] : []);
+  const apiNodes = (): ApiNode[] =>
+    nodes().map((n) => ({
+      id: n.id,
+      hostname: n.id,
+      state: n.state(),
+      last_seen: now().toISOString(),
+      cpus: 0,
+      memory_bytes: 0,
+      load: null,
+      runs: n.runIds(),
+      gpus: [],
+    }));
+  const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(db) });
+  const status = new StatusFeed({ nodes: apiNodes, store, now });
 
   const lifecycle = new RunLifecycle({
     store,
@@ -103,6 +123,10 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
     sourceFor: (run) => (localNode && run.node === localNode.id ? mirrorOf(run.projectId).dir : projectGitUrl(run)),
     resultsRemoteFor: (run) => projectGitUrl(run),
     nodes,
+    onAssigned: (run) => {
+      const waited = queuedToAssignedSeconds(store.events(run.id));
+      if (waited !== null) metrics.observeScheduling(waited);
+    },
     settings: {
       publicUrl: config.public_url,
       maxRunforHours: config.limits.max_runfor_hours,
@@ -117,18 +141,9 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
     log: log.child({ component: 'http' }),
     intake: gitlabCfg ? { webhookSecret: gitlabCfg.webhook_secret, runBranch: gitlabCfg.run_branch } : null,
     healthy: () => isWritable(db),
-    nodes: (): ApiNode[] =>
-      nodes().map((n) => ({
-        id: n.id,
-        hostname: n.id,
-        state: n.state(),
-        last_seen: now().toISOString(),
-        cpus: 0,
-        memory_bytes: 0,
-        load: null,
-        runs: n.runIds(),
-        gpus: [],
-      })),
+    nodes: apiNodes,
+    status,
+    metrics,
   });
 
   const { host } = config.listen;
@@ -138,6 +153,7 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   log.info({ url, data_dir: config.data_dir, gitlab: gitlabCfg?.url ?? null }, 'leader listening');
   lifecycle.resume();
+  status.start();
 
   return {
     url,
@@ -145,7 +161,10 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
     lifecycle,
     server,
     localNode,
+    status,
+    metrics,
     async close() {
+      status.close();
       await server.close();
       await lifecycle.close();
       await localNode?.close();

@@ -4,17 +4,18 @@
  * folder for `secd run`). Each step's failure becomes the run's reason; the logs are delivered even
  * when the build fails, is cancelled or times out.
  */
-import { chmod, cp, mkdir, readFile, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { chmod, cp, mkdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Log } from '../scheduler/log.js';
 import { resolveCacheDir } from '../storage/cache-path.js';
-import type { ContainerEngine } from './container-engine.js';
+import type { ContainerEngine, ContainerRunResult } from './container-engine.js';
 import { containerRequestFor } from './container-profile.js';
 import { dockerfileUsesBaseImage } from './base-image.js';
 import { checkoutCommit } from './git-checkout.js';
 import { LogCapture } from './log-capture.js';
 import { pushResultsBranch, writeLocalResults } from './results-branch.js';
-import { resultsStamp } from './results-stamp.js';
+import { outputsFolderName, resultsBranchName, resultsStamp } from './results-stamp.js';
+import { loadJournal, runWorkspace, saveJournal, writeFileAtomic, type RunWorkspace } from './run-workspace.js';
 import type { RunEnd, RunOutcome, RunPhase, RunReport, RunSpec } from './run-spec.js';
 
 /** Node settings the executor applies to every run. */
@@ -67,12 +68,10 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   const { engine, settings } = deps;
   const log = deps.log.child({ runId: spec.runId });
   const stamp = resultsStamp(deps.now());
-  const workspace = resolve(settings.workDir, 'runs', spec.runId);
-  const srcDir = join(workspace, 'src');
-  const outputsDir = join(workspace, 'outputs');
-  const half = Math.max(1024, Math.floor(settings.maxLogBytes / 2));
-  const buildLog = new LogCapture({ headBytes: half, tailBytes: half });
-  const runLog = new LogCapture({ headBytes: half, tailBytes: half });
+  const ws = runWorkspace(settings.workDir, spec.runId);
+  const srcDir = ws.src;
+  const outputsDir = ws.outputs;
+  const { buildLog, runLog } = newLogCaptures(settings);
   const buildLine = (line: string) => {
     buildLog.append(`${line}\n`);
     opts.onBuildLog?.(line);
@@ -89,7 +88,8 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   let runMs: number | null = null;
   let buildMs: number | null = null;
 
-  await rm(workspace, { recursive: true, force: true });
+  // Only the executor's own files: a node agent's spec.json (and nothing else) may already be there.
+  await clearExecution(ws);
   await mkdir(outputsDir, { recursive: true });
   // The image's user may not be root: /outputs must be writable whoever it is.
   await chmod(outputsDir, 0o777);
@@ -97,6 +97,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   try {
     opts.onPhase('building', deps.now().toISOString());
     buildStartedAt = deps.now().toISOString();
+    await saveJournal(ws, { stamp, phase: 'building', buildStartedAt, buildMs: null, imageId: null, ended: null });
     const t0 = Date.now();
     if (opts.local) {
       await cp(opts.local.dir, srcDir, {
@@ -146,6 +147,9 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       { imageId, memoryBytes: settings.memoryBytes, pidsLimit: settings.pidsLimit, stopGraceMs: settings.stopGraceMs },
     );
     request.name = `secd-${spec.runId}`;
+    // From here a restarted node finds the container by its secd.run label and adopts it (resumeRun).
+    await writeFileAtomic(ws.buildLog, buildLog.toBuffer());
+    await saveJournal(ws, { stamp, phase: 'running', buildStartedAt, buildMs, imageId, ended: null });
     const t1 = Date.now();
     const result = await engine.runContainer(request, {
       onLog: (chunk) => {
@@ -158,33 +162,172 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     runMs = Date.now() - t1;
     startedAt = result.startedAt;
     exitCode = result.exitCode;
-    switch (result.end) {
-      case 'exited':
-        end = result.exitCode === 0 ? 'succeeded' : 'failed';
-        reason =
-          result.exitCode === 0
-            ? 'succeeded'
-            : `the container exited with code ${result.exitCode}${result.oomKilled ? ' (killed: out of memory)' : ''}`;
-        break;
-      case 'timed_out':
-        end = 'timed_out';
-        reason = `stopped at its runfor limit of ${formatHours(spec.runforMs)}`;
-        break;
-      case 'cancelled':
-        end = 'cancelled';
-        reason = cancelReason();
-        break;
-      case 'start_failed':
-        end = 'failed';
-        reason = `the container could not start: ${result.reason ?? 'unknown error'}`;
-        break;
-    }
+    ({ end, reason } = describeContainerEnd(result, spec, cancelReason));
   } catch (err) {
     if (!(err instanceof StepFailure)) log.error({ err }, 'run step failed unexpectedly');
     end = err instanceof StepFailure ? err.end : 'failed';
     reason = err instanceof Error ? err.message : String(err);
     buildLine(`[secd] ${reason}`);
   }
+
+  return finishRun(spec, deps, opts, {
+    stamp,
+    end,
+    reason,
+    exitCode,
+    imageId,
+    buildStartedAt,
+    startedAt,
+    buildMs,
+    runMs,
+    buildLog: buildLog.toBuffer(),
+    runLog: runLog.toBuffer(),
+  });
+}
+
+/**
+ * Carry on a run this node was executing when its daemon stopped, from what its work dir and the
+ * engine say: a run whose container exists is adopted (waited for under the same time limit, its
+ * output read back with `docker logs`); one that had finished its container is delivered; one that
+ * was still building starts over (a build is repeatable). Never throws for the run's own failures.
+ */
+export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: ExecuteOptions): Promise<RunOutcome> {
+  const { engine, settings } = deps;
+  const log = deps.log.child({ runId: spec.runId });
+  const ws = runWorkspace(settings.workDir, spec.runId);
+  const journal = await loadJournal(ws);
+  const containers = (await engine.findRunContainers()).filter((c) => c.runId === spec.runId);
+  if (journal === null || journal.phase === 'building') {
+    log.info({ phase: journal?.phase ?? null }, 'restarting a run that had not reached its container');
+    for (const c of containers) await engine.removeContainer(c.id);
+    return executeRun(spec, deps, opts);
+  }
+  const { buildLog, runLog } = newLogCaptures(settings);
+  buildLog.append(await readFile(ws.buildLog).catch(() => Buffer.alloc(0)));
+  const base = {
+    stamp: journal.stamp,
+    imageId: journal.imageId,
+    buildStartedAt: journal.buildStartedAt,
+    buildMs: journal.buildMs,
+  };
+
+  if (journal.phase === 'uploading' && journal.ended) {
+    log.info({}, 'delivering a run whose container had ended before the node restarted');
+    runLog.append(await readFile(ws.runLog).catch(() => Buffer.alloc(0)));
+    for (const c of containers) await engine.removeContainer(c.id);
+    return finishRun(spec, deps, opts, {
+      ...base,
+      ...journal.ended,
+      buildLog: buildLog.toBuffer(),
+      runLog: runLog.toBuffer(),
+    });
+  }
+
+  const [container, ...extra] = containers;
+  for (const c of extra) await engine.removeContainer(c.id);
+  if (!container) {
+    const reason = 'the run container was gone when the node restarted (removed by someone else?)';
+    log.warn({}, reason);
+    return finishRun(spec, deps, opts, {
+      ...base,
+      end: 'failed',
+      reason,
+      exitCode: null,
+      startedAt: null,
+      runMs: null,
+      buildLog: Buffer.concat([buildLog.toBuffer(), Buffer.from(`[secd] ${reason}\n`)]),
+      runLog: runLog.toBuffer(),
+    });
+  }
+  log.info({ container: container.id, state: container.state }, 'adopting the run container');
+  const signal = opts.signal;
+  const cancelReason = () => (typeof signal?.reason === 'string' ? signal.reason : 'cancelled');
+  const t1 = Date.now();
+  const result = await engine.adoptContainer(
+    container.id,
+    { timeoutMs: spec.runforMs, stopGraceMs: settings.stopGraceMs, keepContainer: false },
+    {
+      onLog: (chunk) => {
+        runLog.append(chunk);
+        opts.onRunLog?.(chunk);
+      },
+      ...(signal ? { signal } : {}),
+      onStarted: () => opts.onPhase('running', deps.now().toISOString()),
+    },
+  );
+  const { end, reason } = describeContainerEnd(result, spec, cancelReason);
+  return finishRun(spec, deps, opts, {
+    ...base,
+    end,
+    reason,
+    exitCode: result.exitCode,
+    startedAt: result.startedAt,
+    runMs: result.startedAt ? Math.max(0, Date.parse(result.finishedAt) - Date.parse(result.startedAt)) : Date.now() - t1,
+    buildLog: buildLog.toBuffer(),
+    runLog: runLog.toBuffer(),
+  });
+}
+
+/** How far a run got before delivery: what run.json and the outcome are made of. */
+interface Ending {
+  stamp: string;
+  end: RunEnd;
+  reason: string;
+  exitCode: number | null;
+  imageId: string | null;
+  buildStartedAt: string | null;
+  startedAt: string | null;
+  buildMs: number | null;
+  runMs: number | null;
+  buildLog: Buffer;
+  runLog: Buffer;
+}
+
+function newLogCaptures(settings: ExecutorSettings): { buildLog: LogCapture; runLog: LogCapture } {
+  const half = Math.max(1024, Math.floor(settings.maxLogBytes / 2));
+  return { buildLog: new LogCapture({ headBytes: half, tailBytes: half }), runLog: new LogCapture({ headBytes: half, tailBytes: half }) };
+}
+
+function describeContainerEnd(result: ContainerRunResult, spec: RunSpec, cancelReason: () => string): { end: RunEnd; reason: string } {
+  switch (result.end) {
+    case 'exited':
+      return result.exitCode === 0
+        ? { end: 'succeeded', reason: 'succeeded' }
+        : {
+            end: 'failed',
+            reason: `the container exited with code ${result.exitCode}${result.oomKilled ? ' (killed: out of memory)' : ''}`,
+          };
+    case 'timed_out':
+      return { end: 'timed_out', reason: `stopped at its runfor limit of ${formatHours(spec.runforMs)}` };
+    case 'cancelled':
+      return { end: 'cancelled', reason: cancelReason() };
+    case 'start_failed':
+      return { end: 'failed', reason: `the container could not start: ${result.reason ?? 'unknown error'}` };
+  }
+}
+
+// The executor's files in a run's folder; the node agent's spec.json and result.json are not its to remove.
+async function clearExecution(ws: RunWorkspace): Promise<void> {
+  for (const path of [ws.src, ws.outputs, ws.buildLog, ws.runLog, ws.journal]) await rm(path, { recursive: true, force: true });
+}
+
+/** Deliver outputs and logs (journaled first, so a restart during delivery delivers again) and say how the run ended. */
+async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: ExecuteOptions, e: Ending): Promise<RunOutcome> {
+  const { settings } = deps;
+  const log = deps.log.child({ runId: spec.runId });
+  const ws = runWorkspace(settings.workDir, spec.runId);
+  const { stamp, end, exitCode, imageId, startedAt } = e;
+  let reason = e.reason;
+  await writeFileAtomic(ws.runLog, e.runLog).catch(() => undefined);
+  await writeFileAtomic(ws.buildLog, e.buildLog).catch(() => undefined);
+  await saveJournal(ws, {
+    stamp,
+    phase: 'uploading',
+    buildStartedAt: e.buildStartedAt,
+    buildMs: e.buildMs,
+    imageId,
+    ended: { end, reason, exitCode, startedAt, runMs: e.runMs },
+  }).catch((err: unknown) => log.warn({ err }, 'could not journal the end of the run'));
 
   opts.onPhase('uploading', deps.now().toISOString());
   const finishedAt = deps.now().toISOString();
@@ -201,10 +344,10 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     reason,
     exit_code: exitCode,
     created_at: spec.createdAt,
-    build_started_at: buildStartedAt,
+    build_started_at: e.buildStartedAt,
     started_at: startedAt,
     finished_at: finishedAt,
-    timings_ms: { build: buildMs, run: runMs },
+    timings_ms: { build: e.buildMs, run: e.runMs },
     runfor_ms: spec.runforMs,
     warnings: spec.warnings,
   };
@@ -212,10 +355,10 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   const delivery = {
     runId: spec.runId,
     stamp,
-    outputsDir,
+    outputsDir: ws.outputs,
     report,
-    buildLog: buildLog.toBuffer(),
-    runLog: runLog.toBuffer(),
+    buildLog: e.buildLog,
+    runLog: e.runLog,
     caps,
   };
 
@@ -228,10 +371,16 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     }
     outputsPath = local.folder;
   } else if (spec.resultsRemote) {
-    const pushed = await pushResultsBranch({ ...delivery, repoDir: srcDir, remoteUrl: spec.resultsRemote });
+    const pushed = await pushResultsBranch({ ...delivery, repoDir: ws.src, remoteUrl: spec.resultsRemote });
     if (pushed.ok) {
       branch = pushed.branch;
       outputsPath = pushed.path;
+    } else if (pushed.code === 'push_rejected' && /already exists/.test(pushed.reason)) {
+      // The branch carries this run's id and stamp, so only this run pushes it: a daemon stopped
+      // between its push and its record of it delivered already. Exactly once, not twice.
+      branch = resultsBranchName(stamp, spec.runId);
+      outputsPath = `outputs/${outputsFolderName(stamp, spec.runId)}`;
+      log.info({ branch }, 'results branch was already pushed before the restart');
     } else {
       log.error({ reason: pushed.reason }, 'results could not be pushed; workspace kept');
       return {
@@ -246,7 +395,9 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       };
     }
   }
-  await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
+  await clearExecution(ws).catch(() => undefined);
+  // Empty unless a node agent keeps its spec and result there until the leader acknowledges.
+  await rmdir(ws.dir).catch(() => undefined);
   if (end === 'succeeded' && branch) reason = `succeeded; results on branch ${branch}`;
   return { end, reason, exitCode, imageId, branch, outputsPath, startedAt, finishedAt };
 }

@@ -48,10 +48,16 @@ export interface LifecycleDeps {
   sourceFor(run: RunRow): string;
   resultsRemoteFor(run: RunRow): string;
   nodes(): NodeHandle[];
+  /** Told each time a queued run is assigned (the scheduling-latency metric); optional. */
+  onAssigned?(run: RunRow): void;
+  /** Since when a node has been down (null while up); runs on a node down longer than lostAfterMs end `lost`. */
+  nodeDownSince?(nodeId: string): Date | null;
   settings: {
     publicUrl: string;
     maxRunforHours: number;
     maxGpusPerRun: number;
+    /** How long a down node's runs wait for it before they end `lost` (default 10 min). */
+    lostAfterMs?: number;
   };
 }
 
@@ -150,6 +156,68 @@ export class RunLifecycle {
     this.scheduleSoon();
   }
 
+  /**
+   * A node (re)connected and listed the runs it still holds (spec on its disk). Each of its runs in
+   * flight carries on from what the node says; one the node never received is sent again; one the
+   * node no longer has ends `lost`. A run the node holds that the leader already ended is cancelled
+   * there. Runs the node finished report their results themselves (re-sent until acknowledged).
+   */
+  onNodeHello(nodeId: string, held: ReadonlyArray<{ runId: string; phase: 'assigned' | 'finished' | RunPhase }>): void {
+    const { store, log } = this.deps;
+    const handle = this.deps.nodes().find((n) => n.id === nodeId);
+    const heldById = new Map(held.map((h) => [h.runId, h]));
+    const at = this.deps.now().toISOString();
+    for (const run of store.inStates(IN_FLIGHT)) {
+      if (run.node !== nodeId) continue;
+      const h = heldById.get(run.id);
+      if (h === undefined) {
+        if (run.state === 'assigned') {
+          // Assigned before the node had it on disk (or before a leader restart): send it again.
+          handle?.assign(this.specFor(run));
+          continue;
+        }
+        const reason = `node ${nodeId} came back without this run (it no longer holds it)`;
+        log.warn({ runId: run.id, nodeId, state: run.state }, 'node no longer holds its run');
+        if (store.transition(run.id, 'lost', reason).ok) this.track(this.postStatus(run.id, 'failed', reason));
+        continue;
+      }
+      if (h.phase === 'building' || h.phase === 'running' || h.phase === 'uploading') this.onPhase(nodeId, run.id, h.phase, at);
+    }
+    for (const h of held) {
+      if (h.phase === 'finished') continue;
+      const run = store.get(h.runId);
+      if (!run || run.node !== nodeId) {
+        handle?.cancel(h.runId, 'the leader has no record of this run on this node');
+      } else if (!IN_FLIGHT.includes(run.state)) {
+        handle?.cancel(h.runId, `the leader already ended this run (${run.state}: ${run.reason})`);
+      }
+    }
+    this.scheduleSoon();
+  }
+
+  /** End `lost` every run whose node has been down longer than `lostAfterMs`; call it periodically. */
+  sweepLostRuns(): void {
+    const downSince = this.deps.nodeDownSince;
+    if (!downSince || this.closed) return;
+    const { store, log } = this.deps;
+    const lostAfterMs = this.deps.settings.lostAfterMs ?? 600_000;
+    const now = this.deps.now().getTime();
+    let lost = 0;
+    for (const run of store.inStates(IN_FLIGHT)) {
+      if (run.node === null) continue;
+      const since = downSince(run.node);
+      if (since === null || now - since.getTime() < lostAfterMs) continue;
+      const minutes = Math.round(((now - since.getTime()) / 60_000) * 10) / 10;
+      const reason = `node ${run.node} has been unreachable for ${minutes} min (lost_after is ${lostAfterMs / 60_000} min)`;
+      log.warn({ runId: run.id, node: run.node }, 'run lost: its node stayed away');
+      if (store.transition(run.id, 'lost', reason).ok) {
+        lost++;
+        this.track(this.postStatus(run.id, 'failed', reason));
+      }
+    }
+    if (lost > 0) this.scheduleSoon();
+  }
+
   /** Plan on the next tick (many events in one tick give one planning round). */
   scheduleSoon(): void {
     if (this.scheduleQueued || this.closed) return;
@@ -210,6 +278,7 @@ export class RunLifecycle {
       });
       if (!moved.ok || !handle) continue;
       log.info({ runId: placement.runId, node: placement.nodeId, gpus: placement.gpus }, 'run assigned');
+      this.deps.onAssigned?.(moved.run);
       handle.assign(this.specFor(moved.run));
     }
   }

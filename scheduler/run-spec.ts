@@ -3,42 +3,19 @@
  * lifecycle and the node's executor (in-process for `secd up`, over the websocket for `secd node`).
  */
 
-/** Everything a node needs to execute one run. Plain data: it travels as JSON. */
-export interface RunSpec {
-  runId: string;
-  /** GitLab path_with_namespace (or the folder name for `secd run`); names the image. */
-  project: string;
-  /** Full commit sha to build. */
-  commit: string;
-  /** Git URL or local path to clone from; HTTP URLs carry their own credentials. */
-  source: string;
-  /** GitLab username of the researcher (names the cache folder). */
-  user: string;
-  /** Fingerprint of the key that signed the head commit, or null for `secd run`. */
-  signer: string | null;
-  /** Hard limit on the container's running time. */
-  runforMs: number;
-  /** GPU UUIDs given to this run (empty: no GPU). */
-  gpus: string[];
-  /** Cache folder name from secd.yml (under cache_root/<user>/), or null for none. */
-  cacheDir: string | null;
-  /** Where the cache appears in the container. */
-  mountPath: string;
-  /** Extra environment (dataset credentials); the executor adds OUTPUT_PATH, SECD, SECD_RUN_ID. */
-  env: Record<string, string>;
-  /** Warnings gathered by the leader (unknown secd.yml keys...), copied into run.json. */
-  warnings: string[];
-  /** When the leader received the push (ISO-8601 UTC). */
-  createdAt: string;
-  /** Git URL (with credentials) to push the results branch to; null: results stay local (`secd run`). */
-  resultsRemote?: string | null;
-}
+import type { z } from 'zod';
+import type { runEndSchema, runOutcomeSchema, runPhaseSchema, runSpecSchema } from './protocol.js';
+
+// The schemas in protocol.ts are the one source of truth: these types are what they accept.
+
+/** Everything a node needs to execute one run. Plain data: it travels as JSON (see runSpecSchema). */
+export type RunSpec = z.infer<typeof runSpecSchema>;
 
 /** Phases a node observes and reports while executing. */
-export type RunPhase = 'building' | 'running' | 'uploading';
+export type RunPhase = z.infer<typeof runPhaseSchema>;
 
 /** How an execution ended, as the node saw it. */
-export type RunEnd = 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
+export type RunEnd = z.infer<typeof runEndSchema>;
 
 /** A file or folder from /outputs that was not delivered, and why. */
 export interface LeftOut {
@@ -55,20 +32,8 @@ export interface OutputsManifest {
   leftOut: LeftOut[];
 }
 
-/** The node's final word on a run. */
-export interface RunOutcome {
-  end: RunEnd;
-  /** One line a researcher can act on. */
-  reason: string;
-  exitCode: number | null;
-  imageId: string | null;
-  /** The results branch pushed, or null (local `secd run`, or push failed). */
-  branch: string | null;
-  /** Where the outputs landed: a repo path (cluster) or a local folder (`secd run`). */
-  outputsPath: string | null;
-  startedAt: string | null;
-  finishedAt: string;
-}
+/** The node's final word on a run (see runOutcomeSchema). */
+export type RunOutcome = z.infer<typeof runOutcomeSchema>;
 
 /** The `_secd/run.json` written next to the outputs (snake_case, as in the API). */
 export interface RunReport {

@@ -60,4 +60,18 @@ export const MIGRATIONS: readonly string[] = [
 
   CREATE TABLE health_probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
   `,
+  // 2: cluster nodes (issue 3). Only a hash of each node's token is kept.
+  `
+  CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL,          -- sha256 (hex) of the node's current token
+    token_issued_at TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    draining INTEGER NOT NULL DEFAULT 0,
+    hostname TEXT,
+    last_seen TEXT,
+    inventory TEXT,                    -- JSON: the last hello's GPUs, CPUs, memory, max_cpu_runs
+    created_at TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -5,11 +5,15 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { RunEvent, RunRow, RunStore } from '../storage/run-store.js';
-import { assertNever, RUN_STATES, type RunState } from '../storage/run-states.js';
+import { assertNever, isTerminal, RUN_STATES, type RunState } from '../storage/run-states.js';
 import { classifyDelivery } from '../scheduler/intake.js';
 import type { Log } from '../scheduler/log.js';
 import type { RunLifecycle } from '../scheduler/run-lifecycle.js';
-import { renderRunPage, renderStatusPage } from './pages.js';
+import type { LeaderMetrics } from './metrics.js';
+import { renderRunMain, renderRunPage, renderStatusPage, type GpuLabel } from './pages.js';
+import { redactCredentials } from './redact.js';
+import { loadStaticAssets } from './static-assets.js';
+import { StatusFeed } from './status-feed.js';
 
 /** What the server needs from the rest of the leader. */
 export interface LeaderServerDeps {
@@ -22,6 +26,10 @@ export interface LeaderServerDeps {
   healthy(): boolean;
   /** The nodes' view for /api/v1/nodes. */
   nodes(): ApiNode[];
+  /** The status page's live feed; without one the server makes its own from `nodes()` and `store`. */
+  status?: StatusFeed;
+  /** Prometheus metrics for /metrics and the webhook histogram; without them /metrics answers 404. */
+  metrics?: LeaderMetrics;
 }
 
 /** A node as the API shows it (DESIGN §8). */
@@ -55,7 +63,7 @@ export function apiRun(run: RunRow): Record<string, unknown> {
     commit: run.commit,
     user: run.user,
     state: run.state,
-    reason: run.reason,
+    reason: redactCredentials(run.reason),
     node: run.node,
     gpus: run.gpus,
     created_at: run.createdAt,
@@ -66,7 +74,22 @@ export function apiRun(run: RunRow): Record<string, unknown> {
 }
 
 function apiEvent(e: RunEvent): Record<string, unknown> {
-  return { at: e.at, from: e.from, to: e.to, reason: e.reason };
+  return { at: e.at, from: e.from, to: e.to, reason: redactCredentials(e.reason) };
+}
+
+// The pages load nothing from anywhere but the leader: the browser enforces it too.
+const PAGE_HEADERS = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
+/** "gpu-01 #3 (NVIDIA H100 80GB HBM3)" for each GPU the nodes report. */
+function gpuLabels(nodes: ApiNode[]): GpuLabel {
+  const labels = new Map<string, string>();
+  for (const n of nodes) for (const g of n.gpus) labels.set(g.uuid, `${n.id} #${g.index} (${g.name})`);
+  return (uuid) => labels.get(uuid) ?? null;
 }
 
 /** Build the leader's HTTP app (not listening). */
@@ -75,10 +98,18 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
   // The hook checks the token and parses JSON itself, so it needs the raw bytes whatever the content type.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  const assets = loadStaticAssets();
+  const status = deps.status ?? new StatusFeed({ nodes: deps.nodes, store: deps.store, now: () => new Date() });
+  if (!deps.status) {
+    status.start();
+    app.addHook('onClose', async () => status.close());
+  }
 
   app.post('/v1/hook', async (req, reply) => {
     const started = process.hrtime.bigint();
+    const observe = (outcome: string) => deps.metrics?.observeWebhook(Number(process.hrtime.bigint() - started) / 1e9, outcome);
     if (!deps.intake) {
+      observe('unconfigured');
       return reply.code(503).send({ error: 'GitLab is not configured on this leader (gitlab: section missing)' });
     }
     const rawBody = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
@@ -88,9 +119,11 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     switch (decision.kind) {
       case 'unauthorized':
         deps.log.warn({ event, remote: req.ip }, 'webhook refused: bad or missing X-Gitlab-Token');
+        observe('unauthorized');
         return reply.code(401).send({ error: decision.message });
       case 'malformed':
         deps.log.info({ event, error: decision.message }, 'webhook refused: malformed body');
+        observe('malformed');
         return reply.code(400).send({ error: decision.message });
       case 'ignored':
         body = { action: 'ignored', reason: decision.reason };
@@ -106,6 +139,7 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
         return assertNever(decision);
     }
     deps.log.info({ event, ...body, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'webhook answered');
+    observe(String(body.action));
     return reply.code(200).send(body);
   });
 
@@ -139,13 +173,85 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
   app.get('/runs/:id', async (req, reply) => {
     const { id } = req.params as { id: string };
     const run = deps.store.get(id);
-    if (!run) return reply.code(404).type('text/html').send(renderRunPage(null, []));
-    return reply.type('text/html; charset=utf-8').send(renderRunPage(run, deps.store.events(id)));
+    reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8');
+    if (!run) return reply.code(404).send(renderRunPage(assets, null, []));
+    return reply.send(renderRunPage(assets, run, deps.store.events(id), gpuLabels(deps.nodes())));
+  });
+
+  // What the run page's script swaps in while the run is unfinished.
+  app.get('/runs/:id/main', async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const run = deps.store.get(id);
+    if (!run) return reply.code(404).send({ error: `no run ${id}` });
+    reply.header('cache-control', 'no-store');
+    return { html: renderRunMain(run, deps.store.events(id), gpuLabels(deps.nodes())), live: !isTerminal(run.state) };
   });
 
   app.get('/', async (_req, reply) =>
-    reply.type('text/html; charset=utf-8').send(renderStatusPage(deps.nodes(), deps.store.list({ limit: 50 }))),
+    reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8').send(renderStatusPage(assets)),
   );
+
+  app.get('/assets/:name', async (req, reply) => {
+    const { name } = req.params as { name: string };
+    const { v } = req.query as { v?: string };
+    const a = assets.get(name);
+    if (!a) return reply.code(404).send({ error: `no asset ${name}` });
+    const etag = `"${a.hash}"`;
+    reply.header('etag', etag).header('x-content-type-options', 'nosniff');
+    // A URL with the current hash never changes: cache it for good. Anything else revalidates.
+    reply.header('cache-control', v === a.hash ? 'public, max-age=31536000, immutable' : 'no-cache');
+    if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+    return reply.type(a.contentType).send(a.body);
+  });
+
+  // The status page's live feed: one snapshot, then only changes (server-sent events).
+  const streams = new Set<import('node:http').ServerResponse>();
+  app.get('/api/v1/events', (req, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write('retry: 2000\n\n');
+    streams.add(res);
+    const unsubscribe = status.subscribe({
+      send(event, data) {
+        // A page that stopped reading is dropped; its browser reconnects and starts from a snapshot.
+        if (res.writableLength > 16 * 1024 * 1024) {
+          res.destroy();
+          return;
+        }
+        res.write(`event: ${event}\ndata: ${data}\n\n`);
+      },
+      end() {
+        res.end();
+      },
+    });
+    // Comment lines keep idle proxies and browsers from timing the stream out.
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 25_000);
+    keepAlive.unref();
+    res.on('close', () => {
+      clearInterval(keepAlive);
+      unsubscribe();
+      streams.delete(res);
+    });
+  });
+  // Open streams would keep close() waiting for ever: end them first.
+  app.addHook('preClose', async () => {
+    for (const res of streams) res.end();
+  });
+
+  // What the status page starts from, as JSON (also handy for scripts).
+  app.get('/api/v1/status', async () => status.snapshot());
+
+  app.get('/metrics', async (_req, reply) => {
+    if (!deps.metrics) return reply.code(404).send({ error: 'metrics are not enabled on this server' });
+    const { contentType, body } = await deps.metrics.render();
+    return reply.header('cache-control', 'no-store').type(contentType).send(body);
+  });
 
   return app;
 }

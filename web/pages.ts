@@ -1,74 +1,185 @@
 /**
- * Server-rendered pages: the cluster overview at `/` and one run at `/runs/:id` (the commit status
- * link). They show states, reasons and placements only — never outputs, logs or credentials, which
- * belong to the researcher's repository.
+ * The leader's HTML: the cluster status page at `/` (a shell that web/assets/status.js fills from the
+ * live event stream) and one run at `/runs/:id` (the commit status link; rendered here, refreshed in
+ * place by web/assets/run.js while the run is unfinished). They show states, reasons, placements and
+ * times only — never outputs, logs or credentials, which belong to the researcher's repository.
  */
 import type { RunEvent, RunRow } from '../storage/run-store.js';
-import type { ApiNode } from './leader-server.js';
+import { isTerminal, type RunState } from '../storage/run-states.js';
+import { redactCredentials } from './redact.js';
+import { assetUrl, type AssetTable } from './static-assets.js';
 
 /** Escape text for HTML element and attribute content. */
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-const STYLE = `body{font-family:system-ui,sans-serif;margin:1rem auto;max-width:72rem;padding:0 1rem;color:#111;background:#fff}
-table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #ccc}
-th{background:#f0f0f0}code{font-size:.9em}.state-succeeded{color:#065f24}.state-failed,.state-rejected,.state-lost,.state-timed_out{color:#9b1c1c}
-@media (max-width:40rem){table{font-size:.85rem}}`;
-
-function page(title: string, body: string): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${escapeHtml(title)}</title><style>${STYLE}</style></head><body>${body}</body></html>`;
+function page(assets: AssetTable, title: string, body: string, scripts: string[]): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="color-scheme" content="light dark"><meta name="referrer" content="no-referrer">
+<title>${escapeHtml(title)}</title>
+<link rel="icon" href="${assetUrl(assets, 'favicon.svg')}" type="image/svg+xml">
+<link rel="stylesheet" href="${assetUrl(assets, 'uplot.css')}"><link rel="stylesheet" href="${assetUrl(assets, 'secd.css')}">
+${scripts.join('\n')}
+</head><body>${body}</body></html>`;
 }
 
-function cell(value: string | number | null | undefined): string {
-  return `<td>${value === null || value === undefined ? '—' : escapeHtml(String(value))}</td>`;
+function th(label: string, cls = ''): string {
+  return `<th scope="col"${cls ? ` class="${cls}"` : ''}>${label}</th>`;
 }
 
-function runRow(r: RunRow): string {
-  return `<tr><td><a href="/runs/${escapeHtml(r.id)}"><code>${escapeHtml(r.id)}</code></a></td>${cell(r.project)}${cell(r.user)}
-<td class="state-${escapeHtml(r.state)}">${escapeHtml(r.state)}</td>${cell(r.reason)}${cell(r.node)}${cell(r.gpus.length ? r.gpus.join(', ') : null)}${cell(r.createdAt)}${cell(r.finishedAt)}</tr>`;
+/** The status page: empty tables with their headers; the browser fills them from /api/v1/events. */
+export function renderStatusPage(assets: AssetTable): string {
+  const body = `<a class="skip" href="#gpus-h">Skip to GPUs</a>
+<header class="top"><h1>secd cluster</h1><p id="conn" class="conn" role="status">Connecting…</p><time id="updated"></time></header>
+<main>
+<section aria-labelledby="totals-h"><h2 id="totals-h" class="visually-hidden">Cluster totals</h2>
+<dl class="totals">
+<div><dt>GPUs busy</dt><dd id="t-gpus-busy">–</dd></div>
+<div><dt>Mean GPU utilisation</dt><dd id="t-gpu-util">–</dd></div>
+<div><dt>Nodes up</dt><dd id="t-nodes-up">–</dd></div>
+<div><dt>Runs waiting</dt><dd id="t-queued">–</dd></div>
+<div><dt>Runs on nodes</dt><dd id="t-running">–</dd></div>
+</dl></section>
+<noscript><p>This page keeps itself current with JavaScript. Without it, the same data is at
+<a href="/api/v1/nodes">/api/v1/nodes</a> and <a href="/api/v1/runs">/api/v1/runs</a>, and <code>secd status</code> prints it in a terminal.</p></noscript>
+<section aria-labelledby="nodes-h"><h2 id="nodes-h">Nodes</h2>
+<div class="scroll" role="region" aria-labelledby="nodes-caption" tabindex="0">
+<table id="nodes"><caption id="nodes-caption">Nodes: state, time since the last report, load and memory</caption>
+<thead><tr>${th('Node')}${th('State')}${th('Last report')}${th('Load', 'num')}${th('Memory', 'num')}${th('CPUs', 'num')}${th('GPUs busy', 'num')}${th('Runs', 'num')}</tr></thead>
+<tbody id="nodes-body"><tr class="empty"><td colspan="8">Waiting for the leader…</td></tr></tbody></table></div></section>
+<section aria-labelledby="gpus-h"><h2 id="gpus-h" tabindex="-1">GPUs</h2>
+<div class="scroll" role="region" aria-labelledby="gpus-caption" tabindex="0">
+<table id="gpus"><caption id="gpus-caption">GPUs</caption>
+<thead><tr>${th('GPU')}${th('Model')}${th('Utilisation')}${th('Last 10 minutes')}${th('Memory used', 'num')}${th('Temp.', 'num')}${th('Power', 'num')}${th('Run')}</tr></thead>
+<tbody><tr class="empty"><td colspan="8">Waiting for the leader…</td></tr></tbody></table></div></section>
+<section aria-labelledby="queue-h"><h2 id="queue-h">Queue</h2>
+<div class="scroll" role="region" aria-labelledby="queue-caption" tabindex="0">
+<table id="queue"><caption id="queue-caption">Queue: waiting runs, oldest first</caption>
+<thead><tr>${th('#', 'num')}${th('Run')}${th('Project')}${th('User')}${th('State')}${th('Reason')}${th('Pushed')}</tr></thead>
+<tbody id="queue-body"></tbody></table></div></section>
+<section aria-labelledby="recent-h"><h2 id="recent-h">Recent runs</h2>
+<div class="scroll" role="region" aria-labelledby="recent-caption" tabindex="0">
+<table id="recent"><caption id="recent-caption">Recent runs, newest first (outputs and logs are in each project's results branch)</caption>
+<thead><tr>${th('Run')}${th('Project')}${th('User')}${th('State')}${th('Reason')}${th('Node')}${th('GPUs')}${th('Pushed')}${th('Started')}${th('Finished')}</tr></thead>
+<tbody id="recent-body"></tbody></table></div></section>
+</main>
+<template id="node-row"><tr><th scope="row" data-cell="id"></th><td><span data-cell="state"></span></td><td><time data-cell="seen"></time></td><td class="num" data-cell="load"></td><td class="num" data-cell="memory"></td><td class="num" data-cell="cpus"></td><td class="num" data-cell="gpus"></td><td class="num" data-cell="runs"></td></tr></template>
+<template id="gpu-row"><tr><th scope="row"><span data-cell="node"></span> <span data-cell="index"></span></th><td data-cell="name"></td><td><div class="util"><span class="bar" aria-hidden="true"><span data-cell="utilbar"></span></span><span class="num" data-cell="util"></span></div></td><td><div class="spark" role="img" data-cell="chart" aria-label="No utilisation history yet."></div></td><td><div class="mem"><span class="num" data-cell="mem"></span><span class="bar thin" aria-hidden="true"><span data-cell="membar"></span></span></div></td><td class="num" data-cell="temp"></td><td class="num" data-cell="power"></td><td data-cell="run"></td></tr></template>`;
+  return page(assets, 'secd — cluster status', body, [
+    `<script src="${assetUrl(assets, 'uplot.js')}" defer></script>`,
+    `<script type="module" src="${assetUrl(assets, 'status.js')}"></script>`,
+  ]);
 }
 
-/** The cluster overview: nodes, GPUs and recent runs. */
-export function renderStatusPage(nodes: ApiNode[], runs: RunRow[]): string {
-  const gpus = nodes.flatMap((n) => n.gpus.map((g) => ({ node: n.id, ...g })));
-  const busy = gpus.filter((g) => g.run_id !== null).length;
-  const nodeRows = nodes
-    .map((n) => `<tr>${cell(n.id)}${cell(n.state)}${cell(n.last_seen)}${cell(n.load)}${cell(n.cpus)}${cell(n.gpus.length)}${cell(n.runs.length)}</tr>`)
+/** How the run page names a GPU: node, index and model when the leader knows it, else the UUID. */
+export type GpuLabel = (uuid: string) => string | null;
+
+function text(value: string | number | null | undefined): string {
+  return value === null || value === undefined || value === '' ? '—' : escapeHtml(String(value));
+}
+
+function time(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  return `<time datetime="${escapeHtml(iso)}">${escapeHtml(iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))}</time>`;
+}
+
+/** "3 min 4 s" */
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function between(from: string | null | undefined, to: string | null | undefined): string {
+  if (!from || !to) return '—';
+  return formatDuration(Date.parse(to) - Date.parse(from));
+}
+
+function pill(state: RunState): string {
+  return `<span class="pill state-${escapeHtml(state)}">${escapeHtml(state.replace('_', ' '))}</span>`;
+}
+
+/** When the run first entered `state`, from its audit trail. */
+function firstAt(events: readonly RunEvent[], state: RunState): string | null {
+  return events.find((e) => e.to === state)?.at ?? null;
+}
+
+/** The changing part of the run page (what run.js swaps in while the run is unfinished). */
+export function renderRunMain(run: RunRow, events: readonly RunEvent[], gpuLabel: GpuLabel = () => null): string {
+  const queuedAt = firstAt(events, 'queued');
+  const assignedAt = firstAt(events, 'assigned');
+  const runningAt = run.startedAt ?? firstAt(events, 'running');
+  const uploadingAt = firstAt(events, 'uploading');
+  const endAt = run.finishedAt;
+  const gpus = run.gpus.length
+    ? `<ul class="plain">${run.gpus
+        .map((u) => {
+          const label = gpuLabel(u);
+          return `<li>${label ? `${escapeHtml(label)} <span class="muted mono">${escapeHtml(u)}</span>` : `<span class="mono">${escapeHtml(u)}</span>`}</li>`;
+        })
+        .join('')}</ul>`
+    : run.node
+      ? 'none (CPU only)'
+      : '—';
+  const history = events
+    .map((e, i) => {
+      const prev = i > 0 ? events[i - 1]!.at : null;
+      return `<tr><th scope="row">${time(e.at)}</th><td>${e.from ? pill(e.from) : '—'}</td><td>${pill(e.to)}</td><td class="reason">${text(redactCredentials(e.reason))}</td><td class="num">${prev ? `+${between(prev, e.at)}` : ''}</td></tr>`;
+    })
     .join('');
-  const gpuRows = gpus
-    .map((g) => `<tr>${cell(g.node)}${cell(g.index)}${cell(g.name)}${cell(g.utilization_pct === null ? null : `${g.utilization_pct} %`)}${cell(g.temperature_c === null ? null : `${g.temperature_c} °C`)}${cell(g.run_id)}</tr>`)
-    .join('');
-  return page(
-    'secd — cluster status',
-    `<h1>secd cluster</h1><p>GPUs busy: <strong>${busy} / ${gpus.length}</strong> · nodes: ${nodes.length}</p>
-<h2>Nodes</h2><table><thead><tr><th scope="col">Node</th><th scope="col">State</th><th scope="col">Last seen</th><th scope="col">Load</th><th scope="col">CPUs</th><th scope="col">GPUs</th><th scope="col">Runs</th></tr></thead><tbody>${nodeRows}</tbody></table>
-<h2>GPUs</h2><table><thead><tr><th scope="col">Node</th><th scope="col">Index</th><th scope="col">Name</th><th scope="col">Utilisation</th><th scope="col">Temperature</th><th scope="col">Run</th></tr></thead><tbody>${gpuRows}</tbody></table>
-<h2>Runs</h2><table><thead><tr><th scope="col">Run</th><th scope="col">Project</th><th scope="col">User</th><th scope="col">State</th><th scope="col">Reason</th><th scope="col">Node</th><th scope="col">GPUs</th><th scope="col">Created</th><th scope="col">Finished</th></tr></thead><tbody>${runs.map(runRow).join('')}</tbody></table>`,
-  );
+  const warnings = run.warnings.length
+    ? `<dt>secd.yml warnings</dt><dd><ul class="plain">${run.warnings.map((w) => `<li>${escapeHtml(redactCredentials(w))}</li>`).join('')}</ul></dd>`
+    : '';
+  return `<h1>Run <code>${escapeHtml(run.id)}</code> ${pill(run.state)}</h1>
+<p class="lead" id="reason">${text(redactCredentials(run.reason))}</p>
+<section aria-labelledby="details-h"><h2 id="details-h">Details</h2><dl class="facts">
+<dt>Project</dt><dd>${text(run.project)}</dd>
+<dt>Commit</dt><dd><code>${escapeHtml(run.commit)}</code></dd>
+<dt>Pushed by</dt><dd>${text(run.user)}</dd>
+<dt>Signing key</dt><dd>${run.signer ? `<code>${escapeHtml(run.signer)}</code>` : '—'}</dd>
+<dt>Node</dt><dd>${text(run.node)}</dd>
+<dt>GPUs</dt><dd>${gpus}</dd>
+<dt>Results branch</dt><dd>${run.branch ? `<code>${escapeHtml(run.branch)}</code> (outputs and logs are there, in the project's repository)` : '—'}</dd>
+${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${warnings}
+</dl></section>
+<section aria-labelledby="timings-h"><h2 id="timings-h">Timings</h2>
+<div class="scroll" role="region" aria-labelledby="timings-caption" tabindex="0"><table>
+<caption id="timings-caption">When each step happened and how long it took (UTC)</caption>
+<thead><tr>${th('Step')}${th('At')}${th('Took', 'num')}</tr></thead><tbody>
+<tr><th scope="row">Pushed</th><td>${time(run.createdAt)}</td><td class="num">—</td></tr>
+<tr><th scope="row">Checked and queued</th><td>${time(queuedAt)}</td><td class="num">${between(run.createdAt, queuedAt)}</td></tr>
+<tr><th scope="row">Assigned to a node</th><td>${time(assignedAt)}</td><td class="num">${between(queuedAt, assignedAt)}</td></tr>
+<tr><th scope="row">Image built, container started</th><td>${time(runningAt)}</td><td class="num">${between(assignedAt, runningAt)}</td></tr>
+<tr><th scope="row">Results upload</th><td>${time(uploadingAt)}</td><td class="num">${between(runningAt, uploadingAt)}</td></tr>
+<tr><th scope="row">Finished</th><td>${time(endAt)}</td><td class="num">${between(uploadingAt ?? runningAt, endAt)}</td></tr>
+<tr><th scope="row">Total</th><td></td><td class="num">${between(run.createdAt, endAt)}</td></tr>
+</tbody></table></div></section>
+<section aria-labelledby="history-h"><h2 id="history-h">History</h2>
+<div class="scroll" role="region" aria-labelledby="history-caption" tabindex="0"><table>
+<caption id="history-caption">Every state change of this run, oldest first (UTC)</caption>
+<thead><tr>${th('At')}${th('From')}${th('To')}${th('Reason')}${th('After', 'num')}</tr></thead>
+<tbody>${history}</tbody></table></div></section>`;
 }
 
-/** One run: state, reason, placement, timings and its event history. */
-export function renderRunPage(run: RunRow | null, events: RunEvent[]): string {
-  if (!run) return page('secd — run not found', '<h1>Run not found</h1><p><a href="/">Back to the cluster</a></p>');
-  const rows = events.map((e) => `<tr>${cell(e.at)}${cell(e.from)}${cell(e.to)}${cell(e.reason)}</tr>`).join('');
+/** One run: state, reason, placement, timings and its event history; null → "not found". */
+export function renderRunPage(assets: AssetTable, run: RunRow | null, events: readonly RunEvent[], gpuLabel?: GpuLabel): string {
+  if (!run) {
+    return page(
+      assets,
+      'secd — run not found',
+      '<header class="top"><p><a href="/">← Cluster status</a></p></header><main><h1>Run not found</h1><p>The leader has no run with this id.</p></main>',
+      [],
+    );
+  }
+  const live = !isTerminal(run.state);
   return page(
-    `secd — run ${run.id}`,
-    `<p><a href="/">← cluster</a></p><h1>Run <code>${escapeHtml(run.id)}</code></h1>
-<table><tbody>
-<tr><th scope="row">Project</th>${cell(run.project)}</tr>
-<tr><th scope="row">Commit</th><td><code>${escapeHtml(run.commit)}</code></td></tr>
-<tr><th scope="row">User</th>${cell(run.user)}</tr>
-<tr><th scope="row">State</th><td class="state-${escapeHtml(run.state)}">${escapeHtml(run.state)}</td></tr>
-<tr><th scope="row">Reason</th>${cell(run.reason)}</tr>
-<tr><th scope="row">Node</th>${cell(run.node)}</tr>
-<tr><th scope="row">GPUs</th>${cell(run.gpus.length ? run.gpus.join(', ') : null)}</tr>
-<tr><th scope="row">Results branch</th>${cell(run.branch)}</tr>
-<tr><th scope="row">Created</th>${cell(run.createdAt)}</tr>
-<tr><th scope="row">Started</th>${cell(run.startedAt)}</tr>
-<tr><th scope="row">Finished</th>${cell(run.finishedAt)}</tr>
-</tbody></table>
-<h2>History</h2><table><thead><tr><th scope="col">At</th><th scope="col">From</th><th scope="col">To</th><th scope="col">Reason</th></tr></thead><tbody>${rows}</tbody></table>`,
+    assets,
+    `secd — run ${run.id} (${run.state})`,
+    `<header class="top"><p><a href="/">← Cluster status</a></p>${live ? '<p class="muted" id="live-note">Updates itself until the run ends.</p>' : ''}</header>
+<main id="run" data-run="${escapeHtml(run.id)}" data-live="${live}">${renderRunMain(run, events, gpuLabel)}</main>`,
+    live ? [`<script type="module" src="${assetUrl(assets, 'run.js')}"></script>`] : [],
   );
 }

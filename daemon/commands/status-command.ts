@@ -1,0 +1,209 @@
+/**
+ * `secd status [--leader URL]`: the status page in a terminal — nodes, GPUs, the queue and recent
+ * runs as aligned tables, read from the leader's JSON API (validated here: it is a boundary).
+ */
+import type { Command } from 'commander';
+import { z } from 'zod';
+
+const reading = z.number().nullable();
+
+const apiGpuSchema = z.object({
+  uuid: z.string(),
+  index: z.number(),
+  name: z.string(),
+  memory_total_bytes: reading,
+  memory_used_bytes: reading,
+  utilization_pct: reading,
+  temperature_c: reading,
+  power_w: reading,
+  run_id: z.string().nullable(),
+});
+
+const apiNodeSchema = z.object({
+  id: z.string(),
+  hostname: z.string(),
+  state: z.string(),
+  last_seen: z.string().nullable(),
+  cpus: z.number(),
+  memory_bytes: z.number(),
+  load: reading,
+  runs: z.array(z.string()),
+  gpus: z.array(apiGpuSchema),
+});
+
+const apiRunSchema = z.object({
+  id: z.string(),
+  project: z.string(),
+  user: z.string(),
+  state: z.string(),
+  reason: z.string(),
+  node: z.string().nullable(),
+  gpus: z.array(z.string()),
+  created_at: z.string(),
+  started_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+});
+
+const nodesResponse = z.object({ nodes: z.array(apiNodeSchema) });
+const runsResponse = z.object({ runs: z.array(apiRunSchema) });
+
+/** A node as GET /api/v1/nodes returns it. */
+export type StatusNode = z.infer<typeof apiNodeSchema>;
+/** A run as GET /api/v1/runs returns it. */
+export type StatusRun = z.infer<typeof apiRunSchema>;
+
+/** Expected failures of `secd status`, each with a one-line reason. */
+export type StatusFetchResult =
+  | { ok: true; nodes: StatusNode[]; runs: StatusRun[]; queued: number }
+  | { ok: false; code: 'unreachable' | 'bad_answer'; reason: string };
+
+/** Lay out rows as columns two spaces apart; `right` names the columns aligned right (numbers). */
+export function formatTable(header: string[], rows: string[][], right: ReadonlySet<number> = new Set()): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 && !right.has(i) ? c : right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+const gib = (bytes: number | null) => (bytes === null ? 'N/A' : `${(bytes / 2 ** 30).toFixed(1)}`);
+const na = (v: number | null, unit: string, digits = 0) => (v === null ? 'N/A' : `${v.toFixed(digits)}${unit}`);
+
+function ago(iso: string | null, now: Date): string {
+  if (!iso) return 'never';
+  const s = Math.max(0, Math.round((now.getTime() - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+function clock(iso: string | null): string {
+  return iso ? iso.replace('T', ' ').replace(/(\.\d+)?Z$/, '') : '-';
+}
+
+/** The whole `secd status` text for this data (UTC times). */
+export function renderStatusTables(nodes: StatusNode[], runs: StatusRun[], queued: number, now: Date): string {
+  const gpus = nodes.flatMap((n) => n.gpus.map((g) => ({ node: n.id, down: n.state === 'down', ...g })));
+  const busy = gpus.filter((g) => g.run_id !== null).length;
+  const up = nodes.filter((n) => n.state !== 'down').length;
+  const where = new Map(gpus.map((g) => [g.uuid, `${g.node}#${g.index}`]));
+  const out: string[] = [];
+  out.push(`Nodes up ${up}/${nodes.length} · GPUs busy ${busy}/${gpus.length} · runs queued ${queued >= 1000 ? '1000+' : queued}`);
+  out.push('');
+  out.push('NODES');
+  out.push(
+    nodes.length
+      ? formatTable(
+          ['NODE', 'STATE', 'LAST SEEN', 'LOAD', 'MEMORY', 'CPUS', 'GPUS BUSY', 'RUNS'],
+          nodes.map((n) => [
+            n.id,
+            n.state,
+            ago(n.last_seen, now),
+            na(n.load, '', 2),
+            n.memory_bytes ? `${gib(n.memory_bytes)} GiB` : '-',
+            n.cpus ? String(n.cpus) : '-',
+            `${n.gpus.filter((g) => g.run_id !== null).length}/${n.gpus.length}`,
+            String(n.runs.length),
+          ]),
+          new Set([3, 4, 5, 6, 7]),
+        )
+      : '(no node has reported)',
+  );
+  out.push('');
+  out.push('GPUS');
+  out.push(
+    gpus.length
+      ? formatTable(
+          ['NODE', '#', 'NAME', 'UTIL', 'MEMORY (GiB)', 'TEMP', 'POWER', 'RUN'],
+          gpus.map((g) => [
+            g.node,
+            String(g.index),
+            g.name,
+            na(g.utilization_pct, '%'),
+            g.memory_used_bytes === null && g.memory_total_bytes === null ? 'N/A' : `${gib(g.memory_used_bytes)}/${gib(g.memory_total_bytes)}`,
+            na(g.temperature_c, 'C'),
+            na(g.power_w, 'W'),
+            g.run_id ?? '-',
+          ]),
+          new Set([1, 3, 4, 5, 6]),
+        )
+      : '(no GPUs)',
+  );
+  out.push('');
+  out.push('RUNS (newest first)');
+  out.push(
+    runs.length
+      ? formatTable(
+          ['RUN', 'PROJECT', 'USER', 'STATE', 'NODE', 'GPUS', 'PUSHED (UTC)', 'FINISHED (UTC)', 'REASON'],
+          runs.map((r) => [
+            r.id,
+            r.project,
+            r.user,
+            r.state,
+            r.node ?? '-',
+            r.gpus.length ? r.gpus.map((u) => where.get(u) ?? u.slice(0, 12)).join(',') : '-',
+            clock(r.created_at),
+            clock(r.finished_at),
+            r.reason.replace(/\s+/g, ' '),
+          ]),
+        )
+      : '(no runs)',
+  );
+  return `${out.join('\n')}\n`;
+}
+
+/** Read nodes and the newest `limit` runs from the leader at `leader`. */
+export async function fetchStatus(leader: string, limit: number): Promise<StatusFetchResult> {
+  const base = leader.replace(/\/+$/, '');
+  const get = async (path: string): Promise<unknown> => {
+    const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) throw new BadAnswer(`${path} answered HTTP ${res.status}`);
+    return res.json();
+  };
+  try {
+    const [nodes, runs, queued] = await Promise.all([
+      get('/api/v1/nodes'),
+      get(`/api/v1/runs?limit=${limit}`),
+      get('/api/v1/runs?state=queued&limit=1000'),
+    ]);
+    const n = nodesResponse.safeParse(nodes);
+    const r = runsResponse.safeParse(runs);
+    const q = runsResponse.safeParse(queued);
+    if (!n.success) return { ok: false, code: 'bad_answer', reason: `unexpected /api/v1/nodes answer: ${n.error.issues[0]?.path.join('.')} ${n.error.issues[0]?.message}` };
+    if (!r.success) return { ok: false, code: 'bad_answer', reason: `unexpected /api/v1/runs answer: ${r.error.issues[0]?.path.join('.')} ${r.error.issues[0]?.message}` };
+    return { ok: true, nodes: n.data.nodes, runs: r.data.runs, queued: q.success ? q.data.runs.length : 0 };
+  } catch (err) {
+    if (err instanceof BadAnswer) return { ok: false, code: 'bad_answer', reason: err.message };
+    const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : err instanceof Error ? err.message : String(err);
+    return { ok: false, code: 'unreachable', reason: `cannot reach the leader at ${base} (${cause})` };
+  }
+}
+
+class BadAnswer extends Error {}
+
+/** Add `secd status` to the program. */
+export function registerStatusCommand(program: Command): void {
+  program
+    .command('status')
+    .description("nodes, GPUs and runs as tables, from the leader's API")
+    .option('--leader <url>', 'the leader', 'http://127.0.0.1:8080')
+    .option('--runs <n>', 'how many recent runs to list', '20')
+    .action(async (options: { leader: string; runs: string }) => {
+      const limit = Number(options.runs);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+        process.stderr.write(`secd status: --runs must be an integer from 1 to 1000 (got "${options.runs}")\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const status = await fetchStatus(options.leader, limit);
+      if (!status.ok) {
+        process.stderr.write(`secd status: ${status.reason}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(renderStatusTables(status.nodes, status.runs, status.queued, new Date()));
+    });
+}

@@ -1,0 +1,139 @@
+/**
+ * Builders and a recording harness for the planner, shared by its tests and its benchmark
+ * (test/bench/planner.ts). Nothing in the leader imports this module.
+ */
+import {
+  planRuns,
+  type ImpossibleRun,
+  type Plan,
+  type PlanOptions,
+  type PlannedNode,
+  type PlannedRun,
+  type RunningRun,
+} from './plan.js';
+
+/** The time builders queue runs at unless told otherwise. */
+export const T0 = Date.UTC(2026, 0, 1, 0, 0, 0);
+
+let runSeq = 0;
+
+/** A queued run: CPU-only, user alice, project lab/alpha, queued one millisecond after the previous one. */
+export function aRun(over: Partial<PlannedRun> = {}): PlannedRun {
+  const n = ++runSeq;
+  return {
+    id: `run-${n}`,
+    user: 'alice',
+    project: 'lab/alpha',
+    gpus: 0,
+    queuedAt: new Date(T0 + n).toISOString(),
+    ...over,
+  };
+}
+
+/** An up node `gpu-01` with `gpus` GPUs named `<id>-g<index>`, two CPU slots and no image. */
+export function aNode(over: Partial<PlannedNode> & { gpuCount?: number } = {}): PlannedNode {
+  const { gpuCount, ...rest } = over;
+  const id = rest.id ?? 'gpu-01';
+  return {
+    id,
+    state: 'up',
+    gpus: Array.from({ length: gpuCount ?? 0 }, (_, i) => `${id}-g${i}`),
+    foreignBusyGpus: [],
+    cpuSlots: 2,
+    images: [],
+    ...rest,
+  };
+}
+
+/** A run holding resources on a node. */
+export function aRunning(over: Partial<RunningRun> & Pick<RunningRun, 'nodeId'>): RunningRun {
+  return { id: `running-${++runSeq}`, user: 'alice', gpus: [], ...over };
+}
+
+/** What happened to one run over the harness's rounds. */
+export interface RunHistory {
+  /** Round (1-based) in which the run was placed, rejected as impossible, or undefined. */
+  placedInRound?: number;
+  rejectedInRound?: number;
+  nodeId?: string;
+  gpus?: string[];
+}
+
+/**
+ * A small cluster the planner runs against round after round, the way the leader does: plan, apply
+ * the placements (queued -> running) and rejections, let time pass and runs finish, plan again.
+ * Every plan is recorded with the snapshot it was made from.
+ */
+export class PlanHarness {
+  nodes: PlannedNode[];
+  queued: PlannedRun[] = [];
+  running: RunningRun[] = [];
+  now: Date;
+  readonly rounds: Array<{ now: Date; snapshot: { queued: PlannedRun[]; running: RunningRun[]; nodes: PlannedNode[] }; plan: Plan }> = [];
+  readonly rejected: ImpossibleRun[] = [];
+  private readonly history = new Map<string, RunHistory>();
+  private readonly startOrder: string[] = [];
+
+  constructor(
+    init: { nodes: PlannedNode[]; queued?: PlannedRun[]; running?: RunningRun[]; now?: Date },
+    private readonly options: Partial<PlanOptions> = {},
+  ) {
+    this.nodes = init.nodes;
+    this.queued = [...(init.queued ?? [])];
+    this.running = [...(init.running ?? [])];
+    this.startOrder = this.running.map((r) => r.id);
+    this.now = init.now ?? new Date(T0 + 3_600_000);
+  }
+
+  /** Queue more runs. */
+  submit(...runs: PlannedRun[]): void {
+    this.queued.push(...runs);
+  }
+
+  /** Plan once and apply the plan; returns it. */
+  plan(): Plan {
+    const snapshot = {
+      queued: structuredClone(this.queued),
+      running: structuredClone(this.running),
+      nodes: structuredClone(this.nodes),
+    };
+    const plan = planRuns(snapshot, this.now, this.options);
+    const round = this.rounds.push({ now: this.now, snapshot, plan });
+    const users = new Map(this.queued.map((r) => [r.id, r.user]));
+    for (const p of plan.placements) {
+      this.running.push({ id: p.runId, user: users.get(p.runId)!, nodeId: p.nodeId, gpus: p.gpus });
+      this.startOrder.push(p.runId);
+      this.history.set(p.runId, { placedInRound: round, nodeId: p.nodeId, gpus: p.gpus });
+    }
+    for (const r of plan.impossible) {
+      this.rejected.push(r);
+      this.history.set(r.runId, { rejectedInRound: round });
+    }
+    const gone = new Set([...plan.placements.map((p) => p.runId), ...plan.impossible.map((r) => r.runId)]);
+    this.queued = this.queued.filter((r) => !gone.has(r.id));
+    return plan;
+  }
+
+  /** A running run ends and frees what it held. */
+  finish(runId: string): void {
+    this.running = this.running.filter((r) => r.id !== runId);
+  }
+
+  /** The `count` runs that started first end. */
+  finishOldest(count = 1): string[] {
+    const runningIds = new Set(this.running.map((r) => r.id));
+    const ended = this.startOrder.filter((id) => runningIds.has(id)).slice(0, count);
+    for (const id of ended) this.finish(id);
+    return ended;
+  }
+
+  /** Let time pass. */
+  advance(ms: number): void {
+    this.now = new Date(this.now.getTime() + ms);
+  }
+
+  /** What happened to a run so far. */
+  historyOf(runId: string): RunHistory {
+    return this.history.get(runId) ?? {};
+  }
+}

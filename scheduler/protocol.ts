@@ -1,0 +1,251 @@
+/**
+ * The leader <-> node protocol (DESIGN §7): every websocket message is one JSON object whose `type`
+ * picks its schema. Both ends parse with `parseNodeMessage` / `parseLeaderMessage`; a message that
+ * fails its schema is logged and dropped by the caller, never thrown at it.
+ *
+ * The run contract (RunSpec, RunOutcome) travels inside these messages in the camelCase shape the
+ * executor uses; the messages' own fields are snake_case like the HTTP API.
+ *
+ * Delivery rules (what makes a lost connection harmless):
+ * - `run.assign` is idempotent by run id; the leader re-sends it until the node answers `run.ack`,
+ *   which the node sends only once the spec is on its disk.
+ * - `run.result` is re-sent by the node (which keeps it on disk) until the leader answers
+ *   `run.result.ack`, which the leader sends only once the result is in SQLite.
+ * - `hello` lists every run the node still holds, so a restarted leader (or a node back from a
+ *   network cut) reconciles instead of guessing.
+ */
+import { z } from 'zod';
+
+/** Bumped when a message changes incompatibly; the leader refuses nodes speaking another version. */
+export const PROTOCOL_VERSION = 1;
+
+/** Largest message either end accepts (a spec with many warnings is a few KiB; a status of 8 GPUs less). */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
+
+/**
+ * Run ids name folders (`work_dir/runs/<id>`), containers and branches on the node, so the wire only
+ * carries ids made of safe characters.
+ */
+export const runIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'must be a run id (letters, digits, "_" or "-")');
+
+/** Node ids as config.ts accepts them (hostname-like). */
+export const nodeIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be a node id');
+
+const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 time');
+const count = z.number().int().nonnegative();
+/** A measurement the hardware may report as N/A: null, never 0. */
+const reading = z.number().nullable();
+
+/** Phases a node observes and reports while executing. */
+export const runPhaseSchema = z.enum(['building', 'running', 'uploading']);
+
+/** How an execution ended, as the node saw it. */
+export const runEndSchema = z.enum(['succeeded', 'failed', 'timed_out', 'cancelled']);
+
+/** Everything a node needs to execute one run. */
+export const runSpecSchema = z.object({
+  runId: runIdSchema,
+  /** GitLab path_with_namespace (or the folder name for `secd run`); names the image. */
+  project: z.string().min(1).max(512),
+  /** Full commit sha to build (`working-tree` for a `secd run` folder that is not a repository). */
+  commit: z.string().regex(/^(?:[0-9a-f]{40,64}|working-tree)$/, 'must be a full commit sha'),
+  /** Git URL or local path to clone from; HTTP URLs carry their own credentials. */
+  source: z.string().min(1),
+  /** GitLab username of the researcher (names the cache folder). */
+  user: z.string().min(1).max(255),
+  /** Fingerprint of the key that signed the head commit, or null for `secd run`. */
+  signer: z.string().nullable(),
+  /** Hard limit on the container's running time. */
+  runforMs: z.number().int().positive(),
+  /** GPU UUIDs given to this run (empty: no GPU). */
+  gpus: z.array(z.string().min(1).max(128)),
+  /** Cache folder name from secd.yml (under cache_root/<user>/), or null for none. */
+  cacheDir: z.string().min(1).nullable(),
+  /** Where the cache appears in the container. */
+  mountPath: z.string().min(1),
+  /** Extra environment (dataset credentials); the executor adds OUTPUT_PATH, SECD, SECD_RUN_ID. */
+  env: z.record(z.string(), z.string()),
+  /** Warnings gathered by the leader (unknown secd.yml keys...), copied into run.json. */
+  warnings: z.array(z.string()),
+  /** When the leader received the push (ISO-8601 UTC). */
+  createdAt: isoTime,
+  /** Git URL (with credentials) to push the results branch to; null: results stay local (`secd run`). */
+  resultsRemote: z.string().min(1).nullable().optional(),
+});
+
+/** The node's final word on a run. */
+export const runOutcomeSchema = z.object({
+  end: runEndSchema,
+  /** One line a researcher can act on. */
+  reason: z.string(),
+  exitCode: z.number().int().nullable(),
+  imageId: z.string().nullable(),
+  /** The results branch pushed, or null (local `secd run`, or push failed). */
+  branch: z.string().nullable(),
+  /** Where the outputs landed: a repo path (cluster) or a local folder (`secd run`). */
+  outputsPath: z.string().nullable(),
+  startedAt: isoTime.nullable(),
+  finishedAt: isoTime,
+});
+
+/** One GPU as the node's inventory lists it. */
+export const inventoryGpuSchema = z.object({
+  uuid: z.string().min(1).max(128),
+  index: count,
+  name: z.string(),
+  memory_total_bytes: count.nullable(),
+});
+
+/** Where a run the node holds stands: a phase, `assigned` (spec on disk, not started) or `finished` (result not yet acknowledged). */
+export const heldRunPhaseSchema = z.enum(['assigned', 'building', 'running', 'uploading', 'finished']);
+
+/** A run the node still holds, as `hello` reports it. */
+export const heldRunSchema = z.object({
+  run_id: runIdSchema,
+  phase: heldRunPhaseSchema,
+  /** Set exactly when phase is `finished`. */
+  outcome: runOutcomeSchema.nullable(),
+});
+
+/** One GPU's sample in a `status` message (null: the hardware reports N/A). */
+export const gpuStatusSchema = z.object({
+  uuid: z.string().min(1).max(128),
+  index: count,
+  utilization_pct: reading,
+  memory_used_bytes: reading,
+  memory_total_bytes: reading,
+  temperature_c: reading,
+  power_w: reading,
+  /** Processes on the GPU, secd's or not. */
+  processes: count,
+  /** Busy with processes that are not secd's runs: the leader gives it to nobody. */
+  foreign_busy: z.boolean(),
+});
+
+/** Host figures in a `status` message. */
+export const hostStatusSchema = z.object({
+  load: reading,
+  cpus: count,
+  memory_total_bytes: count,
+  memory_free_bytes: count,
+  disk_total_bytes: count.nullable(),
+  disk_free_bytes: count.nullable(),
+});
+
+/** Node -> leader, first message on every connection. */
+export const helloMessage = z.object({
+  type: z.literal('hello'),
+  protocol: z.number().int(),
+  node_id: nodeIdSchema,
+  hostname: z.string().min(1).max(255),
+  inventory: z.object({
+    gpus: z.array(inventoryGpuSchema).max(64),
+    cpus: count,
+    memory_bytes: count,
+  }),
+  /** How many CPU-only runs the node runs at once. */
+  max_cpu_runs: count,
+  /** Every run the node still holds (spec on disk), with its phase or its unacknowledged outcome. */
+  runs: z.array(heldRunSchema),
+});
+
+/** Node -> leader, every `report_interval_ms`. */
+export const statusMessage = z.object({
+  type: z.literal('status'),
+  at: isoTime,
+  gpus: z.array(gpuStatusSchema).max(64),
+  host: hostStatusSchema,
+});
+
+/** Node -> leader: the spec of this run is on the node's disk; stop re-sending `run.assign`. */
+export const runAckMessage = z.object({ type: z.literal('run.ack'), run_id: runIdSchema });
+
+/** Node -> leader: a run reached a phase. */
+export const runEventMessage = z.object({ type: z.literal('run.event'), run_id: runIdSchema, phase: runPhaseSchema, at: isoTime });
+
+/** Node -> leader: a run ended (re-sent until `run.result.ack`). */
+export const runResultMessage = z.object({ type: z.literal('run.result'), run_id: runIdSchema, outcome: runOutcomeSchema });
+
+/** Leader -> node: the hello was accepted. */
+export const welcomeMessage = z.object({
+  type: z.literal('welcome'),
+  protocol: z.number().int(),
+  node_id: nodeIdSchema,
+  /** How often the leader expects `status`; a node silent for `node_timeout_ms` is down. */
+  node_timeout_ms: z.number().int().positive(),
+});
+
+/** Leader -> node: run this (idempotent by run id; re-sent until `run.ack`). */
+export const runAssignMessage = z.object({ type: z.literal('run.assign'), spec: runSpecSchema });
+
+/** Leader -> node: the result is recorded; forget it. */
+export const runResultAckMessage = z.object({ type: z.literal('run.result.ack'), run_id: runIdSchema });
+
+/** Leader -> node: stop this run; its partial outputs are still delivered. */
+export const runCancelMessage = z.object({ type: z.literal('run.cancel'), run_id: runIdSchema, reason: z.string().min(1) });
+
+/** Leader -> node: why the leader is about to close the connection (protocol mismatch, revoked...). */
+export const errorMessage = z.object({ type: z.literal('error'), code: z.string().min(1), message: z.string() });
+
+/** Every message a node sends. */
+export const nodeMessageSchema = z.discriminatedUnion('type', [helloMessage, statusMessage, runAckMessage, runEventMessage, runResultMessage]);
+
+/** Every message a leader sends. */
+export const leaderMessageSchema = z.discriminatedUnion('type', [
+  welcomeMessage,
+  runAssignMessage,
+  runResultAckMessage,
+  runCancelMessage,
+  errorMessage,
+]);
+
+/** A message from a node. */
+export type NodeMessage = z.infer<typeof nodeMessageSchema>;
+/** A message from the leader. */
+export type LeaderMessage = z.infer<typeof leaderMessageSchema>;
+/** The node's first message. */
+export type HelloMessage = z.infer<typeof helloMessage>;
+/** The node's periodic report. */
+export type StatusMessage = z.infer<typeof statusMessage>;
+/** A run a node holds, as `hello` lists it. */
+export type HeldRun = z.infer<typeof heldRunSchema>;
+/** One GPU of a node's inventory. */
+export type InventoryGpu = z.infer<typeof inventoryGpuSchema>;
+/** One GPU's sample. */
+export type GpuStatus = z.infer<typeof gpuStatusSchema>;
+/** Host figures of a status. */
+export type HostStatus = z.infer<typeof hostStatusSchema>;
+
+/** A message that parsed, or a one-line reason it was dropped. */
+export type ParsedMessage<T> = { ok: true; message: T } | { ok: false; reason: string };
+
+/** Parse one frame from a node; never throws. */
+export function parseNodeMessage(data: string): ParsedMessage<NodeMessage> {
+  return parseWith(nodeMessageSchema, data);
+}
+
+/** Parse one frame from the leader; never throws. */
+export function parseLeaderMessage(data: string): ParsedMessage<LeaderMessage> {
+  return parseWith(leaderMessageSchema, data);
+}
+
+/** Serialise a message for the wire (the schemas describe exactly what is sent). */
+export function encodeMessage(message: NodeMessage | LeaderMessage): string {
+  return JSON.stringify(message);
+}
+
+function parseWith<T>(schema: z.ZodType<T>, data: string): ParsedMessage<T> {
+  if (data.length > MAX_MESSAGE_BYTES) return { ok: false, reason: `message of ${data.length} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit` };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(data);
+  } catch {
+    return { ok: false, reason: 'message is not JSON' };
+  }
+  const result = schema.safeParse(raw);
+  if (result.success) return { ok: true, message: result.data };
+  const type = raw && typeof raw === 'object' && 'type' in raw ? JSON.stringify((raw as { type: unknown }).type) : 'without a type';
+  const issue = result.error.issues[0];
+  const where = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : '';
+  return { ok: false, reason: `message ${type} rejected: ${where ? `${where}: ` : ''}${issue?.message ?? 'invalid'}` };
+}

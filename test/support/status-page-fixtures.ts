@@ -1,0 +1,182 @@
+/**
+ * Helpers for the status page's tests and benchmark: the real leader HTTP server over a real SQLite
+ * run store, with the nodes' view injected (what the node registry would provide), headless Chromium
+ * (Debian's, never a downloaded build), and builders for nodes, GPUs and runs.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
+import { countRunsByState } from '../../storage/run-counts.js';
+import { RunStore, type RunRow } from '../../storage/run-store.js';
+import type { RunState } from '../../storage/run-states.js';
+import { silentLog } from '../../scheduler/log.js';
+import type { RunLifecycle } from '../../scheduler/run-lifecycle.js';
+import { buildLeaderServer, type ApiNode, type LeaderServerDeps } from '../../web/leader-server.js';
+import { createLeaderMetrics, type LeaderMetrics } from '../../web/metrics.js';
+import { StatusFeed } from '../../web/status-feed.js';
+
+/** Chromium flags for tests: headless, no sandbox (root in CI), and no traffic of its own. */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Launch Debian's Chromium (/usr/bin/chromium, or $SECD_CHROMIUM). */
+export async function launchChromium(): Promise<Browser> {
+  return chromium.launch({ executablePath: process.env.SECD_CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
+
+type ApiGpu = ApiNode['gpus'][number];
+
+/** A GPU with plausible values; override what the test cares about. */
+export function aGpu(nodeId: string, index: number, over: Partial<ApiGpu> = {}): ApiGpu {
+  return {
+    uuid: `GPU-${nodeId}-${String(index).padStart(2, '0')}-0000-4000-8000-000000000000`,
+    index,
+    name: 'NVIDIA H100 80GB HBM3',
+    memory_total_bytes: 81559 * 2 ** 20,
+    memory_used_bytes: 1024 * 2 ** 20,
+    utilization_pct: 0,
+    temperature_c: 35,
+    power_w: 70,
+    run_id: null,
+    ...over,
+  };
+}
+
+/** A node with `gpus` GPUs (built by aGpu) that reported just now. */
+export function aNode(id: string, gpus: number | ApiGpu[], over: Partial<ApiNode> = {}): ApiNode {
+  const list = typeof gpus === 'number' ? Array.from({ length: gpus }, (_, i) => aGpu(id, i)) : gpus;
+  return {
+    id,
+    hostname: `${id}.cluster.example`,
+    state: 'up',
+    last_seen: new Date().toISOString(),
+    cpus: 64,
+    memory_bytes: 512 * 2 ** 30,
+    load: 1.5,
+    runs: [...new Set(list.map((g) => g.run_id).filter((r): r is string => r !== null))],
+    gpus: list,
+    ...over,
+  };
+}
+
+/** A leader HTTP server whose nodes come from `nodes()`, over a real run store. */
+export interface StatusServer {
+  url: string;
+  store: RunStore;
+  db: SqliteDatabase;
+  feed: StatusFeed;
+  metrics: LeaderMetrics;
+  close(): Promise<void>;
+}
+
+/** Start the leader's HTTP server (listening on loopback) with an injected nodes view. */
+export async function startStatusServer(opts: {
+  nodes: () => ApiNode[];
+  pollMs?: number;
+  intake?: LeaderServerDeps['intake'];
+}): Promise<StatusServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'secd-status-'));
+  const db = openDatabase(join(dir, 'secd.db'));
+  const store = new RunStore(db);
+  const feed = new StatusFeed({ nodes: opts.nodes, store, now: () => new Date(), pollMs: opts.pollMs ?? 1000 });
+  const metrics = createLeaderMetrics({ nodes: opts.nodes, runCounts: () => countRunsByState(db) });
+  // Only the webhook uses the lifecycle; these tests send it nothing it would accept.
+  const lifecycle = {
+    acceptPush() {
+      throw new Error('no lifecycle in status page tests');
+    },
+  } as unknown as RunLifecycle;
+  const app = buildLeaderServer({
+    store,
+    lifecycle,
+    log: silentLog,
+    intake: opts.intake ?? null,
+    healthy: () => true,
+    nodes: opts.nodes,
+    status: feed,
+    metrics,
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  feed.start();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    store,
+    db,
+    feed,
+    metrics,
+    async close() {
+      feed.close();
+      await app.close();
+      db.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+let runSeq = 0;
+
+/** Store a run and walk it through the state table to `state` (assigning `node`/`gpus` on the way). */
+export function aRun(
+  store: RunStore,
+  opts: { state: RunState; project?: string; user?: string; node?: string; gpus?: string[]; reason?: string; id?: string },
+): RunRow {
+  runSeq++;
+  const id = opts.id ?? `run${String(runSeq).padStart(7, '0')}`;
+  store.createRun({
+    id,
+    projectId: 1,
+    project: opts.project ?? 'lab/model',
+    ref: 'refs/heads/main',
+    beforeSha: '0'.repeat(40),
+    commit: `${String(runSeq).padStart(4, '0')}${'ab'.repeat(18)}`,
+    user: opts.user ?? 'alice',
+    userId: 1,
+    deliveryKey: null,
+    fetchUrl: 'http://gitlab.example/lab/model.git',
+  });
+  const path: Record<string, RunState[]> = {
+    received: [],
+    verified: ['verified'],
+    queued: ['verified', 'queued'],
+    rejected: ['rejected'],
+    assigned: ['verified', 'queued', 'assigned'],
+    building: ['verified', 'queued', 'assigned', 'building'],
+    running: ['verified', 'queued', 'assigned', 'building', 'running'],
+    uploading: ['verified', 'queued', 'assigned', 'building', 'running', 'uploading'],
+    succeeded: ['verified', 'queued', 'assigned', 'building', 'running', 'uploading', 'succeeded'],
+    failed: ['verified', 'queued', 'assigned', 'building', 'running', 'failed'],
+    timed_out: ['verified', 'queued', 'assigned', 'building', 'running', 'timed_out'],
+    cancelled: ['verified', 'queued', 'cancelled'],
+    lost: ['verified', 'queued', 'assigned', 'lost'],
+  };
+  const reasons: Partial<Record<RunState, string>> = {
+    verified: '1 commit verified',
+    queued: 'waiting for a node',
+    assigned: `assigned to ${opts.node ?? 'gpu-01'}`,
+    building: 'building the image',
+    running: 'container running',
+    uploading: 'pushing results',
+    succeeded: 'exit code 0; results in secd-2026-01-01_00.00.00',
+  };
+  for (const to of path[opts.state]!) {
+    const last = to === opts.state;
+    const reason = last && opts.reason ? opts.reason : (reasons[to] ?? to);
+    const patch =
+      to === 'assigned' ? { node: opts.node ?? 'gpu-01', gpus: opts.gpus ?? [] } : to === 'running' ? { startedAt: new Date().toISOString() } : {};
+    const r = store.transition(id, to, reason, patch);
+    if (!r.ok) throw new Error(`aRun: cannot move ${id} to ${to}: ${r.code}`);
+  }
+  return store.get(id)!;
+}

@@ -1,0 +1,153 @@
+/**
+ * The leader's Prometheus metrics (GET /metrics). The only file that imports prom-client. Each leader
+ * gets its own registry (never prom-client's global one): tests run several leaders in one process.
+ * Node, GPU and run figures are read from their sources at scrape time, so they are never stale and
+ * cost nothing between scrapes; the two latency histograms are observed as things happen.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { RunEvent } from '../storage/run-store.js';
+import { isTerminal, RUN_STATES, type RunState } from '../storage/run-states.js';
+import type { ApiNode } from './leader-server.js';
+
+/** Where the scrape-time figures come from. */
+export interface MetricsSources {
+  nodes(): ApiNode[];
+  /** Runs per state (every state present). */
+  runCounts(): Record<RunState, number>;
+}
+
+/** What the rest of the leader records, and what /metrics serves. */
+export interface LeaderMetrics {
+  /** One webhook delivery answered (`outcome`: accepted, duplicate, ignored, unauthorized, malformed, unconfigured). */
+  observeWebhook(seconds: number, outcome: string): void;
+  /** A queued run was assigned to a node `seconds` after it was queued. */
+  observeScheduling(seconds: number): void;
+  /** The exposition: content type and body. */
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+const FINISHED_STATES = RUN_STATES.filter(isTerminal);
+
+/** Seconds from a run's (last) entry into `queued` to its (last) `assigned`, from its audit trail; null when it never went through both. */
+export function queuedToAssignedSeconds(events: readonly RunEvent[]): number | null {
+  let assigned: string | null = null;
+  let queued: string | null = null;
+  for (let i = events.length - 1; i >= 0; i--) {
+    const e = events[i]!;
+    if (assigned === null && e.to === 'assigned') assigned = e.at;
+    else if (assigned !== null && e.to === 'queued') {
+      queued = e.at;
+      break;
+    }
+  }
+  if (assigned === null || queued === null) return null;
+  return Math.max(0, (Date.parse(assigned) - Date.parse(queued)) / 1000);
+}
+
+/** Create one leader's metrics on a registry of its own. */
+export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+
+  // The node and GPU gauges share one read of the nodes per scrape (render() clears it): the first collect reads.
+  let scrapedNodes: ApiNode[] | null = null;
+  const scrapeNodes = (): ApiNode[] => (scrapedNodes ??= sources.nodes());
+  const gpus = (): Array<{ node: string; g: ApiNode['gpus'][number] }> =>
+    scrapeNodes().flatMap((n) => n.gpus.map((g) => ({ node: n.id, g })));
+
+  new Gauge({
+    name: 'secd_node_up',
+    help: '1 while the node is connected (state up or draining), 0 when it is down.',
+    labelNames: ['node'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const n of scrapeNodes()) this.set({ node: n.id }, n.state === 'down' ? 0 : 1);
+    },
+  });
+
+  const gpuGauge = (name: string, help: string, value: (g: ApiNode['gpus'][number]) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['node', 'uuid'] as const,
+      registers,
+      collect() {
+        this.reset();
+        // N/A from the hardware is left out (absent), never reported as 0.
+        for (const { node, g } of gpus()) {
+          const v = value(g);
+          if (v !== null) this.set({ node, uuid: g.uuid }, v);
+        }
+      },
+    });
+  gpuGauge('secd_gpu_utilization_ratio', 'GPU utilisation, 0 to 1, from the node\'s last status report.', (g) =>
+    g.utilization_pct === null ? null : g.utilization_pct / 100,
+  );
+  gpuGauge('secd_gpu_memory_used_bytes', 'GPU memory in use, bytes.', (g) => g.memory_used_bytes);
+  gpuGauge('secd_gpu_memory_total_bytes', 'GPU memory, bytes.', (g) => g.memory_total_bytes);
+  gpuGauge('secd_gpu_temperature_celsius', 'GPU temperature, degrees Celsius.', (g) => g.temperature_c);
+  gpuGauge('secd_gpu_power_watts', 'GPU power draw, watts.', (g) => g.power_w);
+  gpuGauge('secd_gpu_assigned', '1 while a secd run holds the GPU.', (g) => (g.run_id === null ? 0 : 1));
+
+  // Run counts share one query per scrape too.
+  let counts: Record<RunState, number> | null = null;
+  const runCounts = (): Record<RunState, number> => (counts ??= sources.runCounts());
+  new Gauge({
+    name: 'secd_runs_queued',
+    help: 'Runs waiting for a node (state queued).',
+    registers,
+    collect() {
+      this.set(runCounts().queued);
+    },
+  });
+  new Gauge({
+    name: 'secd_runs_in_progress',
+    help: 'Runs assigned to a node and not finished (assigned, building, running, uploading).',
+    registers,
+    collect() {
+      const c = runCounts();
+      this.set(c.assigned + c.building + c.running + c.uploading);
+    },
+  });
+  // Counted from the runs table, so the totals survive restarts and never double-count a run.
+  new Counter({
+    name: 'secd_runs_finished_total',
+    help: 'Runs that reached a terminal state, by state.',
+    labelNames: ['state'] as const,
+    registers,
+    collect() {
+      this.reset();
+      const c = runCounts();
+      for (const state of FINISHED_STATES) this.inc({ state }, c[state]);
+    },
+  });
+
+  const webhook = new Histogram({
+    name: 'secd_webhook_duration_seconds',
+    help: 'Time to answer a GitLab webhook delivery, by outcome.',
+    labelNames: ['outcome'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers,
+  });
+  const scheduling = new Histogram({
+    name: 'secd_scheduling_latency_seconds',
+    help: 'Time from a run being queued to its assignment to a node.',
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400],
+    registers,
+  });
+
+  return {
+    observeWebhook(seconds, outcome) {
+      webhook.observe({ outcome }, seconds);
+    },
+    observeScheduling(seconds) {
+      scheduling.observe(seconds);
+    },
+    async render() {
+      scrapedNodes = null;
+      counts = null;
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}

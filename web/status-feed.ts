@@ -1,0 +1,305 @@
+/**
+ * What the status page shows, kept current for every open page: the nodes (from the node registry),
+ * the queue and the recent runs (from SQLite) and each GPU's utilisation history. A page gets one
+ * snapshot when it connects and then only what changed, computed once per change for all pages
+ * (never per page), so 100 nodes × 8 GPUs and many open pages cost the leader little.
+ *
+ * The node registry pushes each status report in with `onNodeStatus` (history at the node's own
+ * sample times, and an update out within ~100 ms); without it the feed samples `nodes()` once per
+ * `pollMs`, so the page works with any source of nodes.
+ */
+import type { RunRow } from '../storage/run-store.js';
+import type { RunState } from '../storage/run-states.js';
+import { GpuHistory, type GpuSample } from './gpu-history.js';
+import type { ApiNode } from './leader-server.js';
+import { redactCredentials } from './redact.js';
+
+/** A run as the status page shows it: no outputs, logs, URLs or credentials. */
+export interface RunView {
+  id: string;
+  project: string;
+  user: string;
+  commit: string;
+  state: RunState;
+  reason: string;
+  node: string | null;
+  gpus: string[];
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** Everything a page needs to draw itself from nothing. */
+export interface StatusSnapshot {
+  at: string;
+  nodes: ApiNode[];
+  /** Waiting runs (received, verified, queued), oldest first, at most `maxQueue`. */
+  queue: RunView[];
+  queue_total: number;
+  /** The newest runs in any state. */
+  recent: RunView[];
+  /** Per-GPU utilisation history: bucket width `step` s; each series' values start at its `start` (s). */
+  history: { step: number; window: number; series: Record<string, { start: number; values: Array<number | null> }> };
+}
+
+/** What changed since the previous message; absent keys did not change. */
+export interface StatusUpdate {
+  at: string;
+  /** Nodes that appeared or changed (whole node, GPUs included). */
+  nodes?: ApiNode[];
+  /** Ids of nodes that are gone. */
+  removed?: string[];
+  queue?: RunView[];
+  queue_total?: number;
+  recent?: RunView[];
+  /** New history values: [gpu uuid, bucket start (s), mean utilisation of that bucket so far]. */
+  samples?: Array<[string, number, number]>;
+}
+
+/** One open page (or any other subscriber). */
+export interface FeedListener {
+  /** `data` is JSON of a StatusSnapshot (`snapshot`) or StatusUpdate (`update`). */
+  send(event: 'snapshot' | 'update', data: string): void;
+  /** The feed is closing (leader shutdown). */
+  end(): void;
+}
+
+/** What the feed reads. */
+export interface StatusFeedDeps {
+  nodes(): ApiNode[];
+  store: { inStates(states: readonly RunState[]): RunRow[]; list(opts: { limit?: number }): RunRow[] };
+  now(): Date;
+  history?: GpuHistory;
+  /** How often nodes and runs are read without being told (ms). */
+  pollMs?: number;
+  /** Shortest gap between two updates triggered by status reports (ms). */
+  minGapMs?: number;
+  recentRuns?: number;
+  maxQueue?: number;
+}
+
+const WAITING: readonly RunState[] = ['received', 'verified', 'queued'];
+// A node whose reports were pushed within this long is not also sampled by polling.
+const PUSH_FRESH_MS = 10_000;
+
+/** The page's view of a run. */
+export function runView(run: RunRow): RunView {
+  return {
+    id: run.id,
+    project: run.project,
+    user: run.user,
+    commit: run.commit.slice(0, 12),
+    state: run.state,
+    reason: redactCredentials(run.reason),
+    node: run.node,
+    gpus: run.gpus,
+    created_at: run.createdAt,
+    started_at: run.startedAt,
+    finished_at: run.finishedAt,
+  };
+}
+
+const collator = new Intl.Collator('en', { numeric: true });
+
+/** The live status of the cluster, shared by every open status page. */
+export class StatusFeed {
+  readonly history: GpuHistory;
+  private readonly listeners = new Set<FeedListener>();
+  private readonly pushedAt = new Map<string, number>();
+  private readonly dirtyNodes = new Set<string>();
+  private readonly touched = new Map<string, [number, number]>();
+  private nodeJson = new Map<string, string>();
+  private nodes: ApiNode[] = [];
+  private queue: RunView[] = [];
+  private queueTotal = 0;
+  private recent: RunView[] = [];
+  private queueJson = '';
+  private recentJson = '';
+  private primed = false;
+  private lastTickMs = 0;
+  private lastPruneMs = 0;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private soonTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(private readonly deps: StatusFeedDeps) {
+    this.history = deps.history ?? new GpuHistory();
+  }
+
+  /** Start sampling and broadcasting on a timer (main calls this; tests may tick by hand). */
+  start(): void {
+    if (this.pollTimer || this.closed) return;
+    this.pollTimer = setInterval(() => this.tick(true), this.deps.pollMs ?? 1000);
+    this.pollTimer.unref();
+  }
+
+  /**
+   * A node's status report arrived: record its GPUs' utilisation at `at` and send pages the change
+   * soon. Call it after the registry's `nodes()` reflects the report.
+   */
+  onNodeStatus(nodeId: string, samples: readonly GpuSample[], at: Date | string | number): void {
+    const atMs = at instanceof Date ? at.getTime() : typeof at === 'string' ? Date.parse(at) : at;
+    const when = Number.isFinite(atMs) ? atMs : this.deps.now().getTime();
+    this.pushedAt.set(nodeId, this.deps.now().getTime());
+    for (const s of samples) this.recordSample(s.uuid, s.utilization_pct, when);
+    this.dirtyNodes.add(nodeId);
+    this.soon();
+  }
+
+  /** Something changed that pages should see now (a run moved, a node joined): broadcast soon. */
+  poke(): void {
+    this.soon(true);
+  }
+
+  /** Add a page: it gets a snapshot now, then updates. Returns the unsubscribe function. */
+  subscribe(listener: FeedListener): () => void {
+    if (!this.primed) this.tick(true);
+    this.listeners.add(listener);
+    listener.send('snapshot', JSON.stringify(this.snapshot()));
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Pages connected now. */
+  get subscribers(): number {
+    return this.listeners.size;
+  }
+
+  /** The whole view as of the last tick (what a new page starts from). */
+  snapshot(): StatusSnapshot {
+    if (!this.primed) this.tick(true);
+    const nowMs = this.deps.now().getTime();
+    const series: StatusSnapshot['history']['series'] = {};
+    for (const n of this.nodes) {
+      for (const g of n.gpus) {
+        const s = this.history.series(g.uuid, nowMs);
+        if (s) series[g.uuid] = { start: s.start, values: s.values };
+      }
+    }
+    return {
+      at: new Date(nowMs).toISOString(),
+      nodes: this.nodes,
+      queue: this.queue,
+      queue_total: this.queueTotal,
+      recent: this.recent,
+      history: { step: this.history.stepMs / 1000, window: this.history.windowMs / 1000, series },
+    };
+  }
+
+  /**
+   * Read the sources, record polled history and send pages what changed. `full` also re-reads every
+   * node and the runs; otherwise only the nodes that pushed a report since the last tick.
+   */
+  tick(full = true): void {
+    if (this.closed) return;
+    const nowMs = this.deps.now().getTime();
+    this.lastTickMs = nowMs;
+    const all = this.deps.nodes();
+    const update: StatusUpdate = { at: new Date(nowMs).toISOString() };
+
+    if (full) {
+      for (const n of all) {
+        if (n.state === 'down') continue;
+        const pushed = this.pushedAt.get(n.id);
+        if (pushed !== undefined && nowMs - pushed < PUSH_FRESH_MS) continue;
+        for (const g of n.gpus) this.recordSample(g.uuid, g.utilization_pct, nowMs);
+      }
+    }
+    const consider = full ? all : all.filter((n) => this.dirtyNodes.has(n.id));
+    this.dirtyNodes.clear();
+    const changed: ApiNode[] = [];
+    for (const n of consider) {
+      const json = JSON.stringify(n);
+      if (this.nodeJson.get(n.id) !== json) {
+        this.nodeJson.set(n.id, json);
+        changed.push(n);
+      }
+    }
+    if (changed.length) update.nodes = changed;
+    if (full) {
+      const ids = new Set(all.map((n) => n.id));
+      const removed = [...this.nodeJson.keys()].filter((id) => !ids.has(id));
+      for (const id of removed) {
+        this.nodeJson.delete(id);
+        this.pushedAt.delete(id);
+      }
+      if (removed.length) update.removed = removed;
+    }
+    if (changed.length || update.removed) this.nodes = [...all].sort((a, b) => collator.compare(a.id, b.id));
+
+    if (full) {
+      const waiting = this.deps.store.inStates(WAITING);
+      const queue = waiting.slice(0, this.deps.maxQueue ?? 500).map(runView);
+      const queueJson = JSON.stringify(queue);
+      if (queueJson !== this.queueJson || waiting.length !== this.queueTotal) {
+        this.queueJson = queueJson;
+        this.queue = queue;
+        this.queueTotal = waiting.length;
+        update.queue = queue;
+        update.queue_total = waiting.length;
+      }
+      const recent = this.deps.store.list({ limit: this.deps.recentRuns ?? 50 }).map(runView);
+      const recentJson = JSON.stringify(recent);
+      if (recentJson !== this.recentJson) {
+        this.recentJson = recentJson;
+        this.recent = recent;
+        update.recent = recent;
+      }
+    }
+    if (this.touched.size) {
+      update.samples = [...this.touched].map(([uuid, [t, v]]) => [uuid, t, v]);
+      this.touched.clear();
+    }
+    if (nowMs - this.lastPruneMs > 60_000) {
+      this.history.prune(nowMs);
+      this.lastPruneMs = nowMs;
+    }
+    const first = !this.primed;
+    this.primed = true;
+    if (first || this.listeners.size === 0 || Object.keys(update).length === 1) return;
+    const data = JSON.stringify(update);
+    for (const l of this.listeners) {
+      try {
+        l.send('update', data);
+      } catch {
+        this.listeners.delete(l);
+      }
+    }
+  }
+
+  /** Stop the timers and end every page's stream (leader shutdown). */
+  close(): void {
+    this.closed = true;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.soonTimer) clearTimeout(this.soonTimer);
+    this.pollTimer = this.soonTimer = null;
+    for (const l of this.listeners) {
+      try {
+        l.end();
+      } catch {
+        // the page went away already
+      }
+    }
+    this.listeners.clear();
+  }
+
+  private recordSample(uuid: string, pct: number | null, atMs: number): void {
+    const r = this.history.record(uuid, pct, atMs);
+    if (r) this.touched.set(uuid, [r.t, r.value]);
+  }
+
+  private pendingFull = false;
+
+  private soon(full = false): void {
+    this.pendingFull ||= full;
+    if (this.soonTimer || this.closed) return;
+    const gap = this.deps.minGapMs ?? 100;
+    const wait = Math.max(0, Math.min(gap, this.lastTickMs + gap - this.deps.now().getTime()));
+    this.soonTimer = setTimeout(() => {
+      this.soonTimer = null;
+      const full = this.pendingFull;
+      this.pendingFull = false;
+      this.tick(full);
+    }, wait);
+    this.soonTimer.unref();
+  }
+}
