@@ -8,16 +8,25 @@ import { ConfigError } from './config.js';
 import { registerBaseImageCommand } from './commands/base-image-command.js';
 import { registerRunCommand } from './commands/run-command.js';
 import { registerUpCommand } from './commands/up-command.js';
+import { registerAdminCommand } from './commands/admin-command.js';
+import { registerLeaderCommand } from './commands/leader-command.js';
+import { registerNodeCommand } from './commands/node-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
 import { registerInstallCommand } from './commands/install-command.js';
+import { registerBackupCommand } from './commands/backup-command.js';
 
 const program = new Command();
 program.name('secd').description('Run machine-learning code on sensitive data from a signed git push').showHelpAfterError();
 registerRunCommand(program);
 registerUpCommand(program);
 registerBaseImageCommand(program);
+registerLeaderCommand(program);
+registerNodeCommand(program);
+registerAdminCommand(program);
 registerStatusCommand(program);
 registerInstallCommand(program);
+// Joins the `admin` group whichever file creates it: keep it after the other admin commands.
+registerBackupCommand(program);
 
 program.exitOverride();
 try {

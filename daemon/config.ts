@@ -353,6 +353,17 @@ const limitsSchema = z.strictObject({
   max_log_bytes: bytesField.default(2 * MiB),
 });
 
+/** The leader's certificate and private key (PEM) for https:// and wss:// on its one port. */
+function tlsSchema(ctx: LoadContext) {
+  return z.strictObject({ cert_file: pathField(ctx), key_file: pathField(ctx) }).superRefine((t, zctx) => {
+    for (const key of ['cert_file', 'key_file'] as const) {
+      if (!exists(t[key])) {
+        zctx.issues.push({ code: 'custom', input: t[key], path: [key], message: `names a file that does not exist (${t[key]})` });
+      }
+    }
+  });
+}
+
 /** The leader's keys; `defaults` differ between leader.yml and `secd up`. */
 function leaderShape(ctx: LoadContext, defaults: { dataDir: string }) {
   return {
@@ -363,6 +374,7 @@ function leaderShape(ctx: LoadContext, defaults: { dataDir: string }) {
     limits: limitsSchema.prefault({}),
     node_timeout_ms: positiveInt.default(20_000),
     lost_after_ms: positiveInt.default(600_000),
+    tls: tlsSchema(ctx).optional(),
   };
 }
 
@@ -446,11 +458,16 @@ function nodeSchema(ctx: LoadContext) {
       ...nodeShape(ctx),
       work_dir: pathField(ctx).default('/var/lib/secd-node'),
       cache_root: pathField(ctx),
+      // The CA that signed the leader's certificate, trusted for wss:// (the system CAs still apply).
+      ca_file: pathField(ctx).optional(),
     })
     .transform((n, zctx) => {
-      const { token: inline, token_file: file, ...rest } = n;
+      const { token: inline, token_file: file, ca_file: caFile, ...rest } = n;
       const token = resolveSecret({ name: 'token', credential: 'token', allowEmpty: false }, inline, file, ctx, zctx);
-      return { ...finishNode(rest, ctx, zctx), token };
+      if (caFile !== undefined && !exists(caFile)) {
+        zctx.issues.push({ code: 'custom', input: caFile, path: ['ca_file'], message: `names a file that does not exist (${caFile})` });
+      }
+      return { ...finishNode(rest, ctx, zctx), token, ca_file: caFile ?? null };
     });
 }
 
@@ -494,6 +511,11 @@ export type NodeConfig = z.output<ReturnType<typeof nodeSchema>>;
 export type UpConfig = z.output<ReturnType<typeof upSchema>>;
 /** The in-process node of `secd up`: node keys without `leader` and `token`. */
 export type LocalNodeConfig = UpConfig['node'];
+/** The leader's `tls:` section (certificate and key files). */
+export type TlsConfig = NonNullable<LeaderConfig['tls']>;
+
+/** Output and log caps when no leader config is at hand (`secd node` applies these to every run). */
+export const DEFAULT_LIMITS: LimitsConfig = limitsSchema.parse({});
 
 // ---------------------------------------------------------------------------------------------
 // YAML and error formatting

@@ -354,4 +354,23 @@ describe('the long-lived stream', () => {
     await expect.poll(() => alive(second!), { timeout: 3_000, interval: 50 }).toBe(false);
     expect(await t.sample()).toEqual([]);
   });
+
+  // An nvidia-smi whose -q -x works but whose `--query-gpu … -lms` run fails or stays silent.
+  async function brokenStreamNvidiaSmi(onQuery: string): Promise<string> {
+    const command = path.join(await fakeDir(), 'nvidia-smi');
+    const report = nvidiaSmiFixture(TESLA_K80);
+    await fs.writeFile(command, `#!/bin/sh\nif [ "$*" = "-q -x" ]; then exec cat '${report}'; fi\n${onQuery}\n`, { mode: 0o755 });
+    return command;
+  }
+
+  it.each([
+    ['rejects -lms', 'echo "Invalid combination of input arguments." >&2; exit 2', /stopped without printing a line, twice/],
+    ['never prints a line (buffered pipe)', 'exec sleep 600', /went silent without printing a line, twice/],
+  ])('an nvidia-smi that %s is sampled with -q -x instead', async (_what, onQuery, said) => {
+    const { log, entries } = recordingLog();
+    const command = await brokenStreamNvidiaSmi(onQuery);
+    const t = telemetry({ command, log, mode: 'stream', intervalMs: 100 });
+    await expect.poll(async () => (await t.sample())[1]?.utilizationPct, { timeout: 8_000, interval: 100 }).toBe(99);
+    expect(entries.find((e) => e.level === 'warn' && /sampling with -q -x instead/.test(e.msg))?.msg).toMatch(said);
+  });
 });

@@ -429,8 +429,6 @@ function failureReporter(log: Log): { failure(f: NvidiaSmiFailure): void; succes
   };
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-
 /** Starts GPU telemetry over `command`; nothing is spawned until the first call. */
 export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
   const mode = opts.mode ?? 'stream';
@@ -439,7 +437,7 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const log = opts.log.child({ component: 'gpu-telemetry', command: opts.command });
   // A stream value older than this is unknown rather than stale; a stream silent this long is restarted.
-  const staleAfterMs = Math.max(5_000, 5 * intervalMs);
+  const staleAfterMs = Math.max(1_000, 5 * intervalMs);
   // How long the first stream sample waits for the stream's first lines.
   const firstLinesWaitMs = Math.min(3_000, Math.max(1_000, 2 * intervalMs));
 
@@ -480,13 +478,31 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
   }
 
   // --- the long-lived `--query-gpu … -lms` stream
-  let stream: ChildProcess | null = null;
+  interface Stream {
+    child: ChildProcess;
+    startedAt: number;
+    delivered: boolean;
+    /** Forget this stream (once): kill it if asked, then restart it or fall back to polling. */
+    end(why: string, details: object, opts: { kill: boolean; missing?: boolean }): void;
+  }
+  let stream: Stream | null = null;
   let streamStartedAt = 0;
   let restartTimer: NodeJS.Timeout | null = null;
   let consecutiveFailures = 0;
   let lastLineAt = 0;
+  let everDelivered = false;
+  let fruitlessStarts = 0;
+  // Set when the stream never printed a line in two starts while -q -x works (an nvidia-smi that
+  // rejects -lms, or buffers a pipe's output): sampling goes on with -q -x, slower but correct.
+  let pollFallback = false;
   const latest = new Map<string, { sample: GpuSample; at: number }>();
   let lineWaiters: Array<() => void> = [];
+
+  function wakeWaiters(): void {
+    const waiters = lineWaiters;
+    lineWaiters = [];
+    for (const w of waiters) w();
+  }
 
   function killGroup(child: ChildProcess): void {
     if (child.pid === undefined) return;
@@ -502,8 +518,13 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
     }
   }
 
-  function scheduleRestart(why: string, details: object): void {
-    if (closed || restartTimer) return;
+  function afterStreamEnded(why: string, details: object, delivered: boolean): void {
+    if (!everDelivered && !delivered) fruitlessStarts += 1;
+    if (!everDelivered && fruitlessStarts >= 2 && lastGood !== null) {
+      pollFallback = true;
+      log.warn({ ...details }, `nvidia-smi --query-gpu -lms ${why} without printing a line, twice; sampling with -q -x instead`);
+      return;
+    }
     consecutiveFailures += 1;
     const delay = Math.min(30_000, 250 * 2 ** Math.min(consecutiveFailures - 1, 7));
     log.warn({ ...details, restart_in_ms: delay }, `nvidia-smi stream ${why}; restarting it`);
@@ -515,29 +536,33 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
   }
 
   function startStream(): void {
-    if (closed || stream || restartTimer) return;
+    if (closed || pollFallback || stream || restartTimer) return;
     const args = [`--query-gpu=${STREAM_QUERY_FIELDS.join(',')}`, '--format=csv,noheader,nounits', '-lms', String(intervalMs)];
     const child = spawn(opts.command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, windowsHide: true });
-    stream = child;
-    streamStartedAt = Date.now();
     const reader = createQueryGpuCsvReader();
     let stderrTail = '';
-    let gone = false;
-    const onGone = (details: object, missing: boolean) => {
-      if (gone) return;
-      gone = true;
-      if (stream === child) stream = null;
-      if (closed) return;
-      if (missing) {
-        // The -q -x path reports a missing command (once); nothing to restart until it exists.
-        return;
-      }
-      scheduleRestart('stopped', { ...details, stderr: firstLine(stderrTail) || undefined });
+    let ended = false;
+    const self: Stream = {
+      child,
+      startedAt: Date.now(),
+      delivered: false,
+      end(why, details, { kill, missing = false }) {
+        if (ended) return;
+        ended = true;
+        if (stream === self) stream = null;
+        if (kill) killGroup(child);
+        wakeWaiters();
+        // A missing command is reported (once) by the -q -x path; nothing to restart until it exists.
+        if (closed || missing) return;
+        afterStreamEnded(why, { ...details, stderr: firstLine(stderrTail) || undefined }, self.delivered);
+      },
     };
+    stream = self;
+    streamStartedAt = self.startedAt;
     child.on('error', (err: NodeJS.ErrnoException) => {
-      onGone({ error: err.message }, err.code === 'ENOENT');
+      self.end('could not start', { error: err.message }, { kill: false, missing: err.code === 'ENOENT' });
     });
-    child.on('exit', (code, signal) => onGone({ exit_code: code, signal }, false));
+    child.on('exit', (code, signal) => self.end('stopped', { exit_code: code, signal }, { kill: false }));
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       stderrTail = (stderrTail + chunk).slice(-2000);
@@ -549,11 +574,11 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
         if (s.ok) {
           lastLineAt = Date.now();
           latest.set(s.sample.uuid, { sample: s.sample, at: lastLineAt });
+          self.delivered = true;
+          everDelivered = true;
           consecutiveFailures = 0;
           streamReport.success();
-          const waiters = lineWaiters;
-          lineWaiters = [];
-          for (const w of waiters) w();
+          wakeWaiters();
           return;
         }
         streamReport.failure({ ok: false, code: 'invalid-output', reason: `nvidia-smi --query-gpu printed an unusable line (${s.reason})` });
@@ -564,13 +589,12 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
   }
 
   function ensureStream(): void {
-    if (closed) return;
-    if (stream && Date.now() - Math.max(lastLineAt, streamStartedAt) > staleAfterMs) {
+    if (closed || pollFallback) return;
+    const current = stream;
+    if (current) {
+      const silentMs = Date.now() - Math.max(lastLineAt, current.startedAt);
       // Alive but silent (a GPU fallen off the bus can hang nvidia-smi): replace it.
-      const silent = stream;
-      stream = null;
-      killGroup(silent);
-      scheduleRestart('went silent', { silent_ms: Date.now() - Math.max(lastLineAt, streamStartedAt) });
+      if (silentMs > staleAfterMs) current.end('went silent', { silent_ms: silentMs }, { kill: true });
       return;
     }
     startStream();
@@ -578,24 +602,33 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
 
   // Waits until the stream has a fresh line for each of `uuids`, or the wait runs out.
   async function waitForLines(uuids: string[]): Promise<void> {
-    const deadline = Date.now() + firstLinesWaitMs;
     const fresh = () => uuids.every((u) => (latest.get(u)?.at ?? 0) >= streamStartedAt);
-    while (!fresh() && Date.now() < deadline && !closed) {
-      await Promise.race([new Promise<void>((r) => lineWaiters.push(r)), sleep(Math.max(1, deadline - Date.now()))]);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      wakeWaiters();
+    }, firstLinesWaitMs);
+    timer.unref();
+    try {
+      while (!fresh() && !timedOut && !closed && !pollFallback && stream) {
+        await new Promise<void>((r) => lineWaiters.push(r));
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 
   async function sampleStream(): Promise<GpuSample[]> {
     // Processes (and the GPU list) come from -q -x, refreshed in the background once stale.
-    let xml = lastXml?.result;
-    if (!lastXml) xml = await refreshXml();
-    else if (Date.now() - lastXml.at >= processRefreshMs) void refreshXml();
-    if (xml && !xml.ok && xml.code === 'missing') return [];
-    const listed = gpusAfter(xml!);
+    const xml = lastXml ? lastXml.result : await refreshXml();
+    if (lastXml && Date.now() - lastXml.at >= processRefreshMs) void refreshXml();
+    if (!xml.ok && xml.code === 'missing') return [];
+    const listed = gpusAfter(xml);
 
     ensureStream();
     const needsWait = listed.some((g) => (latest.get(g.uuid)?.at ?? 0) < streamStartedAt);
     if (needsWait && stream) await waitForLines(listed.map((g) => g.uuid));
+    if (pollFallback) return gpusAfter(await refreshXml()).map(toSample);
 
     const now = Date.now();
     const bySeen = new Map<string, GpuSample>();
@@ -631,18 +664,15 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
     },
     async sample() {
       if (closed) return [];
-      if (mode === 'poll') return gpusAfter(await refreshXml()).map(toSample);
+      if (mode === 'poll' || pollFallback) return gpusAfter(await refreshXml()).map(toSample);
       return sampleStream();
     },
     close() {
       closed = true;
       if (restartTimer) clearTimeout(restartTimer);
       restartTimer = null;
-      if (stream) killGroup(stream);
-      stream = null;
-      const waiters = lineWaiters;
-      lineWaiters = [];
-      for (const w of waiters) w();
+      stream?.end('closed', {}, { kill: true });
+      wakeWaiters();
     },
   };
 }

@@ -3,6 +3,7 @@
  * creates the database, the GitLab client, the mirrors, the container engine and the HTTP server.
  */
 import { readFileSync } from 'node:fs';
+import { cpus as osCpus, hostname as osHostname, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { isWritable, openDatabase, type SqliteDatabase } from '../storage/database.js';
@@ -12,7 +13,10 @@ import { GitMirror } from '../scheduler/git-mirror.js';
 import { createGitLabClient } from '../scheduler/gitlab-client.js';
 import type { GitLabApi } from '../scheduler/gitlab-port.js';
 import type { Log } from '../scheduler/log.js';
-import { RunLifecycle } from '../scheduler/run-lifecycle.js';
+import { NodeRegistry, type NodeView } from '../scheduler/node-registry.js';
+import { RunLifecycle, type NodeHandle } from '../scheduler/run-lifecycle.js';
+import { NodeStore } from '../storage/node-store.js';
+import type { RunState } from '../storage/run-states.js';
 import { verifyPush } from '../scheduler/verify-push.js';
 import { buildLeaderServer, type ApiNode } from '../web/leader-server.js';
 import { createLeaderMetrics, queuedToAssignedSeconds, type LeaderMetrics } from '../web/metrics.js';
@@ -22,6 +26,7 @@ import type { LocalNodeConfig, UpConfig } from './config.js';
 import type { ContainerEngine } from './container-engine.js';
 import { LocalNode } from './local-node.js';
 import { nodeExecutorDeps } from './node-executor.js';
+import { attachNodeEndpoint, type UpgradeVerdict } from './websocket.js';
 
 /** A started leader, for main and for tests. */
 export interface RunningLeader {
@@ -30,6 +35,9 @@ export interface RunningLeader {
   lifecycle: RunLifecycle;
   server: FastifyInstance;
   localNode: LocalNode | null;
+  /** The networked nodes (`secd node`) and their tokens. */
+  registry: NodeRegistry;
+  nodeStore: NodeStore;
   /** The status page's live feed: the node registry pushes each status report in (`status.onNodeStatus`). */
   status: StatusFeed;
   metrics: LeaderMetrics;
@@ -55,8 +63,16 @@ export function withGitCredentials(url: string, token: string): string {
   return u.toString();
 }
 
+/** What a leader is configured with: leader.yml, or up.yml less its node section. */
+export type LeaderSettings = Omit<UpConfig, 'node'>;
+
+/** Where the nodes' websocket is served (DESIGN §7). */
+export const NODES_PATH = '/v1/nodes';
+
+const IN_FLIGHT: readonly RunState[] = ['assigned', 'building', 'running', 'uploading'];
+
 /** Start the leader described by `config` and listen on `config.listen`. */
-export async function startLeader(config: UpConfig, opts: StartLeaderOptions): Promise<RunningLeader> {
+export async function startLeader(config: LeaderSettings, opts: StartLeaderOptions): Promise<RunningLeader> {
   const now = opts.now ?? (() => new Date());
   const log = opts.log;
   const db: SqliteDatabase = openDatabase(join(config.data_dir, 'secd.db'));
@@ -91,19 +107,34 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
       log: log.child({ node: opts.localNode.node_id }),
     });
   }
-  const nodes = () => (localNode ? [localNode] : []);
-  const apiNodes = (): ApiNode[] =>
-    nodes().map((n) => ({
-      id: n.id,
-      hostname: n.id,
-      state: n.state(),
-      last_seen: now().toISOString(),
-      cpus: 0,
-      memory_bytes: 0,
-      load: null,
-      runs: n.runIds(),
-      gpus: [],
-    }));
+  const nodeStore = new NodeStore(db, now);
+  const registry = new NodeRegistry({
+    store: nodeStore,
+    log: log.child({ component: 'nodes' }),
+    now,
+    nodeTimeoutMs: config.node_timeout_ms,
+    onStatus: (nodeId, report) => status.onNodeStatus(nodeId, report.gpus, report.at),
+  });
+  if (localNode) registry.reserve(localNode.id);
+  const nodes = (): NodeHandle[] => [...(localNode ? [localNode] : []), ...registry.handles()];
+  const apiNodes = (): ApiNode[] => {
+    const active = store.inStates(IN_FLIGHT);
+    const views: NodeView[] = registry.views();
+    if (localNode) {
+      views.unshift({
+        id: localNode.id,
+        hostname: osHostname(),
+        state: localNode.state(),
+        lastSeen: now().toISOString(),
+        cpus: osCpus().length,
+        memoryBytes: totalmem(),
+        load: loadavg()[0] ?? null,
+        memoryFreeBytes: null,
+        gpus: [],
+      });
+    }
+    return views.map((v) => apiNode(v, active));
+  };
   const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(db) });
   const status = new StatusFeed({ nodes: apiNodes, store, now });
 
@@ -123,6 +154,7 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
     sourceFor: (run) => (localNode && run.node === localNode.id ? mirrorOf(run.projectId).dir : projectGitUrl(run)),
     resultsRemoteFor: (run) => projectGitUrl(run),
     nodes,
+    nodeDownSince: (nodeId) => (localNode && nodeId === localNode.id ? null : registry.downSince(nodeId)),
     onAssigned: (run) => {
       const waited = queuedToAssignedSeconds(store.events(run.id));
       if (waited !== null) metrics.observeScheduling(waited);
@@ -131,9 +163,11 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
       publicUrl: config.public_url,
       maxRunforHours: config.limits.max_runfor_hours,
       maxGpusPerRun: config.limits.max_gpus_per_run,
+      lostAfterMs: config.lost_after_ms,
     },
   });
   localNode?.attach(lifecycle);
+  registry.attach(lifecycle);
 
   const server = buildLeaderServer({
     store,
@@ -144,15 +178,38 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
     nodes: apiNodes,
     status,
     metrics,
+    ...(config.tls ? { https: { cert: readFileSync(config.tls.cert_file, 'utf8'), key: readFileSync(config.tls.key_file, 'utf8') } } : {}),
+  });
+  const nodeLog = log.child({ component: 'nodes' });
+  const endpoint = attachNodeEndpoint(server.server, {
+    path: NODES_PATH,
+    log: nodeLog,
+    authenticate: (headers, remote): UpgradeVerdict => {
+      const claimed = typeof headers['x-secd-node'] === 'string' ? headers['x-secd-node'] : null;
+      const bearer = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization ?? '')?.[1] ?? null;
+      const verdict = claimed && bearer ? registry.authenticate(claimed, bearer) : { ok: false as const, reason: 'no bearer token or no X-Secd-Node header' };
+      if (!verdict.ok) {
+        nodeLog.warn({ remote, node: claimed, reason: verdict.reason }, 'node refused');
+        // The reason stays in the leader's log: the answer does not tell a stranger which node ids exist.
+        return { ok: false, status: 401, message: 'node token refused' };
+      }
+      return { ok: true, nodeId: claimed! };
+    },
+    accept: (nodeId, socket) => registry.connect(nodeId, socket),
   });
 
   const { host } = config.listen;
   await server.listen({ host, port: config.listen.port });
   const address = server.server.address();
   const port = typeof address === 'object' && address ? address.port : config.listen.port;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const url = `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   log.info({ url, data_dir: config.data_dir, gitlab: gitlabCfg?.url ?? null }, 'leader listening');
+  // The in-process node restarted with this process: it holds nothing, and says so like any node.
+  if (localNode) lifecycle.onNodeHello(localNode.id, []);
   lifecycle.resume();
+  registry.start();
+  const sweep = setInterval(() => lifecycle.sweepLostRuns(), Math.min(1000, config.lost_after_ms));
+  sweep.unref();
   status.start();
 
   return {
@@ -161,10 +218,15 @@ export async function startLeader(config: UpConfig, opts: StartLeaderOptions): P
     lifecycle,
     server,
     localNode,
+    registry,
+    nodeStore,
     status,
     metrics,
     async close() {
+      clearInterval(sweep);
       status.close();
+      await endpoint.close();
+      registry.close();
       await server.close();
       await lifecycle.close();
       await localNode?.close();
@@ -188,3 +250,31 @@ const unconfiguredGitLab: GitLabApi = {
     throw new Error('GitLab is not configured');
   },
 };
+
+/** The API's shape of a node (DESIGN §8): its runs and which run holds each GPU come from SQLite. */
+function apiNode(v: NodeView, active: readonly RunRow[]): ApiNode {
+  const runs = active.filter((r) => r.node === v.id);
+  const holder = new Map<string, string>();
+  for (const r of runs) for (const g of r.gpus) holder.set(g, r.id);
+  return {
+    id: v.id,
+    hostname: v.hostname,
+    state: v.state,
+    last_seen: v.lastSeen,
+    cpus: v.cpus,
+    memory_bytes: v.memoryBytes,
+    load: v.load,
+    runs: runs.map((r) => r.id),
+    gpus: v.gpus.map((g) => ({
+      uuid: g.uuid,
+      index: g.index,
+      name: g.name,
+      memory_total_bytes: g.memoryTotalBytes,
+      memory_used_bytes: g.memoryUsedBytes,
+      utilization_pct: g.utilizationPct,
+      temperature_c: g.temperatureC,
+      power_w: g.powerW,
+      run_id: holder.get(g.uuid) ?? null,
+    })),
+  };
+}

@@ -129,7 +129,9 @@ export class NodeAgent {
         if (this.stopped) return;
         const delay = reconnectDelay(this.attempt, this.deps.backoff ?? DEFAULT_BACKOFF, (this.deps.random ?? Math.random)());
         this.attempt++;
-        (wasWelcomed ? this.log.warn : this.log.info).call(this.log, { why, retry_in_ms: delay }, wasWelcomed ? 'lost the leader' : 'could not reach the leader');
+        if (wasWelcomed) this.log.warn({ why, retry_in_ms: delay }, 'lost the leader');
+        else if (/answered 401/.test(why)) this.log.error({ why, retry_in_ms: delay }, 'the leader refused this node: check its token (secd admin node-token)');
+        else this.log.info({ why, retry_in_ms: delay }, 'could not reach the leader');
         this.reconnectTimer = setTimeout(() => {
           this.reconnectTimer = null;
           this.connect();
@@ -170,7 +172,7 @@ export class NodeAgent {
       case 'welcome':
         this.welcomed = true;
         this.attempt = 0;
-        this.log.info({ node: msg.node_id }, 'connected to the leader');
+        this.log.info({ nodeTimeoutMs: msg.node_timeout_ms }, 'connected to the leader');
         this.resultSentAt.clear();
         this.resendResults(0);
         void this.report();

@@ -54,6 +54,8 @@ export interface NodeRegistryDeps {
   resendMs?: number;
   /** How often `last_seen` is written to the database per node (it is exact in memory). */
   persistSeenMs?: number;
+  /** Called with every status a node reports (the status page's live feed). */
+  onStatus?(nodeId: string, status: StatusMessage): void;
 }
 
 /** What a node told the leader about itself (hello), kept across reconnects and restarts. */
@@ -357,6 +359,7 @@ export class NodeRegistry {
     switch (msg.type) {
       case 'status':
         node.status = msg;
+        this.deps.onStatus?.(node.id, msg);
         return;
       case 'run.ack':
         node.pendingAssign.delete(msg.run_id);

@@ -261,6 +261,12 @@ class ClusterState {
   /** Per node: the project indexes it belongs to (only projects with queued runs). */
   private readonly nodeGpuIndexes: FreeBuckets[][];
   private readonly nodeCpuIndexes: FreeBuckets[][];
+  /**
+   * Free counts only fall while a plan is made, so once a run of g GPUs fits nowhere, no later run of
+   * g or more does either, and once CPU slots run out they stay out: such runs wait in O(1).
+   */
+  private smallestGpuMiss = Number.POSITIVE_INFINITY;
+  private cpuFull = false;
 
   constructor(snapshot: PlanSnapshot, queuedProjects: Set<string>) {
     // Sorted by id so the plan does not depend on the order the caller listed nodes in.
@@ -322,7 +328,7 @@ class ClusterState {
 
   /** Whether some open node has `gpus` free GPUs now. */
   fitsSomewhere(gpus: number): boolean {
-    return this.gpuIndex.tightest(gpus) >= 0;
+    return this.tightestFit(gpus) >= 0;
   }
 
   /** Take resources for a run by rule 5, or null when it fits nowhere now. */
@@ -350,8 +356,15 @@ class ClusterState {
     return { runId: run.id, nodeId: this.ids[best]!, heldGpus, missing: run.gpus - heldGpus.length };
   }
 
+  private tightestFit(gpus: number): number {
+    if (gpus >= this.smallestGpuMiss) return -1;
+    const k = this.gpuIndex.tightest(gpus);
+    if (k < 0) this.smallestGpuMiss = gpus;
+    return k;
+  }
+
   private placeGpuRun(run: PlannedRun): Placement | null {
-    const k = this.gpuIndex.tightest(run.gpus);
+    const k = this.tightestFit(run.gpus);
     if (k < 0) return null;
     let node = this.gpuByProject.get(run.project)?.lowestWith(k) ?? -1;
     if (node < 0) node = this.gpuIndex.lowestWith(k);
@@ -362,6 +375,7 @@ class ClusterState {
   }
 
   private placeCpuRun(run: PlannedRun): Placement | null {
+    if (this.cpuFull) return null;
     let node = -1;
     const withImage = this.cpuByProject.get(run.project);
     if (withImage) {
@@ -370,7 +384,10 @@ class ClusterState {
     }
     if (node < 0) {
       const k = this.cpuIndex.loosest();
-      if (k < 0) return null;
+      if (k < 0) {
+        this.cpuFull = true;
+        return null;
+      }
       node = this.cpuIndex.lowestWith(k);
     }
     this.cpuFree[node]!--;

@@ -27,6 +27,8 @@ export interface NodeHandle {
   foreignBusyGpus(): string[];
   /** How many CPU-only runs it runs at once. */
   cpuSlots(): number;
+  /** Projects whose image the node holds (the planner prefers such a node); absent = none known. */
+  images?(): string[];
   /** Start a run; idempotent by run id. */
   assign(spec: RunSpec): void;
   /** Stop a run; its partial outputs are still delivered. */
@@ -245,29 +247,33 @@ export class RunLifecycle {
     if (queued.length === 0) return;
     const handles = this.deps.nodes();
     const active = store.inStates(IN_FLIGHT);
-    const nodes: PlannedNode[] = handles.map((h) => {
-      const held = new Set(active.filter((r) => r.node === h.id).flatMap((r) => r.gpus));
-      const busy = new Set(h.foreignBusyGpus());
-      const cpuRuns = active.filter((r) => r.node === h.id && r.gpus.length === 0).length;
-      return {
-        id: h.id,
-        state: h.state(),
-        freeGpus: h.gpus().filter((g) => !held.has(g) && !busy.has(g)),
-        freeCpuSlots: Math.max(0, h.cpuSlots() - cpuRuns),
-      };
-    });
+    // The planner subtracts what running runs hold and what foreign processes use from what nodes have.
+    const nodes: PlannedNode[] = handles.map((h) => ({
+      id: h.id,
+      state: h.state(),
+      gpus: h.gpus(),
+      foreignBusyGpus: h.foreignBusyGpus(),
+      cpuSlots: h.cpuSlots(),
+      images: h.images?.() ?? [],
+    }));
     const plan = planRuns(
       {
         queued: queued.map((r) => ({
           id: r.id,
           user: r.user,
+          project: r.project,
           gpus: (r.config as RunConfig).gpus,
           queuedAt: r.createdAt,
         })),
+        running: active.flatMap((r) => (r.node ? [{ id: r.id, user: r.user, nodeId: r.node, gpus: r.gpus }] : [])),
         nodes,
       },
       this.deps.now(),
     );
+    for (const impossible of plan.impossible) {
+      log.info({ runId: impossible.runId, code: impossible.code }, 'run can never start here: rejected');
+      this.reject(impossible.runId, `no node can run it: ${impossible.reason}`);
+    }
     for (const placement of plan.placements) {
       const handle = handles.find((h) => h.id === placement.nodeId);
       // Re-check at apply time: transition() only moves a run that is still queued.

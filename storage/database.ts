@@ -3,7 +3,7 @@
  * The only file that imports better-sqlite3.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MIGRATIONS } from './migrations.js';
 
@@ -45,5 +45,43 @@ export function isWritable(db: SqliteDatabase): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** What a backup holds: its schema version and size, for the operator's log. */
+export interface BackupSummary {
+  userVersion: number;
+  bytes: number;
+}
+
+/**
+ * Online backup of the database at `source` into `destination` (SQLite's backup API: consistent
+ * while the leader keeps writing). The source is opened read-only and never migrated or created, so
+ * a backup taken with a newer secd cannot change the live schema under a running leader. The copy
+ * lands under a temporary name and is renamed once `quick_check` passes.
+ */
+export async function backupDatabase(source: string, destination: string): Promise<BackupSummary> {
+  const partial = `${destination}.partial-${process.pid}`;
+  try {
+    const db = new Database(source, { readonly: true, fileMustExist: true });
+    try {
+      await db.backup(partial);
+    } finally {
+      db.close();
+    }
+    const copy = new Database(partial, { readonly: true, fileMustExist: true });
+    let userVersion: number;
+    try {
+      const check = copy.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw new Error(`the copy failed SQLite's quick_check: ${String(check)}`);
+      userVersion = copy.pragma('user_version', { simple: true }) as number;
+    } finally {
+      copy.close();
+    }
+    renameSync(partial, destination);
+    return { userVersion, bytes: statSync(destination).size };
+  } catch (err) {
+    rmSync(partial, { force: true });
+    throw err;
   }
 }

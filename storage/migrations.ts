@@ -74,4 +74,33 @@ export const MIGRATIONS: readonly string[] = [
     created_at TEXT NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 3: datasets, who may read them, and what each run was given (issue 4). Never a password.
+  `
+  CREATE TABLE datasets (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('mysql', 'path')),
+    mysql_database TEXT,               -- kind mysql: the database on the dataset server
+    path TEXT,                         -- kind path: folder relative to the nodes' dataset_root
+    created_at TEXT NOT NULL,
+    CHECK ((kind = 'mysql') = (mysql_database IS NOT NULL) AND (kind = 'path') = (path IS NOT NULL))
+  ) WITHOUT ROWID;
+
+  CREATE TABLE dataset_grants (
+    user TEXT NOT NULL,                -- GitLab username
+    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    granted_at TEXT NOT NULL,
+    PRIMARY KEY (user, dataset)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE run_datasets (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    mysql_user TEXT,                   -- the temporary account (null: no MySQL dataset)
+    datasets TEXT NOT NULL,            -- JSON: [{name, kind, mysql_database | path}] as granted
+    granted_at TEXT NOT NULL,
+    dropped_at TEXT,                   -- when the temporary account was dropped
+    bytes_from_server INTEGER,         -- counted by the node's dataset socket
+    bytes_to_server INTEGER
+  );
+  CREATE INDEX run_datasets_open ON run_datasets(dropped_at);
+  `,
 ];

@@ -26,6 +26,8 @@ export interface LeaderServerDeps {
   healthy(): boolean;
   /** The nodes' view for /api/v1/nodes. */
   nodes(): ApiNode[];
+  /** PEM certificate and key: serve https (and wss for nodes) instead of http. */
+  https?: { cert: string; key: string };
   /** The status page's live feed; without one the server makes its own from `nodes()` and `store`. */
   status?: StatusFeed;
   /** Prometheus metrics for /metrics and the webhook histogram; without them /metrics answers 404. */
@@ -94,7 +96,8 @@ function gpuLabels(nodes: ApiNode[]): GpuLabel {
 
 /** Build the leader's HTTP app (not listening). */
 export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 25 * 1024 * 1024 });
+  // With `https` the same port serves https:// and the nodes' wss:// (the upgrade rides the TLS server).
+  const app = Fastify({ logger: false, bodyLimit: 25 * 1024 * 1024, ...(deps.https ? { https: deps.https } : {}) }) as unknown as FastifyInstance;
   // The hook checks the token and parses JSON itself, so it needs the raw bytes whatever the content type.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

@@ -123,11 +123,18 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
     },
   });
 
+  // Latency in one histogram and outcomes in a counter: Prometheus' usual split, and cheaper than a
+  // histogram per outcome.
   const webhook = new Histogram({
     name: 'secd_webhook_duration_seconds',
-    help: 'Time to answer a GitLab webhook delivery, by outcome.',
-    labelNames: ['outcome'] as const,
+    help: 'Time to answer a GitLab webhook delivery.',
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers,
+  });
+  const deliveries = new Counter({
+    name: 'secd_webhook_deliveries_total',
+    help: 'GitLab webhook deliveries answered, by outcome (accepted, duplicate, ignored, unauthorized, malformed, unconfigured).',
+    labelNames: ['outcome'] as const,
     registers,
   });
   const scheduling = new Histogram({
@@ -139,7 +146,8 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
 
   return {
     observeWebhook(seconds, outcome) {
-      webhook.observe({ outcome }, seconds);
+      webhook.observe(seconds);
+      deliveries.inc({ outcome });
     },
     observeScheduling(seconds) {
       scheduling.observe(seconds);

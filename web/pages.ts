@@ -46,27 +46,27 @@ export function renderStatusPage(assets: AssetTable): string {
 <a href="/api/v1/nodes">/api/v1/nodes</a> and <a href="/api/v1/runs">/api/v1/runs</a>, and <code>secd status</code> prints it in a terminal.</p></noscript>
 <section aria-labelledby="nodes-h"><h2 id="nodes-h">Nodes</h2>
 <div class="scroll" role="region" aria-labelledby="nodes-caption" tabindex="0">
-<table id="nodes"><caption id="nodes-caption">Nodes: state, time since the last report, load and memory</caption>
+<table id="nodes"><caption><span class="cap" id="nodes-caption">Nodes: state, time since the last report, load and memory</span></caption>
 <thead><tr>${th('Node')}${th('State')}${th('Last report')}${th('Load', 'num')}${th('Memory', 'num')}${th('CPUs', 'num')}${th('GPUs busy', 'num')}${th('Runs', 'num')}</tr></thead>
 <tbody id="nodes-body"><tr class="empty"><td colspan="8">Waiting for the leader…</td></tr></tbody></table></div></section>
 <section aria-labelledby="gpus-h"><h2 id="gpus-h" tabindex="-1">GPUs</h2>
 <div class="scroll" role="region" aria-labelledby="gpus-caption" tabindex="0">
-<table id="gpus"><caption id="gpus-caption">GPUs</caption>
+<table id="gpus"><caption><span class="cap" id="gpus-caption">GPUs</span></caption>
 <thead><tr>${th('GPU')}${th('Model')}${th('Utilisation')}${th('Last 10 minutes')}${th('Memory used', 'num')}${th('Temp.', 'num')}${th('Power', 'num')}${th('Run')}</tr></thead>
 <tbody><tr class="empty"><td colspan="8">Waiting for the leader…</td></tr></tbody></table></div></section>
 <section aria-labelledby="queue-h"><h2 id="queue-h">Queue</h2>
 <div class="scroll" role="region" aria-labelledby="queue-caption" tabindex="0">
-<table id="queue"><caption id="queue-caption">Queue: waiting runs, oldest first</caption>
+<table id="queue"><caption><span class="cap" id="queue-caption">Queue: waiting runs, oldest first</span></caption>
 <thead><tr>${th('#', 'num')}${th('Run')}${th('Project')}${th('User')}${th('State')}${th('Reason')}${th('Pushed')}</tr></thead>
 <tbody id="queue-body"></tbody></table></div></section>
 <section aria-labelledby="recent-h"><h2 id="recent-h">Recent runs</h2>
 <div class="scroll" role="region" aria-labelledby="recent-caption" tabindex="0">
-<table id="recent"><caption id="recent-caption">Recent runs, newest first (outputs and logs are in each project's results branch)</caption>
+<table id="recent"><caption><span class="cap" id="recent-caption">Recent runs, newest first (outputs and logs are in each project's results branch)</span></caption>
 <thead><tr>${th('Run')}${th('Project')}${th('User')}${th('State')}${th('Reason')}${th('Node')}${th('GPUs')}${th('Pushed')}${th('Started')}${th('Finished')}</tr></thead>
 <tbody id="recent-body"></tbody></table></div></section>
 </main>
 <template id="node-row"><tr><th scope="row" data-cell="id"></th><td><span data-cell="state"></span></td><td><time data-cell="seen"></time></td><td class="num" data-cell="load"></td><td class="num" data-cell="memory"></td><td class="num" data-cell="cpus"></td><td class="num" data-cell="gpus"></td><td class="num" data-cell="runs"></td></tr></template>
-<template id="gpu-row"><tr><th scope="row"><span data-cell="node"></span> <span data-cell="index"></span></th><td data-cell="name"></td><td><div class="util"><span class="bar" aria-hidden="true"><span data-cell="utilbar"></span></span><span class="num" data-cell="util"></span></div></td><td><div class="spark" role="img" data-cell="chart" aria-label="No utilisation history yet."></div></td><td><div class="mem"><span class="num" data-cell="mem"></span><span class="bar thin" aria-hidden="true"><span data-cell="membar"></span></span></div></td><td class="num" data-cell="temp"></td><td class="num" data-cell="power"></td><td data-cell="run"></td></tr></template>`;
+<template id="gpu-row"><tr><th scope="row"><span data-cell="node"></span> <span data-cell="index"></span></th><td class="model" data-cell="name"></td><td><div class="util"><span class="bar" aria-hidden="true"><span data-cell="utilbar"></span></span><span class="num" data-cell="util"></span></div></td><td><div class="spark" role="img" data-cell="chart" aria-label="No utilisation history yet."></div></td><td><div class="mem"><span class="num" data-cell="mem"></span><span class="bar thin" aria-hidden="true"><span data-cell="membar"></span></span></div></td><td class="num" data-cell="temp"></td><td class="num" data-cell="power"></td><td data-cell="run"></td></tr></template>`;
   return page(assets, 'secd — cluster status', body, [
     `<script src="${assetUrl(assets, 'uplot.js')}" defer></script>`,
     `<script type="module" src="${assetUrl(assets, 'status.js')}"></script>`,
@@ -147,7 +147,7 @@ ${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${wa
 </dl></section>
 <section aria-labelledby="timings-h"><h2 id="timings-h">Timings</h2>
 <div class="scroll" role="region" aria-labelledby="timings-caption" tabindex="0"><table>
-<caption id="timings-caption">When each step happened and how long it took (UTC)</caption>
+<caption><span class="cap" id="timings-caption">When each step happened and how long it took (UTC)</span></caption>
 <thead><tr>${th('Step')}${th('At')}${th('Took', 'num')}</tr></thead><tbody>
 <tr><th scope="row">Pushed</th><td>${time(run.createdAt)}</td><td class="num">—</td></tr>
 <tr><th scope="row">Checked and queued</th><td>${time(queuedAt)}</td><td class="num">${between(run.createdAt, queuedAt)}</td></tr>
@@ -159,7 +159,7 @@ ${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${wa
 </tbody></table></div></section>
 <section aria-labelledby="history-h"><h2 id="history-h">History</h2>
 <div class="scroll" role="region" aria-labelledby="history-caption" tabindex="0"><table>
-<caption id="history-caption">Every state change of this run, oldest first (UTC)</caption>
+<caption><span class="cap" id="history-caption">Every state change of this run, oldest first (UTC)</span></caption>
 <thead><tr>${th('At')}${th('From')}${th('To')}${th('Reason')}${th('After', 'num')}</tr></thead>
 <tbody>${history}</tbody></table></div></section>`;
 }

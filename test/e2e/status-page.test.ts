@@ -60,7 +60,7 @@ describe('status page', () => {
 
   it('lists every node and every GPU with its utilisation, memory, temperature, power and run', async () => {
     await expect.poll(() => page.locator('#nodes tbody tr').allInnerTexts()).toEqual([
-      expect.stringMatching(/^gpu-01\s+down\s+1 min 3\d s ago\s+N\/A/),
+      expect.stringMatching(/^gpu-01\s+down\s+1 min \d+ s ago\s+N\/A/),
       expect.stringMatching(/^gpu-02\s+up\s+\d+ s ago\s+1\.50\s+512 GiB\s+64\s+1 \/ 2\s+1$/),
       expect.stringMatching(/^gpu-10\s+up\s+\d+ s ago\s+7\.25\s+512 GiB\s+64\s+0 \/ 1\s+0$/),
     ]);
@@ -83,9 +83,10 @@ describe('status page', () => {
     await expect.poll(() => row(gpu.uuid).locator('[data-cell="util"]').innerText(), { timeout: 2000, interval: 20 }).toBe('93 %');
     expect(Date.now() - changedAt).toBeLessThan(2000);
     expect(await page.evaluate(() => (window as unknown as { marker?: string }).marker)).toBe('same page');
-    // The bar is drawn to scale and the chart's text alternative includes the new reading.
+    // The bar is drawn to scale; the chart (5-second means) and its text alternative move up with it.
     expect(await row(gpu.uuid).locator('[data-cell="utilbar"]').getAttribute('style')).toContain('width: 93');
-    await expect.poll(() => row(gpu.uuid).locator('[role="img"]').getAttribute('aria-label')).toMatch(/highest 93 %/);
+    const highest = async () => Number(/highest (\d+) %/.exec((await row(gpu.uuid).locator('[role="img"]').getAttribute('aria-label')) ?? '')?.[1]);
+    await expect.poll(highest).toBeGreaterThan(37);
   });
 
   it('picks up a change the registry did not push, by itself, still without a reload', async () => {

@@ -178,7 +178,7 @@ function drawGpu(r, g) {
     g.memory_used_bytes !== null && g.memory_total_bytes ? (100 * g.memory_used_bytes) / g.memory_total_bytes : null,
   );
   setText(r, 'temp', g.temperature_c === null ? 'N/A' : `${Math.round(g.temperature_c)} °C`);
-  setText(r, 'power', g.power_w === null ? 'N/A' : `${Math.round(g.power_w)} W`);
+  setText(r, 'power', g.power_w === null ? 'N/A' : `${g.power_w < 100 ? g.power_w.toFixed(1) : Math.round(g.power_w)} W`);
   if (r.last.run !== (g.run_id ?? '')) {
     r.last.run = g.run_id ?? '';
     runLink(r.cells.run, g.run_id);
@@ -353,7 +353,11 @@ function drawChart(r) {
           x: { time: false, range: () => { const now = serverNow() / 1000; return [now - historyWindow, now]; } },
           y: { auto: false, range: [0, 100] },
         },
-        series: [{}, { stroke: colours.line, fill: colours.fill, width: 1.25, points: { show: false } }],
+        // Points only while there are too few readings for a line to be seen.
+        series: [{}, {
+          stroke: colours.line, fill: colours.fill, width: 1.25,
+          points: { show: (/** @type {any} */ u) => u.data[1].filter((/** @type {any} */ v) => v !== null).length < 3, size: 4, fill: colours.line, stroke: colours.line },
+        }],
       },
       data,
       box,

@@ -1,0 +1,44 @@
+/**
+ * `secd admin backup <file> --config leader.yml`: an online, consistent copy of the leader's
+ * database (secd.db) while the leader keeps running. The git mirrors need no backup: the leader
+ * refetches them from GitLab.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { backupDatabase } from '../../storage/database.js';
+import { loadLeaderConfig } from '../config.js';
+
+/** The `admin` command group, shared with the other admin subcommands whichever registers first. */
+function adminGroup(program: Command): Command {
+  return (
+    program.commands.find((c) => c.name() === 'admin') ??
+    program.command('admin').description("administer the leader's database (run on the leader, with its config)")
+  );
+}
+
+/** Add `secd admin backup` to the program. */
+export function registerBackupCommand(program: Command): void {
+  adminGroup(program)
+    .command('backup')
+    .description("write a consistent copy of the leader's database to <file> while the leader runs")
+    .argument('<file>', 'where the copy goes (replaced if it exists)')
+    .requiredOption('--config <file>', 'leader.yml')
+    .action(async (file: string, options: { config: string }) => {
+      const config = loadLeaderConfig(options.config);
+      const source = path.join(config.data_dir, 'secd.db');
+      if (!existsSync(source)) {
+        process.stderr.write(`secd admin backup: ${source} does not exist (has the leader with this config ever started?)\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const destination = path.resolve(file);
+      try {
+        const summary = await backupDatabase(source, destination);
+        process.stdout.write(`secd admin backup: ${source} -> ${destination} (${summary.bytes} bytes, schema version ${summary.userVersion})\n`);
+      } catch (err) {
+        process.stderr.write(`secd admin backup: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 1;
+      }
+    });
+}

@@ -1,0 +1,31 @@
+/** `secd leader --config leader.yml`: the scheduler alone (no in-process node); nodes join with `secd node`. */
+import type { Command } from 'commander';
+import { loadLeaderConfig } from '../config.js';
+import { createDockerEngine } from '../docker-engine.js';
+import { createLogger } from '../logger.js';
+import { startLeader } from '../leader.js';
+
+/** Add `secd leader` to the program. */
+export function registerLeaderCommand(program: Command): void {
+  program
+    .command('leader')
+    .description('run the leader: webhook intake, verification, queue, node registry, status page and API')
+    .requiredOption('--config <file>', 'leader.yml')
+    .action(async (options: { config: string }) => {
+      const config = loadLeaderConfig(options.config);
+      const log = createLogger();
+      // No node runs here, so the engine is never called; startLeader takes one for `secd up`'s sake.
+      const leader = await startLeader(config, { log, engine: createDockerEngine({ logger: log }), localNode: null });
+      process.stdout.write(`secd leader: listening at ${leader.url} (nodes connect to ${leader.url.replace(/^http/, 'ws')}/v1/nodes)\n`);
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'stopping');
+        await leader.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop('SIGINT'));
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+    });
+}

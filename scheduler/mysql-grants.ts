@@ -1,0 +1,134 @@
+/**
+ * The dataset server adapter: temporary MySQL/MariaDB accounts for runs. The only file that imports
+ * mysql2. Statements are built from names already checked by storage/dataset-path.ts (database
+ * names) and by this module (account names), and values go through mysql2's escaping.
+ */
+import mysql from 'mysql2/promise';
+import type { DatasetServer, RunAccount } from './dataset-access.js';
+
+/** Where a MySQL server listens: TCP, or a unix socket. */
+export type MysqlEndpoint = { host: string; port: number } | { socketPath: string };
+
+/** A login. */
+export interface MysqlLogin {
+  user: string;
+  password: string;
+}
+
+/** One open connection, in secd's terms (tests, the benchmark and `secd admin` use it). */
+export interface MysqlSession {
+  /** Run one statement; rows for a SELECT. `params` fill `?` placeholders (escaped by the client). */
+  query(sql: string, params?: unknown[]): Promise<unknown[]>;
+  close(): Promise<void>;
+}
+
+const ACCOUNT = /^[A-Za-z0-9_]{1,80}$/;
+const DATABASE = /^[A-Za-z0-9_$-]{1,64}$/;
+
+function endpointOptions(endpoint: MysqlEndpoint): { host: string; port: number } | { socketPath: string } {
+  return 'socketPath' in endpoint ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port };
+}
+
+/** Open one connection; rejects with the server's error (e.g. code ER_ACCESS_DENIED_ERROR). */
+export async function connectMysql(endpoint: MysqlEndpoint, login: MysqlLogin, database?: string): Promise<MysqlSession> {
+  const conn = await mysql.createConnection({
+    ...endpointOptions(endpoint),
+    user: login.user,
+    password: login.password,
+    ...(database ? { database } : {}),
+    connectTimeout: 10_000,
+    multipleStatements: false,
+  });
+  return {
+    async query(sql, params) {
+      const [rows] = await conn.query(sql, params);
+      return Array.isArray(rows) ? (rows as unknown[]) : [rows];
+    },
+    async close() {
+      await conn.end().catch(() => conn.destroy());
+    },
+  };
+}
+
+/**
+ * A database name inside a database-level GRANT: "_" and "%" are wildcards there, so "_" is escaped
+ * (names with "%" or a backtick never get this far).
+ */
+export function grantDatabaseName(db: string): string {
+  if (!DATABASE.test(db)) throw new Error(`refusing to grant on database name ${JSON.stringify(db)}`);
+  return `\`${db.replace(/_/g, '\\_')}\``;
+}
+
+function checkAccount(user: string): void {
+  if (!ACCOUNT.test(user)) throw new Error(`refusing MySQL account name ${JSON.stringify(user)}`);
+}
+
+/** The admin side of the dataset server, over a small connection pool. */
+export function createMysqlDatasetServer(endpoint: MysqlEndpoint, admin: MysqlLogin): DatasetServer {
+  const pool = mysql.createPool({
+    ...endpointOptions(endpoint),
+    user: admin.user,
+    password: admin.password,
+    connectionLimit: 2,
+    connectTimeout: 10_000,
+    enableKeepAlive: true,
+    multipleStatements: false,
+  });
+  const run = async (sql: string, params?: unknown[]): Promise<unknown[]> => {
+    const [rows] = await pool.query(sql, params);
+    return Array.isArray(rows) ? (rows as unknown[]) : [rows];
+  };
+
+  return {
+    async databaseExists(db) {
+      const rows = await run('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [db]);
+      return rows.length > 0;
+    },
+
+    async createRunUser(account: RunAccount) {
+      checkAccount(account.user);
+      // A leftover of the same name (a leader that died mid-way) is replaced, not reused.
+      await run("DROP USER IF EXISTS ?@'%'", [account.user]);
+      // '%': nodes connect from their own addresses, which the leader does not know in advance.
+      await run("CREATE USER ?@'%' IDENTIFIED BY ? WITH MAX_USER_CONNECTIONS ?", [
+        account.user,
+        account.password,
+        account.maxConnections,
+      ]);
+      try {
+        for (const db of account.databases) {
+          await run(`GRANT SELECT ON ${grantDatabaseName(db)}.* TO ?@'%'`, [account.user]);
+        }
+      } catch (err) {
+        // Never leave an account with half its grants behind.
+        await run("DROP USER IF EXISTS ?@'%'", [account.user]).catch(() => undefined);
+        throw err;
+      }
+    },
+
+    async dropRunUser(user) {
+      checkAccount(user);
+      // Drop first so no new session can start, then end the sessions already open: DROP USER alone
+      // leaves them running.
+      await run("DROP USER IF EXISTS ?@'%'", [user]);
+      const sessions = (await run('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ?', [user])) as Array<{
+        id: number;
+      }>;
+      for (const { id } of sessions) {
+        await run(`KILL CONNECTION ${Number(id)}`).catch(() => undefined);
+      }
+    },
+
+    async listRunUsers(prefix) {
+      const like = `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      const rows = (await run("SELECT User AS user FROM mysql.user WHERE User LIKE ? AND Host = '%'", [like])) as Array<{
+        user: string | Buffer;
+      }>;
+      return rows.map((r) => String(r.user));
+    },
+
+    async close() {
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * `secd admin backup <file> --config leader.yml` as the sysadmin guide tells operators to run it:
+ * the real CLI against a database another connection (the leader) holds open and keeps writing.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
+import { RunStore, type NewRun } from '../../storage/run-store.js';
+
+const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
+
+function secd(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first)`);
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, SECD_LOG_LEVEL: 'warn' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+const aRun = (id: string): NewRun => ({
+  id,
+  projectId: 7,
+  project: 'lab/model',
+  ref: 'refs/heads/main',
+  beforeSha: '0'.repeat(40),
+  commit: 'a'.repeat(40),
+  user: 'alice',
+  userId: 3,
+  deliveryKey: `delivery-${id}`,
+  fetchUrl: 'https://gitlab.lab.example/lab/model.git',
+});
+
+describe('secd admin backup', () => {
+  let work: string;
+  let config: string;
+  let live: SqliteDatabase;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'secd-backup-'));
+    config = join(work, 'leader.yml');
+    await writeFile(
+      config,
+      'data_dir: data\ngitlab:\n  url: https://gitlab.lab.example\n  token: glpat-backup-test\n  webhook_secret: backup-test-secret\n',
+    );
+    live = openDatabase(join(work, 'data', 'secd.db'));
+    // Keep every write in the WAL, as between a busy leader's checkpoints: the copy must hold them too.
+    live.pragma('wal_autocheckpoint = 0');
+  });
+  afterAll(async () => {
+    live.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('copies the live database, including writes not yet checkpointed, into one self-contained file', async () => {
+    const store = new RunStore(live);
+    store.createRun(aRun('run0000001'));
+    store.createRun(aRun('run0000002'));
+    const file = join(work, 'secd-backup.db');
+    const r = await secd(['admin', 'backup', file, '--config', config]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^secd admin backup: .*\/data\/secd\.db -> .*\/secd-backup\.db \(\d+ bytes, schema version \d+\)\n$/);
+    // The leader goes on writing; the copy is what was there when the backup ran.
+    store.createRun(aRun('run0000003'));
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    const restored = openDatabase(file);
+    try {
+      const copy = new RunStore(restored);
+      expect(copy.list().map((run) => run.id).sort()).toEqual(['run0000001', 'run0000002']);
+      expect(copy.events('run0000001').map((e) => e.to)).toEqual(['received']);
+    } finally {
+      restored.close();
+    }
+  });
+
+  it('says so, and writes nothing, when the configured data_dir holds no database', async () => {
+    const other = join(work, 'other.yml');
+    await writeFile(other, 'data_dir: nowhere\ngitlab:\n  url: https://gitlab.lab.example\n  token: t\n  webhook_secret: s\n');
+    const file = join(work, 'none.db');
+    const r = await secd(['admin', 'backup', file, '--config', other]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`secd admin backup: ${join(work, 'nowhere', 'secd.db')} does not exist (has the leader with this config ever started?)\n`);
+    expect(existsSync(file)).toBe(false);
+    expect(existsSync(join(work, 'nowhere'))).toBe(false);
+  });
+});
