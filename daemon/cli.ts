@@ -9,6 +9,7 @@ import { registerBaseImageCommand } from './commands/base-image-command.js';
 import { registerRunCommand } from './commands/run-command.js';
 import { registerUpCommand } from './commands/up-command.js';
 import { registerAdminCommand } from './commands/admin-command.js';
+import { registerDatasetAdminCommands } from './commands/dataset-admin.js';
 import { registerLeaderCommand } from './commands/leader-command.js';
 import { registerNodeCommand } from './commands/node-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
@@ -23,6 +24,7 @@ registerBaseImageCommand(program);
 registerLeaderCommand(program);
 registerNodeCommand(program);
 registerAdminCommand(program);
+registerDatasetAdminCommands(program);
 registerStatusCommand(program);
 registerInstallCommand(program);
 // Joins the `admin` group whichever file creates it: keep it after the other admin commands.

@@ -100,7 +100,14 @@ node_timeout_ms: 5000
     expect(cfg.data_dir).toBe(path.join(dir, 'data'));
     expect(cfg.gitlab.run_branch).toBe('main');
     expect(cfg.gitlab.ca_file).toBe(path.join(dir, 'ca.pem'));
-    expect(cfg.mysql).toEqual({ host: 'db.internal', port: 3306, admin_user: 'root', admin_password: '' });
+    expect(cfg.mysql).toEqual({
+      host: 'db.internal',
+      port: 3306,
+      admin_user: 'root',
+      admin_password: '',
+      user_prefix: 'secd_',
+      max_connections_per_run: 8,
+    });
     expect(cfg.limits.max_runfor_hours).toBe(0.5);
     expect(cfg.limits.max_output_file_bytes).toBe(10 * MiB);
     expect(cfg.limits.max_log_bytes).toBe(4096);

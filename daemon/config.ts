@@ -330,11 +330,19 @@ function mysqlSchema(ctx: LoadContext) {
       admin_user: z.string().min(1).default('root'),
       admin_password: z.string().optional(),
       admin_password_file: z.string().min(1).optional(),
+      // Temporary run accounts are <user_prefix><run id>; the leader drops leftovers with this prefix.
+      user_prefix: z
+        .string()
+        .regex(/^[A-Za-z][A-Za-z0-9_]{0,30}$/, { error: 'must be a letter then up to 30 letters, digits or "_"' })
+        .default('secd_'),
+      max_connections_per_run: positiveInt.default(8),
     })
     .transform((m, zctx) => ({
       host: m.host,
       port: m.port,
       admin_user: m.admin_user,
+      user_prefix: m.user_prefix,
+      max_connections_per_run: m.max_connections_per_run,
       admin_password: resolveSecret(
         { name: 'admin_password', credential: 'mysql_admin_password', allowEmpty: true, fallback: '' },
         m.admin_password,

@@ -209,11 +209,19 @@ describe.each(MODES)('%s mode, through a fake nvidia-smi on disk', (mode) => {
     const command = await writeFakeNvidiaSmi(dir, TESLA_K80);
     const t = telemetry({ command, log: recordingLog().log, mode, intervalMs: 100 });
     expect((await t.sample())[3]?.utilizationPct).toBe(0);
-    await setFakeGpuValues(dir, { uuid: 'GPU-30bc2701-3bc2-5f35-0ebd-9867a077e138', utilizationPct: 73, memoryUsedMiB: 2048 });
+    await setFakeGpuValues(dir, {
+      uuid: 'GPU-30bc2701-3bc2-5f35-0ebd-9867a077e138',
+      utilizationPct: 73,
+      memoryUsedMiB: 2048,
+      temperatureC: 81,
+      powerW: 250.5,
+    });
     await expect.poll(async () => (await t.sample())[3], { timeout: 5_000, interval: 50 }).toMatchObject({
       index: 3,
       utilizationPct: 73,
       memoryUsedBytes: 2048 * MiB,
+      temperatureC: 81,
+      powerW: 250.5,
     });
   });
 

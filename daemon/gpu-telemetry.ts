@@ -1,16 +1,25 @@
 /**
  * NVIDIA GPU inventory and samples from `nvidia-smi`: the only file that uses node-nvidia-smi.
  *
- * Two sources, chosen by measurement (test/bench/telemetry-cost.ts, figures in its header):
+ * Two sources, chosen by measurement (test/bench/telemetry-cost.ts):
  * - `nvidia-smi -q -x` gives everything (names, minor numbers, processes) but costs a process spawn
- *   plus a ~50-100 KB XML parse per call, and on a real driver it queries every field of every GPU.
- *   It serves `inventory()` and, in the default `stream` mode, the process lists at a slow cadence
- *   (`processRefreshMs`).
+ *   plus a 13-92 KB XML parse per call, and on a real driver it queries every field of every GPU.
+ *   It serves `inventory()` and, in the default `stream` mode, the process lists at a slower
+ *   cadence (`processRefreshMs`, 10 s).
  * - one long-lived `nvidia-smi --query-gpu=… --format=csv,noheader,nounits -lms N` prints one short
- *   line per GPU per period: reading a line costs microseconds, with no spawn per sample. It serves
- *   the per-GPU numbers in `stream` mode; it is restarted (with backoff) whenever it dies or goes
- *   silent, and killed on `close()`.
- * `poll` mode (one `-q -x` per sample) stays available for drivers whose `-lms` misbehaves.
+ *   line per GPU per period: no spawn per sample, microseconds per line. It serves the per-GPU
+ *   numbers in `stream` mode; it is restarted (with backoff) whenever it dies or goes silent, and
+ *   killed on `close()`. An nvidia-smi whose stream never prints a line (rejects -lms, or buffers a
+ *   pipe) is detected after two starts and sampled with `-q -x` instead.
+ * Figures on this project's 2-core CI VM (shared, load 5-8), fake nvidia-smi catting a recorded
+ * report, so without the driver's own work: `-q -x` per sample on the 4-GPU K80 report costs
+ * 8-12 ms CPU in node (xml2js alone ~5 ms) + ~3 ms in the spawned process, 14-22 ms wall; the 92 KB
+ * A5000 report 13-19 ms CPU. A streamed 7-field line parses in ~3 µs; a running 4-GPU stream costs
+ * < 1 ms CPU per period including sample(), which returns in 0.1 ms. At a 2 s report that is
+ * ~10.5 ms CPU per report for poll against ~2.9 ms for stream (the 10-second -q -x included):
+ * 3.6x less, before the driver side, where public figures (netdata issue #10362, 1 GPU) put
+ * `nvidia-smi -x -q` at 388 ms wall against 7 ms for a `--query-gpu` run. Hence `stream` by default;
+ * `poll` (one `-q -x` per sample) stays available.
  *
  * node-nvidia-smi 1.0 fits only half-way: its one function runs the fixed string
  * `nvidia-smi -q -x` through a shell, with no way to name the command (`nvidia_smi:` in node.yml),

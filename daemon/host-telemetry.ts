@@ -12,7 +12,9 @@
  *   choosing the filesystem whose mount point holds `diskPath` and checking it is the same device,
  *   so a path on a filesystem df does not list (tmpfs) reads as unknown rather than as `/`.
  *   `df` blocks on a hung NFS mount, so a disk query that outlasts `diskTimeoutMs` reads as unknown
- *   and no second one starts until it returns.
+ *   and no second one starts until it returns. fsSize spawns df and reads /proc/mounts with a
+ *   blocking execSync, and free space moves slowly, so the disk figures are re-read at most every
+ *   `diskRefreshMs` (default 10 s) rather than on every 2-second report.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -46,6 +48,8 @@ export interface HostTelemetryOptions {
   log?: Log;
   /** How long one disk query may take before it reads as unknown, default 5 s. */
   diskTimeoutMs?: number;
+  /** How long disk figures are reused before df runs again, default 10 s (0: every sample). */
+  diskRefreshMs?: number;
 }
 
 type Disk = { totalBytes: number; freeBytes: number } | null;
@@ -90,15 +94,21 @@ async function diskHolding(diskPath: string): Promise<{ disk: Disk; why?: string
 /** Creates host telemetry reporting the filesystem that holds `diskPath`. */
 export function createHostTelemetry(opts: HostTelemetryOptions): HostTelemetry {
   const diskTimeoutMs = opts.diskTimeoutMs ?? 5_000;
+  const diskRefreshMs = opts.diskRefreshMs ?? 10_000;
+  let lastDisk: { at: number; disk: Disk } | null = null;
   const log = opts.log?.child({ component: 'host-telemetry' });
   let diskInFlight: Promise<Disk> | null = null;
+  let diskStartedAt = 0;
   let lastWhy: string | undefined;
 
   function queryDisk(): Promise<Disk> {
-    diskInFlight ??= diskHolding(opts.diskPath)
+    if (diskInFlight) return diskInFlight;
+    diskStartedAt = Date.now();
+    diskInFlight = diskHolding(opts.diskPath)
       .then(({ disk, why }) => {
         if (why !== lastWhy && why) log?.warn({ disk_path: opts.diskPath }, `disk of cache_root unknown: ${why}`);
         lastWhy = why;
+        lastDisk = { at: Date.now(), disk };
         return disk;
       })
       .catch((err: unknown) => {
@@ -115,14 +125,27 @@ export function createHostTelemetry(opts: HostTelemetryOptions): HostTelemetry {
 
   return {
     async sample() {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), diskTimeoutMs);
-        timer.unref();
-      });
-      const [mem, disk] = await Promise.all([si.mem(), Promise.race([queryDisk(), timeout])]);
-      clearTimeout(timer);
-      if (disk === 'timeout') log?.warn({ disk_path: opts.diskPath, timeout_ms: diskTimeoutMs }, 'disk query (df) did not answer in time');
+      const memory = si.mem();
+      let disk: Disk | 'timeout';
+      if (lastDisk && Date.now() - lastDisk.at < diskRefreshMs) {
+        disk = lastDisk.disk;
+      } else {
+        // A df still running from an earlier sample is waited for only up to its own deadline.
+        const started = diskInFlight ? diskStartedAt : Date.now();
+        const query = queryDisk();
+        const waitMs = Math.max(0, started + diskTimeoutMs - Date.now());
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), waitMs);
+          timer.unref();
+        });
+        disk = await Promise.race([query, timeout]);
+        clearTimeout(timer);
+        if (disk === 'timeout' && waitMs > 0) {
+          log?.warn({ disk_path: opts.diskPath, timeout_ms: diskTimeoutMs }, 'disk query (df) did not answer in time');
+        }
+      }
+      const mem = await memory;
       const known = disk === 'timeout' ? null : disk;
       return {
         load: process.platform === 'win32' ? null : (os.loadavg()[0] ?? null),

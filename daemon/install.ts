@@ -10,10 +10,12 @@
  *   the user the same way. The service's state folders are StateDirectory= in the units, which
  *   systemd creates and chowns, so a staged tree needs no chown.
  * - Idempotent: a file that already holds what secd would write is left alone ("unchanged").
- *   Service units are secd's own and are brought up to date ("updated"); changes belong in drop-ins.
- *   Config files, credential files and the NFS mount examples are the operator's: once they differ
- *   from what secd would write they are never touched ("kept"); a changed config template is written
- *   beside the config as `<name>.dist` so upgrades can be diffed.
+ *   Service and timer units are secd's own and are brought up to date ("updated"); changes belong
+ *   in drop-ins.
+ *   Config files and credential files are the operator's: once they differ from what secd would
+ *   write they are never touched ("kept"); a changed config template is written beside the config as
+ *   `<name>.dist` so upgrades can be diffed. The NFS mount units are examples in /etc/secd/examples:
+ *   in the unit folder, the node's RequiresMountsFor= would require them before they name a server.
  * - Secrets live in /etc/secd/credentials/ (root only, 0700/0600) and reach secd through systemd's
  *   LoadCredential=; the webhook secret is generated here, the others are left empty to fill in
  *   (an empty one stops the daemon with a message naming it).
@@ -35,6 +37,8 @@ export const INSTALL_PATHS = {
   leaderConfig: '/etc/secd/leader.yml',
   nodeConfig: '/etc/secd/node.yml',
   unitDir: '/etc/systemd/system',
+  /** The NFS mount units, inert until copied to unitDir (RequiresMountsFor= would require them at once). */
+  examplesDir: '/etc/secd/examples',
   sysusersDir: '/etc/sysusers.d',
   leaderDataDir: '/var/lib/secd',
   nodeWorkDir: '/var/lib/secd-node',
@@ -53,7 +57,7 @@ export const ROLE_CREDENTIALS: Record<InstallRole, readonly string[]> = {
 
 /** The unit files (in the packaged systemd/ folder) each role installs. */
 export const ROLE_UNITS: Record<InstallRole, readonly string[]> = {
-  leader: ['secd-leader.service'],
+  leader: ['secd-leader.service', 'secd-backup.service', 'secd-backup.timer'],
   node: ['secd-node.service', 'mnt-secd\\x2dcache.mount', 'mnt-secd\\x2ddatasets.mount'],
 };
 
@@ -192,10 +196,11 @@ leader: ${v.leaderUrl}
 
 # Run workspaces; they survive restarts (systemd creates it: StateDirectory=secd-node).
 work_dir: ${INSTALL_PATHS.nodeWorkDir}
-# Researchers' persistent caches: the same NFS export on every node (mnt-secd\\x2dcache.mount).
+# Researchers' persistent caches: the same NFS export on every node (see
+# ${INSTALL_PATHS.examplesDir}/mnt-secd\\x2dcache.mount); a plain folder works on a single node.
 # If you change it, change RequiresMountsFor= and ReadWritePaths= of secd-node.service to match.
 cache_root: ${INSTALL_PATHS.cacheRoot}
-# Read-only file datasets (mnt-secd\\x2ddatasets.mount), when the cluster has any:
+# Read-only file datasets (${INSTALL_PATHS.examplesDir}/mnt-secd\\x2ddatasets.mount), if any:
 # dataset_root: ${INSTALL_PATHS.datasetRoot}
 
 # GPU telemetry; without nvidia-smi the node reports no GPUs and takes CPU runs only.
@@ -230,14 +235,15 @@ m ${SERVICE_USER} docker
 
 /** Quotes one ExecStart= word as systemd reads it: specifiers (%) and variables ($) taken literally. */
 export function quoteExecWord(word: string): string {
-  const escaped = word.replaceAll('%', '%%').replaceAll('$', '$$');
-  return /[\s"'\\;]/.test(escaped) ? `"${escaped.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"` : escaped;
+  // Replacement functions, not strings: in a replacement string "$$" would mean one "$".
+  const escaped = word.replaceAll('%', () => '%%').replaceAll('$', () => '$$');
+  return /[\s"'\\;]/.test(escaped) ? `"${escaped.replaceAll('\\', () => '\\\\').replaceAll('"', () => '\\"')}"` : escaped;
 }
 
 /** A packaged unit with its `ExecStart=/usr/local/bin/secd` pointed at the given command. */
 export function renderUnit(text: string, secdCommand: readonly string[]): string {
   const exec = secdCommand.map(quoteExecWord).join(' ');
-  return text.replaceAll(`ExecStart=${PACKAGED_EXEC} `, `ExecStart=${exec} `);
+  return text.replaceAll(`ExecStart=${PACKAGED_EXEC} `, () => `ExecStart=${exec} `);
 }
 
 /** The systemd/ folder shipped with secd (source tree or dist/), or null when it is not there. */
@@ -373,16 +379,14 @@ export async function installSecd(opts: InstallOptions, host: InstallHost | null
     }
   }
 
-  // Units: services are secd's (kept current); the NFS mount examples are the operator's to edit.
+  // Units are secd's (kept current; changes belong in drop-ins). The NFS mount units are examples:
+  // the node's RequiresMountsFor= would require a mount unit as soon as it sits in the unit folder,
+  // so they wait in examplesDir until the operator copies them with their NFS server filled in.
   await ensureDir(at(P.unitDir), 0o755);
   for (const u of units) {
     const text = renderUnit(u.text, opts.secdCommand);
-    const file = path.join(P.unitDir, u.name);
-    steps.push(
-      u.name.endsWith('.service')
-        ? await writeOwned(at(file), file, text, 0o644)
-        : await writeOperatorFile(at(file), file, text, 0o644, 'example: set What= to your NFS export'),
-    );
+    const file = path.join(u.name.endsWith('.mount') ? P.examplesDir : P.unitDir, u.name);
+    steps.push(await writeOwned(at(file), file, text, 0o644));
   }
   if (host) {
     const reloaded = await host.reloadSystemd().catch(() => false);
@@ -431,6 +435,7 @@ function nextSteps(role: InstallRole, v: TemplateValues, secd: string, generated
       `Put a GitLab token (scopes api, read_repository, write_repository) into ${cred('gitlab_token')}; for datasets, the MySQL admin password into ${cred('mysql_admin_password')} (docs/sysadmin.md, "MySQL").`,
       `Edit ${P.leaderConfig}: gitlab.url (now ${v.gitlabUrl}), public_url (now ${v.publicUrl}), and the mysql: section for datasets.`,
       'Start it: systemctl enable --now secd-leader; follow it with journalctl -u secd-leader -f',
+      `Nightly database backup to ${P.leaderDataDir}/secd-backup.db, for your file backup to collect: systemctl enable --now secd-backup.timer`,
       `In GitLab, Admin Area > System Hooks: URL ${v.publicUrl}/v1/hook, secret token ${
         generatedSecret ?? `the contents of ${cred('gitlab_webhook_secret')}`
       }, trigger "Push events" only.`,
@@ -439,7 +444,7 @@ function nextSteps(role: InstallRole, v: TemplateValues, secd: string, generated
     ];
   }
   return [
-    `Mount the shared cache: set What= in ${P.unitDir}/mnt-secd\\x2dcache.mount to your NFS export, then systemctl enable --now 'mnt-secd\\x2dcache.mount' (datasets: the same with mnt-secd\\x2ddatasets.mount, and uncomment dataset_root in ${P.nodeConfig}).`,
+    `Mount the shared cache: cp '${P.examplesDir}/mnt-secd\\x2dcache.mount' ${P.unitDir}/, set What= in the copy to your NFS export, then systemctl enable --now 'mnt-secd\\x2dcache.mount' (datasets: the same with mnt-secd\\x2ddatasets.mount, and uncomment dataset_root in ${P.nodeConfig}). Without NFS, ${P.cacheRoot} stays a plain folder on this machine.`,
     `On the leader: sudo env CREDENTIALS_DIRECTORY=${P.credentialsDir} secd admin node-token ${v.hostname} --config ${P.leaderConfig}; put the last line it prints into ${cred('token')} here.`,
     `Edit ${P.nodeConfig}: leader (now ${v.leaderUrl}).`,
     `Build the base image once, as root (debootstrap needs root; the node runs as ${SERVICE_USER} and only refreshes its top layer): sudo ${secd} base-image`,

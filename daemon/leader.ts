@@ -10,6 +10,9 @@ import { isWritable, openDatabase, type SqliteDatabase } from '../storage/databa
 import { newRunId } from '../storage/run-id.js';
 import { RunStore, type RunRow } from '../storage/run-store.js';
 import { GitMirror } from '../scheduler/git-mirror.js';
+import { RunDatasets } from '../scheduler/dataset-access.js';
+import { createMysqlDatasetServer } from '../scheduler/mysql-grants.js';
+import { DatasetStore } from '../storage/dataset-store.js';
 import { createGitLabClient } from '../scheduler/gitlab-client.js';
 import type { GitLabApi } from '../scheduler/gitlab-port.js';
 import type { Log } from '../scheduler/log.js';
@@ -41,6 +44,8 @@ export interface RunningLeader {
   /** The status page's live feed: the node registry pushes each status report in (`status.onNodeStatus`). */
   status: StatusFeed;
   metrics: LeaderMetrics;
+  /** Datasets, grants and the per-run dataset audit (what `secd admin dataset|grant` edit). */
+  datasetStore: DatasetStore;
   close(): Promise<void>;
 }
 
@@ -77,6 +82,19 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   const log = opts.log;
   const db: SqliteDatabase = openDatabase(join(config.data_dir, 'secd.db'));
   const store = new RunStore(db, now);
+  const datasetStore = new DatasetStore(db, now);
+  const mysqlCfg = config.mysql;
+  const datasets = new RunDatasets({
+    store: datasetStore,
+    runs: store,
+    server: mysqlCfg
+      ? createMysqlDatasetServer({ host: mysqlCfg.host, port: mysqlCfg.port }, { user: mysqlCfg.admin_user, password: mysqlCfg.admin_password })
+      : null,
+    endpoint: mysqlCfg ? { host: mysqlCfg.host, port: mysqlCfg.port } : null,
+    userPrefix: mysqlCfg?.user_prefix ?? 'secd_',
+    maxConnections: mysqlCfg?.max_connections_per_run ?? 8,
+    log: log.child({ component: 'datasets' }),
+  });
   const gitlabCfg = config.gitlab;
   const ca = gitlabCfg?.ca_file ? readFileSync(gitlabCfg.ca_file, 'utf8') : undefined;
   const gitlab: GitLabApi | null =
@@ -155,6 +173,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     resultsRemoteFor: (run) => projectGitUrl(run),
     nodes,
     nodeDownSince: (nodeId) => (localNode && nodeId === localNode.id ? null : registry.downSince(nodeId)),
+    datasets,
     onAssigned: (run) => {
       const waited = queuedToAssignedSeconds(store.events(run.id));
       if (waited !== null) metrics.observeScheduling(waited);
@@ -204,6 +223,16 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   const port = typeof address === 'object' && address ? address.port : config.listen.port;
   const url = `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   log.info({ url, data_dir: config.data_dir, gitlab: gitlabCfg?.url ?? null }, 'leader listening');
+  // Temporary dataset accounts of runs that are not in flight are leftovers of a previous leader.
+  await datasets.dropLeftovers().catch((err: unknown) =>
+    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not drop leftover dataset accounts (will retry)'),
+  );
+  // Runs that ended by any path (lost nodes included) lose their dataset account within seconds.
+  let datasetSweep: Promise<void> = Promise.resolve();
+  const datasetSweepTimer = setInterval(() => {
+    datasetSweep = datasetSweep.then(() => datasets.sweep()).catch(() => undefined);
+  }, 5000);
+  datasetSweepTimer.unref();
   // The in-process node restarted with this process: it holds nothing, and says so like any node.
   if (localNode) lifecycle.onNodeHello(localNode.id, []);
   lifecycle.resume();
@@ -222,8 +251,10 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     nodeStore,
     status,
     metrics,
+    datasetStore,
     async close() {
       clearInterval(sweep);
+      clearInterval(datasetSweepTimer);
       status.close();
       await endpoint.close();
       registry.close();
@@ -231,6 +262,9 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
       await lifecycle.close();
       await localNode?.close();
       await lifecycle.idle();
+      await datasetSweep;
+      await datasets.sweep().catch(() => undefined);
+      await datasets.close();
       db.close();
     },
   };

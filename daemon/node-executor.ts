@@ -14,6 +14,8 @@ export interface ExecutorNodeConfig {
   node_id: string;
   work_dir: string;
   cache_root: string;
+  /** Read-only file datasets (absent/null: this node serves none). */
+  dataset_root?: string | null;
   memory_limit_bytes: number;
   pids_limit: number;
   base_image_mirror: string | null;
@@ -39,6 +41,7 @@ export function nodeExecutorDeps(
       nodeId: node.node_id,
       workDir: node.work_dir,
       cacheRoot: node.cache_root,
+      datasetRoot: node.dataset_root ?? null,
       memoryBytes: node.memory_limit_bytes,
       pidsLimit: node.pids_limit,
       stopGraceMs: STOP_GRACE_MS,

@@ -14,6 +14,7 @@ import { dockerfileUsesBaseImage } from './base-image.js';
 import { checkoutCommit } from './git-checkout.js';
 import { LogCapture } from './log-capture.js';
 import { pushResultsBranch, writeLocalResults } from './results-branch.js';
+import { finishRunDatasets, prepareRunDatasets, type DatasetsAfterRun, type PreparedDatasets } from './run-datasets.js';
 import { outputsFolderName, resultsBranchName, resultsStamp } from './results-stamp.js';
 import { loadJournal, runWorkspace, saveJournal, writeFileAtomic, type RunWorkspace } from './run-workspace.js';
 import type { RunEnd, RunOutcome, RunPhase, RunReport, RunSpec } from './run-spec.js';
@@ -30,6 +31,8 @@ export interface ExecutorSettings {
   maxOutputTotalBytes: number;
   /** Cap of each of build.log and run.log (head and tail kept). */
   maxLogBytes: number;
+  /** Where file datasets live on this node (node.yml dataset_root); null/absent: none. */
+  datasetRoot?: string | null;
 }
 
 /** What the executor is given by main. */
@@ -87,6 +90,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   let startedAt: string | null = null;
   let runMs: number | null = null;
   let buildMs: number | null = null;
+  let datasets: PreparedDatasets | null = null;
 
   // Only the executor's own files: a node agent's spec.json (and nothing else) may already be there.
   await clearExecution(ws);
@@ -141,9 +145,12 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       if (!cache.ok) throw new StepFailure(cache.reason);
       cacheHostDir = cache.path;
     }
+    const prepared = await prepareRunDatasets(spec, { datasetRoot: settings.datasetRoot ?? null, runDir: ws.dir });
+    if (!prepared.ok) throw new StepFailure(prepared.reason);
+    datasets = prepared.value;
     const request = containerRequestFor(
       spec,
-      { outputsDir, cacheHostDir },
+      { outputsDir, cacheHostDir, extraMounts: datasets.mounts },
       { imageId, memoryBytes: settings.memoryBytes, pidsLimit: settings.pidsLimit, stopGraceMs: settings.stopGraceMs },
     );
     request.name = `secd-${spec.runId}`;
@@ -170,7 +177,10 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     buildLine(`[secd] ${reason}`);
   }
 
+  // The dataset socket closes with the container; its bytes and the cache's size go into run.json.
+  const after = await finishRunDatasets(spec, datasets, settings);
   return finishRun(spec, deps, opts, {
+    after,
     stamp,
     end,
     reason,
@@ -240,6 +250,8 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     });
   }
   log.info({ container: container.id, state: container.state }, 'adopting the run container');
+  // The container keeps its mount of the socket's folder: a new forwarder there serves it again.
+  const datasets = await prepareRunDatasets(spec, { datasetRoot: settings.datasetRoot ?? null, runDir: ws.dir });
   const signal = opts.signal;
   const cancelReason = () => (typeof signal?.reason === 'string' ? signal.reason : 'cancelled');
   const t1 = Date.now();
@@ -256,7 +268,9 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     },
   );
   const { end, reason } = describeContainerEnd(result, spec, cancelReason);
+  const after = await finishRunDatasets(spec, datasets.ok ? datasets.value : null, settings);
   return finishRun(spec, deps, opts, {
+    after,
     ...base,
     end,
     reason,
@@ -270,6 +284,8 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
 
 /** How far a run got before delivery: what run.json and the outcome are made of. */
 interface Ending {
+  /** Datasets and cache after the container (absent: the run never got that far on this daemon). */
+  after?: DatasetsAfterRun;
   stamp: string;
   end: RunEnd;
   reason: string;
@@ -350,6 +366,7 @@ async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: ExecuteOptions
     timings_ms: { build: e.buildMs, run: e.runMs },
     runfor_ms: spec.runforMs,
     warnings: spec.warnings,
+    ...e.after?.report,
   };
   const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
   const delivery = {
@@ -399,7 +416,8 @@ async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: ExecuteOptions
   // Empty unless a node agent keeps its spec and result there until the leader acknowledges.
   await rmdir(ws.dir).catch(() => undefined);
   if (end === 'succeeded' && branch) reason = `succeeded; results on branch ${branch}`;
-  return { end, reason, exitCode, imageId, branch, outputsPath, startedAt, finishedAt };
+  const datasetBytes = e.after?.bytes ?? null;
+  return { end, reason, exitCode, imageId, branch, outputsPath, startedAt, finishedAt, ...(datasetBytes ? { datasetBytes } : {}) };
 }
 
 /** A step ended the run early, with a reason meant for the researcher. */

@@ -22,6 +22,7 @@ import { DATASETS_MOUNT } from '../storage/dataset-path.js';
 import type { RunRow, RunStore } from '../storage/run-store.js';
 import { isTerminal, type RunState } from '../storage/run-states.js';
 import type { Log } from './log.js';
+import type { RunSpec } from './run-spec.js';
 
 /** Where the node mounts the dataset socket's folder in the container. */
 export const DATASET_SOCKET_DIR = '/run/mysqld';
@@ -49,13 +50,11 @@ export interface DatasetServer {
   close(): Promise<void>;
 }
 
-/** What the node needs to give a run its datasets (travels in RunSpec.datasets). */
-export interface RunDatasetsSpec {
-  /** Where the node's per-run socket forwards to; null when the run has no MySQL dataset. */
-  mysql: { host: string; port: number } | null;
-  /** File datasets: mounted read-only at /datasets/<name> from `<dataset_root>/<path>`. */
-  files: Array<{ name: string; path: string }>;
-}
+/**
+ * What the node needs to give a run its datasets (RunSpec.datasets): where the per-run socket
+ * forwards to (null: no MySQL dataset), and file datasets mounted read-only at /datasets/<name>.
+ */
+export type RunDatasetsSpec = NonNullable<RunSpec['datasets']>;
 
 /** A run's datasets decided at policy time, or why the run is refused. */
 export type DatasetPolicy = { ok: true; datasets: Dataset[] } | { ok: false; reason: string };
@@ -205,6 +204,12 @@ export class RunDatasets {
     }
     await this.sweep();
     return dropped;
+  }
+
+  /** Wait for drops in progress and close the connection to the dataset server. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.releasing.values()]);
+    await this.deps.server?.close();
   }
 
   private async drop(runId: string): Promise<void> {

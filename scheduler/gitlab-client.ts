@@ -4,7 +4,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { CommitStatus, GitLabApi, GitLabGpgKey, GitLabMember, GitLabProject } from './gitlab-port.js';
+import type { CommitStatus, GitLabApi, GitLabGpgKey, GitLabMember, GitLabProject, GitLabUser, GitLabUserLookup } from './gitlab-port.js';
 import { GitLabError } from './gitlab-port.js';
 
 /** Where GitLab is and how to authenticate. */
@@ -23,7 +23,7 @@ interface Answer {
 }
 
 /** Build a GitLabApi over HTTP(S). */
-export function createGitLabClient(opts: GitLabClientOptions): GitLabApi {
+export function createGitLabClient(opts: GitLabClientOptions): GitLabApi & GitLabUserLookup {
   const base = new URL(opts.url.endsWith('/') ? opts.url : `${opts.url}/`);
   const timeoutMs = opts.timeoutMs ?? 10_000;
 
@@ -86,6 +86,11 @@ export function createGitLabClient(opts: GitLabClientOptions): GitLabApi {
     },
     listUserGpgKeys(userId: number): Promise<GitLabGpgKey[]> {
       return getAllPages<GitLabGpgKey>(`/users/${userId}/gpg_keys`);
+    },
+    async findUserByUsername(username: string): Promise<GitLabUser | null> {
+      const { value } = await getJson<GitLabUser[]>(`/users?username=${encodeURIComponent(username)}`);
+      const lower = username.toLowerCase();
+      return value.find((u) => u.username.toLowerCase() === lower) ?? null;
     },
     async postCommitStatus(projectId: number, sha: string, status: CommitStatus): Promise<void> {
       const path = `/projects/${projectId}/statuses/${sha}`;

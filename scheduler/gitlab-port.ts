@@ -38,6 +38,20 @@ export interface CommitStatus {
   description?: string;
 }
 
+/** One entry of GET /users?username= (fields secd reads). */
+export interface GitLabUser {
+  id: number;
+  username: string;
+  name: string;
+  state: string;
+}
+
+/** Looking users up by name (`secd admin grant` checks the user exists); throws GitLabError on a non-2xx answer. */
+export interface GitLabUserLookup {
+  /** The user with exactly this username (GitLab compares case-insensitively), or null. */
+  findUserByUsername(username: string): Promise<GitLabUser | null>;
+}
+
 /** What secd asks of GitLab. Every method throws GitLabError on a non-2xx answer. */
 export interface GitLabApi {
   getProject(projectId: number): Promise<GitLabProject>;

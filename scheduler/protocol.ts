@@ -71,6 +71,13 @@ export const runSpecSchema = z.object({
   createdAt: isoTime,
   /** Git URL (with credentials) to push the results branch to; null: results stay local (`secd run`). */
   resultsRemote: z.string().min(1).nullable().optional(),
+  /** The run's datasets (issue 4): where its dataset socket forwards to, and file datasets to mount. */
+  datasets: z
+    .object({
+      mysql: z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }).nullable(),
+      files: z.array(z.object({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/), path: z.string().min(1) })),
+    })
+    .optional(),
 });
 
 /** The node's final word on a run. */
@@ -86,6 +93,8 @@ export const runOutcomeSchema = z.object({
   outputsPath: z.string().nullable(),
   startedAt: isoTime.nullable(),
   finishedAt: isoTime,
+  /** Bytes the run's dataset socket carried (absent: the run had no MySQL dataset). */
+  datasetBytes: z.object({ fromServer: count, toServer: count }).nullable().optional(),
 });
 
 /** One GPU as the node's inventory lists it. */

@@ -5,6 +5,7 @@
  */
 import type { RunRow, RunStore } from '../storage/run-store.js';
 import type { RunState } from '../storage/run-states.js';
+import type { RunDatasets } from './dataset-access.js';
 import type { CommitStatusState, GitLabApi } from './gitlab-port.js';
 import type { Log } from './log.js';
 import { planRuns, type PlannedNode } from './plan.js';
@@ -54,6 +55,8 @@ export interface LifecycleDeps {
   onAssigned?(run: RunRow): void;
   /** Since when a node has been down (null while up); runs on a node down longer than lostAfterMs end `lost`. */
   nodeDownSince?(nodeId: string): Date | null;
+  /** The dataset step (dataset-access.ts): policy, temporary MySQL accounts; absent = runs get no datasets. */
+  datasets?: RunDatasets;
   settings: {
     publicUrl: string;
     maxRunforHours: number;
@@ -73,6 +76,8 @@ export class RunLifecycle {
   private scheduleQueued = false;
   private closed = false;
   private readonly pending = new Set<Promise<unknown>>();
+  /** Runs whose dataset account is being created: their node gets the spec once it exists. */
+  private readonly assigning = new Set<string>();
 
   constructor(private readonly deps: LifecycleDeps) {}
 
@@ -141,6 +146,11 @@ export class RunLifecycle {
       log.warn({ runId, nodeId }, 'result for a run this node does not hold');
       return;
     }
+    if (run.state === 'assigned' || run.state === 'building' || run.state === 'running') {
+      // The node's `uploading` report was lost with a connection (or a leader restart): every run
+      // passes through it before its end, so record it first.
+      store.transition(runId, 'uploading', 'pushing results');
+    }
     const result = store.transition(runId, outcome.end, outcome.reason, {
       exitCode: outcome.exitCode,
       imageId: outcome.imageId,
@@ -155,6 +165,7 @@ export class RunLifecycle {
         outcome.end === 'succeeded' ? 'success' : outcome.end === 'cancelled' ? 'canceled' : 'failed';
       this.track(this.postStatus(runId, state, outcome.reason));
     }
+    if (this.deps.datasets) this.track(this.deps.datasets.release(runId, outcome.datasetBytes));
     this.scheduleSoon();
   }
 
@@ -175,7 +186,7 @@ export class RunLifecycle {
       if (h === undefined) {
         if (run.state === 'assigned') {
           // Assigned before the node had it on disk (or before a leader restart): send it again.
-          handle?.assign(this.specFor(run));
+          this.handOver(handle, run);
           continue;
         }
         const reason = `node ${nodeId} came back without this run (it no longer holds it)`;
@@ -285,12 +296,45 @@ export class RunLifecycle {
       if (!moved.ok || !handle) continue;
       log.info({ runId: placement.runId, node: placement.nodeId, gpus: placement.gpus }, 'run assigned');
       this.deps.onAssigned?.(moved.run);
-      handle.assign(this.specFor(moved.run));
+      this.handOver(handle, moved.run);
     }
+  }
+
+  /**
+   * Send an assigned run to its node. With datasets, the run's temporary account is created first
+   * (awaited), so the credentials exist before the container can start; a run cancelled or failed
+   * meanwhile is not sent, and its account is dropped.
+   */
+  private handOver(handle: NodeHandle | undefined, run: RunRow): void {
+    const datasets = this.deps.datasets;
+    if (!handle) return;
+    if (!datasets || datasets.specFor(run.id) !== null) {
+      handle.assign(this.specFor(run));
+      return;
+    }
+    if (this.assigning.has(run.id)) return;
+    this.assigning.add(run.id);
+    const task = (async () => {
+      const opened = await datasets.open(run);
+      if (!opened.ok) {
+        this.fail(run.id, opened.reason);
+        await datasets.release(run.id);
+        return;
+      }
+      const current = this.deps.store.get(run.id);
+      const node = this.deps.nodes().find((n) => n.id === run.node) ?? handle;
+      if (current?.state !== 'assigned' || current.node !== run.node) {
+        await datasets.release(run.id);
+        return;
+      }
+      node.assign(this.specFor(current));
+    })().finally(() => this.assigning.delete(run.id));
+    this.track(task);
   }
 
   private specFor(run: RunRow): RunSpec {
     const config = run.config as RunConfig;
+    const access = this.deps.datasets?.specFor(run.id) ?? null;
     return {
       runId: run.id,
       project: run.project,
@@ -302,7 +346,8 @@ export class RunLifecycle {
       gpus: run.gpus,
       cacheDir: config.cacheDir,
       mountPath: config.mountPath,
-      env: {},
+      env: access?.env ?? {},
+      ...(access ? { datasets: access.datasets } : {}),
       warnings: run.warnings,
       createdAt: run.createdAt,
       resultsRemote: this.deps.resultsRemoteFor(run),
@@ -370,6 +415,11 @@ export class RunLifecycle {
       this.reject(run.id, policy.reason);
       return;
     }
+    const access = this.deps.datasets?.forRun(run.user, policy.config.datasets);
+    if (access && !access.ok) {
+      this.reject(run.id, access.reason);
+      return;
+    }
     const queued = store.transition(run.id, 'queued', 'waiting for a node', {
       config: policy.config,
       warnings: policy.warnings,
@@ -385,7 +435,7 @@ export class RunLifecycle {
     const reason = `superseded by a newer push (${newest.commit.slice(0, 8)}, run ${newest.id})`;
     for (const run of store.activeRunsOfProject(newest.projectId)) {
       if (run.id === newest.id || run.ref !== newest.ref || run.createdAt > newest.createdAt) continue;
-      if (IN_FLIGHT.includes(run.state)) {
+      if (IN_FLIGHT.includes(run.state) && !this.assigning.has(run.id)) {
         const node = this.deps.nodes().find((n) => n.id === run.node);
         node?.cancel(run.id, reason);
         continue;

@@ -56,4 +56,8 @@ export interface RunReport {
   runfor_ms: number;
   warnings: string[];
   outputs: { files: number; bytes: number; left_out: LeftOut[] };
+  /** The researcher's cache after the run (absent: no cache_dir); symlinks are counted, never followed. */
+  cache?: { dir: string; mount_path: string; bytes: number; files: number };
+  /** What the run could read (absent: no datasets). Never a password. */
+  datasets?: { names: string[]; mysql_user: string | null; bytes_from_server: number | null; bytes_to_server: number | null };
 }

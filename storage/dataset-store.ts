@@ -35,7 +35,7 @@ export interface RunDatasetAccess {
 
 /** Outcome of a policy change: done, or a stable code and one line for the operator. */
 export type PolicyChange<T = void> =
-  | ({ ok: true } & (T extends void ? unknown : { value: T }))
+  | ({ ok: true } & ([T] extends [void] ? unknown : { value: T }))
   | { ok: false; code: 'invalid' | 'exists' | 'unknown_dataset' | 'not_granted'; reason: string };
 
 interface DbDataset {
@@ -166,6 +166,18 @@ export class DatasetStore {
   runAccess(runId: string): RunDatasetAccess | undefined {
     const r = this.db.prepare('SELECT * FROM run_datasets WHERE run_id = ?').get(runId) as DbAccess | undefined;
     return r ? toAccess(r) : undefined;
+  }
+
+  /** Audit: the runs that were given `dataset`, newest first, with their user. */
+  runsGiven(dataset: string, limit = 100): Array<RunDatasetAccess & { user: string }> {
+    const rows = this.db
+      .prepare(
+        `SELECT a.*, r.user AS user FROM run_datasets a JOIN runs r ON r.id = a.run_id
+         WHERE EXISTS (SELECT 1 FROM json_each(a.datasets) j WHERE json_extract(j.value, '$.name') = ?)
+         ORDER BY a.granted_at DESC LIMIT ?`,
+      )
+      .all(dataset, Math.max(1, Math.min(limit, 10_000))) as Array<DbAccess & { user: string }>;
+    return rows.map((r) => ({ ...toAccess(r), user: r.user }));
   }
 
   /** Runs whose temporary MySQL account has not been dropped yet, oldest first. */

@@ -17,7 +17,7 @@ export interface GpuSeries {
   start: number;
   /** Bucket width in seconds. */
   step: number;
-  /** Mean utilisation (0..100) per bucket, null where nothing was reported. */
+  /** Mean utilisation per bucket, whole percent (0..100; enough for a chart, and a third smaller to send), null where nothing was reported. */
   values: Array<number | null>;
 }
 
@@ -52,7 +52,7 @@ export class GpuHistory {
     this.maxGpus = opts.maxGpus ?? 20_000;
   }
 
-  /** Record one reading taken at `atMs`; returns the bucket's start (seconds) and its new mean, or null when nothing was recorded. */
+  /** Record one reading taken at `atMs`; returns the bucket's start (seconds) and its new mean (whole percent), or null when nothing was recorded. */
   record(uuid: string, utilizationPct: number | null, atMs: number): { t: number; value: number } | null {
     if (utilizationPct === null || !Number.isFinite(utilizationPct)) return null;
     const value = Math.min(100, Math.max(0, utilizationPct));
@@ -74,7 +74,7 @@ export class GpuHistory {
     track.sums[slot]! += value;
     if (track.counts[slot]! < 65535) track.counts[slot]! += 1;
     else track.sums[slot]! -= value;
-    return { t: (bucket * this.stepMs) / 1000, value: round1(track.sums[slot]! / track.counts[slot]!) };
+    return { t: (bucket * this.stepMs) / 1000, value: Math.round(track.sums[slot]! / track.counts[slot]!) };
   }
 
   /** A GPU's series over the window ending now, or null when it has no reading in the window. */
@@ -90,7 +90,7 @@ export class GpuHistory {
         continue;
       }
       const slot = mod(b, this.buckets);
-      values.push(track.counts[slot] ? round1(track.sums[slot]! / track.counts[slot]!) : null);
+      values.push(track.counts[slot] ? Math.round(track.sums[slot]! / track.counts[slot]!) : null);
     }
     return { start: (first * this.stepMs) / 1000, step: this.stepMs / 1000, values };
   }
@@ -120,8 +120,4 @@ export class GpuHistory {
 
 function mod(n: number, m: number): number {
   return ((n % m) + m) % m;
-}
-
-function round1(n: number): number {
-  return Math.round(n * 10) / 10;
 }

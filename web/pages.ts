@@ -47,13 +47,12 @@ export function renderStatusPage(assets: AssetTable): string {
 <section aria-labelledby="nodes-h"><h2 id="nodes-h">Nodes</h2>
 <div class="scroll" role="region" aria-labelledby="nodes-caption" tabindex="0">
 <table id="nodes"><caption><span class="cap" id="nodes-caption">Nodes: state, time since the last report, load and memory</span></caption>
+<colgroup><col class="n-node"><col class="n-state"><col class="n-seen"><col class="n-load"><col class="n-mem"><col class="n-cpus"><col class="n-gpus"><col class="n-runs"></colgroup>
 <thead><tr>${th('Node')}${th('State')}${th('Last report')}${th('Load', 'num')}${th('Memory', 'num')}${th('CPUs', 'num')}${th('GPUs busy', 'num')}${th('Runs', 'num')}</tr></thead>
 <tbody id="nodes-body"><tr class="empty"><td colspan="8">Waiting for the leader…</td></tr></tbody></table></div></section>
 <section aria-labelledby="gpus-h"><h2 id="gpus-h" tabindex="-1">GPUs</h2>
-<div class="scroll" role="region" aria-labelledby="gpus-caption" tabindex="0">
-<table id="gpus"><caption><span class="cap" id="gpus-caption">GPUs</span></caption>
-<thead><tr>${th('GPU')}${th('Model')}${th('Utilisation')}${th('Last 10 minutes')}${th('Memory used', 'num')}${th('Temp.', 'num')}${th('Power', 'num')}${th('Run')}</tr></thead>
-<tbody><tr class="empty"><td colspan="8">Waiting for the leader…</td></tr></tbody></table></div></section>
+<p id="gpus-summary" class="muted">Values from each node's last report.</p>
+<div class="scroll" role="region" aria-labelledby="gpus-h" tabindex="0"><div id="gpus" class="gpu-list"><p class="empty">Waiting for the leader…</p></div></div></section>
 <section aria-labelledby="queue-h"><h2 id="queue-h">Queue</h2>
 <div class="scroll" role="region" aria-labelledby="queue-caption" tabindex="0">
 <table id="queue"><caption><span class="cap" id="queue-caption">Queue: waiting runs, oldest first</span></caption>
@@ -66,7 +65,11 @@ export function renderStatusPage(assets: AssetTable): string {
 <tbody id="recent-body"></tbody></table></div></section>
 </main>
 <template id="node-row"><tr><th scope="row" data-cell="id"></th><td><span data-cell="state"></span></td><td><time data-cell="seen"></time></td><td class="num" data-cell="load"></td><td class="num" data-cell="memory"></td><td class="num" data-cell="cpus"></td><td class="num" data-cell="gpus"></td><td class="num" data-cell="runs"></td></tr></template>
-<template id="gpu-row"><tr><th scope="row"><span data-cell="node"></span> <span data-cell="index"></span></th><td class="model" data-cell="name"></td><td><div class="util"><span class="bar" aria-hidden="true"><span data-cell="utilbar"></span></span><span class="num" data-cell="util"></span></div></td><td><div class="spark" role="img" data-cell="chart" aria-label="No utilisation history yet."></div></td><td><div class="mem"><span class="num" data-cell="mem"></span><span class="bar thin" aria-hidden="true"><span data-cell="membar"></span></span></div></td><td class="num" data-cell="temp"></td><td class="num" data-cell="power"></td><td data-cell="run"></td></tr></template>`;
+<template id="node-gpus"><div class="node-gpus"><table class="gpus"><caption><span class="cap" data-cell="caption"></span></caption>
+<colgroup><col class="c-gpu"><col class="c-util"><col class="c-chart"><col class="c-mem"><col class="c-temp"><col class="c-power"><col class="c-run"><col class="c-model"></colgroup>
+<thead><tr>${th('GPU')}${th('Utilisation')}${th('Last 10 minutes')}${th('Memory used', 'num')}${th('Temp.', 'num')}${th('Power', 'num')}${th('Run')}${th('Model')}</tr></thead>
+<tbody data-cell="body"></tbody></table></div></template>
+<template id="gpu-row"><tr><th scope="row"><span data-cell="node"></span> <span data-cell="index"></span></th><td><div class="util"><span class="bar" aria-hidden="true"><span data-cell="utilbar"></span></span><span class="num" data-cell="util"></span></div></td><td><div class="spark" role="img" data-cell="chart" aria-label="No utilisation history yet."></div></td><td><div class="mem"><span class="num" data-cell="mem"></span><span class="bar thin" aria-hidden="true"><span data-cell="membar"></span></span></div></td><td class="num" data-cell="temp"></td><td class="num" data-cell="power"></td><td data-cell="run"></td><td class="model" data-cell="name"></td></tr></template>`;
   return page(assets, 'secd — cluster status', body, [
     `<script src="${assetUrl(assets, 'uplot.js')}" defer></script>`,
     `<script type="module" src="${assetUrl(assets, 'status.js')}"></script>`,
@@ -147,15 +150,15 @@ ${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${wa
 </dl></section>
 <section aria-labelledby="timings-h"><h2 id="timings-h">Timings</h2>
 <div class="scroll" role="region" aria-labelledby="timings-caption" tabindex="0"><table>
-<caption><span class="cap" id="timings-caption">When each step happened and how long it took (UTC)</span></caption>
+<caption><span class="cap" id="timings-caption">When each step ended and how long it took (UTC)</span></caption>
 <thead><tr>${th('Step')}${th('At')}${th('Took', 'num')}</tr></thead><tbody>
 <tr><th scope="row">Pushed</th><td>${time(run.createdAt)}</td><td class="num">—</td></tr>
-<tr><th scope="row">Checked and queued</th><td>${time(queuedAt)}</td><td class="num">${between(run.createdAt, queuedAt)}</td></tr>
-<tr><th scope="row">Assigned to a node</th><td>${time(assignedAt)}</td><td class="num">${between(queuedAt, assignedAt)}</td></tr>
-<tr><th scope="row">Image built, container started</th><td>${time(runningAt)}</td><td class="num">${between(assignedAt, runningAt)}</td></tr>
-<tr><th scope="row">Results upload</th><td>${time(uploadingAt)}</td><td class="num">${between(runningAt, uploadingAt)}</td></tr>
-<tr><th scope="row">Finished</th><td>${time(endAt)}</td><td class="num">${between(uploadingAt ?? runningAt, endAt)}</td></tr>
-<tr><th scope="row">Total</th><td></td><td class="num">${between(run.createdAt, endAt)}</td></tr>
+<tr><th scope="row">Verified and queued</th><td>${time(queuedAt)}</td><td class="num">${between(run.createdAt, queuedAt)}</td></tr>
+<tr><th scope="row">Waited for a node</th><td>${time(assignedAt)}</td><td class="num">${between(queuedAt, assignedAt)}</td></tr>
+<tr><th scope="row">Built the image, started the container</th><td>${time(runningAt)}</td><td class="num">${between(assignedAt, runningAt)}</td></tr>
+<tr><th scope="row">Ran</th><td>${time(uploadingAt)}</td><td class="num">${between(runningAt, uploadingAt)}</td></tr>
+<tr><th scope="row">Pushed the results</th><td>${time(uploadingAt ? endAt : null)}</td><td class="num">${between(uploadingAt, endAt)}</td></tr>
+<tr><th scope="row">Total</th><td>${time(endAt)}</td><td class="num">${between(run.createdAt, endAt)}</td></tr>
 </tbody></table></div></section>
 <section aria-labelledby="history-h"><h2 id="history-h">History</h2>
 <div class="scroll" role="region" aria-labelledby="history-caption" tabindex="0"><table>

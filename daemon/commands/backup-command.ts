@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { backupDatabase } from '../../storage/database.js';
-import { loadLeaderConfig } from '../config.js';
+import { ADMIN_CONFIG_OPTION, leaderDataDir } from './admin-command.js';
 
 /** The `admin` command group, shared with the other admin subcommands whichever registers first. */
 function adminGroup(program: Command): Command {
@@ -23,10 +23,9 @@ export function registerBackupCommand(program: Command): void {
     .command('backup')
     .description("write a consistent copy of the leader's database to <file> while the leader runs")
     .argument('<file>', 'where the copy goes (replaced if it exists)')
-    .requiredOption('--config <file>', 'leader.yml')
-    .action(async (file: string, options: { config: string }) => {
-      const config = loadLeaderConfig(options.config);
-      const source = path.join(config.data_dir, 'secd.db');
+    .option(...ADMIN_CONFIG_OPTION)
+    .action(async (file: string, options: { config?: string }) => {
+      const source = path.join(leaderDataDir(options.config), 'secd.db');
       if (!existsSync(source)) {
         process.stderr.write(`secd admin backup: ${source} does not exist (has the leader with this config ever started?)\n`);
         process.exitCode = 2;

@@ -9,6 +9,7 @@
  *  - the XML parse alone (node-nvidia-smi's xml2js + mapping), without the spawn;
  *  - stream: parsing one streamed CSV line (7 fields, and the 212-field H100 capture), and the
  *    node's CPU while a real stream (fake, -lms 100) feeds createGpuTelemetry.
+ * It also prints the host sample's cost (systeminformation: memory, and df for the disk of cache_root).
  * What it cannot measure: the driver-side work of a real nvidia-smi (NVML queries per field per
  * GPU), which `-q -x` multiplies by every field it reports. That cost only adds to poll's side.
  *
@@ -27,12 +28,14 @@ import {
   queryNvidiaSmiXml,
   sampleFromQueryGpuRow,
 } from '../../daemon/gpu-telemetry.js';
+import { createHostTelemetry } from '../../daemon/host-telemetry.js';
 import { silentLog } from '../../scheduler/log.js';
 import { nvidiaSmiFixture, writeFakeNvidiaSmi } from '../support/fake-nvidia-smi.js';
 
 const run = promisify(execFile);
 const SAMPLES = Number(process.argv[2] ?? 200);
 const REPORT_INTERVAL_MS = 2000; // node.yml's default report_interval_ms
+const PROCESS_REFRESH_MS = 10_000; // createGpuTelemetry's default processRefreshMs
 
 const XML_FIXTURES = [
   { file: 'openpai_2x-rtx-2080ti_drv410.73.xml', gpus: 2 },
@@ -158,12 +161,25 @@ async function main(): Promise<void> {
     );
     console.log('');
 
+    const hostEvery = await measure(Math.min(SAMPLES, 100), () => createHostTelemetry({ diskPath: scratch, diskRefreshMs: 0 }).sample());
+    const hostCached = createHostTelemetry({ diskPath: scratch });
+    const hostCachedCost = await measure(SAMPLES, () => hostCached.sample());
+    console.log('host: load, CPUs, memory (systeminformation) and the disk of cache_root (df)');
+    console.log(`  with df every sample                   wall ${f3(hostEvery.wallMs)} ms  cpu ${f3(hostEvery.selfCpuMs)} ms  child cpu ${f3(hostEvery.childCpuMs)} ms`);
+    console.log(`  disk reused for 10 s (memory only)     wall ${f3(hostCachedCost.wallMs)} ms  cpu ${f3(hostCachedCost.selfCpuMs)} ms  child cpu ${f3(hostCachedCost.childCpuMs)} ms`);
+    console.log('');
+
     const k80 = pollRows.find((r) => r.file.includes('k80'))!;
     const pollPerReport = k80.cost.selfCpuMs + k80.cost.childCpuMs;
+    // Stream mode still runs -q -x for the process lists, once per processRefreshMs (default 10 s).
+    const refreshShare = REPORT_INTERVAL_MS / PROCESS_REFRESH_MS;
+    const streamPerReport = perTickMs + pollPerReport * refreshShare;
     console.log(`at report_interval_ms ${REPORT_INTERVAL_MS} on the 4-GPU K80 report:`);
-    console.log(`  poll:   ${f3(pollPerReport)} ms cpu per report (${pctOfCore(pollPerReport)} of a core), sample() waits ${f3(k80.cost.wallMs)} ms — before any driver work a real nvidia-smi does`);
-    console.log(`  stream: ${f3(perTickMs)} ms cpu per report (${pctOfCore(perTickMs)} of a core), sample() waits ${f3(sampleWall / samples)} ms; nvidia-smi started once`);
-    console.log(`  ratio poll/stream cpu: ${(pollPerReport / perTickMs).toFixed(0)}x`);
+    console.log(`  poll:   ${f3(pollPerReport)} ms cpu per report (${pctOfCore(pollPerReport)} of a core); sample() waits ${f3(k80.cost.wallMs)} ms`);
+    console.log(
+      `  stream: ${f3(streamPerReport)} ms cpu per report (${pctOfCore(streamPerReport)} of a core) = ${f3(perTickMs)} ms stream + -q -x every ${PROCESS_REFRESH_MS / 1000} s for processes; sample() waits ${f3(sampleWall / samples)} ms`,
+    );
+    console.log(`  poll / stream cpu: ${(pollPerReport / streamPerReport).toFixed(1)}x — before the driver work a real nvidia-smi adds to each -q -x (not measurable here)`);
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

@@ -551,6 +551,11 @@ class GitLabDoubleServer implements GitLabDouble {
       } else if (method === 'GET' && seg[0] === 'projects' && seg[2] === 'members' &&
         (seg.length === 3 || (seg.length === 4 && seg[3] === 'all'))) {
         this.sendMembers(res, this.apiProject(seg[1]!), query);
+      } else if (method === 'GET' && seg.length === 1 && seg[0] === 'users') {
+        // GET /users?username= : GitLab matches the username case-insensitively and answers a list.
+        const wanted = query.get('username');
+        const found = wanted ? this.findUserByName(wanted) : undefined;
+        sendJson(res, 200, found ? [this.userJson(found)] : []);
       } else if (method === 'GET' && seg.length === 3 && seg[0] === 'users' && seg[2] === 'gpg_keys') {
         const keys = /^\d+$/.test(seg[1]!) ? this.gpgKeys.get(Number(seg[1])) : undefined;
         if (!keys) throw new HttpError(404, { message: '404 User Not Found' });

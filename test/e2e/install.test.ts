@@ -17,7 +17,7 @@ import { INSTALL_PATHS, ROLE_CREDENTIALS } from '../../daemon/install.js';
 const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
 
 /** Exposure goals from the issue (systemd-analyze's 0-10 scale; a unit with no sandboxing scores 9.2). */
-const EXPOSURE_GOAL = { 'secd-leader.service': 2.0, 'secd-node.service': 3.5 } as const;
+const EXPOSURE_GOAL = { 'secd-leader.service': 2.0, 'secd-backup.service': 2.0, 'secd-node.service': 3.5 } as const;
 
 interface Ran {
   code: number | null;
@@ -57,7 +57,7 @@ function execWords(text: string): string[] {
   return [...line!.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) => (m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!));
 }
 
-const unitPath = (root: string, name: string) => join(root, INSTALL_PATHS.unitDir, name);
+const unitPath = (root: string, name: string) => join(root, name.endsWith('.mount') ? INSTALL_PATHS.examplesDir : INSTALL_PATHS.unitDir, name);
 
 describe('secd install --root', () => {
   let work: string;
@@ -86,6 +86,7 @@ describe('secd install --root', () => {
     expect(statSync(at('/etc/secd/credentials')).mode & 0o777).toBe(0o700);
     for (const name of ROLE_CREDENTIALS.leader) expect(statSync(at(`/etc/secd/credentials/${name}`)).mode & 0o777).toBe(0o600);
     expect(statSync(at('/var/lib/secd')).mode & 0o777).toBe(0o750);
+    expect((await readdir(at(INSTALL_PATHS.unitDir))).sort()).toEqual(['secd-backup.service', 'secd-backup.timer', 'secd-leader.service']);
     const secret = (await readFile(at('/etc/secd/credentials/gitlab_webhook_secret'), 'utf8')).trim();
     expect(secret).toMatch(/^[0-9a-f]{64}$/);
     expect(await readFile(at('/etc/secd/credentials/gitlab_token'), 'utf8')).toBe('');
@@ -97,14 +98,17 @@ describe('secd install --root', () => {
     expect(leaderFirst.stdout).toMatch(/admin node-token <node id> --config \/etc\/secd\/leader\.yml/);
   });
 
-  it('stages a node: docker group membership, cache and dataset mount points, the unit and both NFS mount examples', async () => {
+  it('stages a node: docker group membership, cache and dataset mount points, the unit, and the NFS mount units as inert examples', async () => {
     expect(nodeFirst.code, nodeFirst.stderr).toBe(0);
     const at = (p: string) => join(nodeRoot, p);
     expect(await readFile(at('/etc/sysusers.d/secd-node.conf'), 'utf8')).toMatch(/^m secd docker$/m);
-    expect((await readdir(at(INSTALL_PATHS.unitDir))).sort()).toEqual(['mnt-secd\\x2dcache.mount', 'mnt-secd\\x2ddatasets.mount', 'secd-node.service']);
+    // In the unit folder a mount unit would be required by RequiresMountsFor= before it names a server.
+    expect(await readdir(at(INSTALL_PATHS.unitDir))).toEqual(['secd-node.service']);
+    expect((await readdir(at(INSTALL_PATHS.examplesDir))).sort()).toEqual(['mnt-secd\\x2dcache.mount', 'mnt-secd\\x2ddatasets.mount']);
     expect(statSync(at('/mnt/secd-cache')).isDirectory()).toBe(true);
     expect(statSync(at('/etc/secd/credentials/token')).mode & 0o777).toBe(0o600);
     expect(nodeFirst.stdout).toContain('base-image');
+    expect(nodeFirst.stdout).toContain("cp '/etc/secd/examples/mnt-secd\\x2dcache.mount' /etc/systemd/system/");
     expect(nodeFirst.stdout).toContain("systemctl enable --now 'mnt-secd\\x2dcache.mount'");
   });
 
@@ -119,21 +123,17 @@ describe('secd install --root', () => {
     expect(again.stdout).not.toContain(secretBefore.trim());
   });
 
-  it('never overwrites an edited config or mount unit, and puts the current template beside the config as .dist', async () => {
+  it('never overwrites an edited config, and puts the current template beside it as .dist', async () => {
     const root = join(work, 'edited');
     await cp(nodeRoot, root, { recursive: true });
     const config = join(root, INSTALL_PATHS.nodeConfig);
-    const mount = unitPath(root, 'mnt-secd\\x2dcache.mount');
     const template = await readFile(config, 'utf8');
     const edited = template.replace('max_cpu_runs: 2', 'max_cpu_runs: 6');
     await writeFile(config, edited);
-    const mountEdited = (await readFile(mount, 'utf8')).replace('nfs.example.org:/export/secd-cache', 'filer1:/secd/cache');
-    await writeFile(mount, mountEdited);
     const r = await secd(['install', '--role', 'node', '--root', root, '--leader', 'ws://leader.lab.example:8080/v1/nodes']);
     expect(r.code, r.stderr).toBe(0);
     expect(await readFile(config, 'utf8')).toBe(edited);
     expect(await readFile(`${config}.dist`, 'utf8')).toBe(template);
-    expect(await readFile(mount, 'utf8')).toBe(mountEdited);
     expect(r.stdout).toContain('kept      /etc/secd/node.yml: differs from the template: yours is kept (the template is in /etc/secd/node.yml.dist, to compare)');
   });
 
@@ -183,9 +183,15 @@ describe('secd install --root', () => {
     expect(unitValues(node, 'ReadWritePaths')).toEqual([INSTALL_PATHS.cacheRoot]);
     expect(unitValues(node, 'RequiresMountsFor')[0]!.split(' ')).toEqual([INSTALL_PATHS.cacheRoot, INSTALL_PATHS.datasetRoot]);
     expect(unitValues(node, 'SupplementaryGroups')).toEqual(['docker']);
-    for (const [role, text] of [['leader', leader], ['node', node]] as const) {
+    const backup = await readFile(unitPath(leaderRoot, 'secd-backup.service'), 'utf8');
+    expect(execWords(backup).slice(-5)).toEqual(['admin', 'backup', `${INSTALL_PATHS.leaderDataDir}/secd-backup.db`, '--config', INSTALL_PATHS.leaderConfig]);
+    for (const [role, text] of [['leader', leader], ['leader', backup], ['node', node]] as const) {
       expect(unitValues(text, 'User')).toEqual(['secd']);
       expect(unitValues(text, 'LoadCredential')).toEqual(ROLE_CREDENTIALS[role].map((c) => `${c}:${INSTALL_PATHS.credentialsDir}/${c}`));
+    }
+    // The mount examples mount where the config and the node unit expect them.
+    for (const [name, where] of [['mnt-secd\\x2dcache.mount', INSTALL_PATHS.cacheRoot], ['mnt-secd\\x2ddatasets.mount', INSTALL_PATHS.datasetRoot]] as const) {
+      expect(unitValues(await readFile(unitPath(nodeRoot, name), 'utf8'), 'Where')).toEqual([where]);
     }
     // Containers belong to dockerd; only the secd process gets SIGTERM.
     expect(unitValues(node, 'KillMode')).toEqual(['mixed']);
@@ -194,7 +200,7 @@ describe('secd install --root', () => {
 
   it('systemd-analyze verify accepts every installed unit', () => {
     const units = [
-      unitPath(leaderRoot, 'secd-leader.service'),
+      ...['secd-leader.service', 'secd-backup.service', 'secd-backup.timer'].map((n) => unitPath(leaderRoot, n)),
       ...['secd-node.service', 'mnt-secd\\x2dcache.mount', 'mnt-secd\\x2ddatasets.mount'].map((n) => unitPath(nodeRoot, n)),
     ];
     const r = tool('systemd-analyze', ['verify', ...units]);
@@ -202,9 +208,9 @@ describe('secd install --root', () => {
     expect({ code: r.code, out: (r.stdout + r.stderr).trim() }).toEqual({ code: 0, out: '' });
   });
 
-  it('systemd-analyze security --offline rates the leader at most 2.0 and the node at most 3.5', () => {
+  it('systemd-analyze security --offline rates the leader (and its backup) at most 2.0 and the node at most 3.5', () => {
     for (const [name, goal] of Object.entries(EXPOSURE_GOAL)) {
-      const root = name === 'secd-leader.service' ? leaderRoot : nodeRoot;
+      const root = name === 'secd-node.service' ? nodeRoot : leaderRoot;
       const r = tool('systemd-analyze', ['security', '--offline=true', unitPath(root, name)]);
       const m = /Overall exposure level for \S+: (\d+\.\d+)/.exec(r.stdout);
       expect(m, r.stdout + r.stderr).not.toBeNull();

@@ -83,8 +83,8 @@ describe('status page of a running cluster with a `secd node`', () => {
       .toBe(1);
     const rows = page.locator('#gpus tbody[data-node="gpu-a5000"] tr');
     await expect.poll(() => rows.allInnerTexts()).toEqual([
-      expect.stringMatching(/^gpu-a5000 #0\s+NVIDIA RTX A5000\s+0 %\s+16\.8 \/ 24\.0 GiB\s+15 °C\s+13\.6 W\s+—$/),
-      expect.stringMatching(/^gpu-a5000 #1\s+NVIDIA RTX A5000\s+0 %\s+21\.9 \/ 24\.0 GiB\s+13 °C\s+6\.4 W\s+—$/),
+      expect.stringMatching(/^gpu-a5000 #0\s+0 %\s+16\.8 \/ 24\.0 GiB\s+15 °C\s+13\.6 W\s+—\s+NVIDIA RTX A5000$/),
+      expect.stringMatching(/^gpu-a5000 #1\s+0 %\s+21\.9 \/ 24\.0 GiB\s+13 °C\s+6\.4 W\s+—\s+NVIDIA RTX A5000$/),
     ]);
     expect(await page.locator('tr[data-node="gpu-a5000"]').innerText()).toMatch(/^gpu-a5000\s+up\s+\d+ s ago/);
   });

@@ -104,8 +104,11 @@ describe('/metrics of a real leader after a signed push ran', () => {
     expect(run.state, run.reason).toBe('succeeded');
 
     const { families } = await scrape(cluster.leader.url);
-    expect(Number(families.get('secd_webhook_duration_seconds')!.metrics[0]!.count)).toBe(1);
+    // The push, and the results branch secd pushed back (a delivery it ignores).
+    expect(cluster.gitlab.deliveries).toHaveLength(2);
+    expect(Number(families.get('secd_webhook_duration_seconds')!.metrics[0]!.count)).toBe(2);
     expect(sample(families, 'secd_webhook_deliveries_total', { outcome: 'accepted' })).toBe(1);
+    expect(sample(families, 'secd_webhook_deliveries_total', { outcome: 'ignored' })).toBe(1);
     const scheduling = families.get('secd_scheduling_latency_seconds')!.metrics[0]!;
     expect(Number(scheduling.count)).toBe(1);
     expect(Number(scheduling.sum)).toBeGreaterThanOrEqual(0);

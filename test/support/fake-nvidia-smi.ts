@@ -259,7 +259,9 @@ export async function writeFakeNvidiaSmi(dir: string, fixture: FakeNvidiaSmiFixt
 function formatted(value: FakeValue, unit: string, xml: boolean): string {
   if (value === null) return xml ? 'N/A' : '[N/A]';
   if (typeof value === 'string') return xml ? value.replace(/^\[(.*)\]$/, '$1') : `[${value.replace(/^\[|\]$/g, '')}]`;
-  return unit ? `${value} ${unit}` : String(value);
+  // nvidia-smi prints watts with two decimals ("135.72 W").
+  const text = unit === 'W' ? value.toFixed(2) : String(value);
+  return unit ? `${text} ${unit}` : text;
 }
 
 function replaceTag(block: string, name: string, value: string): string {
@@ -313,7 +315,7 @@ export async function setFakeGpuValues(dir: string, updates: FakeGpuUpdate | Fak
       block = replaceTag(block, 'gpu_temp', formatted(update.temperatureC, 'C', true));
     }
     if (update.powerW !== undefined) {
-      const w = typeof update.powerW === 'number' ? update.powerW.toFixed(2) : update.powerW;
+      const w = update.powerW;
       setCsv('power.draw', w, 'W');
       setCsv('power.draw.average', w, 'W');
       for (const s of ['power_readings', 'gpu_power_readings']) {
@@ -323,10 +325,17 @@ export async function setFakeGpuValues(dir: string, updates: FakeGpuUpdate | Fak
     }
     if (update.processes !== undefined) {
       const infos = update.processes
-        .map(
-          (p) =>
-            `\t\t\t<process_info>\n\t\t\t\t<pid>${p.pid}</pid>\n\t\t\t\t<type>C</type>\n\t\t\t\t<process_name>${escapeXml(p.name)}</process_name>\n\t\t\t\t<used_memory>${p.usedMemoryMiB === null ? 'N/A' : `${p.usedMemoryMiB} MiB`}</used_memory>\n\t\t\t</process_info>\n`,
-        )
+        .map((p) => {
+          const used = p.usedMemoryMiB === null ? 'N/A' : `${p.usedMemoryMiB} MiB`;
+          return [
+            '\t\t\t<process_info>',
+            `\t\t\t\t<pid>${p.pid}</pid>`,
+            '\t\t\t\t<type>C</type>',
+            `\t\t\t\t<process_name>${escapeXml(p.name)}</process_name>`,
+            `\t\t\t\t<used_memory>${used}</used_memory>`,
+            '\t\t\t</process_info>\n',
+          ].join('\n');
+        })
         .join('');
       block = block.replace(/<processes>[\s\S]*?<\/processes>/, `<processes>\n${infos}\t\t</processes>`);
     }

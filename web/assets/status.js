@@ -21,8 +21,9 @@ const el = {
   queued: $('t-queued'),
   running: $('t-running'),
   nodesBody: /** @type {HTMLTableSectionElement} */ ($('nodes-body')),
-  gpuTable: /** @type {HTMLTableElement} */ ($('gpus')),
-  gpuCaption: $('gpus-caption'),
+  gpuList: $('gpus'),
+  gpuSummary: $('gpus-summary'),
+  nodeGpusTpl: /** @type {HTMLTemplateElement} */ ($('node-gpus')),
   queueBody: /** @type {HTMLTableSectionElement} */ ($('queue-body')),
   queueCaption: $('queue-caption'),
   recentBody: /** @type {HTMLTableSectionElement} */ ($('recent-body')),
@@ -45,7 +46,7 @@ let historyWindow = 600;
  *   gpus: string[], created_at: string, started_at: string|null, finished_at: string|null }} Run
  * @typedef {{ t: number[], v: (number|null)[] }} Series
  * @typedef {{ row: HTMLTableRowElement, cells: Record<string, HTMLElement>, last: Record<string, string> }} Row
- * @typedef {{ data: ApiNode, row: Row, body: HTMLTableSectionElement, gpus: Map<string, GpuRow> }} NodeEntry
+ * @typedef {{ data: ApiNode, row: Row, block: Row, body: HTMLTableSectionElement, gpus: Map<string, GpuRow> }} NodeEntry
  * @typedef {Row & { uuid: string, chartBox: HTMLElement, plot: any, visible: boolean, dirty: boolean }} GpuRow
  */
 
@@ -99,13 +100,36 @@ function setAttr(r, key, name, value) {
   r.cells[key].setAttribute(name, value);
 }
 
-/** Bind a cloned template row: every element with data-cell becomes a named cell. */
+/** @type {WeakMap<HTMLTemplateElement, Array<[string, number[]]>>} */
+const cellPaths = new WeakMap();
+
+/** Where each data-cell element sits in a template (child indexes), found once per template. */
+/** @param {HTMLTemplateElement} tpl */
+function pathsOf(tpl) {
+  let paths = cellPaths.get(tpl);
+  if (paths) return paths;
+  paths = [];
+  const root = /** @type {Element} */ (tpl.content.firstElementChild);
+  for (const c of root.querySelectorAll('[data-cell]')) {
+    const path = [];
+    for (let e = /** @type {Element} */ (c); e !== root; e = /** @type {Element} */ (e.parentElement)) path.unshift([...(e.parentElement?.children ?? [])].indexOf(e));
+    paths.push([/** @type {HTMLElement} */ (c).dataset.cell ?? '', path]);
+  }
+  cellPaths.set(tpl, paths);
+  return paths;
+}
+
+/** Clone a template's element and bind its data-cell elements as named cells (no selector queries per row). */
 /** @param {HTMLTemplateElement} tpl @returns {Row} */
 function rowFrom(tpl) {
-  const row = /** @type {HTMLTableRowElement} */ (/** @type {DocumentFragment} */ (tpl.content.cloneNode(true)).firstElementChild);
+  const row = /** @type {HTMLTableRowElement} */ (/** @type {Element} */ (tpl.content.firstElementChild).cloneNode(true));
   /** @type {Record<string, HTMLElement>} */
   const cells = {};
-  for (const c of row.querySelectorAll('[data-cell]')) cells[/** @type {HTMLElement} */ (c).dataset.cell ?? ''] = /** @type {HTMLElement} */ (c);
+  for (const [name, path] of pathsOf(tpl)) {
+    let e = /** @type {Element} */ (row);
+    for (const i of path) e = /** @type {Element} */ (e.children[i]);
+    cells[name] = /** @type {HTMLElement} */ (e);
+  }
   return { row, cells, last: {} };
 }
 
@@ -140,6 +164,8 @@ function drawNode(entry) {
   const busy = n.gpus.filter((g) => g.run_id !== null).length;
   setText(r, 'gpus', n.gpus.length ? `${busy} / ${n.gpus.length}` : 'none');
   setText(r, 'runs', String(n.runs.length));
+  const stateNote = n.state === 'up' ? '' : ` (${n.state})`;
+  setText(entry.block, 'caption', `${n.id}${stateNote} · ${n.gpus.length} ${n.gpus.length === 1 ? 'GPU' : 'GPUs'}, ${busy} held by runs`);
   setAttr(r, 'id', 'title', n.hostname && n.hostname !== n.id ? `host ${n.hostname}` : n.id);
 }
 
@@ -200,9 +226,13 @@ function upsertNode(n) {
   if (!entry) {
     const row = rowFrom(el.nodeTpl);
     row.row.dataset.node = n.id;
-    const body = document.createElement('tbody');
+    // Each node's GPUs are a table of their own, so the browser skips laying out and painting the
+    // nodes that are off screen (content-visibility), whatever the size of the cluster.
+    const block = rowFrom(el.nodeGpusTpl);
+    block.row.dataset.node = n.id;
+    const body = /** @type {HTMLTableSectionElement} */ (block.cells.body);
     body.dataset.node = n.id;
-    entry = { data: n, row, body, gpus: new Map() };
+    entry = { data: n, row, block, body, gpus: new Map() };
     nodes.set(n.id, entry);
     orderDirty = true;
   }
@@ -232,6 +262,8 @@ function upsertNode(n) {
     orderDirty = true;
     const sorted = [...entry.gpus.values()].sort((a, b) => Number(a.last.index?.slice(1)) - Number(b.last.index?.slice(1)));
     reorderChildren(entry.body, sorted.map((r) => r.row));
+    // The size the page reserves for the table while it is off screen (the browser then remembers it).
+    entry.block.row.style.containIntrinsicSize = `auto ${entry.gpus.size * 37 + 36}px`;
   }
 }
 
@@ -252,7 +284,7 @@ function removeNode(id) {
   if (!entry) return;
   for (const r of entry.gpus.values()) forgetGpu(r);
   entry.row.row.remove();
-  entry.body.remove();
+  entry.block.row.remove();
   nodes.delete(id);
 }
 
@@ -276,9 +308,8 @@ function reorderChildren(parent, rows, after = null) {
 function reorderNodes() {
   const sorted = [...nodes.values()].sort((a, b) => collator.compare(a.data.id, b.data.id));
   reorderChildren(el.nodesBody, sorted.length ? sorted.map((e) => e.row.row) : [emptyRow(8, 'No node has reported yet.')]);
-  const thead = /** @type {Element} */ (el.gpuTable.tHead);
-  const bodies = sorted.filter((e) => e.gpus.size > 0).map((e) => e.body);
-  reorderChildren(el.gpuTable, bodies.length ? bodies : [emptyBody(8, 'No GPU has been reported.')], thead);
+  const blocks = sorted.filter((e) => e.gpus.size > 0).map((e) => e.block.row);
+  reorderChildren(el.gpuList, blocks.length ? blocks : [emptyNote('No GPU has been reported.')]);
 }
 
 /** @param {number} span @param {string} text */
@@ -291,11 +322,12 @@ function emptyRow(span, text) {
   tr.append(td);
   return tr;
 }
-/** @param {number} span @param {string} text */
-function emptyBody(span, text) {
-  const body = document.createElement('tbody');
-  body.append(emptyRow(span, text));
-  return body;
+/** @param {string} text */
+function emptyNote(text) {
+  const p = document.createElement('p');
+  p.className = 'empty';
+  p.textContent = text;
+  return p;
 }
 
 // ---- history charts --------------------------------------------------------------------------
@@ -372,16 +404,22 @@ function drawChart(r) {
 /** @param {GpuRow} r */
 function describeHistory(r) {
   const s = history.get(r.uuid);
-  const vals = s ? /** @type {number[]} */ (s.v.filter((v) => v !== null)) : [];
   const mins = Math.round(historyWindow / 60);
-  let text;
-  if (vals.length === 0) text = `No utilisation history in the last ${mins} minutes.`;
-  else {
-    const min = Math.min(...vals);
-    const max = Math.max(...vals);
-    const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
-    text = `Utilisation over the last ${mins} minutes: lowest ${Math.round(min)} %, highest ${Math.round(max)} %, average ${Math.round(mean)} %.`;
+  let min = Infinity;
+  let max = -Infinity;
+  let sum = 0;
+  let n = 0;
+  for (const v of s ? s.v : []) {
+    if (v === null) continue;
+    if (v < min) min = v;
+    if (v > max) max = v;
+    sum += v;
+    n++;
   }
+  const text =
+    n === 0
+      ? `No utilisation history in the last ${mins} minutes.`
+      : `Utilisation over the last ${mins} minutes: lowest ${Math.round(min)} %, highest ${Math.round(max)} %, average ${Math.round(sum / n)} %.`;
   setAttr(r, 'chart', 'aria-label', text);
 }
 
@@ -502,10 +540,10 @@ function drawTotals() {
   let utilSum = 0;
   let utilN = 0;
   let up = 0;
-  let running = 0;
+  const running = new Set();
   for (const { data: n } of nodes.values()) {
     if (n.state !== 'down') up++;
-    running += n.runs.length;
+    for (const id of n.runs) running.add(id);
     for (const g of n.gpus) {
       gpus++;
       if (g.run_id !== null) busy++;
@@ -519,8 +557,8 @@ function drawTotals() {
   setPlain(el.gpuUtil, utilN ? `${Math.round(utilSum / utilN)} %` : 'N/A');
   setPlain(el.nodesUp, `${up} / ${nodes.size}`);
   setPlain(el.queued, String(queueTotal));
-  setPlain(el.running, String(running));
-  setPlain(el.gpuCaption, `GPUs: ${busy} of ${gpus} held by runs; utilisation, memory, temperature and power from each node's last report`);
+  setPlain(el.running, String(running.size));
+  setPlain(el.gpuSummary, `${gpus} ${gpus === 1 ? 'GPU' : 'GPUs'} on ${nodes.size} ${nodes.size === 1 ? 'node' : 'nodes'}, ${busy} held by runs. Values from each node's last report; one table per node.`);
 }
 /** @param {HTMLElement} node @param {string} text */
 function setPlain(node, text) {

@@ -1,0 +1,92 @@
+/**
+ * `secd status` as an operator runs it: the real CLI (built into dist/ by `npm test`) against a leader
+ * with known nodes and runs prints them as aligned tables, and says so in one line when the leader
+ * cannot be reached.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { aGpu, aNode, aRun, startStatusServer, type StatusServer } from '../support/status-page-fixtures.js';
+
+const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
+const GiB = 2 ** 30;
+
+function secd(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first)`);
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [CLI, ...args]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+/** The lines of one titled table in the output. */
+function table(stdout: string, title: string): string[] {
+  const lines = stdout.split('\n');
+  const start = lines.indexOf(title);
+  const end = lines.indexOf('', start);
+  return lines.slice(start + 1, end === -1 ? undefined : end);
+}
+
+describe('secd status', () => {
+  let server: StatusServer;
+
+  beforeAll(async () => {
+    const nodes = [
+      aNode('gpu-01', [
+        aGpu('gpu-01', 0, { uuid: 'GPU-0a', utilization_pct: 97, memory_used_bytes: 70 * GiB, memory_total_bytes: 80 * GiB, temperature_c: 71, power_w: 612, run_id: 'run0000001' }),
+        aGpu('gpu-01', 1, { uuid: 'GPU-1b', utilization_pct: null, memory_used_bytes: null, temperature_c: null, power_w: null }),
+      ], { load: 3.5, cpus: 96 }),
+      aNode('gpu-02-long-name', 0, { state: 'down', last_seen: new Date(Date.now() - 3 * 3600_000).toISOString(), load: null }),
+    ];
+    server = await startStatusServer({ nodes: () => nodes });
+    aRun(server.store, { id: 'run0000001', state: 'running', project: 'lab/vision', user: 'alice', node: 'gpu-01', gpus: ['GPU-0a'] });
+    aRun(server.store, { id: 'run0000002', state: 'queued', project: 'lab/nlp', user: 'bob' });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('prints nodes, GPUs and runs as aligned tables', async () => {
+    const { code, stdout, stderr } = await secd(['status', '--leader', server.url]);
+    expect(code, stderr).toBe(0);
+    expect(stdout.split('\n')[0]).toBe('Nodes up 1/2 · GPUs busy 1/2 · runs queued 1');
+    const nodes = table(stdout, 'NODES');
+    expect(nodes).toHaveLength(3);
+    expect(nodes[0]).toMatch(/^NODE\s+STATE\s+LAST SEEN\s+LOAD\s+MEMORY\s+CPUS\s+GPUS BUSY\s+RUNS$/);
+    expect(nodes[1]).toMatch(/^gpu-01\s+up\s+\d+s ago\s+3\.50\s+512\.0 GiB\s+96\s+1\/2\s+1$/);
+    expect(nodes[2]).toMatch(/^gpu-02-long-name\s+down\s+3h ago\s+N\/A\s+512\.0 GiB\s+64\s+0\/0\s+0$/);
+    // Aligned: every column starts at the same place on every line.
+    for (const heading of ['STATE', 'LAST SEEN']) {
+      const at = nodes[0]!.indexOf(heading);
+      expect(nodes.slice(1).map((l) => l[at - 1] === ' ' && l[at] !== ' ')).toEqual([true, true]);
+    }
+    expect(nodes[0]!.indexOf('RUNS') + 4).toBe(nodes[1]!.length);
+
+    const gpus = table(stdout, 'GPUS');
+    expect(gpus[1]).toMatch(/^gpu-01\s+0\s+NVIDIA H100 80GB HBM3\s+97%\s+70\.0\/80\.0\s+71C\s+612W\s+run0000001$/);
+    expect(gpus[2]).toMatch(/^gpu-01\s+1\s+NVIDIA H100 80GB HBM3\s+N\/A\s+N\/A\/79\.6\s+N\/A\s+N\/A\s+-$/);
+
+    const runs = table(stdout, 'RUNS (newest first)');
+    expect(runs[0]).toMatch(/^RUN\s+PROJECT\s+USER\s+STATE\s+NODE\s+GPUS\s+PUSHED \(UTC\)\s+FINISHED \(UTC\)\s+REASON$/);
+    expect(runs[1]).toMatch(/^run0000002\s+lab\/nlp\s+bob\s+queued\s+-\s+-\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+-\s+waiting for a node$/);
+    expect(runs[2]).toMatch(/^run0000001\s+lab\/vision\s+alice\s+running\s+gpu-01\s+gpu-01#0\s+.*container running$/);
+  });
+
+  it('says in one line when the leader cannot be reached', async () => {
+    // A port that was free a moment ago: nothing listens there.
+    const probe = createServer();
+    await new Promise<void>((done) => probe.listen(0, '127.0.0.1', done));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((done) => probe.close(done));
+    const { code, stdout, stderr } = await secd(['status', '--leader', `http://127.0.0.1:${port}`]);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toBe(`secd status: cannot reach the leader at http://127.0.0.1:${port} (connect ECONNREFUSED 127.0.0.1:${port})\n`);
+  });
+});

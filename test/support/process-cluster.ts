@@ -1,0 +1,409 @@
+/**
+ * A whole secd cluster as separate processes on this machine, for end-to-end tests of the leader <->
+ * node protocol: the GitLab double (in the test's process), one `secd leader` and any number of
+ * `secd node` processes started from dist/daemon/cli.js (build first: `npm run build`), each node with
+ * a fake nvidia-smi printing a recorded fixture, all driving the real Docker Engine.
+ *
+ * Processes can be killed (SIGKILL included) and started again on the same config, work dir and port:
+ * what the tests of node and leader restarts need. Each process's output goes to a log file in the
+ * cluster's folder; `logs()` returns it for failure messages.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { createDockerEngine } from '../../daemon/docker-engine.js';
+import { startGitLabDouble, type DoubleProject, type DoubleUser, type GitLabDouble } from '../doubles/gitlab-double.js';
+import { writeFakeNvidiaSmi, type FakeNvidiaSmiFixture } from './fake-nvidia-smi.js';
+import { createResearcherRepo, type ResearcherRepo } from './git-repo.js';
+import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
+import { BUSYBOX_IMAGE, ensureBusyboxImage } from './test-images.js';
+
+const run = promisify(execFile);
+
+/** The built CLI the processes run. */
+export const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
+
+/** A run as GET /api/v1/runs/:id shows it. */
+export interface ApiRun {
+  id: string;
+  project: string;
+  commit: string;
+  user: string;
+  state: string;
+  reason: string;
+  node: string | null;
+  gpus: string[];
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  branch: string | null;
+  events: Array<{ at: string; from: string | null; to: string; reason: string }>;
+}
+
+/** A node as GET /api/v1/nodes shows it. */
+export interface ApiNodeView {
+  id: string;
+  hostname: string;
+  state: string;
+  last_seen: string | null;
+  cpus: number;
+  memory_bytes: number;
+  load: number | null;
+  runs: string[];
+  gpus: Array<{
+    uuid: string;
+    index: number;
+    name: string;
+    memory_total_bytes: number | null;
+    memory_used_bytes: number | null;
+    utilization_pct: number | null;
+    temperature_c: number | null;
+    power_w: number | null;
+    run_id: string | null;
+  }>;
+}
+
+/** A researcher with a project of their own on the double. */
+export interface ClusterResearcher {
+  user: DoubleUser;
+  key: GpgKey;
+  signer: GitSigner;
+  repo: ResearcherRepo;
+  project: DoubleProject;
+  /** Commit `files` signed, push, and return the run id the leader answered with. */
+  pushRun(files: Record<string, string>, message?: string): Promise<string>;
+}
+
+/** A `secd leader` or `secd node` process. */
+export interface ClusterProcess {
+  readonly name: string;
+  readonly running: boolean;
+  /** Start it (again) on the same config. */
+  start(): Promise<void>;
+  /** Send `signal` and wait for the process to exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Send `signal` without waiting (SIGSTOP, SIGCONT). */
+  signal(signal: NodeJS.Signals): void;
+}
+
+/** How to set up one node. */
+export interface NodeSpec {
+  id: string;
+  /** A fixture of test/fixtures/nvidia-smi, or null for a node without GPUs (nvidia-smi missing). */
+  gpus: FakeNvidiaSmiFixture | null;
+  maxCpuRuns?: number;
+  /** Start it with a token that is not its own. */
+  badToken?: boolean;
+}
+
+/** The cluster under test. */
+export interface ProcessCluster {
+  root: string;
+  gitlab: GitLabDouble;
+  gpg: GpgHome;
+  /** http(s)://127.0.0.1:<port> */
+  leaderUrl: string;
+  leader: ClusterProcess;
+  nodes: Map<string, ClusterProcess>;
+  /** Folder of a node's fake nvidia-smi (for setFakeGpuValues). */
+  smiDir(nodeId: string): string;
+  /** Run `secd admin ...` against the leader's config; returns stdout. */
+  admin(args: string[]): Promise<string>;
+  addResearcher(username: string, project: string): Promise<ClusterResearcher>;
+  getJson<T>(path: string): Promise<T>;
+  run(id: string): Promise<ApiRun>;
+  apiNodes(): Promise<ApiNodeView[]>;
+  /** Poll `check` every 100 ms until it returns a value that is not undefined/false. */
+  waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs?: number): Promise<T>;
+  waitForRunState(id: string, states: string[], timeoutMs?: number): Promise<ApiRun>;
+  /** Every process's output, for failure messages. */
+  logs(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Options of the cluster. */
+export interface ProcessClusterOptions {
+  nodes: NodeSpec[];
+  /** Extra YAML for leader.yml. */
+  leaderConfig?: string;
+  /** node_timeout_ms of the leader. */
+  nodeTimeoutMs?: number;
+  lostAfterMs?: number;
+  reportIntervalMs?: number;
+  /** Serve https/wss with this certificate; nodes trust `caFile`. */
+  tls?: { certFile: string; keyFile: string; caFile: string };
+  /** Leave nodes unstarted (a test starts them). */
+  startNodes?: boolean;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const srv = createServer();
+    srv.once('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      srv.close(() => done(port));
+    });
+  });
+}
+
+/** Start the GitLab double, the leader and the nodes; resolves once every started node is up in the API. */
+export async function startProcessCluster(opts: ProcessClusterOptions): Promise<ProcessCluster> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first)`);
+  const root = await mkdtemp(join(tmpdir(), 'secd-cluster-'));
+  const token = 'glpat-test-admin-token';
+  const webhookSecret = 'hook-secret-for-tests';
+  const engine = createDockerEngine();
+  await ensureBusyboxImage(engine);
+  const gitlab = await startGitLabDouble({ token, dataDir: join(root, 'gitlab') });
+  const gpg = await createGpgHome();
+  const port = await freePort();
+  const scheme = opts.tls ? 'https' : 'http';
+  const leaderUrl = `${scheme}://127.0.0.1:${port}`;
+  const ca = opts.tls ? await readFile(opts.tls.caFile, 'utf8') : undefined;
+  const leaderYml = join(root, 'leader.yml');
+  await writeFile(
+    leaderYml,
+    [
+      `listen: 127.0.0.1:${port}`,
+      `public_url: ${leaderUrl}`,
+      `data_dir: ${join(root, 'leader')}`,
+      `node_timeout_ms: ${opts.nodeTimeoutMs ?? 3000}`,
+      `lost_after_ms: ${opts.lostAfterMs ?? 120_000}`,
+      'gitlab:',
+      `  url: ${gitlab.url}`,
+      `  token: ${token}`,
+      `  webhook_secret: ${webhookSecret}`,
+      ...(opts.tls ? ['tls:', `  cert_file: ${opts.tls.certFile}`, `  key_file: ${opts.tls.keyFile}`] : []),
+      opts.leaderConfig ?? '',
+    ].join('\n'),
+  );
+  const processes: ManagedProcess[] = [];
+  const runIds = new Set<string>();
+
+  const admin = async (args: string[]): Promise<string> => {
+    const { stdout } = await run(process.execPath, [CLI, 'admin', ...args, '--config', leaderYml], { env: { ...process.env, SECD_LOG_LEVEL: 'warn' } });
+    return stdout;
+  };
+
+  const leader = new ManagedProcess('leader', root, [CLI, 'leader', '--config', leaderYml], async () => {
+    await waitUntil('the leader to answer /healthz', async () => (await request(`${leaderUrl}/healthz`, ca).catch(() => null))?.status === 200, 20_000);
+  });
+  processes.push(leader);
+  await leader.start();
+  gitlab.addWebhook({ url: `${leaderUrl}/v1/hook`, secret: webhookSecret, kind: 'system' });
+
+  const getJson = async <T>(path: string): Promise<T> => {
+    const res = await request(`${leaderUrl}${path}`, ca);
+    if (res.status !== 200) throw new Error(`GET ${path} answered ${res.status}: ${res.body}`);
+    return JSON.parse(res.body) as T;
+  };
+  const apiNodes = async () => (await getJson<{ nodes: ApiNodeView[] }>('/api/v1/nodes')).nodes;
+
+  const nodes = new Map<string, ClusterProcess>();
+  const smiDirs = new Map<string, string>();
+  for (const spec of opts.nodes) {
+    const dir = join(root, 'nodes', spec.id);
+    await mkdir(dir, { recursive: true });
+    let smi = join(dir, 'no-nvidia-smi');
+    if (spec.gpus !== null) {
+      smi = await writeFakeNvidiaSmi(join(dir, 'smi'), spec.gpus);
+      smiDirs.set(spec.id, join(dir, 'smi'));
+    }
+    const issued = (await admin(['node-token', spec.id])).trim().split('\n').at(-1)!;
+    const nodeToken = spec.badToken ? `${issued.slice(0, -4)}AAAA` : issued;
+    const nodeYml = join(dir, 'node.yml');
+    await writeFile(
+      nodeYml,
+      [
+        `leader: ${leaderUrl.replace(/^http/, 'ws')}/v1/nodes`,
+        `node_id: ${spec.id}`,
+        `token: ${nodeToken}`,
+        `work_dir: ${join(dir, 'work')}`,
+        `cache_root: ${join(root, 'cache')}`,
+        `nvidia_smi: ${smi}`,
+        `report_interval_ms: ${opts.reportIntervalMs ?? 300}`,
+        `max_cpu_runs: ${spec.maxCpuRuns ?? 2}`,
+        'memory_limit_bytes: 268435456',
+        ...(opts.tls ? [`ca_file: ${opts.tls.caFile}`] : []),
+      ].join('\n'),
+    );
+    const proc = new ManagedProcess(`node ${spec.id}`, root, [CLI, 'node', '--config', nodeYml], async () => {
+      if (spec.badToken) return;
+      await waitUntil(`node ${spec.id} to be up`, async () => (await apiNodes()).some((n) => n.id === spec.id && n.state === 'up'), 20_000);
+    });
+    processes.push(proc);
+    nodes.set(spec.id, proc);
+  }
+  if (opts.startNodes !== false) await Promise.all([...nodes.values()].map((n) => n.start()));
+
+  const repos: ResearcherRepo[] = [];
+  const cluster: ProcessCluster = {
+    root,
+    gitlab,
+    gpg,
+    leaderUrl,
+    leader,
+    nodes,
+    smiDir(nodeId) {
+      const dir = smiDirs.get(nodeId);
+      if (!dir) throw new Error(`node ${nodeId} has no fake nvidia-smi`);
+      return dir;
+    },
+    admin,
+    async addResearcher(username, project) {
+      const email = `${username}@example.org`;
+      const user = gitlab.addUser({ username, email });
+      const key = await gpg.generateKey({ name: username, email });
+      gitlab.addGpgKey(user.id, await gpg.exportPublicKey(key.fingerprint));
+      const proj = gitlab.addProject({ path: project, members: [user.id] });
+      const repo = await createResearcherRepo();
+      repos.push(repo);
+      const signer = await gpg.gitSigner(key);
+      const url = gitlab.gitUrl(project, user);
+      return {
+        user,
+        key,
+        signer,
+        repo,
+        project: proj,
+        async pushRun(files, message = 'experiment') {
+          await repo.commit(message, { signer, committerEmail: email, files });
+          const before = gitlab.deliveries.length;
+          await repo.push(url);
+          await gitlab.idle();
+          const answer = gitlab.deliveries.slice(before).find((d) => d.status === 200 && d.responseBody.includes('run_id'));
+          if (!answer) {
+            throw new Error(`no run started: ${gitlab.deliveries.slice(before).map((d) => `${d.status} ${d.responseBody}${d.error ?? ''}`).join(' | ')}`);
+          }
+          const id = (JSON.parse(answer.responseBody) as { run_id: string }).run_id;
+          runIds.add(id);
+          return id;
+        },
+      };
+    },
+    getJson,
+    run: (id) => getJson<ApiRun>(`/api/v1/runs/${id}`),
+    apiNodes,
+    waitFor: (what, check, timeoutMs = 60_000) => waitUntil(what, check, timeoutMs, () => cluster.logs()),
+    waitForRunState: (id, states, timeoutMs = 60_000) =>
+      cluster.waitFor(
+        `run ${id} to be ${states.join(' or ')}`,
+        async () => {
+          const r = await cluster.run(id).catch(() => undefined);
+          return r && states.includes(r.state) ? r : undefined;
+        },
+        timeoutMs,
+      ),
+    async logs() {
+      const parts: string[] = [];
+      for (const p of processes) parts.push(`----- ${p.name}\n${(await readFile(p.logFile, 'utf8').catch(() => '')).split('\n').slice(-80).join('\n')}`);
+      return parts.join('\n');
+    },
+    async close() {
+      await Promise.all(processes.map((p) => p.kill('SIGKILL')));
+      // Nodes stopped by SIGKILL leave their containers behind by design (a restart adopts them).
+      const left = await engine.findRunContainers().catch(() => []);
+      for (const c of left) if (runIds.has(c.runId)) await engine.removeContainer(c.id).catch(() => undefined);
+      await gitlab.close();
+      await gpg.close();
+      await Promise.all(repos.map((r) => r.close()));
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+  return cluster;
+}
+
+/** A Dockerfile for test projects: busybox and a shell script. */
+export function busyboxProject(script: string, secdYml?: string): Record<string, string> {
+  return {
+    Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCOPY run.sh /run.sh\nCMD ["/bin/sh", "/run.sh"]\n`,
+    'run.sh': script,
+    ...(secdYml === undefined ? {} : { 'secd.yml': secdYml }),
+  };
+}
+
+class ManagedProcess implements ClusterProcess {
+  private child: ChildProcess | null = null;
+  private exited: Promise<void> = Promise.resolve();
+  readonly logFile: string;
+
+  constructor(
+    readonly name: string,
+    root: string,
+    private readonly args: string[],
+    private readonly ready: () => Promise<void>,
+  ) {
+    this.logFile = join(root, `${name.replace(/\W+/g, '-')}.log`);
+  }
+
+  get running(): boolean {
+    return this.child !== null;
+  }
+
+  async start(): Promise<void> {
+    if (this.child) throw new Error(`${this.name} is already running`);
+    const out = createWriteStream(this.logFile, { flags: 'a' });
+    const child = spawn(process.execPath, this.args, { env: { ...process.env, SECD_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.pipe(out, { end: false });
+    child.stderr.pipe(out, { end: false });
+    this.child = child;
+    this.exited = new Promise((done) =>
+      child.once('exit', () => {
+        if (this.child === child) this.child = null;
+        out.end();
+        done();
+      }),
+    );
+    await this.ready();
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    if (!this.child) throw new Error(`${this.name} is not running`);
+    this.child.kill(signal);
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    if (!child || child.pid === undefined) return;
+    child.kill(signal);
+    await this.exited;
+  }
+}
+
+async function waitUntil<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs: number,
+  logs?: () => Promise<string>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${logs ? `\n${await logs()}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** GET a URL over http or https (trusting `ca`), without following redirects. */
+export function request(url: string, ca?: string): Promise<{ status: number; body: string }> {
+  return new Promise((done, fail) => {
+    const lib = url.startsWith('https:') ? https : http;
+    const req = lib.get(url, { ...(ca ? { ca } : {}), timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => done({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', fail);
+  });
+}
