@@ -151,7 +151,7 @@ describe('runs survive processes that die', () => {
     }
   });
 
-  it('a drained node finishes its run and takes no new one until undrained', async () => {
+  it('a drained node finishes its run and takes no new one until undrained', { timeout: 120_000 }, async () => {
     const first = await researcher();
     const second = await researcher();
     const running = await first.r.pushRun(busyboxProject('sleep 3\n'));
