@@ -41,6 +41,8 @@ export interface NodeRunReports {
   onResult(nodeId: string, runId: string, outcome: RunOutcome): void;
   /** A node (re)connected and listed the runs it holds. */
   onNodeHello(nodeId: string, held: ReadonlyArray<{ runId: string; phase: HeldRun['phase'] }>): void;
+  /** What a node can take changed (undrained, a GPU freed by a foreign process...): plan again. */
+  scheduleSoon(): void;
 }
 
 /** What the registry is given by main. */
@@ -357,10 +359,13 @@ export class NodeRegistry {
       this.deps.store.recordSeen(node.id, new Date(nowMs).toISOString());
     }
     switch (msg.type) {
-      case 'status':
+      case 'status': {
+        const before = node.foreignBusyGpus().join(',');
         node.status = msg;
+        if (node.foreignBusyGpus().join(',') !== before) this.reports?.scheduleSoon();
         this.deps.onStatus?.(node.id, msg);
         return;
+      }
       case 'run.ack':
         node.pendingAssign.delete(msg.run_id);
         return;
@@ -467,7 +472,11 @@ export class NodeRegistry {
         );
         continue;
       }
-      node.draining = flags.draining;
+      if (node.draining !== flags.draining) {
+        node.draining = flags.draining;
+        this.deps.log.info({ node: node.id, draining: flags.draining }, flags.draining ? 'node draining' : 'node takes runs again');
+        this.reports?.scheduleSoon();
+      }
       if (flags.revoked && !node.revoked) {
         this.deps.log.warn({ node: node.id }, 'node token revoked: closing its connection');
         node.connection?.close(CLOSE_CODES.revoked, 'token revoked');

@@ -38,6 +38,10 @@ describe('cache folders', () => {
       ok: false,
       reason: 'cache folder other is a symlink; secd refuses symlinks in cache paths',
     });
+    expect(await resolveCacheDir(root, 'ada', 'work/link')).toEqual({
+      ok: false,
+      reason: 'cache folder link is a symlink; secd refuses symlinks in cache paths',
+    });
     expect(await resolveCacheDir(root, 'ada', 'elsewhere/x')).toMatchObject({ ok: true });
   });
 

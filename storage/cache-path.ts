@@ -41,6 +41,16 @@ export async function resolveCacheDir(cacheRoot: string, user: string, cacheDir:
   await mkdir(cacheRoot, { recursive: true });
   const root = await realpath(cacheRoot);
 
+  // What exists already must be plain folders: a planted symlink is refused as what it is.
+  let existing = root;
+  for (const part of [user, ...parts]) {
+    existing = join(existing, part);
+    const info = await lstat(existing).catch(() => null);
+    if (info === null) break;
+    if (info.isSymbolicLink()) return { ok: false, reason: `cache folder ${part} is a symlink; secd refuses symlinks in cache paths` };
+    if (!info.isDirectory()) return { ok: false, reason: `cache path component ${part} is not a folder` };
+  }
+
   const nested = await registerCacheDir(root, user, parts);
   if (nested !== null) {
     const [inner, outer] = nested.length > parts.length ? [nested.join('/'), cacheDir] : [cacheDir, nested.join('/')];

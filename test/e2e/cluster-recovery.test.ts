@@ -128,7 +128,7 @@ describe('runs survive processes that die', () => {
 
   it('a leader killed with runs queued and running comes back and every run ends exactly once', { timeout: 150_000 }, async () => {
     const researchers = [await researcher(), await researcher(), await researcher()];
-    const pushes = [];
+    const pushes: Array<{ id: string; project: string }> = [];
     for (const [i, { r, project }] of researchers.entries()) {
       pushes.push({ id: await r.pushRun(busyboxProject(`echo run ${i}\nsleep 3\n`)), project });
     }

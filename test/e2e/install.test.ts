@@ -5,7 +5,7 @@
  * own parsers. The last test starts a leader and a node the way the installed units do.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
@@ -239,7 +239,7 @@ describe('secd install --root', () => {
 
   it('the units keep MemoryDenyWriteExecute off because Node.js cannot run under it (V8 JIT)', () => {
     for (const [root, name] of [[leaderRoot, 'secd-leader.service'], [nodeRoot, 'secd-node.service']] as const) {
-      expect(unitValues(spawnSync('cat', [unitPath(root, name)], { encoding: 'utf8' }).stdout, 'MemoryDenyWriteExecute')).toEqual(['no']);
+      expect(unitValues(readFileSync(unitPath(root, name), 'utf8'), 'MemoryDenyWriteExecute')).toEqual(['no']);
     }
     // The kernel's own W^X switch (PR_SET_MDWE, Linux 6.3+), which is what MemoryDenyWriteExecute= asks for:
     // perl (Essential in Debian) sets it and execs node.

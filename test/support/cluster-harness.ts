@@ -2,13 +2,13 @@
  * One whole secd on this machine for end-to-end tests: a GitLab double serving real git, a leader
  * with its in-process node driving the real Docker Engine, and researchers with real GnuPG keys.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseUpConfig } from '../../daemon/config.js';
 import { createDockerEngine } from '../../daemon/docker-engine.js';
 import { startLeader, type RunningLeader } from '../../daemon/leader.js';
-import { silentLog } from '../../scheduler/log.js';
+import { silentLog, type Log } from '../../scheduler/log.js';
 import type { RunRow } from '../../storage/run-store.js';
 import { isTerminal } from '../../storage/run-states.js';
 import { startGitLabDouble, type DoubleProject, type DoubleUser, type GitLabDouble } from '../doubles/gitlab-double.js';
@@ -33,6 +33,10 @@ export interface Cluster {
   leader: RunningLeader;
   gpg: GpgHome;
   hookUrl: string;
+  /** The up.yml the leader was started with (on disk, for the CLI). */
+  configFile: string;
+  /** The in-process node's cache_root. */
+  cacheRoot: string;
   webhookSecret: string;
   /** Add a user with a fresh key uploaded to GitLab, a project they belong to, and a repo. */
   addResearcher(opts: { username: string; project: string; email?: string }): Promise<Researcher>;
@@ -43,35 +47,54 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-/** Extra YAML appended to the leader's config (limits...). */
-export async function startCluster(opts: { extraConfig?: string; webhookKind?: 'project' | 'system' } = {}): Promise<Cluster> {
+/** Options of a test cluster. */
+export interface ClusterOptions {
+  /** Extra YAML appended to the leader's config (limits...). */
+  extraConfig?: string;
+  webhookKind?: 'project' | 'system';
+  /** The leader's `mysql:` section (the dataset server); absent: none. */
+  mysql?: { host: string; port: number; admin_user: string; admin_password: string; user_prefix?: string };
+  /** The in-process node's `dataset_root`. */
+  datasetRoot?: string;
+  /** Where the leader logs (default: nowhere). */
+  log?: Log;
+}
+
+/** Start a GitLab double and a leader with its in-process node. */
+export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const root = await mkdtemp(join(tmpdir(), 'secd-e2e-'));
   const token = 'glpat-test-admin-token';
   const webhookSecret = 'hook-secret-for-tests';
   const gitlab = await startGitLabDouble({ token, dataDir: join(root, 'gitlab') });
   const engine = createDockerEngine();
   await ensureBusyboxImage(engine);
-  const config = parseUpConfig(
-    [
-      'listen: 127.0.0.1:0',
-      'public_url: http://127.0.0.1:1',
-      `data_dir: ${join(root, 'leader')}`,
-      'gitlab:',
-      `  url: ${gitlab.url}`,
-      `  token: ${token}`,
-      `  webhook_secret: ${webhookSecret}`,
-      'node:',
-      '  node_id: e2e-node',
-      `  work_dir: ${join(root, 'node')}`,
-      `  cache_root: ${join(root, 'cache')}`,
-      '  max_cpu_runs: 4',
-      '  memory_limit_bytes: 536870912',
-      opts.extraConfig ?? '',
-    ].join('\n'),
-    join(root, 'up.yml'),
-    {},
-  );
-  const leader = await startLeader(config, { log: silentLog, engine, localNode: config.node });
+  const m = opts.mysql;
+  const configText = [
+    'listen: 127.0.0.1:0',
+    'public_url: http://127.0.0.1:1',
+    `data_dir: ${join(root, 'leader')}`,
+    'gitlab:',
+    `  url: ${gitlab.url}`,
+    `  token: ${token}`,
+    `  webhook_secret: ${webhookSecret}`,
+    ...(m
+      ? ['mysql:', `  host: ${m.host}`, `  port: ${m.port}`, `  admin_user: ${m.admin_user}`, `  admin_password: "${m.admin_password}"`]
+      : []),
+    ...(m?.user_prefix ? [`  user_prefix: ${m.user_prefix}`] : []),
+    'node:',
+    '  node_id: e2e-node',
+    ...(opts.datasetRoot ? [`  dataset_root: ${opts.datasetRoot}`] : []),
+    `  work_dir: ${join(root, 'node')}`,
+    `  cache_root: ${join(root, 'cache')}`,
+    '  max_cpu_runs: 4',
+    '  memory_limit_bytes: 536870912',
+    opts.extraConfig ?? '',
+  ].join('\n');
+  const configFile = join(root, 'up.yml');
+  // On disk too, for tests that drive the CLI (`secd admin ... --config`).
+  await writeFile(configFile, configText);
+  const config = parseUpConfig(configText, configFile, {});
+  const leader = await startLeader(config, { log: opts.log ?? silentLog, engine, localNode: config.node });
   const hookUrl = `${leader.url}/v1/hook`;
   gitlab.addWebhook({ url: hookUrl, secret: webhookSecret, kind: opts.webhookKind ?? 'system' });
   const gpg = await createGpgHome();
@@ -90,6 +113,8 @@ export async function startCluster(opts: { extraConfig?: string; webhookKind?: '
     leader,
     gpg,
     hookUrl,
+    configFile,
+    cacheRoot: join(root, 'cache'),
     webhookSecret,
     async addResearcher({ username, project, email }) {
       const mail = email ?? `${username}@example.org`;
