@@ -29,6 +29,7 @@ import type { LocalNodeConfig, UpConfig } from './config.js';
 import type { ContainerEngine } from './container-engine.js';
 import { LocalNode } from './local-node.js';
 import { nodeExecutorDeps } from './node-executor.js';
+import { startLocalTelemetry, type LocalTelemetry } from './local-node-telemetry.js';
 import { attachNodeEndpoint, type UpgradeVerdict } from './websocket.js';
 
 /** A started leader, for main and for tests. */
@@ -118,11 +119,23 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   };
 
   let localNode: LocalNode | null = null;
+  let localTelemetry: LocalTelemetry | null = null;
   if (opts.localNode) {
-    localNode = new LocalNode(opts.localNode.node_id, nodeExecutorDeps(opts.localNode, config.limits, opts.engine, log, now), {
+    const localId = opts.localNode.node_id;
+    const telemetry = await startLocalTelemetry({
+      nvidiaSmi: opts.localNode.nvidia_smi,
+      diskPath: opts.localNode.cache_root,
+      intervalMs: opts.localNode.report_interval_ms,
+      log: log.child({ node: localId }),
+      now,
+      gpusInUse: () => new Set(store.inStates(IN_FLIGHT).filter((r) => r.node === localId).flatMap((r) => r.gpus)),
+    });
+    localTelemetry = telemetry;
+    localNode = new LocalNode(localId, nodeExecutorDeps(opts.localNode, config.limits, opts.engine, log, now), {
       maxCpuRuns: opts.localNode.max_cpu_runs,
-      gpus: () => [],
-      log: log.child({ node: opts.localNode.node_id }),
+      gpus: () => telemetry.inventory().map((g) => g.uuid),
+      foreignBusyGpus: () => telemetry.foreignBusyGpus(),
+      log: log.child({ node: localId }),
     });
   }
   const nodeStore = new NodeStore(db, now);
@@ -138,20 +151,38 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   const apiNodes = (): ApiNode[] => {
     const active = store.inStates(IN_FLIGHT);
     const views: NodeView[] = registry.views();
-    if (localNode) {
+    if (localNode && localTelemetry) {
+      const latest = localTelemetry.latest();
+      const samples = new Map((latest?.gpus ?? []).map((g) => [g.uuid, g]));
+      const foreign = new Set(localTelemetry.foreignBusyGpus());
       views.unshift({
         id: localNode.id,
         hostname: osHostname(),
         state: localNode.state(),
-        lastSeen: now().toISOString(),
-        cpus: osCpus().length,
-        memoryBytes: totalmem(),
-        load: loadavg()[0] ?? null,
-        memoryFreeBytes: null,
-        gpus: [],
+        lastSeen: latest?.at ?? null,
+        cpus: latest?.host.cpus ?? osCpus().length,
+        memoryBytes: latest?.host.memoryTotalBytes ?? totalmem(),
+        load: latest ? latest.host.load : (loadavg()[0] ?? null),
+        memoryFreeBytes: latest?.host.memoryFreeBytes ?? null,
+        gpus: localTelemetry.inventory().map((g) => {
+          const s = samples.get(g.uuid);
+          return {
+            uuid: g.uuid,
+            index: g.index,
+            name: g.name,
+            memoryTotalBytes: s?.memoryTotalBytes ?? g.memoryTotalBytes,
+            memoryUsedBytes: s?.memoryUsedBytes ?? null,
+            utilizationPct: s?.utilizationPct ?? null,
+            temperatureC: s?.temperatureC ?? null,
+            powerW: s?.powerW ?? null,
+            foreignBusy: foreign.has(g.uuid),
+          };
+        }),
       });
     }
-    return views.map((v) => apiNode(v, active));
+    const runsOn = new Map<string, RunRow[]>();
+    for (const r of active) if (r.node !== null) runsOn.set(r.node, [...(runsOn.get(r.node) ?? []), r]);
+    return views.map((v) => apiNode(v, runsOn.get(v.id) ?? []));
   };
   const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(db) });
   const status = new StatusFeed({ nodes: apiNodes, store, now });
@@ -254,6 +285,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     datasetStore,
     async close() {
       clearInterval(sweep);
+      localTelemetry?.close();
       clearInterval(datasetSweepTimer);
       status.close();
       await endpoint.close();
@@ -286,8 +318,7 @@ const unconfiguredGitLab: GitLabApi = {
 };
 
 /** The API's shape of a node (DESIGN §8): its runs and which run holds each GPU come from SQLite. */
-function apiNode(v: NodeView, active: readonly RunRow[]): ApiNode {
-  const runs = active.filter((r) => r.node === v.id);
+function apiNode(v: NodeView, runs: readonly RunRow[]): ApiNode {
   const holder = new Map<string, string>();
   for (const r of runs) for (const g of r.gpus) holder.set(g, r.id);
   return {

@@ -23,7 +23,7 @@ export class LocalNode implements NodeHandle {
   constructor(
     readonly id: string,
     private readonly executor: ExecutorDeps,
-    private readonly opts: { maxCpuRuns: number; gpus: () => string[]; log: Log },
+    private readonly opts: { maxCpuRuns: number; gpus: () => string[]; foreignBusyGpus?: () => string[]; log: Log },
   ) {}
 
   /** Connect the node to the lifecycle (they need each other, so this happens after both exist). */
@@ -40,7 +40,7 @@ export class LocalNode implements NodeHandle {
   }
 
   foreignBusyGpus(): string[] {
-    return [];
+    return this.opts.foreignBusyGpus?.() ?? [];
   }
 
   cpuSlots(): number {

@@ -34,8 +34,8 @@ export interface NodeAgentDeps {
   hostname: string;
   maxCpuRuns: number;
   reportIntervalMs: number;
-  runs: NodeRuns;
-  gpu: GpuTelemetry;
+  runs: Pick<NodeRuns, 'attach' | 'assign' | 'cancel' | 'acknowledge' | 'held' | 'pendingResults' | 'gpusInUse'>;
+  gpu: Pick<GpuTelemetry, 'inventory' | 'sample'>;
   host: { sample(): Promise<HostFigures> };
   /** Open one connection to the leader (daemon/websocket.ts's connectClient in production). */
   connect(handlers: ClientSocketHandlers): ClientSocket;

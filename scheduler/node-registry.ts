@@ -156,18 +156,18 @@ export class RemoteNode implements NodeHandle {
   }
 
   /** Up: connected, greeted, heard from within the timeout, not revoked. */
-  isUp(): boolean {
+  isUp(nowMs = this.nowMs()): boolean {
     return (
       !this.revoked &&
       this.connection !== null &&
       this.greeted &&
       this.lastSeenMs !== null &&
-      this.nowMs() - this.lastSeenMs <= this.timeoutMs
+      nowMs - this.lastSeenMs <= this.timeoutMs
     );
   }
 
-  state(): 'up' | 'down' | 'draining' {
-    if (!this.isUp()) return 'down';
+  state(nowMs?: number): 'up' | 'down' | 'draining' {
+    if (!this.isUp(nowMs)) return 'down';
     return this.draining ? 'draining' : 'up';
   }
 
@@ -277,7 +277,8 @@ export class NodeRegistry {
 
   /** The API's view of every node. */
   views(): NodeView[] {
-    return this.handles().map((n) => this.view(n));
+    const nowMs = this.deps.now().getTime();
+    return this.handles().map((n) => this.view(n, nowMs));
   }
 
   /**
@@ -488,20 +489,21 @@ export class NodeRegistry {
     }
   }
 
-  private view(n: RemoteNode): NodeView {
-    const samples = new Map<string, GpuStatus>((n.status?.gpus ?? []).map((g) => [g.uuid, g]));
+  private view(n: RemoteNode, nowMs: number): NodeView {
+    const samples = n.status?.gpus ?? [];
     const host: HostStatus | null = n.status?.host ?? null;
     return {
       id: n.id,
       hostname: n.inventory?.hostname ?? n.id,
-      state: n.state(),
+      state: n.state(nowMs),
       lastSeen: n.lastSeenMs === null ? null : new Date(n.lastSeenMs).toISOString(),
       cpus: host?.cpus ?? n.inventory?.cpus ?? 0,
       memoryBytes: host?.memory_total_bytes ?? n.inventory?.memoryBytes ?? 0,
       load: host?.load ?? null,
       memoryFreeBytes: host?.memory_free_bytes ?? null,
-      gpus: (n.inventory?.gpus ?? []).map((g) => {
-        const s = samples.get(g.uuid);
+      gpus: (n.inventory?.gpus ?? []).map((g, i) => {
+        // Samples come in inventory order; look further only when a node reports otherwise.
+        const s: GpuStatus | undefined = samples[i]?.uuid === g.uuid ? samples[i] : samples.find((x) => x.uuid === g.uuid);
         return {
           uuid: g.uuid,
           index: g.index,

@@ -6,7 +6,10 @@
  * comes back and every run ends exactly once; a drained node finishes what it runs and takes nothing new.
  */
 import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDockerEngine } from '../../daemon/docker-engine.js';
 import { busyboxProject, startProcessCluster, type ApiRun, type ProcessCluster } from '../support/process-cluster.js';
 
 const RTX2080 = 'openpai_2x-rtx-2080ti_drv410.73.xml';
@@ -81,8 +84,35 @@ describe('runs survive processes that die', () => {
     const runLog = git(repo, ['show', `${run.branch}:${folder}/_secd/run.log`]);
     expect(runLog).toContain('started');
     expect(runLog).toContain('finished');
+    // Adopted, not run again: one container for this run, and the node says it took it over.
+    const nodeLog = await readFile(join(cluster.root, 'node-gpu.log'), 'utf8');
+    const mine = nodeLog.split('\n').filter((l) => l.includes(`"run":"${id}"`) || l.includes(`"runId":"${id}"`));
+    expect(mine.filter((l) => l.includes('"docker container.create"'))).toHaveLength(1);
+    expect(mine.some((l) => l.includes('adopting the run container'))).toBe(true);
     const statuses = cluster.gitlab.statuses.filter((s) => s.sha === run.commit && s.name === 'secd').map((s) => s.state);
     expect(statuses.filter((s) => s === 'success')).toHaveLength(1);
+  });
+
+  it('a run whose container ended while its node was down is delivered, with its whole log, when the node returns', async () => {
+    const { r, project } = await researcher();
+    const id = await r.pushRun(busyboxProject('echo first line\nsleep 2\necho 7 > $OUTPUT_PATH/seven.txt\necho last line\n'));
+    await cluster.waitForRunState(id, ['running']);
+    const node = cluster.nodes.get('gpu')!;
+    await node.kill('SIGKILL');
+    const engine = createDockerEngine();
+    await cluster.waitFor('the container to exit while its node is down', async () => {
+      const mine = (await engine.findRunContainers()).filter((c) => c.runId === id);
+      return mine.length === 1 && mine[0]!.state === 'exited';
+    });
+    await node.start();
+    const run = await cluster.waitForRunState(id, ENDED);
+    expect(run.state, run.reason).toBe('succeeded');
+    expect(resultsBranches(cluster, project, id)).toEqual([run.branch]);
+    const repo = cluster.gitlab.repoDir(project);
+    const folder = `outputs/${run.branch!.slice('secd-'.length)}`;
+    expect(git(repo, ['show', `${run.branch}:${folder}/seven.txt`])).toBe('7\n');
+    expect(git(repo, ['show', `${run.branch}:${folder}/_secd/run.log`])).toBe('first line\nlast line\n');
+    expect((await engine.findRunContainers()).filter((c) => c.runId === id)).toEqual([]);
   });
 
   it('a node that stops answering is down within node_timeout_ms, and its run carries on when it wakes', async () => {

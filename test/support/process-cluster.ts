@@ -100,6 +100,8 @@ export interface NodeSpec {
   maxCpuRuns?: number;
   /** Start it with a token that is not its own. */
   badToken?: boolean;
+  /** With TLS: leave ca_file out, so the node does not trust the leader's certificate. */
+  noCa?: boolean;
 }
 
 /** The cluster under test. */
@@ -232,11 +234,11 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
         `report_interval_ms: ${opts.reportIntervalMs ?? 300}`,
         `max_cpu_runs: ${spec.maxCpuRuns ?? 2}`,
         'memory_limit_bytes: 268435456',
-        ...(opts.tls ? [`ca_file: ${opts.tls.caFile}`] : []),
+        ...(opts.tls && !spec.noCa ? [`ca_file: ${opts.tls.caFile}`] : []),
       ].join('\n'),
     );
     const proc = new ManagedProcess(`node ${spec.id}`, root, [CLI, 'node', '--config', nodeYml], async () => {
-      if (spec.badToken) return;
+      if (spec.badToken || spec.noCa) return;
       await waitUntil(`node ${spec.id} to be up`, async () => (await apiNodes()).some((n) => n.id === spec.id && n.state === 'up'), 20_000);
     });
     processes.push(proc);

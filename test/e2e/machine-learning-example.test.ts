@@ -1,0 +1,118 @@
+/**
+ * examples/machine-learning through a signed push, as its README tells a data owner and a researcher
+ * to do: load data/visits.sql into MariaDB, `secd admin dataset add` + `secd admin grant` with the
+ * real CLI, push the example's files, and find the model and its metrics on the results branch.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type Cluster, type Researcher } from '../support/cluster-harness.js';
+import { cleanUp, MARIADB, MARIADB_ADMIN, seedDatabase, testTag } from '../support/mariadb.js';
+
+const EXAMPLE = resolve(import.meta.dirname, '../../examples/machine-learning');
+const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
+const tag = testTag();
+const prefix = `secdm${tag}_`;
+const DB = `secdm_${tag}_clinic`;
+
+function git(dir: string, args: string[]): string {
+  return execFileSync('git', ['-C', dir, ...args], { env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } }).toString();
+}
+
+function secd(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first)`);
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, SECD_LOG_LEVEL: 'warn' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+describe('examples/machine-learning', () => {
+  let cluster: Cluster;
+  let ada: Researcher;
+
+  beforeAll(async () => {
+    // The data owner's load, as in the README (the file's statements, one by one).
+    const statements = readFileSync(join(EXAMPLE, 'data', 'visits.sql'), 'utf8')
+      .split(/;\s*\n/)
+      .map((s) => s.replace(/^--.*$/gm, '').trim())
+      .filter(Boolean)
+      .map((s) => s.replace(/\b(TABLE( IF EXISTS)?|INTO) visits\b/, (m) => m.replace('visits', '{db}.visits')));
+    await seedDatabase(DB, statements);
+    cluster = await startCluster({
+      mysql: { ...MARIADB, admin_user: MARIADB_ADMIN.user, admin_password: MARIADB_ADMIN.password, user_prefix: prefix },
+    });
+    ada = await cluster.addResearcher({ username: 'ada', project: 'lab/readmissions' });
+  });
+  afterAll(async () => {
+    await cluster?.close();
+    await cleanUp([DB], prefix);
+  });
+
+  it('the data owner registers and grants the dataset with secd admin, with clear errors for unknown names', async () => {
+    const config = ['--config', cluster.configFile];
+    const added = await secd(['admin', 'dataset', 'add', 'clinic', '--mysql-database', DB, ...config]);
+    expect(added, added.stderr).toMatchObject({ code: 0 });
+    expect(added.stdout).toContain(`added dataset clinic (mysql database ${DB})`);
+    const missingDb = await secd(['admin', 'dataset', 'add', 'other', '--mysql-database', `${DB}_nope`, ...config]);
+    expect(missingDb.code).toBe(2);
+    expect(missingDb.stderr).toContain(`has no database ${DB}_nope`);
+
+    const unknownUser = await secd(['admin', 'grant', 'nobody', 'clinic', ...config]);
+    expect(unknownUser.code).toBe(2);
+    expect(unknownUser.stderr).toContain('has no user named nobody');
+    const unknownDataset = await secd(['admin', 'grant', 'ada', 'clinc', ...config]);
+    expect(unknownDataset.code).toBe(2);
+    expect(unknownDataset.stderr).toContain('no dataset named clinc');
+    // GitLab compares usernames case-insensitively; the grant is stored as GitLab spells the name.
+    const granted = await secd(['admin', 'grant', 'ADA', 'clinic', ...config]);
+    expect(granted, granted.stderr).toMatchObject({ code: 0 });
+    expect(granted.stdout).toContain('ada may read clinic');
+
+    const grants = await secd(['admin', 'grants', 'ada', ...config]);
+    expect(grants.stdout).toMatch(/^USER\s+DATASET\s+GRANTED\nada\s+clinic\s+\d{4}-/);
+    const list = await secd(['admin', 'dataset', 'list', ...config]);
+    expect(list.stdout).toMatch(new RegExp(`clinic\\s+mysql\\s+${DB}\\s+1`));
+    const revokeNone = await secd(['admin', 'revoke', 'bob', 'clinic', ...config]);
+    expect(revokeNone.code).toBe(2);
+    expect(revokeNone.stderr).toContain('bob has no grant on dataset clinic');
+  });
+
+  it('a push trains the model on the granted dataset and pushes model.json and metrics.json; a second push reuses the cleaning', async () => {
+    const files: Record<string, string> = {};
+    for (const name of ['Dockerfile', 'secd.yml', 'train.py', 'README.md']) files[name] = readFileSync(join(EXAMPLE, name), 'utf8');
+    const results = async (message: string, extra: Record<string, string> = {}) => {
+      await ada.repo.commit(message, { signer: ada.signer, committerEmail: ada.user.email, files: { ...files, ...extra } });
+      const before = cluster.gitlab.deliveries.length;
+      await ada.push();
+      await cluster.gitlab.idle();
+      const answer = cluster.gitlab.deliveries.slice(before).find((x) => x.status === 200 && x.responseBody.includes('run_id'));
+      if (!answer) throw new Error('no run started');
+      const run = await cluster.waitForRun((JSON.parse(answer.responseBody) as { run_id: string }).run_id, 240_000);
+      const repo = cluster.gitlab.repoDir('lab/readmissions');
+      const folder = run.branch ? `outputs/${run.branch.slice('secd-'.length)}` : '';
+      const read = (f: string) => git(repo, ['show', `${run.branch}:${folder}/${f}`]);
+      expect(run.state, `${run.reason}\n${run.branch ? read('_secd/run.log') : ''}`).toBe('succeeded');
+      return read;
+    };
+
+    const first = await results('train the readmission model');
+    const metrics = JSON.parse(first('metrics.json')) as Record<string, number | boolean>;
+    expect(metrics).toMatchObject({ visits_read: 2000, visits_dropped: 190, production: true });
+    expect(metrics.test_accuracy).toBeGreaterThan((metrics.baseline_accuracy as number) + 0.1);
+    const model = JSON.parse(first('model.json')) as { features: string[]; weights: number[] };
+    expect(model.features).toEqual(['age', 'bmi', 'systolic_bp', 'smoker']);
+    expect(model.weights.every((w) => w > 0)).toBe(true);
+    expect(first('_secd/run.log')).toContain('cleaned 1810 visits, dropped 190');
+
+    const second = await results('retrain', { 'NOTES.md': 'second run\n' });
+    expect(second('_secd/run.log')).toContain('Using cached result for clean');
+    expect(second('_secd/run.log')).not.toContain('cleaned 1810 visits');
+    expect(JSON.parse(second('metrics.json'))).toMatchObject({ test_accuracy: metrics.test_accuracy });
+  }, 400_000);
+});
