@@ -148,6 +148,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   });
   if (localNode) registry.reserve(localNode.id);
   const nodes = (): NodeHandle[] => [...(localNode ? [localNode] : []), ...registry.handles()];
+  const apiNodeCache = new Map<string, { view: NodeView; runsKey: string; api: ApiNode }>();
   const apiNodes = (): ApiNode[] => {
     const active = store.inStates(IN_FLIGHT);
     const views: NodeView[] = registry.views();
@@ -182,7 +183,20 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     }
     const runsOn = new Map<string, RunRow[]>();
     for (const r of active) if (r.node !== null) runsOn.set(r.node, [...(runsOn.get(r.node) ?? []), r]);
-    return views.map((v) => apiNode(v, runsOn.get(v.id) ?? []));
+    const seen = new Set<string>();
+    const list = views.map((v) => {
+      seen.add(v.id);
+      const runs = runsOn.get(v.id) ?? [];
+      const runsKey = runs.map((r) => `${r.id}:${r.gpus.join(',')}`).join(';');
+      const cached = apiNodeCache.get(v.id);
+      // The status page reads this several times a second: unchanged nodes keep their object.
+      if (cached && cached.view === v && cached.runsKey === runsKey) return cached.api;
+      const api = apiNode(v, runs);
+      apiNodeCache.set(v.id, { view: v, runsKey, api });
+      return api;
+    });
+    for (const id of apiNodeCache.keys()) if (!seen.has(id)) apiNodeCache.delete(id);
+    return list;
   };
   const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(db) });
   const status = new StatusFeed({ nodes: apiNodes, store, now });
@@ -264,8 +278,8 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     datasetSweep = datasetSweep.then(() => datasets.sweep()).catch(() => undefined);
   }, 5000);
   datasetSweepTimer.unref();
-  // The in-process node restarted with this process: it holds nothing, and says so like any node.
-  if (localNode) lifecycle.onNodeHello(localNode.id, []);
+  // The in-process node restarted with this process: it says what its work dir still holds, like any node.
+  if (localNode) lifecycle.onNodeHello(localNode.id, await localNode.recover());
   lifecycle.resume();
   registry.start();
   const sweep = setInterval(() => lifecycle.sweepLostRuns(), Math.min(1000, config.lost_after_ms));

@@ -64,6 +64,7 @@ function fakeRuns() {
     held: () => [...table.values()].map(({ gpus: _gpus, ...h }) => h),
     pendingResults: () => [...table.values()].filter((h) => h.outcome).map((h) => ({ runId: h.run_id, outcome: h.outcome! })),
     gpusInUse: () => new Set([...table.values()].filter((h) => h.phase !== 'finished').flatMap((h) => h.gpus)),
+    images: () => ['lab/x'],
   };
 }
 
@@ -151,6 +152,7 @@ describe('the node agent', () => {
       },
       max_cpu_runs: 3,
       runs: [{ run_id: 'run-old', phase: 'running', outcome: null }],
+      images: ['lab/x'],
     });
     welcome();
     await vi.advanceTimersByTimeAsync(4100);

@@ -34,7 +34,7 @@ export interface NodeAgentDeps {
   hostname: string;
   maxCpuRuns: number;
   reportIntervalMs: number;
-  runs: Pick<NodeRuns, 'attach' | 'assign' | 'cancel' | 'acknowledge' | 'held' | 'pendingResults' | 'gpusInUse'>;
+  runs: Pick<NodeRuns, 'attach' | 'assign' | 'cancel' | 'acknowledge' | 'held' | 'pendingResults' | 'gpusInUse' | 'images'>;
   gpu: Pick<GpuTelemetry, 'inventory' | 'sample'>;
   host: { sample(): Promise<HostFigures> };
   /** Open one connection to the leader (daemon/websocket.ts's connectClient in production). */
@@ -68,6 +68,8 @@ export class NodeAgent {
   private statusTimer: NodeJS.Timeout | null = null;
   private resendTimer: NodeJS.Timeout | null = null;
   private sampling = false;
+  /** The image list the leader last heard on this connection. */
+  private imagesSent = '';
   private readonly resultSentAt = new Map<string, number>();
   private readonly log: Log;
 
@@ -157,8 +159,10 @@ export class NodeAgent {
         },
         max_cpu_runs: this.deps.maxCpuRuns,
         runs: this.deps.runs.held(),
+        images: this.deps.runs.images(),
       }),
     );
+    this.imagesSent = this.deps.runs.images().join('\n');
   }
 
   private onMessage(socket: ClientSocket, text: string): void {
@@ -230,7 +234,13 @@ export class NodeAgent {
         }),
         this.deps.host.sample(),
       ]);
-      this.send(statusMessage(this.deps.now(), gpus, host, this.deps.runs.gpusInUse()));
+      const status = statusMessage(this.deps.now(), gpus, host, this.deps.runs.gpusInUse());
+      const images = this.deps.runs.images();
+      if (images.join('\n') !== this.imagesSent) {
+        status.images = images;
+        this.imagesSent = images.join('\n');
+      }
+      this.send(status);
     } catch (err) {
       this.log.warn({ err }, 'could not sample the host');
     } finally {

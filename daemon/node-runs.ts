@@ -5,13 +5,15 @@
  * from those files and the engine's `secd.run` containers (see resumeRun): finished runs report their
  * result again, running containers are adopted, interrupted builds start over.
  */
-import { readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Log } from '../scheduler/log.js';
 import type { HeldRun } from '../scheduler/protocol.js';
-import { executeRun, resumeRun, type ExecutorDeps } from './run-executor.js';
+import { executeRun, imageTagFor, resumeRun, type ExecutorDeps } from './run-executor.js';
 import type { RunOutcome, RunPhase, RunSpec } from './run-spec.js';
-import { loadResult, loadSpec, runWorkspace, saveResult, saveSpec } from './run-workspace.js';
+import { loadResult, loadSpec, runWorkspace, saveResult, saveSpec, writeFileAtomic } from './run-workspace.js';
+
+const IMAGES_FILE = 'images.json';
 
 /** Where the node's runs report (the node agent, which forwards to the leader). */
 export interface NodeRunsEvents {
@@ -32,6 +34,8 @@ export class NodeRuns {
   private readonly runs = new Map<string, Entry>();
   private readonly tasks = new Set<Promise<void>>();
   private events: NodeRunsEvents | null = null;
+  /** Projects whose image was built here and is still in the engine. */
+  private readonly imageProjects = new Set<string>();
 
   constructor(
     private readonly deps: { executor: ExecutorDeps; workDir: string; log: Log },
@@ -44,6 +48,7 @@ export class NodeRuns {
 
   /** Re-derive every run the work dir holds: results to report again, runs to adopt or restart. */
   async recover(): Promise<void> {
+    await this.recoverImages();
     const root = join(this.deps.workDir, 'runs');
     let names: string[] = [];
     try {
@@ -117,6 +122,33 @@ export class NodeRuns {
     return gpus;
   }
 
+  /** Projects whose image this node holds (the leader prefers it for their runs). */
+  images(): string[] {
+    return [...this.imageProjects].sort();
+  }
+
+  // The list is remembered in work_dir/images.json, but only what the engine still has counts.
+  private async recoverImages(): Promise<void> {
+    let listed: unknown = [];
+    try {
+      listed = JSON.parse(await readFile(join(this.deps.workDir, IMAGES_FILE), 'utf8'));
+    } catch {
+      listed = [];
+    }
+    if (!Array.isArray(listed)) return;
+    for (const project of listed) {
+      if (typeof project !== 'string') continue;
+      if (await this.deps.executor.engine.imageExists(imageTagFor(project)).catch(() => false)) this.imageProjects.add(project);
+    }
+  }
+
+  private async rememberImage(project: string): Promise<void> {
+    if (this.imageProjects.has(project)) return;
+    this.imageProjects.add(project);
+    await mkdir(this.deps.workDir, { recursive: true });
+    await writeFileAtomic(join(this.deps.workDir, IMAGES_FILE), JSON.stringify(this.images()));
+  }
+
   /** Wait for every execution started so far (tests). */
   async idle(): Promise<void> {
     while (this.tasks.size > 0) await Promise.allSettled([...this.tasks]);
@@ -152,6 +184,7 @@ export class NodeRuns {
         await saveResult(ws, outcome).catch((err: unknown) => this.deps.log.error({ err, runId: spec.runId }, 'could not save the result'));
         entry.phase = 'finished';
         entry.outcome = outcome;
+        if (outcome.imageId) await this.rememberImage(spec.project).catch(() => undefined);
         this.deps.log.info({ runId: spec.runId, end: outcome.end, reason: outcome.reason }, 'run ended');
         this.events?.result(spec.runId, outcome);
       });

@@ -236,7 +236,7 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   const [container, ...extra] = containers;
   for (const c of extra) await engine.removeContainer(c.id);
   if (!container) {
-    const reason = 'the run container was gone when the node restarted (removed by someone else?)';
+    const reason = 'the run container was not found when the node restarted, so the run could not be finished';
     log.warn({}, reason);
     return finishRun(spec, deps, opts, {
       ...base,

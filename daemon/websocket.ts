@@ -110,7 +110,12 @@ export function attachNodeEndpoint(server: HttpServer | HttpsServer, opts: NodeE
           opts.log.warn({ node: verdict.nodeId, remote }, 'dropped a binary frame: the protocol is JSON text');
           return;
         }
-        handlers.message(textOf(data));
+        try {
+          handlers.message(textOf(data));
+        } catch (err) {
+          // A bug handling one message must not take the leader down with every other node.
+          opts.log.error({ err, node: verdict.nodeId, remote }, 'failed to handle a node message');
+        }
       });
       ws.on('error', (err) => opts.log.warn({ node: verdict.nodeId, remote, err: err.message }, 'node connection error'));
       ws.on('close', (code, reason) => handlers.close(code, reason.toString('utf8')));
@@ -158,8 +163,8 @@ export interface ClientSocketHandlers {
 export interface ClientOptions {
   url: string;
   headers: Record<string, string>;
-  /** PEM of the CA that signed the leader's certificate (wss://). */
-  ca?: string;
+  /** PEM certificates to trust for wss:// (all of them: pass the system's too to keep them). */
+  ca?: string | string[];
   handshakeTimeoutMs?: number;
   /** Ping the leader this often; a leader that does not answer within the next period is dropped. */
   keepAliveMs?: number;
@@ -205,7 +210,13 @@ export function connectClient(opts: ClientOptions, handlers: ClientSocketHandler
   ws.on('message', (data, isBinary) => {
     alive = true;
     if (isBinary) return;
-    handlers.message(textOf(data));
+    try {
+      handlers.message(textOf(data));
+    } catch (err) {
+      // A bug handling one message must not stop the node's runs; the message is dropped.
+      why = `failed to handle a message: ${err instanceof Error ? err.message : String(err)}`;
+      ws.terminate();
+    }
   });
   ws.on('unexpected-response', (_req, res) => {
     let body = '';

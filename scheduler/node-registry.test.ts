@@ -114,12 +114,13 @@ describe('the node registry', () => {
   it('a node is up once it said hello, and down once silent longer than node_timeout_ms, its connection dropped', () => {
     const { conn, say } = connect();
     expect(registry.get('gpu-01')?.state()).toBe('down');
-    say(helloFrom('gpu-01'));
+    say(helloFrom('gpu-01', { images: ['lab/x'] }));
     expect(conn.sent[0]).toEqual({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: TIMEOUT });
     const node = registry.get('gpu-01')!;
     expect(node.state()).toBe('up');
     expect(node.gpus()).toEqual(['GPU-A']);
     expect(node.cpuSlots()).toBe(2);
+    expect(node.images()).toEqual(['lab/x']);
     expect(reports.calls).toContain('hello gpu-01 []');
 
     vi.advanceTimersByTime(TIMEOUT - 1000);
@@ -165,13 +166,22 @@ describe('the node registry', () => {
     expect(assigns()).toBe(2);
   });
 
-  it('an assignment made while the node is away is sent when it says hello, unless it already holds the run', () => {
-    registry.get('gpu-01')!.assign(aSpec('run000001'));
-    registry.get('gpu-01')!.assign(aSpec('run000002'));
+  it('at hello the lifecycle decides what is sent again: a stale assignment is dropped, a cancel stands for a run still held', () => {
+    const node = registry.get('gpu-01')!;
+    node.assign(aSpec('stale0001'));
+    node.cancel('held00001', 'superseded by a newer push');
+    node.cancel('gone00001', 'superseded by a newer push');
+    reports.onNodeHello = (id, held) => {
+      reports.calls.push(`hello ${id} [${held.map((h) => h.runId).join(',')}]`);
+      node.assign(aSpec('again0001'));
+    };
     const { conn, say } = connect();
-    say(helloFrom('gpu-01', { runs: [{ run_id: 'run000002', phase: 'running', outcome: null }] }));
-    expect(conn.sent.filter((m) => m.type === 'run.assign').map((m) => (m.type === 'run.assign' ? m.spec.runId : ''))).toEqual(['run000001']);
-    expect(reports.calls).toContain('hello gpu-01 [run000002:running]');
+    say(helloFrom('gpu-01', { runs: [{ run_id: 'held00001', phase: 'running', outcome: null }] }));
+    expect(conn.sent.slice(1)).toEqual([
+      { type: 'run.assign', spec: aSpec('again0001') },
+      { type: 'run.cancel', run_id: 'held00001', reason: 'superseded by a newer push' },
+    ]);
+    expect(reports.calls).toContain('hello gpu-01 [held00001]');
   });
 
   it('a result goes to the lifecycle first and is acknowledged after', () => {

@@ -139,6 +139,10 @@ export class RemoteNode implements NodeHandle {
   /** A hello was accepted on the current connection. */
   greeted = false;
   lastPersistedSeenMs = 0;
+  /** The last view built, reused while nothing it was built from changed (the status page asks often). */
+  cachedView: { view: NodeView; lastSeenMs: number | null; inventory: NodeInventory | null; status: StatusMessage | null } | null = null;
+  /** Projects whose image the node said it holds. */
+  imageProjects: string[] = [];
   readonly pendingAssign = new Map<string, { spec: RunSpec; sentMs: number }>();
   readonly pendingCancel = new Map<string, { reason: string; sentMs: number }>();
 
@@ -181,6 +185,10 @@ export class RemoteNode implements NodeHandle {
 
   cpuSlots(): number {
     return this.inventory?.maxCpuRuns ?? 0;
+  }
+
+  images(): string[] {
+    return this.imageProjects;
   }
 
   assign(spec: RunSpec): void {
@@ -363,6 +371,7 @@ export class NodeRegistry {
       case 'status': {
         const before = node.foreignBusyGpus().join(',');
         node.status = msg;
+        if (msg.images) node.imageProjects = msg.images;
         if (node.foreignBusyGpus().join(',') !== before) this.reports?.scheduleSoon();
         this.deps.onStatus?.(node.id, msg);
         return;
@@ -412,20 +421,24 @@ export class NodeRegistry {
     node.lastPersistedSeenMs = nowMs;
     node.status = null;
     node.inventory = inventoryFromHello(hello);
+    node.imageProjects = hello.images ?? [];
     this.deps.store.recordHello(node.id, hello.hostname, { v: INVENTORY_SCHEMA_VERSION, inventory: node.inventory });
     log.info(
       { gpus: node.inventory.gpus.length, cpus: node.inventory.cpus, runs: hello.runs.map((r) => `${r.run_id}:${r.phase}`) },
       'node up',
     );
     node.send({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: node.id, node_timeout_ms: this.deps.nodeTimeoutMs });
-    // What the node holds is its own record: assignments it acknowledged need no re-send.
-    for (const held of hello.runs) node.pendingAssign.delete(held.run_id);
+    // The lifecycle decides from SQLite and this hello what to send again (a run that ended while the
+    // node was away must not be started by a stale assignment); a cancel stands for runs still held.
+    node.pendingAssign.clear();
+    const stillHeld = new Set(hello.runs.filter((r) => r.phase !== 'finished').map((r) => r.run_id));
+    for (const runId of node.pendingCancel.keys()) if (!stillHeld.has(runId)) node.pendingCancel.delete(runId);
+    for (const entry of node.pendingCancel.values()) entry.sentMs = 0;
     this.reports?.onNodeHello(
       node.id,
       hello.runs.map((r) => ({ runId: r.run_id, phase: r.phase })),
     );
-    for (const [, entry] of node.pendingAssign) node.sendAssign(entry);
-    for (const [runId, entry] of node.pendingCancel) node.sendCancel(runId, entry);
+    for (const [runId, entry] of node.pendingCancel) if (entry.sentMs === 0) node.sendCancel(runId, entry);
   }
 
   private tick(): void {
@@ -490,12 +503,21 @@ export class NodeRegistry {
   }
 
   private view(n: RemoteNode, nowMs: number): NodeView {
+    const state = n.state(nowMs);
+    const c = n.cachedView;
+    if (c && c.view.state === state && c.lastSeenMs === n.lastSeenMs && c.inventory === n.inventory && c.status === n.status) return c.view;
+    const view = this.buildView(n, state);
+    n.cachedView = { view, lastSeenMs: n.lastSeenMs, inventory: n.inventory, status: n.status };
+    return view;
+  }
+
+  private buildView(n: RemoteNode, state: NodeView['state']): NodeView {
     const samples = n.status?.gpus ?? [];
     const host: HostStatus | null = n.status?.host ?? null;
     return {
       id: n.id,
       hostname: n.inventory?.hostname ?? n.id,
-      state: n.state(nowMs),
+      state,
       lastSeen: n.lastSeenMs === null ? null : new Date(n.lastSeenMs).toISOString(),
       cpus: host?.cpus ?? n.inventory?.cpus ?? 0,
       memoryBytes: host?.memory_total_bytes ?? n.inventory?.memoryBytes ?? 0,

@@ -141,6 +141,9 @@ export const hostStatusSchema = z.object({
   disk_free_bytes: count.nullable(),
 });
 
+/** Projects whose image a node holds (the planner prefers such a node: the build is then mostly cached). */
+const imagesField = z.array(z.string().min(1).max(512)).max(10_000);
+
 /** Node -> leader, first message on every connection. */
 export const helloMessage = z.object({
   type: z.literal('hello'),
@@ -156,6 +159,7 @@ export const helloMessage = z.object({
   max_cpu_runs: count,
   /** Every run the node still holds (spec on disk), with its phase or its unacknowledged outcome. */
   runs: z.array(heldRunSchema),
+  images: imagesField.optional(),
 });
 
 /** Node -> leader, every `report_interval_ms`. */
@@ -164,6 +168,8 @@ export const statusMessage = z.object({
   at: isoTime,
   gpus: z.array(gpuStatusSchema).max(64),
   host: hostStatusSchema,
+  /** Present when the node's images changed since its last hello or status. */
+  images: imagesField.optional(),
 });
 
 /** Node -> leader: the spec of this run is on the node's disk; stop re-sending `run.assign`. */

@@ -7,6 +7,7 @@
  */
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import type { Command } from 'commander';
 import { DEFAULT_LIMITS, loadNodeConfig } from '../config.js';
 import { createDockerEngine } from '../docker-engine.js';
@@ -36,7 +37,8 @@ export function registerNodeCommand(program: Command): void {
       const runs = new NodeRuns({ executor, workDir: config.work_dir, log });
       const gpu = createGpuTelemetry({ command: config.nvidia_smi, log });
       const host = createHostTelemetry({ diskPath: config.cache_root, log });
-      const ca = config.ca_file ? readFileSync(config.ca_file, 'utf8') : undefined;
+      // The cluster's CA in addition to the system's (Node would otherwise trust only the one given).
+      const ca = config.ca_file ? [...rootCertificates, readFileSync(config.ca_file, 'utf8')] : undefined;
       const agent = new NodeAgent({
         nodeId: config.node_id,
         hostname: hostname(),
