@@ -16,7 +16,8 @@ export function registerLeaderCommand(program: Command): void {
       const log = createLogger();
       // No node runs here, so the engine is never called; startLeader takes one for `secd up`'s sake.
       const leader = await startLeader(config, { log, engine: createDockerEngine({ logger: log }), localNode: null });
-      process.stdout.write(`secd leader: listening at ${leader.url} (nodes connect to ${leader.url.replace(/^http/, 'ws')}/v1/nodes)\n`);
+      // Under systemd stdout is the journal, kept as JSON lines: the plain banner is for terminals only.
+      if (process.stdout.isTTY) process.stdout.write(`secd leader: listening at ${leader.url} (nodes connect to ${leader.url.replace(/^http/, 'ws')}/v1/nodes)\n`);
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;

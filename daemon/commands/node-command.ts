@@ -63,7 +63,8 @@ export function registerNodeCommand(program: Command): void {
       // Every run on disk is known before the first hello, so the leader never takes one for lost.
       await runs.recover();
       agent.start();
-      process.stdout.write(`secd node: ${config.node_id} connecting to ${config.leader}\n`);
+      // Under systemd stdout is the journal, kept as JSON lines: the plain banner is for terminals only.
+      if (process.stdout.isTTY) process.stdout.write(`secd node: ${config.node_id} connecting to ${config.leader}\n`);
       const stop = (signal: string) => {
         log.info({ signal }, 'stopping (runs keep going; the next start adopts them)');
         agent.stop();
