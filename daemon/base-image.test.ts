@@ -13,9 +13,10 @@ import {
   pickDebianMirror,
   sdkHash,
 } from './base-image.js';
-import { containerRequestFor } from './container-profile.js';
+import { containerRequestFor, outputsVolumeName } from './container-profile.js';
 import { createDockerEngine } from './docker-engine.js';
 import { LogCapture } from './log-capture.js';
+import { extractOutputsArchive } from './outputs-archive.js';
 
 // A Debian 12 container's /etc/apt/sources.list.d/debian.sources, with an inline key as some sites use.
 const DEBIAN_SOURCES = `Types: deb
@@ -186,12 +187,23 @@ describe('secd/base on the real engine', () => {
           warnings: [],
           createdAt: new Date().toISOString(),
         },
-        { outputsDir: outputs, cacheHostDir: null },
+        { cacheHostDir: null },
         { imageId: BASE_IMAGE, memoryBytes: 512 * 2 ** 20, pidsLimit: 256, stopGraceMs: 1000 },
       );
       expect(req.create.HostConfig.NetworkMode).toBe('none');
       const log = new LogCapture();
-      const run = await engine.runContainer({ ...req, create: { ...req.create, Cmd: ['python3', '-c', script] } }, { onLog: (b) => log.append(b) });
+      const run = await engine.runContainer(
+        { ...req, create: { ...req.create, Cmd: ['python3', '-c', script] } },
+        {
+          onLog: (b) => log.append(b),
+          // /outputs is the run's volume: read it back before the container goes, as the executor does.
+          onExited: async (id) => {
+            const tar = await engine.readArchive(id, '/outputs/.');
+            if (tar) await extractOutputsArchive(tar, outputs, { maxFileBytes: 1 << 20, maxTotalBytes: 1 << 20 });
+          },
+        },
+      );
+      await engine.removeVolume(outputsVolumeName(req.create.Labels['secd.run']!));
       expect(log.toString()).toMatch(/^numpy \d+\.\d+\.\d+ pymysql \d+\.\d+\.\d+\npython 3 C\.UTF-8 1 \/outputs\n$/);
       expect(run).toMatchObject({ end: 'exited', exitCode: 0 });
       expect(fs.readFileSync(path.join(outputs, 'mean.txt'), 'utf8')).toBe('2.0');

@@ -8,10 +8,11 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerEngine, ContainerRequest } from './container-engine.js';
-import { containerRequestFor } from './container-profile.js';
+import { containerRequestFor, outputsVolumeName } from './container-profile.js';
 import { createDockerEngine } from './docker-engine.js';
 import { LogCapture } from './log-capture.js';
-import type { RunSpec } from './run-spec.js';
+import { extractOutputsArchive } from './outputs-archive.js';
+import type { OutputsManifest, RunSpec } from './run-spec.js';
 
 const BUSYBOX = '/bin/busybox';
 const suffix = randomBytes(4).toString('hex');
@@ -67,15 +68,29 @@ function aSpec(over: Partial<RunSpec> = {}): RunSpec {
   };
 }
 
-function requestFor(script: string, over: Partial<RunSpec> = {}, outputsDir?: string): { req: ContainerRequest; outputs: string } {
-  const outputs = outputsDir ?? fs.mkdtempSync(path.join(tmpRoot, 'outputs-'));
-  const req = containerRequestFor(aSpec(over), { outputsDir: outputs, cacheHostDir: null }, {
-    imageId,
+function requestFor(script: string, over: Partial<RunSpec> = {}, image?: string): { req: ContainerRequest } {
+  const req = containerRequestFor(aSpec(over), { cacheHostDir: null }, {
+    imageId: image ?? imageId,
     memoryBytes: 256 * 2 ** 20,
     pidsLimit: 128,
     stopGraceMs: 1000,
   });
-  return { req: { ...req, create: { ...req.create, Cmd: ['sh', '-c', script] } }, outputs };
+  return { req: { ...req, create: { ...req.create, Cmd: ['sh', '-c', script] } } };
+}
+
+/** Runs `req` and reads its /outputs back through the engine before the container goes, as the executor does. */
+async function runCollecting(req: ContainerRequest) {
+  const dest = fs.mkdtempSync(path.join(tmpRoot, 'collected-'));
+  let manifest: OutputsManifest | null = null;
+  const log = new LogCapture();
+  const result = await engine.runContainer(req, {
+    onLog: (b) => log.append(b),
+    onExited: async (id) => {
+      const tar = await engine.readArchive(id, '/outputs/.');
+      if (tar) manifest = await extractOutputsArchive(tar, dest, { maxFileBytes: 1 << 20, maxTotalBytes: 1 << 20 });
+    },
+  });
+  return { result, log: log.toString(), dest, manifest: manifest as OutputsManifest | null };
 }
 
 async function run(req: ContainerRequest, signal?: AbortSignal) {
@@ -101,6 +116,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (!engine) return;
   for (const c of await engine.findRunContainers()) if (runIds.includes(c.runId)) await engine.removeContainer(c.id);
+  for (const runId of runIds) await engine.removeVolume(outputsVolumeName(runId));
   for (const t of createdTags) await engine.removeImage(t);
   fs.rmSync(tmpRoot, { recursive: true, force: true });
 });
@@ -201,11 +217,37 @@ describe('running under the secd profile', () => {
     expect(log).toMatch(/^shm \/dev\/shm tmpfs \S*size=131072k/);
   });
 
-  it('writes to /outputs land in the host folder', async () => {
-    const { req, outputs } = requestFor('mkdir -p "$OUTPUT_PATH/model" && echo 0.93 > "$OUTPUT_PATH/model/accuracy.txt"');
-    const { result } = await run(req);
+  it('writes to /outputs come back through the engine before the container is removed', async () => {
+    const { req } = requestFor('mkdir -p "$OUTPUT_PATH/model" && echo 0.93 > "$OUTPUT_PATH/model/accuracy.txt"');
+    const { result, dest, manifest } = await runCollecting(req);
     expect(result.exitCode).toBe(0);
-    expect(fs.readFileSync(path.join(outputs, 'model', 'accuracy.txt'), 'utf8')).toBe('0.93\n');
+    expect(fs.readFileSync(path.join(dest, 'model', 'accuracy.txt'), 'utf8')).toBe('0.93\n');
+    expect(manifest).toEqual({ files: 1, bytes: 5, leftOut: [] });
+    // The container is gone; its volume is the executor's to remove, and nothing else holds it now.
+    expect((await engine.findRunContainers()).filter((c) => c.runId === req.create.Labels['secd.run'])).toEqual([]);
+    expect(await engine.removeVolume(outputsVolumeName(req.create.Labels['secd.run']!))).toBe(true);
+    expect(await engine.removeVolume(outputsVolumeName(req.create.Labels['secd.run']!))).toBe(false);
+  });
+
+  it('starts every run with an empty /outputs that an image running as a non-root USER can write', async () => {
+    const t = `secd-test/nonroot:${suffix}`;
+    createdTags.push(t);
+    const dir = makeContext('nonroot', `${BUSYBOX_DOCKERFILE}RUN mkdir /outputs && echo from-the-image > /outputs/stale.txt\nUSER 1000:1000\n`, { 'ctx/a.txt': 'a' });
+    const built = await engine.buildImage({ contextDir: dir, tag: t, onLog: () => {} });
+    if (!built.ok) throw new Error(built.reason);
+    const { req } = requestFor('id -u; ls -A "$OUTPUT_PATH"; echo by-uid-1000 > "$OUTPUT_PATH/mine.txt"', {}, built.imageId);
+    const { result, log, dest, manifest } = await runCollecting(req);
+    expect(log).toBe('1000\n');
+    expect(result).toMatchObject({ end: 'exited', exitCode: 0 });
+    expect(fs.readFileSync(path.join(dest, 'mine.txt'), 'utf8')).toBe('by-uid-1000\n');
+    expect(manifest?.files).toBe(1);
+  });
+
+  it('hands back partial outputs of a run stopped at its runfor limit', async () => {
+    const { req } = requestFor('echo epoch-1 > "$OUTPUT_PATH/progress.txt"; sleep 30', { runforMs: 1500 });
+    const { result, dest } = await runCollecting(req);
+    expect(result.end).toBe('timed_out');
+    expect(fs.readFileSync(path.join(dest, 'progress.txt'), 'utf8')).toBe('epoch-1\n');
   });
 
   it('captures every byte of a container that prints a lot and exits at once, stdout and stderr', async () => {
@@ -311,6 +353,7 @@ describe('running under the secd profile', () => {
     const calls = records.filter((r) => r.msg.startsWith('docker ')).map((r) => r.msg);
     expect(calls).toEqual([
       'docker container.create', 'docker container.create done',
+      'docker container.putArchive', 'docker container.putArchive done',
       'docker container.attach', 'docker container.attach done',
       'docker container.start', 'docker container.start done',
       'docker container.wait', 'docker container.wait done',

@@ -3,13 +3,36 @@
  * daemon/docker-engine.ts (the one file that imports dockerode); the executor's tests use fakes.
  */
 
-/** A host path made visible in the container. Always a bind: secd never creates named volumes. */
+/** A host path made visible in the container (caches, datasets); /outputs is a volume, see VolumeMount. */
 export interface BindMount {
   /** Absolute host path; must already exist (a bind of a missing path is an error, not a new folder). */
   source: string;
   /** Absolute path inside the container. */
   target: string;
   readOnly: boolean;
+}
+
+/** A bind mount as the Engine API's `HostConfig.Mounts` entry. */
+export interface EngineBindMount {
+  Type: 'bind';
+  Source: string;
+  Target: string;
+  ReadOnly: boolean;
+}
+
+/**
+ * A named volume as the Engine API's `HostConfig.Mounts` entry: dockerd (root) creates it at container
+ * create, owns its files, and hands them back through the archive API, so the unprivileged node never
+ * needs to read or remove files a root container made.
+ */
+export interface EngineVolumeMount {
+  Type: 'volume';
+  /** The volume's name (created on container create when missing). */
+  Source: string;
+  Target: string;
+  ReadOnly: boolean;
+  /** NoCopy: the volume starts empty, whatever the image has at Target; Labels: set when it is created. */
+  VolumeOptions: { NoCopy: boolean; Labels: Record<string, string> };
 }
 
 /** One GPU request, as the Engine API's DeviceRequests entry; GPUs are always named by UUID. */
@@ -46,7 +69,7 @@ export interface ContainerCreateOptions {
     ReadonlyRootfs: boolean;
     Init: boolean;
     IpcMode: 'private';
-    Mounts: Array<{ Type: 'bind'; Source: string; Target: string; ReadOnly: boolean }>;
+    Mounts: Array<EngineBindMount | EngineVolumeMount>;
     DeviceRequests?: GpuDeviceRequest[];
     LogConfig: { Type: string; Config: Record<string, string> };
     RestartPolicy: { Name: 'no' };
@@ -65,6 +88,11 @@ export interface ContainerRequest {
   stopGraceMs: number;
   /** Keep the exited container (debugging); by default it is removed once its log is captured. */
   keepContainer: boolean;
+  /**
+   * Mount points made mode 0777 before the container starts: a fresh volume is root's 0755, and an
+   * image whose USER is not root must still be able to write there.
+   */
+  writableMountPoints?: string[];
 }
 
 /** How a container run ended. `start_failed`: the engine refused to create or start it. */
@@ -141,6 +169,11 @@ export interface RunHooks {
   signal?: AbortSignal;
   /** Called once the container is running, with its id (the executor reports `running` then). */
   onStarted?(containerId: string): void;
+  /**
+   * Awaited once the container has ended (exited, timed out, cancelled) and before it is removed: the
+   * last moment its files (the outputs volume) can be read with readArchive. A throw is logged, not fatal.
+   */
+  onExited?(containerId: string): Promise<void>;
 }
 
 /** What the node asks of a container engine. Engine failures nobody expects (daemon gone) throw. */
@@ -162,6 +195,13 @@ export interface ContainerEngine {
   adoptContainer(id: string, req: AdoptRequest, hooks: RunHooks): Promise<ContainerRunResult>;
   /** Force-removes a container; a missing one is not an error. */
   removeContainer(id: string): Promise<void>;
+  /**
+   * A tar stream of `path` in a container, running or exited (`GET /containers/{id}/archive`); a folder
+   * path ending in `/.` gives its content as `./name` entries. null when the container or path is gone.
+   */
+  readArchive(containerId: string, path: string): Promise<NodeJS.ReadableStream | null>;
+  /** Removes a named volume: true when removed, false when it was not there or a container still uses it. */
+  removeVolume(name: string): Promise<boolean>;
   /** Removes an image by reference; false when it was not there. */
   removeImage(ref: string): Promise<boolean>;
   /** `docker import` of a root filesystem tar; `changes` are Dockerfile instructions (CMD, ENV...). Returns the image id. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { containerRequestFor, exposesEngineSocket, type ProfileOptions } from './container-profile.js';
+import { assertSafeMounts, containerRequestFor, exposesEngineSocket, type ProfileOptions } from './container-profile.js';
 import type { RunSpec } from './run-spec.js';
 
 function aSpec(over: Partial<RunSpec> = {}): RunSpec {
@@ -22,7 +22,7 @@ function aSpec(over: Partial<RunSpec> = {}): RunSpec {
 }
 
 const opts: ProfileOptions = { imageId: 'sha256:' + 'b'.repeat(64), memoryBytes: 8 * 2 ** 30, pidsLimit: 4096, stopGraceMs: 10_000 };
-const paths = { outputsDir: '/var/lib/secd-node/runs/r-42/outputs', cacheHostDir: null };
+const paths = { cacheHostDir: null };
 
 function envOf(env: string[]): Record<string, string> {
   return Object.fromEntries(env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
@@ -55,11 +55,19 @@ describe('containerRequestFor', () => {
     expect(req.keepContainer).toBe(false);
   });
 
-  it('mounts /outputs read-write and nothing else when there is no cache', () => {
+  it('mounts /outputs read-write as the run\'s own empty volume, and nothing else when there is no cache', () => {
     const req = containerRequestFor(aSpec(), paths, opts);
     expect(req.create.HostConfig.Mounts).toEqual([
-      { Type: 'bind', Source: paths.outputsDir, Target: '/outputs', ReadOnly: false },
+      {
+        Type: 'volume',
+        Source: 'secd-outputs-r-42',
+        Target: '/outputs',
+        ReadOnly: false,
+        VolumeOptions: { NoCopy: true, Labels: { 'secd.run': 'r-42' } },
+      },
     ]);
+    // A fresh volume is root's 0755: the engine opens it for an image whose USER is not root.
+    expect(req.writableMountPoints).toEqual(['/outputs']);
     const env = envOf(req.create.Env);
     expect(env).toMatchObject({ OUTPUT_PATH: '/outputs', SECD: 'PRODUCTION', SECD_RUN_ID: 'r-42' });
     expect(env).not.toHaveProperty('SECD_CACHE_DIR');
@@ -140,6 +148,11 @@ describe('containerRequestFor', () => {
       ).toThrow(/container engine/);
     },
   );
+
+  it('never names a host path as a volume source', () => {
+    expect(() => assertSafeMounts([{ Type: 'volume', Source: '/var/run/docker.sock', Target: '/outputs' }])).toThrow(/invalid volume name/);
+    expect(() => assertSafeMounts([{ Type: 'volume', Source: '../x', Target: '/outputs' }])).toThrow(/invalid volume name/);
+  });
 
   it('refuses a cache that lands on /outputs', () => {
     expect(() =>

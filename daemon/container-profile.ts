@@ -3,16 +3,22 @@
  * function from a RunSpec to the engine request, so the whole profile is visible in one unit test.
  */
 import path from 'node:path';
-import type { BindMount, ContainerCreateOptions, ContainerRequest } from './container-engine.js';
+import type { BindMount, ContainerCreateOptions, ContainerRequest, EngineBindMount, EngineVolumeMount } from './container-engine.js';
 import type { RunSpec } from './run-spec.js';
 
 /** Where the run's outputs folder appears in the container (DESIGN §5: OUTPUT_PATH). */
 export const OUTPUTS_MOUNT = '/outputs';
 
-/** Host paths a run container sees. */
+/**
+ * The named volume holding a run's /outputs. A volume, not a bind: files the container makes (as root,
+ * mode 0600...) stay dockerd's; the node reads them back through the archive API and removes the volume.
+ */
+export function outputsVolumeName(runId: string): string {
+  return `secd-outputs-${runId.replace(/[^a-zA-Z0-9_.-]/g, '_')}`;
+}
+
+/** Host paths a run container sees (its /outputs is the run's volume, outputsVolumeName). */
 export interface ProfilePaths {
-  /** Host folder bound rw at /outputs; it must be writable by the image's user. */
-  outputsDir: string;
   /** Host folder of the researcher's cache; non-null exactly when spec.cacheDir is set. */
   cacheHostDir: string | null;
   /** Datasets (ro) and the dataset socket; the caller sets the matching env (DB_SOCKET...). */
@@ -53,13 +59,19 @@ export function exposesEngineSocket(source: string): boolean {
 }
 
 /** Throws (a bug in the caller) when a mount would break the profile; used again by the adapter before create. */
-export function assertSafeMounts(mounts: ReadonlyArray<{ Source: string; Target: string }>): void {
+export function assertSafeMounts(mounts: ReadonlyArray<{ Type?: string; Source: string; Target: string }>): void {
   const targets = new Set<string>();
   for (const m of mounts) {
-    if (!path.posix.isAbsolute(m.Source) || !path.posix.isAbsolute(m.Target)) {
+    if (m.Type === 'volume') {
+      // A volume's source is a name dockerd resolves under its own root, never a host path.
+      if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/.test(m.Source)) throw new Error(`invalid volume name: ${JSON.stringify(m.Source)}`);
+    } else if (m.Type !== undefined && m.Type !== 'bind') {
+      throw new Error(`unsupported mount type ${m.Type} for ${m.Target}`);
+    }
+    if ((m.Type !== 'volume' && !path.posix.isAbsolute(m.Source)) || !path.posix.isAbsolute(m.Target)) {
       throw new Error(`mount paths must be absolute: ${m.Source} -> ${m.Target}`);
     }
-    if (exposesEngineSocket(m.Source)) {
+    if (m.Type !== 'volume' && exposesEngineSocket(m.Source)) {
       throw new Error(`refusing to mount ${m.Source} into a run container: it exposes the container engine`);
     }
     const target = path.posix.normalize(m.Target);
@@ -89,10 +101,21 @@ export function containerRequestFor(spec: RunSpec, paths: ProfilePaths, opts: Pr
     throw new Error(`run ${spec.runId}: memory, pids limit and runfor must be positive`);
   }
 
-  const binds: BindMount[] = [{ source: paths.outputsDir, target: OUTPUTS_MOUNT, readOnly: false }];
+  const binds: BindMount[] = [];
   if (paths.cacheHostDir !== null) binds.push({ source: paths.cacheHostDir, target: spec.mountPath, readOnly: false });
   binds.push(...(paths.extraMounts ?? []));
-  const mounts = binds.map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: b.readOnly }));
+  // NoCopy: /outputs starts empty even when the image has one, as the bind it replaced did.
+  const outputs: EngineVolumeMount = {
+    Type: 'volume',
+    Source: outputsVolumeName(spec.runId),
+    Target: OUTPUTS_MOUNT,
+    ReadOnly: false,
+    VolumeOptions: { NoCopy: true, Labels: { 'secd.run': spec.runId } },
+  };
+  const mounts: Array<EngineBindMount | EngineVolumeMount> = [
+    outputs,
+    ...binds.map((b): EngineBindMount => ({ Type: 'bind', Source: b.source, Target: b.target, ReadOnly: b.readOnly })),
+  ];
   assertSafeMounts(mounts);
 
   // secd's own variables come last so spec.env cannot redefine the contract.
@@ -147,5 +170,7 @@ export function containerRequestFor(spec: RunSpec, paths: ProfilePaths, opts: Pr
     timeoutMs: spec.runforMs,
     stopGraceMs: opts.stopGraceMs,
     keepContainer: opts.keepContainer ?? false,
+    // The image's USER may not be root: /outputs must be writable whoever it is.
+    writableMountPoints: [OUTPUTS_MOUNT],
   };
 }

@@ -211,6 +211,32 @@ async function contextIgnore(contextDir: string, dockerfile: string): Promise<(a
   };
 }
 
+/**
+ * A tar holding one folder entry `name/` with `mode`, owned by root: extracted at the folder's parent,
+ * it changes the mode of what is there (a fresh volume's mount point) and nothing else.
+ */
+function directoryTar(name: string, mode: number): Buffer {
+  const header = Buffer.alloc(512);
+  const field = (value: string, offset: number, length: number) => header.write(value, offset, length, 'ascii');
+  const octal = (n: number, offset: number, length: number) => field(`${n.toString(8).padStart(length - 1, '0')}\0`, offset, length);
+  if (Buffer.byteLength(`${name}/`) > 100) throw new Error(`mount point name too long: ${name}`);
+  header.write(`${name}/`, 0, 100, 'utf8');
+  octal(mode, 100, 8);
+  octal(0, 108, 8);
+  octal(0, 116, 8);
+  octal(0, 124, 12);
+  octal(Math.floor(Date.now() / 1000), 136, 12);
+  field('        ', 148, 8);
+  field('5', 156, 1);
+  field('ustar\0', 257, 6);
+  field('00', 263, 2);
+  let sum = 0;
+  for (const b of header) sum += b;
+  field(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
+  // Two zero blocks end the archive.
+  return Buffer.concat([header, Buffer.alloc(1024)]);
+}
+
 // setTimeout fires at once past ~24.8 days; runs may be allowed longer than that.
 function setLongTimeout(fn: () => void, ms: number): () => void {
   const MAX = 2 ** 31 - 1;
@@ -280,6 +306,25 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
         if (s === 404 || s === 409) return false;
         throw killErr;
       }
+    }
+  }
+
+  // The caller's last look at an ended container (its outputs) before it is removed.
+  async function afterExit(id: string, ids: Record<string, unknown>, hooks: RunHooks): Promise<void> {
+    if (!hooks.onExited) return;
+    try {
+      await hooks.onExited(id);
+    } catch (err) {
+      log.error({ ...ids, err: messageOf(err) }, 'reading the ended container failed');
+    }
+  }
+
+  // A fresh volume's mount point is root's 0755: open it to the image's USER, whoever that is.
+  async function openMountPoints(container: Docker.Container, targets: string[], ids: Record<string, unknown>): Promise<void> {
+    for (const target of targets) {
+      const parent = path.posix.dirname(target);
+      const tar = directoryTar(path.posix.basename(target), 0o777);
+      await call('container.putArchive', { ...ids, path: target }, () => container.putArchive(tar, { path: parent }));
     }
   }
 
@@ -415,6 +460,14 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       }
     };
 
+    try {
+      await openMountPoints(container, req.writableMountPoints ?? [], ids);
+    } catch (err) {
+      await cleanup();
+      if (statusOf(err) === undefined) throw err;
+      return notStarted('start_failed', `could not prepare the container's mounts: ${messageOf(err)}`, id);
+    }
+
     // Attach before start: a container that exits within milliseconds still has every byte captured.
     const demux = createDemuxer((b) => hooks.onLog(b));
     let output: NodeJS.ReadableStream;
@@ -505,6 +558,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
     } catch (err) {
       if (statusOf(err) !== 404) throw err;
     }
+    await afterExit(id, ids, hooks);
     await cleanup();
     log.info({ ...ids, end, exitCode, oomKilled }, 'container run ended');
     return { end, exitCode, oomKilled, startedAt, finishedAt, containerId: id, reason: null };
@@ -613,6 +667,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       oomKilled = last.State?.OOMKilled === true;
       if (exitCode === null && typeof last.State?.ExitCode === 'number') exitCode = last.State.ExitCode;
     }
+    await afterExit(id, ids, hooks);
     await cleanup();
     log.info({ ...ids, end, exitCode, oomKilled }, 'adopted container ended');
     return { end, exitCode, oomKilled, startedAt, finishedAt, containerId: id, reason: null };
@@ -644,6 +699,27 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
     },
 
     removeContainer,
+
+    async readArchive(containerId, p) {
+      try {
+        return await call('container.archive', { container: containerId, path: p }, () => docker.getContainer(containerId).getArchive({ path: p }));
+      } catch (err) {
+        if (statusOf(err) === 404) return null;
+        throw err;
+      }
+    },
+
+    async removeVolume(name) {
+      try {
+        await call('volume.remove', { volume: name }, () => docker.getVolume(name).remove());
+        return true;
+      } catch (err) {
+        if (statusOf(err) === 404) return false;
+        // 409: a container (one kept for debugging) still uses it; it goes when that container does.
+        if (statusOf(err) === 409) return false;
+        throw err;
+      }
+    },
 
     async removeImage(ref) {
       try {

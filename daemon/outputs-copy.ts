@@ -34,8 +34,42 @@ export interface CopyOutputsOptions {
  */
 export const reservedReason: LeftOut['reason'] = 'reserved_name';
 
-const DIR_MODE = 0o755;
+/** Mode of every delivered folder, whatever the container set: the researcher must be able to read it. */
+export const DELIVERED_DIR_MODE = 0o755;
+const DIR_MODE = DELIVERED_DIR_MODE;
 const CHUNK = 1 << 20;
+
+/** Mode of a delivered file: 0644, or 0755 when the container made it executable; nothing else is kept. */
+export function deliveredFileMode(sourceMode: number): number {
+  return (sourceMode & 0o111) !== 0 ? 0o755 : 0o644;
+}
+
+/** What an entry under /outputs is, however it was read (a folder walk or the engine's tar stream). */
+export type OutputsEntryKind = 'file' | 'directory' | 'symlink' | 'other';
+
+/** Why an entry of this kind is never delivered (links are not followed, special files not opened), or null. */
+export function kindLeftOutReason(kind: OutputsEntryKind): LeftOut['reason'] | null {
+  if (kind === 'symlink') return 'symlink';
+  return kind === 'other' ? 'not_a_regular_file' : null;
+}
+
+/**
+ * Why a file of `size` bytes is left out when `deliveredBytes` are already delivered, or null.
+ * Greedy in walk order: a file that would break the total cap is left out, but smaller files after
+ * it still go, so one huge checkpoint does not cost the researcher every metrics file after it.
+ */
+export function sizeLeftOutReason(size: number, deliveredBytes: number, caps: OutputsCaps): LeftOut['reason'] | null {
+  if (size > caps.maxFileBytes) return 'file_too_large';
+  if (deliveredBytes + size > caps.maxTotalBytes) return 'total_too_large';
+  return null;
+}
+
+/** Throws (a bug in the caller) unless both caps are non-negative integers. */
+export function assertOutputsCaps(caps: OutputsCaps): void {
+  for (const [name, value] of Object.entries(caps)) {
+    if (!Number.isSafeInteger(value) || value < 0) throw new Error(`copyOutputs: ${name} must be a non-negative integer`);
+  }
+}
 
 /** Copies srcDir into destDir under the caps and says what was delivered and what was left out. */
 export async function copyOutputs(
@@ -44,15 +78,13 @@ export async function copyOutputs(
   caps: OutputsCaps,
   options: CopyOutputsOptions = {},
 ): Promise<OutputsManifest> {
-  for (const [name, value] of Object.entries(caps)) {
-    if (!Number.isSafeInteger(value) || value < 0) throw new Error(`copyOutputs: ${name} must be a non-negative integer`);
-  }
+  assertOutputsCaps(caps);
   const destRoot = resolve(destDir);
   await mkdir(destRoot, { recursive: true, mode: DIR_MODE });
   await chmod(destRoot, DIR_MODE);
 
   const manifest: OutputsManifest = { files: 0, bytes: 0, leftOut: [] };
-  // srcDir is a host path secd chose (the /outputs bind mount), so resolving it is safe; only what
+  // srcDir is a host path secd chose (the run's collected /outputs), so resolving it is safe; only what
   // lies below it is untrusted. A run whose /outputs never appeared simply delivered nothing.
   let srcRoot: string;
   try {
@@ -115,27 +147,23 @@ class OutputsCopier {
         this.leaveOut(rel, 'unreadable');
         continue;
       }
-      if (st.isSymbolicLink()) {
-        this.leaveOut(rel, 'symlink');
-      } else if (st.isDirectory()) {
+      const kind: OutputsEntryKind = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'directory' : st.isFile() ? 'file' : 'other';
+      const kindReason = kindLeftOutReason(kind);
+      if (kindReason !== null) {
+        this.leaveOut(rel, kindReason);
+      } else if (kind === 'directory') {
         const dest = this.destOf(rel);
         await mkdir(dest, { mode: DIR_MODE });
         await chmod(dest, DIR_MODE);
         await this.copyDir(rel);
-      } else if (st.isFile()) {
-        await this.copyFile(rel, st.size);
       } else {
-        this.leaveOut(rel, 'not_a_regular_file');
+        await this.copyFile(rel, st.size);
       }
     }
   }
 
-  // Greedy in walk order: a file that would break the total cap is left out, but smaller files after
-  // it still go, so one huge checkpoint does not cost the researcher every metrics file after it.
   private reasonIfTooBig(size: number): LeftOut['reason'] | null {
-    if (size > this.caps.maxFileBytes) return 'file_too_large';
-    if (this.manifest.bytes + size > this.caps.maxTotalBytes) return 'total_too_large';
-    return null;
+    return sizeLeftOutReason(size, this.manifest.bytes, this.caps);
   }
 
   private async copyFile(rel: string, lstatSize: number): Promise<void> {
@@ -173,7 +201,7 @@ class OutputsCopier {
         this.leaveOut(rel, late, st.size);
         return;
       }
-      const mode = (st.mode & 0o111) !== 0 ? 0o755 : 0o644;
+      const mode = deliveredFileMode(st.mode);
       await this.writeCopy(rel, src, mode);
     } finally {
       await src.close();

@@ -12,15 +12,17 @@ import { dirname, join, resolve } from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { copyOutputs, type OutputsCaps } from './outputs-copy.js';
 import { outputsFolderName, resultsBranchName } from './results-stamp.js';
-import type { OutputsManifest, RunReport } from './run-spec.js';
+import type { LeftOut, OutputsManifest, RunReport } from './run-spec.js';
 
 /** What both delivery paths need: which run, what it wrote, what secd says about it. */
 export interface ResultsContent {
   runId: string;
   /** From resultsStamp(); names the folder and the branch. */
   stamp: string;
-  /** The container's /outputs on the host. */
+  /** The container's /outputs as collected on the host (outputs-archive.ts). */
   outputsDir: string;
+  /** What the collection already left out (links, special files, caps): listed first in run.json. */
+  leftOut?: LeftOut[];
   /** run.json without the outputs manifest, which the copy fills in. */
   report: Omit<RunReport, 'outputs'>;
   /** Already capped by the executor (head and tail kept); written as given. */
@@ -181,7 +183,8 @@ async function writeResultsFolder(
     throw e;
   }
   try {
-    const manifest = await copyOutputs(content.outputsDir, folder, content.caps, { isReserved: isReservedForResults });
+    const copied = await copyOutputs(content.outputsDir, folder, content.caps, { isReserved: isReservedForResults });
+    const manifest: OutputsManifest = { ...copied, leftOut: [...(content.leftOut ?? []), ...copied.leftOut] };
     const secdDir = join(folder, '_secd');
     await mkdir(secdDir, { mode: 0o755 });
     await chmod(secdDir, 0o755);
@@ -205,7 +208,7 @@ async function writeNewFile(path: string, data: string | Buffer): Promise<void> 
 }
 
 /** `_secd` at the top is secd's own; names git refuses (or a server's fsck rejects) would sink the commit. */
-function isReservedForResults(relPath: string, name: string): boolean {
+export function isReservedForResults(relPath: string, name: string): boolean {
   return relPath === '_secd' || isGitReservedName(name);
 }
 

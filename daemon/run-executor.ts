@@ -4,20 +4,21 @@
  * folder for `secd run`). Each step's failure becomes the run's reason; the logs are delivered even
  * when the build fails, is cancelled or times out.
  */
-import { chmod, cp, mkdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Log } from '../scheduler/log.js';
 import { resolveCacheDir } from '../storage/cache-path.js';
 import type { ContainerEngine, ContainerRunResult } from './container-engine.js';
-import { containerRequestFor } from './container-profile.js';
+import { containerRequestFor, OUTPUTS_MOUNT, outputsVolumeName } from './container-profile.js';
+import { extractOutputsArchive } from './outputs-archive.js';
 import { dockerfileUsesBaseImage } from './base-image.js';
 import { checkoutCommit } from './git-checkout.js';
 import { LogCapture } from './log-capture.js';
-import { pushResultsBranch, writeLocalResults } from './results-branch.js';
+import { isReservedForResults, pushResultsBranch, writeLocalResults } from './results-branch.js';
 import { finishRunDatasets, prepareRunDatasets, type DatasetsAfterRun, type PreparedDatasets } from './run-datasets.js';
 import { outputsFolderName, resultsBranchName, resultsStamp } from './results-stamp.js';
 import { loadJournal, runWorkspace, saveJournal, writeFileAtomic, type RunWorkspace } from './run-workspace.js';
-import type { RunEnd, RunOutcome, RunPhase, RunReport, RunSpec } from './run-spec.js';
+import type { LeftOut, RunEnd, RunOutcome, RunPhase, RunReport, RunSpec } from './run-spec.js';
 
 /** Node settings the executor applies to every run. */
 export interface ExecutorSettings {
@@ -73,7 +74,6 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   const stamp = resultsStamp(deps.now());
   const ws = runWorkspace(settings.workDir, spec.runId);
   const srcDir = ws.src;
-  const outputsDir = ws.outputs;
   const { buildLog, runLog } = newLogCaptures(settings);
   const buildLine = (line: string) => {
     buildLog.append(`${line}\n`);
@@ -91,12 +91,13 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   let runMs: number | null = null;
   let buildMs: number | null = null;
   let datasets: PreparedDatasets | null = null;
+  let outputsLeftOut: LeftOut[] = [];
 
   // Only the executor's own files: a node agent's spec.json (and nothing else) may already be there.
   await clearExecution(ws);
-  await mkdir(outputsDir, { recursive: true });
-  // The image's user may not be root: /outputs must be writable whoever it is.
-  await chmod(outputsDir, 0o777);
+  await mkdir(ws.dir, { recursive: true, mode: 0o700 });
+  // A volume left by an earlier try of this run must not carry its files into this one.
+  await engine.removeVolume(outputsVolumeName(spec.runId));
 
   try {
     opts.onPhase('building', deps.now().toISOString());
@@ -150,7 +151,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     datasets = prepared.value;
     const request = containerRequestFor(
       spec,
-      { outputsDir, cacheHostDir, extraMounts: datasets.mounts },
+      { cacheHostDir, extraMounts: datasets.mounts },
       { imageId, memoryBytes: settings.memoryBytes, pidsLimit: settings.pidsLimit, stopGraceMs: settings.stopGraceMs },
     );
     request.name = `secd-${spec.runId}`;
@@ -165,6 +166,9 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       },
       ...(signal ? { signal } : {}),
       onStarted: () => opts.onPhase('running', deps.now().toISOString()),
+      onExited: async (containerId) => {
+        outputsLeftOut = await collectOutputs(deps, ws, containerId);
+      },
     });
     runMs = Date.now() - t1;
     startedAt = result.startedAt;
@@ -181,6 +185,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   const after = await finishRunDatasets(spec, datasets, settings);
   return finishRun(spec, deps, opts, {
     after,
+    outputsLeftOut,
     stamp,
     end,
     reason,
@@ -228,6 +233,7 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     return finishRun(spec, deps, opts, {
       ...base,
       ...journal.ended,
+      outputsLeftOut: journal.outputsLeftOut ?? [],
       buildLog: buildLog.toBuffer(),
       runLog: runLog.toBuffer(),
     });
@@ -255,6 +261,7 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   const signal = opts.signal;
   const cancelReason = () => (typeof signal?.reason === 'string' ? signal.reason : 'cancelled');
   const t1 = Date.now();
+  let outputsLeftOut: LeftOut[] = [];
   const result = await engine.adoptContainer(
     container.id,
     { timeoutMs: spec.runforMs, stopGraceMs: settings.stopGraceMs, keepContainer: false },
@@ -265,12 +272,16 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
       },
       ...(signal ? { signal } : {}),
       onStarted: () => opts.onPhase('running', deps.now().toISOString()),
+      onExited: async (containerId) => {
+        outputsLeftOut = await collectOutputs(deps, ws, containerId);
+      },
     },
   );
   const { end, reason } = describeContainerEnd(result, spec, cancelReason);
   const after = await finishRunDatasets(spec, datasets.ok ? datasets.value : null, settings);
   return finishRun(spec, deps, opts, {
     after,
+    outputsLeftOut,
     ...base,
     end,
     reason,
@@ -286,6 +297,8 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
 interface Ending {
   /** Datasets and cache after the container (absent: the run never got that far on this daemon). */
   after?: DatasetsAfterRun;
+  /** What collecting /outputs left out; absent or empty when nothing was (or none was collected). */
+  outputsLeftOut?: LeftOut[];
   stamp: string;
   end: RunEnd;
   reason: string;
@@ -322,6 +335,28 @@ function describeContainerEnd(result: ContainerRunResult, spec: RunSpec, cancelR
   }
 }
 
+/**
+ * Read an ended container's /outputs through the engine into the run's folder, before the container
+ * goes: the node owns every file it writes there, whatever user and modes the container used. A
+ * failure is listed (the run's outputs are `unreadable`), never thrown: the logs are still delivered.
+ */
+async function collectOutputs(deps: ExecutorDeps, ws: RunWorkspace, containerId: string): Promise<LeftOut[]> {
+  const { settings } = deps;
+  const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
+  try {
+    // Collected again from scratch when a restarted node adopts the container.
+    await rm(ws.outputs, { recursive: true, force: true });
+    const tar = await deps.engine.readArchive(containerId, `${OUTPUTS_MOUNT}/.`);
+    if (tar === null) return [];
+    const manifest = await extractOutputsArchive(tar, ws.outputs, caps, { isReserved: isReservedForResults });
+    return manifest.leftOut;
+  } catch (err) {
+    deps.log.child({ container: containerId }).error({ err }, 'could not collect the outputs');
+    await rm(ws.outputs, { recursive: true, force: true }).catch(() => undefined);
+    return [{ path: '.', reason: 'unreadable' }];
+  }
+}
+
 // The executor's files in a run's folder; the node agent's spec.json and result.json are not its to remove.
 async function clearExecution(ws: RunWorkspace): Promise<void> {
   for (const path of [ws.src, ws.outputs, ws.buildLog, ws.runLog, ws.journal]) await rm(path, { recursive: true, force: true });
@@ -342,8 +377,12 @@ async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: ExecuteOptions
     buildStartedAt: e.buildStartedAt,
     buildMs: e.buildMs,
     imageId,
+    ...(e.outputsLeftOut ? { outputsLeftOut: e.outputsLeftOut } : {}),
     ended: { end, reason, exitCode, startedAt, runMs: e.runMs },
   }).catch((err: unknown) => log.warn({ err }, 'could not journal the end of the run'));
+  // The outputs are collected and the container is gone (one kept for debugging keeps its volume too:
+  // removal then says false), so a failed delivery below leaves nothing of the run on the engine.
+  await deps.engine.removeVolume(outputsVolumeName(spec.runId)).catch((err: unknown) => log.warn({ err }, 'could not remove the outputs volume'));
 
   opts.onPhase('uploading', deps.now().toISOString());
   const finishedAt = deps.now().toISOString();
@@ -373,6 +412,7 @@ async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: ExecuteOptions
     runId: spec.runId,
     stamp,
     outputsDir: ws.outputs,
+    leftOut: e.outputsLeftOut ?? [],
     report,
     buildLog: e.buildLog,
     runLog: e.runLog,

@@ -50,6 +50,16 @@ export const journalSchema = z.object({
   buildStartedAt: z.string().nullable(),
   buildMs: z.number().nullable(),
   imageId: z.string().nullable(),
+  /** What collecting /outputs from the engine left out (links, special files, caps); absent: nothing collected. */
+  outputsLeftOut: z
+    .array(
+      z.object({
+        path: z.string(),
+        reason: z.enum(['symlink', 'file_too_large', 'total_too_large', 'not_a_regular_file', 'reserved_name', 'unreadable']),
+        size: z.number().optional(),
+      }),
+    )
+    .optional(),
   /** How the container ended (set with phase `uploading`); the end and reason the run will report. */
   ended: z
     .object({

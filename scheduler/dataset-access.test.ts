@@ -27,13 +27,8 @@ class RecordingServer implements DatasetServer {
 }
 
 function recordingLog(lines: string[]): Log {
-  const log: Log = {
-    info: (o: unknown, m?: string) => void lines.push(JSON.stringify(o) + (m ?? '')),
-    warn: (o: unknown, m?: string) => void lines.push(JSON.stringify(o) + (m ?? '')),
-    error: (o: unknown, m?: string) => void lines.push(JSON.stringify(o) + (m ?? '')),
-    debug: (o: unknown, m?: string) => void lines.push(JSON.stringify(o) + (m ?? '')),
-    child: () => log,
-  } as unknown as Log;
+  const record = (o: object, m?: string) => void lines.push(`${JSON.stringify(o)} ${m ?? ''}`);
+  const log: Log = { debug: record, info: record, warn: record, error: record, child: () => log };
   return log;
 }
 

@@ -143,6 +143,7 @@ describe('an invalid secd.yml rejects the run with a reason naming the key', () 
       'mount_path',
       'secd.yml: mount_path must not contain /run/mysqld: that is reserved for the dataset socket (got "/run")',
     ],
+    ['mount_path: /datasets/scans', 'mount_path', 'must not be /datasets or inside it: that is where file datasets are mounted'],
     ['datasets: mimic', 'datasets', 'secd.yml: datasets must be a list of dataset names (got "mimic")'],
     ['datasets: [mimic, mimic]', 'datasets', 'secd.yml: datasets lists "mimic" twice'],
     ['datasets: [mimic, ""]', 'datasets', 'secd.yml: datasets[1] must be a dataset name, not empty'],

@@ -43,7 +43,8 @@ const SEGMENT = /^[A-Za-z0-9._-]+$/;
  * Container paths the cache may not cover, sit inside, or contain, and why. The cache is writable
  * and outlives the run, so over the image's system folders it would let one run change what the
  * next (differently signed) commit executes; kernel folders belong to the runtime; /outputs is
- * what secd pushes back; /run/mysqld is where the node mounts the dataset socket (DB_SOCKET).
+ * what secd pushes back; /run/mysqld is where the node mounts the dataset socket (DB_SOCKET);
+ * /datasets/<name> is where file datasets appear, read-only.
  */
 const RESERVED_PATHS: ReadonlyArray<readonly [string, string]> = [
   ['/outputs', "where the run's results are collected"],
@@ -60,6 +61,7 @@ const RESERVED_PATHS: ReadonlyArray<readonly [string, string]> = [
   ['/libx32', "the image's libraries"],
   ['/boot', "the image's boot files"],
   ['/run/mysqld', 'reserved for the dataset socket'],
+  ['/datasets', 'where file datasets are mounted'],
 ];
 
 function cacheDirProblem(dir: string): string | null {

@@ -8,20 +8,46 @@
  * It also measures (c) the forwarder's ceiling: raw bytes from a TCP sender, direct and through the
  * socket, with no database or client parsing in the way.
  *
+ * The forwarder runs in its own process, as it does in the node daemon, so it never shares an event
+ * loop with the client being timed.
+ *
  * Run: npm run build && node dist/test/bench/dataset-forwarder.js [megabytes] [rounds]
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startDatasetForwarder } from '../../daemon/dataset-forwarder.js';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { ForwardedBytes } from '../../daemon/dataset-forwarder.js';
 import { connectMysql, type MysqlEndpoint } from '../../scheduler/mysql-grants.js';
 import { cleanUp, MARIADB, MARIADB_ADMIN, seedDatabase, testTag } from '../support/mariadb.js';
 
 const MEGABYTES = Number(process.argv[2] ?? 64);
 const ROUNDS = Number(process.argv[3] ?? 5);
 const ROW_BYTES = 1000;
+const FORWARDER_MODULE = resolve(import.meta.dirname, '../../daemon/dataset-forwarder.js');
+
+/** A forwarder in a child process: its socket, and stop() returning the bytes it carried. */
+async function forwarderProcess(dir: string, target: { host: string; port: number }): Promise<{ socketPath: string; stop(): Promise<ForwardedBytes> }> {
+  const code = `
+    const { startDatasetForwarder } = await import(${JSON.stringify(FORWARDER_MODULE)});
+    const f = await startDatasetForwarder(${JSON.stringify(dir)}, ${JSON.stringify(target)});
+    console.log(f.socketPath);
+    process.stdin.once('data', async () => { console.log(JSON.stringify(await f.close())); process.exit(0); });`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  if (first.done) throw new Error('the forwarder process did not start');
+  return {
+    socketPath: String(first.value),
+    async stop() {
+      child.stdin.write('stop\n');
+      const last = await lines.next();
+      return JSON.parse(String(last.value)) as ForwardedBytes;
+    },
+  };
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -39,7 +65,7 @@ async function timeSelect(endpoint: MysqlEndpoint, db: string): Promise<number> 
   return ms;
 }
 
-function timePyMysql(where: Record<string, string | number>, db: string): number | null {
+function timePyMysql(where: Record<string, string | number>, db: string): Promise<number | null> {
   const script = `
 import json, sys, time, pymysql
 args = json.loads(sys.argv[1])
@@ -51,9 +77,13 @@ with c.cursor() as cur:
 print((time.perf_counter() - t0) * 1000)
 `;
   const args = JSON.stringify({ ...where, user: MARIADB_ADMIN.user, password: MARIADB_ADMIN.password, db });
-  const run = spawnSync('/usr/bin/python3', ['-c', script, args], { encoding: 'utf8' });
-  if (run.status !== 0) return null;
-  return Number(run.stdout.trim());
+  return new Promise((done) => {
+    const child = spawn('/usr/bin/python3', ['-c', script, args], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.on('error', () => done(null));
+    child.on('close', (status) => done(status === 0 ? Number(out.trim()) : null));
+  });
 }
 
 /** Read `bytes` from a sender, over `connect`; returns ms. */
@@ -72,6 +102,16 @@ function timeRaw(connect: () => ReturnType<typeof createConnection>, bytes: numb
 
 async function main(): Promise<void> {
   const db = `secdb_${testTag()}_bench`;
+  const scratch = await mkdtemp(join(tmpdir(), 'secd-bench-fwd-'));
+  try {
+    await measure(db, scratch);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+    await cleanUp([db]);
+  }
+}
+
+async function measure(db: string, scratch: string): Promise<void> {
   const rows = Math.round((MEGABYTES * 1e6) / ROW_BYTES);
   process.stdout.write(`seeding ${db}: ${rows} rows of ${ROW_BYTES} bytes (${MEGABYTES} MB)\n`);
   await seedDatabase(db, [
@@ -79,21 +119,21 @@ async function main(): Promise<void> {
     // MariaDB's SEQUENCE engine: seq_1_to_N is a virtual table of 1..N in any database.
     `INSERT INTO {db}.big SELECT seq, REPEAT(CHAR(97 + seq % 26), ${ROW_BYTES}) FROM {db}.seq_1_to_${rows}`,
   ]);
-  const scratch = await mkdtemp(join(tmpdir(), 'secd-bench-fwd-'));
-  const fwd = await startDatasetForwarder(join(scratch, 'db'), MARIADB);
+  const fwd = await forwarderProcess(join(scratch, 'db'), MARIADB);
+  let forwardedSelects = 0;
+  let resultBytes = 0;
   try {
     // mysql2
     await timeSelect(MARIADB, db);
     await timeSelect({ socketPath: fwd.socketPath }, db);
+    forwardedSelects++;
     const direct: number[] = [];
     const forwarded: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       direct.push(await timeSelect(MARIADB, db));
       forwarded.push(await timeSelect({ socketPath: fwd.socketPath }, db));
+      forwardedSelects++;
     }
-    const before = fwd.bytes().fromServer;
-    await timeSelect({ socketPath: fwd.socketPath }, db);
-    const resultBytes = fwd.bytes().fromServer - before;
     const report = (label: string, d: number[], f: number[]) => {
       const md = median(d);
       const mf = median(f);
@@ -103,23 +143,28 @@ async function main(): Promise<void> {
           `cost ${(((mf - md) / md) * 100).toFixed(1)}%\n`,
       );
     };
-    process.stdout.write(`\nlarge SELECT, ${(resultBytes / 1e6).toFixed(1)} MB on the wire, median of ${ROUNDS} alternating rounds:\n`);
-    report('mysql2 (Node)', direct, forwarded);
+    const results: Array<[string, number[], number[]]> = [['mysql2 (Node)', direct, forwarded]];
 
     // PyMySQL, the SDK's client.
     const pyDirect: number[] = [];
     const pyForwarded: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      const d = timePyMysql({ host: MARIADB.host, port: MARIADB.port }, db);
-      const f = timePyMysql({ unix_socket: fwd.socketPath }, db);
+      const d = await timePyMysql({ host: MARIADB.host, port: MARIADB.port }, db);
+      const f = await timePyMysql({ unix_socket: fwd.socketPath }, db);
       if (d === null || f === null) break;
       pyDirect.push(d);
       pyForwarded.push(f);
+      forwardedSelects++;
     }
+    const carried = await fwd.stop();
+    resultBytes = carried.fromServer / forwardedSelects;
+    process.stdout.write(`\nlarge SELECT, ${(resultBytes / 1e6).toFixed(1)} MB on the wire, median of ${ROUNDS} alternating rounds:\n`);
+    for (const [label, d, f] of results) report(label, d, f);
     if (pyDirect.length > 0) report('PyMySQL (secd.connect)', pyDirect, pyForwarded);
     else process.stdout.write('PyMySQL: skipped (/usr/bin/python3 without pymysql)\n');
-  } finally {
-    await fwd.close();
+  } catch (err) {
+    await fwd.stop().catch(() => undefined);
+    throw err;
   }
 
   // The forwarder's ceiling: raw bytes, no database, no parsing.
@@ -138,7 +183,7 @@ async function main(): Promise<void> {
   });
   await new Promise<void>((r) => sender.listen(0, '127.0.0.1', () => r()));
   const port = (sender.address() as { port: number }).port;
-  const raw = await startDatasetForwarder(join(scratch, 'raw'), { host: '127.0.0.1', port });
+  const raw = await forwarderProcess(join(scratch, 'raw'), { host: '127.0.0.1', port });
   const rd: number[] = [];
   const rf: number[] = [];
   for (let i = 0; i < 3; i++) {
@@ -148,10 +193,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     `\nraw stream, 1 GiB, median of 3:   direct TCP ${mbps(RAW, median(rd))} MB/s   through the socket ${mbps(RAW, median(rf))} MB/s\n`,
   );
-  await raw.close();
+  await raw.stop();
   sender.close();
-  await rm(scratch, { recursive: true, force: true });
-  await cleanUp([db]);
 }
 
 main().catch((err: unknown) => {

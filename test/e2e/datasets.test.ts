@@ -56,6 +56,7 @@ out["delete"] = attempt("DELETE FROM orders")
 out["drop"] = attempt("DROP TABLE orders")
 out["env"] = {k: os.environ.get(k) for k in ["DB_HOST", "DB_PORT", "DB_SOCKET", "DB_USER"]}
 out["datasets"] = secd.datasets()
+out["uid"] = os.getuid()
 out["scans"] = open(secd.dataset_path("scans") + "/readme.txt").read()
 try:
     open("/datasets/scans/new.txt", "w")
@@ -115,7 +116,8 @@ describe('a run reads exactly the datasets its researcher may read', () => {
     await ada.repo.commit('probe the datasets', {
       signer: ada.signer,
       committerEmail: ada.user.email,
-      files: { Dockerfile: 'FROM secd/base\nCOPY probe.py /probe.py\nCMD ["python3", "/probe.py"]\n', 'probe.py': PROBE },
+      // Not root: the dataset socket must be connectable by whatever user the image runs as.
+      files: { Dockerfile: 'FROM secd/base\nCOPY probe.py /probe.py\nUSER 1234:1234\nCMD ["python3", "/probe.py"]\n', 'probe.py': PROBE },
     });
     const runId = await pushAndGetRun(ada);
     const run = await cluster.waitForRun(runId, 240_000);
@@ -131,6 +133,7 @@ describe('a run reads exactly the datasets its researcher may read', () => {
     const account = `${prefix}${runId}`;
     expect(probe.env).toEqual({ DB_HOST: 'localhost', DB_PORT: String(MARIADB.port), DB_SOCKET: '/run/mysqld/mysqld.sock', DB_USER: account });
     expect(probe.datasets).toEqual({ sales: { kind: 'mysql', database: SALES }, scans: { kind: 'path', path: '/datasets/scans' } });
+    expect(probe.uid).toBe(1234);
     expect(probe.scans).toBe('scan index v1\n');
     expect(probe.scans_write).toBe('refused');
 

@@ -81,6 +81,20 @@ describe('examples/machine-learning', () => {
     const revokeNone = await secd(['admin', 'revoke', 'bob', 'clinic', ...config]);
     expect(revokeNone.code).toBe(2);
     expect(revokeNone.stderr).toContain('bob has no grant on dataset clinic');
+
+    // File datasets are named relative to dataset_root; this config has none to check against.
+    const outside = await secd(['admin', 'dataset', 'add', 'scans', '--path', '/etc', ...config]);
+    expect(outside.code).toBe(2);
+    expect(outside.stderr).toContain('names no dataset_root');
+    const escape = await secd(['admin', 'dataset', 'add', 'scans', '--path', 'a/../../etc', ...config]);
+    expect(escape.code).toBe(2);
+    expect(escape.stderr).toContain('without "." or ".."');
+    const both = await secd(['admin', 'dataset', 'add', 'scans', '--path', 'scans', '--mysql-database', DB, ...config]);
+    expect(both.stderr).toContain('exactly one of --mysql-database <db> or --path <dir>');
+    const scans = await secd(['admin', 'dataset', 'add', 'scans', '--path', 'radiology/scans', ...config]);
+    expect(scans, scans.stderr).toMatchObject({ code: 0 });
+    expect(scans.stdout).toContain('each node finds radiology/scans under its own dataset_root');
+    expect((await secd(['admin', 'dataset', 'remove', 'scans', ...config])).stdout).toContain('removed dataset scans');
   });
 
   it('a push trains the model on the granted dataset and pushes model.json and metrics.json; a second push reuses the cleaning', async () => {
@@ -114,5 +128,11 @@ describe('examples/machine-learning', () => {
     expect(second('_secd/run.log')).toContain('Using cached result for clean');
     expect(second('_secd/run.log')).not.toContain('cleaned 1810 visits');
     expect(JSON.parse(second('metrics.json'))).toMatchObject({ test_accuracy: metrics.test_accuracy });
+
+    // The data owner's audit: both runs, their temporary accounts (dropped), and what they read.
+    const audit = await secd(['admin', 'dataset', 'audit', 'clinic', '--config', cluster.configFile]);
+    const rows = audit.stdout.trim().split('\n').slice(1);
+    expect(rows).toHaveLength(2);
+    for (const row of rows) expect(row).toMatch(new RegExp(`^\\w{10}\\s+ada\\s+\\S+\\s+\\d{4}-\\S+\\s+${prefix}\\w{10}\\s+\\d{5,}$`));
   }, 400_000);
 });

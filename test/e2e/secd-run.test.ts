@@ -2,7 +2,7 @@
  * `secd run <dir>` as a researcher uses it: the real CLI (built into dist/ by `npm test`), real Docker,
  * outputs in `<dir>/outputs/<stamp>-<run id>/`, one final line, exit 0 only on success.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -58,6 +58,10 @@ describe('secd run <dir>', () => {
     expect(await readFile(join(folder, 'seven.txt'), 'utf8')).toBe('7\n');
     expect(await readFile(join(folder, '_secd/run.log'), 'utf8')).toContain('running as PRODUCTION');
     expect(JSON.parse(await readFile(join(folder, '_secd/run.json'), 'utf8'))).toMatchObject({ state: 'succeeded', exit_code: 0 });
+    // /outputs was the run's own volume: read back through the engine, then removed with the container.
+    const runId = folder.slice(-10);
+    expect(execFileSync('docker', ['volume', 'ls', '-q', '--filter', `label=secd.run=${runId}`], { encoding: 'utf8' })).toBe('');
+    expect(execFileSync('docker', ['ps', '-aq', '--filter', `label=secd.run=${runId}`], { encoding: 'utf8' })).toBe('');
     // A second run does not build its own earlier outputs into the image or overwrite them.
     const again = await secd(['run', dir], root);
     expect(again.code).toBe(0);
