@@ -289,6 +289,7 @@ describe('node.yml', () => {
       memory_limit_bytes: 16 * 1024 * MiB,
       pids_limit: 4096,
       base_image_mirror: null,
+      ca_file: null,
     });
   });
 
