@@ -4,6 +4,7 @@ import { loadLeaderConfig } from '../config.js';
 import { createDockerEngine } from '../docker-engine.js';
 import { createLogger } from '../logger.js';
 import { startLeader } from '../leader.js';
+import { stopOnSignals } from './stop-on-signals.js';
 
 /** Add `secd leader` to the program. */
 export function registerLeaderCommand(program: Command): void {
@@ -18,15 +19,6 @@ export function registerLeaderCommand(program: Command): void {
       const leader = await startLeader(config, { log, engine: createDockerEngine({ logger: log }), localNode: null });
       // Under systemd stdout is the journal, kept as JSON lines: the plain banner is for terminals only.
       if (process.stdout.isTTY) process.stdout.write(`secd leader: listening at ${leader.url} (nodes connect to ${leader.url.replace(/^http/, 'ws')}/v1/nodes)\n`);
-      let stopping = false;
-      const stop = async (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        log.info({ signal }, 'stopping');
-        await leader.close();
-        process.exit(0);
-      };
-      process.once('SIGINT', () => void stop('SIGINT'));
-      process.once('SIGTERM', () => void stop('SIGTERM'));
+      stopOnSignals(log, () => leader.close());
     });
 }

@@ -18,6 +18,7 @@ import { NodeAgent } from '../node-agent.js';
 import { nodeExecutorDeps } from '../node-executor.js';
 import { NodeRuns } from '../node-runs.js';
 import { connectClient } from '../websocket.js';
+import { stopOnSignals } from './stop-on-signals.js';
 
 /** How often the node pings the leader to notice a half-open connection. */
 const KEEPALIVE_MS = 15_000;
@@ -65,13 +66,13 @@ export function registerNodeCommand(program: Command): void {
       agent.start();
       // Under systemd stdout is the journal, kept as JSON lines: the plain banner is for terminals only.
       if (process.stdout.isTTY) process.stdout.write(`secd node: ${config.node_id} connecting to ${config.leader}\n`);
-      const stop = (signal: string) => {
-        log.info({ signal }, 'stopping (runs keep going; the next start adopts them)');
-        agent.stop();
-        gpu.close();
-        process.exit(0);
-      };
-      process.once('SIGINT', () => stop('SIGINT'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
+      stopOnSignals(
+        log,
+        () => {
+          agent.stop();
+          gpu.close();
+        },
+        'stopping (runs keep going; the next start adopts them)',
+      );
     });
 }

@@ -4,6 +4,7 @@ import { loadUpConfig } from '../config.js';
 import { createDockerEngine } from '../docker-engine.js';
 import { createLogger } from '../logger.js';
 import { startLeader } from '../leader.js';
+import { stopOnSignals } from './stop-on-signals.js';
 
 /** Add `secd up` to the program. */
 export function registerUpCommand(program: Command): void {
@@ -17,15 +18,6 @@ export function registerUpCommand(program: Command): void {
       const leader = await startLeader(config, { log, engine: createDockerEngine({ logger: log }), localNode: config.node });
       process.stdout.write(`secd up: leader at ${leader.url} (status page ${leader.url}/), node ${config.node.node_id}\n`);
       if (!config.gitlab) process.stdout.write('secd up: no gitlab: section in the config, so pushes cannot start runs yet\n');
-      let stopping = false;
-      const stop = async (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        log.info({ signal }, 'stopping');
-        await leader.close();
-        process.exit(0);
-      };
-      process.once('SIGINT', () => void stop('SIGINT'));
-      process.once('SIGTERM', () => void stop('SIGTERM'));
+      stopOnSignals(log, () => leader.close());
     });
 }
