@@ -75,12 +75,22 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
   }
   const objectFormat: ObjectFormat = input.after.length === 64 ? 'sha256' : 'sha1';
 
+  // Members and keys come from GitLab's API, the commits from git: ask both at once (a push's answer
+  // time is what a researcher waits for).
+  const keyringAnswer = loadKeyring(input.projectId, deps.gitlab).then(
+    (keyring) => ({ ok: true as const, keyring }),
+    (err: unknown) => ({ ok: false as const, err }),
+  );
   try {
     await mirror.ensure();
-    // The branch the push was to is not part of the input, so take every branch; when the pushed
-    // commit is no longer on any (pushed over again since), ask for it by id.
-    await mirror.fetch(input.fetchUrl, ['refs/heads/*']);
-    if (!(await mirror.hasCommit(input.after))) await mirror.fetch(input.fetchUrl, [input.after]);
+    // Ask for the pushed commit by id: one small negotiation, however many branches (secd's results
+    // branches among them) the project has. A server that refuses wants by id gets asked for every
+    // branch instead.
+    try {
+      await mirror.fetch(input.fetchUrl, [input.after]);
+    } catch {
+      await mirror.fetch(input.fetchUrl, ['refs/heads/*']);
+    }
   } catch (err) {
     const detail = redactCredentials(err instanceof Error ? err.message : String(err), input.fetchUrl);
     return { ok: false, code: 'fetch_failed', commit: headShort, reason: `could not fetch commit ${headShort} from GitLab: ${detail}` };
@@ -98,13 +108,12 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
   // The head always needs a current signer: it is what runs, and run.json names its key.
   if (commits[commits.length - 1] !== input.after) commits.push(input.after);
 
-  let keyring: Keyring;
-  try {
-    keyring = await loadKeyring(input.projectId, deps.gitlab);
-  } catch (err) {
-    const detail = oneLine(err instanceof Error ? err.message : String(err));
+  const answer = await keyringAnswer;
+  if (!answer.ok) {
+    const detail = oneLine(answer.err instanceof Error ? answer.err.message : String(answer.err));
     return { ok: false, code: 'gitlab_failed', commit: headShort, reason: `could not read the project's members and GPG keys from GitLab: ${detail}` };
   }
+  const { keyring } = answer;
 
   const now = deps.now();
   let head: Extract<PushVerdict, { ok: true }>['head'] | null = null;
