@@ -23,6 +23,7 @@ import { writeFakeNvidiaSmi, type FakeNvidiaSmiFixture } from './fake-nvidia-smi
 import { createResearcherRepo, type ResearcherRepo } from './git-repo.js';
 import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from './test-images.js';
+import type { ApiNode } from '../../web/leader-server.js';
 
 const run = promisify(execFile);
 
@@ -46,28 +47,8 @@ export interface ApiRun {
   events: Array<{ at: string; from: string | null; to: string; reason: string }>;
 }
 
-/** A node as GET /api/v1/nodes shows it. */
-export interface ApiNodeView {
-  id: string;
-  hostname: string;
-  state: string;
-  last_seen: string | null;
-  cpus: number;
-  memory_bytes: number;
-  load: number | null;
-  runs: string[];
-  gpus: Array<{
-    uuid: string;
-    index: number;
-    name: string;
-    memory_total_bytes: number | null;
-    memory_used_bytes: number | null;
-    utilization_pct: number | null;
-    temperature_c: number | null;
-    power_w: number | null;
-    run_id: string | null;
-  }>;
-}
+/** A node as GET /api/v1/nodes shows it: the API's own type, so the harness can't drift from it. */
+export type ApiNodeView = ApiNode;
 
 /** A researcher with a project of their own on the double. */
 export interface ClusterResearcher {
