@@ -53,7 +53,8 @@ function checkNodeId(id: string): string {
 /** A refusal to show the operator as one line (exit status 2). */
 export class AdminError extends Error {}
 
-async function runAdmin(action: () => Promise<void>): Promise<void> {
+/** Run an admin action, turning an AdminError into one line on stderr and exit status 2. */
+export async function runAdmin(action: () => Promise<void>): Promise<void> {
   try {
     await action();
   } catch (err) {

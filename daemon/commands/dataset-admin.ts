@@ -22,7 +22,7 @@ import { openDatabase } from '../../storage/database.js';
 import { relativeDatasetPath, resolveDatasetDir } from '../../storage/dataset-path.js';
 import { DatasetStore, type Dataset } from '../../storage/dataset-store.js';
 import { ConfigError, loadLeaderConfig, loadUpConfig, type GitLabConfig, type MysqlConfig } from '../config.js';
-import { ADMIN_CONFIG_OPTION, AdminError } from './admin-command.js';
+import { ADMIN_CONFIG_OPTION, AdminError, runAdmin } from './admin-command.js';
 
 /** What the dataset commands need from leader.yml or up.yml. */
 interface AdminSettings {
@@ -59,19 +59,6 @@ async function withStore<T>(settings: AdminSettings, fn: (store: DatasetStore) =
     return await fn(new DatasetStore(db));
   } finally {
     db.close();
-  }
-}
-
-async function runAdmin(action: () => Promise<void>): Promise<void> {
-  try {
-    await action();
-  } catch (err) {
-    if (err instanceof AdminError) {
-      process.stderr.write(`secd admin: ${err.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    throw err;
   }
 }
 
