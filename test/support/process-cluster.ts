@@ -24,6 +24,7 @@ import { createResearcherRepo, type ResearcherRepo } from './git-repo.js';
 import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from './test-images.js';
 import type { ApiNode } from '../../web/leader-server.js';
+import { outputsVolumeName } from '../../daemon/container-profile.js';
 
 const run = promisify(execFile);
 
@@ -295,6 +296,8 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
       // Nodes stopped by SIGKILL leave their containers behind by design (a restart adopts them).
       const left = await engine.findRunContainers().catch(() => []);
       for (const c of left) if (runIds.has(c.runId)) await engine.removeContainer(c.id).catch(() => undefined);
+      // ...and the outputs volumes of those runs, which only a finished delivery removes.
+      for (const runId of runIds) await engine.removeVolume(outputsVolumeName(runId)).catch(() => false);
       await gitlab.close();
       await gpg.close();
       await Promise.all(repos.map((r) => r.close()));
