@@ -89,8 +89,10 @@ describe('runs survive processes that die', () => {
     const mine = nodeLog.split('\n').filter((l) => l.includes(`"run":"${id}"`) || l.includes(`"runId":"${id}"`));
     expect(mine.filter((l) => l.includes('"docker container.create"'))).toHaveLength(1);
     expect(mine.some((l) => l.includes('adopting the run container'))).toBe(true);
-    const statuses = cluster.gitlab.statuses.filter((s) => s.sha === run.commit && s.name === 'secd').map((s) => s.state);
-    expect(statuses.filter((s) => s === 'success')).toHaveLength(1);
+    // The commit status follows the transition asynchronously: wait for it, then check it came once.
+    const successes = () => cluster.gitlab.statuses.filter((s) => s.sha === run.commit && s.name === 'secd' && s.state === 'success');
+    await cluster.waitFor('the success status', async () => successes().length > 0);
+    expect(successes()).toHaveLength(1);
   });
 
   it('a run whose container ended while its node was down is delivered, with its whole log, when the node returns', async () => {
