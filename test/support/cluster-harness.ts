@@ -12,9 +12,10 @@ import { silentLog, type Log } from '../../scheduler/log.js';
 import type { RunRow } from '../../storage/run-store.js';
 import { isTerminal } from '../../storage/run-states.js';
 import { startGitLabDouble, type DoubleProject, type DoubleUser, type GitLabDouble } from '../doubles/gitlab-double.js';
-import { createResearcherRepo, type ResearcherRepo } from './git-repo.js';
+import type { ResearcherRepo } from './git-repo.js';
 import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
 import { ensureBusyboxImage } from './test-images.js';
+import { makeResearcher } from './researcher.js';
 
 /** A researcher: a GitLab user with a key in GitLab, and a working repository of one project. */
 export interface Researcher {
@@ -116,22 +117,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     configFile,
     cacheRoot: join(root, 'cache'),
     webhookSecret,
-    async addResearcher({ username, project, email }) {
-      const mail = email ?? `${username}@example.org`;
-      const user = gitlab.addUser({ username, email: mail });
-      const key = await gpg.generateKey({ name: username, email: mail });
-      gitlab.addGpgKey(user.id, await gpg.exportPublicKey(key.fingerprint));
-      const proj = gitlab.addProject({ path: project, members: [user.id] });
-      const repo = await createResearcherRepo();
+    async addResearcher(opts) {
+      const { user, key, signer, repo, project, url } = await makeResearcher(gitlab, gpg, opts);
       repos.push(repo);
-      const signer = await gpg.gitSigner(key);
-      const url = gitlab.gitUrl(project, user);
       return {
         user,
         key,
         signer,
         repo,
-        project: proj,
+        project,
         push: (o) => repo.push(url, o),
       };
     },

@@ -20,11 +20,12 @@ import { promisify } from 'node:util';
 import { createDockerEngine } from '../../daemon/docker-engine.js';
 import { startGitLabDouble, type DoubleProject, type DoubleUser, type GitLabDouble } from '../doubles/gitlab-double.js';
 import { writeFakeNvidiaSmi, type FakeNvidiaSmiFixture } from './fake-nvidia-smi.js';
-import { createResearcherRepo, type ResearcherRepo } from './git-repo.js';
+import type { ResearcherRepo } from './git-repo.js';
 import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from './test-images.js';
 import type { ApiNode } from '../../web/leader-server.js';
 import { outputsVolumeName } from '../../daemon/container-profile.js';
+import { makeResearcher } from './researcher.js';
 
 const run = promisify(execFile);
 
@@ -242,22 +243,15 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
       return dir;
     },
     admin,
-    async addResearcher(username, project) {
-      const email = `${username}@example.org`;
-      const user = gitlab.addUser({ username, email });
-      const key = await gpg.generateKey({ name: username, email });
-      gitlab.addGpgKey(user.id, await gpg.exportPublicKey(key.fingerprint));
-      const proj = gitlab.addProject({ path: project, members: [user.id] });
-      const repo = await createResearcherRepo();
+    async addResearcher(username, projectPath) {
+      const { user, email, key, signer, repo, project, url } = await makeResearcher(gitlab, gpg, { username, project: projectPath });
       repos.push(repo);
-      const signer = await gpg.gitSigner(key);
-      const url = gitlab.gitUrl(project, user);
       return {
         user,
         key,
         signer,
         repo,
-        project: proj,
+        project,
         async pushRun(files, message = 'experiment') {
           await repo.commit(message, { signer, committerEmail: email, files });
           const before = gitlab.deliveries.length;
