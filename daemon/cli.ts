@@ -4,12 +4,12 @@
  * Nothing else in secd reads argv, the environment or the clock on its own.
  */
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from './config.js';
+import { ConfigError } from './config/config.js';
 import { registerBaseImageCommand } from './commands/base-image-command.js';
 import { registerRunCommand } from './commands/run-command.js';
 import { registerUpCommand } from './commands/up-command.js';
 import { registerAdminCommand } from './commands/admin-command.js';
-import { registerDatasetAdminCommands } from './commands/dataset-admin.js';
+import { registerDatasetAdminCommands } from './commands/dataset-admin-command.js';
 import { registerLeaderCommand } from './commands/leader-command.js';
 import { registerNodeCommand } from './commands/node-command.js';
 import { registerStatusCommand } from './commands/status-command.js';

@@ -6,12 +6,12 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { RunEvent, RunRow, RunStore } from '../storage/run-store.js';
 import { assertNever, isTerminal, RUN_STATES, type RunState } from '../storage/run-states.js';
-import { classifyDelivery } from '../scheduler/intake.js';
-import type { Log } from '../scheduler/log.js';
-import type { RunLifecycle } from '../scheduler/run-lifecycle.js';
+import { classifyDelivery } from '../scheduler/intake/intake.js';
+import type { Log } from '../scheduler/common/log.js';
+import type { RunLifecycle } from '../scheduler/lifecycle/run-lifecycle.js';
 import type { LeaderMetrics } from './metrics.js';
 import { renderRunMain, renderRunPage, renderStatusPage, type GpuLabel } from './pages.js';
-import { redactCredentials } from './redact.js';
+import { redactCredentials } from '../scheduler/common/redact.js';
 import { loadStaticAssets } from './static-assets.js';
 import { StatusFeed } from './status-feed.js';
 

@@ -6,7 +6,7 @@
  */
 import type { RunEvent, RunRow } from '../storage/run-store.js';
 import { isTerminal, type RunState } from '../storage/run-states.js';
-import { redactCredentials } from './redact.js';
+import { redactCredentials } from '../scheduler/common/redact.js';
 import { assetUrl, type AssetTable } from './static-assets.js';
 
 /** Escape text for HTML element and attribute content. */

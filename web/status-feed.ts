@@ -12,7 +12,7 @@ import type { RunRow } from '../storage/run-store.js';
 import type { RunState } from '../storage/run-states.js';
 import { GpuHistory, type GpuSample } from './gpu-history.js';
 import type { ApiNode } from './leader-server.js';
-import { redactCredentials } from './redact.js';
+import { redactCredentials } from '../scheduler/common/redact.js';
 
 /** A run as the status page shows it: no outputs, logs, URLs or credentials. */
 export interface RunView {

@@ -8,10 +8,10 @@
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { nodeIdSchema } from '../../scheduler/protocol.js';
+import { nodeIdSchema } from '../../scheduler/contract/protocol.js';
 import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
 import { NodeStore } from '../../storage/node-store.js';
-import { ConfigError, loadLeaderConfig, loadUpConfig } from '../config.js';
+import { ConfigError, loadLeaderConfig, loadUpConfig } from '../config/config.js';
 
 /** The `--config` option every admin subcommand takes. */
 export const ADMIN_CONFIG_OPTION = ['--config <file>', 'leader.yml (or up.yml; default: secd up\'s embedded defaults under ./.secd)'] as const;

@@ -1,9 +1,9 @@
 /** `secd base-image`: build secd/base from a Debian mirror. */
 import type { Command } from 'commander';
-import { buildBaseImage } from '../base-image.js';
-import { loadUpConfig } from '../config.js';
-import { createDockerEngine } from '../docker-engine.js';
-import { createLogger } from '../logger.js';
+import { buildBaseImage } from '../ops/base-image.js';
+import { loadUpConfig } from '../config/config.js';
+import { createDockerEngine } from '../engine/docker-engine.js';
+import { createLogger } from '../wiring/logger.js';
 
 /** Add `secd base-image` to the program. */
 export function registerBaseImageCommand(program: Command): void {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { formatInstallReport, installSecd, INSTALL_PATHS, packagedUnitsDir, SERVICE_USER, type InstallHost, type InstallRole } from '../install.js';
+import { formatInstallReport, installSecd, INSTALL_PATHS, packagedUnitsDir, SERVICE_USER, type InstallHost, type InstallRole } from '../ops/install.js';
 
 const run = promisify(execFile);
 

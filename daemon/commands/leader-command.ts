@@ -1,10 +1,10 @@
 /** `secd leader --config leader.yml`: the scheduler alone (no in-process node); nodes join with `secd node`. */
 import type { Command } from 'commander';
-import { loadLeaderConfig } from '../config.js';
-import { createDockerEngine } from '../docker-engine.js';
-import { createLogger } from '../logger.js';
-import { startLeader } from '../leader.js';
-import { stopOnSignals } from './stop-on-signals.js';
+import { loadLeaderConfig } from '../config/config.js';
+import { createDockerEngine } from '../engine/docker-engine.js';
+import { createLogger } from '../wiring/logger.js';
+import { startLeader } from '../wiring/leader.js';
+import { stopOnSignals } from '../wiring/stop-on-signals.js';
 
 /** Add `secd leader` to the program. */
 export function registerLeaderCommand(program: Command): void {

@@ -9,16 +9,16 @@ import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { Command } from 'commander';
-import { DEFAULT_LIMITS, loadNodeConfig } from '../config.js';
-import { createDockerEngine } from '../docker-engine.js';
-import { createGpuTelemetry } from '../gpu-telemetry.js';
-import { createHostTelemetry } from '../host-telemetry.js';
-import { createLogger } from '../logger.js';
-import { NodeAgent } from '../node-agent.js';
-import { nodeExecutorDeps } from '../node-executor.js';
-import { NodeRuns } from '../node-runs.js';
-import { connectClient } from '../websocket.js';
-import { stopOnSignals } from './stop-on-signals.js';
+import { DEFAULT_LIMITS, loadNodeConfig } from '../config/config.js';
+import { createDockerEngine } from '../engine/docker-engine.js';
+import { createGpuTelemetry } from '../telemetry/gpu-telemetry.js';
+import { createHostTelemetry } from '../telemetry/host-telemetry.js';
+import { createLogger } from '../wiring/logger.js';
+import { NodeAgent } from '../node/node-agent.js';
+import { nodeExecutorDeps } from '../executor/node-executor.js';
+import { NodeRuns } from '../node/node-runs.js';
+import { connectClient } from '../../scheduler/common/websocket.js';
+import { stopOnSignals } from '../wiring/stop-on-signals.js';
 
 /** How often the node pings the leader to notice a half-open connection. */
 const KEEPALIVE_MS = 15_000;

@@ -1,9 +1,9 @@
 /** `secd run <dir>`: run a project folder locally exactly as the cluster would. */
 import type { Command } from 'commander';
-import { loadUpConfig } from '../config.js';
-import { createDockerEngine } from '../docker-engine.js';
-import { createLogger } from '../logger.js';
-import { runLocalProject } from '../local-run.js';
+import { loadUpConfig } from '../config/config.js';
+import { createDockerEngine } from '../engine/docker-engine.js';
+import { createLogger } from '../wiring/logger.js';
+import { runLocalProject } from '../wiring/local-run.js';
 
 /** Add `secd run` to the program. */
 export function registerRunCommand(program: Command): void {

@@ -1,10 +1,10 @@
 /** `secd up`: a leader and its in-process node in one process. */
 import type { Command } from 'commander';
-import { loadUpConfig } from '../config.js';
-import { createDockerEngine } from '../docker-engine.js';
-import { createLogger } from '../logger.js';
-import { startLeader } from '../leader.js';
-import { stopOnSignals } from './stop-on-signals.js';
+import { loadUpConfig } from '../config/config.js';
+import { createDockerEngine } from '../engine/docker-engine.js';
+import { createLogger } from '../wiring/logger.js';
+import { startLeader } from '../wiring/leader.js';
+import { stopOnSignals } from '../wiring/stop-on-signals.js';
 
 /** Add `secd up` to the program. */
 export function registerUpCommand(program: Command): void {

@@ -19,14 +19,14 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { ForwardedBytes } from '../../daemon/dataset-forwarder.js';
-import { connectMysql, type MysqlEndpoint } from '../../scheduler/mysql-grants.js';
+import type { ForwardedBytes } from '../../daemon/executor/dataset-forwarder.js';
+import { connectMysql, type MysqlEndpoint } from '../../scheduler/policy/mysql-grants.js';
 import { cleanUp, MARIADB, MARIADB_ADMIN, seedDatabase, testTag } from '../support/mariadb.js';
 
 const MEGABYTES = Number(process.argv[2] ?? 64);
 const ROUNDS = Number(process.argv[3] ?? 5);
 const ROW_BYTES = 1000;
-const FORWARDER_MODULE = resolve(import.meta.dirname, '../../daemon/dataset-forwarder.js');
+const FORWARDER_MODULE = resolve(import.meta.dirname, '../../daemon/executor/dataset-forwarder.js');
 
 /** A forwarder in a child process: its socket, and stop() returning the bytes it carried. */
 async function forwarderProcess(dir: string, target: { host: string; port: number }): Promise<{ socketPath: string; stop(): Promise<ForwardedBytes> }> {

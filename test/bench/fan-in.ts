@@ -17,8 +17,8 @@ import http from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { connectClient, type ClientSocket } from '../../daemon/websocket.js';
-import { encodeMessage, PROTOCOL_VERSION, type StatusMessage } from '../../scheduler/protocol.js';
+import { connectClient, type ClientSocket } from '../../scheduler/common/websocket.js';
+import { encodeMessage, PROTOCOL_VERSION, type StatusMessage } from '../../scheduler/contract/protocol.js';
 import { openDatabase } from '../../storage/database.js';
 import { NodeStore } from '../../storage/node-store.js';
 

@@ -8,7 +8,7 @@
  *
  * Run: npm run build && taskset -c 0 node dist/test/bench/planner.js [runs] [nodes]
  */
-import { planRuns, DEFAULT_RESERVE_AFTER_MS, type PlannedNode, type PlannedRun, type PlanSnapshot, type RunningRun } from '../../scheduler/plan.js';
+import { planRuns, DEFAULT_RESERVE_AFTER_MS, type PlannedNode, type PlannedRun, type PlanSnapshot, type RunningRun } from '../../scheduler/plan/plan.js';
 
 const RUNS = Number(process.argv[2] ?? 10_000);
 const NODES = Number(process.argv[3] ?? 500);

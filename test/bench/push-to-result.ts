@@ -16,9 +16,9 @@ import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { createDockerEngine } from '../../daemon/docker-engine.js';
-import { nodeExecutorDeps } from '../../daemon/node-executor.js';
-import { silentLog } from '../../scheduler/log.js';
+import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
+import { nodeExecutorDeps } from '../../daemon/executor/node-executor.js';
+import { silentLog } from '../../scheduler/common/log.js';
 import { startCluster } from '../support/cluster-harness.js';
 
 const run = promisify(execFile);

@@ -27,9 +27,9 @@ import {
   parseNvidiaSmiXml,
   queryNvidiaSmiXml,
   sampleFromQueryGpuRow,
-} from '../../daemon/gpu-telemetry.js';
-import { createHostTelemetry } from '../../daemon/host-telemetry.js';
-import { silentLog } from '../../scheduler/log.js';
+} from '../../daemon/telemetry/gpu-telemetry.js';
+import { createHostTelemetry } from '../../daemon/telemetry/host-telemetry.js';
+import { silentLog } from '../../scheduler/common/log.js';
 import { nvidiaSmiFixture, writeFakeNvidiaSmi } from '../support/fake-nvidia-smi.js';
 
 const run = promisify(execFile);

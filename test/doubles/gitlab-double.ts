@@ -1,6 +1,6 @@
 /**
  * An honest stand-in for the few parts of GitLab that secd touches (DESIGN §9): the REST calls of
- * scheduler/gitlab-port.ts, real git over smart HTTP through `git http-backend`, and push webhooks
+ * scheduler/gitlab/gitlab-port.ts, real git over smart HTTP through `git http-backend`, and push webhooks
  * sent the way GitLab sends them (shapes from shared/fixtures/gitlab/*.json, behaviour from
  * GitLab's Git::BranchHooksService, Git::TagHooksService and Gitlab::DataBuilder::Push).
  *

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDockerEngine } from '../../daemon/docker-engine.js';
+import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
 import { busyboxProject, startProcessCluster, type ApiRun, type ProcessCluster } from '../support/process-cluster.js';
 
 const RTX2080 = 'openpai_2x-rtx-2080ti_drv410.73.xml';

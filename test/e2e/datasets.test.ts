@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Log } from '../../scheduler/log.js';
+import type { Log } from '../../scheduler/common/log.js';
 import { startCluster, type Cluster, type Researcher } from '../support/cluster-harness.js';
 import { accountExists, cleanUp, loginError, MARIADB, MARIADB_ADMIN, seedDatabase, testTag } from '../support/mariadb.js';
 

@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectMysql, createMysqlDatasetServer, type MysqlSession } from '../../scheduler/mysql-grants.js';
-import type { DatasetServer } from '../../scheduler/dataset-access.js';
+import { connectMysql, createMysqlDatasetServer, type MysqlSession } from '../../scheduler/policy/mysql-grants.js';
+import type { DatasetServer } from '../../scheduler/policy/dataset-access.js';
 
 const SERVER = { host: '127.0.0.1', port: 3306 };
 const ROOT = { user: 'root', password: '' };

@@ -8,7 +8,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDockerEngine } from '../../daemon/docker-engine.js';
+import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from '../support/test-images.js';
 
 const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');

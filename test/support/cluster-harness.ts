@@ -5,10 +5,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseUpConfig } from '../../daemon/config.js';
-import { createDockerEngine } from '../../daemon/docker-engine.js';
-import { startLeader, type RunningLeader } from '../../daemon/leader.js';
-import { silentLog, type Log } from '../../scheduler/log.js';
+import { parseUpConfig } from '../../daemon/config/config.js';
+import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
+import { startLeader, type RunningLeader } from '../../daemon/wiring/leader.js';
+import { silentLog, type Log } from '../../scheduler/common/log.js';
 import type { RunRow } from '../../storage/run-store.js';
 import { isTerminal } from '../../storage/run-states.js';
 import { startGitLabDouble, type DoubleProject, type DoubleUser, type GitLabDouble } from '../doubles/gitlab-double.js';

@@ -119,7 +119,7 @@ async function writeAtomically(file: string, text: string): Promise<void> {
   await fs.rename(tmp, file);
 }
 
-// ---- XML fixture → query-gpu table (independent of daemon/gpu-telemetry.ts on purpose)
+// ---- XML fixture → query-gpu table (independent of daemon/telemetry/gpu-telemetry.ts on purpose)
 
 const CSV_COLUMNS = [
   'index',

@@ -4,7 +4,7 @@
  * side never touch each other's databases or temporary accounts.
  */
 import { randomBytes } from 'node:crypto';
-import { connectMysql, type MysqlEndpoint, type MysqlLogin, type MysqlSession } from '../../scheduler/mysql-grants.js';
+import { connectMysql, type MysqlEndpoint, type MysqlLogin, type MysqlSession } from '../../scheduler/policy/mysql-grants.js';
 
 /** Where the test MariaDB listens. */
 export const MARIADB: { host: string; port: number } = {

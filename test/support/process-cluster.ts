@@ -17,14 +17,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { createDockerEngine } from '../../daemon/docker-engine.js';
+import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
 import { startGitLabDouble, type DoubleProject, type DoubleUser, type GitLabDouble } from '../doubles/gitlab-double.js';
 import { writeFakeNvidiaSmi, type FakeNvidiaSmiFixture } from './fake-nvidia-smi.js';
 import type { ResearcherRepo } from './git-repo.js';
 import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from './test-images.js';
 import type { ApiNode } from '../../web/leader-server.js';
-import { outputsVolumeName } from '../../daemon/container-profile.js';
+import { outputsVolumeName } from '../../daemon/executor/container-profile.js';
 import { makeResearcher } from './researcher.js';
 
 const run = promisify(execFile);

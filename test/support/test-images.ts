@@ -5,7 +5,7 @@
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ContainerEngine } from '../../daemon/container-engine.js';
+import type { ContainerEngine } from '../../daemon/engine/container-engine.js';
 
 /** The tag test projects start `FROM`. */
 export const BUSYBOX_IMAGE = 'secd-test/busybox:1';

@@ -1,0 +1,281 @@
+/**
+ * `secd node`'s connection to the leader: says hello with its inventory and the runs it holds,
+ * reports GPU and host telemetry every `report_interval_ms`, executes what the leader assigns, and
+ * reports phases and results. A lost connection is retried with capped exponential backoff and
+ * jitter (so a restarted leader is not hit by every node at once); nothing is lost meanwhile, since
+ * the runs and their results live on disk (NodeRuns) and are listed again in the next hello.
+ */
+import type { Log } from '../../scheduler/common/log.js';
+import {
+  encodeMessage,
+  parseLeaderMessage,
+  PROTOCOL_VERSION,
+  type LeaderMessage,
+  type NodeMessage,
+  type StatusMessage,
+} from '../../scheduler/contract/protocol.js';
+import type { GpuInfo, GpuSample, GpuTelemetry } from '../telemetry/gpu-telemetry.js';
+import type { NodeRuns } from './node-runs.js';
+import type { ClientSocket, ClientSocketHandlers } from '../../scheduler/common/websocket.js';
+
+/** Host figures the agent reports (daemon/telemetry/host-telemetry.ts provides them). */
+export interface HostFigures {
+  load: number | null;
+  cpus: number;
+  memoryTotalBytes: number;
+  memoryFreeBytes: number;
+  diskTotalBytes: number | null;
+  diskFreeBytes: number | null;
+}
+
+/** What the agent is given by main. */
+export interface NodeAgentDeps {
+  nodeId: string;
+  hostname: string;
+  maxCpuRuns: number;
+  reportIntervalMs: number;
+  runs: Pick<NodeRuns, 'attach' | 'assign' | 'cancel' | 'acknowledge' | 'held' | 'pendingResults' | 'gpusInUse' | 'images'>;
+  gpu: Pick<GpuTelemetry, 'inventory' | 'sample'>;
+  host: { sample(): Promise<HostFigures> };
+  /** Open one connection to the leader (scheduler/common/websocket.ts's connectClient in production). */
+  connect(handlers: ClientSocketHandlers): ClientSocket;
+  log: Log;
+  now(): Date;
+  /** [0, 1) for jitter; injectable for tests. */
+  random?(): number;
+  /** First reconnect delay and its cap. */
+  backoff?: { initialMs: number; maxMs: number };
+  /** How long an unacknowledged result waits before it is sent again. */
+  resendMs?: number;
+}
+
+/** Reconnect delays: 0.5 s doubling to 15 s, each drawn from [d/2, d). */
+export const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 15_000 };
+
+/** The delay before reconnect attempt `attempt` (0-based): capped exponential with jitter in [d/2, d). */
+export function reconnectDelay(attempt: number, backoff: { initialMs: number; maxMs: number }, random: number): number {
+  const d = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30));
+  return Math.round(d / 2 + (random * d) / 2);
+}
+
+/** A node's link to its leader. */
+export class NodeAgent {
+  private socket: ClientSocket | null = null;
+  private welcomed = false;
+  private attempt = 0;
+  private stopped = false;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private statusTimer: NodeJS.Timeout | null = null;
+  private resendTimer: NodeJS.Timeout | null = null;
+  private sampling = false;
+  /** The image list the leader last heard on this connection. */
+  private imagesSent = '';
+  private readonly resultSentAt = new Map<string, number>();
+  private readonly log: Log;
+
+  constructor(private readonly deps: NodeAgentDeps) {
+    this.log = deps.log.child({ component: 'node-agent' });
+    // Attached before the runs recover, so that nothing they report is missed.
+    deps.runs.attach({
+      phase: (runId, phase, at) => this.send({ type: 'run.event', run_id: runId, phase, at }),
+      result: (runId, outcome) => {
+        if (this.send({ type: 'run.result', run_id: runId, outcome })) this.resultSentAt.set(runId, Date.now());
+      },
+    });
+  }
+
+  /** Whether the leader welcomed the current connection. */
+  get connected(): boolean {
+    return this.welcomed;
+  }
+
+  /** Start connecting (and keep reconnecting until stop()); call it after `runs.recover()`, so hello lists every run. */
+  start(): void {
+    const resendMs = this.deps.resendMs ?? 3000;
+    this.resendTimer = setInterval(() => this.resendResults(resendMs), Math.min(resendMs, 1000));
+    this.resendTimer.unref();
+    this.connect();
+  }
+
+  /** Close the connection and stop reconnecting. Runs keep going (a restarted node adopts them). */
+  stop(): void {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    if (this.resendTimer) clearInterval(this.resendTimer);
+    this.socket?.close(1000, 'node stopping');
+    this.socket = null;
+    this.welcomed = false;
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    let socket: ClientSocket | null = null;
+    socket = this.deps.connect({
+      open: () => {
+        void this.sayHello(socket!).catch((err: unknown) => {
+          this.log.error({ err }, 'could not say hello');
+          socket?.close(1011, 'hello failed');
+        });
+      },
+      message: (text) => {
+        if (this.socket === socket) this.onMessage(socket!, text);
+      },
+      closed: (why) => {
+        if (this.socket !== socket) return;
+        this.socket = null;
+        const wasWelcomed = this.welcomed;
+        this.welcomed = false;
+        if (this.statusTimer) clearInterval(this.statusTimer);
+        this.statusTimer = null;
+        if (this.stopped) return;
+        const delay = reconnectDelay(this.attempt, this.deps.backoff ?? DEFAULT_BACKOFF, (this.deps.random ?? Math.random)());
+        this.attempt++;
+        if (wasWelcomed) this.log.warn({ why, retry_in_ms: delay }, 'lost the leader');
+        else if (/answered 401/.test(why)) this.log.error({ why, retry_in_ms: delay }, 'the leader refused this node: check its token (secd admin node-token)');
+        else this.log.info({ why, retry_in_ms: delay }, 'could not reach the leader');
+        this.reconnectTimer = setTimeout(() => {
+          this.reconnectTimer = null;
+          this.connect();
+        }, delay);
+      },
+    });
+    this.socket = socket;
+  }
+
+  private async sayHello(socket: ClientSocket): Promise<void> {
+    const [gpus, host] = await Promise.all([this.deps.gpu.inventory(), this.deps.host.sample()]);
+    if (this.socket !== socket) return;
+    socket.send(
+      encodeMessage({
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        node_id: this.deps.nodeId,
+        hostname: this.deps.hostname,
+        inventory: {
+          gpus: gpus.map((g: GpuInfo) => ({ uuid: g.uuid, index: g.index, name: g.name, memory_total_bytes: bytes(g.memoryTotalBytes) })),
+          cpus: host.cpus,
+          memory_bytes: Math.round(host.memoryTotalBytes),
+        },
+        max_cpu_runs: this.deps.maxCpuRuns,
+        runs: this.deps.runs.held(),
+        images: this.deps.runs.images(),
+      }),
+    );
+    this.imagesSent = this.deps.runs.images().join('\n');
+  }
+
+  private onMessage(socket: ClientSocket, text: string): void {
+    const parsed = parseLeaderMessage(text);
+    if (!parsed.ok) {
+      this.log.warn({ reason: parsed.reason }, 'dropped a message from the leader');
+      return;
+    }
+    const msg: LeaderMessage = parsed.message;
+    switch (msg.type) {
+      case 'welcome':
+        this.welcomed = true;
+        this.attempt = 0;
+        this.log.info({ nodeTimeoutMs: msg.node_timeout_ms }, 'connected to the leader');
+        this.resultSentAt.clear();
+        this.resendResults(0);
+        void this.report();
+        this.statusTimer = setInterval(() => void this.report(), this.deps.reportIntervalMs);
+        return;
+      case 'run.assign':
+        void this.deps.runs.assign(msg.spec).then(
+          () => {
+            if (this.socket === socket) this.send({ type: 'run.ack', run_id: msg.spec.runId });
+          },
+          (err: unknown) => this.log.error({ err, runId: msg.spec.runId }, 'could not take the assignment (it will be sent again)'),
+        );
+        return;
+      case 'run.cancel':
+        this.deps.runs.cancel(msg.run_id, msg.reason);
+        return;
+      case 'run.result.ack':
+        this.resultSentAt.delete(msg.run_id);
+        void this.deps.runs.acknowledge(msg.run_id).catch((err: unknown) => this.log.warn({ err, runId: msg.run_id }, 'could not remove a run folder'));
+        return;
+      case 'error':
+        this.log.error({ code: msg.code }, `the leader refused this node: ${msg.message}`);
+        return;
+      default: {
+        const never: never = msg;
+        return never;
+      }
+    }
+  }
+
+  private send(message: NodeMessage): boolean {
+    if (!this.socket || !this.welcomed) return false;
+    this.socket.send(encodeMessage(message));
+    return true;
+  }
+
+  private resendResults(resendMs: number): void {
+    if (!this.welcomed) return;
+    const now = Date.now();
+    for (const { runId, outcome } of this.deps.runs.pendingResults()) {
+      const sent = this.resultSentAt.get(runId);
+      if (sent !== undefined && now - sent < resendMs) continue;
+      if (this.send({ type: 'run.result', run_id: runId, outcome })) this.resultSentAt.set(runId, now);
+    }
+  }
+
+  private async report(): Promise<void> {
+    if (this.sampling || !this.welcomed) return;
+    this.sampling = true;
+    try {
+      const [gpus, host] = await Promise.all([
+        this.deps.gpu.sample().catch((err: unknown): GpuSample[] => {
+          this.log.warn({ err }, 'GPU sample failed');
+          return [];
+        }),
+        this.deps.host.sample(),
+      ]);
+      const status = statusMessage(this.deps.now(), gpus, host, this.deps.runs.gpusInUse());
+      const images = this.deps.runs.images();
+      if (images.join('\n') !== this.imagesSent) {
+        status.images = images;
+        this.imagesSent = images.join('\n');
+      }
+      this.send(status);
+    } catch (err) {
+      this.log.warn({ err }, 'could not sample the host');
+    } finally {
+      this.sampling = false;
+    }
+  }
+}
+
+function bytes(n: number | null): number | null {
+  return n === null ? null : Math.max(0, Math.round(n));
+}
+
+/** The status message for one sample: a GPU with processes that no secd run holds is foreign-busy. */
+export function statusMessage(at: Date, gpus: readonly GpuSample[], host: HostFigures, ours: ReadonlySet<string>): StatusMessage {
+  return {
+    type: 'status',
+    at: at.toISOString(),
+    gpus: gpus.map((g) => ({
+      uuid: g.uuid,
+      index: g.index,
+      utilization_pct: g.utilizationPct,
+      memory_used_bytes: g.memoryUsedBytes,
+      memory_total_bytes: g.memoryTotalBytes,
+      temperature_c: g.temperatureC,
+      power_w: g.powerW,
+      processes: g.processes.length,
+      foreign_busy: g.processes.length > 0 && !ours.has(g.uuid),
+    })),
+    host: {
+      load: host.load,
+      cpus: host.cpus,
+      memory_total_bytes: Math.round(host.memoryTotalBytes),
+      memory_free_bytes: Math.round(host.memoryFreeBytes),
+      disk_total_bytes: bytes(host.diskTotalBytes),
+      disk_free_bytes: bytes(host.diskFreeBytes),
+    },
+  };
+}

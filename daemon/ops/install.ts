@@ -1,0 +1,534 @@
+/**
+ * `secd install --role leader|node [--root DIR]`: puts a machine in the state docs/sysadmin.md
+ * describes — the `secd` system user, folders, a commented config template, root-only credential
+ * files and the systemd units from the packaged systemd/ folder — and says what is left to do.
+ *
+ * Choices made here (docs/sysadmin.md repeats them for operators):
+ * - The user comes from a sysusers.d file (/etc/sysusers.d/secd.conf, plus secd-node.conf adding
+ *   secd to the docker group): on this machine `systemd-sysusers` applies it at once; in a staging
+ *   tree (`--root`) the file is the whole job, so a package's postinst (or the first boot) creates
+ *   the user the same way. The service's state folders are StateDirectory= in the units, which
+ *   systemd creates and chowns, so a staged tree needs no chown.
+ * - Idempotent: a file that already holds what secd would write is left alone ("unchanged").
+ *   Service and timer units are secd's own and are brought up to date ("updated"); changes belong
+ *   in drop-ins.
+ *   Config files and credential files are the operator's: once they differ from what secd would
+ *   write they are never touched ("kept"); a changed config template is written beside the config as
+ *   `<name>.dist` so upgrades can be diffed. The NFS mount units are examples in /etc/secd/examples:
+ *   in the unit folder, the node's RequiresMountsFor= would require them before they name a server.
+ * - Secrets live in /etc/secd/credentials/ (root only, 0700/0600) and reach secd through systemd's
+ *   LoadCredential=; the webhook secret is generated here, the others are left empty to fill in
+ *   (an empty one stops the daemon with a message naming it).
+ * - Nothing is enabled or started: the config needs the operator's values first.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Which machine `secd install` prepares. */
+export type InstallRole = 'leader' | 'node';
+
+/** Where everything goes on the target machine (relative to `--root` when staging). */
+export const INSTALL_PATHS = {
+  configDir: '/etc/secd',
+  credentialsDir: '/etc/secd/credentials',
+  leaderConfig: '/etc/secd/leader.yml',
+  nodeConfig: '/etc/secd/node.yml',
+  unitDir: '/etc/systemd/system',
+  /** The NFS mount units, inert until copied to unitDir (RequiresMountsFor= would require them at once). */
+  examplesDir: '/etc/secd/examples',
+  sysusersDir: '/etc/sysusers.d',
+  leaderDataDir: '/var/lib/secd',
+  nodeWorkDir: '/var/lib/secd-node',
+  cacheRoot: '/mnt/secd-cache',
+  datasetRoot: '/mnt/secd-datasets',
+} as const;
+
+/** The service account both daemons run as. */
+export const SERVICE_USER = 'secd';
+
+/** The credential files each role's unit loads (names are what daemon/config/config.ts looks up). */
+export const ROLE_CREDENTIALS: Record<InstallRole, readonly string[]> = {
+  leader: ['gitlab_token', 'gitlab_webhook_secret', 'mysql_admin_password'],
+  node: ['token'],
+};
+
+/** The unit files (in the packaged systemd/ folder) each role installs. */
+export const ROLE_UNITS: Record<InstallRole, readonly string[]> = {
+  leader: ['secd-leader.service', 'secd-backup.service', 'secd-backup.timer'],
+  node: ['secd-node.service', 'mnt-secd\\x2dcache.mount', 'mnt-secd\\x2ddatasets.mount'],
+};
+
+/** The executable the packaged units name; install replaces it with the secd that runs it. */
+export const PACKAGED_EXEC = '/usr/local/bin/secd';
+
+/** What `secd install` needs to know; main fills it from argv and the running process. */
+export interface InstallOptions {
+  role: InstallRole;
+  /** '/' for this machine, or a staging folder (`--root`). */
+  root: string;
+  /** True with `--root`: nothing outside `root` is changed (no user, no chown, no daemon-reload). */
+  staging: boolean;
+  /** The words systemd's ExecStart= starts secd with, e.g. ['/usr/bin/node', '/opt/secd/dist/daemon/cli.js']. */
+  secdCommand: readonly string[];
+  /** The packaged systemd/ folder holding the unit files. */
+  unitsDir: string;
+  /** This machine's name: the default node_id and the leader's default public_url host. */
+  hostname: string;
+  /** leader.yml public_url (default http://<hostname>:8080). */
+  publicUrl?: string;
+  /** leader.yml gitlab.url (default a placeholder to edit). */
+  gitlabUrl?: string;
+  /** node.yml leader (default a placeholder to edit). */
+  leaderUrl?: string;
+  /** A new webhook secret; injectable so tests can see it printed. */
+  newSecret?: () => string;
+}
+
+/** What install does outside the staging tree; only used for a real install (`root` = '/'). */
+export interface InstallHost {
+  /** Apply sysusers.d files (create the user, add group memberships). */
+  applySysusers(files: readonly string[]): Promise<void>;
+  /** Hand a folder to the service user; fails on e.g. an NFS export with root_squash. */
+  chownToServiceUser(dir: string): Promise<void>;
+  /** `systemctl daemon-reload` when systemd runs this machine; false when it does not. */
+  reloadSystemd(): Promise<boolean>;
+}
+
+/** One line of the report: what happened to one path, or a note for the operator. */
+export interface InstallStep {
+  action: 'created' | 'updated' | 'unchanged' | 'kept' | 'note' | 'warning';
+  /** The path on the target machine (without the staging root). */
+  path: string | null;
+  detail: string;
+}
+
+/** Why install could not run; each is something the operator can fix. */
+export type InstallFailureCode = 'not_root' | 'units_missing' | 'bad_command' | 'bad_option' | 'host_failed';
+
+/** Outcome of installSecd. */
+export type InstallResult =
+  | { ok: true; steps: InstallStep[]; nextSteps: string[] }
+  | { ok: false; code: InstallFailureCode; reason: string };
+
+// ---------------------------------------------------------------------------------------------
+// Templates
+
+/** Values the config templates are filled with. */
+export interface TemplateValues {
+  hostname: string;
+  publicUrl: string;
+  gitlabUrl: string;
+  leaderUrl: string;
+}
+
+/** leader.yml as install writes it: every key explained, secrets left to credentials. */
+export function leaderConfigTemplate(v: TemplateValues): string {
+  return `# secd leader configuration (${INSTALL_PATHS.leaderConfig}); every key: docs/sysadmin.md.
+# Written by \`secd install --role leader\`, which never overwrites it once you have edited it
+# (a newer template then lands beside it as leader.yml.dist). Unknown keys stop the leader with a
+# message naming them.
+#
+# Secrets are not kept here. systemd hands them to secd from root-only files in
+# ${INSTALL_PATHS.credentialsDir}/ (LoadCredential= in secd-leader.service):
+#   gitlab_token           GitLab token for the API and git over HTTPS
+#   gitlab_webhook_secret  the secret token of GitLab's system hook (generated by secd install)
+#   mysql_admin_password   password of mysql.admin_user (leave the file empty when it has none)
+
+# Where nodes, GitLab and browsers reach the leader (0.0.0.0: every interface).
+listen: 0.0.0.0:8080
+# The leader as others see it: commit statuses link to <public_url>/runs/<run id>.
+public_url: ${v.publicUrl}
+# secd.db (SQLite) and the git mirrors; systemd creates it for the service (StateDirectory=secd).
+data_dir: ${INSTALL_PATHS.leaderDataDir}
+
+# TLS for the status page, the webhook and the nodes' websocket (docs/sysadmin.md, "TLS"):
+# tls:
+#   cert_file: /etc/secd/tls/leader.crt
+#   key_file: /etc/secd/tls/leader.key
+
+gitlab:
+  url: ${v.gitlabUrl}
+  # "default": each project's default branch starts runs; or one branch name for every project.
+  run_branch: default
+  # The cluster's own CA, when GitLab's certificate is not signed by a public one:
+  # ca_file: /etc/secd/gitlab-ca.pem
+
+# The dataset server: for each run secd creates a temporary MySQL user with SELECT on the run's
+# datasets and drops it afterwards (docs/sysadmin.md, "MySQL").
+# mysql:
+#   host: 127.0.0.1
+#   port: 3306
+#   admin_user: secd_admin
+
+# Upper bounds for what a project's secd.yml may ask for.
+limits:
+  max_runfor_hours: 24
+  max_gpus_per_run: 8
+  # max_output_file_bytes: 100 MiB
+  # max_output_total_bytes: 1 GiB
+  # max_log_bytes: 2 MiB
+
+# A node silent for node_timeout_ms is shown down; its runs are lost after lost_after_ms.
+# node_timeout_ms: 20000
+# lost_after_ms: 600000
+`;
+}
+
+/** node.yml as install writes it. */
+export function nodeConfigTemplate(v: TemplateValues): string {
+  return `# secd node configuration (${INSTALL_PATHS.nodeConfig}); every key: docs/sysadmin.md.
+# Written by \`secd install --role node\`, which never overwrites it once you have edited it
+# (a newer template then lands beside it as node.yml.dist).
+#
+# The node's token is not kept here: systemd hands it to secd from the root-only file
+# ${INSTALL_PATHS.credentialsDir}/token (LoadCredential= in secd-node.service). The leader issues it:
+#   secd admin node-token <node id> --config ${INSTALL_PATHS.leaderConfig}
+
+# The leader's websocket endpoint (wss:// when the leader serves TLS).
+leader: ${v.leaderUrl}
+# The leader's CA, when its certificate is not signed by a public one:
+# ca_file: /etc/secd/leader-ca.pem
+# default: this machine's hostname (${v.hostname})
+# node_id: ${v.hostname}
+
+# Run workspaces; they survive restarts (systemd creates it: StateDirectory=secd-node).
+work_dir: ${INSTALL_PATHS.nodeWorkDir}
+# Researchers' persistent caches: the same NFS export on every node (see
+# ${INSTALL_PATHS.examplesDir}/mnt-secd\\x2dcache.mount); a plain folder works on a single node.
+# If you change it, change RequiresMountsFor= and ReadWritePaths= of secd-node.service to match.
+cache_root: ${INSTALL_PATHS.cacheRoot}
+# Read-only file datasets (${INSTALL_PATHS.examplesDir}/mnt-secd\\x2ddatasets.mount), if any:
+# dataset_root: ${INSTALL_PATHS.datasetRoot}
+
+# GPU telemetry; without nvidia-smi the node reports no GPUs and takes CPU runs only.
+nvidia_smi: nvidia-smi
+report_interval_ms: 2000
+# Runs that need no GPU, at once.
+max_cpu_runs: 2
+# Per-run container limits:
+# memory_limit_bytes: 16 GiB
+# pids_limit: 4096
+# Debian mirror for building secd/base (default: this machine's apt sources):
+# base_image_mirror: http://deb.debian.org/debian
+`;
+}
+
+/** sysusers.d lines creating the service user (home: the leader's state folder, no shell). */
+export function sysusersUser(): string {
+  return `# secd's service account; applied by systemd-sysusers (docs/sysadmin.md).
+u ${SERVICE_USER} - "secd daemon" ${INSTALL_PATHS.leaderDataDir} /usr/sbin/nologin
+`;
+}
+
+/** sysusers.d line putting the service user in the docker group (nodes only). */
+export function sysusersDockerMember(): string {
+  return `# The node starts run containers through the Docker socket (root-equivalent; docs/sysadmin.md).
+m ${SERVICE_USER} docker
+`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Units
+
+/** Quotes one ExecStart= word as systemd reads it: specifiers (%) and variables ($) taken literally. */
+export function quoteExecWord(word: string): string {
+  // Replacement functions, not strings: in a replacement string "$$" would mean one "$".
+  const escaped = word.replaceAll('%', () => '%%').replaceAll('$', () => '$$');
+  return /[\s"'\\;]/.test(escaped) ? `"${escaped.replaceAll('\\', () => '\\\\').replaceAll('"', () => '\\"')}"` : escaped;
+}
+
+/** A packaged unit with its `ExecStart=/usr/local/bin/secd` pointed at the given command. */
+export function renderUnit(text: string, secdCommand: readonly string[]): string {
+  const exec = secdCommand.map(quoteExecWord).join(' ');
+  return text.replaceAll(`ExecStart=${PACKAGED_EXEC} `, () => `ExecStart=${exec} `);
+}
+
+/** The systemd/ folder shipped with secd (source tree or dist/), or null when it is not there. */
+export function packagedUnitsDir(): string | null {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const rel of ['../../systemd', '../../../systemd']) {
+    const dir = path.resolve(here, rel);
+    if (existsSync(path.join(dir, 'secd-leader.service'))) return dir;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Install
+
+// Folders the service must not find elsewhere: ProtectHome=yes hides these from both units.
+const HIDDEN_BY_PROTECT_HOME = ['/home', '/root', '/run/user'];
+
+/** Prepare this machine (or a staging tree) for one role; see the file comment. */
+export async function installSecd(opts: InstallOptions, host: InstallHost | null): Promise<InstallResult> {
+  const problem = checkOptions(opts, host);
+  if (problem) return problem;
+  const steps: InstallStep[] = [];
+  const at = (p: string) => path.join(opts.root, p);
+  const P = INSTALL_PATHS;
+
+  const units: { name: string; text: string }[] = [];
+  for (const name of ROLE_UNITS[opts.role]) {
+    try {
+      units.push({ name, text: await fs.readFile(path.join(opts.unitsDir, name), 'utf8') });
+    } catch {
+      return { ok: false, code: 'units_missing', reason: `${path.join(opts.unitsDir, name)} is missing: this secd was packaged without its systemd/ folder` };
+    }
+  }
+
+  for (const word of opts.secdCommand) {
+    if (HIDDEN_BY_PROTECT_HOME.some((h) => word === h || word.startsWith(`${h}/`))) {
+      steps.push({
+        action: 'warning',
+        path: word,
+        detail: `the units run with ProtectHome=yes, so the service cannot see ${word}: install Node.js and secd outside /home, /root and /run/user (e.g. /usr/local or /opt)`,
+      });
+    }
+  }
+
+  // The user first: on a real install the folders below are chowned to it.
+  const sysusers = [{ file: path.join(P.sysusersDir, 'secd.conf'), text: sysusersUser() }];
+  if (opts.role === 'node') sysusers.push({ file: path.join(P.sysusersDir, 'secd-node.conf'), text: sysusersDockerMember() });
+  await ensureDir(at(P.sysusersDir), 0o755);
+  for (const s of sysusers) steps.push(await writeOwned(at(s.file), s.file, s.text, 0o644));
+  if (host) {
+    try {
+      await host.applySysusers(sysusers.map((s) => s.file));
+    } catch (err) {
+      return { ok: false, code: 'host_failed', reason: `systemd-sysusers failed: ${message(err)}` };
+    }
+    steps.push({
+      action: 'note',
+      path: null,
+      detail: `user ${SERVICE_USER} exists${opts.role === 'node' ? ' and is in the docker group' : ''} (systemd-sysusers)`,
+    });
+  } else {
+    steps.push({
+      action: 'note',
+      path: null,
+      detail: `user ${SERVICE_USER} not created in a staging tree: on the target, \`systemd-sysusers\` creates it from ${sysusers.map((s) => s.file).join(' and ')}`,
+    });
+  }
+
+  // Folders. Config is world-readable (it holds no secrets); credentials are root's alone.
+  steps.push(await ensureDirStep(at(P.configDir), P.configDir, 0o755));
+  steps.push(await ensureDirStep(at(P.credentialsDir), P.credentialsDir, 0o700, true));
+  const serviceDirs = opts.role === 'leader' ? [P.leaderDataDir] : [P.nodeWorkDir, P.cacheRoot];
+  if (opts.role === 'leader') {
+    steps.push(await ensureDirStep(at(P.leaderDataDir), P.leaderDataDir, 0o750));
+  } else {
+    steps.push(await ensureDirStep(at(P.nodeWorkDir), P.nodeWorkDir, 0o750));
+    // Mount points; run containers (other users) reach their cache folders through cache_root.
+    steps.push(await ensureDirStep(at(P.cacheRoot), P.cacheRoot, 0o755));
+    steps.push(await ensureDirStep(at(P.datasetRoot), P.datasetRoot, 0o755));
+  }
+  if (host) {
+    for (const d of serviceDirs) {
+      try {
+        await host.chownToServiceUser(d);
+      } catch (err) {
+        steps.push({
+          action: 'warning',
+          path: d,
+          detail: `could not hand it to ${SERVICE_USER} (${message(err)}); on an NFS export, set the owner on the server`,
+        });
+      }
+    }
+  } else {
+    steps.push({
+      action: 'note',
+      path: null,
+      detail: `owners not set in a staging tree: systemd hands ${opts.role === 'leader' ? P.leaderDataDir : P.nodeWorkDir} to ${SERVICE_USER} at start (StateDirectory=)${opts.role === 'node' ? `; ${P.cacheRoot} belongs to ${SERVICE_USER} on the NFS server (or chown it when it is a plain folder)` : ''}`,
+    });
+  }
+
+  // Config template: the operator's once edited.
+  const values: TemplateValues = {
+    hostname: opts.hostname,
+    publicUrl: opts.publicUrl ?? `http://${opts.hostname}:8080`,
+    gitlabUrl: opts.gitlabUrl ?? 'https://gitlab.example.org',
+    leaderUrl: opts.leaderUrl ?? 'ws://leader.example.org:8080/v1/nodes',
+  };
+  const configFile = opts.role === 'leader' ? P.leaderConfig : P.nodeConfig;
+  const template = opts.role === 'leader' ? leaderConfigTemplate(values) : nodeConfigTemplate(values);
+  const configStep = await writeOperatorFile(at(configFile), configFile, template, 0o644, 'config template');
+  steps.push(configStep);
+  if (configStep.action === 'kept') {
+    configStep.detail = `differs from the template: yours is kept (the template is in ${configFile}.dist, to compare)`;
+    steps.push(await writeOwned(at(`${configFile}.dist`), `${configFile}.dist`, template, 0o644));
+  }
+
+  // Credentials: created empty (or generated), never overwritten.
+  let generatedSecret: string | null = null;
+  for (const name of ROLE_CREDENTIALS[opts.role]) {
+    const file = path.join(P.credentialsDir, name);
+    const existing = await readOrNull(at(file));
+    if (name === 'gitlab_webhook_secret' && (existing === null || existing.trim() === '')) {
+      generatedSecret = (opts.newSecret ?? (() => randomBytes(32).toString('hex')))();
+      await writeFileMode(at(file), `${generatedSecret}\n`, 0o600);
+      steps.push({ action: existing === null ? 'created' : 'updated', path: file, detail: 'a new random webhook secret' });
+    } else if (existing === null) {
+      await writeFileMode(at(file), '', 0o600);
+      steps.push({ action: 'created', path: file, detail: 'empty: fill it in' });
+    } else {
+      await fs.chmod(at(file), 0o600);
+      steps.push({ action: 'kept', path: file, detail: existing.trim() === '' ? 'still empty: fill it in' : 'holds a value' });
+    }
+  }
+
+  // Units are secd's (kept current; changes belong in drop-ins). The NFS mount units are examples:
+  // the node's RequiresMountsFor= would require a mount unit as soon as it sits in the unit folder,
+  // so they wait in examplesDir until the operator copies them with their NFS server filled in.
+  await ensureDir(at(P.unitDir), 0o755);
+  for (const u of units) {
+    const text = renderUnit(u.text, opts.secdCommand);
+    const file = path.join(u.name.endsWith('.mount') ? P.examplesDir : P.unitDir, u.name);
+    steps.push(await writeOwned(at(file), file, text, 0o644));
+  }
+  if (host) {
+    const reloaded = await host.reloadSystemd().catch(() => false);
+    steps.push({ action: 'note', path: null, detail: reloaded ? 'systemctl daemon-reload done' : 'systemd is not running here: no daemon-reload' });
+  }
+
+  const secd = opts.secdCommand.map(quoteShellWord).join(' ');
+  return { ok: true, steps, nextSteps: nextSteps(opts.role, values, secd, generatedSecret) };
+}
+
+function checkOptions(opts: InstallOptions, host: InstallHost | null): InstallResult | null {
+  if (!opts.staging && typeof process.getuid === 'function' && process.getuid() !== 0) {
+    return { ok: false, code: 'not_root', reason: 'installing on this machine needs root (or stage it with --root DIR)' };
+  }
+  if (!opts.staging && host === null) throw new Error('a real install needs an InstallHost');
+  if (opts.secdCommand.length === 0 || !path.isAbsolute(opts.secdCommand[0]!)) {
+    return { ok: false, code: 'bad_command', reason: `the command systemd starts must begin with an absolute path (got ${JSON.stringify(opts.secdCommand.join(' '))})` };
+  }
+  const urls: [string, string | undefined, string[]][] = [
+    ['--public-url', opts.publicUrl, ['http:', 'https:']],
+    ['--gitlab-url', opts.gitlabUrl, ['http:', 'https:']],
+    ['--leader', opts.leaderUrl, ['ws:', 'wss:']],
+  ];
+  for (const [flag, value, schemes] of urls) {
+    if (value === undefined) continue;
+    let ok = false;
+    try {
+      ok = schemes.includes(new URL(value).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) return { ok: false, code: 'bad_option', reason: `${flag} must be a ${schemes.map((s) => `${s}//`).join(' or ')} URL (got ${JSON.stringify(value)})` };
+  }
+  if (opts.leaderUrl !== undefined && opts.role !== 'node') return { ok: false, code: 'bad_option', reason: '--leader is a node option' };
+  if ((opts.publicUrl !== undefined || opts.gitlabUrl !== undefined) && opts.role !== 'leader') {
+    return { ok: false, code: 'bad_option', reason: '--public-url and --gitlab-url are leader options' };
+  }
+  return null;
+}
+
+function nextSteps(role: InstallRole, v: TemplateValues, secd: string, generatedSecret: string | null): string[] {
+  const P = INSTALL_PATHS;
+  const cred = (name: string) => path.join(P.credentialsDir, name);
+  if (role === 'leader') {
+    return [
+      `Put a GitLab token (scopes api, read_repository, write_repository) into ${cred('gitlab_token')}; for datasets, the MySQL admin password into ${cred('mysql_admin_password')} (docs/sysadmin.md, "MySQL").`,
+      `Edit ${P.leaderConfig}: gitlab.url (now ${v.gitlabUrl}), public_url (now ${v.publicUrl}), and the mysql: section for datasets.`,
+      'Start it: systemctl enable --now secd-leader; follow it with journalctl -u secd-leader -f',
+      `Nightly database backup to ${P.leaderDataDir}/secd-backup.db, for your file backup to collect: systemctl enable --now secd-backup.timer`,
+      `In GitLab, Admin Area > System Hooks: URL ${v.publicUrl}/v1/hook, secret token ${
+        generatedSecret ?? `the contents of ${cred('gitlab_webhook_secret')}`
+      }, trigger "Push events" only.`,
+      `For each GPU machine, issue its token here: sudo env CREDENTIALS_DIRECTORY=${P.credentialsDir} ${secd} admin node-token <node id> --config ${P.leaderConfig}`,
+      '  and on that machine run `secd install --role node`, then put the token (the last line printed) into its ' + cred('token') + '.',
+    ];
+  }
+  return [
+    `Mount the shared cache: cp '${P.examplesDir}/mnt-secd\\x2dcache.mount' ${P.unitDir}/, set What= in the copy to your NFS export, then systemctl enable --now 'mnt-secd\\x2dcache.mount' (datasets: the same with mnt-secd\\x2ddatasets.mount, and uncomment dataset_root in ${P.nodeConfig}). Without NFS, ${P.cacheRoot} stays a plain folder on this machine.`,
+    `On the leader: sudo env CREDENTIALS_DIRECTORY=${P.credentialsDir} secd admin node-token ${v.hostname} --config ${P.leaderConfig}; put the last line it prints into ${cred('token')} here.`,
+    `Edit ${P.nodeConfig}: leader (now ${v.leaderUrl}).`,
+    `Build the base image once, as root (debootstrap needs root; the node runs as ${SERVICE_USER} and only refreshes its top layer): sudo ${secd} base-image`,
+    'Start it: systemctl enable --now secd-node; it shows up on the leader\'s status page within seconds (journalctl -u secd-node -f).',
+  ];
+}
+
+/** A command line a shell reads back as the same words. */
+function quoteShellWord(word: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** Human text of the report: one line per path, then the numbered next steps. */
+export function formatInstallReport(role: InstallRole, root: string, result: Extract<InstallResult, { ok: true }>): string {
+  const lines = [`secd install --role ${role}${root === '/' ? '' : ` --root ${root}`}:`];
+  for (const s of result.steps) lines.push(`  ${s.action.padEnd(9)} ${s.path ? `${s.path}: ` : ''}${s.detail}`);
+  lines.push('', 'Next steps:');
+  result.nextSteps.forEach((s, i) => lines.push(s.startsWith('  ') ? `   ${s}` : `  ${i + 1}. ${s}`));
+  return `${lines.join('\n')}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+async function readOrNull(file: string): Promise<string | null> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+async function ensureDir(dir: string, mode: number): Promise<boolean> {
+  const existed = await fs.stat(dir).then(
+    () => true,
+    () => false,
+  );
+  // Parents (/var/lib, /mnt in a staging tree) get the usual 0755; only the folder itself gets `mode`.
+  await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o755 });
+  await fs.mkdir(dir, { recursive: true, mode });
+  return existed;
+}
+
+async function ensureDirStep(full: string, shown: string, mode: number, enforceMode = false): Promise<InstallStep> {
+  const existed = await ensureDir(full, mode);
+  const modeText = `mode ${mode.toString(8).padStart(4, '0')}`;
+  if (!existed) {
+    await fs.chmod(full, mode); // mkdir's mode is filtered by the umask
+    return { action: 'created', path: shown, detail: `folder, ${modeText}` };
+  }
+  if (enforceMode && ((await fs.stat(full)).mode & 0o7777) !== mode) {
+    await fs.chmod(full, mode);
+    return { action: 'updated', path: shown, detail: `folder set to ${modeText}` };
+  }
+  return { action: 'unchanged', path: shown, detail: 'folder exists' };
+}
+
+async function writeFileMode(file: string, text: string, mode: number): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  // Write beside and rename: a reader (systemd, a running secd) never sees half a file.
+  const partial = `${file}.secd-install-${process.pid}`;
+  await fs.writeFile(partial, text, { mode });
+  await fs.chmod(partial, mode);
+  await fs.rename(partial, file);
+}
+
+/** A file secd owns: written when missing or different. */
+async function writeOwned(full: string, shown: string, text: string, mode: number): Promise<InstallStep> {
+  const existing = await readOrNull(full);
+  if (existing === text) return { action: 'unchanged', path: shown, detail: 'up to date' };
+  await writeFileMode(full, text, mode);
+  return { action: existing === null ? 'created' : 'updated', path: shown, detail: existing === null ? 'written' : 'brought up to date' };
+}
+
+/** A file the operator edits: written only when missing. */
+async function writeOperatorFile(full: string, shown: string, text: string, mode: number, what: string): Promise<InstallStep> {
+  const existing = await readOrNull(full);
+  if (existing === text) return { action: 'unchanged', path: shown, detail: `${what}, not edited yet` };
+  if (existing !== null) return { action: 'kept', path: shown, detail: 'differs from the template: yours is kept' };
+  await writeFileMode(full, text, mode);
+  return { action: 'created', path: shown, detail: what };
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

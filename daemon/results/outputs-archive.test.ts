@@ -1,0 +1,314 @@
+/**
+ * Collecting /outputs from the engine's tar stream: the copyOutputs rules on hostile archives, and a
+ * root container's private files handed to an unprivileged node (uid 65534, as the `secd` user).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { pack } from 'tar-stream';
+import ts from 'typescript';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBusyboxImage, BUSYBOX_IMAGE } from '../../test/support/test-images.js';
+import type { ContainerEngine } from '../engine/container-engine.js';
+import { containerRequestFor, outputsVolumeName } from '../executor/container-profile.js';
+import { createDockerEngine } from '../engine/docker-engine.js';
+import { archiveEntryPath, extractOutputsArchive } from './outputs-archive.js';
+import type { OutputsManifest } from '../../scheduler/contract/run-spec.js';
+
+const roomy = { maxFileBytes: 1 << 20, maxTotalBytes: 1 << 20 };
+const NOBODY = 65534;
+let root: string;
+
+type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link' | 'fifo' | 'character-device'; mode?: number; body?: string; linkname?: string; size?: number };
+
+function archive(entries: Entry[]): Readable {
+  const p = pack();
+  for (const e of entries) {
+    const { body, ...header } = e;
+    if (e.type === undefined || e.type === 'file') p.entry({ ...header, type: 'file', mode: e.mode ?? 0o644 }, body ?? '');
+    else p.entry({ ...header, mode: e.mode ?? 0o755 });
+  }
+  p.finalize();
+  return p as unknown as Readable;
+}
+
+function listTree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string) => {
+    for (const name of fs.readdirSync(path.join(dir, rel)).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      const st = fs.lstatSync(path.join(dir, r));
+      out.push(`${r}${st.isDirectory() ? '/' : ''} ${(st.mode & 0o7777).toString(8)}`);
+      if (st.isDirectory()) walk(r);
+    }
+  };
+  walk('');
+  return out;
+}
+
+beforeAll(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'secd-outputs-archive-'));
+});
+afterAll(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('archiveEntryPath', () => {
+  it('keeps names inside the archive and refuses those that climb out or are absolute', () => {
+    expect(archiveEntryPath('./')).toBe('');
+    expect(archiveEntryPath('./model/w.bin')).toBe('model/w.bin');
+    expect(archiveEntryPath('model/')).toBe('model');
+    expect(archiveEntryPath('../etc/passwd')).toBeNull();
+    expect(archiveEntryPath('./a/../../b')).toBeNull();
+    expect(archiveEntryPath('/etc/passwd')).toBeNull();
+    expect(archiveEntryPath('a\0b')).toBeNull();
+  });
+});
+
+describe('extractOutputsArchive', () => {
+  it('writes files and folders the researcher can read (0644/0755, executables kept) whatever modes the container used', async () => {
+    const dest = path.join(root, 'modes');
+    const manifest = await extractOutputsArchive(
+      archive([
+        { name: './', type: 'directory', mode: 0o700 },
+        { name: './private/', type: 'directory', mode: 0o700 },
+        { name: './private/weights.bin', mode: 0o600, body: 'w' },
+        { name: './train.sh', mode: 0o700, body: '#!/bin/sh\n' },
+        { name: './metrics.json', mode: 0o4666, body: '{}' },
+      ]),
+      dest,
+      roomy,
+    );
+    expect(manifest).toEqual({ files: 3, bytes: 13, leftOut: [] });
+    expect(listTree(dest)).toEqual(['metrics.json 644', 'private/ 755', 'private/weights.bin 644', 'train.sh 755']);
+  });
+
+  it('lists links, hardlinks and special files and never writes them; names that climb out are refused', async () => {
+    const dest = path.join(root, 'hostile');
+    const manifest = await extractOutputsArchive(
+      archive([
+        { name: './a.txt', body: 'a' },
+        { name: './hard.txt', type: 'link', linkname: './a.txt' },
+        { name: './passwd', type: 'symlink', linkname: '/etc/passwd' },
+        { name: './etc', type: 'symlink', linkname: '/etc' },
+        { name: './etc/passwd', body: 'through the link' },
+        { name: './fifo', type: 'fifo' },
+        { name: './tty', type: 'character-device' },
+        { name: '../escaped.txt', body: 'x' },
+        { name: '/abs.txt', body: 'x' },
+        { name: './a.txt', body: 'second a' },
+      ]),
+      dest,
+      roomy,
+    );
+    expect(manifest.leftOut).toEqual([
+      { path: 'hard.txt', reason: 'not_a_regular_file' },
+      { path: 'passwd', reason: 'symlink' },
+      { path: 'etc', reason: 'symlink' },
+      { path: 'fifo', reason: 'not_a_regular_file' },
+      { path: 'tty', reason: 'not_a_regular_file' },
+      { path: '../escaped.txt', reason: 'unreadable' },
+      { path: '/abs.txt', reason: 'unreadable' },
+      { path: 'a.txt', reason: 'not_a_regular_file' },
+    ]);
+    // A name below a link becomes a plain folder of ours: the link itself was never written.
+    expect(listTree(dest)).toEqual(['a.txt 644', 'etc/ 755', 'etc/passwd 644']);
+    expect(fs.readFileSync(path.join(dest, 'a.txt'), 'utf8')).toBe('a');
+    expect(fs.existsSync(path.join(root, 'escaped.txt'))).toBe(false);
+    expect(fs.existsSync('/abs.txt')).toBe(false);
+  });
+
+  it('enforces the caps while streaming, greedily in archive order, and lists sizes', async () => {
+    const dest = path.join(root, 'caps');
+    const manifest = await extractOutputsArchive(
+      archive([
+        { name: './big.ckpt', body: 'x'.repeat(200) },
+        { name: './a.txt', body: 'a'.repeat(60) },
+        { name: './b.txt', body: 'b'.repeat(60) },
+        { name: './c.txt', body: 'c'.repeat(30) },
+      ]),
+      dest,
+      { maxFileBytes: 100, maxTotalBytes: 100 },
+    );
+    expect(manifest).toEqual({
+      files: 2,
+      bytes: 90,
+      leftOut: [
+        { path: 'big.ckpt', reason: 'file_too_large', size: 200 },
+        { path: 'b.txt', reason: 'total_too_large', size: 60 },
+      ],
+    });
+    expect(listTree(dest)).toEqual(['a.txt 644', 'c.txt 644']);
+  });
+
+  it('leaves out reserved folders with everything in them, listed once', async () => {
+    const dest = path.join(root, 'reserved');
+    const manifest = await extractOutputsArchive(
+      archive([
+        { name: './.git/', type: 'directory' },
+        { name: './.git/config', body: '[core]' },
+        { name: './keep.txt', body: 'k' },
+      ]),
+      dest,
+      roomy,
+      { isReserved: (_rel, name) => name === '.git' },
+    );
+    expect(manifest).toEqual({ files: 1, bytes: 1, leftOut: [{ path: '.git', reason: 'reserved_name' }] });
+    expect(listTree(dest)).toEqual(['keep.txt 644']);
+  });
+
+  it('a stream that breaks part way keeps what came whole and says the rest was unreadable', async () => {
+    const dest = path.join(root, 'broken');
+    const whole = await new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      const s = archive([
+        { name: './first.txt', body: 'first' },
+        { name: './second.bin', body: 'y'.repeat(4096) },
+      ]);
+      s.on('data', (c: Buffer) => chunks.push(c));
+      s.on('end', () => resolve(Buffer.concat(chunks)));
+    });
+    const cut = new Readable({ read() {} });
+    cut.push(whole.subarray(0, 512 + 512 + 512 + 1024));
+    // The connection drops while the second file's bytes are still expected.
+    setTimeout(() => cut.destroy(new Error('engine connection reset')), 200);
+    const manifest = await extractOutputsArchive(cut, dest, roomy);
+    expect(manifest.files).toBe(1);
+    expect(manifest.leftOut).toEqual([{ path: 'second.bin', reason: 'unreadable' }]);
+    expect(listTree(dest)).toEqual(['first.txt 644']);
+  });
+});
+
+describe('a root container\'s outputs, collected by an unprivileged node', () => {
+  let engine: ContainerEngine;
+  let childDir: string;
+  const runId = `oa-${randomBytes(4).toString('hex')}`;
+
+  beforeAll(async () => {
+    engine = createDockerEngine();
+    await ensureBusyboxImage(engine);
+    // The node's extraction, compiled to plain JS so a process running as uid 65534 can run it. It sits
+    // under node_modules so `tar-stream` resolves as it does for the daemon.
+    childDir = fs.mkdtempSync(path.join(process.cwd(), 'node_modules', '.secd-test-outputs-archive-'));
+    fs.chmodSync(childDir, 0o755);
+    for (const name of ['outputs-archive', 'outputs-copy']) {
+      const source = fs.readFileSync(path.join(import.meta.dirname, `${name}.ts`), 'utf8');
+      const { outputText } = ts.transpileModule(source, {
+        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: false },
+      });
+      fs.writeFileSync(path.join(childDir, `${name}.js`), outputText, { mode: 0o644 });
+    }
+    fs.writeFileSync(path.join(childDir, 'package.json'), '{"type":"module"}\n', { mode: 0o644 });
+    fs.writeFileSync(
+      path.join(childDir, 'extract.js'),
+      [
+        "import { extractOutputsArchive } from './outputs-archive.js';",
+        `const m = await extractOutputsArchive(process.stdin, process.argv[2], ${JSON.stringify(roomy)});`,
+        'process.stdout.write(JSON.stringify(m));',
+      ].join('\n'),
+      { mode: 0o644 },
+    );
+  }, 120_000);
+
+  afterAll(async () => {
+    if (childDir) fs.rmSync(childDir, { recursive: true, force: true });
+    if (engine) {
+      for (const c of await engine.findRunContainers()) if (c.runId === runId) await engine.removeContainer(c.id);
+      await engine.removeVolume(outputsVolumeName(runId));
+    }
+  });
+
+  function extractAsNobody(tar: NodeJS.ReadableStream, dest: string): Promise<OutputsManifest> {
+    const child = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, path.join(childDir, 'extract.js'), dest], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    tar.pipe(child.stdin);
+    return new Promise((resolve, reject) => {
+      child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as OutputsManifest) : reject(new Error(`extraction as uid ${NOBODY} failed (${code}): ${err}`))));
+    });
+  }
+
+  it('hands back 0600 files and 0700 folders, leaves out links to host files, and the node can delete all of it', async () => {
+    const workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'secd-ws-'));
+    fs.chownSync(workspace, NOBODY, NOBODY);
+    const dest = path.join(workspace, 'outputs');
+    const script = [
+      'umask 077',
+      'mkdir -p "$OUTPUT_PATH/model/private"',
+      'echo 0.93 > "$OUTPUT_PATH/model/accuracy.txt"',
+      'echo secret-weights > "$OUTPUT_PATH/model/private/w.bin"',
+      'ln -s /etc/passwd "$OUTPUT_PATH/passwd"',
+      'ln "$OUTPUT_PATH/model/accuracy.txt" "$OUTPUT_PATH/zz-hardlink.txt"',
+      'mkfifo "$OUTPUT_PATH/pipe"',
+      'id -u',
+    ].join('; ');
+    const request = containerRequestFor(
+      {
+        runId,
+        project: 'secd-test/outputs',
+        commit: 'c'.repeat(40),
+        source: '/dev/null',
+        user: 'tester',
+        signer: null,
+        runforMs: 60_000,
+        gpus: [],
+        cacheDir: null,
+        mountPath: '/cache',
+        env: {},
+        warnings: [],
+        createdAt: new Date().toISOString(),
+      },
+      { cacheHostDir: null },
+      { imageId: BUSYBOX_IMAGE, memoryBytes: 128 * 2 ** 20, pidsLimit: 64, stopGraceMs: 1000 },
+    );
+    let manifest: OutputsManifest | null = null;
+    let log = '';
+    const result = await engine.runContainer(
+      { ...request, create: { ...request.create, Cmd: ['sh', '-c', script] } },
+      {
+        onLog: (b) => (log += b.toString()),
+        onExited: async (id) => {
+          const tar = await engine.readArchive(id, '/outputs/.');
+          if (tar) manifest = await extractAsNobody(tar, dest);
+        },
+      },
+    );
+    expect(log).toBe('0\n');
+    expect(result).toMatchObject({ end: 'exited', exitCode: 0 });
+    expect(manifest).toEqual({
+      files: 2,
+      bytes: 20,
+      leftOut: [
+        { path: 'passwd', reason: 'symlink' },
+        { path: 'pipe', reason: 'not_a_regular_file' },
+        { path: 'zz-hardlink.txt', reason: 'not_a_regular_file' },
+      ],
+    });
+    expect(listTree(dest)).toEqual(['model/ 755', 'model/accuracy.txt 644', 'model/private/ 755', 'model/private/w.bin 644']);
+    expect(fs.readFileSync(path.join(dest, 'model/private/w.bin'), 'utf8')).toBe('secret-weights\n');
+    for (const rel of ['model', 'model/accuracy.txt', 'model/private', 'model/private/w.bin']) {
+      expect(fs.statSync(path.join(dest, rel)).uid).toBe(NOBODY);
+    }
+    const passwd = fs.readFileSync('/etc/passwd', 'utf8').split('\n')[0]!;
+    const everything = listTree(dest).filter((l) => !l.includes('/ ')).map((l) => fs.readFileSync(path.join(dest, l.split(' ')[0]!), 'utf8'));
+    expect(everything.some((text) => text.includes(passwd))).toBe(false);
+
+    // The node (not root) cleans its workspace up: nothing in it belongs to anyone else.
+    const rm = spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'rm', '-rf', dest], { encoding: 'utf8' });
+    expect(rm.stderr).toBe('');
+    expect(rm.status).toBe(0);
+    expect(fs.existsSync(dest)).toBe(false);
+    fs.rmSync(workspace, { recursive: true, force: true });
+
+    // The container went after the collection; its volume is the executor's to remove, once.
+    expect((await engine.findRunContainers()).filter((c) => c.runId === runId)).toEqual([]);
+    expect(await engine.removeVolume(outputsVolumeName(runId))).toBe(true);
+  }, 60_000);
+});

@@ -1,0 +1,345 @@
+/**
+ * Delivers a run's results (DESIGN §5): the outputs, `_secd/run.json` and both logs, either as a
+ * new branch pushed to the researcher's repository (cluster) or as a folder on disk (`secd run`).
+ * Both paths write the folder with the same function, so what a researcher sees locally is what
+ * the cluster would push.
+ *
+ * This is the only module that drives git for results; it runs git hermetically (no system or
+ * global config, no hooks, no prompts) because the node's own git setup must not change results.
+ */
+import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { simpleGit, type SimpleGit } from 'simple-git';
+import { copyOutputs, type OutputsCaps } from './outputs-copy.js';
+import { outputsFolderName, resultsBranchName } from './results-stamp.js';
+import type { LeftOut, OutputsManifest, RunReport } from '../../scheduler/contract/run-spec.js';
+
+/** What both delivery paths need: which run, what it wrote, what secd says about it. */
+export interface ResultsContent {
+  runId: string;
+  /** From resultsStamp(); names the folder and the branch. */
+  stamp: string;
+  /** The container's /outputs as collected on the host (outputs-archive.ts). */
+  outputsDir: string;
+  /** What the collection already left out (links, special files, caps): listed first in run.json. */
+  leftOut?: LeftOut[];
+  /** run.json without the outputs manifest, which the copy fills in. */
+  report: Omit<RunReport, 'outputs'>;
+  /** Already capped by the executor (head and tail kept); written as given. */
+  buildLog: Buffer;
+  runLog: Buffer;
+  caps: OutputsCaps;
+}
+
+/** Input for pushing a run's results as a new branch. */
+export interface ResultsBranchInput extends ResultsContent {
+  /** A non-bare clone holding the run's commit; secd owns it, its working tree is reused. */
+  repoDir: string;
+  /** Push target; an http(s) URL may carry `user:token@`, which never reaches argv or errors. */
+  remoteUrl: string;
+  /** Author and committer; default secd <secd@localhost>. */
+  author?: { name: string; email: string };
+  /** Extra CA bundle for an isolated cluster's GitLab. */
+  caFile?: string;
+}
+
+/** Input for writing a run's results into a folder (`secd run`). */
+export interface LocalResultsInput extends ResultsContent {
+  /** Results land in `<destRoot>/<stamp>-<runId>/`; `secd run <dir>` passes `<dir>/outputs`. */
+  destRoot: string;
+}
+
+/** Stable codes for results that could not be delivered. */
+export type ResultsFailureCode =
+  | 'bad_commit' // the run's commit is not in the workspace
+  | 'outputs_path_taken' // the repository has `outputs` as a file or symlink: no folder can go there
+  | 'folder_exists' // the results folder is already there (same stamp and run id)
+  | 'write_failed' // the host could not write the folder (disk full...)
+  | 'commit_failed' // git could not record the folder
+  | 'push_rejected' // the remote refused: the branch exists, or a server-side rule said no
+  | 'push_failed'; // the remote could not be reached or refused the credentials
+
+/** An expected failure to deliver, with a one-line reason safe to show (no credentials). */
+export interface ResultsFailure {
+  ok: false;
+  code: ResultsFailureCode;
+  reason: string;
+}
+
+/** Outcome of pushResultsBranch; `path` is the results folder inside the repository. */
+export type ResultsBranchResult =
+  | { ok: true; branch: string; commit: string; path: string; manifest: OutputsManifest }
+  | ResultsFailure;
+
+/** Outcome of writeLocalResults; `folder` is absolute. */
+export type LocalResultsResult = { ok: true; folder: string; manifest: OutputsManifest } | ResultsFailure;
+
+const DEFAULT_AUTHOR = { name: 'secd', email: 'secd@localhost' };
+
+/** Pushes the run's results as branch `secd-<stamp>-<runId>`, a child of the run's commit. */
+export async function pushResultsBranch(input: ResultsBranchInput): Promise<ResultsBranchResult> {
+  const branch = resultsBranchName(input.stamp, input.runId);
+  const relFolder = `outputs/${outputsFolderName(input.stamp, input.runId)}`;
+  const repoDir = resolve(input.repoDir);
+  const remote = splitCredentials(input.remoteUrl);
+  const git = hermeticGit(repoDir, input, remote);
+  const fail = (code: ResultsFailureCode, what: string, e?: unknown): ResultsFailure => ({
+    ok: false,
+    code,
+    reason: redact(e === undefined ? what : `${what}: ${describe(e)}`, remote.secrets),
+  });
+  const commit = input.report.commit;
+
+  try {
+    // No --quiet: simple-git reports a failure only when git says something on stderr.
+    const found = (await git.raw(['rev-parse', '--verify', `${commit}^{commit}`])).trim();
+    if (!/^[0-9a-f]{40,64}$/.test(found)) return fail('bad_commit', `run commit ${commit} is not in the workspace`);
+  } catch (e) {
+    return fail('bad_commit', `run commit ${commit} is not in the workspace`, e);
+  }
+  try {
+    // -f: an earlier, failed attempt may have left its folder staged or committed; start clean
+    // from the run's commit so a retry on the same workspace delivers exactly once.
+    await git.raw(['checkout', '--quiet', '--force', '--no-recurse-submodules', '-B', branch, commit]);
+  } catch (e) {
+    return fail('commit_failed', `could not start branch ${branch}`, e);
+  }
+
+  // The repository's tree is the researcher's: an `outputs` symlink would point the copy (and the
+  // cleanup below) at an arbitrary host path.
+  const outputsRoot = join(repoDir, 'outputs');
+  try {
+    const st = await lstat(outputsRoot);
+    if (!st.isDirectory()) {
+      return fail('outputs_path_taken', `the repository has "outputs" as a ${st.isSymbolicLink() ? 'symlink' : 'file'}; results need it to be a folder`);
+    }
+  } catch (e) {
+    if (!isErrno(e, 'ENOENT')) throw e;
+  }
+  const folder = join(repoDir, relFolder);
+  await rm(folder, { recursive: true, force: true });
+
+  const written = await writeResultsFolder(folder, input);
+  if (!written.ok) return written;
+  const { manifest } = written;
+
+  try {
+    await neutraliseAttributes(git, repoDir);
+    // -f: the researcher's .gitignore files (in the repo or in the outputs) must not hide results.
+    await git.raw(['add', '--force', '--', relFolder]);
+    const [subject, body] = commitMessage(input.report, manifest);
+    await git.raw(['commit', '--quiet', '--no-verify', '--no-gpg-sign', '-m', subject, '-m', body]);
+  } catch (e) {
+    return fail('commit_failed', 'could not commit the results', e);
+  }
+  const head = (await git.raw(['rev-parse', 'HEAD'])).trim();
+
+  try {
+    // Create-only: the lease with an empty expected value fails if the branch already exists, so
+    // results are never force-pushed over, nor fast-forwarded onto, a branch of the same name.
+    await git.raw([
+      'push',
+      '--porcelain',
+      '--no-verify',
+      `--force-with-lease=refs/heads/${branch}:`,
+      remote.url,
+      `HEAD:refs/heads/${branch}`,
+    ]);
+  } catch (e) {
+    const text = describe(e);
+    if (/stale info|already exists|non-fast-forward|fetch first/i.test(text)) {
+      return fail('push_rejected', `results branch ${branch} already exists on the remote; secd does not overwrite it`);
+    }
+    if (/\[remote rejected\]|\[rejected\]/i.test(text)) return fail('push_rejected', `the remote refused ${branch}`, e);
+    if (remote.header && /could not read Username|Authentication failed|\b401\b/i.test(text)) {
+      return fail('push_failed', `the remote refused the credentials secd pushes ${branch} with (HTTP 401)`);
+    }
+    return fail('push_failed', `could not push ${branch}`, e);
+  }
+  return { ok: true, branch, commit: head, path: relFolder, manifest };
+}
+
+/** Writes the run's results to `<destRoot>/<stamp>-<runId>/`, as the branch would carry them. */
+export async function writeLocalResults(input: LocalResultsInput): Promise<LocalResultsResult> {
+  const folder = join(resolve(input.destRoot), outputsFolderName(input.stamp, input.runId));
+  const written = await writeResultsFolder(folder, input);
+  return written.ok ? { ok: true, folder, manifest: written.manifest } : written;
+}
+
+/**
+ * The results folder, shared by both paths: the outputs (minus what git or secd reserve), then
+ * `_secd/run.json`, `_secd/build.log`, `_secd/run.log`.
+ */
+async function writeResultsFolder(
+  folder: string,
+  content: ResultsContent,
+): Promise<{ ok: true; manifest: OutputsManifest } | ResultsFailure> {
+  try {
+    await mkdir(dirname(folder), { recursive: true, mode: 0o755 });
+    await mkdir(folder, { mode: 0o755 });
+  } catch (e) {
+    if (isErrno(e, 'EEXIST')) return { ok: false, code: 'folder_exists', reason: `results folder ${folder} already exists` };
+    if (isErrno(e)) return { ok: false, code: 'write_failed', reason: `could not create ${folder}: ${e.message}` };
+    throw e;
+  }
+  try {
+    const copied = await copyOutputs(content.outputsDir, folder, content.caps, { isReserved: isReservedForResults });
+    const manifest: OutputsManifest = { ...copied, leftOut: [...(content.leftOut ?? []), ...copied.leftOut] };
+    const secdDir = join(folder, '_secd');
+    await mkdir(secdDir, { mode: 0o755 });
+    await chmod(secdDir, 0o755);
+    const report: RunReport = {
+      ...content.report,
+      outputs: { files: manifest.files, bytes: manifest.bytes, left_out: manifest.leftOut },
+    };
+    await writeNewFile(join(secdDir, 'run.json'), `${JSON.stringify(report, null, 2)}\n`);
+    await writeNewFile(join(secdDir, 'build.log'), content.buildLog);
+    await writeNewFile(join(secdDir, 'run.log'), content.runLog);
+    return { ok: true, manifest };
+  } catch (e) {
+    if (isErrno(e)) return { ok: false, code: 'write_failed', reason: `could not write results into ${folder}: ${e.message}` };
+    throw e;
+  }
+}
+
+async function writeNewFile(path: string, data: string | Buffer): Promise<void> {
+  await writeFile(path, data, { flag: 'wx', mode: 0o644 });
+  await chmod(path, 0o644);
+}
+
+/** `_secd` at the top is secd's own; names git refuses (or a server's fsck rejects) would sink the commit. */
+export function isReservedForResults(relPath: string, name: string): boolean {
+  return relPath === '_secd' || isGitReservedName(name);
+}
+
+// Git skips `.git` silently and refuses its look-alikes outright (`.GIT`, `.git.`, `git~1`, `.git:x`,
+// `.g\u200cit`: NTFS and HFS+ spellings, which it checks on every platform or at fsck on the server).
+// Such an entry is another repository's metadata, never research output: leave it out by name.
+const HFS_IGNORABLE = /[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]/g;
+function isGitReservedName(name: string): boolean {
+  const folded = name.replace(HFS_IGNORABLE, '').toLowerCase();
+  const stem = (folded.split(/[\\:]/)[0] ?? '').replace(/[. ]+$/, '');
+  return stem === '.git' || stem === 'git~1';
+}
+
+// Outputs are delivered byte for byte: an in-tree .gitattributes (the repo's or one the run wrote)
+// could otherwise turn CRLFs into LFs or hand files to a filter. info/attributes outranks them all.
+async function neutraliseAttributes(git: SimpleGit, repoDir: string): Promise<void> {
+  const path = resolve(repoDir, (await git.raw(['rev-parse', '--git-path', 'info/attributes'])).trim());
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, '* -text -crlf -filter -ident !eol !working-tree-encoding\n');
+}
+
+function commitMessage(report: Omit<RunReport, 'outputs'>, manifest: OutputsManifest): [string, string] {
+  const line = (s: string): string => s.replace(/\s+/g, ' ').trim();
+  const subject = `secd results for run ${report.run_id} (${report.state})`;
+  const body = [
+    ...(report.reason ? [line(report.reason), ''] : []),
+    `Run: ${report.run_id}`,
+    `Commit: ${report.commit}`,
+    `Node: ${line(report.node)}`,
+    `Exit code: ${report.exit_code ?? 'none'}`,
+    `Outputs: ${manifest.files} files, ${manifest.bytes} bytes, ${manifest.leftOut.length} left out`,
+  ].join('\n');
+  return [subject, body];
+}
+
+interface RemoteTarget {
+  /** The push URL with any credentials taken out. */
+  url: string;
+  /** `http.<origin>.extraHeader` value carrying the credentials, if there were any. */
+  header: { key: string; value: string } | null;
+  /** Strings that must never appear in a reason. */
+  secrets: string[];
+}
+
+// Credentials in a URL would sit in git's argv (visible in `ps`) and in its error messages; moved
+// into a header passed through the environment they are in neither.
+function splitCredentials(remoteUrl: string): RemoteTarget {
+  let parsed: URL;
+  try {
+    parsed = new URL(remoteUrl);
+  } catch {
+    return { url: remoteUrl, header: null, secrets: [] };
+  }
+  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || (parsed.username === '' && parsed.password === '')) {
+    return { url: remoteUrl, header: null, secrets: [] };
+  }
+  const user = decodeURIComponent(parsed.username);
+  const pass = decodeURIComponent(parsed.password);
+  const basic = Buffer.from(`${user}:${pass}`).toString('base64');
+  const secrets = [pass, parsed.password, basic].filter((s) => s.length >= 4);
+  parsed.username = '';
+  parsed.password = '';
+  return {
+    url: parsed.toString(),
+    header: { key: `http.${parsed.origin}/.extraHeader`, value: `Authorization: Basic ${basic}` },
+    secrets,
+  };
+}
+
+// Only what git needs to find itself and the network; never the caller's GIT_DIR, EDITOR, PAGER...
+const PASSED_ENV = [
+  'PATH', 'HOME', 'TMPDIR',
+  'http_proxy', 'https_proxy', 'no_proxy', 'all_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY',
+  'GIT_SSL_CAINFO', 'GIT_SSL_CAPATH', 'SSL_CERT_FILE', 'SSL_CERT_DIR',
+];
+
+function hermeticGit(repoDir: string, input: ResultsBranchInput, remote: RemoteTarget): SimpleGit {
+  const author = input.author ?? DEFAULT_AUTHOR;
+  const env: Record<string, string> = {};
+  for (const name of PASSED_ENV) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  Object.assign(env, {
+    LC_ALL: 'C',
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+  });
+  if (remote.header) {
+    Object.assign(env, { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: remote.header.key, GIT_CONFIG_VALUE_0: remote.header.value });
+  }
+  const config = [
+    `user.name=${author.name}`,
+    `user.email=${author.email}`,
+    'commit.gpgsign=false',
+    'core.hooksPath=/dev/null',
+    'core.autocrlf=false',
+    'core.safecrlf=false',
+    'core.fileMode=true',
+    'gc.auto=0',
+    'maintenance.auto=false',
+    // A stalled transfer fails instead of holding the run in `uploading` forever.
+    'http.lowSpeedLimit=1000',
+    'http.lowSpeedTime=60',
+    ...(input.caFile ? [`http.sslCAInfo=${input.caFile}`] : []),
+  ];
+  return simpleGit({
+    baseDir: repoDir,
+    config,
+    trimmed: false,
+    // Each of these is set by secd itself, above, to make git ignore the host's setup.
+    unsafe: { allowUnsafeHooksPath: true, allowUnsafeConfigPaths: true, allowUnsafeConfigEnvCount: true },
+  }).env(env);
+}
+
+function redact(text: string, secrets: string[]): string {
+  let out = text.replace(/\/\/[^/@\s]*@/g, '//***@');
+  for (const secret of secrets) out = out.split(secret).join('***');
+  return out;
+}
+
+// Git's stderr runs to many lines; a reason is one line a researcher can act on.
+function describe(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  const lines = text.split('\n').map((l) => l.replace(/\s+/g, ' ').trim()).filter((l) => l !== '');
+  const telling = lines.filter((l) => /^(fatal|error|remote|!|To |hint: Updates were rejected)/.test(l));
+  const joined = (telling.length > 0 ? telling : lines).join('; ');
+  return joined.length > 500 ? `${joined.slice(0, 497)}...` : joined;
+}
+
+function isErrno(e: unknown, code?: string): e is NodeJS.ErrnoException {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' && (code === undefined || (e as NodeJS.ErrnoException).code === code);
+}

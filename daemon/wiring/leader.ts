@@ -1,0 +1,359 @@
+/**
+ * Wires a leader (and, for `secd up`, its in-process node) from configuration: the only place that
+ * creates the database, the GitLab client, the mirrors, the container engine and the HTTP server.
+ */
+import { readFileSync } from 'node:fs';
+import { cpus as osCpus, hostname as osHostname, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { isWritable, openDatabase, type SqliteDatabase } from '../../storage/database.js';
+import { newRunId } from '../../storage/run-id.js';
+import { RunStore, type RunRow } from '../../storage/run-store.js';
+import { GitMirror } from '../../scheduler/verify/git-mirror.js';
+import { RunDatasets } from '../../scheduler/policy/dataset-access.js';
+import { createMysqlDatasetServer } from '../../scheduler/policy/mysql-grants.js';
+import { DatasetStore } from '../../storage/dataset-store.js';
+import { createGitLabClient } from '../../scheduler/gitlab/gitlab-client.js';
+import type { GitLabApi } from '../../scheduler/gitlab/gitlab-port.js';
+import type { Log } from '../../scheduler/common/log.js';
+import { NodeRegistry, type NodeView } from '../../scheduler/cluster/node-registry.js';
+import { RunLifecycle, type NodeHandle } from '../../scheduler/lifecycle/run-lifecycle.js';
+import { NodeStore } from '../../storage/node-store.js';
+import type { RunState } from '../../storage/run-states.js';
+import { verifyPush } from '../../scheduler/verify/verify-push.js';
+import { buildLeaderServer, type ApiNode } from '../../web/leader-server.js';
+import { createLeaderMetrics, queuedToAssignedSeconds, type LeaderMetrics } from '../../web/metrics.js';
+import { StatusFeed } from '../../web/status-feed.js';
+import { countRunsByState } from '../../storage/run-counts.js';
+import type { LocalNodeConfig, UpConfig } from '../config/config.js';
+import type { ContainerEngine } from '../engine/container-engine.js';
+import { LocalNode } from '../node/local-node.js';
+import { nodeExecutorDeps } from '../executor/node-executor.js';
+import { startLocalTelemetry, type LocalTelemetry } from '../telemetry/local-node-telemetry.js';
+import { attachNodeEndpoint, type UpgradeVerdict } from '../../scheduler/common/websocket.js';
+
+/** A started leader, for main and for tests. */
+export interface RunningLeader {
+  url: string;
+  store: RunStore;
+  lifecycle: RunLifecycle;
+  server: FastifyInstance;
+  localNode: LocalNode | null;
+  /** The networked nodes (`secd node`) and their tokens. */
+  registry: NodeRegistry;
+  nodeStore: NodeStore;
+  /** The status page's live feed: the node registry pushes each status report in (`status.onNodeStatus`). */
+  status: StatusFeed;
+  metrics: LeaderMetrics;
+  /** Datasets, grants and the per-run dataset audit (what `secd admin dataset|grant` edit). */
+  datasetStore: DatasetStore;
+  close(): Promise<void>;
+}
+
+/** Options main (or a test) passes besides the config. */
+export interface StartLeaderOptions {
+  log: Log;
+  engine: ContainerEngine;
+  /** Run a node in this process (`secd up`). */
+  localNode: LocalNodeConfig | null;
+  now?: () => Date;
+  /** Replace the GitLab client (tests of failure paths). */
+  gitlab?: GitLabApi;
+}
+
+/** Add `oauth2:<token>@` to an http(s) URL: GitLab's way for a token to speak git. */
+export function withGitCredentials(url: string, token: string): string {
+  const u = new URL(url);
+  u.username = 'oauth2';
+  u.password = token;
+  return u.toString();
+}
+
+/** What a leader is configured with: leader.yml, or up.yml less its node section. */
+export type LeaderSettings = Omit<UpConfig, 'node'>;
+
+/** Where the nodes' websocket is served (DESIGN §7). */
+export const NODES_PATH = '/v1/nodes';
+
+const IN_FLIGHT: readonly RunState[] = ['assigned', 'building', 'running', 'uploading'];
+
+/** Start the leader described by `config` and listen on `config.listen`. */
+export async function startLeader(config: LeaderSettings, opts: StartLeaderOptions): Promise<RunningLeader> {
+  const now = opts.now ?? (() => new Date());
+  const log = opts.log;
+  const db: SqliteDatabase = openDatabase(join(config.data_dir, 'secd.db'));
+  const store = new RunStore(db, now);
+  const datasetStore = new DatasetStore(db, now);
+  const mysqlCfg = config.mysql;
+  const datasets = new RunDatasets({
+    store: datasetStore,
+    runs: store,
+    server: mysqlCfg
+      ? createMysqlDatasetServer({ host: mysqlCfg.host, port: mysqlCfg.port }, { user: mysqlCfg.admin_user, password: mysqlCfg.admin_password })
+      : null,
+    endpoint: mysqlCfg ? { host: mysqlCfg.host, port: mysqlCfg.port } : null,
+    userPrefix: mysqlCfg?.user_prefix ?? 'secd_',
+    maxConnections: mysqlCfg?.max_connections_per_run ?? 8,
+    log: log.child({ component: 'datasets' }),
+  });
+  const gitlabCfg = config.gitlab;
+  const ca = gitlabCfg?.ca_file ? readFileSync(gitlabCfg.ca_file, 'utf8') : undefined;
+  const gitlab: GitLabApi | null =
+    opts.gitlab ?? (gitlabCfg ? createGitLabClient({ url: gitlabCfg.url, token: gitlabCfg.token, ...(ca ? { ca } : {}) }) : null);
+
+  const mirrors = new Map<number, GitMirror>();
+  const mirrorOf = (projectId: number): GitMirror => {
+    let m = mirrors.get(projectId);
+    if (!m) {
+      m = new GitMirror(join(config.data_dir, 'mirrors', `${projectId}.git`), gitlabCfg?.ca_file ? { caFile: gitlabCfg.ca_file } : {});
+      mirrors.set(projectId, m);
+    }
+    return m;
+  };
+  // The token goes only to the configured GitLab: the project's URL is built from gitlab.url and the
+  // project path, never taken from the webhook body.
+  const projectGitUrl = (run: Pick<RunRow, 'project'>): string => {
+    if (!gitlabCfg) throw new Error('GitLab is not configured');
+    const base = gitlabCfg.url.replace(/\/+$/, '');
+    return withGitCredentials(`${base}/${run.project}.git`, gitlabCfg.token);
+  };
+
+  let localNode: LocalNode | null = null;
+  let localTelemetry: LocalTelemetry | null = null;
+  if (opts.localNode) {
+    const localId = opts.localNode.node_id;
+    const telemetry = await startLocalTelemetry({
+      nvidiaSmi: opts.localNode.nvidia_smi,
+      diskPath: opts.localNode.cache_root,
+      intervalMs: opts.localNode.report_interval_ms,
+      log: log.child({ node: localId }),
+      now,
+      gpusInUse: () => new Set(store.inStates(IN_FLIGHT).filter((r) => r.node === localId).flatMap((r) => r.gpus)),
+    });
+    localTelemetry = telemetry;
+    localNode = new LocalNode(localId, nodeExecutorDeps(opts.localNode, config.limits, opts.engine, log, now), {
+      maxCpuRuns: opts.localNode.max_cpu_runs,
+      gpus: () => telemetry.inventory().map((g) => g.uuid),
+      foreignBusyGpus: () => telemetry.foreignBusyGpus(),
+      log: log.child({ node: localId }),
+    });
+  }
+  const nodeStore = new NodeStore(db, now);
+  const registry = new NodeRegistry({
+    store: nodeStore,
+    log: log.child({ component: 'nodes' }),
+    now,
+    nodeTimeoutMs: config.node_timeout_ms,
+    onStatus: (nodeId, report) => status.onNodeStatus(nodeId, report.gpus, report.at),
+  });
+  if (localNode) registry.reserve(localNode.id);
+  const nodes = (): NodeHandle[] => [...(localNode ? [localNode] : []), ...registry.handles()];
+  const apiNodeCache = new Map<string, { view: NodeView; runsKey: string; api: ApiNode }>();
+  const apiNodes = (): ApiNode[] => {
+    const active = store.inStates(IN_FLIGHT);
+    const views: NodeView[] = registry.views();
+    if (localNode && localTelemetry) {
+      const latest = localTelemetry.latest();
+      const samples = new Map((latest?.gpus ?? []).map((g) => [g.uuid, g]));
+      const foreign = new Set(localTelemetry.foreignBusyGpus());
+      views.unshift({
+        id: localNode.id,
+        hostname: osHostname(),
+        state: localNode.state(),
+        lastSeen: latest?.at ?? null,
+        cpus: latest?.host.cpus ?? osCpus().length,
+        memoryBytes: latest?.host.memoryTotalBytes ?? totalmem(),
+        load: latest ? latest.host.load : (loadavg()[0] ?? null),
+        memoryFreeBytes: latest?.host.memoryFreeBytes ?? null,
+        gpus: localTelemetry.inventory().map((g) => {
+          const s = samples.get(g.uuid);
+          return {
+            uuid: g.uuid,
+            index: g.index,
+            name: g.name,
+            memoryTotalBytes: s?.memoryTotalBytes ?? g.memoryTotalBytes,
+            memoryUsedBytes: s?.memoryUsedBytes ?? null,
+            utilizationPct: s?.utilizationPct ?? null,
+            temperatureC: s?.temperatureC ?? null,
+            powerW: s?.powerW ?? null,
+            foreignBusy: foreign.has(g.uuid),
+          };
+        }),
+      });
+    }
+    const runsOn = new Map<string, RunRow[]>();
+    for (const r of active) if (r.node !== null) runsOn.set(r.node, [...(runsOn.get(r.node) ?? []), r]);
+    const seen = new Set<string>();
+    const list = views.map((v) => {
+      seen.add(v.id);
+      const runs = runsOn.get(v.id) ?? [];
+      const runsKey = runs.map((r) => `${r.id}:${r.gpus.join(',')}`).join(';');
+      const cached = apiNodeCache.get(v.id);
+      // The status page reads this several times a second: unchanged nodes keep their object.
+      if (cached && cached.view === v && cached.runsKey === runsKey) return cached.api;
+      const api = apiNode(v, runs);
+      apiNodeCache.set(v.id, { view: v, runsKey, api });
+      return api;
+    });
+    for (const id of apiNodeCache.keys()) if (!seen.has(id)) apiNodeCache.delete(id);
+    return list;
+  };
+  const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(db) });
+  const status = new StatusFeed({ nodes: apiNodes, store, now });
+
+  const lifecycle = new RunLifecycle({
+    store,
+    gitlab: gitlab ?? unconfiguredGitLab,
+    log: log.child({ component: 'lifecycle' }),
+    now,
+    newRunId,
+    verifyPush: ({ projectId, project, before, after }) =>
+      verifyPush(
+        { projectId, before, after, fetchUrl: projectGitUrl({ project }), alreadyVerified: (sha) => store.isVerified(projectId, sha) },
+        { mirror: mirrorOf(projectId), gitlab: gitlab ?? unconfiguredGitLab, now },
+      ),
+    readFileAt: (projectId, sha, path) => mirrorOf(projectId).readFile(sha, path),
+    // The in-process node clones from the leader's mirror (already holding the verified commit).
+    sourceFor: (run) => (localNode && run.node === localNode.id ? mirrorOf(run.projectId).dir : projectGitUrl(run)),
+    resultsRemoteFor: (run) => projectGitUrl(run),
+    nodes,
+    nodeDownSince: (nodeId) => (localNode && nodeId === localNode.id ? null : registry.downSince(nodeId)),
+    datasets,
+    onAssigned: (run) => {
+      const waited = queuedToAssignedSeconds(store.events(run.id));
+      if (waited !== null) metrics.observeScheduling(waited);
+    },
+    settings: {
+      publicUrl: config.public_url,
+      maxRunforHours: config.limits.max_runfor_hours,
+      maxGpusPerRun: config.limits.max_gpus_per_run,
+      lostAfterMs: config.lost_after_ms,
+    },
+  });
+  localNode?.attach(lifecycle);
+  registry.attach(lifecycle);
+
+  const server = buildLeaderServer({
+    store,
+    lifecycle,
+    log: log.child({ component: 'http' }),
+    intake: gitlabCfg ? { webhookSecret: gitlabCfg.webhook_secret, runBranch: gitlabCfg.run_branch } : null,
+    healthy: () => isWritable(db),
+    nodes: apiNodes,
+    status,
+    metrics,
+    ...(config.tls ? { https: { cert: readFileSync(config.tls.cert_file, 'utf8'), key: readFileSync(config.tls.key_file, 'utf8') } } : {}),
+  });
+  const nodeLog = log.child({ component: 'nodes' });
+  const endpoint = attachNodeEndpoint(server.server, {
+    path: NODES_PATH,
+    log: nodeLog,
+    authenticate: (headers, remote): UpgradeVerdict => {
+      const claimed = typeof headers['x-secd-node'] === 'string' ? headers['x-secd-node'] : null;
+      const bearer = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization ?? '')?.[1] ?? null;
+      const verdict = claimed && bearer ? registry.authenticate(claimed, bearer) : { ok: false as const, reason: 'no bearer token or no X-Secd-Node header' };
+      if (!verdict.ok) {
+        nodeLog.warn({ remote, node: claimed, reason: verdict.reason }, 'node refused');
+        // The reason stays in the leader's log: the answer does not tell a stranger which node ids exist.
+        return { ok: false, status: 401, message: 'node token refused' };
+      }
+      return { ok: true, nodeId: claimed! };
+    },
+    accept: (nodeId, socket) => registry.connect(nodeId, socket),
+  });
+
+  const { host } = config.listen;
+  await server.listen({ host, port: config.listen.port });
+  const address = server.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.listen.port;
+  const url = `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  log.info({ url, data_dir: config.data_dir, gitlab: gitlabCfg?.url ?? null }, 'leader listening');
+  // Temporary dataset accounts of runs that are not in flight are leftovers of a previous leader.
+  await datasets.dropLeftovers().catch((err: unknown) =>
+    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not drop leftover dataset accounts (will retry)'),
+  );
+  // Runs that ended by any path (lost nodes included) lose their dataset account within seconds.
+  let datasetSweep: Promise<void> = Promise.resolve();
+  const datasetSweepTimer = setInterval(() => {
+    datasetSweep = datasetSweep.then(() => datasets.sweep()).catch(() => undefined);
+  }, 5000);
+  datasetSweepTimer.unref();
+  // The in-process node restarted with this process: it says what its work dir still holds, like any node.
+  if (localNode) lifecycle.onNodeHello(localNode.id, await localNode.recover());
+  lifecycle.resume();
+  registry.start();
+  const sweep = setInterval(() => lifecycle.sweepLostRuns(), Math.min(1000, config.lost_after_ms));
+  sweep.unref();
+  status.start();
+
+  return {
+    url,
+    store,
+    lifecycle,
+    server,
+    localNode,
+    registry,
+    nodeStore,
+    status,
+    metrics,
+    datasetStore,
+    async close() {
+      clearInterval(sweep);
+      localTelemetry?.close();
+      clearInterval(datasetSweepTimer);
+      status.close();
+      await endpoint.close();
+      registry.close();
+      await server.close();
+      await lifecycle.close();
+      await localNode?.close();
+      await lifecycle.idle();
+      await datasetSweep;
+      await datasets.sweep().catch(() => undefined);
+      await datasets.close();
+      db.close();
+    },
+  };
+}
+
+const unconfiguredGitLab: GitLabApi = {
+  async getProject() {
+    throw new Error('GitLab is not configured');
+  },
+  async listProjectMembers() {
+    throw new Error('GitLab is not configured');
+  },
+  async listUserGpgKeys() {
+    throw new Error('GitLab is not configured');
+  },
+  async postCommitStatus() {
+    throw new Error('GitLab is not configured');
+  },
+};
+
+/** The API's shape of a node (DESIGN §8): its runs and which run holds each GPU come from SQLite. */
+function apiNode(v: NodeView, runs: readonly RunRow[]): ApiNode {
+  const holder = new Map<string, string>();
+  for (const r of runs) for (const g of r.gpus) holder.set(g, r.id);
+  return {
+    id: v.id,
+    hostname: v.hostname,
+    state: v.state,
+    last_seen: v.lastSeen,
+    cpus: v.cpus,
+    memory_bytes: v.memoryBytes,
+    load: v.load,
+    runs: runs.map((r) => r.id),
+    gpus: v.gpus.map((g) => ({
+      uuid: g.uuid,
+      index: g.index,
+      name: g.name,
+      memory_total_bytes: g.memoryTotalBytes,
+      memory_used_bytes: g.memoryUsedBytes,
+      utilization_pct: g.utilizationPct,
+      temperature_c: g.temperatureC,
+      power_w: g.powerW,
+      run_id: holder.get(g.uuid) ?? null,
+    })),
+  };
+}

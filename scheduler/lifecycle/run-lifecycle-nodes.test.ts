@@ -1,0 +1,192 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
+import { RunStore } from '../../storage/run-store.js';
+import type { RunState } from '../../storage/run-states.js';
+import type { CommitStatus, GitLabApi } from '../gitlab/gitlab-port.js';
+import { silentLog } from '../common/log.js';
+import { resolveRunConfig } from '../policy/project-policy.js';
+import { RunLifecycle, type NodeHandle } from './run-lifecycle.js';
+import type { RunOutcome, RunSpec } from '../contract/run-spec.js';
+
+// What the lifecycle does with what nodes say when they come back (hello), with nodes that stay
+// away (lost_after), and with results whose phase reports were lost: a real (in-memory) run store,
+// fake nodes and a fake clock.
+
+interface FakeNode extends NodeHandle {
+  assigned: RunSpec[];
+  cancelled: Array<[string, string]>;
+}
+
+function fakeNode(id: string): FakeNode {
+  const assigned: RunSpec[] = [];
+  const cancelled: Array<[string, string]> = [];
+  return {
+    id,
+    assigned,
+    cancelled,
+    state: () => 'up',
+    gpus: () => ['GPU-A', 'GPU-B'],
+    foreignBusyGpus: () => [],
+    cpuSlots: () => 2,
+    assign: (spec) => assigned.push(spec),
+    cancel: (runId, reason) => cancelled.push([runId, reason]),
+  };
+}
+
+const LOST_AFTER = 600_000;
+let db: SqliteDatabase | undefined;
+afterEach(() => db?.close());
+
+function setup() {
+  db = openDatabase(':memory:');
+  let nowMs = Date.parse('2026-01-01T00:00:00Z');
+  const now = () => new Date(nowMs);
+  const store = new RunStore(db, now);
+  const statuses: Array<{ sha: string } & CommitStatus> = [];
+  const gitlab: GitLabApi = {
+    getProject: () => Promise.reject(new Error('unused')),
+    listProjectMembers: () => Promise.resolve([]),
+    listUserGpgKeys: () => Promise.resolve([]),
+    postCommitStatus: (_project, sha, status) => {
+      statuses.push({ sha, ...status });
+      return Promise.resolve();
+    },
+  };
+  const node = fakeNode('gpu-01');
+  const downSince = new Map<string, Date>();
+  const lifecycle = new RunLifecycle({
+    store,
+    gitlab,
+    log: silentLog,
+    now,
+    newRunId: () => 'unused',
+    verifyPush: () => Promise.reject(new Error('unused')),
+    readFileAt: () => Promise.resolve(null),
+    sourceFor: () => 'https://gitlab.example.org/lab/x.git',
+    resultsRemoteFor: () => 'https://gitlab.example.org/lab/x.git',
+    nodes: () => [node],
+    nodeDownSince: (id) => downSince.get(id) ?? null,
+    settings: { publicUrl: 'http://127.0.0.1:8080', maxRunforHours: 24, maxGpusPerRun: 8, lostAfterMs: LOST_AFTER },
+  });
+  let seq = 0;
+  /** A run on gpu-01 that got as far as `state`. */
+  const runIn = (state: RunState) => {
+    const id = `run-${++seq}`;
+    const sha = `${String(seq).padStart(2, '0')}`.repeat(20);
+    store.createRun({ id, projectId: seq, project: `lab/p${seq}`, ref: 'refs/heads/main', beforeSha: '0'.repeat(40), commit: sha, user: 'ada', userId: 1, deliveryKey: id, fetchUrl: 'x' });
+    store.transition(id, 'verified', 'verified');
+    const policy = resolveRunConfig('gpu: 1\n', { maxRunforHours: 24, maxGpusPerRun: 8, largestNodeGpus: 2 });
+    if (!policy.ok) throw new Error(policy.reason);
+    store.transition(id, 'queued', 'waiting', { config: policy.config, warnings: [] });
+    const path: RunState[] = ['assigned', 'building', 'running', 'uploading', 'succeeded'];
+    for (const s of path.slice(0, path.indexOf(state) + 1)) {
+      store.transition(id, s, s, s === 'assigned' ? { node: 'gpu-01', gpus: ['GPU-A'] } : {});
+    }
+    return id;
+  };
+  const settle = async () => {
+    await new Promise((resolve) => setImmediate(resolve));
+    await lifecycle.idle();
+  };
+  return {
+    store,
+    statuses,
+    node,
+    lifecycle,
+    runIn,
+    settle,
+    downSince,
+    advance: (ms: number) => {
+      nowMs += ms;
+    },
+  };
+}
+
+const outcome: RunOutcome = {
+  end: 'succeeded',
+  reason: 'succeeded; results on branch secd-x',
+  exitCode: 0,
+  imageId: 'sha256:1',
+  branch: 'secd-x',
+  outputsPath: 'outputs/x',
+  startedAt: '2026-01-01T00:00:01.000Z',
+  finishedAt: '2026-01-01T00:00:09.000Z',
+};
+
+describe('the lifecycle and nodes that come and go', () => {
+  it('a node back with its runs carries them on from the phase it reports', async () => {
+    const t = setup();
+    const building = t.runIn('building');
+    const running = t.runIn('running');
+    t.lifecycle.onNodeHello('gpu-01', [
+      { runId: building, phase: 'running' },
+      { runId: running, phase: 'running' },
+    ]);
+    await t.settle();
+    expect(t.store.get(building)?.state).toBe('running');
+    expect(t.store.get(running)?.state).toBe('running');
+    expect(t.node.assigned).toEqual([]);
+    expect(t.node.cancelled).toEqual([]);
+  });
+
+  it('an assignment the node never received is sent again; a started run the node no longer holds is lost', async () => {
+    const t = setup();
+    const assigned = t.runIn('assigned');
+    const running = t.runIn('running');
+    t.lifecycle.onNodeHello('gpu-01', []);
+    await t.settle();
+    expect(t.node.assigned.map((s) => s.runId)).toEqual([assigned]);
+    expect(t.node.assigned[0]).toMatchObject({ gpus: ['GPU-A'], source: 'https://gitlab.example.org/lab/x.git' });
+    const lost = t.store.get(running)!;
+    expect(lost.state).toBe('lost');
+    expect(lost.reason).toBe('node gpu-01 came back without this run (it no longer holds it)');
+    expect(t.statuses.at(-1)).toMatchObject({ sha: lost.commit, state: 'failed', description: lost.reason });
+  });
+
+  it('a run the node holds but the leader already ended, or never gave it, is cancelled on the node', async () => {
+    const t = setup();
+    const ended = t.runIn('succeeded');
+    t.lifecycle.onNodeHello('gpu-01', [
+      { runId: ended, phase: 'running' },
+      { runId: 'stranger01', phase: 'building' },
+      { runId: 'finished01', phase: 'finished' },
+    ]);
+    await t.settle();
+    expect(t.node.cancelled).toEqual([
+      [ended, expect.stringContaining('already ended this run (succeeded')],
+      ['stranger01', 'the leader has no record of this run on this node'],
+    ]);
+  });
+
+  it('runs of a node down longer than lost_after end lost; a shorter absence changes nothing', async () => {
+    const t = setup();
+    const running = t.runIn('running');
+    t.downSince.set('gpu-01', new Date('2026-01-01T00:00:00Z'));
+    t.advance(LOST_AFTER - 1000);
+    t.lifecycle.sweepLostRuns();
+    expect(t.store.get(running)?.state).toBe('running');
+    t.advance(1000);
+    t.lifecycle.sweepLostRuns();
+    await t.settle();
+    const lost = t.store.get(running)!;
+    expect(lost.state).toBe('lost');
+    expect(lost.reason).toBe('node gpu-01 has been unreachable for 10 min (lost_after is 10 min)');
+    // A node that comes back later is told to stop the run it still has.
+    t.lifecycle.onNodeHello('gpu-01', [{ runId: running, phase: 'running' }]);
+    await t.settle();
+    expect(t.node.cancelled[0]?.[0]).toBe(running);
+  });
+
+  it('a result that arrives while the run is still running (the uploading report was lost) ends it through uploading', async () => {
+    const t = setup();
+    const running = t.runIn('running');
+    t.lifecycle.onResult('gpu-01', running, outcome);
+    await t.settle();
+    expect(t.store.get(running)).toMatchObject({ state: 'succeeded', branch: 'secd-x', exitCode: 0 });
+    expect(t.store.events(running).map((e) => e.to).slice(-3)).toEqual(['running', 'uploading', 'succeeded']);
+    // The same result again (re-sent before the acknowledgement arrived) changes nothing.
+    t.lifecycle.onResult('gpu-01', running, { ...outcome, reason: 'again' });
+    await t.settle();
+    expect(t.store.get(running)?.reason).toBe(outcome.reason);
+  });
+});

@@ -1,0 +1,231 @@
+/**
+ * The leader's dataset step (DESIGN §1 "datasets"): which datasets a run may read, a temporary MySQL
+ * account with SELECT on exactly those, created just before the run is handed to a node and dropped
+ * when it ends, and the audit record of both.
+ *
+ * Choices made here:
+ * - A run gets the user's grants, narrowed by `datasets:` in secd.yml; a name there that is not
+ *   granted (or does not exist) rejects the run at policy time, naming it. Grants are checked again
+ *   when the account is created: a grant revoked while the run waited fails it with that reason.
+ * - The account is `<user_prefix><run id>` with a 192-bit random password that lives only in the
+ *   leader's memory and in the run's spec (the node's container environment). It is never logged,
+ *   stored in SQLite, shown by the API or written to run.json.
+ * - Accounts are dropped when the run reaches any terminal state: at once for results the lifecycle
+ *   receives, and by a sweep for every other path (lost nodes, operator action). On start the leader
+ *   drops every account with its prefix whose run is not in flight.
+ * - The container sees the dataset server only through the node's per-run socket, so DB_HOST is
+ *   `localhost` (socket-aware clients use DB_SOCKET), DB_PORT the server's port.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Dataset, DatasetStore } from '../../storage/dataset-store.js';
+import { DATASETS_MOUNT } from '../../storage/dataset-path.js';
+import type { RunRow, RunStore } from '../../storage/run-store.js';
+import { isTerminal, type RunState } from '../../storage/run-states.js';
+import type { Log } from '../common/log.js';
+import type { RunSpec } from '../contract/run-spec.js';
+
+/** Where the node mounts the dataset socket's folder in the container. */
+export const DATASET_SOCKET_DIR = '/run/mysqld';
+/** The dataset socket inside the container (DB_SOCKET). */
+export const DATASET_SOCKET = `${DATASET_SOCKET_DIR}/mysqld.sock`;
+
+/** A temporary account for one run. */
+export interface RunAccount {
+  user: string;
+  password: string;
+  /** MySQL databases to GRANT SELECT on (and nothing else). */
+  databases: string[];
+  maxConnections: number;
+}
+
+/** The dataset server as the leader uses it (scheduler/policy/mysql-grants.ts is the adapter). */
+export interface DatasetServer {
+  databaseExists(db: string): Promise<boolean>;
+  /** Create the account (replacing a leftover of the same name) with SELECT on its databases. */
+  createRunUser(account: RunAccount): Promise<void>;
+  /** Drop the account (if it exists) and end its open sessions. */
+  dropRunUser(user: string): Promise<void>;
+  /** Accounts whose name starts with `prefix`. */
+  listRunUsers(prefix: string): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * What the node needs to give a run its datasets (RunSpec.datasets): where the per-run socket
+ * forwards to (null: no MySQL dataset), and file datasets mounted read-only at /datasets/<name>.
+ */
+export type RunDatasetsSpec = NonNullable<RunSpec['datasets']>;
+
+/** A run's datasets decided at policy time, or why the run is refused. */
+export type DatasetPolicy = { ok: true; datasets: Dataset[] } | { ok: false; reason: string };
+
+/** Everything the dataset step needs, handed down by main. */
+export interface DatasetAccessDeps {
+  store: DatasetStore;
+  runs: Pick<RunStore, 'get' | 'inStates'>;
+  /** Null when the leader has no `mysql:` section: MySQL datasets are refused, file datasets work. */
+  server: DatasetServer | null;
+  /** The dataset server's address as nodes reach it. */
+  endpoint: { host: string; port: number } | null;
+  userPrefix: string;
+  maxConnections: number;
+  log: Log;
+  /** Tests pin it; the default is 24 random bytes, base64url. */
+  newPassword?: () => string;
+}
+
+const IN_FLIGHT: readonly RunState[] = ['assigned', 'building', 'running', 'uploading'];
+
+/** The leader's dataset step: policy, temporary accounts, audit. */
+export class RunDatasets {
+  /** Credentials of runs handed (or about to be handed) to nodes; memory only. */
+  private readonly granted = new Map<string, { env: Record<string, string>; datasets: RunDatasetsSpec }>();
+  private readonly releasing = new Map<string, Promise<void>>();
+
+  constructor(private readonly deps: DatasetAccessDeps) {}
+
+  /** Policy time: the datasets `user` gets when secd.yml asks for `requested` (null: all grants). */
+  forRun(user: string, requested: readonly string[] | null): DatasetPolicy {
+    const grants = this.deps.store.datasetsOf(user);
+    let chosen: Dataset[] = grants;
+    if (requested !== null) {
+      chosen = [];
+      for (const name of requested) {
+        const found = grants.find((d) => d.name === name);
+        if (!found) {
+          const exists = this.deps.store.get(name) !== undefined;
+          return {
+            ok: false,
+            reason: exists
+              ? `secd.yml: datasets lists "${name}", which ${user} is not granted (ask its data owner for a grant)`
+              : `secd.yml: datasets lists "${name}", but no dataset has that name`,
+          };
+        }
+        chosen.push(found);
+      }
+    }
+    const mysqlOne = chosen.find((d) => d.kind === 'mysql');
+    if (mysqlOne && (this.deps.server === null || this.deps.endpoint === null)) {
+      return {
+        ok: false,
+        reason: `dataset ${mysqlOne.name} is a MySQL database, but this leader has no dataset server (mysql: in its config)`,
+      };
+    }
+    return { ok: true, datasets: chosen };
+  }
+
+  /**
+   * Just before the run goes to a node: check its grants again, create its temporary account and
+   * record the audit. Afterwards `specFor(run.id)` carries the credentials.
+   */
+  async open(run: Pick<RunRow, 'id' | 'user' | 'config'>): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const requested = (run.config as { datasets?: string[] | null } | null)?.datasets ?? null;
+    const policy = this.forRun(run.user, requested);
+    if (!policy.ok) return { ok: false, reason: policy.reason.replace(/^secd\.yml: /, 'at assignment: ') };
+    const datasets = policy.datasets;
+    if (datasets.length === 0) return { ok: true };
+
+    const databases = datasets.flatMap((d) => (d.kind === 'mysql' ? [d.mysqlDatabase] : []));
+    const files = datasets.flatMap((d) => (d.kind === 'path' ? [{ name: d.name, path: d.path }] : []));
+    const catalog: Record<string, { kind: 'mysql'; database: string } | { kind: 'path'; path: string }> = {};
+    for (const d of datasets) {
+      catalog[d.name] = d.kind === 'mysql' ? { kind: 'mysql', database: d.mysqlDatabase } : { kind: 'path', path: `${DATASETS_MOUNT}/${d.name}` };
+    }
+    const env: Record<string, string> = { SECD_DATASETS: JSON.stringify(catalog) };
+    let mysqlUser: string | null = null;
+    let endpoint: RunDatasetsSpec['mysql'] = null;
+    if (databases.length > 0) {
+      const { server } = this.deps;
+      endpoint = this.deps.endpoint;
+      if (server === null || endpoint === null) return { ok: false, reason: 'this leader has no dataset server (mysql: in its config)' };
+      mysqlUser = `${this.deps.userPrefix}${run.id}`;
+      const password = this.deps.newPassword?.() ?? randomBytes(24).toString('base64url');
+      // The audit row first: if the leader dies right after CREATE USER, the sweep still finds the account.
+      this.deps.store.recordRunAccess(run.id, mysqlUser, datasets);
+      try {
+        await server.createRunUser({ user: mysqlUser, password, databases, maxConnections: this.deps.maxConnections });
+      } catch (err) {
+        // A server error could quote the statement: the password never leaves this function.
+        const why = errorText(err).replaceAll(password, '***');
+        this.deps.log.error({ runId: run.id, mysqlUser, err: why }, "could not create the run's dataset account");
+        return { ok: false, reason: `secd could not create the run's dataset account: ${why}` };
+      }
+      Object.assign(env, {
+        DB_HOST: 'localhost',
+        DB_PORT: String(endpoint.port),
+        DB_SOCKET: DATASET_SOCKET,
+        DB_USER: mysqlUser,
+        DB_PASS: password,
+      });
+    } else {
+      this.deps.store.recordRunAccess(run.id, null, datasets);
+    }
+    this.granted.set(run.id, { env, datasets: { mysql: endpoint, files } });
+    this.deps.log.info({ runId: run.id, mysqlUser, datasets: datasets.map((d) => d.name) }, 'dataset access granted');
+    return { ok: true };
+  }
+
+  /** The env (DB_*, SECD_DATASETS) and node instructions of a run that was opened; null: none. */
+  specFor(runId: string): { env: Record<string, string>; datasets: RunDatasetsSpec } | null {
+    const g = this.granted.get(runId);
+    return g ? { env: { ...g.env }, datasets: { mysql: g.datasets.mysql, files: [...g.datasets.files] } } : null;
+  }
+
+  /** The run ended: record its socket's bytes and drop its account. Never throws (a later sweep retries). */
+  release(runId: string, bytes?: { fromServer: number; toServer: number } | null): Promise<void> {
+    if (bytes) this.deps.store.recordBytes(runId, bytes);
+    this.granted.delete(runId);
+    const running = this.releasing.get(runId);
+    if (running) return running;
+    const task = this.drop(runId).finally(() => this.releasing.delete(runId));
+    this.releasing.set(runId, task);
+    return task;
+  }
+
+  /** Drop the accounts of every run that has ended (whatever ended it). */
+  async sweep(): Promise<void> {
+    for (const access of this.deps.store.openAccesses()) {
+      const run = this.deps.runs.get(access.runId);
+      if (!run || isTerminal(run.state)) await this.release(access.runId);
+    }
+  }
+
+  /** On start: drop every account with our prefix whose run is not in flight. Returns how many. */
+  async dropLeftovers(): Promise<number> {
+    const { server } = this.deps;
+    if (server === null) return 0;
+    const live = new Set(this.deps.runs.inStates(IN_FLIGHT).map((r) => `${this.deps.userPrefix}${r.id}`));
+    let dropped = 0;
+    for (const user of await server.listRunUsers(this.deps.userPrefix)) {
+      if (live.has(user)) continue;
+      await server.dropRunUser(user);
+      dropped++;
+      this.deps.log.info({ mysqlUser: user }, 'dropped a leftover dataset account');
+    }
+    await this.sweep();
+    return dropped;
+  }
+
+  /** Wait for drops in progress and close the connection to the dataset server. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.releasing.values()]);
+    await this.deps.server?.close();
+  }
+
+  private async drop(runId: string): Promise<void> {
+    const access = this.deps.store.runAccess(runId);
+    if (!access || access.mysqlUser === null || access.droppedAt !== null) return;
+    if (this.deps.server === null) return;
+    try {
+      await this.deps.server.dropRunUser(access.mysqlUser);
+      this.deps.store.markDropped(runId);
+      this.deps.log.info({ runId, mysqlUser: access.mysqlUser }, 'dataset account dropped');
+    } catch (err) {
+      this.deps.log.warn({ runId, mysqlUser: access.mysqlUser, err: errorText(err) }, 'could not drop the dataset account; will retry');
+    }
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
