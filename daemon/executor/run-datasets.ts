@@ -3,7 +3,7 @@
  * (forwarder) and its mount, and what run.json says about them afterwards.
  */
 import { join } from 'node:path';
-import { DATASET_SOCKET_DIR } from '../../scheduler/policy/dataset-access.js';
+import { DATASET_SOCKET_DIR } from '../../scheduler/contract/container-paths.js';
 import { measureCache, resolveCacheDir } from '../../storage/cache-path.js';
 import { DATASETS_MOUNT, resolveDatasetDir } from '../../storage/dataset-path.js';
 import type { BindMount } from '../engine/container-engine.js';

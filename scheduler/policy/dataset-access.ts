@@ -22,12 +22,8 @@ import { DATASETS_MOUNT } from '../../storage/dataset-path.js';
 import type { RunRow, RunStore } from '../../storage/run-store.js';
 import { isTerminal, type RunState } from '../../storage/run-states.js';
 import type { Log } from '../common/log.js';
+import { DATASET_SOCKET } from '../contract/container-paths.js';
 import type { RunSpec } from '../contract/run-spec.js';
-
-/** Where the node mounts the dataset socket's folder in the container. */
-export const DATASET_SOCKET_DIR = '/run/mysqld';
-/** The dataset socket inside the container (DB_SOCKET). */
-export const DATASET_SOCKET = `${DATASET_SOCKET_DIR}/mysqld.sock`;
 
 /** A temporary account for one run. */
 export interface RunAccount {
