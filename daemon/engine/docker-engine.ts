@@ -3,9 +3,7 @@
  * logs its start and end with ids; status codes that mean an expected outcome (304 already stopped,
  * 404 gone) become results, anything else throws.
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 import Docker from 'dockerode';
 import { pack } from 'tar-fs';
 import {
@@ -23,6 +21,8 @@ import {
   type RunHooks,
 } from './container-engine.js';
 import { assertSafeMounts } from '../executor/container-profile.js';
+import { contextIgnore } from './docker-ignore.js';
+import { directoryTar, readJsonLines } from './engine-streams.js';
 
 /** How to reach the Docker Engine. */
 export interface DockerEngineOptions {
@@ -95,146 +95,6 @@ function createDemuxer(onPayload: (b: Buffer) => void): { push(chunk: Buffer): v
       pending = Buffer.alloc(0);
     },
   };
-}
-
-/** Calls `onObject` for each JSON line of an engine progress stream (build, import); resolves at its end. */
-function readJsonLines(
-  stream: NodeJS.ReadableStream,
-  onObject: (obj: Record<string, unknown>) => void,
-  onText: (line: string) => void,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const decoder = new StringDecoder('utf8');
-    let buf = '';
-    const handle = (line: string) => {
-      const t = line.trim();
-      if (!t) return;
-      let obj: unknown;
-      try {
-        obj = JSON.parse(t);
-      } catch {
-        onText(t);
-        return;
-      }
-      if (obj && typeof obj === 'object') onObject(obj as Record<string, unknown>);
-    };
-    stream.on('data', (chunk: Buffer | string) => {
-      buf += typeof chunk === 'string' ? chunk : decoder.write(chunk);
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        handle(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    });
-    stream.on('error', reject);
-    stream.on('end', () => {
-      handle(buf + decoder.end());
-      resolve();
-    });
-  });
-}
-
-interface IgnoreRule {
-  re: RegExp;
-  exception: boolean;
-}
-
-// One .dockerignore pattern as the Docker CLI reads it (moby/patternmatcher): `*` and `?` stay within
-// a path segment, `**` spans any number of them, and a pattern that matches a folder covers its content.
-function compileIgnorePattern(pattern: string): RegExp {
-  let re = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const ch = pattern[i]!;
-    if (ch === '*') {
-      if (pattern[i + 1] === '*') {
-        i++;
-        if (pattern[i + 1] === '/') i++;
-        re += i + 1 >= pattern.length ? '.*' : '(.*/)?';
-      } else {
-        re += '[^/]*';
-      }
-    } else if (ch === '?') {
-      re += '[^/]';
-    } else if (ch === '\\' && i + 1 < pattern.length) {
-      i++;
-      re += pattern[i]!.replace(/[.+^${}()|[\]\\*?]/g, '\\$&');
-    } else if (ch === '[' || ch === ']') {
-      re += ch;
-    } else {
-      re += ch.replace(/[.+^${}()|\\]/g, '\\$&');
-    }
-  }
-  try {
-    return new RegExp(`^${re}(/.*)?$`);
-  } catch {
-    // A pattern Go would reject makes the CLI fail; matching it literally is the kinder reading.
-    return new RegExp(`^${pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(/.*)?$`);
-  }
-}
-
-/** Reads the context's .dockerignore into tar-fs's `ignore(absolutePath)` form. */
-async function contextIgnore(contextDir: string, dockerfile: string): Promise<(abs: string) => boolean> {
-  let text = '';
-  try {
-    text = await fs.promises.readFile(path.join(contextDir, '.dockerignore'), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  const rules: IgnoreRule[] = [];
-  for (const rawLine of text.split(/\r?\n/)) {
-    let line = rawLine.trim();
-    if (!line || line.startsWith('#')) continue;
-    const exception = line.startsWith('!');
-    if (exception) line = line.slice(1).trim();
-    line = path.posix.normalize(line.replace(/^\/+/, ''));
-    if (!line || line === '.') continue;
-    rules.push({ re: compileIgnorePattern(line), exception });
-  }
-  const hasExceptions = rules.some((r) => r.exception);
-  const keepAlways = new Set([path.posix.normalize(dockerfile), '.dockerignore']);
-  return (abs) => {
-    if (rules.length === 0) return false;
-    const rel = path.relative(contextDir, abs).split(path.sep).join('/');
-    if (keepAlways.has(rel)) return false;
-    let excluded = false;
-    for (const r of rules) if (r.re.test(rel)) excluded = !r.exception;
-    if (!excluded) return false;
-    // An exception may re-include something inside an excluded folder, so walk into folders then.
-    if (hasExceptions) {
-      try {
-        if (fs.lstatSync(abs).isDirectory()) return false;
-      } catch {
-        return true;
-      }
-    }
-    return true;
-  };
-}
-
-/**
- * A tar holding one folder entry `name/` with `mode`, owned by root: extracted at the folder's parent,
- * it changes the mode of what is there (a fresh volume's mount point) and nothing else.
- */
-function directoryTar(name: string, mode: number): Buffer {
-  const header = Buffer.alloc(512);
-  const field = (value: string, offset: number, length: number) => header.write(value, offset, length, 'ascii');
-  const octal = (n: number, offset: number, length: number) => field(`${n.toString(8).padStart(length - 1, '0')}\0`, offset, length);
-  if (Buffer.byteLength(`${name}/`) > 100) throw new Error(`mount point name too long: ${name}`);
-  header.write(`${name}/`, 0, 100, 'utf8');
-  octal(mode, 100, 8);
-  octal(0, 108, 8);
-  octal(0, 116, 8);
-  octal(0, 124, 12);
-  octal(Math.floor(Date.now() / 1000), 136, 12);
-  field('        ', 148, 8);
-  field('5', 156, 1);
-  field('ustar\0', 257, 6);
-  field('00', 263, 2);
-  let sum = 0;
-  for (const b of header) sum += b;
-  field(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
-  // Two zero blocks end the archive.
-  return Buffer.concat([header, Buffer.alloc(1024)]);
 }
 
 // setTimeout fires at once past ~24.8 days; runs may be allowed longer than that.
