@@ -32,6 +32,7 @@ export type RunState =
   /** terminal: its node stayed away longer than `lost_after` */
   | 'lost';
 
+/** Every state, in the order a run moves through them (the API, metrics and the page list them so). */
 export const RUN_STATES = [
   'received', 'verified', 'queued', 'assigned', 'building', 'running', 'uploading',
   'succeeded', 'failed', 'rejected', 'timed_out', 'cancelled', 'lost',
@@ -53,6 +54,18 @@ export const RUN_TRANSITIONS: Record<RunState, readonly RunState[]> = {
   cancelled: [],
   lost: [],
 };
+
+/**
+ * In flight: a node and its GPUs (or a CPU slot) were given to the run and are not free again until
+ * it ends. The planner counts these as holding resources, the leader asks a returning node about
+ * them, and a dataset account lives only as long as its run is in one.
+ */
+export const IN_FLIGHT_STATES = ['assigned', 'building', 'running', 'uploading'] as const satisfies readonly RunState[];
+
+/** Whether a run in `state` holds a node's resources (one of IN_FLIGHT_STATES). */
+export function isInFlight(state: RunState): boolean {
+  return (IN_FLIGHT_STATES as readonly RunState[]).includes(state);
+}
 
 /** Terminal states never change again. */
 export function isTerminal(state: RunState): boolean {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from './database.js';
 import { RunStore, type NewRun } from './run-store.js';
-import { RUN_STATES, RUN_TRANSITIONS, isTerminal } from './run-states.js';
+import { IN_FLIGHT_STATES, RUN_STATES, RUN_TRANSITIONS, isInFlight, isTerminal } from './run-states.js';
 
 const aRun = (over: Partial<NewRun> = {}): NewRun => ({
   id: 'r1',
@@ -86,5 +86,14 @@ describe('run state table', () => {
       for (const s of [...reachable]) for (const t of RUN_TRANSITIONS[s as keyof typeof RUN_TRANSITIONS]) reachable.add(t);
     expect([...reachable].sort()).toEqual([...RUN_STATES].sort());
     for (const s of RUN_STATES) if (isTerminal(s)) expect(RUN_TRANSITIONS[s]).toEqual([]);
+  });
+
+  it('a run is in flight from its assignment until it ends, and only a run in flight can be lost with its node', () => {
+    expect(RUN_STATES.filter(isInFlight)).toEqual([...IN_FLIGHT_STATES]);
+    for (const s of RUN_STATES) {
+      expect(RUN_TRANSITIONS[s].includes('lost'), s).toBe(isInFlight(s));
+      if (isInFlight(s)) expect(isTerminal(s), s).toBe(false);
+    }
+    expect(RUN_TRANSITIONS.queued).toContain('assigned');
   });
 });
