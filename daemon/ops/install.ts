@@ -26,6 +26,7 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { errorText } from '../../scheduler/common/errors.js';
 
 /** Which machine `secd install` prepares. */
 export type InstallRole = 'leader' | 'node';
@@ -298,7 +299,7 @@ export async function installSecd(opts: InstallOptions, host: InstallHost | null
     try {
       await host.applySysusers(sysusers.map((s) => s.file));
     } catch (err) {
-      return { ok: false, code: 'host_failed', reason: `systemd-sysusers failed: ${message(err)}` };
+      return { ok: false, code: 'host_failed', reason: `systemd-sysusers failed: ${errorText(err)}` };
     }
     steps.push({
       action: 'note',
@@ -333,7 +334,7 @@ export async function installSecd(opts: InstallOptions, host: InstallHost | null
         steps.push({
           action: 'warning',
           path: d,
-          detail: `could not hand it to ${SERVICE_USER} (${message(err)}); on an NFS export, set the owner on the server`,
+          detail: `could not hand it to ${SERVICE_USER} (${errorText(err)}); on an NFS export, set the owner on the server`,
         });
       }
     }
@@ -527,8 +528,4 @@ async function writeOperatorFile(full: string, shown: string, text: string, mode
   if (existing !== null) return { action: 'kept', path: shown, detail: 'differs from the template: yours is kept' };
   await writeFileMode(full, text, mode);
   return { action: 'created', path: shown, detail: what };
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -11,6 +11,7 @@ import { constants as fsc } from 'node:fs';
 import { lstat, mkdir, open, readdir, readlink, realpath, unlink, chmod, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
+import { isErrno } from '../../scheduler/common/errors.js';
 import type { LeftOut, OutputsManifest } from '../../scheduler/contract/run-spec.js';
 
 /** Limits on what one run may deliver; a file over either is left out and listed, never cut. */
@@ -260,8 +261,4 @@ class OutputsCopier {
     this.manifest.files += 1;
     this.manifest.bytes += copied;
   }
-}
-
-function isErrno(e: unknown, code?: string): e is NodeJS.ErrnoException {
-  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' && (code === undefined || (e as NodeJS.ErrnoException).code === code);
 }

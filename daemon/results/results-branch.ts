@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { copyOutputs, type OutputsCaps } from './outputs-copy.js';
 import { outputsFolderName, resultsBranchName } from './results-stamp.js';
+import { isErrno } from '../../scheduler/common/errors.js';
 import type { LeftOut, OutputsManifest, RunReport } from '../../scheduler/contract/run-spec.js';
 
 /** What both delivery paths need: which run, what it wrote, what secd says about it. */
@@ -338,8 +339,4 @@ function describe(e: unknown): string {
   const telling = lines.filter((l) => /^(fatal|error|remote|!|To |hint: Updates were rejected)/.test(l));
   const joined = (telling.length > 0 ? telling : lines).join('; ');
   return joined.length > 500 ? `${joined.slice(0, 497)}...` : joined;
-}
-
-function isErrno(e: unknown, code?: string): e is NodeJS.ErrnoException {
-  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' && (code === undefined || (e as NodeJS.ErrnoException).code === code);
 }

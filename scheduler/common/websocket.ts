@@ -8,6 +8,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
+import { errorText } from './errors.js';
 import type { Log } from './log.js';
 import { MAX_MESSAGE_BYTES } from '../contract/protocol.js';
 
@@ -214,7 +215,7 @@ export function connectClient(opts: ClientOptions, handlers: ClientSocketHandler
       handlers.message(textOf(data));
     } catch (err) {
       // A bug handling one message must not stop the node's runs; the message is dropped.
-      why = `failed to handle a message: ${err instanceof Error ? err.message : String(err)}`;
+      why = `failed to handle a message: ${errorText(err)}`;
       ws.terminate();
     }
   });

@@ -14,6 +14,7 @@
  *   GitLab sends system-hook pushes in the full project-hook shape, which is accepted.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { errorText } from '../common/errors.js';
 import { branchOfRef, isZeroSha, parsePushEvent, type PushEvent } from './push-event.js';
 
 /** One delivery as the HTTP layer received it; header names in any case. */
@@ -88,7 +89,7 @@ export function classifyDelivery(req: Delivery, cfg: IntakeConfig): Decision {
       kind: 'malformed',
       status: 400,
       code: 'invalid_json',
-      message: `body is not valid JSON: ${err instanceof Error ? err.message : String(err)}`,
+      message: `body is not valid JSON: ${errorText(err)}`,
     };
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {

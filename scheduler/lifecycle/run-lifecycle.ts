@@ -7,6 +7,7 @@ import type { RunRow, RunStore } from '../../storage/run-store.js';
 import type { RunState } from '../../storage/run-states.js';
 import type { RunDatasets } from '../policy/dataset-access.js';
 import type { CommitStatusState, GitLabApi } from '../gitlab/gitlab-port.js';
+import { errorText } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import { planRuns, type PlannedNode } from '../plan/plan.js';
 import { resolveRunConfig, type RunConfig } from '../policy/project-policy.js';
@@ -492,8 +493,4 @@ export class RunLifecycle {
 function oneLine(text: string): string {
   const line = text.replace(/\s+/g, ' ').trim();
   return line.length > 255 ? `${line.slice(0, 252)}...` : line;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

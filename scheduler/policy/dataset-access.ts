@@ -20,7 +20,8 @@ import { randomBytes } from 'node:crypto';
 import type { Dataset, DatasetStore } from '../../storage/dataset-store.js';
 import { DATASETS_MOUNT } from '../../storage/dataset-path.js';
 import type { RunRow, RunStore } from '../../storage/run-store.js';
-import { isTerminal, type RunState } from '../../storage/run-states.js';
+import { IN_FLIGHT_STATES, isTerminal } from '../../storage/run-states.js';
+import { errorText } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import { DATASET_SOCKET } from '../contract/container-paths.js';
 import type { RunSpec } from '../contract/run-spec.js';
@@ -69,8 +70,6 @@ export interface DatasetAccessDeps {
   /** Tests pin it; the default is 24 random bytes, base64url. */
   newPassword?: () => string;
 }
-
-const IN_FLIGHT: readonly RunState[] = ['assigned', 'building', 'running', 'uploading'];
 
 /** The leader's dataset step: policy, temporary accounts, audit. */
 export class RunDatasets {
@@ -190,7 +189,7 @@ export class RunDatasets {
   async dropLeftovers(): Promise<number> {
     const { server } = this.deps;
     if (server === null) return 0;
-    const live = new Set(this.deps.runs.inStates(IN_FLIGHT).map((r) => `${this.deps.userPrefix}${r.id}`));
+    const live = new Set(this.deps.runs.inStates(IN_FLIGHT_STATES).map((r) => `${this.deps.userPrefix}${r.id}`));
     let dropped = 0;
     for (const user of await server.listRunUsers(this.deps.userPrefix)) {
       if (live.has(user)) continue;
@@ -220,8 +219,4 @@ export class RunDatasets {
       this.deps.log.warn({ runId, mysqlUser: access.mysqlUser, err: errorText(err) }, 'could not drop the dataset account; will retry');
     }
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { simpleGit } from 'simple-git';
+import { errorText } from '../common/errors.js';
 
 /** Options for a mirror; `caFile` is the isolated cluster's own CA, trusted for HTTPS fetches. */
 export interface GitMirrorOptions {
@@ -168,10 +169,6 @@ function safeDecode(s: string): string {
   } catch {
     return s;
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function oneLine(text: string): string {

@@ -8,6 +8,7 @@ import type { PublicKey } from 'openpgp';
 import { verifyCommitSignature, type CandidateKey, type ObjectFormat, type SignatureFailureCode } from './commit-signature.js';
 import type { GitMirror } from './git-mirror.js';
 import { redactCredentials } from './git-mirror.js';
+import { errorText } from '../common/errors.js';
 import type { GitLabApi, GitLabMember } from '../gitlab/gitlab-port.js';
 
 /** What a push hook tells secd about one push, plus a way to ask which commits passed before. */
@@ -92,7 +93,7 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
       await mirror.fetch(input.fetchUrl, ['refs/heads/*']);
     }
   } catch (err) {
-    const detail = redactCredentials(err instanceof Error ? err.message : String(err), input.fetchUrl);
+    const detail = redactCredentials(errorText(err), input.fetchUrl);
     return { ok: false, code: 'fetch_failed', commit: headShort, reason: `could not fetch commit ${headShort} from GitLab: ${detail}` };
   }
   if (!(await mirror.hasCommit(input.after))) {
@@ -110,7 +111,7 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
 
   const answer = await keyringAnswer;
   if (!answer.ok) {
-    const detail = oneLine(answer.err instanceof Error ? answer.err.message : String(answer.err));
+    const detail = oneLine(errorText(answer.err));
     return { ok: false, code: 'gitlab_failed', commit: headShort, reason: `could not read the project's members and GPG keys from GitLab: ${detail}` };
   }
   const { keyring } = answer;
