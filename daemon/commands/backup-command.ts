@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { errorText } from '../../scheduler/common/errors.js';
 import { backupDatabase } from '../../storage/database.js';
 import { ADMIN_CONFIG_OPTION, leaderDataDir } from './admin-command.js';
 
@@ -36,7 +37,7 @@ export function registerBackupCommand(program: Command): void {
         const summary = await backupDatabase(source, destination);
         process.stdout.write(`secd admin backup: ${source} -> ${destination} (${summary.bytes} bytes, schema version ${summary.userVersion})\n`);
       } catch (err) {
-        process.stderr.write(`secd admin backup: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.stderr.write(`secd admin backup: ${errorText(err)}\n`);
         process.exitCode = 1;
       }
     });

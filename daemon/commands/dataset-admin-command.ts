@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { createGitLabClient } from '../../scheduler/gitlab/gitlab-client.js';
 import { createMysqlDatasetServer } from '../../scheduler/policy/mysql-grants.js';
+import { errorText } from '../../scheduler/common/errors.js';
 import { openDatabase } from '../../storage/database.js';
 import { relativeDatasetPath, resolveDatasetDir } from '../../storage/dataset-path.js';
 import { DatasetStore, type Dataset } from '../../storage/dataset-store.js';
@@ -88,7 +89,7 @@ async function checkMysqlDatabase(settings: AdminSettings, db: string): Promise<
     }
   } catch (err) {
     if (err instanceof AdminError) throw err;
-    throw new AdminError(`could not reach the dataset server ${m.host}:${m.port}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new AdminError(`could not reach the dataset server ${m.host}:${m.port}: ${errorText(err)}`);
   } finally {
     await server.close().catch(() => undefined);
   }
@@ -104,7 +105,7 @@ async function checkGitLabUser(settings: AdminSettings, username: string): Promi
     user = await client.findUserByUsername(username);
   } catch (err) {
     throw new AdminError(
-      `could not ask GitLab (${g.url}) whether user ${username} exists: ${err instanceof Error ? err.message : String(err)} (use --skip-user-check to grant anyway)`,
+      `could not ask GitLab (${g.url}) whether user ${username} exists: ${errorText(err)} (use --skip-user-check to grant anyway)`,
     );
   }
   if (user === null) throw new AdminError(`GitLab (${g.url}) has no user named ${username}`);

@@ -3,6 +3,7 @@
  * (forwarder) and its mount, and what run.json says about them afterwards.
  */
 import { join } from 'node:path';
+import { errorText } from '../../scheduler/common/errors.js';
 import { DATASET_SOCKET_DIR } from '../../scheduler/contract/container-paths.js';
 import { measureCache, resolveCacheDir } from '../../storage/cache-path.js';
 import { DATASETS_MOUNT, resolveDatasetDir } from '../../storage/dataset-path.js';
@@ -44,7 +45,7 @@ export async function prepareRunDatasets(
     try {
       forwarder = await startDatasetForwarder(datasetSocketDir(node.runDir), target);
     } catch (err) {
-      return { ok: false, reason: `the dataset socket could not be started: ${err instanceof Error ? err.message : String(err)}` };
+      return { ok: false, reason: `the dataset socket could not be started: ${errorText(err)}` };
     }
     mounts.push({ source: forwarder.dir, target: DATASET_SOCKET_DIR, readOnly: true });
   }

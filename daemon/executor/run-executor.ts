@@ -6,6 +6,7 @@
  */
 import { cp, mkdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 import { resolveCacheDir } from '../../storage/cache-path.js';
 import type { ContainerEngine, ContainerRunResult } from '../engine/container-engine.js';
@@ -177,7 +178,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   } catch (err) {
     if (!(err instanceof StepFailure)) log.error({ err }, 'run step failed unexpectedly');
     end = err instanceof StepFailure ? err.end : 'failed';
-    reason = err instanceof Error ? err.message : String(err);
+    reason = errorText(err);
     buildLine(`[secd] ${reason}`);
   }
 

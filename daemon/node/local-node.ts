@@ -2,6 +2,7 @@
  * The node that `secd up` runs inside the leader's process: the same executor a networked node
  * drives, reporting phases and results straight to the lifecycle instead of over a websocket.
  */
+import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 import type { NodeHandle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import type { HeldRun } from '../../scheduler/contract/protocol.js';
@@ -86,7 +87,7 @@ export class LocalNode implements NodeHandle {
       this.opts.log.error({ err, runId: spec.runId }, 'could not take the run');
       this.reports?.onResult(this.id, spec.runId, {
         end: 'failed',
-        reason: `the node could not take the run: ${err instanceof Error ? err.message : String(err)}`,
+        reason: `the node could not take the run: ${errorText(err)}`,
         exitCode: null,
         imageId: null,
         branch: null,

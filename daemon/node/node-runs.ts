@@ -7,6 +7,7 @@
  */
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 import type { HeldRun } from '../../scheduler/contract/protocol.js';
 import { executeRun, imageTagFor, resumeRun, type ExecutorDeps } from '../executor/run-executor.js';
@@ -170,7 +171,7 @@ export class NodeRuns {
         this.deps.log.error({ err, runId: spec.runId }, 'executor crashed');
         return {
           end: 'failed',
-          reason: `the node failed while running it: ${err instanceof Error ? err.message : String(err)}`,
+          reason: `the node failed while running it: ${errorText(err)}`,
           exitCode: null,
           imageId: null,
           branch: null,

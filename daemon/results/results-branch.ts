@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { copyOutputs, type OutputsCaps } from './outputs-copy.js';
 import { outputsFolderName, resultsBranchName } from './results-stamp.js';
-import { isErrno } from '../../scheduler/common/errors.js';
+import { errorText, isErrno } from '../../scheduler/common/errors.js';
 import type { LeftOut, OutputsManifest, RunReport } from '../../scheduler/contract/run-spec.js';
 
 /** What both delivery paths need: which run, what it wrote, what secd says about it. */
@@ -334,7 +334,7 @@ function redact(text: string, secrets: string[]): string {
 
 // Git's stderr runs to many lines; a reason is one line a researcher can act on.
 function describe(e: unknown): string {
-  const text = e instanceof Error ? e.message : String(e);
+  const text = errorText(e);
   const lines = text.split('\n').map((l) => l.replace(/\s+/g, ' ').trim()).filter((l) => l !== '');
   const telling = lines.filter((l) => /^(fatal|error|remote|!|To |hint: Updates were rejected)/.test(l));
   const joined = (telling.length > 0 ? telling : lines).join('; ');

@@ -20,6 +20,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import si from 'systeminformation';
+import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 
 /** The host's state at one moment; null = unknown. */
@@ -112,7 +113,7 @@ export function createHostTelemetry(opts: HostTelemetryOptions): HostTelemetry {
         return disk;
       })
       .catch((err: unknown) => {
-        const why = err instanceof Error ? err.message : String(err);
+        const why = errorText(err);
         if (why !== lastWhy) log?.warn({ disk_path: opts.diskPath }, `disk of cache_root unknown: ${why}`);
         lastWhy = why;
         return null;

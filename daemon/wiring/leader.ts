@@ -15,6 +15,7 @@ import { createMysqlDatasetServer } from '../../scheduler/policy/mysql-grants.js
 import { DatasetStore } from '../../storage/dataset-store.js';
 import { createGitLabClient } from '../../scheduler/gitlab/gitlab-client.js';
 import type { GitLabApi } from '../../scheduler/gitlab/gitlab-port.js';
+import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 import { NodeRegistry, type NodeView } from '../../scheduler/cluster/node-registry.js';
 import { RunLifecycle, type NodeHandle } from '../../scheduler/lifecycle/run-lifecycle.js';
@@ -270,7 +271,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   log.info({ url, data_dir: config.data_dir, gitlab: gitlabCfg?.url ?? null }, 'leader listening');
   // Temporary dataset accounts of runs that are not in flight are leftovers of a previous leader.
   await datasets.dropLeftovers().catch((err: unknown) =>
-    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not drop leftover dataset accounts (will retry)'),
+    log.warn({ err: errorText(err) }, 'could not drop leftover dataset accounts (will retry)'),
   );
   // Runs that ended by any path (lost nodes included) lose their dataset account within seconds.
   let datasetSweep: Promise<void> = Promise.resolve();
