@@ -4,7 +4,7 @@
  * Nothing else in secd reads argv, the environment or the clock on its own.
  */
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from './config/config.js';
+import { ConfigError } from './config/config-file.js';
 import { registerBaseImageCommand } from './commands/base-image-command.js';
 import { registerRunCommand } from './commands/run-command.js';
 import { registerUpCommand } from './commands/up-command.js';

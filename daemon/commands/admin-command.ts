@@ -11,7 +11,9 @@ import type { Command } from 'commander';
 import { nodeIdSchema } from '../../scheduler/contract/protocol.js';
 import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
 import { NodeStore } from '../../storage/node-store.js';
-import { ConfigError, loadLeaderConfig, loadUpConfig } from '../config/config.js';
+import { ConfigError } from '../config/config-file.js';
+import { loadLeaderConfig } from '../config/leader-config.js';
+import { loadUpConfig } from '../config/up-config.js';
 
 /** The `--config` option every admin subcommand takes. */
 export const ADMIN_CONFIG_OPTION = ['--config <file>', 'leader.yml (or up.yml; default: secd up\'s embedded defaults under ./.secd)'] as const;

@@ -1,7 +1,7 @@
 /** `secd base-image`: build secd/base from a Debian mirror. */
 import type { Command } from 'commander';
 import { buildBaseImage } from '../ops/base-image.js';
-import { loadUpConfig } from '../config/config.js';
+import { loadUpConfig } from '../config/up-config.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { createLogger } from '../wiring/logger.js';
 

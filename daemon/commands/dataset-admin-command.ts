@@ -22,7 +22,9 @@ import { errorText } from '../../scheduler/common/errors.js';
 import { openDatabase } from '../../storage/database.js';
 import { relativeDatasetPath, resolveDatasetDir } from '../../storage/dataset-path.js';
 import { DatasetStore, type Dataset } from '../../storage/dataset-store.js';
-import { ConfigError, loadLeaderConfig, loadUpConfig, type GitLabConfig, type MysqlConfig } from '../config/config.js';
+import { ConfigError } from '../config/config-file.js';
+import { loadLeaderConfig, type GitLabConfig, type MysqlConfig } from '../config/leader-config.js';
+import { loadUpConfig } from '../config/up-config.js';
 import { ADMIN_CONFIG_OPTION, AdminError, runAdmin } from './admin-command.js';
 
 /** What the dataset commands need from leader.yml or up.yml. */

@@ -1,6 +1,6 @@
 /** `secd leader --config leader.yml`: the scheduler alone (no in-process node); nodes join with `secd node`. */
 import type { Command } from 'commander';
-import { loadLeaderConfig } from '../config/config.js';
+import { loadLeaderConfig } from '../config/leader-config.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { createLogger } from '../wiring/logger.js';
 import { startLeader } from '../wiring/leader.js';

@@ -1,6 +1,6 @@
 /** `secd run <dir>`: run a project folder locally exactly as the cluster would. */
 import type { Command } from 'commander';
-import { loadUpConfig } from '../config/config.js';
+import { loadUpConfig } from '../config/up-config.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { createLogger } from '../wiring/logger.js';
 import { runLocalProject } from '../wiring/local-run.js';

@@ -1,6 +1,6 @@
 /** `secd up`: a leader and its in-process node in one process. */
 import type { Command } from 'commander';
-import { loadUpConfig } from '../config/config.js';
+import { loadUpConfig } from '../config/up-config.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { createLogger } from '../wiring/logger.js';
 import { startLeader } from '../wiring/leader.js';

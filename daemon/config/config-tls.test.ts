@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, parseLeaderConfig, parseNodeConfig } from './config.js';
+import { ConfigError } from './config-file.js';
+import { parseLeaderConfig } from './leader-config.js';
+import { parseNodeConfig } from './node-config.js';
 
 let dir: string;
 beforeEach(() => {

@@ -2,17 +2,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  ConfigError,
-  EMBEDDED_DEFAULTS,
-  loadLeaderConfig,
-  loadNodeConfig,
-  loadUpConfig,
-  parseLeaderConfig,
-  parseListenAddress,
-  parseNodeConfig,
-  parseUpConfig,
-} from './config.js';
+import { ConfigError } from './config-file.js';
+import { parseListenAddress } from './config-fields.js';
+import { loadLeaderConfig, parseLeaderConfig } from './leader-config.js';
+import { loadNodeConfig, parseNodeConfig } from './node-config.js';
+import { EMBEDDED_DEFAULTS, loadUpConfig, parseUpConfig } from './up-config.js';
 
 let dir: string;
 beforeEach(() => {

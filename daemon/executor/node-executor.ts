@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import type { Log } from '../../scheduler/common/log.js';
-import type { LimitsConfig } from '../config/config.js';
+import type { LimitsConfig } from '../config/leader-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { ensureBaseImage } from '../ops/base-image.js';
 import type { ExecutorDeps } from './run-executor.js';

@@ -26,7 +26,7 @@ import { buildLeaderServer, type ApiNode } from '../../web/leader-server.js';
 import { createLeaderMetrics, queuedToAssignedSeconds, type LeaderMetrics } from '../../web/metrics.js';
 import { StatusFeed } from '../../web/status-feed.js';
 import { countRunsByState } from '../../storage/run-counts.js';
-import type { LocalNodeConfig, UpConfig } from '../config/config.js';
+import type { LocalNodeConfig, UpConfig } from '../config/up-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { LocalNode } from '../node/local-node.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';

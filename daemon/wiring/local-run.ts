@@ -10,7 +10,7 @@ import { userInfo } from 'node:os';
 import { newRunId } from '../../storage/run-id.js';
 import type { Log } from '../../scheduler/common/log.js';
 import { resolveRunConfig } from '../../scheduler/policy/project-policy.js';
-import type { UpConfig } from '../config/config.js';
+import type { UpConfig } from '../config/up-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';
 import { executeRun } from '../executor/run-executor.js';

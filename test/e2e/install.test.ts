@@ -11,7 +11,8 @@ import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseLeaderConfig, parseNodeConfig } from '../../daemon/config/config.js';
+import { parseLeaderConfig } from '../../daemon/config/leader-config.js';
+import { parseNodeConfig } from '../../daemon/config/node-config.js';
 import { INSTALL_PATHS, ROLE_CREDENTIALS } from '../../daemon/ops/install.js';
 
 const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');

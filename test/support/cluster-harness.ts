@@ -5,7 +5,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseUpConfig } from '../../daemon/config/config.js';
+import { parseUpConfig } from '../../daemon/config/up-config.js';
 import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
 import { startLeader, type RunningLeader } from '../../daemon/wiring/leader.js';
 import { silentLog, type Log } from '../../scheduler/common/log.js';

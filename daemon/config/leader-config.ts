@@ -1,0 +1,211 @@
+/**
+ * leader.yml (DESIGN §4): the leader's keys, its GitLab, dataset-server (MySQL), limits and TLS
+ * sections. `secd up` (up-config.ts) takes the same keys through `leaderShape` and `finishLeader`.
+ *
+ * Choices the design leaves open, made here:
+ * - `public_url` defaults to `http://<listen>` unless `listen` is a wildcard address or port 0, where
+ *   no URL can be guessed and it is required.
+ * - `gitlab.run_branch` may not be a `secd-*` branch: those are secd's own results and never start runs.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { show } from '../../scheduler/common/describe-value.js';
+import { configParser, readConfigText, type ConfigEnv, type LoadContext } from './config-file.js';
+import {
+  bytesField,
+  checkFileExists,
+  GiB,
+  listenField,
+  MiB,
+  nonNegativeInt,
+  pathField,
+  positiveInt,
+  resolveSecret,
+  urlField,
+} from './config-fields.js';
+
+/** A git branch name as `git check-ref-format --branch` would take it (the common subset). */
+function isBranchName(name: string): boolean {
+  return (
+    name.length > 0 &&
+    name.length <= 255 &&
+    !name.startsWith('-') &&
+    !name.startsWith('/') &&
+    !name.endsWith('/') &&
+    !name.endsWith('.') &&
+    !name.endsWith('.lock') &&
+    !name.includes('..') &&
+    !name.includes('//') &&
+    !name.includes('@{') &&
+    name !== '@' &&
+    !/[\x00-\x20\x7f~^:?*[\\]/.test(name)
+  );
+}
+
+const runBranchField = z.string().superRefine((name, zctx) => {
+  if (name === 'default') return;
+  if (!isBranchName(name)) {
+    zctx.issues.push({
+      code: 'custom',
+      input: name,
+      message: `must be "default" or a git branch name (got ${show(name)})`,
+    });
+  } else if (name.startsWith('secd-')) {
+    // Pushes to secd-* branches are always ignored (they are secd's own results), so such a run
+    // branch could never start a run.
+    zctx.issues.push({
+      code: 'custom',
+      input: name,
+      message: `cannot be a secd-* branch: those are secd's results branches and never start runs`,
+    });
+  }
+});
+
+/** The `gitlab:` section, secrets resolved. */
+export function gitlabSchema(ctx: LoadContext) {
+  return z
+    .strictObject({
+      url: urlField(['http', 'https']),
+      token: z.string().optional(),
+      token_file: z.string().min(1).optional(),
+      webhook_secret: z.string().optional(),
+      webhook_secret_file: z.string().min(1).optional(),
+      run_branch: runBranchField.default('default'),
+      ca_file: pathField(ctx).optional(),
+    })
+    .transform((g, zctx) => {
+      const token = resolveSecret(
+        { name: 'token', credential: 'gitlab_token', allowEmpty: false },
+        g.token,
+        g.token_file,
+        ctx,
+        zctx,
+      );
+      const webhookSecret = resolveSecret(
+        { name: 'webhook_secret', credential: 'gitlab_webhook_secret', allowEmpty: false },
+        g.webhook_secret,
+        g.webhook_secret_file,
+        ctx,
+        zctx,
+      );
+      checkFileExists(g.ca_file, 'ca_file', zctx);
+      return {
+        url: g.url,
+        token,
+        webhook_secret: webhookSecret,
+        run_branch: g.run_branch,
+        ca_file: g.ca_file ?? null,
+      };
+    });
+}
+
+function mysqlSchema(ctx: LoadContext) {
+  return z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().gte(1).lte(65535).default(3306),
+      admin_user: z.string().min(1).default('root'),
+      admin_password: z.string().optional(),
+      admin_password_file: z.string().min(1).optional(),
+      // Temporary run accounts are <user_prefix><run id>; the leader drops leftovers with this prefix.
+      user_prefix: z
+        .string()
+        .regex(/^[A-Za-z][A-Za-z0-9_]{0,30}$/, { error: 'must be a letter then up to 30 letters, digits or "_"' })
+        .default('secd_'),
+      max_connections_per_run: positiveInt.default(8),
+    })
+    .transform((m, zctx) => ({
+      host: m.host,
+      port: m.port,
+      admin_user: m.admin_user,
+      user_prefix: m.user_prefix,
+      max_connections_per_run: m.max_connections_per_run,
+      admin_password: resolveSecret(
+        { name: 'admin_password', credential: 'mysql_admin_password', allowEmpty: true, fallback: '' },
+        m.admin_password,
+        m.admin_password_file,
+        ctx,
+        zctx,
+      ),
+    }));
+}
+
+const limitsSchema = z.strictObject({
+  max_runfor_hours: z.number().gt(0).default(24),
+  max_gpus_per_run: nonNegativeInt.default(8),
+  max_output_file_bytes: bytesField.default(100 * MiB),
+  max_output_total_bytes: bytesField.default(GiB),
+  max_log_bytes: bytesField.default(2 * MiB),
+});
+
+/** The leader's certificate and private key (PEM) for https:// and wss:// on its one port. */
+function tlsSchema(ctx: LoadContext) {
+  return z.strictObject({ cert_file: pathField(ctx), key_file: pathField(ctx) }).superRefine((t, zctx) => {
+    for (const key of ['cert_file', 'key_file'] as const) checkFileExists(t[key], key, zctx);
+  });
+}
+
+/** The leader's keys; `defaults` differ between leader.yml and `secd up`. */
+export function leaderShape(ctx: LoadContext, defaults: { dataDir: string }) {
+  return {
+    listen: listenField.default({ host: '127.0.0.1', port: 8080 }),
+    public_url: urlField(['http', 'https']).optional(),
+    data_dir: pathField(ctx).default(path.resolve(ctx.baseDir, defaults.dataDir)),
+    mysql: mysqlSchema(ctx).optional(),
+    limits: limitsSchema.prefault({}),
+    node_timeout_ms: positiveInt.default(20_000),
+    lost_after_ms: positiveInt.default(600_000),
+    tls: tlsSchema(ctx).optional(),
+  };
+}
+
+/** Fills `public_url` from `listen` where that gives a URL a browser or GitLab could follow. */
+export function finishLeader<T extends { listen: { host: string; port: number }; public_url?: string | undefined; mysql?: unknown }>(
+  c: T,
+  zctx: z.RefinementCtx,
+) {
+  let publicUrl = c.public_url;
+  if (publicUrl === undefined) {
+    const { host, port } = c.listen;
+    if (host === '0.0.0.0' || host === '::' || port === 0) {
+      zctx.issues.push({
+        code: 'custom',
+        input: undefined,
+        path: ['public_url'],
+        message: `is required when listen is ${host.includes(':') ? `[${host}]` : host}:${port} (no URL can be derived from it)`,
+      });
+      publicUrl = '';
+    } else {
+      publicUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    }
+  }
+  return { ...c, public_url: publicUrl, mysql: (c.mysql ?? null) as Exclude<T['mysql'], undefined> | null };
+}
+
+function leaderSchema(ctx: LoadContext) {
+  return z
+    .strictObject({ ...leaderShape(ctx, { dataDir: '/var/lib/secd' }), gitlab: gitlabSchema(ctx) })
+    .transform((c, zctx) => finishLeader(c, zctx));
+}
+
+/** The leader's configuration with defaults applied, paths absolute and secrets read. */
+export type LeaderConfig = z.output<ReturnType<typeof leaderSchema>>;
+/** The GitLab section (secrets resolved). */
+export type GitLabConfig = LeaderConfig['gitlab'];
+/** The dataset server's admin connection. */
+export type MysqlConfig = NonNullable<LeaderConfig['mysql']>;
+/** Leader limits applied to every run. */
+export type LimitsConfig = LeaderConfig['limits'];
+/** The leader's `tls:` section (certificate and key files). */
+export type TlsConfig = NonNullable<LeaderConfig['tls']>;
+
+/** Output and log caps when no leader config is at hand (`secd node` applies these to every run). */
+export const DEFAULT_LIMITS: LimitsConfig = limitsSchema.parse({});
+
+/** Parses leader.yml text; `sourceName` names the file in messages and sets the base folder. */
+export const parseLeaderConfig = configParser(leaderSchema);
+
+/** Reads and checks leader.yml; throws ConfigError naming the file and key. */
+export function loadLeaderConfig(file: string, env: ConfigEnv = process.env): LeaderConfig {
+  return parseLeaderConfig(readConfigText(file), file, env);
+}

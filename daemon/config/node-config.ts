@@ -1,0 +1,92 @@
+/**
+ * node.yml (DESIGN §4): a GPU machine's daemon. `secd up`'s `node:` section (up-config.ts) takes the
+ * same keys through `nodeShape` and `finishNode`, less `leader` and `token`.
+ *
+ * Choices the design leaves open, made here:
+ * - `node_id` defaults to the hostname, checked like a configured one (node ids appear in URLs,
+ *   database rows and tokens).
+ * - `nvidia_smi` is a command: a bare name is looked up in PATH, a name with a slash is a path.
+ * - A node's `cache_root` has no default in node.yml: caches must follow a researcher across nodes
+ *   (an NFS mount in production), and a silent node-local default would hide that mistake.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { show } from '../../scheduler/common/describe-value.js';
+import { configParser, readConfigText, type ConfigEnv, type LoadContext, type ParseOptions } from './config-file.js';
+import { bytesField, checkFileExists, GiB, nonNegativeInt, pathField, positiveInt, resolveSecret, urlField } from './config-fields.js';
+
+/** Node ids appear in URLs, database rows and tokens: keep them to hostname-like characters. */
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** Node keys shared by node.yml and `secd up`'s `node:` section (paths are added by each). */
+export function nodeShape(ctx: LoadContext) {
+  return {
+    node_id: z
+      .string()
+      .regex(NODE_ID, { error: 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit' })
+      .optional(),
+    dataset_root: pathField(ctx).optional(),
+    nvidia_smi: z
+      .string()
+      .min(1)
+      .default('nvidia-smi')
+      .transform((cmd) => (cmd.includes('/') ? path.resolve(ctx.baseDir, cmd) : cmd)),
+    report_interval_ms: z.number().int().gte(100).default(2000),
+    max_cpu_runs: nonNegativeInt.default(2),
+    memory_limit_bytes: bytesField.default(16 * GiB),
+    pids_limit: positiveInt.default(4096),
+    base_image_mirror: urlField(['http', 'https']).optional(),
+  };
+}
+
+/** Defaults node_id to the hostname, checked like a configured one. */
+export function finishNode<T extends { node_id?: string | undefined; dataset_root?: string | undefined; base_image_mirror?: string | undefined }>(
+  n: T,
+  ctx: LoadContext,
+  zctx: z.RefinementCtx,
+) {
+  let nodeId = n.node_id;
+  if (nodeId === undefined) {
+    nodeId = ctx.hostname;
+    if (!NODE_ID.test(nodeId)) {
+      zctx.issues.push({
+        code: 'custom',
+        input: undefined,
+        path: ['node_id'],
+        message: `is required: the hostname ${show(nodeId)} is not a valid node id`,
+      });
+    }
+  }
+  return { ...n, node_id: nodeId, dataset_root: n.dataset_root ?? null, base_image_mirror: n.base_image_mirror ?? null };
+}
+
+function nodeSchema(ctx: LoadContext) {
+  return z
+    .strictObject({
+      leader: urlField(['ws', 'wss']),
+      token: z.string().optional(),
+      token_file: z.string().min(1).optional(),
+      ...nodeShape(ctx),
+      work_dir: pathField(ctx).default('/var/lib/secd-node'),
+      cache_root: pathField(ctx),
+      // The CA that signed the leader's certificate, trusted for wss:// (the system CAs still apply).
+      ca_file: pathField(ctx).optional(),
+    })
+    .transform((n, zctx) => {
+      const { token: inline, token_file: file, ca_file: caFile, ...rest } = n;
+      const token = resolveSecret({ name: 'token', credential: 'token', allowEmpty: false }, inline, file, ctx, zctx);
+      checkFileExists(caFile, 'ca_file', zctx);
+      return { ...finishNode(rest, ctx, zctx), token, ca_file: caFile ?? null };
+    });
+}
+
+/** A node daemon's configuration with defaults applied, paths absolute and the token read. */
+export type NodeConfig = z.output<ReturnType<typeof nodeSchema>>;
+
+/** Parses node.yml text; see parseLeaderConfig. */
+export const parseNodeConfig = configParser(nodeSchema);
+
+/** Reads and checks node.yml; throws ConfigError naming the file and key. */
+export function loadNodeConfig(file: string, env: ConfigEnv = process.env, opts: ParseOptions = {}): NodeConfig {
+  return parseNodeConfig(readConfigText(file), file, env, opts);
+}
