@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { silentLog } from '../../scheduler/common/log.js';
 import { encodeMessage, PROTOCOL_VERSION, type HeldRun, type LeaderMessage, type NodeMessage } from '../../scheduler/contract/protocol.js';
 import type { RunOutcome, RunSpec } from '../../scheduler/contract/run-spec.js';
-import type { GpuSample } from '../telemetry/gpu-telemetry.js';
+import type { GpuSample } from '../telemetry/gpu-reading.js';
 import { NodeAgent, reconnectDelay, type NodeAgentDeps } from './node-agent.js';
 import type { NodeRunsEvents } from './node-runs.js';
 import type { ClientSocket, ClientSocketHandlers } from '../../scheduler/common/websocket.js';

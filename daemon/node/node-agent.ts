@@ -14,7 +14,8 @@ import {
   type NodeMessage,
   type StatusMessage,
 } from '../../scheduler/contract/protocol.js';
-import type { GpuInfo, GpuSample, GpuTelemetry } from '../telemetry/gpu-telemetry.js';
+import type { GpuInfo, GpuSample } from '../telemetry/gpu-reading.js';
+import type { GpuTelemetry } from '../telemetry/gpu-telemetry.js';
 import type { NodeRuns } from './node-runs.js';
 import type { ClientSocket, ClientSocketHandlers } from '../../scheduler/common/websocket.js';
 

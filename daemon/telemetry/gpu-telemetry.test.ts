@@ -13,15 +13,9 @@ import {
   setFakeGpuValues,
   writeFakeNvidiaSmi,
 } from '../../test/support/fake-nvidia-smi.js';
-import {
-  createGpuTelemetry,
-  createQueryGpuCsvReader,
-  parseNvidiaSmiXml,
-  readingsFromNodeNvidiaSmiJson,
-  sampleFromQueryGpuRow,
-  type GpuSamplingMode,
-  type GpuTelemetry,
-} from './gpu-telemetry.js';
+import { createGpuTelemetry, type GpuSamplingMode, type GpuTelemetry } from './gpu-telemetry.js';
+import { parseNvidiaSmiXml, readingsFromNodeNvidiaSmiJson } from './nvidia-smi-xml.js';
+import { createQueryGpuCsvReader, sampleFromQueryGpuRow } from './query-gpu-csv.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;

@@ -4,7 +4,8 @@
  * which are busy with someone else's processes) and the API.
  */
 import type { Log } from '../../scheduler/common/log.js';
-import { createGpuTelemetry, type GpuInfo, type GpuSample } from './gpu-telemetry.js';
+import type { GpuInfo, GpuSample } from './gpu-reading.js';
+import { createGpuTelemetry } from './gpu-telemetry.js';
 import { createHostTelemetry, type HostSample } from './host-telemetry.js';
 
 /** The latest readings of this machine. */

@@ -21,13 +21,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import {
-  createGpuTelemetry,
-  createQueryGpuCsvReader,
-  parseNvidiaSmiXml,
-  queryNvidiaSmiXml,
-  sampleFromQueryGpuRow,
-} from '../../daemon/telemetry/gpu-telemetry.js';
+import { createGpuTelemetry } from '../../daemon/telemetry/gpu-telemetry.js';
+import { parseNvidiaSmiXml, queryNvidiaSmiXml } from '../../daemon/telemetry/nvidia-smi-xml.js';
+import { createQueryGpuCsvReader, sampleFromQueryGpuRow } from '../../daemon/telemetry/query-gpu-csv.js';
 import { createHostTelemetry } from '../../daemon/telemetry/host-telemetry.js';
 import { silentLog } from '../../scheduler/common/log.js';
 import { nvidiaSmiFixture, writeFakeNvidiaSmi } from '../support/fake-nvidia-smi.js';
