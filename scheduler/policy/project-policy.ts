@@ -14,9 +14,9 @@
  * - Each dataset name is checked against the user's grants elsewhere (it needs the database).
  */
 import path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { describe, dotted, show } from '../common/describe-value.js';
+import { show } from '../common/describe-value.js';
+import { parseYamlWith } from '../common/yaml-schema.js';
 
 /** What the leader allows, and the largest GPU count any node has right now. */
 export interface PolicyLimits {
@@ -178,32 +178,14 @@ export type RunConfig = z.output<ReturnType<typeof secdYmlSchema>>;
 
 /** Reads secd.yml (null when the commit has none) against the leader's limits. */
 export function resolveRunConfig(yamlText: string | null, limits: PolicyLimits): RunConfigResult {
-  let raw: unknown = null;
-  if (yamlText !== null) {
-    const lineCounter = new LineCounter();
-    const doc = parseDocument(yamlText, { lineCounter, prettyErrors: false });
-    const yamlError = doc.errors[0];
-    if (yamlError) {
-      const { line, col } = lineCounter.linePos(yamlError.pos[0]);
-      return fail('secd.yml', `secd.yml: not valid YAML at line ${line}, column ${col}: ${yamlError.message.split('\n')[0]}`);
-    }
-    raw = doc.toJS({ maxAliasCount: 100 });
+  const result = parseYamlWith(yamlText ?? '', secdYmlSchema(limits), { example: 'runfor: 3', error: nullOrMissing });
+  if (!result.ok) {
+    // The commit status has room for one line: the first problem, named by its top-level key.
+    const problem = result.problems[0]!;
+    const top = problem.path[0];
+    return fail(typeof top === 'string' ? top : 'secd.yml', `secd.yml: ${problem.sentence}`);
   }
-  if (raw === null || raw === undefined) raw = {};
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    return fail('secd.yml', `secd.yml: the file must be a mapping of keys (like "runfor: 3"), not ${describe(raw)}`);
-  }
-  const keys = Object.keys(raw);
-
-  const result = secdYmlSchema(limits).safeParse(raw, { error: nullOrMissing });
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const at = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
-    const key = typeof at[0] === 'string' ? at[0] : 'secd.yml';
-    return fail(key, `secd.yml: ${dotted(at)} ${issue.message}`);
-  }
-
-  const warnings = keys
+  const warnings = Object.keys(result.raw)
     .filter((k) => !(KNOWN_KEYS as readonly string[]).includes(k))
     .map((k) => {
       const guess = closestKnownKey(k);
