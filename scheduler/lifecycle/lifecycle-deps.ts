@@ -1,0 +1,64 @@
+/**
+ * What the run lifecycle needs from the rest of the leader, handed down by main: the run store, GitLab,
+ * the clock, verification, the mirror's files and the nodes it can give work to. A file of its own so
+ * the lifecycle's steps (checks, plan apply, hand-over, node reports) name these ports without
+ * importing the face (run-lifecycle.ts), which re-exports them.
+ */
+import type { RunRow, RunStore } from '../../storage/run-store.js';
+import type { RunDatasets } from '../policy/dataset-access.js';
+import type { GitLabApi } from '../gitlab/gitlab-port.js';
+import type { Log } from '../common/log.js';
+import type { RunSpec } from '../contract/run-spec.js';
+
+/** What verification of a push concluded (see verify-push.ts). */
+export type PushVerification =
+  | { ok: true; commits: string[]; head: { sha: string; fingerprint: string; username: string } }
+  | { ok: false; code: string; reason: string };
+
+/** A node the leader can give work to: the in-process node of `secd up`, or a websocket session. */
+export interface NodeHandle {
+  readonly id: string;
+  state(): 'up' | 'down' | 'draining';
+  /** UUIDs of every GPU the node has. */
+  gpus(): string[];
+  /** UUIDs of GPUs busy with processes that are not secd's. */
+  foreignBusyGpus(): string[];
+  /** How many CPU-only runs it runs at once. */
+  cpuSlots(): number;
+  /** Projects whose image the node holds (the planner prefers such a node); absent = none known. */
+  images?(): string[];
+  /** Start a run; idempotent by run id. */
+  assign(spec: RunSpec): void;
+  /** Stop a run; its partial outputs are still delivered. */
+  cancel(runId: string, reason: string): void;
+}
+
+/** Everything the lifecycle needs, handed down by main. */
+export interface LifecycleDeps {
+  store: RunStore;
+  gitlab: GitLabApi;
+  log: Log;
+  now(): Date;
+  newRunId(): string;
+  /** Verify every commit of a push (fetches into the project's mirror). */
+  verifyPush(input: { projectId: number; project: string; before: string; after: string }): Promise<PushVerification>;
+  /** A file at a commit from the project's mirror, or null when absent. */
+  readFileAt(projectId: number, sha: string, path: string): Promise<Buffer | null>;
+  /** Where a node clones the run's commit from, and where it pushes results. */
+  sourceFor(run: RunRow): string;
+  resultsRemoteFor(run: RunRow): string;
+  nodes(): NodeHandle[];
+  /** Told each time a queued run is assigned (the scheduling-latency metric); optional. */
+  onAssigned?(run: RunRow): void;
+  /** Since when a node has been down (null while up); runs on a node down longer than lostAfterMs end `lost`. */
+  nodeDownSince?(nodeId: string): Date | null;
+  /** The dataset step (dataset-access.ts): policy, temporary MySQL accounts; absent = runs get no datasets. */
+  datasets?: RunDatasets;
+  settings: {
+    publicUrl: string;
+    maxRunforHours: number;
+    maxGpusPerRun: number;
+    /** How long a down node's runs wait for it before they end `lost` (default 10 min). */
+    lostAfterMs?: number;
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * What nodes report, turned into transitions: phase changes, results, the runs a (re)connecting node
+ * still holds, and nodes that stay away (their runs end `lost`). The node says what a run is; only
+ * the lifecycle writes `state`, through the one transition table, so a late or repeated report is
+ * a value the table refuses, logged and dropped.
+ */
+import { IN_FLIGHT_STATES, isInFlight } from '../../storage/run-states.js';
+import type { CommitStatusState } from '../gitlab/gitlab-port.js';
+import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
+import type { LifecycleContext } from './lifecycle-context.js';
+import { handOver } from './hand-over.js';
+
+/** Default wait for a down node before its runs end `lost`: ten minutes. */
+const DEFAULT_LOST_AFTER_MS = 600_000;
+
+/** A node observed a phase change of one of its runs. */
+export function recordPhase(ctx: LifecycleContext, nodeId: string, runId: string, phase: RunPhase, at: string): void {
+  const run = ctx.deps.store.get(runId);
+  if (!run || run.node !== nodeId) {
+    ctx.deps.log.warn({ runId, nodeId, phase }, 'phase report for a run this node does not hold');
+    return;
+  }
+  if (run.state === phase) return;
+  const reason =
+    phase === 'building' ? 'building the image' : phase === 'running' ? 'container running' : 'pushing results';
+  const patch = phase === 'running' ? { startedAt: at } : {};
+  const result = ctx.deps.store.transition(runId, phase, reason, patch);
+  if (!result.ok) {
+    ctx.deps.log.warn({ runId, phase, result }, 'ignored a phase report the state table does not allow');
+    return;
+  }
+  if (phase === 'building' || phase === 'running') ctx.postStatus(runId, 'running', reason);
+}
+
+/** A node finished a run: record the end, free its GPUs, tell GitLab, and plan again. */
+export function recordResult(ctx: LifecycleContext, nodeId: string, runId: string, outcome: RunOutcome): void {
+  const { store, log } = ctx.deps;
+  const run = store.get(runId);
+  if (!run || run.node !== nodeId) {
+    log.warn({ runId, nodeId }, 'result for a run this node does not hold');
+    return;
+  }
+  if (run.state === 'assigned' || run.state === 'building' || run.state === 'running') {
+    // The node's `uploading` report was lost with a connection (or a leader restart): every run
+    // passes through it before its end, so record it first.
+    store.transition(runId, 'uploading', 'pushing results');
+  }
+  const result = store.transition(runId, outcome.end, outcome.reason, {
+    exitCode: outcome.exitCode,
+    imageId: outcome.imageId,
+    branch: outcome.branch,
+    ...(outcome.startedAt ? { startedAt: run.startedAt ?? outcome.startedAt } : {}),
+    finishedAt: outcome.finishedAt,
+  });
+  if (!result.ok) {
+    log.warn({ runId, outcome: outcome.end, result }, 'ignored a result the state table does not allow');
+  } else {
+    const state: CommitStatusState =
+      outcome.end === 'succeeded' ? 'success' : outcome.end === 'cancelled' ? 'canceled' : 'failed';
+    ctx.postStatus(runId, state, outcome.reason);
+  }
+  if (ctx.deps.datasets) ctx.track(ctx.deps.datasets.release(runId, outcome.datasetBytes));
+  ctx.scheduleSoon();
+}
+
+/**
+ * A node (re)connected and listed the runs it still holds (spec on its disk). Each of its runs in
+ * flight carries on from what the node says; one the node never received is sent again; one the
+ * node no longer has ends `lost`. A run the node holds that the leader already ended is cancelled
+ * there. Runs the node finished report their results themselves (re-sent until acknowledged).
+ */
+export function reconcileHeldRuns(
+  ctx: LifecycleContext,
+  nodeId: string,
+  held: ReadonlyArray<{ runId: string; phase: 'assigned' | 'finished' | RunPhase }>,
+): void {
+  const { store, log } = ctx.deps;
+  const handle = ctx.deps.nodes().find((n) => n.id === nodeId);
+  const heldById = new Map(held.map((h) => [h.runId, h]));
+  const at = ctx.deps.now().toISOString();
+  for (const run of store.inStates(IN_FLIGHT_STATES)) {
+    if (run.node !== nodeId) continue;
+    const h = heldById.get(run.id);
+    if (h === undefined) {
+      if (run.state === 'assigned') {
+        // Assigned before the node had it on disk (or before a leader restart): send it again.
+        handOver(ctx, handle, run);
+        continue;
+      }
+      const reason = `node ${nodeId} came back without this run (it no longer holds it)`;
+      log.warn({ runId: run.id, nodeId, state: run.state }, 'node no longer holds its run');
+      if (store.transition(run.id, 'lost', reason).ok) ctx.postStatus(run.id, 'failed', reason);
+      continue;
+    }
+    if (h.phase === 'building' || h.phase === 'running' || h.phase === 'uploading') recordPhase(ctx, nodeId, run.id, h.phase, at);
+  }
+  for (const h of held) {
+    if (h.phase === 'finished') continue;
+    const run = store.get(h.runId);
+    if (!run || run.node !== nodeId) {
+      handle?.cancel(h.runId, 'the leader has no record of this run on this node');
+    } else if (!isInFlight(run.state)) {
+      handle?.cancel(h.runId, `the leader already ended this run (${run.state}: ${run.reason})`);
+    }
+  }
+  ctx.scheduleSoon();
+}
+
+/** End `lost` every run whose node has been down longer than `lostAfterMs`. */
+export function sweepLostRuns(ctx: LifecycleContext): void {
+  const downSince = ctx.deps.nodeDownSince;
+  if (!downSince || ctx.closed()) return;
+  const { store, log } = ctx.deps;
+  const lostAfterMs = ctx.deps.settings.lostAfterMs ?? DEFAULT_LOST_AFTER_MS;
+  const now = ctx.deps.now().getTime();
+  let lost = 0;
+  for (const run of store.inStates(IN_FLIGHT_STATES)) {
+    if (run.node === null) continue;
+    const since = downSince(run.node);
+    if (since === null || now - since.getTime() < lostAfterMs) continue;
+    const minutes = Math.round(((now - since.getTime()) / 60_000) * 10) / 10;
+    const reason = `node ${run.node} has been unreachable for ${minutes} min (lost_after is ${lostAfterMs / 60_000} min)`;
+    log.warn({ runId: run.id, node: run.node }, 'run lost: its node stayed away');
+    if (store.transition(run.id, 'lost', reason).ok) {
+      lost++;
+      ctx.postStatus(run.id, 'failed', reason);
+    }
+  }
+  if (lost > 0) ctx.scheduleSoon();
+}

@@ -1,0 +1,110 @@
+/**
+ * The checks between intake and the queue: every pushed commit verified (verify/), then policy
+ * (secd.yml, the Dockerfile, the datasets asked for). A run leaves them `queued` or `rejected` with a
+ * reason the researcher sees. One project's runs are checked in push order: they share a mirror, and
+ * a newer push supersedes the older runs of its branch.
+ */
+import type { RunRow } from '../../storage/run-store.js';
+import { isInFlight } from '../../storage/run-states.js';
+import { errorText } from '../common/errors.js';
+import { resolveRunConfig } from '../policy/project-policy.js';
+import { failRun, rejectRun, type LifecycleContext } from './lifecycle-context.js';
+
+/** The lifecycle's checks step, one chain of checks per project. */
+export class RunChecks {
+  private readonly projectChains = new Map<number, Promise<void>>();
+
+  constructor(private readonly ctx: LifecycleContext) {}
+
+  /** Check a run once the runs of its project enqueued before it are checked. */
+  enqueue(projectId: number, runId: string): void {
+    const previous = this.projectChains.get(projectId) ?? Promise.resolve();
+    const next = previous.then(() => this.check(runId)).catch((err: unknown) => {
+      this.ctx.deps.log.error({ err, runId }, 'checking a run failed');
+      failRun(this.ctx, runId, `secd could not check this push: ${errorText(err)}`);
+    });
+    this.projectChains.set(projectId, next);
+    this.ctx.track(next);
+  }
+
+  private async check(runId: string): Promise<void> {
+    if (this.ctx.closed()) return;
+    const { store } = this.ctx.deps;
+    let run = store.get(runId);
+    if (run?.state === 'received') {
+      await this.verify(run);
+      run = store.get(runId);
+    }
+    if (run?.state === 'verified') await this.applyPolicy(run);
+  }
+
+  private async verify(run: RunRow): Promise<void> {
+    const { store, log } = this.ctx.deps;
+    const verification = await this.ctx.deps.verifyPush({
+      projectId: run.projectId,
+      project: run.project,
+      before: run.beforeSha,
+      after: run.commit,
+    });
+    if (!verification.ok) {
+      log.info({ runId: run.id, code: verification.code, reason: verification.reason }, 'push rejected');
+      rejectRun(this.ctx, run.id, verification.reason);
+      return;
+    }
+    store.markVerified(run.projectId, verification.commits, verification.head.fingerprint);
+    const n = verification.commits.length;
+    store.transition(run.id, 'verified', `${n} commit${n === 1 ? '' : 's'} verified, signed by ${verification.head.fingerprint}`, {
+      signer: verification.head.fingerprint,
+    });
+  }
+
+  private async applyPolicy(run: RunRow): Promise<void> {
+    const { deps } = this.ctx;
+    const [yml, dockerfile] = await Promise.all([
+      deps.readFileAt(run.projectId, run.commit, 'secd.yml'),
+      deps.readFileAt(run.projectId, run.commit, 'Dockerfile'),
+    ]);
+    if (!dockerfile) {
+      rejectRun(this.ctx, run.id, `no Dockerfile at the root of commit ${run.commit.slice(0, 8)}: secd builds the repository's Dockerfile`);
+      return;
+    }
+    const largestNodeGpus = Math.max(0, ...deps.nodes().map((n) => n.gpus().length));
+    const policy = resolveRunConfig(yml === null ? null : yml.toString('utf8'), {
+      maxRunforHours: deps.settings.maxRunforHours,
+      maxGpusPerRun: deps.settings.maxGpusPerRun,
+      largestNodeGpus,
+    });
+    if (!policy.ok) {
+      rejectRun(this.ctx, run.id, policy.reason);
+      return;
+    }
+    const access = deps.datasets?.forRun(run.user, policy.config.datasets);
+    if (access && !access.ok) {
+      rejectRun(this.ctx, run.id, access.reason);
+      return;
+    }
+    const queued = deps.store.transition(run.id, 'queued', 'waiting for a node', {
+      config: policy.config,
+      warnings: policy.warnings,
+    });
+    if (!queued.ok) return;
+    this.ctx.postStatus(run.id, 'pending', 'queued: waiting for a node');
+    this.supersedeOlderRuns(queued.run);
+    this.ctx.scheduleSoon();
+  }
+
+  /** Older runs of the same branch end `cancelled`; one already on a node is stopped there. */
+  private supersedeOlderRuns(newest: RunRow): void {
+    const { store } = this.ctx.deps;
+    const reason = `superseded by a newer push (${newest.commit.slice(0, 8)}, run ${newest.id})`;
+    for (const run of store.activeRunsOfProject(newest.projectId)) {
+      if (run.id === newest.id || run.ref !== newest.ref || run.createdAt > newest.createdAt) continue;
+      if (isInFlight(run.state) && !this.ctx.assigning.has(run.id)) {
+        const node = this.ctx.deps.nodes().find((n) => n.id === run.node);
+        node?.cancel(run.id, reason);
+        continue;
+      }
+      if (store.transition(run.id, 'cancelled', reason).ok) this.ctx.postStatus(run.id, 'canceled', reason);
+    }
+  }
+}
