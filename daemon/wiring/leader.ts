@@ -17,10 +17,11 @@ import { createGitLabClient } from '../../scheduler/gitlab/gitlab-client.js';
 import type { GitLabApi } from '../../scheduler/gitlab/gitlab-port.js';
 import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
-import { NodeRegistry, type NodeView } from '../../scheduler/cluster/node-registry.js';
+import { NodeRegistry } from '../../scheduler/cluster/node-registry.js';
+import type { NodeView } from '../../scheduler/cluster/node-view.js';
 import { RunLifecycle, type NodeHandle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import { NodeStore } from '../../storage/node-store.js';
-import type { RunState } from '../../storage/run-states.js';
+import { IN_FLIGHT_STATES } from '../../storage/run-states.js';
 import { verifyPush } from '../../scheduler/verify/verify-push.js';
 import { buildLeaderServer, type ApiNode } from '../../web/leader-server.js';
 import { createLeaderMetrics, queuedToAssignedSeconds, type LeaderMetrics } from '../../web/metrics.js';
@@ -76,8 +77,6 @@ export type LeaderSettings = Omit<UpConfig, 'node'>;
 /** Where the nodes' websocket is served (DESIGN §7). */
 export const NODES_PATH = '/v1/nodes';
 
-const IN_FLIGHT: readonly RunState[] = ['assigned', 'building', 'running', 'uploading'];
-
 /** Start the leader described by `config` and listen on `config.listen`. */
 export async function startLeader(config: LeaderSettings, opts: StartLeaderOptions): Promise<RunningLeader> {
   const now = opts.now ?? (() => new Date());
@@ -129,7 +128,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
       intervalMs: opts.localNode.report_interval_ms,
       log: log.child({ node: localId }),
       now,
-      gpusInUse: () => new Set(store.inStates(IN_FLIGHT).filter((r) => r.node === localId).flatMap((r) => r.gpus)),
+      gpusInUse: () => new Set(store.inStates(IN_FLIGHT_STATES).filter((r) => r.node === localId).flatMap((r) => r.gpus)),
     });
     localTelemetry = telemetry;
     localNode = new LocalNode(localId, nodeExecutorDeps(opts.localNode, config.limits, opts.engine, log, now), {
@@ -151,7 +150,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   const nodes = (): NodeHandle[] => [...(localNode ? [localNode] : []), ...registry.handles()];
   const apiNodeCache = new Map<string, { view: NodeView; runsKey: string; api: ApiNode }>();
   const apiNodes = (): ApiNode[] => {
-    const active = store.inStates(IN_FLIGHT);
+    const active = store.inStates(IN_FLIGHT_STATES);
     const views: NodeView[] = registry.views();
     if (localNode && localTelemetry) {
       const latest = localTelemetry.latest();

@@ -2,7 +2,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
 import { NodeStore } from '../../storage/node-store.js';
 import { silentLog } from '../common/log.js';
-import { CLOSE_CODES, NodeRegistry, type NodeConnection, type NodeRunReports } from './node-registry.js';
+import { CLOSE_CODES, NodeRegistry, type NodeRunReports } from './node-registry.js';
+import type { NodeConnection } from './remote-node.js';
 import { encodeMessage, PROTOCOL_VERSION, type HelloMessage, type LeaderMessage, type NodeMessage } from '../contract/protocol.js';
 import type { RunOutcome, RunSpec } from '../contract/run-spec.js';
 

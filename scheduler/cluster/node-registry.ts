@@ -13,27 +13,10 @@
  */
 import type { NodeStore } from '../../storage/node-store.js';
 import type { Log } from '../common/log.js';
-import {
-  encodeMessage,
-  parseNodeMessage,
-  PROTOCOL_VERSION,
-  type GpuStatus,
-  type HeldRun,
-  type HelloMessage,
-  type HostStatus,
-  type LeaderMessage,
-  type StatusMessage,
-} from '../contract/protocol.js';
-import type { NodeHandle } from '../lifecycle/run-lifecycle.js';
-import type { RunOutcome, RunPhase, RunSpec } from '../contract/run-spec.js';
-
-/** One open connection to a node, as the registry needs it. */
-export interface NodeConnection {
-  readonly remote: string;
-  send(text: string): void;
-  close(code: number, reason: string): void;
-  terminate(): void;
-}
+import { encodeMessage, parseNodeMessage, PROTOCOL_VERSION, type HeldRun, type HelloMessage, type StatusMessage } from '../contract/protocol.js';
+import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
+import { buildNodeView, type NodeView } from './node-view.js';
+import { INVENTORY_SCHEMA_VERSION, inventoryFromHello, inventoryFromStore, RemoteNode, type NodeConnection } from './remote-node.js';
 
 /** Where the registry reports what nodes say about their runs (the lifecycle). */
 export interface NodeRunReports {
@@ -60,38 +43,6 @@ export interface NodeRegistryDeps {
   onStatus?(nodeId: string, status: StatusMessage): void;
 }
 
-/** What a node told the leader about itself (hello), kept across reconnects and restarts. */
-export interface NodeInventory {
-  hostname: string;
-  gpus: Array<{ uuid: string; index: number; name: string; memoryTotalBytes: number | null }>;
-  cpus: number;
-  memoryBytes: number;
-  maxCpuRuns: number;
-}
-
-/** A node as the API shows it (before the leader adds which runs hold which GPU). */
-export interface NodeView {
-  id: string;
-  hostname: string;
-  state: 'up' | 'down' | 'draining';
-  lastSeen: string | null;
-  cpus: number;
-  memoryBytes: number;
-  load: number | null;
-  memoryFreeBytes: number | null;
-  gpus: Array<{
-    uuid: string;
-    index: number;
-    name: string;
-    memoryTotalBytes: number | null;
-    memoryUsedBytes: number | null;
-    utilizationPct: number | null;
-    temperatureC: number | null;
-    powerW: number | null;
-    foreignBusy: boolean;
-  }>;
-}
-
 /** Close codes the leader uses; the node treats 4401 and 4409 as "stop and tell the operator". */
 export const CLOSE_CODES = {
   /** Token revoked while connected. */
@@ -105,121 +56,6 @@ export const CLOSE_CODES = {
   /** A newer connection of the same node replaced this one. */
   replaced: 4000,
 } as const;
-
-const INVENTORY_SCHEMA_VERSION = 1;
-
-function inventoryFromHello(hello: HelloMessage): NodeInventory {
-  return {
-    hostname: hello.hostname,
-    gpus: hello.inventory.gpus.map((g) => ({ uuid: g.uuid, index: g.index, name: g.name, memoryTotalBytes: g.memory_total_bytes })),
-    cpus: hello.inventory.cpus,
-    memoryBytes: hello.inventory.memory_bytes,
-    maxCpuRuns: hello.max_cpu_runs,
-  };
-}
-
-// The database keeps the inventory as the node sent it; a row written by another version is ignored.
-function inventoryFromStore(raw: unknown): NodeInventory | null {
-  if (!raw || typeof raw !== 'object') return null;
-  const r = raw as { v?: unknown; inventory?: NodeInventory };
-  return r.v === INVENTORY_SCHEMA_VERSION && r.inventory ? r.inventory : null;
-}
-
-/** A networked node: the lifecycle's handle on it, fed by its connection. */
-export class RemoteNode implements NodeHandle {
-  connection: NodeConnection | null = null;
-  inventory: NodeInventory | null;
-  status: StatusMessage | null = null;
-  /** Epoch ms of the last frame received (or of the last hello persisted, after a restart). */
-  lastSeenMs: number | null;
-  /** Epoch ms since which the node has been down. */
-  downSinceMs: number;
-  draining: boolean;
-  revoked: boolean;
-  /** A hello was accepted on the current connection. */
-  greeted = false;
-  lastPersistedSeenMs = 0;
-  /** The last view built, reused while nothing it was built from changed (the status page asks often). */
-  cachedView: { view: NodeView; lastSeenMs: number | null; inventory: NodeInventory | null; status: StatusMessage | null } | null = null;
-  /** Projects whose image the node said it holds. */
-  imageProjects: string[] = [];
-  readonly pendingAssign = new Map<string, { spec: RunSpec; sentMs: number }>();
-  readonly pendingCancel = new Map<string, { reason: string; sentMs: number }>();
-
-  constructor(
-    readonly id: string,
-    init: { inventory: NodeInventory | null; lastSeenMs: number | null; downSinceMs: number; draining: boolean; revoked: boolean },
-    private readonly nowMs: () => number,
-    private readonly timeoutMs: number,
-  ) {
-    this.inventory = init.inventory;
-    this.lastSeenMs = init.lastSeenMs;
-    this.downSinceMs = init.downSinceMs;
-    this.draining = init.draining;
-    this.revoked = init.revoked;
-  }
-
-  /** Up: connected, greeted, heard from within the timeout, not revoked. */
-  isUp(nowMs = this.nowMs()): boolean {
-    return (
-      !this.revoked &&
-      this.connection !== null &&
-      this.greeted &&
-      this.lastSeenMs !== null &&
-      nowMs - this.lastSeenMs <= this.timeoutMs
-    );
-  }
-
-  state(nowMs?: number): 'up' | 'down' | 'draining' {
-    if (!this.isUp(nowMs)) return 'down';
-    return this.draining ? 'draining' : 'up';
-  }
-
-  gpus(): string[] {
-    return this.inventory?.gpus.map((g) => g.uuid) ?? [];
-  }
-
-  foreignBusyGpus(): string[] {
-    return this.status?.gpus.filter((g) => g.foreign_busy).map((g) => g.uuid) ?? [];
-  }
-
-  cpuSlots(): number {
-    return this.inventory?.maxCpuRuns ?? 0;
-  }
-
-  images(): string[] {
-    return this.imageProjects;
-  }
-
-  assign(spec: RunSpec): void {
-    const existing = this.pendingAssign.get(spec.runId);
-    if (existing) return;
-    const entry = { spec, sentMs: 0 };
-    this.pendingAssign.set(spec.runId, entry);
-    this.sendAssign(entry);
-  }
-
-  cancel(runId: string, reason: string): void {
-    const entry = { reason, sentMs: 0 };
-    this.pendingCancel.set(runId, entry);
-    this.sendCancel(runId, entry);
-  }
-
-  /** Send a message if connected (greeted); false otherwise. */
-  send(message: LeaderMessage): boolean {
-    if (!this.connection || !this.greeted) return false;
-    this.connection.send(encodeMessage(message));
-    return true;
-  }
-
-  sendAssign(entry: { spec: RunSpec; sentMs: number }): void {
-    if (this.send({ type: 'run.assign', spec: entry.spec })) entry.sentMs = this.nowMs();
-  }
-
-  sendCancel(runId: string, entry: { reason: string; sentMs: number }): void {
-    if (this.send({ type: 'run.cancel', run_id: runId, reason: entry.reason })) entry.sentMs = this.nowMs();
-  }
-}
 
 /** Every networked node the leader knows, and their connections. */
 export class NodeRegistry {
@@ -506,38 +342,8 @@ export class NodeRegistry {
     const state = n.state(nowMs);
     const c = n.cachedView;
     if (c && c.view.state === state && c.lastSeenMs === n.lastSeenMs && c.inventory === n.inventory && c.status === n.status) return c.view;
-    const view = this.buildView(n, state);
+    const view = buildNodeView({ id: n.id, state, lastSeenMs: n.lastSeenMs, inventory: n.inventory, status: n.status });
     n.cachedView = { view, lastSeenMs: n.lastSeenMs, inventory: n.inventory, status: n.status };
     return view;
-  }
-
-  private buildView(n: RemoteNode, state: NodeView['state']): NodeView {
-    const samples = n.status?.gpus ?? [];
-    const host: HostStatus | null = n.status?.host ?? null;
-    return {
-      id: n.id,
-      hostname: n.inventory?.hostname ?? n.id,
-      state,
-      lastSeen: n.lastSeenMs === null ? null : new Date(n.lastSeenMs).toISOString(),
-      cpus: host?.cpus ?? n.inventory?.cpus ?? 0,
-      memoryBytes: host?.memory_total_bytes ?? n.inventory?.memoryBytes ?? 0,
-      load: host?.load ?? null,
-      memoryFreeBytes: host?.memory_free_bytes ?? null,
-      gpus: (n.inventory?.gpus ?? []).map((g, i) => {
-        // Samples come in inventory order; look further only when a node reports otherwise.
-        const s: GpuStatus | undefined = samples[i]?.uuid === g.uuid ? samples[i] : samples.find((x) => x.uuid === g.uuid);
-        return {
-          uuid: g.uuid,
-          index: g.index,
-          name: g.name,
-          memoryTotalBytes: s?.memory_total_bytes ?? g.memoryTotalBytes,
-          memoryUsedBytes: s?.memory_used_bytes ?? null,
-          utilizationPct: s?.utilization_pct ?? null,
-          temperatureC: s?.temperature_c ?? null,
-          powerW: s?.power_w ?? null,
-          foreignBusy: s?.foreign_busy ?? false,
-        };
-      }),
-    };
   }
 }
