@@ -5,17 +5,13 @@
 import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { redactCredentials } from '../../scheduler/common/redact.js';
 
 const run = promisify(execFile);
 
 /** Environment for git that ignores the machine's and the user's configuration and never prompts. */
 export function isolatedGitEnv(): NodeJS.ProcessEnv {
   return { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
-}
-
-/** Remove `user:password@` from any URL in `text`. */
-export function redactUrls(text: string): string {
-  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/\s@]+@/gi, '$1[redacted]@');
 }
 
 /** Check out `commit` from `source` (URL or path) into `dir` as a detached, shallow working tree. */
@@ -28,6 +24,6 @@ export async function checkoutCommit(source: string, commit: string, dir: string
     await run('git', ['-C', dir, '-c', 'advice.detachedHead=false', 'checkout', '-q', '--detach', 'FETCH_HEAD'], { env });
   } catch (err) {
     const text = err instanceof Error ? ((err as { stderr?: string }).stderr || err.message) : String(err);
-    throw new Error(`could not fetch commit ${commit.slice(0, 8)}: ${redactUrls(text).trim()}`);
+    throw new Error(`could not fetch commit ${commit.slice(0, 8)}: ${redactCredentials(text).trim()}`);
   }
 }

@@ -13,6 +13,7 @@ import { simpleGit, type SimpleGit } from 'simple-git';
 import { copyOutputs, type OutputsCaps } from './outputs-copy.js';
 import { outputsFolderName, resultsBranchName } from './results-stamp.js';
 import { errorText, isErrno } from '../../scheduler/common/errors.js';
+import { redactCredentials, urlSecrets } from '../../scheduler/common/redact.js';
 import type { LeftOut, OutputsManifest, RunReport } from '../../scheduler/contract/run-spec.js';
 
 /** What both delivery paths need: which run, what it wrote, what secd says about it. */
@@ -87,7 +88,7 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   const fail = (code: ResultsFailureCode, what: string, e?: unknown): ResultsFailure => ({
     ok: false,
     code,
-    reason: redact(e === undefined ? what : `${what}: ${describe(e)}`, remote.secrets),
+    reason: redactCredentials(e === undefined ? what : `${what}: ${describe(e)}`, remote.secrets),
   });
   const commit = input.report.commit;
 
@@ -269,7 +270,7 @@ function splitCredentials(remoteUrl: string): RemoteTarget {
   const user = decodeURIComponent(parsed.username);
   const pass = decodeURIComponent(parsed.password);
   const basic = Buffer.from(`${user}:${pass}`).toString('base64');
-  const secrets = [pass, parsed.password, basic].filter((s) => s.length >= 4);
+  const secrets = urlSecrets(remoteUrl);
   parsed.username = '';
   parsed.password = '';
   return {
@@ -324,12 +325,6 @@ function hermeticGit(repoDir: string, input: ResultsBranchInput, remote: RemoteT
     // Each of these is set by secd itself, above, to make git ignore the host's setup.
     unsafe: { allowUnsafeHooksPath: true, allowUnsafeConfigPaths: true, allowUnsafeConfigEnvCount: true },
   }).env(env);
-}
-
-function redact(text: string, secrets: string[]): string {
-  let out = text.replace(/\/\/[^/@\s]*@/g, '//***@');
-  for (const secret of secrets) out = out.split(secret).join('***');
-  return out;
 }
 
 // Git's stderr runs to many lines; a reason is one line a researcher can act on.

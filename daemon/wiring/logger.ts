@@ -4,6 +4,7 @@
  */
 import { pino } from 'pino';
 import type { Log } from '../../scheduler/common/log.js';
+import { REDACTED } from '../../scheduler/common/redact.js';
 
 /** A JSON-lines logger at `level` writing to the given file descriptor (1 = stdout, 2 = stderr). */
 export function createLogger(opts: { level?: string; fd?: number; name?: string } = {}): Log {
@@ -13,7 +14,7 @@ export function createLogger(opts: { level?: string; fd?: number; name?: string 
       level: opts.level ?? process.env.SECD_LOG_LEVEL ?? 'info',
       timestamp: pino.stdTimeFunctions.isoTime,
       // Secrets never reach the journal, whatever object a caller logs.
-      redact: { paths: ['*.token', '*.password', '*.webhook_secret', '*.admin_password', 'headers["x-gitlab-token"]'], censor: '[redacted]' },
+      redact: { paths: ['*.token', '*.password', '*.webhook_secret', '*.admin_password', 'headers["x-gitlab-token"]'], censor: REDACTED },
     },
     pino.destination({ fd: opts.fd ?? 1, sync: false }),
   ) as unknown as Log;

@@ -23,6 +23,7 @@ import type { RunRow, RunStore } from '../../storage/run-store.js';
 import { IN_FLIGHT_STATES, isTerminal } from '../../storage/run-states.js';
 import { errorText } from '../common/errors.js';
 import type { Log } from '../common/log.js';
+import { redactCredentials } from '../common/redact.js';
 import { DATASET_SOCKET } from '../contract/container-paths.js';
 import type { RunSpec } from '../contract/run-spec.js';
 
@@ -141,7 +142,7 @@ export class RunDatasets {
         await server.createRunUser({ user: mysqlUser, password, databases, maxConnections: this.deps.maxConnections });
       } catch (err) {
         // A server error could quote the statement: the password never leaves this function.
-        const why = errorText(err).replaceAll(password, '***');
+        const why = redactCredentials(errorText(err), [password]);
         this.deps.log.error({ runId: run.id, mysqlUser, err: why }, "could not create the run's dataset account");
         return { ok: false, reason: `secd could not create the run's dataset account: ${why}` };
       }

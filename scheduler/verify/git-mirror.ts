@@ -10,6 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { simpleGit } from 'simple-git';
 import { errorText } from '../common/errors.js';
+import { redactCredentials, urlSecrets } from '../common/redact.js';
 
 /** Options for a mirror; `caFile` is the isolated cluster's own CA, trusted for HTTPS fetches. */
 export interface GitMirrorOptions {
@@ -110,7 +111,8 @@ export class GitMirror {
     try {
       await git.raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', url, ...refspecs]);
     } catch (err) {
-      throw new MirrorError(`git fetch from ${redactCredentials(url, url)} failed: ${oneLine(redactCredentials(errorText(err), url))}`);
+      const secrets = urlSecrets(url);
+      throw new MirrorError(`git fetch from ${redactCredentials(url, secrets)} failed: ${oneLine(redactCredentials(errorText(err), secrets))}`);
     }
   }
 
@@ -142,32 +144,6 @@ export class GitMirror {
         },
       );
     });
-  }
-}
-
-/**
- * Remove credentials from text that may quote `url`: `scheme://user:secret@` becomes
- * `scheme://user:***@`, and the secret is masked wherever else it appears (raw or URL-encoded).
- */
-export function redactCredentials(text: string, url: string): string {
-  let out = text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s\/@:]*):([^\s\/@]*)@/gi, '$1$2:***@');
-  let secret = '';
-  try {
-    secret = new URL(url).password;
-  } catch {
-    // not a URL (a local path): nothing to mask
-  }
-  for (const s of new Set([secret, safeDecode(secret)])) {
-    if (s.length >= 4) out = out.split(s).join('***');
-  }
-  return out;
-}
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
   }
 }
 

@@ -7,8 +7,8 @@ import * as openpgp from 'openpgp';
 import type { PublicKey } from 'openpgp';
 import { verifyCommitSignature, type CandidateKey, type ObjectFormat, type SignatureFailureCode } from './commit-signature.js';
 import type { GitMirror } from './git-mirror.js';
-import { redactCredentials } from './git-mirror.js';
 import { errorText } from '../common/errors.js';
+import { redactCredentials, urlSecrets } from '../common/redact.js';
 import type { GitLabApi, GitLabMember } from '../gitlab/gitlab-port.js';
 
 /** What a push hook tells secd about one push, plus a way to ask which commits passed before. */
@@ -93,7 +93,7 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
       await mirror.fetch(input.fetchUrl, ['refs/heads/*']);
     }
   } catch (err) {
-    const detail = redactCredentials(errorText(err), input.fetchUrl);
+    const detail = redactCredentials(errorText(err), urlSecrets(input.fetchUrl));
     return { ok: false, code: 'fetch_failed', commit: headShort, reason: `could not fetch commit ${headShort} from GitLab: ${detail}` };
   }
   if (!(await mirror.hasCommit(input.after))) {
