@@ -6,7 +6,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { formatInstallReport, installSecd, INSTALL_PATHS, packagedUnitsDir, SERVICE_USER, type InstallHost, type InstallRole } from '../ops/install.js';
+import { formatInstallReport, installSecd, type InstallHost } from '../ops/install.js';
+import { INSTALL_PATHS, packagedUnitsDir, SERVICE_USER, type InstallRole } from '../ops/install-templates.js';
 
 const run = promisify(execFile);
 

@@ -2,7 +2,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installSecd, packagedUnitsDir, renderUnit, type InstallHost } from './install.js';
+import { installSecd, type InstallHost } from './install.js';
+import { packagedUnitsDir, renderUnit } from './install-templates.js';
 
 describe('renderUnit', () => {
   it('points ExecStart at the installed secd, quoting a path with a space and escaping % and $ for systemd', () => {

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLeaderConfig } from '../../daemon/config/leader-config.js';
 import { parseNodeConfig } from '../../daemon/config/node-config.js';
-import { INSTALL_PATHS, ROLE_CREDENTIALS } from '../../daemon/ops/install.js';
+import { INSTALL_PATHS, ROLE_CREDENTIALS } from '../../daemon/ops/install-templates.js';
 
 const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
 
