@@ -2,11 +2,10 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGpgHome, type GpgHome, type GpgKey } from '../../test/support/gpg.js';
 import { createResearcherRepo, type ResearcherRepo } from '../../test/support/git-repo.js';
-import { parseCommit, verifyCommitSignature, type CandidateKey } from './commit-signature.js';
+import { parseCommit, readCandidateKeys, verifyCommitSignature, type CandidateKey } from './commit-signature.js';
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
@@ -20,7 +19,9 @@ let subby: GpgKey;
 let subbyCandidate: CandidateKey;
 
 async function candidate(key: GpgKey, id: number, username: string): Promise<CandidateKey> {
-  return { key: await openpgp.readKey({ armoredKey: await gpg.exportPublicKey(key.fingerprint) }), user: { id, username } };
+  const keys = await readCandidateKeys(await gpg.exportPublicKey(key.fingerprint), { id, username });
+  if (keys?.length !== 1) throw new Error(`expected one key for ${key.fingerprint}`);
+  return keys[0]!;
 }
 
 beforeAll(async () => {

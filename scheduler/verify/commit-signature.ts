@@ -2,6 +2,7 @@
  * Parsing of raw git commit objects and OpenPGP verification of their signatures. secd verifies
  * every commit itself, with openpgp over the exact bytes git signed, instead of trusting GitLab's
  * "Verified" badge: the only thing trusted from GitLab is which public keys belong to which member.
+ * The only file that imports openpgp: keys enter as armored text and leave as verdicts.
  */
 import * as openpgp from 'openpgp';
 import type { PublicKey, Signature, Subkey } from 'openpgp';
@@ -39,6 +40,20 @@ export interface KeyOwner {
 export interface CandidateKey {
   key: PublicKey;
   user: KeyOwner;
+}
+
+/**
+ * The keys of one armored block a member uploaded to GitLab, each a candidate of `owner`; null when
+ * openpgp cannot read the block (the caller names it, since the push may fail for want of it).
+ */
+export async function readCandidateKeys(armoredKeys: string, owner: KeyOwner): Promise<CandidateKey[] | null> {
+  let keys: PublicKey[];
+  try {
+    keys = await openpgp.readKeys({ armoredKeys });
+  } catch {
+    return null;
+  }
+  return keys.map((key) => ({ key: key.isPrivate() ? key.toPublic() : key, user: owner }));
 }
 
 /** Why a commit is not accepted; stable codes that other modules and tests switch on. */

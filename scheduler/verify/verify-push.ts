@@ -3,9 +3,7 @@
  * by a key that GitLab holds for an active member of the project, whose user id carries the
  * committer's email. secd checks the signatures itself, over the bytes in its own mirror.
  */
-import * as openpgp from 'openpgp';
-import type { PublicKey } from 'openpgp';
-import { verifyCommitSignature, type CandidateKey, type ObjectFormat, type SignatureFailureCode } from './commit-signature.js';
+import { readCandidateKeys, verifyCommitSignature, type CandidateKey, type ObjectFormat, type SignatureFailureCode } from './commit-signature.js';
 import type { GitMirror } from './git-mirror.js';
 import { errorText } from '../common/errors.js';
 import { redactCredentials, urlSecrets } from '../common/redact.js';
@@ -162,14 +160,9 @@ async function readMemberKeys(member: GitLabMember, gitlab: VerifyPushDeps['gitl
   const candidates: CandidateKey[] = [];
   const unreadable: string[] = [];
   for (const entry of await gitlab.listUserGpgKeys(member.id)) {
-    let keys: PublicKey[];
-    try {
-      keys = await openpgp.readKeys({ armoredKeys: entry.key });
-    } catch {
-      unreadable.push(`${member.username} key ${entry.id}`);
-      continue;
-    }
-    for (const key of keys) candidates.push({ key: key.isPrivate() ? key.toPublic() : key, user });
+    const keys = await readCandidateKeys(entry.key, user);
+    if (keys === null) unreadable.push(`${member.username} key ${entry.id}`);
+    else candidates.push(...keys);
   }
   return { candidates, unreadable };
 }
