@@ -65,49 +65,33 @@ describe('parsing a commit object', () => {
   });
 
   it('keeps other multi-line headers in the payload and drops a gpgsig-sha256 header too', () => {
-    const raw = Buffer.from(
-      [
-        'tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904',
-        'parent 1111111111111111111111111111111111111111',
-        'parent 2222222222222222222222222222222222222222',
-        'author A <a@example.org> 1700000000 +0100',
-        'committer C <c@example.org> 1700000001 -0500',
-        'mergetag object 2222222222222222222222222222222222222222',
-        ' type commit',
-        ' ',
-        ' tag message',
-        'gpgsig -----BEGIN PGP SIGNATURE-----',
-        ' ',
-        ' AAAA',
-        ' -----END PGP SIGNATURE-----',
-        'gpgsig-sha256 -----BEGIN PGP SIGNATURE-----',
-        ' BBBB',
-        ' -----END PGP SIGNATURE-----',
-        '',
-        'merge',
-        '',
-      ].join('\n'),
-    );
-    const commit = parseCommit(raw);
+    // The payload is the object without its two signature headers, every other line kept byte for byte.
+    const headers = [
+      'tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904',
+      'parent 1111111111111111111111111111111111111111',
+      'parent 2222222222222222222222222222222222222222',
+      'author A <a@example.org> 1700000000 +0100',
+      'committer C <c@example.org> 1700000001 -0500',
+      'mergetag object 2222222222222222222222222222222222222222',
+      ' type commit',
+      ' ',
+      ' tag message',
+    ];
+    const signatures = [
+      'gpgsig -----BEGIN PGP SIGNATURE-----',
+      ' ',
+      ' AAAA',
+      ' -----END PGP SIGNATURE-----',
+      'gpgsig-sha256 -----BEGIN PGP SIGNATURE-----',
+      ' BBBB',
+      ' -----END PGP SIGNATURE-----',
+    ];
+    const body = ['', 'merge', ''];
+    const commit = parseCommit(Buffer.from([...headers, ...signatures, ...body].join('\n')));
     expect(commit.parents).toHaveLength(2);
     expect(commit.committer).toEqual({ name: 'C', email: 'c@example.org', time: 1700000001, timezone: '-0500' });
     expect(commit.signature).toBe('-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n');
-    expect(commit.payload.toString('utf8')).toBe(
-      [
-        'tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904',
-        'parent 1111111111111111111111111111111111111111',
-        'parent 2222222222222222222222222222222222222222',
-        'author A <a@example.org> 1700000000 +0100',
-        'committer C <c@example.org> 1700000001 -0500',
-        'mergetag object 2222222222222222222222222222222222222222',
-        ' type commit',
-        ' ',
-        ' tag message',
-        '',
-        'merge',
-        '',
-      ].join('\n'),
-    );
+    expect(commit.payload.toString('utf8')).toBe([...headers, ...body].join('\n'));
   });
 });
 
