@@ -1,9 +1,12 @@
 /**
  * The Docker adapter of the ContainerEngine port: the only file that imports dockerode. Every call
  * logs its start and end with ids; status codes that mean an expected outcome (304 already stopped,
- * 404 gone) become results, anything else throws.
+ * 404 gone) become results, anything else throws. What a container does once it runs — limit, cancel,
+ * wait, collect, remove — is container-supervisor.ts, the same for a started and an adopted container;
+ * this file only makes the calls.
  */
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { pack } from 'tar-fs';
 import {
@@ -12,7 +15,6 @@ import {
   type BuildRequest,
   type BuildResult,
   type ContainerEngine,
-  type ContainerEnd,
   type ContainerRequest,
   type ContainerRunResult,
   type EngineLogger,
@@ -20,9 +22,11 @@ import {
   type RunContainer,
   type RunHooks,
 } from './container-engine.js';
+import { containerSupervisor, notStartedResult, type ContainerRecord, type SupervisedContainer } from './container-supervisor.js';
 import { assertSafeMounts } from '../executor/container-profile.js';
 import { contextIgnore } from './docker-ignore.js';
-import { directoryTar, readJsonLines } from './engine-streams.js';
+import { messageOf, statusOf } from './engine-errors.js';
+import { demuxOutput, directoryTar, readBuildProgress, readImportProgress, type BuildProgress } from './engine-streams.js';
 
 /** How to reach the Docker Engine. */
 export interface DockerEngineOptions {
@@ -30,25 +34,8 @@ export interface DockerEngineOptions {
   logger?: EngineLogger;
   /** How long to wait, after the container exited, for the engine to close its output stream. */
   logDrainMs?: number;
-}
-
-interface EngineError {
-  statusCode?: number;
-  json?: { message?: string } | null;
-  message?: string;
-  reason?: string;
-}
-
-function statusOf(err: unknown): number | undefined {
-  return typeof err === 'object' && err !== null ? (err as EngineError).statusCode : undefined;
-}
-
-// docker-modem puts the engine's own sentence in `json.message`; its `message` adds HTTP noise.
-function messageOf(err: unknown): string {
-  if (typeof err !== 'object' || err === null) return String(err);
-  const e = err as EngineError;
-  const fromJson = e.json && typeof e.json === 'object' ? e.json.message : undefined;
-  return (fromJson ?? e.message ?? String(err)).trim();
+  /** The clock for timings and end times (default: the system clock; this adapter is the edge). */
+  now?: () => Date;
 }
 
 function isoOrNull(t: string | undefined): string | null {
@@ -63,49 +50,17 @@ function splitRepoTag(ref: string): { repo: string; tag: string } {
   return colon > slash ? { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) } : { repo: ref, tag: 'latest' };
 }
 
-/**
- * Splits the engine's multiplexed attach stream (8-byte header: type, 3 zero bytes, big-endian
- * length) into payloads; stdout and stderr go to the same sink in the order they arrived.
- */
-function createDemuxer(onPayload: (b: Buffer) => void): { push(chunk: Buffer): void; flush(): void } {
-  let pending: Buffer = Buffer.alloc(0);
-  let raw = false;
+// The engine's inspect answer in secd's terms.
+function recordOf(info: Docker.ContainerInspectInfo): ContainerRecord {
   return {
-    push(chunk) {
-      if (raw) return onPayload(chunk);
-      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      while (pending.length >= 8) {
-        const type = pending[0];
-        if (type !== 0 && type !== 1 && type !== 2) {
-          // Not multiplexed (a TTY container): pass everything through as is.
-          raw = true;
-          onPayload(pending);
-          pending = Buffer.alloc(0);
-          return;
-        }
-        const size = pending.readUInt32BE(4);
-        if (pending.length < 8 + size) break;
-        if (size > 0) onPayload(Buffer.from(pending.subarray(8, 8 + size)));
-        pending = pending.subarray(8 + size);
-      }
-    },
-    flush() {
-      // A stream cut mid-frame still delivers what arrived of it.
-      if (pending.length > 8) onPayload(Buffer.from(pending.subarray(8)));
-      pending = Buffer.alloc(0);
-    },
+    status: info.State?.Status ?? 'unknown',
+    running: info.State?.Running === true,
+    startedAt: isoOrNull(info.State?.StartedAt),
+    finishedAt: isoOrNull(info.State?.FinishedAt),
+    oomKilled: info.State?.OOMKilled === true,
+    exitCode: typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : null,
+    labels: info.Config?.Labels ?? {},
   };
-}
-
-// setTimeout fires at once past ~24.8 days; runs may be allowed longer than that.
-function setLongTimeout(fn: () => void, ms: number): () => void {
-  const MAX = 2 ** 31 - 1;
-  let handle: NodeJS.Timeout;
-  const arm = (left: number) => {
-    handle = setTimeout(() => (left > MAX ? arm(left - MAX) : fn()), Math.min(left, MAX));
-  };
-  arm(Math.max(0, ms));
-  return () => clearTimeout(handle);
 }
 
 /** The Docker Engine behind secd's ContainerEngine port (legacy builder, Engine API >= 1.41). */
@@ -113,16 +68,19 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
   const docker = new Docker({ socketPath: opts.socketPath ?? '/var/run/docker.sock' });
   const log = opts.logger ?? silentLogger;
   const logDrainMs = opts.logDrainMs ?? 10_000;
+  const now = opts.now ?? (() => new Date());
+  const ms = (since: number) => now().getTime() - since;
+  const supervisor = containerSupervisor({ log, now, describeError: messageOf });
 
   async function call<T>(op: string, ids: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
-    const t0 = Date.now();
+    const t0 = now().getTime();
     log.info({ op, ...ids }, `docker ${op}`);
     try {
       const result = await fn();
-      log.info({ op, ...ids, ms: Date.now() - t0 }, `docker ${op} done`);
+      log.info({ op, ...ids, ms: ms(t0) }, `docker ${op} done`);
       return result;
     } catch (err) {
-      log.warn({ op, ...ids, ms: Date.now() - t0, status: statusOf(err), err: messageOf(err) }, `docker ${op} failed`);
+      log.warn({ op, ...ids, ms: ms(t0), status: statusOf(err), err: messageOf(err) }, `docker ${op} failed`);
       throw err;
     }
   }
@@ -169,24 +127,46 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
     }
   }
 
-  // The caller's last look at an ended container (its outputs) before it is removed.
-  async function afterExit(id: string, ids: Record<string, unknown>, hooks: RunHooks): Promise<void> {
-    if (!hooks.onExited) return;
-    try {
-      await hooks.onExited(id);
-    } catch (err) {
-      log.error({ ...ids, err: messageOf(err) }, 'reading the ended container failed');
-    }
-  }
-
   // A fresh volume's mount point is root's 0755: open it to the image's USER, whoever that is.
   async function openMountPoints(container: Docker.Container, targets: string[], ids: Record<string, unknown>): Promise<void> {
     for (const target of targets) {
       const parent = path.posix.dirname(target);
-      const tar = directoryTar(path.posix.basename(target), 0o777);
+      const tar = directoryTar(path.posix.basename(target), 0o777, now());
       await call('container.putArchive', { ...ids, path: target }, () => container.putArchive(tar, { path: parent }));
     }
   }
+
+  // The engine calls supervision makes, on one container, with its expected status codes as values.
+  function supervised(container: Docker.Container, ids: Record<string, unknown>): SupervisedContainer {
+    return {
+      id: container.id,
+      ids,
+      async wait() {
+        try {
+          const waited = (await call('container.wait', ids, () => container.wait())) as { StatusCode?: number };
+          return typeof waited.StatusCode === 'number' ? waited.StatusCode : null;
+        } catch (err) {
+          // 404: removed behind our back; it ran and is gone, with no exit code to report.
+          if (statusOf(err) === 404) return null;
+          throw err;
+        }
+      },
+      stop: (graceSeconds) => stopContainer(container.id, graceSeconds),
+      async inspect() {
+        try {
+          return recordOf(await call('container.inspect', ids, () => container.inspect()));
+        } catch (err) {
+          if (statusOf(err) === 404) return null;
+          throw err;
+        }
+      },
+      remove: () => removeContainer(container.id),
+    };
+  }
+
+  // dockerode's own demuxer splits the engine's multiplexed stream; a failing stream is logged, not thrown.
+  const demuxInto = (stream: NodeJS.ReadableStream, onLog: (chunk: Buffer) => void, ids: Record<string, unknown>) =>
+    demuxOutput(stream, docker.modem.demuxStream.bind(docker.modem), onLog, (err) => log.warn({ ...ids, err: err.message }, 'container output stream failed'));
 
   async function buildImage(req: BuildRequest): Promise<BuildResult> {
     const ids = { tag: req.tag, context: req.contextDir };
@@ -200,25 +180,9 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       contextError = err;
     });
 
-    let textBuf = '';
-    const emitText = (text: string, final = false) => {
-      textBuf += text;
-      let i: number;
-      while ((i = textBuf.indexOf('\n')) >= 0) {
-        req.onLog(textBuf.slice(0, i).replace(/\r$/, ''));
-        textBuf = textBuf.slice(i + 1);
-      }
-      if (final && textBuf) {
-        req.onLog(textBuf);
-        textBuf = '';
-      }
-    };
-    let imageId: string | null = null;
-    let shortId: string | null = null;
-    let lastError: string | null = null;
-
-    const t0 = Date.now();
+    const t0 = now().getTime();
     log.info({ op: 'build', ...ids }, 'docker build');
+    let progress: BuildProgress;
     try {
       const stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
         t: req.tag,
@@ -230,31 +194,9 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
         ...(req.memoryBytes ? { memory: req.memoryBytes, memswap: req.memoryBytes } : {}),
         ...(req.signal ? { abortSignal: req.signal } : {}),
       } as Docker.ImageBuildOptions);
-      await readJsonLines(
-        stream,
-        (obj) => {
-          if (typeof obj.stream === 'string') {
-            emitText(obj.stream);
-            const m = /^Successfully built ([0-9a-f]+)\s*$/m.exec(obj.stream);
-            if (m) shortId = m[1]!;
-          }
-          if (typeof obj.status === 'string') emitText(`${obj.status}${typeof obj.progress === 'string' ? ` ${obj.progress}` : ''}\n`);
-          const aux = obj.aux as { ID?: unknown } | undefined;
-          if (aux && typeof aux.ID === 'string') imageId = aux.ID;
-          const detail = obj.errorDetail as { message?: unknown } | undefined;
-          const error = typeof detail?.message === 'string' ? detail.message : typeof obj.error === 'string' ? obj.error : null;
-          if (error !== null) {
-            emitText('', true);
-            lastError = error.trim();
-            req.onLog(`ERROR: ${lastError}`);
-          }
-        },
-        (line) => emitText(`${line}\n`),
-      );
-      emitText('', true);
+      progress = await readBuildProgress(stream, req.onLog);
     } catch (err) {
-      emitText('', true);
-      log.warn({ op: 'build', ...ids, ms: Date.now() - t0, status: statusOf(err), err: messageOf(err) }, 'docker build failed');
+      log.warn({ op: 'build', ...ids, ms: ms(t0), status: statusOf(err), err: messageOf(err) }, 'docker build failed');
       if (req.signal?.aborted) return { ok: false, code: 'cancelled', reason: 'build cancelled' };
       if (contextError !== null) {
         const reason = `could not read the build context: ${(contextError as Error).message}`;
@@ -269,35 +211,25 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       throw err;
     }
     if (req.signal?.aborted) return { ok: false, code: 'cancelled', reason: 'build cancelled' };
-    if (lastError !== null) {
-      log.info({ op: 'build', ...ids, ms: Date.now() - t0, err: lastError }, 'docker build done: failed');
-      return { ok: false, code: 'build_failed', reason: lastError };
+    if (progress.lastError !== null) {
+      log.info({ op: 'build', ...ids, ms: ms(t0), err: progress.lastError }, 'docker build done: failed');
+      return { ok: false, code: 'build_failed', reason: progress.lastError };
     }
     // Older engines only print "Successfully built <short id>"; the tag always resolves to the full id.
-    if (imageId === null) imageId = (await inspectImage(req.tag))?.id ?? null;
+    const imageId = progress.imageId ?? (await inspectImage(req.tag))?.id ?? null;
     if (imageId === null) {
-      const reason = shortId ? `built ${shortId} but the tag ${req.tag} is missing` : 'the build ended without an image';
+      const reason = progress.shortId ? `built ${progress.shortId} but the tag ${req.tag} is missing` : 'the build ended without an image';
       return { ok: false, code: 'build_failed', reason };
     }
-    log.info({ op: 'build', ...ids, image: imageId, ms: Date.now() - t0 }, 'docker build done');
+    log.info({ op: 'build', ...ids, image: imageId, ms: ms(t0) }, 'docker build done');
     return { ok: true, imageId };
   }
 
   async function runContainer(req: ContainerRequest, hooks: RunHooks): Promise<ContainerRunResult> {
-    const now = () => new Date().toISOString();
-    const notStarted = (end: ContainerEnd, reason: string | null, containerId: string | null = null): ContainerRunResult => ({
-      end,
-      exitCode: null,
-      oomKilled: false,
-      startedAt: null,
-      finishedAt: now(),
-      containerId,
-      reason,
-    });
     // The profile is checked again here: whatever built the request, no run gets a network or the engine.
     if (req.create.HostConfig.NetworkMode !== 'none') throw new Error('run containers must have NetworkMode none');
     assertSafeMounts(req.create.HostConfig.Mounts);
-    if (hooks.signal?.aborted) return notStarted('cancelled', null);
+    if (hooks.signal?.aborted) return notStartedResult('cancelled', null, null, now());
 
     const runId = req.create.Labels['secd.run'];
     let container: Docker.Container;
@@ -307,29 +239,21 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       );
     } catch (err) {
       if (statusOf(err) === undefined) throw err;
-      return notStarted('start_failed', `could not create the container: ${messageOf(err)}`);
+      return notStartedResult('start_failed', `could not create the container: ${messageOf(err)}`, null, now());
     }
-    const id = container.id;
-    const ids = { run: runId, container: id };
-    const cleanup = async () => {
-      if (req.keepContainer) return;
-      try {
-        await removeContainer(id);
-      } catch (err) {
-        log.warn({ ...ids, err: messageOf(err) }, 'could not remove the container');
-      }
-    };
+    const ids = { run: runId, container: container.id };
+    const c = supervised(container, ids);
+    const cleanup = () => supervisor.removeUnlessKept(c, req.keepContainer);
 
     try {
       await openMountPoints(container, req.writableMountPoints ?? [], ids);
     } catch (err) {
       await cleanup();
       if (statusOf(err) === undefined) throw err;
-      return notStarted('start_failed', `could not prepare the container's mounts: ${messageOf(err)}`, id);
+      return notStartedResult('start_failed', `could not prepare the container's mounts: ${messageOf(err)}`, c.id, now());
     }
 
     // Attach before start: a container that exits within milliseconds still has every byte captured.
-    const demux = createDemuxer((b) => hooks.onLog(b));
     let output: NodeJS.ReadableStream;
     try {
       output = await call('container.attach', ids, () => container.attach({ stream: true, stdout: true, stderr: true }));
@@ -337,129 +261,54 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       await cleanup();
       throw err;
     }
-    const outputDone = new Promise<void>((resolve) => {
-      output.on('data', (chunk: Buffer) => demux.push(chunk));
-      output.on('end', resolve);
-      output.on('close', resolve);
-      output.on('error', (err: Error) => {
-        log.warn({ ...ids, err: err.message }, 'container output stream failed');
-        resolve();
-      });
-    });
+    const destroyOutput = () => (output as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+    const outputDone = demuxInto(output, hooks.onLog, ids);
 
     try {
       await call('container.start', ids, () => container.start());
     } catch (err) {
-      (output as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+      destroyOutput();
       await cleanup();
       if (statusOf(err) === undefined) throw err;
-      return notStarted('start_failed', `could not start the container: ${messageOf(err)}`, id);
+      return notStartedResult('start_failed', `could not start the container: ${messageOf(err)}`, c.id, now());
     }
-    const localStart = now();
-    hooks.onStarted?.(id);
-
-    // Timeout and cancel take the same road: stop (signal, grace, SIGKILL); the first reason wins.
-    let stopReason: 'timed_out' | 'cancelled' | null = null;
-    let stopping: Promise<boolean> | null = null;
-    const graceSeconds = Math.ceil(req.stopGraceMs / 1000);
-    const requestStop = (why: 'timed_out' | 'cancelled') => {
-      if (stopReason !== null) return;
-      stopReason = why;
-      log.info({ ...ids, why }, 'stopping container');
-      stopping = stopContainer(id, graceSeconds).catch((err: unknown) => {
-        log.error({ ...ids, err: messageOf(err) }, 'could not stop the container');
-        return false;
-      });
-    };
-    const clearTimer = setLongTimeout(() => requestStop('timed_out'), req.timeoutMs);
-    const onAbort = () => requestStop('cancelled');
-    hooks.signal?.addEventListener('abort', onAbort, { once: true });
-    if (hooks.signal?.aborted) onAbort();
-
-    let exitCode: number | null = null;
-    try {
-      const waited = (await call('container.wait', ids, () => container.wait())) as { StatusCode?: number };
-      exitCode = typeof waited.StatusCode === 'number' ? waited.StatusCode : null;
-    } catch (err) {
-      // 404: removed behind our back; it ran and is gone, with no exit code to report.
-      if (statusOf(err) !== 404) throw err;
-    } finally {
-      clearTimer();
-      hooks.signal?.removeEventListener('abort', onAbort);
-    }
-
-    let end: ContainerEnd = 'exited';
-    if (stopping !== null && stopReason !== null && (await stopping)) end = stopReason;
-
-    // The engine closes the stream once the container's pipes drain; give it a bounded while.
-    let drainTimer: NodeJS.Timeout | undefined;
-    const drained = await Promise.race([
-      outputDone.then(() => true),
-      new Promise<boolean>((resolve) => {
-        drainTimer = setTimeout(() => resolve(false), logDrainMs);
-      }),
-    ]);
-    clearTimeout(drainTimer);
-    if (!drained) {
-      log.warn({ ...ids }, 'container output did not close after exit; the log may be incomplete');
-      (output as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-    }
-    demux.flush();
-
-    let startedAt: string | null = localStart;
-    let finishedAt = now();
-    let oomKilled = false;
-    try {
-      const info = await call('container.inspect', ids, () => container.inspect());
-      startedAt = isoOrNull(info.State?.StartedAt) ?? startedAt;
-      finishedAt = isoOrNull(info.State?.FinishedAt) ?? finishedAt;
-      oomKilled = info.State?.OOMKilled === true;
-      if (exitCode === null && typeof info.State?.ExitCode === 'number') exitCode = info.State.ExitCode;
-    } catch (err) {
-      if (statusOf(err) !== 404) throw err;
-    }
-    await afterExit(id, ids, hooks);
-    await cleanup();
-    log.info({ ...ids, end, exitCode, oomKilled }, 'container run ended');
-    return { end, exitCode, oomKilled, startedAt, finishedAt, containerId: id, reason: null };
+    return supervisor.supervise(c, {
+      limits: req,
+      hooks,
+      timeLeftMs: req.timeoutMs,
+      startedAt: now().toISOString(),
+      endMessage: 'container run ended',
+      async deliverOutput() {
+        // The engine closes the stream once the container's pipes drain; give it a bounded while.
+        let drainTimer: NodeJS.Timeout | undefined;
+        const drained = await Promise.race([
+          outputDone.then(() => true),
+          new Promise<boolean>((resolve) => {
+            drainTimer = setTimeout(() => resolve(false), logDrainMs);
+          }),
+        ]);
+        clearTimeout(drainTimer);
+        if (!drained) {
+          log.warn({ ...ids }, 'container output did not close after exit; the log may be incomplete');
+          destroyOutput();
+        }
+      },
+    });
   }
 
   async function adoptContainer(id: string, req: AdoptRequest, hooks: RunHooks): Promise<ContainerRunResult> {
-    const now = () => new Date().toISOString();
     const container = docker.getContainer(id);
-    const gone = (reason: string): ContainerRunResult => ({
-      end: 'start_failed',
-      exitCode: null,
-      oomKilled: false,
-      startedAt: null,
-      finishedAt: now(),
-      containerId: id,
-      reason,
-    });
-    const inspect = async (ids: Record<string, unknown>) => {
-      try {
-        return await call('container.inspect', ids, () => container.inspect());
-      } catch (err) {
-        if (statusOf(err) === 404) return null;
-        throw err;
-      }
-    };
-    let info = await inspect({ container: id });
+    const gone = (reason: string) => notStartedResult('start_failed', reason, id, now());
+    let info = await supervised(container, { container: id }).inspect();
     if (!info) return gone('the container is gone');
-    const ids = { run: info.Config?.Labels?.['secd.run'], container: id, adopted: true };
-    const cleanup = async () => {
-      if (req.keepContainer) return;
-      try {
-        await removeContainer(id);
-      } catch (err) {
-        log.warn({ ...ids, err: messageOf(err) }, 'could not remove the container');
-      }
-    };
-    if (info.State?.Status === 'created') {
+    const ids = { run: info.labels['secd.run'], container: id, adopted: true };
+    const c = supervised(container, ids);
+    const cleanup = () => supervisor.removeUnlessKept(c, req.keepContainer);
+    if (info.status === 'created') {
       // Created but never started (the daemon stopped in between): start it now, as runContainer would have.
       if (hooks.signal?.aborted) {
         await cleanup();
-        return { ...gone('cancelled before it started'), end: 'cancelled', reason: null };
+        return notStartedResult('cancelled', null, id, now());
       }
       try {
         await call('container.start', ids, () => container.start());
@@ -468,69 +317,27 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
         await cleanup();
         return gone(`could not start the container: ${messageOf(err)}`);
       }
-      info = await inspect(ids);
+      info = await c.inspect();
       if (!info) return gone('the container is gone');
     }
-    const startedMs = Date.parse(isoOrNull(info.State?.StartedAt) ?? now());
-    const running = info.State?.Running === true;
-    if (running) hooks.onStarted?.(id);
-
-    let stopReason: 'timed_out' | 'cancelled' | null = null;
-    let stopping: Promise<boolean> | null = null;
-    const graceSeconds = Math.ceil(req.stopGraceMs / 1000);
-    const requestStop = (why: 'timed_out' | 'cancelled') => {
-      if (stopReason !== null) return;
-      stopReason = why;
-      log.info({ ...ids, why }, 'stopping container');
-      stopping = stopContainer(id, graceSeconds).catch((err: unknown) => {
-        log.error({ ...ids, err: messageOf(err) }, 'could not stop the container');
-        return false;
-      });
-    };
-    let clearTimer = () => {};
-    const onAbort = () => requestStop('cancelled');
-    if (running) {
+    const startedMs = Date.parse(info.startedAt ?? now().toISOString());
+    return supervisor.supervise(c, {
+      limits: req,
+      hooks,
       // The limit counts from the container's own start: a restart of the daemon does not extend it.
-      clearTimer = setLongTimeout(() => requestStop('timed_out'), req.timeoutMs - (Date.now() - startedMs));
-      hooks.signal?.addEventListener('abort', onAbort, { once: true });
-      if (hooks.signal?.aborted) onAbort();
-    }
-    let exitCode: number | null = null;
-    try {
-      const waited = (await call('container.wait', ids, () => container.wait())) as { StatusCode?: number };
-      exitCode = typeof waited.StatusCode === 'number' ? waited.StatusCode : null;
-    } catch (err) {
-      if (statusOf(err) !== 404) throw err;
-    } finally {
-      clearTimer();
-      hooks.signal?.removeEventListener('abort', onAbort);
-    }
-    let end: ContainerEnd = 'exited';
-    if (stopping !== null && stopReason !== null && (await stopping)) end = stopReason;
-
-    // Attached output died with the previous daemon: the engine's log holds all of it (json-file, capped).
-    const demux = createDemuxer((b) => hooks.onLog(b));
-    try {
-      const raw = await call('container.logs', ids, () => container.logs({ stdout: true, stderr: true, follow: false }));
-      demux.push(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)));
-      demux.flush();
-    } catch (err) {
-      if (statusOf(err) !== 404) log.warn({ ...ids, err: messageOf(err) }, 'could not read the container log');
-    }
-    let startedAt: string | null = isoOrNull(info.State?.StartedAt);
-    let finishedAt = now();
-    let oomKilled = false;
-    const last = await inspect(ids);
-    if (last) {
-      startedAt = isoOrNull(last.State?.StartedAt) ?? startedAt;
-      finishedAt = isoOrNull(last.State?.FinishedAt) ?? finishedAt;
-      oomKilled = last.State?.OOMKilled === true;
-      if (exitCode === null && typeof last.State?.ExitCode === 'number') exitCode = last.State.ExitCode;
-    }
-    await afterExit(id, ids, hooks);
-    await cleanup();
-    log.info({ ...ids, end, exitCode, oomKilled }, 'adopted container ended');
-    return { end, exitCode, oomKilled, startedAt, finishedAt, containerId: id, reason: null };
+      timeLeftMs: info.running ? req.timeoutMs - (now().getTime() - startedMs) : null,
+      startedAt: info.startedAt,
+      endMessage: 'adopted container ended',
+      async deliverOutput() {
+        // Attached output died with the previous daemon: the engine's log holds all of it (json-file, capped).
+        try {
+          const raw = await call('container.logs', ids, () => container.logs({ stdout: true, stderr: true, follow: false }));
+          await demuxInto(Readable.from([Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw))]), hooks.onLog, ids);
+        } catch (err) {
+          if (statusOf(err) !== 404) log.warn({ ...ids, err: messageOf(err) }, 'could not read the container log');
+        }
+      },
+    });
   }
 
   return {
@@ -593,19 +400,8 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
 
     async importRootfs(tarStream, tag, changes) {
       const { repo, tag: version } = splitRepoTag(tag);
-      let lastError: string | null = null;
-      let reported: string | null = null;
       const stream = await call('image.import', { tag }, () => docker.importImage(tarStream, { repo, tag: version, changes }));
-      await readJsonLines(
-        stream,
-        (obj) => {
-          const detail = obj.errorDetail as { message?: unknown } | undefined;
-          if (typeof detail?.message === 'string') lastError = detail.message;
-          else if (typeof obj.error === 'string') lastError = obj.error;
-          if (typeof obj.status === 'string' && /^sha256:[0-9a-f]{64}$/.test(obj.status.trim())) reported = obj.status.trim();
-        },
-        () => {},
-      );
+      const { lastError, reported } = await readImportProgress(stream);
       if (lastError !== null) throw new Error(`docker import of ${tag} failed: ${lastError}`);
       const info = await inspectImage(tag);
       if (info === null) throw new Error(`docker import of ${tag} reported ${reported ?? 'nothing'} but the tag is missing`);
