@@ -2,17 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  BASE_IMAGE,
-  defaultSdkDir,
-  detectAptMirror,
-  dockerfileUsesBaseImage,
-  ensureBaseImage,
-  parseDeb822Sources,
-  parseOneLineSources,
-  pickDebianMirror,
-  sdkHash,
-} from './base-image.js';
+import { detectAptMirror, parseDeb822Sources, parseOneLineSources, pickDebianMirror } from './apt-sources.js';
+import { BASE_IMAGE, defaultSdkDir, dockerfileUsesBaseImage, ensureBaseImage, sdkHash } from './base-image.js';
 import { containerRequestFor, outputsVolumeName } from '../executor/container-profile.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { LogCapture } from '../executor/log-capture.js';
