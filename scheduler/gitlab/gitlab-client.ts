@@ -1,11 +1,25 @@
 /**
  * The GitLab REST adapter: the only file that speaks GitLab's HTTP API.
  * Uses node:http(s) directly so an isolated cluster's own CA (`gitlab.ca_file`) can be trusted.
+ * Every answer is read against its schema (gitlab-answers.ts) before secd looks at it: a malformed
+ * one is a GitLabAnswerError naming the field, which callers handle as they handle GitLab failing.
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { CommitStatus, GitLabApi, GitLabGpgKey, GitLabMember, GitLabProject, GitLabUser, GitLabUserLookup } from './gitlab-port.js';
-import { GitLabError } from './gitlab-port.js';
+import type { z } from 'zod';
+import {
+  gitlabGpgKeyList,
+  gitlabMemberList,
+  gitlabProjectSchema,
+  gitlabUserList,
+  parseGitLabAnswer,
+  type GitLabGpgKey,
+  type GitLabMember,
+  type GitLabProject,
+  type GitLabUser,
+} from './gitlab-answers.js';
+import type { CommitStatus, GitLabApi, GitLabUserLookup } from './gitlab-port.js';
+import { GitLabAnswerError, GitLabError } from './gitlab-port.js';
 
 /** Where GitLab is and how to authenticate. */
 export interface GitLabClientOptions {
@@ -57,19 +71,21 @@ export function createGitLabClient(opts: GitLabClientOptions): GitLabApi & GitLa
     });
   }
 
-  async function getJson<T>(path: string): Promise<{ value: T; headers: Answer['headers'] }> {
+  async function getJson<T>(path: string, schema: z.ZodType<T>): Promise<{ value: T; headers: Answer['headers'] }> {
     const answer = await call('GET', path);
     if (answer.status < 200 || answer.status >= 300) throw new GitLabError(answer.status, path, answer.body);
-    return { value: JSON.parse(answer.body) as T, headers: answer.headers };
+    const read = parseGitLabAnswer(schema, answer.body);
+    if (!read.ok) throw new GitLabAnswerError(answer.status, path, answer.body, read.field, read.problem);
+    return { value: read.value, headers: answer.headers };
   }
 
-  async function getAllPages<T>(path: string): Promise<T[]> {
+  async function getAllPages<T>(path: string, schema: z.ZodType<T[]>): Promise<T[]> {
     const all: T[] = [];
     let page = '1';
     // GitLab caps per_page at 100; X-Next-Page is empty on the last page.
     for (let guard = 0; guard < 1000 && page; guard++) {
       const sep = path.includes('?') ? '&' : '?';
-      const { value, headers } = await getJson<T[]>(`${path}${sep}per_page=100&page=${page}`);
+      const { value, headers } = await getJson(`${path}${sep}per_page=100&page=${page}`, schema);
       all.push(...value);
       const next = headers['x-next-page'];
       page = typeof next === 'string' ? next.trim() : '';
@@ -79,16 +95,16 @@ export function createGitLabClient(opts: GitLabClientOptions): GitLabApi & GitLa
 
   return {
     async getProject(projectId: number): Promise<GitLabProject> {
-      return (await getJson<GitLabProject>(`/projects/${projectId}`)).value;
+      return (await getJson(`/projects/${projectId}`, gitlabProjectSchema)).value;
     },
     listProjectMembers(projectId: number): Promise<GitLabMember[]> {
-      return getAllPages<GitLabMember>(`/projects/${projectId}/members/all`);
+      return getAllPages(`/projects/${projectId}/members/all`, gitlabMemberList);
     },
     listUserGpgKeys(userId: number): Promise<GitLabGpgKey[]> {
-      return getAllPages<GitLabGpgKey>(`/users/${userId}/gpg_keys`);
+      return getAllPages(`/users/${userId}/gpg_keys`, gitlabGpgKeyList);
     },
     async findUserByUsername(username: string): Promise<GitLabUser | null> {
-      const { value } = await getJson<GitLabUser[]>(`/users?username=${encodeURIComponent(username)}`);
+      const { value } = await getJson(`/users?username=${encodeURIComponent(username)}`, gitlabUserList);
       const lower = username.toLowerCase();
       return value.find((u) => u.username.toLowerCase() === lower) ?? null;
     },

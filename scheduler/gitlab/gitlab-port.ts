@@ -1,31 +1,11 @@
 /**
- * The handful of GitLab API calls secd makes, in secd's own types. The only HTTP adapter is
- * scheduler/gitlab/gitlab-client.ts; tests of logic use fakes, tests of the adapter use test/doubles/gitlab-double.ts.
+ * The handful of GitLab API calls secd makes, in secd's own types (the answers' types are inferred
+ * from their schemas in gitlab-answers.ts). The only HTTP adapter is scheduler/gitlab/gitlab-client.ts;
+ * tests of logic use fakes, tests of the adapter use test/doubles/gitlab-double.ts.
  */
+import type { GitLabGpgKey, GitLabMember, GitLabProject, GitLabUser } from './gitlab-answers.js';
 
-/** GET /projects/:id (fields secd reads). */
-export interface GitLabProject {
-  id: number;
-  path_with_namespace: string;
-  default_branch: string;
-  http_url_to_repo: string;
-}
-
-/** One entry of GET /projects/:id/members/all. */
-export interface GitLabMember {
-  id: number;
-  username: string;
-  name: string;
-  state: string;
-  access_level: number;
-}
-
-/** One entry of GET /users/:id/gpg_keys: the armored public key only, no fingerprint. */
-export interface GitLabGpgKey {
-  id: number;
-  key: string;
-  created_at: string;
-}
+export type { GitLabGpgKey, GitLabMember, GitLabProject, GitLabUser } from './gitlab-answers.js';
 
 /** States GitLab accepts on POST /projects/:id/statuses/:sha. */
 export type CommitStatusState = 'pending' | 'running' | 'success' | 'failed' | 'canceled' | 'skipped';
@@ -38,21 +18,16 @@ export interface CommitStatus {
   description?: string;
 }
 
-/** One entry of GET /users?username= (fields secd reads). */
-export interface GitLabUser {
-  id: number;
-  username: string;
-  name: string;
-  state: string;
-}
-
-/** Looking users up by name (`secd admin grant` checks the user exists); throws GitLabError on a non-2xx answer. */
+/** Looking users up by name (`secd admin grant` checks the user exists); throws GitLabError as GitLabApi does. */
 export interface GitLabUserLookup {
   /** The user with exactly this username (GitLab compares case-insensitively), or null. */
   findUserByUsername(username: string): Promise<GitLabUser | null>;
 }
 
-/** What secd asks of GitLab. Every method throws GitLabError on a non-2xx answer. */
+/**
+ * What secd asks of GitLab. Every method throws GitLabError on a non-2xx answer, and its subclass
+ * GitLabAnswerError on a 2xx answer of the wrong shape: callers treat both as "GitLab failed".
+ */
 export interface GitLabApi {
   getProject(projectId: number): Promise<GitLabProject>;
   /** All members including inherited ones, every page. */
@@ -61,7 +36,7 @@ export interface GitLabApi {
   postCommitStatus(projectId: number, sha: string, status: CommitStatus): Promise<void>;
 }
 
-/** A non-2xx answer from GitLab, with its status code and body text. */
+/** An answer from GitLab secd cannot use (here: a non-2xx one), with its status code and body text. */
 export class GitLabError extends Error {
   constructor(
     readonly status: number,
@@ -70,5 +45,20 @@ export class GitLabError extends Error {
   ) {
     super(`GitLab answered ${status} for ${path}: ${body.slice(0, 200)}`);
     this.name = 'GitLabError';
+  }
+}
+
+/** A 2xx answer that is not what GitLab documents: the first wrong field and what is wrong with it. */
+export class GitLabAnswerError extends GitLabError {
+  constructor(
+    status: number,
+    path: string,
+    body: string,
+    readonly field: string,
+    readonly problem: string,
+  ) {
+    super(status, path, body);
+    this.message = `GitLab's answer to ${path} is malformed at ${field}: ${problem}`;
+    this.name = 'GitLabAnswerError';
   }
 }

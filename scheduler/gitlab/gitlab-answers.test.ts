@@ -1,0 +1,90 @@
+/**
+ * GitLab's answers read against their schemas: the samples from GitLab's documentation come out as
+ * the fields secd uses, and an answer of the wrong shape is a value that names the wrong field.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { gitlabGpgKeyList, gitlabMemberList, gitlabProjectSchema, gitlabUserList, parseGitLabAnswer } from './gitlab-answers.js';
+
+const FIXTURES = join(import.meta.dirname, '../../test/fixtures/gitlab');
+const fixture = (name: string): string => readFileSync(join(FIXTURES, name), 'utf8');
+
+describe('GitLab answers as GitLab documents them', () => {
+  it('a project reads as its id, path, default branch and clone URL', () => {
+    expect(parseGitLabAnswer(gitlabProjectSchema, fixture('api_project.json'))).toEqual({
+      ok: true,
+      value: {
+        id: 3,
+        path_with_namespace: 'diaspora/diaspora-project-site',
+        default_branch: 'master',
+        http_url_to_repo: 'http://example.com/diaspora/diaspora-project-site.git',
+      },
+    });
+  });
+
+  it('members/all reads as each member with state and access level, and nothing else', () => {
+    const read = parseGitLabAnswer(gitlabMemberList, fixture('api_project_members_all.json'));
+    expect(read).toEqual({
+      ok: true,
+      value: [
+        { id: 1, username: 'raymond_smith', name: 'Raymond Smith', state: 'active', access_level: 30 },
+        { id: 2, username: 'john_doe', name: 'John Doe', state: 'active', access_level: 30 },
+        { id: 3, username: 'foo_bar', name: 'Foo bar', state: 'active', access_level: 30 },
+      ],
+    });
+  });
+
+  it('a user\'s GPG keys read as id, armored key and date', () => {
+    expect(parseGitLabAnswer(gitlabGpgKeyList, fixture('api_user_gpg_keys.json'))).toEqual({
+      ok: true,
+      value: [{ id: 1, key: '<PGP_PUBLIC_KEY_BLOCK>', created_at: '2017-09-05T09:17:46.264Z' }],
+    });
+  });
+
+  it('users read with their state, a blocked one included', () => {
+    const read = parseGitLabAnswer(gitlabUserList, fixture('api_users.json'));
+    expect(read.ok && read.value.map((u) => [u.username, u.state])).toEqual([
+      ['john_smith', 'active'],
+      ['jack_smith', 'blocked'],
+    ]);
+  });
+
+  it('a project whose repository is empty has no default branch', () => {
+    const empty = { ...(JSON.parse(fixture('api_project.json')) as object), default_branch: null };
+    const read = parseGitLabAnswer(gitlabProjectSchema, JSON.stringify(empty));
+    expect(read.ok && read.value.default_branch).toBeNull();
+  });
+});
+
+describe('a malformed answer names the field that is wrong', () => {
+  const members = (): Array<Record<string, unknown>> => JSON.parse(fixture('api_project_members_all.json')) as Array<Record<string, unknown>>;
+
+  it('an access level given as text', () => {
+    const list = members();
+    list[1]!.access_level = '30';
+    const read = parseGitLabAnswer(gitlabMemberList, JSON.stringify(list));
+    expect(read).toMatchObject({ ok: false, field: 'answer[1].access_level' });
+    expect(!read.ok && read.problem).toMatch(/expected number/);
+  });
+
+  it('a member without a state', () => {
+    const list = members();
+    delete list[2]!.state;
+    expect(parseGitLabAnswer(gitlabMemberList, JSON.stringify(list))).toMatchObject({ ok: false, field: 'answer[2].state' });
+  });
+
+  it('a key that is not text, and an object where a list belongs', () => {
+    expect(parseGitLabAnswer(gitlabGpgKeyList, '[{"id": 4, "key": null, "created_at": "2024-01-01T00:00:00Z"}]')).toMatchObject({
+      ok: false,
+      field: 'answer[0].key',
+    });
+    expect(parseGitLabAnswer(gitlabMemberList, '{"message": "401 Unauthorized"}')).toMatchObject({ ok: false, field: 'answer' });
+  });
+
+  it('a body that is not JSON at all (a proxy\'s HTML page)', () => {
+    const read = parseGitLabAnswer(gitlabProjectSchema, '<html><body>502 Bad Gateway</body></html>');
+    expect(read).toMatchObject({ ok: false, field: 'answer' });
+    expect(!read.ok && read.problem).toMatch(/^not JSON/);
+  });
+});

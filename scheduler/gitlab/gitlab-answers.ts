@@ -1,0 +1,80 @@
+/**
+ * GitLab's answers, as secd reads them: one zod schema per answer, the types inferred from them.
+ * These answers decide who may run code (the members of a project, their state and access level, the
+ * keys that vouch for their commits), so they are checked at the boundary instead of cast: an answer
+ * of the wrong shape becomes a value naming the first wrong field, never a member with a missing
+ * `state` or a key that is not text. Fields secd does not read are dropped; samples of each answer
+ * from GitLab's documentation are in test/fixtures/gitlab/ (see its SOURCES.md).
+ */
+import { z } from 'zod';
+import { dotted } from '../common/describe-value.js';
+
+const id = z.number().int().positive();
+
+/** GET /projects/:id (fields secd reads). */
+export const gitlabProjectSchema = z.object({
+  id,
+  path_with_namespace: z.string().min(1),
+  /** null while the project's repository is empty */
+  default_branch: z.string().nullable(),
+  http_url_to_repo: z.string().min(1),
+});
+
+/** One entry of GET /projects/:id/members/all. */
+export const gitlabMemberSchema = z.object({
+  id,
+  username: z.string().min(1),
+  name: z.string(),
+  /** "active", "blocked", ...: only active members' keys vouch for commits */
+  state: z.string().min(1),
+  /** 0 no access, 5 minimal, 10 guest, 20 reporter, 30 developer, 40 maintainer, 50 owner */
+  access_level: z.number().int().nonnegative(),
+});
+
+/** One entry of GET /users/:id/gpg_keys: the armored public key only, no fingerprint. */
+export const gitlabGpgKeySchema = z.object({
+  id,
+  key: z.string(),
+  created_at: z.string(),
+});
+
+/** One entry of GET /users?username= (fields secd reads). */
+export const gitlabUserSchema = z.object({
+  id,
+  username: z.string().min(1),
+  name: z.string(),
+  state: z.string().min(1),
+});
+
+/** GET /projects/:id (fields secd reads). */
+export type GitLabProject = z.infer<typeof gitlabProjectSchema>;
+/** One entry of GET /projects/:id/members/all. */
+export type GitLabMember = z.infer<typeof gitlabMemberSchema>;
+/** One entry of GET /users/:id/gpg_keys. */
+export type GitLabGpgKey = z.infer<typeof gitlabGpgKeySchema>;
+/** One entry of GET /users?username=. */
+export type GitLabUser = z.infer<typeof gitlabUserSchema>;
+
+/** The schemas of the lists GitLab answers, page by page. */
+export const gitlabMemberList = z.array(gitlabMemberSchema);
+/** GET /users/:id/gpg_keys, one page. */
+export const gitlabGpgKeyList = z.array(gitlabGpgKeySchema);
+/** GET /users?username=. */
+export const gitlabUserList = z.array(gitlabUserSchema);
+
+/** An answer read: the value, or the first wrong field (`answer[0].access_level`) and what is wrong with it. */
+export type GitLabAnswer<T> = { ok: true; value: T } | { ok: false; field: string; problem: string };
+
+/** Read an answer body (JSON text) against its schema; never throws. */
+export function parseGitLabAnswer<T>(schema: z.ZodType<T>, body: string): GitLabAnswer<T> {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (err) {
+    return { ok: false, field: 'answer', problem: `not JSON (${err instanceof Error ? err.message : String(err)})` };
+  }
+  const result = schema.safeParse(json);
+  if (result.success) return { ok: true, value: result.data };
+  const issue = result.error.issues[0]!;
+  return { ok: false, field: dotted(['answer', ...issue.path.map((p) => (typeof p === 'number' ? p : String(p)))]), problem: issue.message };
+}

@@ -1,0 +1,115 @@
+/**
+ * The GitLab adapter over real HTTP: against the GitLab double for what secd asks (every page of
+ * members, keys, users by name, commit statuses), and against a server that answers GitLab's
+ * documented samples, or a broken version of them, for what a malformed answer becomes.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ACCESS, startGitLabDouble, type GitLabDouble } from '../../test/doubles/gitlab-double.js';
+import { createGitLabClient } from './gitlab-client.js';
+import { GitLabAnswerError, GitLabError } from './gitlab-port.js';
+
+const TOKEN = 'glpat-client-test';
+const fixture = (name: string): string => readFileSync(join(import.meta.dirname, '../../test/fixtures/gitlab', name), 'utf8');
+
+describe('the GitLab client against the GitLab double', () => {
+  let gitlab: GitLabDouble;
+  let projectId: number;
+
+  beforeAll(async () => {
+    gitlab = await startGitLabDouble({ token: TOKEN });
+    const users = Array.from({ length: 105 }, (_, i) => gitlab.addUser({ username: `member${i}`, email: `m${i}@example.org` }));
+    projectId = gitlab.addProject({ path: 'lab/big', members: users.map((u) => u.id) }).id;
+    gitlab.addMember(projectId, users[0]!.id, ACCESS.maintainer);
+    gitlab.addGpgKey(users[0]!.id, '-----BEGIN PGP PUBLIC KEY BLOCK-----\n...\n');
+  });
+  afterAll(async () => {
+    await gitlab?.close();
+  });
+
+  it('reads every page of members, with their state and access level', async () => {
+    const client = createGitLabClient({ url: gitlab.url, token: TOKEN });
+    const members = await client.listProjectMembers(projectId);
+    expect(members).toHaveLength(105);
+    expect(members[0]).toEqual({ id: 1, username: 'member0', name: 'member0', state: 'active', access_level: ACCESS.maintainer });
+    expect(gitlab.apiRequests.filter((r) => r.path.endsWith('/members/all')).map((r) => r.status)).toEqual([200, 200]);
+  });
+
+  it('reads a user\'s keys, the project, a user by name in any case, and posts a status', async () => {
+    const client = createGitLabClient({ url: gitlab.url, token: TOKEN });
+    expect(await client.listUserGpgKeys(1)).toEqual([{ id: 1, key: '-----BEGIN PGP PUBLIC KEY BLOCK-----\n...\n', created_at: expect.any(String) }]);
+    expect(await client.getProject(projectId)).toEqual({
+      id: projectId,
+      path_with_namespace: 'lab/big',
+      default_branch: 'main',
+      http_url_to_repo: `${gitlab.url}/lab/big.git`,
+    });
+    expect(await client.findUserByUsername('MEMBER7')).toMatchObject({ id: 8, username: 'member7' });
+    expect(await client.findUserByUsername('nobody')).toBeNull();
+    await expect(client.postCommitStatus(projectId, 'f'.repeat(40), { state: 'pending', name: 'secd' })).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('a wrong token is a GitLabError with the status GitLab answered', async () => {
+    const client = createGitLabClient({ url: gitlab.url, token: 'wrong' });
+    const err = await client.listProjectMembers(projectId).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GitLabError);
+    expect(err).not.toBeInstanceOf(GitLabAnswerError);
+    expect(err).toMatchObject({ status: 401 });
+  });
+});
+
+describe('the GitLab client reading what a server answers', () => {
+  let server: Server;
+  let url: string;
+  /** path (without the query) -> body answered with 200 */
+  const answers = new Map<string, string>();
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      const body = answers.get((req.url ?? '').split('?')[0]!);
+      res.writeHead(body === undefined ? 404 : 200, { 'Content-Type': 'application/json' });
+      res.end(body ?? '{"message": "404 Not Found"}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it('GitLab\'s documented samples read as the members, keys and project secd uses', async () => {
+    answers.set('/api/v4/projects/3/members/all', fixture('api_project_members_all.json'));
+    answers.set('/api/v4/users/1/gpg_keys', fixture('api_user_gpg_keys.json'));
+    answers.set('/api/v4/projects/3', fixture('api_project.json'));
+    const client = createGitLabClient({ url, token: TOKEN });
+    expect((await client.listProjectMembers(3)).map((m) => [m.username, m.state, m.access_level])).toEqual([
+      ['raymond_smith', 'active', 30],
+      ['john_doe', 'active', 30],
+      ['foo_bar', 'active', 30],
+    ]);
+    expect(await client.listUserGpgKeys(1)).toEqual([{ id: 1, key: '<PGP_PUBLIC_KEY_BLOCK>', created_at: '2017-09-05T09:17:46.264Z' }]);
+    expect((await client.getProject(3)).path_with_namespace).toBe('diaspora/diaspora-project-site');
+  });
+
+  it('a member whose access level is text is refused with a GitLabAnswerError naming the field', async () => {
+    const members = JSON.parse(fixture('api_project_members_all.json')) as Array<Record<string, unknown>>;
+    members[1]!.access_level = 'developer';
+    answers.set('/api/v4/projects/4/members/all', JSON.stringify(members));
+    const err = await createGitLabClient({ url, token: TOKEN }).listProjectMembers(4).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GitLabAnswerError);
+    expect(err).toMatchObject({ status: 200, field: 'answer[1].access_level' });
+    expect((err as Error).message).toMatch(/^GitLab's answer to \/projects\/4\/members\/all\?per_page=100&page=1 is malformed at answer\[1\]\.access_level: /);
+  });
+
+  it('a key list that is not JSON is refused the same way', async () => {
+    answers.set('/api/v4/users/9/gpg_keys', '<html>maintenance</html>');
+    await expect(createGitLabClient({ url, token: TOKEN }).listUserGpgKeys(9)).rejects.toMatchObject({
+      name: 'GitLabAnswerError',
+      field: 'answer',
+      problem: expect.stringMatching(/^not JSON/),
+    });
+  });
+});
