@@ -4,14 +4,14 @@
  * tests call `app.inject()`.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { RunEvent, RunRow, RunStore } from '../storage/run-store.js';
+import type { RunStore } from '../storage/run-store.js';
 import { assertNever, isTerminal, RUN_STATES, type RunState } from '../storage/run-states.js';
 import { classifyDelivery } from '../scheduler/intake/intake.js';
 import type { Log } from '../scheduler/common/log.js';
 import type { RunLifecycle } from '../scheduler/lifecycle/run-lifecycle.js';
+import { toApiEvent, toApiRun, type ApiNode } from './api-schema.js';
 import type { LeaderMetrics } from './metrics.js';
 import { renderRunMain, renderRunPage, renderStatusPage, type GpuLabel } from './pages.js';
-import { redactCredentials } from '../scheduler/common/redact.js';
 import { loadStaticAssets } from './static-assets.js';
 import { StatusFeed } from './status-feed.js';
 
@@ -32,51 +32,6 @@ export interface LeaderServerDeps {
   status?: StatusFeed;
   /** Prometheus metrics for /metrics and the webhook histogram; without them /metrics answers 404. */
   metrics?: LeaderMetrics;
-}
-
-/** A node as the API shows it (DESIGN §8). */
-export interface ApiNode {
-  id: string;
-  hostname: string;
-  state: 'up' | 'down' | 'draining';
-  last_seen: string | null;
-  cpus: number;
-  memory_bytes: number;
-  load: number | null;
-  runs: string[];
-  gpus: Array<{
-    uuid: string;
-    index: number;
-    name: string;
-    memory_total_bytes: number | null;
-    memory_used_bytes: number | null;
-    utilization_pct: number | null;
-    temperature_c: number | null;
-    power_w: number | null;
-    run_id: string | null;
-  }>;
-}
-
-/** A run as the API shows it (DESIGN §8). */
-export function apiRun(run: RunRow): Record<string, unknown> {
-  return {
-    id: run.id,
-    project: run.project,
-    commit: run.commit,
-    user: run.user,
-    state: run.state,
-    reason: redactCredentials(run.reason),
-    node: run.node,
-    gpus: run.gpus,
-    created_at: run.createdAt,
-    started_at: run.startedAt,
-    finished_at: run.finishedAt,
-    branch: run.branch,
-  };
-}
-
-function apiEvent(e: RunEvent): Record<string, unknown> {
-  return { at: e.at, from: e.from, to: e.to, reason: redactCredentials(e.reason) };
 }
 
 // The pages load nothing from anywhere but the leader: the browser enforces it too.
@@ -161,14 +116,14 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
       return reply.code(400).send({ error: `limit must be an integer from 1 to 1000 (got "${q.limit}")` });
     }
     const runs = deps.store.list({ ...(q.state ? { state: q.state as RunState } : {}), limit });
-    return { runs: runs.map(apiRun) };
+    return { runs: runs.map(toApiRun) };
   });
 
   app.get('/api/v1/runs/:id', async (req, reply) => {
     const { id } = req.params as { id: string };
     const run = deps.store.get(id);
     if (!run) return reply.code(404).send({ error: `no run ${id}` });
-    return { ...apiRun(run), events: deps.store.events(id).map(apiEvent) };
+    return { ...toApiRun(run), events: deps.store.events(id).map(toApiEvent) };
   });
 
   app.get('/api/v1/nodes', async () => ({ nodes: deps.nodes() }));

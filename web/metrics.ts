@@ -7,7 +7,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RunEvent } from '../storage/run-store.js';
 import { isTerminal, RUN_STATES, type RunState } from '../storage/run-states.js';
-import type { ApiNode } from './leader-server.js';
+import type { ApiGpu, ApiNode } from './api-schema.js';
 
 /** Where the scrape-time figures come from. */
 export interface MetricsSources {
@@ -52,7 +52,7 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
   // The node and GPU gauges share one read of the nodes per scrape (render() clears it): the first collect reads.
   let scrapedNodes: ApiNode[] | null = null;
   const scrapeNodes = (): ApiNode[] => (scrapedNodes ??= sources.nodes());
-  const gpus = (): Array<{ node: string; g: ApiNode['gpus'][number] }> =>
+  const gpus = (): Array<{ node: string; g: ApiGpu }> =>
     scrapeNodes().flatMap((n) => n.gpus.map((g) => ({ node: n.id, g })));
 
   new Gauge({
@@ -66,7 +66,7 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
     },
   });
 
-  const gpuGauge = (name: string, help: string, value: (g: ApiNode['gpus'][number]) => number | null) =>
+  const gpuGauge = (name: string, help: string, value: (g: ApiGpu) => number | null) =>
     new Gauge({
       name,
       help,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../storage/database.js';
 import { RunStore } from '../storage/run-store.js';
-import type { ApiNode } from './leader-server.js';
+import type { ApiNode } from './api-schema.js';
 import { StatusFeed, type StatusSnapshot, type StatusUpdate } from './status-feed.js';
 
 function node(id: string, util: number | null): ApiNode {

@@ -11,33 +11,17 @@
 import type { RunRow } from '../storage/run-store.js';
 import type { RunState } from '../storage/run-states.js';
 import { GpuHistory, type GpuSample } from './gpu-history.js';
-import type { ApiNode } from './leader-server.js';
-import { redactCredentials } from '../scheduler/common/redact.js';
-
-/** A run as the status page shows it: no outputs, logs, URLs or credentials. */
-export interface RunView {
-  id: string;
-  project: string;
-  user: string;
-  commit: string;
-  state: RunState;
-  reason: string;
-  node: string | null;
-  gpus: string[];
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-}
+import { toStatusRun, type ApiNode, type StatusRun } from './api-schema.js';
 
 /** Everything a page needs to draw itself from nothing. */
 export interface StatusSnapshot {
   at: string;
   nodes: ApiNode[];
   /** Waiting runs (received, verified, queued), oldest first, at most `maxQueue`. */
-  queue: RunView[];
+  queue: StatusRun[];
   queue_total: number;
   /** The newest runs in any state. */
-  recent: RunView[];
+  recent: StatusRun[];
   /** Per-GPU utilisation history: bucket width `step` s; each series' values start at its `start` (s). */
   history: { step: number; window: number; series: Record<string, { start: number; values: Array<number | null> }> };
 }
@@ -49,9 +33,9 @@ export interface StatusUpdate {
   nodes?: ApiNode[];
   /** Ids of nodes that are gone. */
   removed?: string[];
-  queue?: RunView[];
+  queue?: StatusRun[];
   queue_total?: number;
-  recent?: RunView[];
+  recent?: StatusRun[];
   /** New history values: [gpu uuid, bucket start (s), mean utilisation of that bucket so far]. */
   samples?: Array<[string, number, number]>;
 }
@@ -82,23 +66,6 @@ const WAITING: readonly RunState[] = ['received', 'verified', 'queued'];
 // A node whose reports were pushed within this long is not also sampled by polling.
 const PUSH_FRESH_MS = 10_000;
 
-/** The page's view of a run. */
-export function runView(run: RunRow): RunView {
-  return {
-    id: run.id,
-    project: run.project,
-    user: run.user,
-    commit: run.commit.slice(0, 12),
-    state: run.state,
-    reason: redactCredentials(run.reason),
-    node: run.node,
-    gpus: run.gpus,
-    created_at: run.createdAt,
-    started_at: run.startedAt,
-    finished_at: run.finishedAt,
-  };
-}
-
 const collator = new Intl.Collator('en', { numeric: true });
 
 /** The live status of the cluster, shared by every open status page. */
@@ -110,9 +77,9 @@ export class StatusFeed {
   private readonly touched = new Map<string, [number, number]>();
   private nodeJson = new Map<string, string>();
   private nodes: ApiNode[] = [];
-  private queue: RunView[] = [];
+  private queue: StatusRun[] = [];
   private queueTotal = 0;
-  private recent: RunView[] = [];
+  private recent: StatusRun[] = [];
   private queueJson = '';
   private recentJson = '';
   private primed = false;
@@ -228,7 +195,7 @@ export class StatusFeed {
 
     if (full) {
       const waiting = this.deps.store.inStates(WAITING);
-      const queue = waiting.slice(0, this.deps.maxQueue ?? 500).map(runView);
+      const queue = waiting.slice(0, this.deps.maxQueue ?? 500).map(toStatusRun);
       const queueJson = JSON.stringify(queue);
       if (queueJson !== this.queueJson || waiting.length !== this.queueTotal) {
         this.queueJson = queueJson;
@@ -237,7 +204,7 @@ export class StatusFeed {
         update.queue = queue;
         update.queue_total = waiting.length;
       }
-      const recent = this.deps.store.list({ limit: this.deps.recentRuns ?? 50 }).map(runView);
+      const recent = this.deps.store.list({ limit: this.deps.recentRuns ?? 50 }).map(toStatusRun);
       const recentJson = JSON.stringify(recent);
       if (recentJson !== this.recentJson) {
         this.recentJson = recentJson;

@@ -1,60 +1,14 @@
 /**
  * `secd status [--leader URL]`: the status page in a terminal — nodes, GPUs, the queue and recent
- * runs as aligned tables, read from the leader's JSON API (validated here: it is a boundary).
+ * runs as aligned tables, read from the leader's JSON API (validated here with the API's own schemas,
+ * web/api-schema.ts: it is a boundary).
  */
 import type { Command } from 'commander';
-import { z } from 'zod';
-
-const reading = z.number().nullable();
-
-const apiGpuSchema = z.object({
-  uuid: z.string(),
-  index: z.number(),
-  name: z.string(),
-  memory_total_bytes: reading,
-  memory_used_bytes: reading,
-  utilization_pct: reading,
-  temperature_c: reading,
-  power_w: reading,
-  run_id: z.string().nullable(),
-});
-
-const apiNodeSchema = z.object({
-  id: z.string(),
-  hostname: z.string(),
-  state: z.string(),
-  last_seen: z.string().nullable(),
-  cpus: z.number(),
-  memory_bytes: z.number(),
-  load: reading,
-  runs: z.array(z.string()),
-  gpus: z.array(apiGpuSchema),
-});
-
-const apiRunSchema = z.object({
-  id: z.string(),
-  project: z.string(),
-  user: z.string(),
-  state: z.string(),
-  reason: z.string(),
-  node: z.string().nullable(),
-  gpus: z.array(z.string()),
-  created_at: z.string(),
-  started_at: z.string().nullable(),
-  finished_at: z.string().nullable(),
-});
-
-const nodesResponse = z.object({ nodes: z.array(apiNodeSchema) });
-const runsResponse = z.object({ runs: z.array(apiRunSchema) });
-
-/** A node as GET /api/v1/nodes returns it. */
-export type StatusNode = z.infer<typeof apiNodeSchema>;
-/** A run as GET /api/v1/runs returns it. */
-export type StatusRun = z.infer<typeof apiRunSchema>;
+import { apiNodesAnswerSchema, apiRunsAnswerSchema, type ApiNode, type ApiRun } from '../../web/api-schema.js';
 
 /** Expected failures of `secd status`, each with a one-line reason. */
 export type StatusFetchResult =
-  | { ok: true; nodes: StatusNode[]; runs: StatusRun[]; queued: number }
+  | { ok: true; nodes: ApiNode[]; runs: ApiRun[]; queued: number }
   | { ok: false; code: 'unreachable' | 'bad_answer'; reason: string };
 
 /** Lay out rows as columns two spaces apart; `right` names the columns aligned right (numbers). */
@@ -85,7 +39,7 @@ function clock(iso: string | null): string {
 }
 
 /** The whole `secd status` text for this data (UTC times). */
-export function renderStatusTables(nodes: StatusNode[], runs: StatusRun[], queued: number, now: Date): string {
+export function renderStatusTables(nodes: ApiNode[], runs: ApiRun[], queued: number, now: Date): string {
   const gpus = nodes.flatMap((n) => n.gpus.map((g) => ({ node: n.id, down: n.state === 'down', ...g })));
   const busy = gpus.filter((g) => g.run_id !== null).length;
   const up = nodes.filter((n) => n.state !== 'down').length;
@@ -169,9 +123,9 @@ export async function fetchStatus(leader: string, limit: number): Promise<Status
       get(`/api/v1/runs?limit=${limit}`),
       get('/api/v1/runs?state=queued&limit=1000'),
     ]);
-    const n = nodesResponse.safeParse(nodes);
-    const r = runsResponse.safeParse(runs);
-    const q = runsResponse.safeParse(queued);
+    const n = apiNodesAnswerSchema.safeParse(nodes);
+    const r = apiRunsAnswerSchema.safeParse(runs);
+    const q = apiRunsAnswerSchema.safeParse(queued);
     if (!n.success) return { ok: false, code: 'bad_answer', reason: `unexpected /api/v1/nodes answer: ${n.error.issues[0]?.path.join('.')} ${n.error.issues[0]?.message}` };
     if (!r.success) return { ok: false, code: 'bad_answer', reason: `unexpected /api/v1/runs answer: ${r.error.issues[0]?.path.join('.')} ${r.error.issues[0]?.message}` };
     return { ok: true, nodes: n.data.nodes, runs: r.data.runs, queued: q.success ? q.data.runs.length : 0 };

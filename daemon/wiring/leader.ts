@@ -23,7 +23,8 @@ import { RunLifecycle, type NodeHandle } from '../../scheduler/lifecycle/run-lif
 import { NodeStore } from '../../storage/node-store.js';
 import { IN_FLIGHT_STATES } from '../../storage/run-states.js';
 import { verifyPush } from '../../scheduler/verify/verify-push.js';
-import { buildLeaderServer, type ApiNode } from '../../web/leader-server.js';
+import { toApiNode, type ApiNode } from '../../web/api-schema.js';
+import { buildLeaderServer } from '../../web/leader-server.js';
 import { createLeaderMetrics, queuedToAssignedSeconds, type LeaderMetrics } from '../../web/metrics.js';
 import { StatusFeed } from '../../web/status-feed.js';
 import { countRunsByState } from '../../storage/run-counts.js';
@@ -191,7 +192,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
       const cached = apiNodeCache.get(v.id);
       // The status page reads this several times a second: unchanged nodes keep their object.
       if (cached && cached.view === v && cached.runsKey === runsKey) return cached.api;
-      const api = apiNode(v, runs);
+      const api = toApiNode(v, runs);
       apiNodeCache.set(v.id, { view: v, runsKey, api });
       return api;
     });
@@ -330,30 +331,3 @@ const unconfiguredGitLab: GitLabApi = {
     throw new Error('GitLab is not configured');
   },
 };
-
-/** The API's shape of a node (DESIGN §8): its runs and which run holds each GPU come from SQLite. */
-function apiNode(v: NodeView, runs: readonly RunRow[]): ApiNode {
-  const holder = new Map<string, string>();
-  for (const r of runs) for (const g of r.gpus) holder.set(g, r.id);
-  return {
-    id: v.id,
-    hostname: v.hostname,
-    state: v.state,
-    last_seen: v.lastSeen,
-    cpus: v.cpus,
-    memory_bytes: v.memoryBytes,
-    load: v.load,
-    runs: runs.map((r) => r.id),
-    gpus: v.gpus.map((g) => ({
-      uuid: g.uuid,
-      index: g.index,
-      name: g.name,
-      memory_total_bytes: g.memoryTotalBytes,
-      memory_used_bytes: g.memoryUsedBytes,
-      utilization_pct: g.utilizationPct,
-      temperature_c: g.temperatureC,
-      power_w: g.powerW,
-      run_id: holder.get(g.uuid) ?? null,
-    })),
-  };
-}

@@ -14,7 +14,7 @@
  * Run: npm run build && npm run bench:status-page [rounds]
  */
 import type { Page } from 'playwright-core';
-import type { ApiNode } from '../../web/leader-server.js';
+import type { ApiNode } from '../../web/api-schema.js';
 import { aGpu, aNode, aRun, launchChromium, startStatusServer } from '../support/status-page-fixtures.js';
 
 const NODES = 100;

@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiNode } from '../../web/leader-server.js';
+import type { ApiNode } from '../../web/api-schema.js';
 import { aGpu, aNode, aRun, launchChromium, startStatusServer, type StatusServer } from '../support/status-page-fixtures.js';
 
 const ARTIFACTS = resolve(import.meta.dirname, '../../test-artifacts');

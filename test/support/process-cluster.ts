@@ -23,7 +23,7 @@ import { writeFakeNvidiaSmi, type FakeNvidiaSmiFixture } from './fake-nvidia-smi
 import type { ResearcherRepo } from './git-repo.js';
 import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from './test-images.js';
-import type { ApiNode } from '../../web/leader-server.js';
+import type { ApiNode, ApiRunDetail } from '../../web/api-schema.js';
 import { outputsVolumeName } from '../../daemon/executor/container-profile.js';
 import { makeResearcher } from './researcher.js';
 
@@ -32,22 +32,8 @@ const run = promisify(execFile);
 /** The built CLI the processes run. */
 export const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
 
-/** A run as GET /api/v1/runs/:id shows it. */
-export interface ApiRun {
-  id: string;
-  project: string;
-  commit: string;
-  user: string;
-  state: string;
-  reason: string;
-  node: string | null;
-  gpus: string[];
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-  branch: string | null;
-  events: Array<{ at: string; from: string | null; to: string; reason: string }>;
-}
+/** A run as GET /api/v1/runs/:id shows it: the API's own type, like ApiNodeView. */
+export type ApiRun = ApiRunDetail;
 
 /** A node as GET /api/v1/nodes shows it: the API's own type, so the harness can't drift from it. */
 export type ApiNodeView = ApiNode;

@@ -13,7 +13,8 @@ import { RunStore, type RunRow } from '../../storage/run-store.js';
 import type { RunState } from '../../storage/run-states.js';
 import { silentLog } from '../../scheduler/common/log.js';
 import type { RunLifecycle } from '../../scheduler/lifecycle/run-lifecycle.js';
-import { buildLeaderServer, type ApiNode, type LeaderServerDeps } from '../../web/leader-server.js';
+import type { ApiGpu, ApiNode } from '../../web/api-schema.js';
+import { buildLeaderServer, type LeaderServerDeps } from '../../web/leader-server.js';
 import { createLeaderMetrics, type LeaderMetrics } from '../../web/metrics.js';
 import { StatusFeed } from '../../web/status-feed.js';
 
@@ -33,8 +34,6 @@ export const CHROMIUM_ARGS = [
 export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: process.env.SECD_CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
 }
-
-type ApiGpu = ApiNode['gpus'][number];
 
 /** A GPU with plausible values; override what the test cares about. */
 export function aGpu(nodeId: string, index: number, over: Partial<ApiGpu> = {}): ApiGpu {

@@ -1,0 +1,152 @@
+/**
+ * The leader's JSON API (DESIGN §8), declared once: each shape is a zod schema, its type is inferred
+ * from it, and the mapper that builds it from the leader's own records sits beside it. The server
+ * (leader-server.ts), /metrics (metrics.ts), the status page's feed (status-feed.ts), `secd status`
+ * (which parses the leader's answers with these schemas: for it they are a boundary) and the tests
+ * all take the shapes from here, so they cannot drift apart.
+ *
+ * Field names are snake_case, times ISO-8601 UTC strings, and a value the hardware reports as N/A is
+ * `null`, never 0. Keys are built in the order clients have always seen them.
+ */
+import { z } from 'zod';
+import { redactCredentials } from '../scheduler/common/redact.js';
+import type { NodeView } from '../scheduler/cluster/node-view.js';
+import { RUN_STATES } from '../storage/run-states.js';
+import type { RunEvent, RunRow } from '../storage/run-store.js';
+
+/** A measurement the hardware may report as N/A: null, never 0. */
+const reading = z.number().nullable();
+const runState = z.enum(RUN_STATES);
+
+/** One GPU of a node, with the run that holds it (from SQLite) or null. */
+export const apiGpuSchema = z.object({
+  uuid: z.string(),
+  index: z.number(),
+  name: z.string(),
+  memory_total_bytes: reading,
+  memory_used_bytes: reading,
+  utilization_pct: reading,
+  temperature_c: reading,
+  power_w: reading,
+  run_id: z.string().nullable(),
+});
+
+/** A node as GET /api/v1/nodes lists it. */
+export const apiNodeSchema = z.object({
+  id: z.string(),
+  hostname: z.string(),
+  state: z.enum(['up', 'down', 'draining']),
+  last_seen: z.string().nullable(),
+  cpus: z.number(),
+  memory_bytes: z.number(),
+  load: reading,
+  /** Runs in flight on the node. */
+  runs: z.array(z.string()),
+  gpus: z.array(apiGpuSchema),
+});
+
+/** A run as GET /api/v1/runs lists it. */
+export const apiRunSchema = z.object({
+  id: z.string(),
+  project: z.string(),
+  commit: z.string(),
+  user: z.string(),
+  state: runState,
+  reason: z.string(),
+  node: z.string().nullable(),
+  /** GPU UUIDs. */
+  gpus: z.array(z.string()),
+  created_at: z.string(),
+  started_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+  branch: z.string().nullable(),
+});
+
+/** One entry of a run's audit trail. */
+export const apiEventSchema = z.object({
+  at: z.string(),
+  from: runState.nullable(),
+  to: runState,
+  reason: z.string(),
+});
+
+/** One run as GET /api/v1/runs/:id shows it: the run plus its audit trail. */
+export const apiRunDetailSchema = apiRunSchema.extend({ events: z.array(apiEventSchema) });
+
+/** A run as the status page shows it: no results branch, the commit shortened to 12 characters. */
+export const statusRunSchema = apiRunSchema.omit({ branch: true });
+
+/** The answer of GET /api/v1/nodes. */
+export const apiNodesAnswerSchema = z.object({ nodes: z.array(apiNodeSchema) });
+
+/** The answer of GET /api/v1/runs. */
+export const apiRunsAnswerSchema = z.object({ runs: z.array(apiRunSchema) });
+
+/** One GPU of an API node. */
+export type ApiGpu = z.infer<typeof apiGpuSchema>;
+/** A node of the API. */
+export type ApiNode = z.infer<typeof apiNodeSchema>;
+/** A run of the API. */
+export type ApiRun = z.infer<typeof apiRunSchema>;
+/** An audit entry of the API. */
+export type ApiEvent = z.infer<typeof apiEventSchema>;
+/** A run with its audit trail. */
+export type ApiRunDetail = z.infer<typeof apiRunDetailSchema>;
+/** A run of the status page. */
+export type StatusRun = z.infer<typeof statusRunSchema>;
+
+/** The API's run: reasons lose any credentials a URL in them carried. */
+export function toApiRun(run: RunRow): ApiRun {
+  return {
+    id: run.id,
+    project: run.project,
+    commit: run.commit,
+    user: run.user,
+    state: run.state,
+    reason: redactCredentials(run.reason),
+    node: run.node,
+    gpus: run.gpus,
+    created_at: run.createdAt,
+    started_at: run.startedAt,
+    finished_at: run.finishedAt,
+    branch: run.branch,
+  };
+}
+
+/** The API's audit entry. */
+export function toApiEvent(e: RunEvent): ApiEvent {
+  return { at: e.at, from: e.from, to: e.to, reason: redactCredentials(e.reason) };
+}
+
+/** The status page's run: no outputs, logs, URLs or credentials. */
+export function toStatusRun(run: RunRow): StatusRun {
+  const { branch: _branch, ...shown } = toApiRun(run);
+  return { ...shown, commit: run.commit.slice(0, 12) };
+}
+
+/** The API's node: its runs and which run holds each GPU come from SQLite (`runs`: in flight on it). */
+export function toApiNode(v: NodeView, runs: readonly RunRow[]): ApiNode {
+  const holder = new Map<string, string>();
+  for (const r of runs) for (const g of r.gpus) holder.set(g, r.id);
+  return {
+    id: v.id,
+    hostname: v.hostname,
+    state: v.state,
+    last_seen: v.lastSeen,
+    cpus: v.cpus,
+    memory_bytes: v.memoryBytes,
+    load: v.load,
+    runs: runs.map((r) => r.id),
+    gpus: v.gpus.map((g) => ({
+      uuid: g.uuid,
+      index: g.index,
+      name: g.name,
+      memory_total_bytes: g.memoryTotalBytes,
+      memory_used_bytes: g.memoryUsedBytes,
+      utilization_pct: g.utilizationPct,
+      temperature_c: g.temperatureC,
+      power_w: g.powerW,
+      run_id: holder.get(g.uuid) ?? null,
+    })),
+  };
+}
