@@ -1,13 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
 import { DatasetStore } from '../../storage/dataset-store.js';
-import { RunStore } from '../../storage/run-store.js';
 import { RunDatasets, type DatasetServer, type RunAccount } from '../policy/dataset-access.js';
-import type { CommitStatus, GitLabApi } from '../gitlab/gitlab-port.js';
 import { silentLog } from '../common/log.js';
 import type { PushEvent } from '../intake/push-event.js';
-import { RunLifecycle, type NodeHandle } from './run-lifecycle.js';
-import type { RunSpec } from '../contract/run-spec.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
 
 // The lifecycle with the dataset step: a push goes through policy to a fake node, and the dataset
 // server holds each account creation until the test lets it through.
@@ -40,62 +36,37 @@ class GatedServer implements DatasetServer {
   }
 }
 
-let db: SqliteDatabase | undefined;
-afterEach(() => db?.close());
+let fixture: LifecycleFixture | undefined;
+afterEach(() => fixture?.close());
 
 function setup(files: Record<string, string>) {
-  db = openDatabase(':memory:');
-  const store = new RunStore(db);
-  const policy = new DatasetStore(db);
-  policy.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024' });
-  policy.grant('ada', 'sales');
   const server = new GatedServer();
-  const datasets = new RunDatasets({
-    store: policy,
-    runs: store,
-    server,
-    endpoint: { host: 'db.internal', port: 3306 },
-    userPrefix: 'secd_',
-    maxConnections: 8,
-    log: silentLog,
-    newPassword: () => 'pw-for-tests-0123456789abcdef',
-  });
-  const assigned: RunSpec[] = [];
-  const cancelled: string[] = [];
-  const node: NodeHandle = {
-    id: 'gpu-01',
-    state: () => 'up',
-    gpus: () => [],
-    foreignBusyGpus: () => [],
-    cpuSlots: () => 4,
-    assign: (spec) => assigned.push(spec),
-    cancel: (runId) => cancelled.push(runId),
-  };
-  const statuses: Array<{ sha: string } & CommitStatus> = [];
-  const gitlab: GitLabApi = {
-    getProject: () => Promise.reject(new Error('unused')),
-    listProjectMembers: () => Promise.resolve([]),
-    listUserGpgKeys: () => Promise.resolve([]),
-    postCommitStatus: (_p, sha, status) => {
-      statuses.push({ sha, ...status });
-      return Promise.resolve();
-    },
-  };
+  const node = fakeNode('gpu-01', { cpuSlots: 4 });
+  let policy: DatasetStore | undefined;
   let seq = 0;
-  const lifecycle = new RunLifecycle({
-    store,
-    gitlab,
-    log: silentLog,
-    now: () => new Date(Date.UTC(2026, 0, 1, 0, 0, seq)),
-    newRunId: () => `run${String(++seq).padStart(7, '0')}`,
-    verifyPush: async ({ after }) => ({ ok: true, commits: [after], head: { sha: after, fingerprint: 'F'.repeat(40), username: 'ada' } }),
-    readFileAt: async (_p, _sha, path) => (files[path] === undefined ? null : Buffer.from(files[path]!)),
-    sourceFor: () => 'file:///source.git',
-    resultsRemoteFor: () => 'file:///results.git',
-    nodes: () => [node],
-    datasets,
-    settings: { publicUrl: 'http://127.0.0.1:8080', maxRunforHours: 24, maxGpusPerRun: 8 },
+  fixture = lifecycleFixture([node], ({ db, store }) => {
+    policy = new DatasetStore(db);
+    policy.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024' });
+    policy.grant('ada', 'sales');
+    const datasets = new RunDatasets({
+      store: policy,
+      runs: store,
+      server,
+      endpoint: { host: 'db.internal', port: 3306 },
+      userPrefix: 'secd_',
+      maxConnections: 8,
+      log: silentLog,
+      newPassword: () => 'pw-for-tests-0123456789abcdef',
+    });
+    return {
+      newRunId: () => `run${String(++seq).padStart(7, '0')}`,
+      verifyPush: async ({ after }) => ({ ok: true, commits: [after], head: { sha: after, fingerprint: 'F'.repeat(40), username: 'ada' } }),
+      readFileAt: async (_p, _sha, path) => (files[path] === undefined ? null : Buffer.from(files[path]!)),
+      datasets,
+    };
   });
+  const { store, lifecycle, statuses } = fixture;
+  const settled = fixture.settle;
   let pushes = 0;
   const push = (): string => {
     pushes++;
@@ -114,14 +85,9 @@ function setup(files: Record<string, string>) {
   /** Let the lifecycle's background steps run until the dataset server holds `n` creations (or nothing is left). */
   const settle = async (n = 0) => {
     for (let i = 0; i < 50 && server.pending() < n; i++) await new Promise((r) => setTimeout(r, 5));
-    if (n > 0) return;
-    // Planning runs on the next tick (scheduleSoon): let it, and what it starts, finish.
-    for (let i = 0; i < 3; i++) {
-      await new Promise((r) => setImmediate(r));
-      await lifecycle.idle();
-    }
+    if (n === 0) await settled();
   };
-  return { store, policy, server, lifecycle, assigned, cancelled, statuses, push, settle };
+  return { store, policy: policy!, server, lifecycle, assigned: node.assigned, statuses, push, settle, now: fixture.now };
 }
 
 const PROJECT = { Dockerfile: 'FROM scratch\n', 'secd.yml': 'datasets: [sales]\n' };
@@ -174,7 +140,7 @@ describe('the lifecycle with datasets', () => {
     await t.settle();
     t.lifecycle.onResult('gpu-01', runId, {
       end: 'succeeded', reason: 'succeeded', exitCode: 0, imageId: 'sha256:x', branch: 'b', outputsPath: 'o',
-      startedAt: null, finishedAt: new Date().toISOString(), datasetBytes: { fromServer: 4096, toServer: 128 },
+      startedAt: null, finishedAt: t.now().toISOString(), datasetBytes: { fromServer: 4096, toServer: 128 },
     });
     await t.settle();
     expect(t.server.accounts.size).toBe(0);

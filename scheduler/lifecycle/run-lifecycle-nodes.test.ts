@@ -1,104 +1,30 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
-import { RunStore } from '../../storage/run-store.js';
 import type { RunState } from '../../storage/run-states.js';
-import type { CommitStatus, GitLabApi } from '../gitlab/gitlab-port.js';
-import { silentLog } from '../common/log.js';
-import { resolveRunConfig } from '../policy/project-policy.js';
-import { RunLifecycle, type NodeHandle } from './run-lifecycle.js';
-import type { RunOutcome, RunSpec } from '../contract/run-spec.js';
+import type { RunOutcome } from '../contract/run-spec.js';
+import { fakeNode, lifecycleFixture, START, type LifecycleFixture } from './lifecycle-fixtures.js';
 
 // What the lifecycle does with what nodes say when they come back (hello), with nodes that stay
 // away (lost_after), and with results whose phase reports were lost: a real (in-memory) run store,
 // fake nodes and a fake clock.
 
-interface FakeNode extends NodeHandle {
-  assigned: RunSpec[];
-  cancelled: Array<[string, string]>;
-}
-
-function fakeNode(id: string): FakeNode {
-  const assigned: RunSpec[] = [];
-  const cancelled: Array<[string, string]> = [];
-  return {
-    id,
-    assigned,
-    cancelled,
-    state: () => 'up',
-    gpus: () => ['GPU-A', 'GPU-B'],
-    foreignBusyGpus: () => [],
-    cpuSlots: () => 2,
-    assign: (spec) => assigned.push(spec),
-    cancel: (runId, reason) => cancelled.push([runId, reason]),
-  };
-}
-
 const LOST_AFTER = 600_000;
-let db: SqliteDatabase | undefined;
-afterEach(() => db?.close());
+let fixture: LifecycleFixture | undefined;
+afterEach(() => fixture?.close());
 
 function setup() {
-  db = openDatabase(':memory:');
-  let nowMs = Date.parse('2026-01-01T00:00:00Z');
-  const now = () => new Date(nowMs);
-  const store = new RunStore(db, now);
-  const statuses: Array<{ sha: string } & CommitStatus> = [];
-  const gitlab: GitLabApi = {
-    getProject: () => Promise.reject(new Error('unused')),
-    listProjectMembers: () => Promise.resolve([]),
-    listUserGpgKeys: () => Promise.resolve([]),
-    postCommitStatus: (_project, sha, status) => {
-      statuses.push({ sha, ...status });
-      return Promise.resolve();
-    },
-  };
-  const node = fakeNode('gpu-01');
+  const node = fakeNode('gpu-01', { gpus: ['GPU-A', 'GPU-B'] });
   const downSince = new Map<string, Date>();
-  const lifecycle = new RunLifecycle({
-    store,
-    gitlab,
-    log: silentLog,
-    now,
-    newRunId: () => 'unused',
-    verifyPush: () => Promise.reject(new Error('unused')),
-    readFileAt: () => Promise.resolve(null),
-    sourceFor: () => 'https://gitlab.example.org/lab/x.git',
-    resultsRemoteFor: () => 'https://gitlab.example.org/lab/x.git',
-    nodes: () => [node],
+  fixture = lifecycleFixture([node], () => ({
     nodeDownSince: (id) => downSince.get(id) ?? null,
-    settings: { publicUrl: 'http://127.0.0.1:8080', maxRunforHours: 24, maxGpusPerRun: 8, lostAfterMs: LOST_AFTER },
-  });
-  let seq = 0;
-  /** A run on gpu-01 that got as far as `state`. */
-  const runIn = (state: RunState) => {
-    const id = `run-${++seq}`;
-    const sha = `${String(seq).padStart(2, '0')}`.repeat(20);
-    store.createRun({ id, projectId: seq, project: `lab/p${seq}`, ref: 'refs/heads/main', beforeSha: '0'.repeat(40), commit: sha, user: 'ada', userId: 1, deliveryKey: id, fetchUrl: 'x' });
-    store.transition(id, 'verified', 'verified');
-    const policy = resolveRunConfig('gpu: 1\n', { maxRunforHours: 24, maxGpusPerRun: 8, largestNodeGpus: 2 });
-    if (!policy.ok) throw new Error(policy.reason);
-    store.transition(id, 'queued', 'waiting', { config: policy.config, warnings: [] });
-    const path: RunState[] = ['assigned', 'building', 'running', 'uploading', 'succeeded'];
-    for (const s of path.slice(0, path.indexOf(state) + 1)) {
-      store.transition(id, s, s, s === 'assigned' ? { node: 'gpu-01', gpus: ['GPU-A'] } : {});
-    }
-    return id;
-  };
-  const settle = async () => {
-    await new Promise((resolve) => setImmediate(resolve));
-    await lifecycle.idle();
-  };
+    settings: { lostAfterMs: LOST_AFTER },
+  }));
+  const f = fixture;
   return {
-    store,
-    statuses,
+    ...f,
     node,
-    lifecycle,
-    runIn,
-    settle,
     downSince,
-    advance: (ms: number) => {
-      nowMs += ms;
-    },
+    /** A run on gpu-01 that got as far as `state`. */
+    runIn: (state: RunState) => f.runIn(state).id,
   };
 }
 
@@ -161,7 +87,7 @@ describe('the lifecycle and nodes that come and go', () => {
   it('runs of a node down longer than lost_after end lost; a shorter absence changes nothing', async () => {
     const t = setup();
     const running = t.runIn('running');
-    t.downSince.set('gpu-01', new Date('2026-01-01T00:00:00Z'));
+    t.downSince.set('gpu-01', new Date(START));
     t.advance(LOST_AFTER - 1000);
     t.lifecycle.sweepLostRuns();
     expect(t.store.get(running)?.state).toBe('running');
