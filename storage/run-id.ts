@@ -1,6 +1,9 @@
 /**
- * Run ids: 10 characters of lowercase base32 (50 random bits). Short enough for branch names
- * (`secd-<stamp>-<id>`), random so two leaders or a restored database never reuse one.
+ * Run ids: 10 characters of lowercase Crockford base32 (50 random bits). Short enough for branch names
+ * (`secd-<stamp>-<id>`), random so two leaders or a restored database never reuse one. What counts as
+ * a run id where one arrives is scheduler/contract/run-id.ts's RUN_ID_PATTERN, of which these are a
+ * subset (the pattern lives there because the wire checks it and storage imports nothing of the
+ * scheduler; run-id.test.ts holds the two together).
  */
 import { randomBytes } from 'node:crypto';
 
@@ -12,9 +15,4 @@ export function newRunId(): string {
   let id = '';
   for (const b of bytes) id += ALPHABET[b & 31];
   return id;
-}
-
-/** Whether `text` looks like a run id (used to validate API paths). */
-export function isRunId(text: string): boolean {
-  return /^[0-9a-hjkmnp-tv-z]{10}$/.test(text);
 }

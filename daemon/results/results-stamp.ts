@@ -2,10 +2,8 @@
  * Names of a run's results: the UTC stamp, the results branch and the outputs folder (DESIGN §5).
  * The branch and the folder share one stamp so a researcher can match them at a glance.
  */
+import { isRunId } from '../../scheduler/contract/run-id.js';
 
-// Run ids become a git ref component and a folder name: keep them to characters that are safe in
-// both, so a malformed id fails here, loudly, instead of as an odd git error at push time.
-const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 const STAMP = /^\d{4}-\d{2}-\d{2}_\d{2}\.\d{2}\.\d{2}$/;
 
 /** The UTC `YYYY-MM-DD_HH.MM.SS` that names a run's results; sortable as text. */
@@ -27,6 +25,8 @@ export function resultsBranchName(stamp: string, runId: string): string {
 /** The folder `<stamp>-<runId>` under `outputs/` that holds one run's results. */
 export function outputsFolderName(stamp: string, runId: string): string {
   if (!STAMP.test(stamp)) throw new Error(`not a results stamp: ${JSON.stringify(stamp)}`);
-  if (!RUN_ID.test(runId)) throw new Error(`run id not usable in a branch name: ${JSON.stringify(runId)}`);
+  // A run id becomes a git ref component and a folder name: a malformed one fails here, loudly,
+  // instead of as an odd git error at push time.
+  if (!isRunId(runId)) throw new Error(`run id not usable in a branch name: ${JSON.stringify(runId)}`);
   return `${stamp}-${runId}`;
 }

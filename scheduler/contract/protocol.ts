@@ -15,6 +15,7 @@
  *   network cut) reconciles instead of guessing.
  */
 import { z } from 'zod';
+import { RUN_ID_PATTERN } from './run-id.js';
 
 /** Bumped when a message changes incompatibly; the leader refuses nodes speaking another version. */
 export const PROTOCOL_VERSION = 1;
@@ -26,7 +27,7 @@ export const MAX_MESSAGE_BYTES = 1024 * 1024;
  * Run ids name folders (`work_dir/runs/<id>`), containers and branches on the node, so the wire only
  * carries ids made of safe characters.
  */
-export const runIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'must be a run id (letters, digits, "_" or "-")');
+export const runIdSchema = z.string().regex(RUN_ID_PATTERN, 'must be a run id (letters, digits, "_" or "-")');
 
 /** Node ids as config.ts accepts them (hostname-like). */
 export const nodeIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be a node id');
