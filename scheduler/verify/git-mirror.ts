@@ -2,7 +2,8 @@
  * A per-project bare mirror of the researcher's repository on the leader: secd reads commits,
  * signatures and secd.yml from its own copy, never from GitLab's rendering of them.
  * simple-git runs the fetch (the only network operation); object reads use `git` directly because
- * signature checks need the exact bytes, which simple-git would decode as text.
+ * signature checks need the exact bytes, which simple-git would decode as text. Both run with the one
+ * hermetic environment (scheduler/common/git-env.ts): the leader host's git config never takes part.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { simpleGit } from 'simple-git';
 import { errorText } from '../common/errors.js';
+import { hermeticGitEnv } from '../common/git-env.js';
 import { redactCredentials, urlSecrets } from '../common/redact.js';
 
 /** Options for a mirror; `caFile` is the isolated cluster's own CA, trusted for HTTPS fetches. */
@@ -107,6 +109,8 @@ export class GitMirror {
     const git = simpleGit({
       baseDir: this.dir,
       timeout: { block: this.options.fetchTimeoutMs ?? 300_000 },
+      // GIT_CONFIG_GLOBAL is set by secd itself (to /dev/null), to make git ignore the host's setup.
+      unsafe: { allowUnsafeConfigPaths: true },
     }).env(this.env());
     try {
       await git.raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', url, ...refspecs]);
@@ -119,14 +123,7 @@ export class GitMirror {
   // Only what git needs: simple-git refuses to run with variables such as EDITOR or PAGER set, and a
   // prompt for a password would hang the leader instead of failing the fetch.
   private env(): Record<string, string> {
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      GIT_TERMINAL_PROMPT: '0',
-      LC_ALL: 'C',
-    };
-    if (process.env.HOME) env.HOME = process.env.HOME;
-    if (this.options.caFile) env.GIT_SSL_CAINFO = this.options.caFile;
-    return env;
+    return hermeticGitEnv({ caFile: this.options.caFile });
   }
 
   private git(args: string[]): Promise<Buffer> {

@@ -1,13 +1,15 @@
 /**
  * A researcher's working repository for tests, driven with the real git CLI: write files, commit
  * (signed or not, as anyone), forge a commit, push. The user's ~/.gitconfig and /etc/gitconfig never
- * apply: HOME is a temp dir, system config is off and identity is passed on every commit.
+ * apply: git runs with secd's own hermetic environment (scheduler/common/git-env.ts) and a temp dir as
+ * HOME, and identity is passed on every commit.
  * Compiled into dist, so it imports nothing from vitest.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { hermeticGitEnv } from '../../scheduler/common/git-env.js';
 import type { GitSigner } from './gpg.js';
 
 /** Who commits and how: leave `signer` out for an unsigned commit. */
@@ -26,7 +28,7 @@ export interface CommitOptions {
 /** A working repository in a temp dir. */
 export interface ResearcherRepo {
   dir: string;
-  /** Run git in the repository with the isolated environment; returns stdout. */
+  /** Run git in the repository with the hermetic environment; returns stdout. */
   git(args: string[], options?: { env?: Record<string, string>; input?: string | Buffer }): Promise<string>;
   writeFile(path: string, content: string): Promise<void>;
   /** Stage everything and commit; returns the new commit id. */
@@ -56,7 +58,7 @@ export async function createResearcherRepo(options: { branch?: string } = {}): P
   const dir = join(root, 'work');
   await mkdir(home);
   await mkdir(dir);
-  const baseEnv = isolatedGitEnv(home);
+  const baseEnv = hermeticGitEnv({ home });
   const branch = options.branch ?? 'main';
   let counter = 0;
 
@@ -146,7 +148,7 @@ export async function createBareRemote(): Promise<{ dir: string; url: string; ti
   const home = join(root, 'home');
   const dir = join(root, 'remote.git');
   await mkdir(home);
-  const env = isolatedGitEnv(home);
+  const env = hermeticGitEnv({ home });
   await runGit(root, ['init', '--quiet', '--bare', dir], env);
   return {
     dir,
@@ -162,15 +164,6 @@ export async function createBareRemote(): Promise<{ dir: string; url: string; ti
       await rm(root, { recursive: true, force: true });
     },
   };
-}
-
-/** Environment that makes git ignore every config file but the repository's own. */
-export function isolatedGitEnv(home: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
-  }
-  return { ...env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), GIT_CONFIG_NOSYSTEM: '1', LC_ALL: 'C' };
 }
 
 function runGit(cwd: string, args: string[], env: Record<string, string>, input?: string | Buffer): Promise<Buffer> {
