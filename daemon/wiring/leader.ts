@@ -1,9 +1,10 @@
 /**
- * Wires a leader (and, for `secd up`, its in-process node) from configuration: the only place that
- * creates the database, the GitLab client, the mirrors, the container engine and the HTTP server.
+ * Wires a leader from configuration: the only place that creates the database, the GitLab client,
+ * the mirrors, the node registry and the HTTP server. For `secd up` it also starts the in-process
+ * node that up.ts wires, and treats it like any node (its view beside the registry's, its handle
+ * beside theirs).
  */
 import { readFileSync } from 'node:fs';
-import { cpus as osCpus, hostname as osHostname, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { isWritable, openDatabase, type SqliteDatabase } from '../../storage/database.js';
@@ -18,21 +19,20 @@ import type { GitLabApi } from '../../scheduler/gitlab/gitlab-port.js';
 import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 import { NodeRegistry } from '../../scheduler/cluster/node-registry.js';
-import type { NodeView } from '../../scheduler/cluster/node-view.js';
 import { RunLifecycle, type NodeHandle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import { NodeStore } from '../../storage/node-store.js';
 import { IN_FLIGHT_STATES } from '../../storage/run-states.js';
 import { verifyPush } from '../../scheduler/verify/verify-push.js';
-import { toApiNode, type ApiNode } from '../../web/api-schema.js';
+import { apiNodeList } from '../../web/api-nodes.js';
 import { buildLeaderServer } from '../../web/leader-server.js';
 import { createLeaderMetrics, queuedToAssignedSeconds, type LeaderMetrics } from '../../web/metrics.js';
 import { StatusFeed } from '../../web/status-feed.js';
 import { countRunsByState } from '../../storage/run-counts.js';
 import type { LocalNodeConfig, UpConfig } from '../config/up-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
-import { LocalNode } from '../node/local-node.js';
-import { nodeExecutorDeps } from '../executor/node-executor.js';
-import { startLocalTelemetry, type LocalTelemetry } from '../telemetry/local-node-telemetry.js';
+import type { LocalNode } from '../node/local-node.js';
+import { startInProcessNode } from './up.js';
+import { unconfiguredGitLab } from './unconfigured-gitlab.js';
 import { attachNodeEndpoint, type UpgradeVerdict } from '../../scheduler/common/websocket.js';
 
 /** A started leader, for main and for tests. */
@@ -85,60 +85,12 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   const db: SqliteDatabase = openDatabase(join(config.data_dir, 'secd.db'));
   const store = new RunStore(db, now);
   const datasetStore = new DatasetStore(db, now);
-  const mysqlCfg = config.mysql;
-  const datasets = new RunDatasets({
-    store: datasetStore,
-    runs: store,
-    server: mysqlCfg
-      ? createMysqlDatasetServer({ host: mysqlCfg.host, port: mysqlCfg.port }, { user: mysqlCfg.admin_user, password: mysqlCfg.admin_password })
-      : null,
-    endpoint: mysqlCfg ? { host: mysqlCfg.host, port: mysqlCfg.port } : null,
-    userPrefix: mysqlCfg?.user_prefix ?? 'secd_',
-    maxConnections: mysqlCfg?.max_connections_per_run ?? 8,
-    log: log.child({ component: 'datasets' }),
-  });
+  const datasets = leaderDatasets(config, datasetStore, store, log);
   const gitlabCfg = config.gitlab;
-  const ca = gitlabCfg?.ca_file ? readFileSync(gitlabCfg.ca_file, 'utf8') : undefined;
-  const gitlab: GitLabApi | null =
-    opts.gitlab ?? (gitlabCfg ? createGitLabClient({ url: gitlabCfg.url, token: gitlabCfg.token, ...(ca ? { ca } : {}) }) : null);
+  const { gitlab, mirrorOf, projectGitUrl } = projectAccess(config, opts.gitlab);
 
-  const mirrors = new Map<number, GitMirror>();
-  const mirrorOf = (projectId: number): GitMirror => {
-    let m = mirrors.get(projectId);
-    if (!m) {
-      m = new GitMirror(join(config.data_dir, 'mirrors', `${projectId}.git`), gitlabCfg?.ca_file ? { caFile: gitlabCfg.ca_file } : {});
-      mirrors.set(projectId, m);
-    }
-    return m;
-  };
-  // The token goes only to the configured GitLab: the project's URL is built from gitlab.url and the
-  // project path, never taken from the webhook body.
-  const projectGitUrl = (run: Pick<RunRow, 'project'>): string => {
-    if (!gitlabCfg) throw new Error('GitLab is not configured');
-    const base = gitlabCfg.url.replace(/\/+$/, '');
-    return withGitCredentials(`${base}/${run.project}.git`, gitlabCfg.token);
-  };
-
-  let localNode: LocalNode | null = null;
-  let localTelemetry: LocalTelemetry | null = null;
-  if (opts.localNode) {
-    const localId = opts.localNode.node_id;
-    const telemetry = await startLocalTelemetry({
-      nvidiaSmi: opts.localNode.nvidia_smi,
-      diskPath: opts.localNode.cache_root,
-      intervalMs: opts.localNode.report_interval_ms,
-      log: log.child({ node: localId }),
-      now,
-      gpusInUse: () => new Set(store.inStates(IN_FLIGHT_STATES).filter((r) => r.node === localId).flatMap((r) => r.gpus)),
-    });
-    localTelemetry = telemetry;
-    localNode = new LocalNode(localId, nodeExecutorDeps(opts.localNode, config.limits, opts.engine, log, now), {
-      maxCpuRuns: opts.localNode.max_cpu_runs,
-      gpus: () => telemetry.inventory().map((g) => g.uuid),
-      foreignBusyGpus: () => telemetry.foreignBusyGpus(),
-      log: log.child({ node: localId }),
-    });
-  }
+  const local = opts.localNode ? await startInProcessNode(opts.localNode, { limits: config.limits, engine: opts.engine, log, now, store }) : null;
+  const localNode = local?.node ?? null;
   const nodeStore = new NodeStore(db, now);
   const registry = new NodeRegistry({
     store: nodeStore,
@@ -149,69 +101,23 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   });
   if (localNode) registry.reserve(localNode.id);
   const nodes = (): NodeHandle[] => [...(localNode ? [localNode] : []), ...registry.handles()];
-  const apiNodeCache = new Map<string, { view: NodeView; runsKey: string; api: ApiNode }>();
-  const apiNodes = (): ApiNode[] => {
-    const active = store.inStates(IN_FLIGHT_STATES);
-    const views: NodeView[] = registry.views();
-    if (localNode && localTelemetry) {
-      const latest = localTelemetry.latest();
-      const samples = new Map((latest?.gpus ?? []).map((g) => [g.uuid, g]));
-      const foreign = new Set(localTelemetry.foreignBusyGpus());
-      views.unshift({
-        id: localNode.id,
-        hostname: osHostname(),
-        state: localNode.state(),
-        lastSeen: latest?.at ?? null,
-        cpus: latest?.host.cpus ?? osCpus().length,
-        memoryBytes: latest?.host.memoryTotalBytes ?? totalmem(),
-        load: latest ? latest.host.load : (loadavg()[0] ?? null),
-        memoryFreeBytes: latest?.host.memoryFreeBytes ?? null,
-        gpus: localTelemetry.inventory().map((g) => {
-          const s = samples.get(g.uuid);
-          return {
-            uuid: g.uuid,
-            index: g.index,
-            name: g.name,
-            memoryTotalBytes: s?.memoryTotalBytes ?? g.memoryTotalBytes,
-            memoryUsedBytes: s?.memoryUsedBytes ?? null,
-            utilizationPct: s?.utilizationPct ?? null,
-            temperatureC: s?.temperatureC ?? null,
-            powerW: s?.powerW ?? null,
-            foreignBusy: foreign.has(g.uuid),
-          };
-        }),
-      });
-    }
-    const runsOn = new Map<string, RunRow[]>();
-    for (const r of active) if (r.node !== null) runsOn.set(r.node, [...(runsOn.get(r.node) ?? []), r]);
-    const seen = new Set<string>();
-    const list = views.map((v) => {
-      seen.add(v.id);
-      const runs = runsOn.get(v.id) ?? [];
-      const runsKey = runs.map((r) => `${r.id}:${r.gpus.join(',')}`).join(';');
-      const cached = apiNodeCache.get(v.id);
-      // The status page reads this several times a second: unchanged nodes keep their object.
-      if (cached && cached.view === v && cached.runsKey === runsKey) return cached.api;
-      const api = toApiNode(v, runs);
-      apiNodeCache.set(v.id, { view: v, runsKey, api });
-      return api;
-    });
-    for (const id of apiNodeCache.keys()) if (!seen.has(id)) apiNodeCache.delete(id);
-    return list;
-  };
+  const apiNodes = apiNodeList({
+    views: () => [...(local ? [local.view()] : []), ...registry.views()],
+    inFlight: () => store.inStates(IN_FLIGHT_STATES),
+  });
   const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(db) });
   const status = new StatusFeed({ nodes: apiNodes, store, now });
 
   const lifecycle = new RunLifecycle({
     store,
-    gitlab: gitlab ?? unconfiguredGitLab,
+    gitlab,
     log: log.child({ component: 'lifecycle' }),
     now,
     newRunId,
     verifyPush: ({ projectId, project, before, after }) =>
       verifyPush(
         { projectId, before, after, fetchUrl: projectGitUrl({ project }), alreadyVerified: (sha) => store.isVerified(projectId, sha) },
-        { mirror: mirrorOf(projectId), gitlab: gitlab ?? unconfiguredGitLab, now },
+        { mirror: mirrorOf(projectId), gitlab, now },
       ),
     readFileAt: (projectId, sha, path) => mirrorOf(projectId).readFile(sha, path),
     // The in-process node clones from the leader's mirror (already holding the verified commit).
@@ -245,23 +151,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     metrics,
     ...(config.tls ? { https: { cert: readFileSync(config.tls.cert_file, 'utf8'), key: readFileSync(config.tls.key_file, 'utf8') } } : {}),
   });
-  const nodeLog = log.child({ component: 'nodes' });
-  const endpoint = attachNodeEndpoint(server.server, {
-    path: NODES_PATH,
-    log: nodeLog,
-    authenticate: (headers, remote): UpgradeVerdict => {
-      const claimed = typeof headers['x-secd-node'] === 'string' ? headers['x-secd-node'] : null;
-      const bearer = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization ?? '')?.[1] ?? null;
-      const verdict = claimed && bearer ? registry.authenticate(claimed, bearer) : { ok: false as const, reason: 'no bearer token or no X-Secd-Node header' };
-      if (!verdict.ok) {
-        nodeLog.warn({ remote, node: claimed, reason: verdict.reason }, 'node refused');
-        // The reason stays in the leader's log: the answer does not tell a stranger which node ids exist.
-        return { ok: false, status: 401, message: 'node token refused' };
-      }
-      return { ok: true, nodeId: claimed! };
-    },
-    accept: (nodeId, socket) => registry.connect(nodeId, socket),
-  });
+  const endpoint = attachNodes(server, registry, log.child({ component: 'nodes' }));
 
   const { host } = config.listen;
   await server.listen({ host, port: config.listen.port });
@@ -300,7 +190,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     datasetStore,
     async close() {
       clearInterval(sweep);
-      localTelemetry?.close();
+      local?.close();
       clearInterval(datasetSweepTimer);
       status.close();
       await endpoint.close();
@@ -317,17 +207,72 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   };
 }
 
-const unconfiguredGitLab: GitLabApi = {
-  async getProject() {
-    throw new Error('GitLab is not configured');
-  },
-  async listProjectMembers() {
-    throw new Error('GitLab is not configured');
-  },
-  async listUserGpgKeys() {
-    throw new Error('GitLab is not configured');
-  },
-  async postCommitStatus() {
-    throw new Error('GitLab is not configured');
-  },
-};
+// The dataset step: policy over the dataset store, temporary accounts on the configured MySQL.
+function leaderDatasets(config: LeaderSettings, datasetStore: DatasetStore, store: RunStore, log: Log): RunDatasets {
+  const mysqlCfg = config.mysql;
+  return new RunDatasets({
+    store: datasetStore,
+    runs: store,
+    server: mysqlCfg
+      ? createMysqlDatasetServer({ host: mysqlCfg.host, port: mysqlCfg.port }, { user: mysqlCfg.admin_user, password: mysqlCfg.admin_password })
+      : null,
+    endpoint: mysqlCfg ? { host: mysqlCfg.host, port: mysqlCfg.port } : null,
+    userPrefix: mysqlCfg?.user_prefix ?? 'secd_',
+    maxConnections: mysqlCfg?.max_connections_per_run ?? 8,
+    log: log.child({ component: 'datasets' }),
+  });
+}
+
+/** How the leader reaches projects: the GitLab API, one mirror per project, and git URLs for nodes. */
+interface ProjectAccess {
+  /** The GitLab API, or one that says it is not configured. */
+  gitlab: GitLabApi;
+  mirrorOf(projectId: number): GitMirror;
+  projectGitUrl(run: Pick<RunRow, 'project'>): string;
+}
+
+function projectAccess(config: LeaderSettings, override: GitLabApi | undefined): ProjectAccess {
+  const gitlabCfg = config.gitlab;
+  const ca = gitlabCfg?.ca_file ? readFileSync(gitlabCfg.ca_file, 'utf8') : undefined;
+  const gitlab: GitLabApi | null =
+    override ?? (gitlabCfg ? createGitLabClient({ url: gitlabCfg.url, token: gitlabCfg.token, ...(ca ? { ca } : {}) }) : null);
+
+  const mirrors = new Map<number, GitMirror>();
+  const mirrorOf = (projectId: number): GitMirror => {
+    let m = mirrors.get(projectId);
+    if (!m) {
+      m = new GitMirror(join(config.data_dir, 'mirrors', `${projectId}.git`), gitlabCfg?.ca_file ? { caFile: gitlabCfg.ca_file } : {});
+      mirrors.set(projectId, m);
+    }
+    return m;
+  };
+  // The token goes only to the configured GitLab: the project's URL is built from gitlab.url and the
+  // project path, never taken from the webhook body.
+  const projectGitUrl = (run: Pick<RunRow, 'project'>): string => {
+    if (!gitlabCfg) throw new Error('GitLab is not configured');
+    const base = gitlabCfg.url.replace(/\/+$/, '');
+    return withGitCredentials(`${base}/${run.project}.git`, gitlabCfg.token);
+  };
+  return { gitlab: gitlab ?? unconfiguredGitLab, mirrorOf, projectGitUrl };
+}
+
+// The nodes' websocket on the leader's own server: a node proves its id with its token.
+function attachNodes(server: FastifyInstance, registry: NodeRegistry, nodeLog: Log): { close(): Promise<void> } {
+  return attachNodeEndpoint(server.server, {
+    path: NODES_PATH,
+    log: nodeLog,
+    authenticate: (headers, remote): UpgradeVerdict => {
+      const claimed = typeof headers['x-secd-node'] === 'string' ? headers['x-secd-node'] : null;
+      const bearer = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization ?? '')?.[1] ?? null;
+      const verdict = claimed && bearer ? registry.authenticate(claimed, bearer) : { ok: false as const, reason: 'no bearer token or no X-Secd-Node header' };
+      if (!verdict.ok) {
+        nodeLog.warn({ remote, node: claimed, reason: verdict.reason }, 'node refused');
+        // The reason stays in the leader's log: the answer does not tell a stranger which node ids exist.
+        return { ok: false, status: 401, message: 'node token refused' };
+      }
+      return { ok: true, nodeId: claimed! };
+    },
+    accept: (nodeId, socket) => registry.connect(nodeId, socket),
+  });
+
+}
