@@ -4,16 +4,17 @@
  * Both paths write the folder with the same function, so what a researcher sees locally is what
  * the cluster would push.
  *
- * This is the only module that drives git for results; it runs git hermetically (no system or
- * global config, no hooks, no prompts) because the node's own git setup must not change results.
+ * Git runs through node-git.ts, hermetically (no system or global config, no hooks, no prompts),
+ * because the node's own git setup must not change results; secd's settings for the commit travel in
+ * the environment with the remote's credentials.
  */
 import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
 import { copyOutputs, type OutputsCaps } from './outputs-copy.js';
 import { outputsFolderName, resultsBranchName } from './results-stamp.js';
-import { errorText, isErrno } from '../../scheduler/common/errors.js';
-import { redactCredentials, urlSecrets } from '../../scheduler/common/redact.js';
+import { isErrno } from '../../scheduler/common/errors.js';
+import { redactCredentials } from '../../scheduler/common/redact.js';
+import { describeGitFailure, gitRemote, runGit, type GitSetting } from './node-git.js';
 import type { LeftOut, OutputsManifest, RunReport } from '../../scheduler/contract/run-spec.js';
 
 /** What both delivery paths need: which run, what it wrote, what secd says about it. */
@@ -83,18 +84,19 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   const branch = resultsBranchName(input.stamp, input.runId);
   const relFolder = `outputs/${outputsFolderName(input.stamp, input.runId)}`;
   const repoDir = resolve(input.repoDir);
-  const remote = splitCredentials(input.remoteUrl);
-  const git = hermeticGit(repoDir, input, remote);
+  const remote = gitRemote(input.remoteUrl);
+  const settings = [...resultsSettings(input.author ?? DEFAULT_AUTHOR), ...remote.settings];
+  const git = (args: string[]) => runGit(args, { cwd: repoDir, settings, caFile: input.caFile ?? null });
   const fail = (code: ResultsFailureCode, what: string, e?: unknown): ResultsFailure => ({
     ok: false,
     code,
-    reason: redactCredentials(e === undefined ? what : `${what}: ${describe(e)}`, remote.secrets),
+    reason: redactCredentials(e === undefined ? what : `${what}: ${describeGitFailure(e)}`, remote.secrets),
   });
   const commit = input.report.commit;
 
   try {
-    // No --quiet: simple-git reports a failure only when git says something on stderr.
-    const found = (await git.raw(['rev-parse', '--verify', `${commit}^{commit}`])).trim();
+    // No --quiet: git's complaint is what the reason quotes.
+    const found = (await git(['rev-parse', '--verify', `${commit}^{commit}`])).trim();
     if (!/^[0-9a-f]{40,64}$/.test(found)) return fail('bad_commit', `run commit ${commit} is not in the workspace`);
   } catch (e) {
     return fail('bad_commit', `run commit ${commit} is not in the workspace`, e);
@@ -102,7 +104,7 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   try {
     // -f: an earlier, failed attempt may have left its folder staged or committed; start clean
     // from the run's commit so a retry on the same workspace delivers exactly once.
-    await git.raw(['checkout', '--quiet', '--force', '--no-recurse-submodules', '-B', branch, commit]);
+    await git(['checkout', '--quiet', '--force', '--no-recurse-submodules', '-B', branch, commit]);
   } catch (e) {
     return fail('commit_failed', `could not start branch ${branch}`, e);
   }
@@ -128,18 +130,18 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   try {
     await neutraliseAttributes(git, repoDir);
     // -f: the researcher's .gitignore files (in the repo or in the outputs) must not hide results.
-    await git.raw(['add', '--force', '--', relFolder]);
+    await git(['add', '--force', '--', relFolder]);
     const [subject, body] = commitMessage(input.report, manifest);
-    await git.raw(['commit', '--quiet', '--no-verify', '--no-gpg-sign', '-m', subject, '-m', body]);
+    await git(['commit', '--quiet', '--no-verify', '--no-gpg-sign', '-m', subject, '-m', body]);
   } catch (e) {
     return fail('commit_failed', 'could not commit the results', e);
   }
-  const head = (await git.raw(['rev-parse', 'HEAD'])).trim();
+  const head = (await git(['rev-parse', 'HEAD'])).trim();
 
   try {
     // Create-only: the lease with an empty expected value fails if the branch already exists, so
     // results are never force-pushed over, nor fast-forwarded onto, a branch of the same name.
-    await git.raw([
+    await git([
       'push',
       '--porcelain',
       '--no-verify',
@@ -148,12 +150,12 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
       `HEAD:refs/heads/${branch}`,
     ]);
   } catch (e) {
-    const text = describe(e);
+    const text = describeGitFailure(e);
     if (/stale info|already exists|non-fast-forward|fetch first/i.test(text)) {
       return fail('push_rejected', `results branch ${branch} already exists on the remote; secd does not overwrite it`);
     }
     if (/\[remote rejected\]|\[rejected\]/i.test(text)) return fail('push_rejected', `the remote refused ${branch}`, e);
-    if (remote.header && /could not read Username|Authentication failed|\b401\b/i.test(text)) {
+    if (remote.hasCredentials && /could not read Username|Authentication failed|\b401\b/i.test(text)) {
       return fail('push_failed', `the remote refused the credentials secd pushes ${branch} with (HTTP 401)`);
     }
     return fail('push_failed', `could not push ${branch}`, e);
@@ -226,8 +228,8 @@ function isGitReservedName(name: string): boolean {
 
 // Outputs are delivered byte for byte: an in-tree .gitattributes (the repo's or one the run wrote)
 // could otherwise turn CRLFs into LFs or hand files to a filter. info/attributes outranks them all.
-async function neutraliseAttributes(git: SimpleGit, repoDir: string): Promise<void> {
-  const path = resolve(repoDir, (await git.raw(['rev-parse', '--git-path', 'info/attributes'])).trim());
+async function neutraliseAttributes(git: (args: string[]) => Promise<string>, repoDir: string): Promise<void> {
+  const path = resolve(repoDir, (await git(['rev-parse', '--git-path', 'info/attributes'])).trim());
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, '* -text -crlf -filter -ident !eol !working-tree-encoding\n');
 }
@@ -246,92 +248,22 @@ function commitMessage(report: Omit<RunReport, 'outputs'>, manifest: OutputsMani
   return [subject, body];
 }
 
-interface RemoteTarget {
-  /** The push URL with any credentials taken out. */
-  url: string;
-  /** `http.<origin>.extraHeader` value carrying the credentials, if there were any. */
-  header: { key: string; value: string } | null;
-  /** Strings that must never appear in a reason. */
-  secrets: string[];
-}
-
-// Credentials in a URL would sit in git's argv (visible in `ps`) and in its error messages; moved
-// into a header passed through the environment they are in neither.
-function splitCredentials(remoteUrl: string): RemoteTarget {
-  let parsed: URL;
-  try {
-    parsed = new URL(remoteUrl);
-  } catch {
-    return { url: remoteUrl, header: null, secrets: [] };
-  }
-  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || (parsed.username === '' && parsed.password === '')) {
-    return { url: remoteUrl, header: null, secrets: [] };
-  }
-  const user = decodeURIComponent(parsed.username);
-  const pass = decodeURIComponent(parsed.password);
-  const basic = Buffer.from(`${user}:${pass}`).toString('base64');
-  const secrets = urlSecrets(remoteUrl);
-  parsed.username = '';
-  parsed.password = '';
-  return {
-    url: parsed.toString(),
-    header: { key: `http.${parsed.origin}/.extraHeader`, value: `Authorization: Basic ${basic}` },
-    secrets,
-  };
-}
-
-// Only what git needs to find itself and the network; never the caller's GIT_DIR, EDITOR, PAGER...
-const PASSED_ENV = [
-  'PATH', 'HOME', 'TMPDIR',
-  'http_proxy', 'https_proxy', 'no_proxy', 'all_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY',
-  'GIT_SSL_CAINFO', 'GIT_SSL_CAPATH', 'SSL_CERT_FILE', 'SSL_CERT_DIR',
-];
-
-function hermeticGit(repoDir: string, input: ResultsBranchInput, remote: RemoteTarget): SimpleGit {
-  const author = input.author ?? DEFAULT_AUTHOR;
-  const env: Record<string, string> = {};
-  for (const name of PASSED_ENV) {
-    const value = process.env[name];
-    if (value !== undefined) env[name] = value;
-  }
-  Object.assign(env, {
-    LC_ALL: 'C',
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: '/dev/null',
-  });
-  if (remote.header) {
-    Object.assign(env, { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: remote.header.key, GIT_CONFIG_VALUE_0: remote.header.value });
-  }
-  const config = [
-    `user.name=${author.name}`,
-    `user.email=${author.email}`,
-    'commit.gpgsign=false',
-    'core.hooksPath=/dev/null',
-    'core.autocrlf=false',
-    'core.safecrlf=false',
-    'core.fileMode=true',
-    'gc.auto=0',
-    'maintenance.auto=false',
-    // A stalled transfer fails instead of holding the run in `uploading` forever.
-    'http.lowSpeedLimit=1000',
-    'http.lowSpeedTime=60',
-    ...(input.caFile ? [`http.sslCAInfo=${input.caFile}`] : []),
+// secd's commit, whatever the host's git would do: its identity, no signing, no hooks, no line-ending
+// or mode rewriting, no background maintenance, and a stalled transfer fails instead of holding the run
+// in `uploading` forever.
+function resultsSettings(author: { name: string; email: string }): GitSetting[] {
+  const pairs: Array<[string, string]> = [
+    ['user.name', author.name],
+    ['user.email', author.email],
+    ['commit.gpgsign', 'false'],
+    ['core.hooksPath', '/dev/null'],
+    ['core.autocrlf', 'false'],
+    ['core.safecrlf', 'false'],
+    ['core.fileMode', 'true'],
+    ['gc.auto', '0'],
+    ['maintenance.auto', 'false'],
+    ['http.lowSpeedLimit', '1000'],
+    ['http.lowSpeedTime', '60'],
   ];
-  return simpleGit({
-    baseDir: repoDir,
-    config,
-    trimmed: false,
-    // Each of these is set by secd itself, above, to make git ignore the host's setup.
-    unsafe: { allowUnsafeHooksPath: true, allowUnsafeConfigPaths: true, allowUnsafeConfigEnvCount: true },
-  }).env(env);
-}
-
-// Git's stderr runs to many lines; a reason is one line a researcher can act on.
-function describe(e: unknown): string {
-  const text = errorText(e);
-  const lines = text.split('\n').map((l) => l.replace(/\s+/g, ' ').trim()).filter((l) => l !== '');
-  const telling = lines.filter((l) => /^(fatal|error|remote|!|To |hint: Updates were rejected)/.test(l));
-  const joined = (telling.length > 0 ? telling : lines).join('; ');
-  return joined.length > 500 ? `${joined.slice(0, 497)}...` : joined;
+  return pairs.map(([key, value]) => ({ key, value }));
 }
