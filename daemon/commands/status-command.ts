@@ -4,6 +4,7 @@
  * web/api-schema.ts: it is a boundary).
  */
 import type { Command } from 'commander';
+import { errorText } from '../../scheduler/common/errors.js';
 import { apiNodesAnswerSchema, apiRunsAnswerSchema, type ApiNode, type ApiRun } from '../../web/api-schema.js';
 
 /** Expected failures of `secd status`, each with a one-line reason. */
@@ -131,7 +132,7 @@ export async function fetchStatus(leader: string, limit: number): Promise<Status
     return { ok: true, nodes: n.data.nodes, runs: r.data.runs, queued: q.success ? q.data.runs.length : 0 };
   } catch (err) {
     if (err instanceof BadAnswer) return { ok: false, code: 'bad_answer', reason: err.message };
-    const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : err instanceof Error ? err.message : String(err);
+    const cause = errorText(err instanceof Error && err.cause instanceof Error ? err.cause : err);
     return { ok: false, code: 'unreachable', reason: `cannot reach the leader at ${base} (${cause})` };
   }
 }

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { dotted } from '../common/describe-value.js';
+import { errorText } from '../common/errors.js';
 
 const id = z.number().int().positive();
 
@@ -71,7 +72,7 @@ export function parseGitLabAnswer<T>(schema: z.ZodType<T>, body: string): GitLab
   try {
     json = JSON.parse(body);
   } catch (err) {
-    return { ok: false, field: 'answer', problem: `not JSON (${err instanceof Error ? err.message : String(err)})` };
+    return { ok: false, field: 'answer', problem: `not JSON (${errorText(err)})` };
   }
   const result = schema.safeParse(json);
   if (result.success) return { ok: true, value: result.data };
