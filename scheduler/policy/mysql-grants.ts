@@ -4,6 +4,7 @@
  * names) and by this module (account names), and values go through mysql2's escaping.
  */
 import mysql from 'mysql2/promise';
+import { mysqlDatabaseProblem } from '../../storage/dataset-path.js';
 import type { DatasetServer, RunAccount } from './dataset-access.js';
 
 /** Where a MySQL server listens: TCP, or a unix socket. */
@@ -23,7 +24,6 @@ export interface MysqlSession {
 }
 
 const ACCOUNT = /^[A-Za-z0-9_]{1,80}$/;
-const DATABASE = /^[A-Za-z0-9_$-]{1,64}$/;
 
 function endpointOptions(endpoint: MysqlEndpoint): { host: string; port: number } | { socketPath: string } {
   return 'socketPath' in endpoint ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port };
@@ -52,10 +52,11 @@ export async function connectMysql(endpoint: MysqlEndpoint, login: MysqlLogin, d
 
 /**
  * A database name inside a database-level GRANT: "_" and "%" are wildcards there, so "_" is escaped
- * (names with "%" or a backtick never get this far).
+ * (names with "%" or a backtick never get this far: the name is checked again, by the rule the
+ * dataset store applied when it was registered).
  */
 export function grantDatabaseName(db: string): string {
-  if (!DATABASE.test(db)) throw new Error(`refusing to grant on database name ${JSON.stringify(db)}`);
+  if (mysqlDatabaseProblem(db) !== null) throw new Error(`refusing to grant on database name ${JSON.stringify(db)}`);
   return `\`${db.replace(/_/g, '\\_')}\``;
 }
 
