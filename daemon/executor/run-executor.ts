@@ -2,63 +2,24 @@
  * Execute one run on this node: check out the commit, build its Dockerfile, run the container under
  * the secd profile with its `runfor` limit, and deliver outputs and logs (a results branch, or a local
  * folder for `secd run`). Each step's failure becomes the run's reason; the logs are delivered even
- * when the build fails, is cancelled or times out.
+ * when the build fails, is cancelled or times out. The delivery itself is run-delivery.ts; resumeRun
+ * carries on a run after the node restarted, from its journal.
  */
-import { cp, mkdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { cp, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorText } from '../../scheduler/common/errors.js';
-import type { Log } from '../../scheduler/common/log.js';
 import { resolveCacheDir } from '../../storage/cache-path.js';
-import type { ContainerEngine, ContainerRunResult } from '../engine/container-engine.js';
-import { containerRequestFor, OUTPUTS_MOUNT, outputsVolumeName } from './container-profile.js';
-import { extractOutputsArchive } from '../results/outputs-archive.js';
+import { containerRequestFor, outputsVolumeName } from './container-profile.js';
 import { dockerfileUsesBaseImage } from '../ops/base-image.js';
+import type { ExecuteOptions, ExecutorDeps } from './executor-deps.js';
 import { checkoutCommit } from './git-checkout.js';
-import { LogCapture } from './log-capture.js';
-import { isReservedForResults, pushResultsBranch, writeLocalResults } from '../results/results-branch.js';
-import { finishRunDatasets, prepareRunDatasets, type DatasetsAfterRun, type PreparedDatasets } from './run-datasets.js';
-import { outputsFolderName, resultsBranchName, resultsStamp } from '../results/results-stamp.js';
-import { loadJournal, runWorkspace, saveJournal, writeFileAtomic, type RunWorkspace } from './run-workspace.js';
-import type { LeftOut, RunEnd, RunOutcome, RunPhase, RunReport, RunSpec } from '../../scheduler/contract/run-spec.js';
+import { clearExecution, collectOutputs, describeContainerEnd, finishRun, newLogCaptures } from './run-delivery.js';
+import { finishRunDatasets, prepareRunDatasets, type PreparedDatasets } from './run-datasets.js';
+import { resultsStamp } from '../results/results-stamp.js';
+import { loadJournal, runWorkspace, saveJournal, writeFileAtomic } from './run-workspace.js';
+import type { LeftOut, RunEnd, RunOutcome, RunSpec } from '../../scheduler/contract/run-spec.js';
 
-/** Node settings the executor applies to every run. */
-export interface ExecutorSettings {
-  nodeId: string;
-  workDir: string;
-  cacheRoot: string;
-  memoryBytes: number;
-  pidsLimit: number;
-  stopGraceMs: number;
-  maxOutputFileBytes: number;
-  maxOutputTotalBytes: number;
-  /** Cap of each of build.log and run.log (head and tail kept). */
-  maxLogBytes: number;
-  /** Where file datasets live on this node (node.yml dataset_root); null/absent: none. */
-  datasetRoot?: string | null;
-}
-
-/** What the executor is given by main. */
-export interface ExecutorDeps {
-  engine: ContainerEngine;
-  log: Log;
-  now(): Date;
-  settings: ExecutorSettings;
-  /** Build `secd/base` if it is missing (progress lines go to the build log). */
-  ensureBaseImage(onProgress: (line: string) => void): Promise<void>;
-}
-
-/** Callbacks and options of one execution. */
-export interface ExecuteOptions {
-  onPhase(phase: RunPhase, at: string): void;
-  /** Streamed build output (secd run prints it). */
-  onBuildLog?(line: string): void;
-  /** Streamed container output. */
-  onRunLog?(chunk: Buffer): void;
-  /** Abort to cancel; `signal.reason` (a string) becomes the run's reason. */
-  signal?: AbortSignal;
-  /** `secd run <dir>`: build this folder's working tree and write results under `resultsRoot`. */
-  local?: { dir: string; resultsRoot: string };
-}
+export type { ExecuteOptions, ExecutorDeps, ExecutorSettings } from './executor-deps.js';
 
 const BUILD_EXCLUDES = new Set(['.git', 'outputs', '.secd']);
 
@@ -294,173 +255,6 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   });
 }
 
-/** How far a run got before delivery: what run.json and the outcome are made of. */
-interface Ending {
-  /** Datasets and cache after the container (absent: the run never got that far on this daemon). */
-  after?: DatasetsAfterRun;
-  /** What collecting /outputs left out; absent or empty when nothing was (or none was collected). */
-  outputsLeftOut?: LeftOut[];
-  stamp: string;
-  end: RunEnd;
-  reason: string;
-  exitCode: number | null;
-  imageId: string | null;
-  buildStartedAt: string | null;
-  startedAt: string | null;
-  buildMs: number | null;
-  runMs: number | null;
-  buildLog: Buffer;
-  runLog: Buffer;
-}
-
-function newLogCaptures(settings: ExecutorSettings): { buildLog: LogCapture; runLog: LogCapture } {
-  const half = Math.max(1024, Math.floor(settings.maxLogBytes / 2));
-  return { buildLog: new LogCapture({ headBytes: half, tailBytes: half }), runLog: new LogCapture({ headBytes: half, tailBytes: half }) };
-}
-
-function describeContainerEnd(result: ContainerRunResult, spec: RunSpec, cancelReason: () => string): { end: RunEnd; reason: string } {
-  switch (result.end) {
-    case 'exited':
-      return result.exitCode === 0
-        ? { end: 'succeeded', reason: 'succeeded' }
-        : {
-            end: 'failed',
-            reason: `the container exited with code ${result.exitCode}${result.oomKilled ? ' (killed: out of memory)' : ''}`,
-          };
-    case 'timed_out':
-      return { end: 'timed_out', reason: `stopped at its runfor limit of ${formatHours(spec.runforMs)}` };
-    case 'cancelled':
-      return { end: 'cancelled', reason: cancelReason() };
-    case 'start_failed':
-      return { end: 'failed', reason: `the container could not start: ${result.reason ?? 'unknown error'}` };
-  }
-}
-
-/**
- * Read an ended container's /outputs through the engine into the run's folder, before the container
- * goes: the node owns every file it writes there, whatever user and modes the container used. A
- * failure is listed (the run's outputs are `unreadable`), never thrown: the logs are still delivered.
- */
-async function collectOutputs(deps: ExecutorDeps, ws: RunWorkspace, containerId: string): Promise<LeftOut[]> {
-  const { settings } = deps;
-  const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
-  try {
-    // Collected again from scratch when a restarted node adopts the container.
-    await rm(ws.outputs, { recursive: true, force: true });
-    const tar = await deps.engine.readArchive(containerId, `${OUTPUTS_MOUNT}/.`);
-    if (tar === null) return [];
-    const manifest = await extractOutputsArchive(tar, ws.outputs, caps, { isReserved: isReservedForResults });
-    return manifest.leftOut;
-  } catch (err) {
-    deps.log.child({ container: containerId }).error({ err }, 'could not collect the outputs');
-    await rm(ws.outputs, { recursive: true, force: true }).catch(() => undefined);
-    return [{ path: '.', reason: 'unreadable' }];
-  }
-}
-
-// The executor's files in a run's folder; the node agent's spec.json and result.json are not its to remove.
-async function clearExecution(ws: RunWorkspace): Promise<void> {
-  for (const path of [ws.src, ws.outputs, ws.buildLog, ws.runLog, ws.journal]) await rm(path, { recursive: true, force: true });
-}
-
-/** Deliver outputs and logs (journaled first, so a restart during delivery delivers again) and say how the run ended. */
-async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: ExecuteOptions, e: Ending): Promise<RunOutcome> {
-  const { settings } = deps;
-  const log = deps.log.child({ runId: spec.runId });
-  const ws = runWorkspace(settings.workDir, spec.runId);
-  const { stamp, end, exitCode, imageId, startedAt } = e;
-  let reason = e.reason;
-  await writeFileAtomic(ws.runLog, e.runLog).catch(() => undefined);
-  await writeFileAtomic(ws.buildLog, e.buildLog).catch(() => undefined);
-  await saveJournal(ws, {
-    stamp,
-    phase: 'uploading',
-    buildStartedAt: e.buildStartedAt,
-    buildMs: e.buildMs,
-    imageId,
-    ...(e.outputsLeftOut ? { outputsLeftOut: e.outputsLeftOut } : {}),
-    ended: { end, reason, exitCode, startedAt, runMs: e.runMs },
-  }).catch((err: unknown) => log.warn({ err }, 'could not journal the end of the run'));
-  // The outputs are collected and the container is gone (one kept for debugging keeps its volume too:
-  // removal then says false), so a failed delivery below leaves nothing of the run on the engine.
-  await deps.engine.removeVolume(outputsVolumeName(spec.runId)).catch((err: unknown) => log.warn({ err }, 'could not remove the outputs volume'));
-
-  opts.onPhase('uploading', deps.now().toISOString());
-  const finishedAt = deps.now().toISOString();
-  const report: Omit<RunReport, 'outputs'> = {
-    run_id: spec.runId,
-    project: spec.project,
-    commit: spec.commit,
-    user: spec.user,
-    signer_fingerprint: spec.signer,
-    node: settings.nodeId,
-    gpus: spec.gpus,
-    image_id: imageId,
-    state: end,
-    reason,
-    exit_code: exitCode,
-    created_at: spec.createdAt,
-    build_started_at: e.buildStartedAt,
-    started_at: startedAt,
-    finished_at: finishedAt,
-    timings_ms: { build: e.buildMs, run: e.runMs },
-    runfor_ms: spec.runforMs,
-    warnings: spec.warnings,
-    ...e.after?.report,
-  };
-  const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
-  const delivery = {
-    runId: spec.runId,
-    stamp,
-    outputsDir: ws.outputs,
-    leftOut: e.outputsLeftOut ?? [],
-    report,
-    buildLog: e.buildLog,
-    runLog: e.runLog,
-    caps,
-  };
-
-  let branch: string | null = null;
-  let outputsPath: string | null = null;
-  if (opts.local) {
-    const local = await writeLocalResults({ ...delivery, destRoot: opts.local.resultsRoot });
-    if (!local.ok) {
-      return { end: 'failed', reason: `results could not be written: ${local.reason}`, exitCode, imageId, branch: null, outputsPath: null, startedAt, finishedAt };
-    }
-    outputsPath = local.folder;
-  } else if (spec.resultsRemote) {
-    const pushed = await pushResultsBranch({ ...delivery, repoDir: ws.src, remoteUrl: spec.resultsRemote });
-    if (pushed.ok) {
-      branch = pushed.branch;
-      outputsPath = pushed.path;
-    } else if (pushed.code === 'push_rejected' && /already exists/.test(pushed.reason)) {
-      // The branch carries this run's id and stamp, so only this run pushes it: a daemon stopped
-      // between its push and its record of it delivered already. Exactly once, not twice.
-      branch = resultsBranchName(stamp, spec.runId);
-      outputsPath = `outputs/${outputsFolderName(stamp, spec.runId)}`;
-      log.info({ branch }, 'results branch was already pushed before the restart');
-    } else {
-      log.error({ reason: pushed.reason }, 'results could not be pushed; workspace kept');
-      return {
-        end: 'failed',
-        reason: `results could not be pushed (${pushed.reason}); the run had ${end === 'succeeded' ? 'succeeded' : `ended: ${reason}`}`,
-        exitCode,
-        imageId,
-        branch: null,
-        outputsPath: null,
-        startedAt,
-        finishedAt,
-      };
-    }
-  }
-  await clearExecution(ws).catch(() => undefined);
-  // Empty unless a node agent keeps its spec and result there until the leader acknowledges.
-  await rmdir(ws.dir).catch(() => undefined);
-  if (end === 'succeeded' && branch) reason = `succeeded; results on branch ${branch}`;
-  const datasetBytes = e.after?.bytes ?? null;
-  return { end, reason, exitCode, imageId, branch, outputsPath, startedAt, finishedAt, ...(datasetBytes ? { datasetBytes } : {}) };
-}
-
 /** A step ended the run early, with a reason meant for the researcher. */
 class StepFailure extends Error {
   constructor(
@@ -469,9 +263,4 @@ class StepFailure extends Error {
   ) {
     super(message);
   }
-}
-
-function formatHours(ms: number): string {
-  const hours = ms / 3_600_000;
-  return `${Number(hours.toPrecision(3))} h`;
 }

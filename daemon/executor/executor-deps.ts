@@ -1,0 +1,47 @@
+/**
+ * What the executor is given and what one execution is asked for: the node's settings, its engine,
+ * log and clock (wired by main, see node-executor.ts), and the callbacks of one run. Apart from the
+ * executor's steps so that run-executor.ts and run-delivery.ts share them without importing each other.
+ */
+import type { Log } from '../../scheduler/common/log.js';
+import type { RunPhase } from '../../scheduler/contract/run-spec.js';
+import type { ContainerEngine } from '../engine/container-engine.js';
+
+/** Node settings the executor applies to every run. */
+export interface ExecutorSettings {
+  nodeId: string;
+  workDir: string;
+  cacheRoot: string;
+  memoryBytes: number;
+  pidsLimit: number;
+  stopGraceMs: number;
+  maxOutputFileBytes: number;
+  maxOutputTotalBytes: number;
+  /** Cap of each of build.log and run.log (head and tail kept). */
+  maxLogBytes: number;
+  /** Where file datasets live on this node (node.yml dataset_root); null/absent: none. */
+  datasetRoot?: string | null;
+}
+
+/** What the executor is given by main. */
+export interface ExecutorDeps {
+  engine: ContainerEngine;
+  log: Log;
+  now(): Date;
+  settings: ExecutorSettings;
+  /** Build `secd/base` if it is missing (progress lines go to the build log). */
+  ensureBaseImage(onProgress: (line: string) => void): Promise<void>;
+}
+
+/** Callbacks and options of one execution. */
+export interface ExecuteOptions {
+  onPhase(phase: RunPhase, at: string): void;
+  /** Streamed build output (secd run prints it). */
+  onBuildLog?(line: string): void;
+  /** Streamed container output. */
+  onRunLog?(chunk: Buffer): void;
+  /** Abort to cancel; `signal.reason` (a string) becomes the run's reason. */
+  signal?: AbortSignal;
+  /** `secd run <dir>`: build this folder's working tree and write results under `resultsRoot`. */
+  local?: { dir: string; resultsRoot: string };
+}
