@@ -7,7 +7,7 @@ import type { Log } from '../../scheduler/common/log.js';
 import type { LimitsConfig } from '../config/leader-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { ensureBaseImage } from '../ops/base-image.js';
-import type { ExecutorDeps } from './run-executor.js';
+import type { ExecutorDeps } from './executor-deps.js';
 
 /** The node keys the executor reads. */
 export interface ExecutorNodeConfig {

@@ -4,7 +4,7 @@
  * journaled first so that a node restarted during delivery delivers again, exactly once.
  */
 import { rm, rmdir } from 'node:fs/promises';
-import type { ContainerRunResult } from '../engine/container-engine.js';
+import type { ContainerRunResult, RunHooks } from '../engine/container-engine.js';
 import { OUTPUTS_MOUNT, outputsVolumeName } from './container-profile.js';
 import type { ExecuteOptions, ExecutorDeps, ExecutorSettings } from './executor-deps.js';
 import { LogCapture } from './log-capture.js';
@@ -41,7 +41,7 @@ export function newLogCaptures(settings: ExecutorSettings): { buildLog: LogCaptu
 }
 
 /** The run's end and the reason a researcher reads, from how its container ended. */
-export function describeContainerEnd(result: ContainerRunResult, spec: RunSpec, cancelReason: () => string): { end: RunEnd; reason: string } {
+export function describeContainerEnd(result: ContainerRunResult, spec: RunSpec, signal: AbortSignal | undefined): { end: RunEnd; reason: string } {
   switch (result.end) {
     case 'exited':
       return result.exitCode === 0
@@ -53,10 +53,38 @@ export function describeContainerEnd(result: ContainerRunResult, spec: RunSpec, 
     case 'timed_out':
       return { end: 'timed_out', reason: `stopped at its runfor limit of ${formatHours(spec.runforMs)}` };
     case 'cancelled':
-      return { end: 'cancelled', reason: cancelReason() };
+      return { end: 'cancelled', reason: cancelReasonOf(signal) };
     case 'start_failed':
       return { end: 'failed', reason: `the container could not start: ${result.reason ?? 'unknown error'}` };
   }
+}
+
+/** The reason a cancelled run gives: the abort's own (`signal.reason`, a sentence), or "cancelled". */
+export function cancelReasonOf(signal: AbortSignal | undefined): string {
+  return typeof signal?.reason === 'string' ? signal.reason : 'cancelled';
+}
+
+/**
+ * The container's callbacks, the same for a run started here and one adopted after a restart: its
+ * output into the run log (and to the caller), `running` once it runs, and its /outputs collected
+ * before it goes, what was left out handed to `collected`.
+ */
+export function containerHooks(
+  deps: ExecutorDeps,
+  ws: RunWorkspace,
+  opts: ExecuteOptions,
+  runLog: LogCapture,
+  collected: (leftOut: LeftOut[]) => void,
+): RunHooks {
+  return {
+    onLog: (chunk) => {
+      runLog.append(chunk);
+      opts.onRunLog?.(chunk);
+    },
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    onStarted: () => opts.onPhase('running', deps.now().toISOString()),
+    onExited: async (containerId) => collected(await collectOutputs(deps, ws, containerId)),
+  };
 }
 
 /**
@@ -64,7 +92,7 @@ export function describeContainerEnd(result: ContainerRunResult, spec: RunSpec, 
  * goes: the node owns every file it writes there, whatever user and modes the container used. A
  * failure is listed (the run's outputs are `unreadable`), never thrown: the logs are still delivered.
  */
-export async function collectOutputs(deps: ExecutorDeps, ws: RunWorkspace, containerId: string): Promise<LeftOut[]> {
+async function collectOutputs(deps: ExecutorDeps, ws: RunWorkspace, containerId: string): Promise<LeftOut[]> {
   const { settings } = deps;
   const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
   try {

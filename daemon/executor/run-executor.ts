@@ -13,7 +13,7 @@ import { containerRequestFor, outputsVolumeName } from './container-profile.js';
 import { dockerfileUsesBaseImage } from '../ops/base-image.js';
 import type { ExecuteOptions, ExecutorDeps } from './executor-deps.js';
 import { checkoutCommit } from './git-checkout.js';
-import { clearExecution, collectOutputs, describeContainerEnd, finishRun, newLogCaptures } from './run-delivery.js';
+import { cancelReasonOf, clearExecution, containerHooks, describeContainerEnd, finishRun, newLogCaptures } from './run-delivery.js';
 import { finishRunDatasets, prepareRunDatasets, type PreparedDatasets } from './run-datasets.js';
 import { resultsStamp } from '../results/results-stamp.js';
 import { loadJournal, runWorkspace, saveJournal, writeFileAtomic } from './run-workspace.js';
@@ -42,7 +42,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     opts.onBuildLog?.(line);
   };
   const signal = opts.signal;
-  const cancelReason = () => (typeof signal?.reason === 'string' ? signal.reason : 'cancelled');
+  const clock = () => deps.now().getTime();
 
   let end: RunEnd = 'failed';
   let reason = '';
@@ -65,7 +65,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     opts.onPhase('building', deps.now().toISOString());
     buildStartedAt = deps.now().toISOString();
     await saveJournal(ws, { stamp, phase: 'building', buildStartedAt, buildMs: null, imageId: null, ended: null });
-    const t0 = Date.now();
+    const t0 = clock();
     if (opts.local) {
       await cp(opts.local.dir, srcDir, {
         recursive: true,
@@ -89,9 +89,9 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       onLog: buildLine,
       ...(signal ? { signal } : {}),
     });
-    buildMs = Date.now() - t0;
+    buildMs = clock() - t0;
     if (!build.ok) {
-      if (build.code === 'cancelled') throw new StepFailure(cancelReason(), 'cancelled');
+      if (build.code === 'cancelled') throw new StepFailure(cancelReasonOf(signal), 'cancelled');
       throw new StepFailure(`docker build failed: ${build.reason}`);
     }
     imageId = build.imageId;
@@ -100,7 +100,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       // with the new one stay; an old image still used by a running container is kept by Docker.
       await engine.removeImage(previous.id).catch(() => false);
     }
-    if (signal?.aborted) throw new StepFailure(cancelReason(), 'cancelled');
+    if (signal?.aborted) throw new StepFailure(cancelReasonOf(signal), 'cancelled');
 
     let cacheHostDir: string | null = null;
     if (spec.cacheDir !== null) {
@@ -120,22 +120,12 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     // From here a restarted node finds the container by its secd.run label and adopts it (resumeRun).
     await writeFileAtomic(ws.buildLog, buildLog.toBuffer());
     await saveJournal(ws, { stamp, phase: 'running', buildStartedAt, buildMs, imageId, ended: null });
-    const t1 = Date.now();
-    const result = await engine.runContainer(request, {
-      onLog: (chunk) => {
-        runLog.append(chunk);
-        opts.onRunLog?.(chunk);
-      },
-      ...(signal ? { signal } : {}),
-      onStarted: () => opts.onPhase('running', deps.now().toISOString()),
-      onExited: async (containerId) => {
-        outputsLeftOut = await collectOutputs(deps, ws, containerId);
-      },
-    });
-    runMs = Date.now() - t1;
+    const t1 = clock();
+    const result = await engine.runContainer(request, containerHooks(deps, ws, opts, runLog, (leftOut) => (outputsLeftOut = leftOut)));
+    runMs = clock() - t1;
     startedAt = result.startedAt;
     exitCode = result.exitCode;
-    ({ end, reason } = describeContainerEnd(result, spec, cancelReason));
+    ({ end, reason } = describeContainerEnd(result, spec, signal));
   } catch (err) {
     if (!(err instanceof StepFailure)) log.error({ err }, 'run step failed unexpectedly');
     end = err instanceof StepFailure ? err.end : 'failed';
@@ -220,26 +210,14 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   log.info({ container: container.id, state: container.state }, 'adopting the run container');
   // The container keeps its mount of the socket's folder: a new forwarder there serves it again.
   const datasets = await prepareRunDatasets(spec, { datasetRoot: settings.datasetRoot ?? null, runDir: ws.dir });
-  const signal = opts.signal;
-  const cancelReason = () => (typeof signal?.reason === 'string' ? signal.reason : 'cancelled');
-  const t1 = Date.now();
+  const t1 = deps.now().getTime();
   let outputsLeftOut: LeftOut[] = [];
   const result = await engine.adoptContainer(
     container.id,
     { timeoutMs: spec.runforMs, stopGraceMs: settings.stopGraceMs, keepContainer: false },
-    {
-      onLog: (chunk) => {
-        runLog.append(chunk);
-        opts.onRunLog?.(chunk);
-      },
-      ...(signal ? { signal } : {}),
-      onStarted: () => opts.onPhase('running', deps.now().toISOString()),
-      onExited: async (containerId) => {
-        outputsLeftOut = await collectOutputs(deps, ws, containerId);
-      },
-    },
+    containerHooks(deps, ws, opts, runLog, (leftOut) => (outputsLeftOut = leftOut)),
   );
-  const { end, reason } = describeContainerEnd(result, spec, cancelReason);
+  const { end, reason } = describeContainerEnd(result, spec, opts.signal);
   const after = await finishRunDatasets(spec, datasets.ok ? datasets.value : null, settings);
   return finishRun(spec, deps, opts, {
     after,
@@ -249,7 +227,7 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     reason,
     exitCode: result.exitCode,
     startedAt: result.startedAt,
-    runMs: result.startedAt ? Math.max(0, Date.parse(result.finishedAt) - Date.parse(result.startedAt)) : Date.now() - t1,
+    runMs: result.startedAt ? Math.max(0, Date.parse(result.finishedAt) - Date.parse(result.startedAt)) : deps.now().getTime() - t1,
     buildLog: buildLog.toBuffer(),
     runLog: runLog.toBuffer(),
   });

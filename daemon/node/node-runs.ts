@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 import type { HeldRun } from '../../scheduler/contract/protocol.js';
-import { executeRun, imageTagFor, resumeRun, type ExecutorDeps } from '../executor/run-executor.js';
+import type { ExecutorDeps } from '../executor/executor-deps.js';
+import { executeRun, imageTagFor, resumeRun } from '../executor/run-executor.js';
 import type { RunOutcome, RunPhase, RunSpec } from '../../scheduler/contract/run-spec.js';
 import { loadResult, loadSpec, runWorkspace, saveResult, saveSpec, writeFileAtomic } from '../executor/run-workspace.js';
 
@@ -28,6 +29,11 @@ interface Entry {
   phase: HeldRun['phase'];
   outcome: RunOutcome | null;
   controller: AbortController;
+}
+
+/** The outcome of a run the node could not take or carry out: nothing ran, nothing was delivered. */
+export function failedOutcome(reason: string, at: Date): RunOutcome {
+  return { end: 'failed', reason, exitCode: null, imageId: null, branch: null, outputsPath: null, startedAt: null, finishedAt: at.toISOString() };
 }
 
 /** The node's runs: executing, and finished but not yet acknowledged. */
@@ -169,16 +175,7 @@ export class NodeRuns {
     const task = (resume ? resumeRun(spec, this.deps.executor, opts) : executeRun(spec, this.deps.executor, opts))
       .catch((err: unknown): RunOutcome => {
         this.deps.log.error({ err, runId: spec.runId }, 'executor crashed');
-        return {
-          end: 'failed',
-          reason: `the node failed while running it: ${errorText(err)}`,
-          exitCode: null,
-          imageId: null,
-          branch: null,
-          outputsPath: null,
-          startedAt: null,
-          finishedAt: new Date().toISOString(),
-        };
+        return failedOutcome(`the node failed while running it: ${errorText(err)}`, this.deps.executor.now());
       })
       .then(async (outcome) => {
         // On disk before anyone hears of it: the result survives a restart until acknowledged.
