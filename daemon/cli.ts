@@ -27,7 +27,6 @@ registerAdminCommand(program);
 registerDatasetAdminCommands(program);
 registerStatusCommand(program);
 registerInstallCommand(program);
-// Joins the `admin` group whichever file creates it: keep it after the other admin commands.
 registerBackupCommand(program);
 
 program.exitOverride();

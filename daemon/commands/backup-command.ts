@@ -8,15 +8,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { errorText } from '../../scheduler/common/errors.js';
 import { backupDatabase } from '../../storage/database.js';
-import { ADMIN_CONFIG_OPTION, leaderDataDir } from './admin-command.js';
-
-/** The `admin` command group, shared with the other admin subcommands whichever registers first. */
-function adminGroup(program: Command): Command {
-  return (
-    program.commands.find((c) => c.name() === 'admin') ??
-    program.command('admin').description("administer the leader's database (run on the leader, with its config)")
-  );
-}
+import { ADMIN_CONFIG_OPTION, adminGroup, leaderDataDir } from './admin-command.js';
 
 /** Add `secd admin backup` to the program. */
 export function registerBackupCommand(program: Command): void {

@@ -14,18 +14,14 @@
  *   node section); a leader.yml has none, so nodes check it when a run mounts it.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { createGitLabClient } from '../../scheduler/gitlab/gitlab-client.js';
 import { createMysqlDatasetServer } from '../../scheduler/policy/mysql-grants.js';
 import { errorText } from '../../scheduler/common/errors.js';
-import { openDatabase } from '../../storage/database.js';
 import { relativeDatasetPath, resolveDatasetDir } from '../../storage/dataset-path.js';
 import { DatasetStore, type Dataset } from '../../storage/dataset-store.js';
-import { ConfigError } from '../config/config-file.js';
-import { loadLeaderConfig, type GitLabConfig, type MysqlConfig } from '../config/leader-config.js';
-import { loadUpConfig } from '../config/up-config.js';
-import { ADMIN_CONFIG_OPTION, AdminError, runAdmin } from './admin-command.js';
+import type { GitLabConfig, MysqlConfig } from '../config/leader-config.js';
+import { adminAction, adminGroup, AdminError, loadAdminConfig, withDatabase } from './admin-command.js';
 
 /** What the dataset commands need from leader.yml or up.yml. */
 interface AdminSettings {
@@ -38,31 +34,13 @@ interface AdminSettings {
 const USERNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
 
 function loadSettings(configFile: string | undefined): AdminSettings {
-  if (configFile === undefined) {
-    const up = loadUpConfig(null, process.cwd());
-    return { dataDir: up.data_dir, mysql: up.mysql, gitlab: up.gitlab, datasetRoot: up.node.dataset_root };
-  }
-  try {
-    const leader = loadLeaderConfig(configFile);
-    return { dataDir: leader.data_dir, mysql: leader.mysql, gitlab: leader.gitlab, datasetRoot: null };
-  } catch (leaderError) {
-    if (!(leaderError instanceof ConfigError)) throw leaderError;
-    try {
-      const up = loadUpConfig(configFile, process.cwd());
-      return { dataDir: up.data_dir, mysql: up.mysql, gitlab: up.gitlab, datasetRoot: up.node.dataset_root };
-    } catch {
-      throw leaderError;
-    }
-  }
+  const c = loadAdminConfig(configFile);
+  // A leader.yml has no node section: nodes check file datasets under their own dataset_root.
+  return { dataDir: c.data_dir, mysql: c.mysql, gitlab: c.gitlab, datasetRoot: 'node' in c ? c.node.dataset_root : null };
 }
 
 async function withStore<T>(settings: AdminSettings, fn: (store: DatasetStore) => T | Promise<T>): Promise<T> {
-  const db = openDatabase(join(settings.dataDir, 'secd.db'));
-  try {
-    return await fn(new DatasetStore(db));
-  } finally {
-    db.close();
-  }
+  return withDatabase(settings.dataDir, (db) => fn(new DatasetStore(db)));
 }
 
 function say(line: string): void {
@@ -116,150 +94,141 @@ async function checkGitLabUser(settings: AdminSettings, username: string): Promi
 
 /** Add the dataset and grant subcommands to `secd admin` (created here if no other file did yet). */
 export function registerDatasetAdminCommands(program: Command): void {
-  const admin =
-    program.commands.find((c) => c.name() === 'admin') ??
-    program.command('admin').description("operators' commands on the leader's database (nodes, datasets, grants)");
+  const admin = adminGroup(program);
 
   const dataset = admin.command('dataset').description('datasets researchers can be granted: add, list, remove, audit');
-  dataset
-    .command('add')
-    .description('add a dataset: a MySQL database on the dataset server, or a folder under the nodes\' dataset_root')
-    .argument('<name>', 'the name researchers use in secd.yml (datasets:) and see at /datasets/<name>')
-    .option('--mysql-database <db>', 'the database on the dataset server (mysql: in the config)')
-    .option('--path <dir>', 'a folder under dataset_root, mounted read-only at /datasets/<name>')
-    .option(...ADMIN_CONFIG_OPTION)
-    .action((name: string, options: { mysqlDatabase?: string; path?: string; config?: string }) =>
-      runAdmin(async () => {
-        if ((options.mysqlDatabase === undefined) === (options.path === undefined)) {
-          throw new AdminError('dataset add needs exactly one of --mysql-database <db> or --path <dir>');
-        }
-        const settings = loadSettings(options.config);
-        let entry: Dataset;
-        if (options.mysqlDatabase !== undefined) {
-          entry = { name, kind: 'mysql', mysqlDatabase: options.mysqlDatabase };
-        } else {
-          const rel = relativeDatasetPath(options.path!, settings.datasetRoot);
-          if (!rel.ok) throw new AdminError(rel.reason);
-          entry = { name, kind: 'path', path: rel.path };
-        }
-        // Check names before reaching out to the dataset server.
-        const precheck = await withStore(settings, (s) => (s.get(name) ? `dataset ${name} already exists` : null));
-        if (precheck) throw new AdminError(precheck);
-        if (entry.kind === 'mysql') await checkMysqlDatabase(settings, entry.mysqlDatabase);
-        if (entry.kind === 'path' && settings.datasetRoot !== null) {
-          const found = await resolveDatasetDir(settings.datasetRoot, name, entry.path);
-          if (!found.ok) throw new AdminError(found.reason);
-        }
-        const added = await withStore(settings, (s) => s.add(entry));
-        if (!added.ok) throw new AdminError(added.reason);
-        say(`secd admin: added dataset ${name} (${sourceOf(added.value)}); grant it with "secd admin grant <gitlab user> ${name}"`);
-        if (entry.kind === 'path' && settings.datasetRoot === null) {
-          say(`secd admin: note: each node finds ${entry.path} under its own dataset_root when a run mounts it`);
-        }
-      }),
-    );
-  dataset
-    .command('list')
-    .description('every dataset, where it lives and how many users may read it')
-    .option(...ADMIN_CONFIG_OPTION)
-    .action((options: { config?: string }) =>
-      runAdmin(async () => {
-        const rows = await withStore(loadSettings(options.config), (s) => s.list());
-        if (rows.length === 0) {
-          say('secd admin: no datasets yet (add one with "secd admin dataset add <name> --mysql-database <db>")');
-          return;
-        }
-        say(table(['NAME', 'KIND', 'SOURCE', 'USERS'], rows.map((d) => [d.name, d.kind, d.kind === 'mysql' ? d.mysqlDatabase : d.path, String(d.users)])));
-      }),
-    );
-  dataset
-    .command('remove')
-    .description('remove a dataset and every grant of it (runs already given it keep it until they end)')
-    .argument('<name>')
-    .option(...ADMIN_CONFIG_OPTION)
-    .action((name: string, options: { config?: string }) =>
-      runAdmin(async () => {
-        const removed = await withStore(loadSettings(options.config), (s) => s.remove(name));
-        if (!removed.ok) throw new AdminError(removed.reason);
-        say(`secd admin: removed dataset ${name} and its ${removed.value.grantsRemoved} grant(s)`);
-      }),
-    );
-  dataset
-    .command('audit')
-    .description('the runs that were given a dataset: who, when, its temporary account, bytes read')
-    .argument('<name>')
-    .option('--limit <n>', 'newest runs to show', '50')
-    .option(...ADMIN_CONFIG_OPTION)
-    .action((name: string, options: { limit: string; config?: string }) =>
-      runAdmin(async () => {
-        const rows = await withStore(loadSettings(options.config), (s) => {
-          if (!s.get(name)) throw new AdminError(`no dataset named ${name} (see "secd admin dataset list")`);
-          return s.runsGiven(name, Number(options.limit) || 50);
-        });
-        if (rows.length === 0) {
-          say(`secd admin: no run has been given ${name} yet`);
-          return;
-        }
-        say(
-          table(
-            ['RUN', 'USER', 'GRANTED', 'DROPPED', 'ACCOUNT', 'BYTES READ'],
-            rows.map((r) => [r.runId, r.user, r.grantedAt, r.droppedAt ?? '-', r.mysqlUser ?? '-', r.bytesFromServer === null ? '-' : String(r.bytesFromServer)]),
-          ),
-        );
-      }),
-    );
+  adminAction(
+    dataset
+      .command('add')
+      .description('add a dataset: a MySQL database on the dataset server, or a folder under the nodes\' dataset_root')
+      .argument('<name>', 'the name researchers use in secd.yml (datasets:) and see at /datasets/<name>')
+      .option('--mysql-database <db>', 'the database on the dataset server (mysql: in the config)')
+      .option('--path <dir>', 'a folder under dataset_root, mounted read-only at /datasets/<name>'),
+    async (name: string, options: { mysqlDatabase?: string; path?: string; config?: string }) => {
+      if ((options.mysqlDatabase === undefined) === (options.path === undefined)) {
+        throw new AdminError('dataset add needs exactly one of --mysql-database <db> or --path <dir>');
+      }
+      const settings = loadSettings(options.config);
+      let entry: Dataset;
+      if (options.mysqlDatabase !== undefined) {
+        entry = { name, kind: 'mysql', mysqlDatabase: options.mysqlDatabase };
+      } else {
+        const rel = relativeDatasetPath(options.path!, settings.datasetRoot);
+        if (!rel.ok) throw new AdminError(rel.reason);
+        entry = { name, kind: 'path', path: rel.path };
+      }
+      // Check names before reaching out to the dataset server.
+      const precheck = await withStore(settings, (s) => (s.get(name) ? `dataset ${name} already exists` : null));
+      if (precheck) throw new AdminError(precheck);
+      if (entry.kind === 'mysql') await checkMysqlDatabase(settings, entry.mysqlDatabase);
+      if (entry.kind === 'path' && settings.datasetRoot !== null) {
+        const found = await resolveDatasetDir(settings.datasetRoot, name, entry.path);
+        if (!found.ok) throw new AdminError(found.reason);
+      }
+      const added = await withStore(settings, (s) => s.add(entry));
+      if (!added.ok) throw new AdminError(added.reason);
+      say(`secd admin: added dataset ${name} (${sourceOf(added.value)}); grant it with "secd admin grant <gitlab user> ${name}"`);
+      if (entry.kind === 'path' && settings.datasetRoot === null) {
+        say(`secd admin: note: each node finds ${entry.path} under its own dataset_root when a run mounts it`);
+      }
+    },
+  );
+  adminAction(
+    dataset
+      .command('list')
+      .description('every dataset, where it lives and how many users may read it'),
+    async (options: { config?: string }) => {
+      const rows = await withStore(loadSettings(options.config), (s) => s.list());
+      if (rows.length === 0) {
+        say('secd admin: no datasets yet (add one with "secd admin dataset add <name> --mysql-database <db>")');
+        return;
+      }
+      say(table(['NAME', 'KIND', 'SOURCE', 'USERS'], rows.map((d) => [d.name, d.kind, d.kind === 'mysql' ? d.mysqlDatabase : d.path, String(d.users)])));
+    },
+  );
+  adminAction(
+    dataset
+      .command('remove')
+      .description('remove a dataset and every grant of it (runs already given it keep it until they end)')
+      .argument('<name>'),
+    async (name: string, options: { config?: string }) => {
+      const removed = await withStore(loadSettings(options.config), (s) => s.remove(name));
+      if (!removed.ok) throw new AdminError(removed.reason);
+      say(`secd admin: removed dataset ${name} and its ${removed.value.grantsRemoved} grant(s)`);
+    },
+  );
+  adminAction(
+    dataset
+      .command('audit')
+      .description('the runs that were given a dataset: who, when, its temporary account, bytes read')
+      .argument('<name>')
+      .option('--limit <n>', 'newest runs to show', '50'),
+    async (name: string, options: { limit: string; config?: string }) => {
+      const rows = await withStore(loadSettings(options.config), (s) => {
+        if (!s.get(name)) throw new AdminError(`no dataset named ${name} (see "secd admin dataset list")`);
+        return s.runsGiven(name, Number(options.limit) || 50);
+      });
+      if (rows.length === 0) {
+        say(`secd admin: no run has been given ${name} yet`);
+        return;
+      }
+      say(
+        table(
+          ['RUN', 'USER', 'GRANTED', 'DROPPED', 'ACCOUNT', 'BYTES READ'],
+          rows.map((r) => [r.runId, r.user, r.grantedAt, r.droppedAt ?? '-', r.mysqlUser ?? '-', r.bytesFromServer === null ? '-' : String(r.bytesFromServer)]),
+        ),
+      );
+    },
+  );
 
-  admin
-    .command('grant')
-    .description('let a GitLab user\'s runs read a dataset')
-    .argument('<gitlab user>')
-    .argument('<dataset>')
-    .option('--skip-user-check', 'do not ask GitLab whether the user exists')
-    .option(...ADMIN_CONFIG_OPTION)
-    .action((user: string, name: string, options: { skipUserCheck?: boolean; config?: string }) =>
-      runAdmin(async () => {
-        if (!USERNAME.test(user)) throw new AdminError(`"${user}" is not a GitLab username`);
-        const settings = loadSettings(options.config);
-        const known = await withStore(settings, (s) => s.get(name) !== undefined);
-        if (!known) throw new AdminError(`no dataset named ${name} (see "secd admin dataset list")`);
-        const canonical = options.skipUserCheck ? null : await checkGitLabUser(settings, user);
-        const who = canonical ?? user;
-        const granted = await withStore(settings, (s) => s.grant(who, name));
-        if (!granted.ok) throw new AdminError(granted.reason);
-        say(
-          granted.value.created
-            ? `secd admin: ${who} may read ${name} from their next run`
-            : `secd admin: ${who} could already read ${name}`,
-        );
-        if (canonical === null) say(`secd admin: note: ${options.skipUserCheck ? 'as asked, ' : 'this config has no gitlab: section, so '}GitLab was not asked whether ${who} exists`);
-      }),
-    );
-  admin
-    .command('revoke')
-    .description('take back a grant; runs already holding it keep it until they end')
-    .argument('<gitlab user>')
-    .argument('<dataset>')
-    .option(...ADMIN_CONFIG_OPTION)
-    .action((user: string, name: string, options: { config?: string }) =>
-      runAdmin(async () => {
-        const revoked = await withStore(loadSettings(options.config), (s) => s.revoke(user, name));
-        if (!revoked.ok) throw new AdminError(revoked.reason);
-        say(`secd admin: ${user} may no longer read ${name} (runs already started keep it until they end)`);
-      }),
-    );
-  admin
-    .command('grants')
-    .description('who may read what (one user, or everyone)')
-    .argument('[gitlab user]')
-    .option(...ADMIN_CONFIG_OPTION)
-    .action((user: string | undefined, options: { config?: string }) =>
-      runAdmin(async () => {
-        const rows = await withStore(loadSettings(options.config), (s) => s.grants(user));
-        if (rows.length === 0) {
-          say(user === undefined ? 'secd admin: no grants yet' : `secd admin: ${user} has no grants`);
-          return;
-        }
-        say(table(['USER', 'DATASET', 'GRANTED'], rows.map((g) => [g.user, g.dataset, g.grantedAt])));
-      }),
-    );
+  adminAction(
+    admin
+      .command('grant')
+      .description('let a GitLab user\'s runs read a dataset')
+      .argument('<gitlab user>')
+      .argument('<dataset>')
+      .option('--skip-user-check', 'do not ask GitLab whether the user exists'),
+    async (user: string, name: string, options: { skipUserCheck?: boolean; config?: string }) => {
+      if (!USERNAME.test(user)) throw new AdminError(`"${user}" is not a GitLab username`);
+      const settings = loadSettings(options.config);
+      const known = await withStore(settings, (s) => s.get(name) !== undefined);
+      if (!known) throw new AdminError(`no dataset named ${name} (see "secd admin dataset list")`);
+      const canonical = options.skipUserCheck ? null : await checkGitLabUser(settings, user);
+      const who = canonical ?? user;
+      const granted = await withStore(settings, (s) => s.grant(who, name));
+      if (!granted.ok) throw new AdminError(granted.reason);
+      say(
+        granted.value.created
+          ? `secd admin: ${who} may read ${name} from their next run`
+          : `secd admin: ${who} could already read ${name}`,
+      );
+      if (canonical === null) say(`secd admin: note: ${options.skipUserCheck ? 'as asked, ' : 'this config has no gitlab: section, so '}GitLab was not asked whether ${who} exists`);
+    },
+  );
+  adminAction(
+    admin
+      .command('revoke')
+      .description('take back a grant; runs already holding it keep it until they end')
+      .argument('<gitlab user>')
+      .argument('<dataset>'),
+    async (user: string, name: string, options: { config?: string }) => {
+      const revoked = await withStore(loadSettings(options.config), (s) => s.revoke(user, name));
+      if (!revoked.ok) throw new AdminError(revoked.reason);
+      say(`secd admin: ${user} may no longer read ${name} (runs already started keep it until they end)`);
+    },
+  );
+  adminAction(
+    admin
+      .command('grants')
+      .description('who may read what (one user, or everyone)')
+      .argument('[gitlab user]'),
+    async (user: string | undefined, options: { config?: string }) => {
+      const rows = await withStore(loadSettings(options.config), (s) => s.grants(user));
+      if (rows.length === 0) {
+        say(user === undefined ? 'secd admin: no grants yet' : `secd admin: ${user} has no grants`);
+        return;
+      }
+      say(table(['USER', 'DATASET', 'GRANTED'], rows.map((g) => [g.user, g.dataset, g.grantedAt])));
+    },
+  );
 }
