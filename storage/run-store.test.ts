@@ -47,6 +47,23 @@ describe('run store', () => {
     expect(store.events('r1')).toHaveLength(2);
   });
 
+  it('transitions in one transaction land together: a throw inside leaves every run as it was', () => {
+    const store = new RunStore(openDatabase(':memory:'));
+    store.createRun(aRun({ id: 'r1' }));
+    store.createRun(aRun({ id: 'r2', deliveryKey: 'k2' }));
+    expect(() =>
+      store.inTransaction(() => {
+        store.transition('r1', 'verified', 'signed');
+        store.transition('r2', 'verified', 'signed');
+        throw new Error('the process died here');
+      }),
+    ).toThrow('the process died here');
+    expect([store.get('r1')!.state, store.get('r2')!.state]).toEqual(['received', 'received']);
+    expect(store.events('r1')).toHaveLength(1);
+    expect(store.inTransaction(() => store.transition('r1', 'verified', 'signed').ok)).toBe(true);
+    expect(store.get('r1')!.state).toBe('verified');
+  });
+
   it('a re-sent delivery is recognised and does not create a second run', () => {
     const store = new RunStore(openDatabase(':memory:'));
     const first = store.claimDelivery('idem-1', 'Push Hook', () => store.createRun(aRun()).id);

@@ -206,6 +206,14 @@ export class RunStore {
     })();
   }
 
+  /**
+   * Run `fn` in one transaction: its reads see one state of the database (other processes, such as
+   * `secd admin`, write it too) and its writes land together or not at all. Transitions inside join it.
+   */
+  inTransaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
   /** Set fields that are not the state (what was posted to GitLab, the node's observations). */
   update(id: string, patch: RunPatch): void {
     this.writePatch(id, patch, null);

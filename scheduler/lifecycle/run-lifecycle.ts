@@ -4,8 +4,8 @@
  * and applies them, and turns what nodes report into transitions.
  *
  * This file is the face; each step sits beside it and shares one LifecycleContext:
- * run-checks.ts (verification and policy after intake), plan-apply.ts (a planning round and its
- * apply), hand-over.ts (sending a run to its node), node-reports.ts (phases, results, hellos, lost
+ * run-checks.ts (verification and policy after intake), plan-apply.ts (a planning round and
+ * `applyPlan`, its one re-checked write), hand-over.ts (sending a run to its node), node-reports.ts (phases, results, hellos, lost
  * nodes) and commit-statuses.ts (the ordered pending -> running -> ... poster).
  */
 import type { PushEvent } from '../intake/push-event.js';
@@ -22,6 +22,8 @@ export type { LifecycleDeps, NodeHandle, PushVerification } from './lifecycle-de
 /** The leader's run lifecycle. */
 export class RunLifecycle {
   private scheduleQueued = false;
+  /** The queued round re-plans after placements were refused at apply. */
+  private replanning = false;
   private isClosed = false;
   private readonly pending = new Set<Promise<unknown>>();
   private readonly ctx: LifecycleContext;
@@ -103,7 +105,11 @@ export class RunLifecycle {
     this.scheduleQueued = true;
     setImmediate(() => {
       this.scheduleQueued = false;
-      scheduleRound(this.ctx);
+      const refused = scheduleRound(this.ctx);
+      // A placement refused at apply means the cluster changed under the plan: plan once more at
+      // once against the new state. Only once in a row, so a disagreement can never spin.
+      this.replanning = refused > 0 && !this.replanning;
+      if (this.replanning) this.scheduleSoon();
     });
   }
 

@@ -11,6 +11,7 @@ import {
   type PlannedRun,
   type RunningRun,
 } from './plan.js';
+import { checkPlan, type PlanCheck, type RejectedPlacement } from './plan-check.js';
 
 /** The time builders queue runs at unless told otherwise. */
 export const T0 = Date.UTC(2026, 0, 1, 0, 0, 0);
@@ -61,7 +62,9 @@ export interface RunHistory {
 
 /**
  * A small cluster the planner runs against round after round, the way the leader does: plan, apply
- * the placements (queued -> running) and rejections, let time pass and runs finish, plan again.
+ * the rejections and the placements (queued -> running) after re-checking them against the cluster as
+ * it is then (plan-check.ts), let time pass and runs finish, plan again. A test can change the
+ * cluster between `propose()` and `apply()`, as the world does between a snapshot and its write.
  * Every plan is recorded with the snapshot it was made from.
  */
 export class PlanHarness {
@@ -71,6 +74,9 @@ export class PlanHarness {
   now: Date;
   readonly rounds: Array<{ now: Date; snapshot: { queued: PlannedRun[]; running: RunningRun[]; nodes: PlannedNode[] }; plan: Plan }> = [];
   readonly rejected: ImpossibleRun[] = [];
+  /** Placements refused when their plan was applied (their runs stayed queued). */
+  readonly refused: RejectedPlacement[] = [];
+  private readonly cancelled = new Set<string>();
   private readonly history = new Map<string, RunHistory>();
   private readonly startOrder: string[] = [];
 
@@ -92,26 +98,53 @@ export class PlanHarness {
 
   /** Plan once and apply the plan; returns it. */
   plan(): Plan {
+    const plan = this.propose();
+    this.apply(plan);
+    return plan;
+  }
+
+  /** Plan once from a snapshot of the cluster now, without applying it. */
+  propose(): Plan {
     const snapshot = {
       queued: structuredClone(this.queued),
       running: structuredClone(this.running),
       nodes: structuredClone(this.nodes),
     };
     const plan = planRuns(snapshot, this.now, this.options);
-    const round = this.rounds.push({ now: this.now, snapshot, plan });
-    const users = new Map(this.queued.map((r) => [r.id, r.user]));
-    for (const p of plan.placements) {
-      this.running.push({ id: p.runId, user: users.get(p.runId)!, nodeId: p.nodeId, gpus: p.gpus });
+    this.rounds.push({ now: this.now, snapshot, plan });
+    return plan;
+  }
+
+  /** Apply the last proposed plan: impossible runs leave the queue, placements that still hold start. */
+  apply(plan: Plan): PlanCheck {
+    const round = this.rounds.length;
+    const queued = new Map(this.queued.map((r) => [r.id, r]));
+    const runningIds = new Set(this.running.map((r) => r.id));
+    const check = checkPlan(plan.placements, {
+      runState: (id) => (queued.has(id) ? 'queued' : runningIds.has(id) ? 'running' : this.cancelled.has(id) ? 'cancelled' : null),
+      running: this.running,
+      nodes: this.nodes,
+    });
+    for (const p of check.accepted) {
+      this.running.push({ id: p.runId, user: queued.get(p.runId)!.user, nodeId: p.nodeId, gpus: p.gpus });
       this.startOrder.push(p.runId);
       this.history.set(p.runId, { placedInRound: round, nodeId: p.nodeId, gpus: p.gpus });
     }
-    for (const r of plan.impossible) {
+    this.refused.push(...check.rejected);
+    const impossible = plan.impossible.filter((r) => queued.has(r.runId));
+    for (const r of impossible) {
       this.rejected.push(r);
       this.history.set(r.runId, { rejectedInRound: round });
     }
-    const gone = new Set([...plan.placements.map((p) => p.runId), ...plan.impossible.map((r) => r.runId)]);
+    const gone = new Set([...check.accepted.map((p) => p.runId), ...impossible.map((r) => r.runId)]);
     this.queued = this.queued.filter((r) => !gone.has(r.id));
-    return plan;
+    return check;
+  }
+
+  /** A queued run is cancelled (a newer push, an operator). */
+  cancel(runId: string): void {
+    this.queued = this.queued.filter((r) => r.id !== runId);
+    this.cancelled.add(runId);
   }
 
   /** A running run ends and frees what it held. */

@@ -1,7 +1,7 @@
 /**
  * The planner's input and output: a snapshot of the cluster in, placements out. Its own file so the
- * planner's parts (plan.ts, cluster-state.ts) share the shapes without importing each other;
- * plan.ts re-exports them, so callers import the planner from one place.
+ * planner's parts (plan.ts, cluster-state.ts) and the plan check (plan-check.ts) share the shapes
+ * without importing each other; plan.ts re-exports them, so callers import the planner from one place.
  */
 
 /** A queued run as the planner sees it. */

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { planRuns, DEFAULT_RESERVE_AFTER_MS, type Plan, type PlannedNode, type PlannedRun, type PlanSnapshot, type RunningRun } from './plan.js';
 import { aNode, aRun, aRunning, PlanHarness, T0 } from './plan-builders.js';
+import { checkPlan } from './plan-check.js';
 
 const MIN = 60_000;
 /** An hour after the builders' first queue time: runs built with defaults are ~1 h old. */
@@ -392,6 +393,18 @@ describe('planner invariants (property tests)', () => {
           expect(r.missing).toBeGreaterThan(0);
           expect(plan.placements.filter((p) => p.nodeId === r.nodeId && p.gpus.length > 0)).toEqual([]);
         }
+      }),
+    );
+  });
+
+  it('a plan re-checked against the very snapshot it was made from is applied whole (the apply check refuses only what changed)', () => {
+    fc.assert(
+      fc.property(snapshotArb, ({ snapshot: s, reserveAfterMs }) => {
+        const plan = planRuns(s, now, { reserveAfterMs });
+        const queued = new Set(s.queued.map((r) => r.id));
+        const check = checkPlan(plan.placements, { runState: (id) => (queued.has(id) ? 'queued' : null), running: s.running, nodes: s.nodes });
+        expect(check.rejected).toEqual([]);
+        expect(check.accepted).toEqual(plan.placements);
       }),
     );
   });

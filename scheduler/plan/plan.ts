@@ -1,7 +1,8 @@
 /**
  * The planner: a pure function from a snapshot of the cluster to placements.
  * No clock but the `now` argument, no database, no I/O — the leader reads the snapshot in one read
- * and re-checks every placement when it applies the plan (a run moves only while still queued).
+ * transaction and, in one write transaction, re-checks every placement against the state as it is
+ * then (plan-check.ts: run still queued, node still up, GPUs still free) before applying it.
  *
  * The rules, in the order they apply:
  *

@@ -4,11 +4,14 @@
  * Plans 10,000 queued runs over 500 nodes × 8 GPUs with `planRuns` for a few mixes and prints
  * placement decisions per second (every queued run decided — placed, waiting or impossible — is one
  * decision). Goal: >= 50,000/s on one core (Slurm's validated rate is 500 jobs/s). Snapshot building
- * is not timed: the planner is. Pin it to one core to measure what the goal says:
+ * is not timed: the planner is. It also times the apply-time re-check of each plan's placements
+ * (plan-check.ts) against the snapshot itself, which the leader pays once per round on top of the
+ * plan. Pin it to one core to measure what the goal says:
  *
  * Run: npm run build && taskset -c 0 node dist/test/bench/planner.js [runs] [nodes]
  */
-import { planRuns, DEFAULT_RESERVE_AFTER_MS, type PlannedNode, type PlannedRun, type PlanSnapshot, type RunningRun } from '../../scheduler/plan/plan.js';
+import { planRuns, DEFAULT_RESERVE_AFTER_MS, type Plan, type PlannedNode, type PlannedRun, type PlanSnapshot, type RunningRun } from '../../scheduler/plan/plan.js';
+import { checkPlan, type FreshState } from '../../scheduler/plan/plan-check.js';
 
 const RUNS = Number(process.argv[2] ?? 10_000);
 const NODES = Number(process.argv[3] ?? 500);
@@ -89,6 +92,20 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+/** Median milliseconds of the apply-time check of `plan` against the snapshot it was made from. */
+function checkMs(snapshot: PlanSnapshot, plan: Plan): number {
+  const queued = new Set(snapshot.queued.map((r) => r.id));
+  const fresh: FreshState = { runState: (id) => (queued.has(id) ? 'queued' : null), running: snapshot.running, nodes: snapshot.nodes };
+  const times: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const t = performance.now();
+    const check = checkPlan(plan.placements, fresh);
+    times.push(performance.now() - t);
+    if (check.rejected.length > 0) throw new Error(`the check refused ${check.rejected.length} placements of an unchanged cluster`);
+  }
+  return median(times);
+}
+
 function main(): void {
   console.log(`planner: ${RUNS.toLocaleString('en')} queued runs, ${NODES} nodes x ${GPUS_PER_NODE} GPUs (goal >= 50,000 decisions/s on one core)`);
   for (const mix of MIXES) {
@@ -108,7 +125,8 @@ function main(): void {
     console.log(
       `  ${mix.name.padEnd(56)} ${perSecond.toLocaleString('en').padStart(11)} decisions/s  ` +
         `(median ${ms.toFixed(1)} ms over ${times.length} plans; ${plan.placements.length} placed, ` +
-        `${plan.waiting.length} waiting, ${plan.reservations.length} claims, ${plan.impossible.length} impossible)`,
+        `${plan.waiting.length} waiting, ${plan.reservations.length} claims, ${plan.impossible.length} impossible; ` +
+        `apply check ${checkMs(snapshot, plan).toFixed(2)} ms)`,
     );
   }
 }
