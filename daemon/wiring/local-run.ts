@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { basename, join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { newRunId } from '../../storage/run-id.js';
+import { hermeticGitEnv } from '../../scheduler/common/git-env.js';
 import type { Log } from '../../scheduler/common/log.js';
 import { resolveRunConfig } from '../../scheduler/policy/project-policy.js';
 import type { UpConfig } from '../config/up-config.js';
@@ -76,8 +77,12 @@ export async function runLocalProject(
 }
 
 function headCommit(dir: string): string {
+  // git trusts a repository owned by whoever ran `sudo secd run` only when it sees SUDO_UID, which the
+  // hermetic recipe does not pass on its own.
+  const sudoUid = process.env.SUDO_UID;
+  const env = { ...hermeticGitEnv(), ...(sudoUid ? { SUDO_UID: sudoUid } : {}) };
   try {
-    const sha = execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    const sha = execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], { env, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     return /^[0-9a-f]{40,64}$/.test(sha) ? sha : 'working-tree';
   } catch {
     return 'working-tree';
