@@ -5,8 +5,9 @@
  *
  * This file is the face; each step sits beside it and shares one LifecycleContext:
  * run-checks.ts (verification and policy after intake), plan-apply.ts (a planning round and
- * `applyPlan`, its one re-checked write), hand-over.ts (sending a run to its node), node-reports.ts (phases, results, hellos, lost
- * nodes) and commit-statuses.ts (the ordered pending -> running -> ... poster).
+ * `applyPlan`, its one re-checked write), hand-over.ts (sending a run to its node),
+ * node-reports.ts (phases, results, hellos, lost nodes) and commit-statuses.ts (the ordered
+ * pending -> running -> ... poster).
  */
 import type { PushEvent } from '../intake/push-event.js';
 import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
