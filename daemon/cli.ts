@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `secd` command: each subcommand lives in daemon/commands/ and wires the real adapters it needs.
+ * The `secd` command: each subcommand lives in daemon/commands/, parses its flags, loads its config and
+ * calls the composition root in daemon/wiring/ (or daemon/ops/) that builds the real adapters.
  * Nothing else in secd reads argv, the environment or the clock on its own.
  */
 import { Command, CommanderError } from 'commander';
