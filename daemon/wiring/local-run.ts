@@ -16,6 +16,7 @@ import type { ContainerEngine } from '../engine/container-engine.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';
 import { executeRun } from '../executor/run-executor.js';
 import type { RunOutcome } from '../../scheduler/contract/run-spec.js';
+import { isCommitId } from '../../scheduler/contract/commit-id.js';
 
 /** Where `secd run` writes what a person reads. */
 export interface LocalRunOutput {
@@ -83,7 +84,7 @@ function headCommit(dir: string): string {
   const env = { ...hermeticGitEnv(), ...(sudoUid ? { SUDO_UID: sudoUid } : {}) };
   try {
     const sha = execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], { env, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    return /^[0-9a-f]{40,64}$/.test(sha) ? sha : 'working-tree';
+    return isCommitId(sha) ? sha : 'working-tree';
   } catch {
     return 'working-tree';
   }

@@ -16,6 +16,7 @@
  */
 import { z } from 'zod';
 import { RUN_ID_PATTERN } from './run-id.js';
+import { isCommitId } from './commit-id.js';
 
 /** Bumped when a message changes incompatibly; the leader refuses nodes speaking another version. */
 export const PROTOCOL_VERSION = 1;
@@ -49,7 +50,7 @@ export const runSpecSchema = z.object({
   /** GitLab path_with_namespace (or the folder name for `secd run`); names the image. */
   project: z.string().min(1).max(512),
   /** Full commit sha to build (`working-tree` for a `secd run` folder that is not a repository). */
-  commit: z.string().regex(/^(?:[0-9a-f]{40,64}|working-tree)$/, 'must be a full commit sha'),
+  commit: z.string().refine((c) => isCommitId(c) || c === 'working-tree', 'must be a full commit sha'),
   /** Git URL or local path to clone from; HTTP URLs carry their own credentials. */
   source: z.string().min(1),
   /** GitLab username of the researcher (names the cache folder). */

@@ -8,11 +8,12 @@
  * dataset grants, and guessing it from `user_name` would hand one person's data to another.
  */
 import { z } from 'zod';
+import { COMMIT_ID_PATTERN } from '../contract/commit-id.js';
 
 /** A commit id: 40 hex digits, or 64 in a SHA-256 repository. */
 const sha = z
   .string({ error: (iss) => (iss.input === undefined ? undefined : 'expected a 40-character hex sha') })
-  .regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/, {
+  .regex(COMMIT_ID_PATTERN, {
     error: 'expected a 40-character hex sha (64 for SHA-256 repositories)',
   });
 

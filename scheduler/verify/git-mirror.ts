@@ -13,6 +13,7 @@ import { simpleGit } from 'simple-git';
 import { errorText } from '../common/errors.js';
 import { hermeticGitEnv } from '../common/git-env.js';
 import { redactCredentials, urlSecrets } from '../common/redact.js';
+import { COMMIT_ID_PATTERN as OBJECT_NAME } from '../contract/commit-id.js';
 
 /** Options for a mirror; `caFile` is the isolated cluster's own CA, trusted for HTTPS fetches. */
 export interface GitMirrorOptions {
@@ -29,7 +30,6 @@ export class MirrorError extends Error {
   }
 }
 
-const OBJECT_NAME = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 // Ref names and globs we are willing to put on a fetch command line; anything else is a caller bug.
 const REF_NAME = /^refs\/[A-Za-z0-9._\/*-]+$/;
 

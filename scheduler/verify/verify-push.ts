@@ -8,6 +8,7 @@ import type { GitMirror } from './git-mirror.js';
 import { errorText } from '../common/errors.js';
 import { redactCredentials, urlSecrets } from '../common/redact.js';
 import type { GitLabApi, GitLabMember } from '../gitlab/gitlab-port.js';
+import { isCommitId } from '../contract/commit-id.js';
 
 /** What a push hook tells secd about one push, plus a way to ask which commits passed before. */
 export interface VerifyPushInput {
@@ -69,7 +70,7 @@ const GITLAB_CONCURRENCY = 8;
 export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): Promise<PushVerdict> {
   const { mirror } = deps;
   const headShort = short(input.after);
-  if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(input.after) || input.after === ZERO_SHA) {
+  if (!isCommitId(input.after) || input.after === ZERO_SHA) {
     return { ok: false, code: 'fetch_failed', commit: headShort, reason: `the push names no commit to run (after = ${headShort})` };
   }
   const objectFormat: ObjectFormat = input.after.length === 64 ? 'sha256' : 'sha1';
