@@ -14,7 +14,7 @@
  * (hook-sender.ts). Deliberate simplifications, each documented where it lives: no protected-branch
  * enforcement, only direct project members (no groups), the admin token is the only API credential.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DoubleState, type DoubleProject, type DoubleUser, type DoubleWebhook } from './gitlab/double-state.js';
 import { GitSmartHttp, type RecordedGitRequest } from './gitlab/git-smart-http.js';
@@ -90,133 +90,75 @@ export interface GitLabDouble {
 
 /** Start a GitLab double listening on 127.0.0.1. */
 export async function startGitLabDouble(opts: StartOptions): Promise<GitLabDouble> {
-  const double = new GitLabDoubleServer(opts);
-  await double.listen(opts.port ?? 0);
-  return double;
+  const state = new DoubleState(opts);
+  const api = new RestApi(state);
+  const hooks = new HookSender(state);
+  const git = new GitSmartHttp(state, new PushEventBuilder(state), hooks);
+  const server = createServer((req, res) => {
+    route(req, res, api, git).catch((err: unknown) => {
+      state.internalErrors.push(`request ${req.method} ${req.url}: ${String(err)}`);
+      if (!res.headersSent) sendJson(res, 500, { message: '500 Internal Server Error' });
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  let closed = false;
+  return {
+    url: state.url,
+    token: state.token,
+    botUser: state.botUser,
+    // The parts' own lists, not copies: a test reads what happened up to the moment it looks.
+    statuses: api.statuses,
+    rejectedStatuses: api.rejectedStatuses,
+    deliveries: hooks.deliveries,
+    apiRequests: api.apiRequests,
+    gitRequests: git.gitRequests,
+    internalErrors: state.internalErrors,
+    addUser: (u) => state.addUser(u),
+    addGpgKey: (userId, armored) => state.addGpgKey(userId, armored),
+    addProject: (p) => state.addProject(p),
+    addMember: (projectId, userId, accessLevel) => state.addMember(projectId, userId, accessLevel),
+    project: (idOrPath) => state.project(idOrPath),
+    gitUrl: (projectPath, user) => state.gitUrl(projectPath, user),
+    repoDir: (projectPath) => state.repoDir(projectPath),
+    addWebhook: (h) => state.addWebhook(h),
+    redeliver: (i) => hooks.redeliver(i),
+    sendRaw: (r) => hooks.sendRaw(r),
+    idle: () => state.idle(),
+    waitForDeliveries: (n, timeoutMs = 10_000) => hooks.waitForDeliveries(n, timeoutMs),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      git.killBackends();
+      await state.idle();
+      state.removeDataDir();
+    },
+  };
 }
 
-class GitLabDoubleServer implements GitLabDouble {
-  private readonly state: DoubleState;
-  private readonly api: RestApi;
-  private readonly hooks: HookSender;
-  private readonly git: GitSmartHttp;
-  private readonly server: Server;
-  private closed = false;
-
-  constructor(opts: StartOptions) {
-    this.state = new DoubleState(opts);
-    this.api = new RestApi(this.state);
-    this.hooks = new HookSender(this.state);
-    this.git = new GitSmartHttp(this.state, new PushEventBuilder(this.state), this.hooks);
-    this.server = createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
-        this.state.internalErrors.push(`request ${req.method} ${req.url}: ${String(err)}`);
-        if (!res.headersSent) sendJson(res, 500, { message: '500 Internal Server Error' });
-        else res.destroy();
-      });
-    });
+/** /api/v4 goes to the REST API, `<path>.git/...` to git over HTTP, anything else is GitLab's 404. */
+async function route(req: IncomingMessage, res: ServerResponse, api: RestApi, git: GitSmartHttp): Promise<void> {
+  const rawUrl = req.url ?? '/';
+  const q = rawUrl.indexOf('?');
+  const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  const query = q < 0 ? '' : rawUrl.slice(q + 1);
+  if (rawPath === '/api/v4' || rawPath.startsWith('/api/v4/')) {
+    await api.handle(req, res, rawPath.slice('/api/v4'.length), new URLSearchParams(query));
+    return;
   }
-
-  get url(): string {
-    return this.state.url;
+  const repo = /^\/(.+?)\.git(\/.*)?$/.exec(rawPath);
+  if (repo) {
+    await git.handle(req, res, decodeURIComponent(repo[1]!), repo[2] ?? '/', query);
+    return;
   }
-  get token(): string {
-    return this.state.token;
-  }
-  get botUser(): DoubleUser {
-    return this.state.botUser;
-  }
-  get statuses(): RecordedStatus[] {
-    return this.api.statuses;
-  }
-  get rejectedStatuses(): RejectedStatus[] {
-    return this.api.rejectedStatuses;
-  }
-  get deliveries(): RecordedDelivery[] {
-    return this.hooks.deliveries;
-  }
-  get apiRequests(): RecordedApiRequest[] {
-    return this.api.apiRequests;
-  }
-  get gitRequests(): RecordedGitRequest[] {
-    return this.git.gitRequests;
-  }
-  get internalErrors(): string[] {
-    return this.state.internalErrors;
-  }
-
-  async listen(port: number): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, '127.0.0.1', () => resolve());
-    });
-    const addr = this.server.address() as AddressInfo;
-    this.state.url = `http://127.0.0.1:${addr.port}`;
-  }
-
-  addUser(u: { username: string; name?: string; email: string; password?: string; gpgKeys?: string[] }): DoubleUser {
-    return this.state.addUser(u);
-  }
-  addGpgKey(userId: number, armored: string): void {
-    this.state.addGpgKey(userId, armored);
-  }
-  addProject(p: { path: string; defaultBranch?: string; members?: number[] }): DoubleProject {
-    return this.state.addProject(p);
-  }
-  addMember(projectId: number, userId: number, accessLevel?: number): void {
-    this.state.addMember(projectId, userId, accessLevel);
-  }
-  project(idOrPath: number | string): DoubleProject {
-    return this.state.project(idOrPath);
-  }
-  gitUrl(projectPath: string, user?: { username: string; password: string }): string {
-    return this.state.gitUrl(projectPath, user);
-  }
-  repoDir(projectPath: string): string {
-    return this.state.repoDir(projectPath);
-  }
-  addWebhook(h: { url: string; secret: string; kind: 'project' | 'system'; projectId?: number }): DoubleWebhook {
-    return this.state.addWebhook(h);
-  }
-  redeliver(i: number): Promise<RecordedDelivery> {
-    return this.hooks.redeliver(i);
-  }
-  sendRaw(r: RawSend): Promise<RecordedDelivery> {
-    return this.hooks.sendRaw(r);
-  }
-  idle(): Promise<void> {
-    return this.state.idle();
-  }
-  waitForDeliveries(n: number, timeoutMs = 10_000): Promise<RecordedDelivery[]> {
-    return this.hooks.waitForDeliveries(n, timeoutMs);
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
-    this.git.killBackends();
-    await this.state.idle();
-    this.state.removeDataDir();
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const rawUrl = req.url ?? '/';
-    const q = rawUrl.indexOf('?');
-    const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
-    const query = q < 0 ? '' : rawUrl.slice(q + 1);
-    if (rawPath === '/api/v4' || rawPath.startsWith('/api/v4/')) {
-      await this.api.handle(req, res, rawPath.slice('/api/v4'.length), new URLSearchParams(query));
-      return;
-    }
-    const git = /^\/(.+?)\.git(\/.*)?$/.exec(rawPath);
-    if (git) {
-      await this.git.handle(req, res, decodeURIComponent(git[1]!), git[2] ?? '/', query);
-      return;
-    }
-    sendJson(res, 404, { error: '404 Not Found' });
-  }
+  sendJson(res, 404, { error: '404 Not Found' });
 }
