@@ -8,7 +8,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerEngine, ContainerRequest } from './container-engine.js';
-import { containerRequestFor, outputsVolumeName } from '../executor/container-profile.js';
+import { outputsVolumeName } from '../executor/container-profile.js';
+import { aRunSpec, commandRequest } from '../../test/support/test-images.js';
 import { createDockerEngine } from './docker-engine.js';
 import { LogCapture } from '../executor/log-capture.js';
 import { extractOutputsArchive } from '../results/outputs-archive.js';
@@ -50,32 +51,11 @@ const BUSYBOX_DOCKERFILE = [
 function aSpec(over: Partial<RunSpec> = {}): RunSpec {
   const runId = `t-${suffix}-${runIds.length}`;
   runIds.push(runId);
-  return {
-    runId,
-    project: 'secd-test/engine',
-    commit: 'c'.repeat(40),
-    source: '/dev/null',
-    user: 'tester',
-    signer: null,
-    runforMs: 60_000,
-    gpus: [],
-    cacheDir: null,
-    mountPath: '/cache',
-    env: {},
-    warnings: [],
-    createdAt: new Date().toISOString(),
-    ...over,
-  };
+  return aRunSpec(runId, { project: 'secd-test/engine', createdAt: new Date().toISOString(), ...over });
 }
 
 function requestFor(script: string, over: Partial<RunSpec> = {}, image?: string): { req: ContainerRequest } {
-  const req = containerRequestFor(aSpec(over), { cacheHostDir: null }, {
-    imageId: image ?? imageId,
-    memoryBytes: 256 * 2 ** 20,
-    pidsLimit: 128,
-    stopGraceMs: 1000,
-  });
-  return { req: { ...req, create: { ...req.create, Cmd: ['sh', '-c', script] } } };
+  return { req: commandRequest(aSpec(over), image ?? imageId, ['sh', '-c', script]) };
 }
 
 /** Runs `req` and reads its /outputs back through the engine before the container goes, as the executor does. */

@@ -11,9 +11,9 @@ import { randomBytes } from 'node:crypto';
 import { pack } from 'tar-stream';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBusyboxImage, BUSYBOX_IMAGE } from '../../test/support/test-images.js';
+import { aRunSpec, commandRequest, ensureBusyboxImage, BUSYBOX_IMAGE } from '../../test/support/test-images.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
-import { containerRequestFor, outputsVolumeName } from '../executor/container-profile.js';
+import { outputsVolumeName } from '../executor/container-profile.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { archiveEntryPath, extractOutputsArchive } from './outputs-archive.js';
 import type { OutputsManifest } from '../../scheduler/contract/run-spec.js';
@@ -194,18 +194,31 @@ describe('a root container\'s outputs, collected by an unprivileged node', () =>
     // under node_modules so `tar-stream` resolves as it does for the daemon.
     childDir = fs.mkdtempSync(path.join(process.cwd(), 'node_modules', '.secd-test-outputs-archive-'));
     fs.chmodSync(childDir, 0o755);
-    for (const name of ['outputs-archive', 'outputs-copy']) {
-      const source = fs.readFileSync(path.join(import.meta.dirname, `${name}.ts`), 'utf8');
-      const { outputText } = ts.transpileModule(source, {
+    // With every module it imports at runtime, each at its place in the repository.
+    const repoRoot = path.resolve(import.meta.dirname, '../..');
+    const pending = [path.join(import.meta.dirname, 'outputs-archive.ts')];
+    const done = new Set<string>();
+    while (pending.length > 0) {
+      const file = pending.pop()!;
+      if (done.has(file)) continue;
+      done.add(file);
+      const { outputText } = ts.transpileModule(fs.readFileSync(file, 'utf8'), {
         compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: false },
       });
-      fs.writeFileSync(path.join(childDir, `${name}.js`), outputText, { mode: 0o644 });
+      const dest = path.join(childDir, path.relative(repoRoot, file).replace(/\.ts$/, '.js'));
+      fs.mkdirSync(path.dirname(dest), { recursive: true, mode: 0o755 });
+      fs.writeFileSync(dest, outputText, { mode: 0o644 });
+      for (const m of outputText.matchAll(/from\s+'(\.[^']+)\.js'/g)) pending.push(path.resolve(path.dirname(file), `${m[1]}.ts`));
+    }
+    // mkdir's mode is cut by the umask: uid 65534 must be able to walk in.
+    for (const entry of fs.readdirSync(childDir, { recursive: true, withFileTypes: true })) {
+      if (entry.isDirectory()) fs.chmodSync(path.join(entry.parentPath, entry.name), 0o755);
     }
     fs.writeFileSync(path.join(childDir, 'package.json'), '{"type":"module"}\n', { mode: 0o644 });
     fs.writeFileSync(
       path.join(childDir, 'extract.js'),
       [
-        "import { extractOutputsArchive } from './outputs-archive.js';",
+        "import { extractOutputsArchive } from './daemon/results/outputs-archive.js';",
         `const m = await extractOutputsArchive(process.stdin, process.argv[2], ${JSON.stringify(roomy)});`,
         'process.stdout.write(JSON.stringify(m));',
       ].join('\n'),
@@ -249,29 +262,14 @@ describe('a root container\'s outputs, collected by an unprivileged node', () =>
       'mkfifo "$OUTPUT_PATH/pipe"',
       'id -u',
     ].join('; ');
-    const request = containerRequestFor(
-      {
-        runId,
-        project: 'secd-test/outputs',
-        commit: 'c'.repeat(40),
-        source: '/dev/null',
-        user: 'tester',
-        signer: null,
-        runforMs: 60_000,
-        gpus: [],
-        cacheDir: null,
-        mountPath: '/cache',
-        env: {},
-        warnings: [],
-        createdAt: new Date().toISOString(),
-      },
-      { cacheHostDir: null },
-      { imageId: BUSYBOX_IMAGE, memoryBytes: 128 * 2 ** 20, pidsLimit: 64, stopGraceMs: 1000 },
-    );
+    const request = commandRequest(aRunSpec(runId, { project: 'secd-test/outputs', createdAt: new Date().toISOString() }), BUSYBOX_IMAGE, ['sh', '-c', script], {
+      memoryBytes: 128 * 2 ** 20,
+      pidsLimit: 64,
+    });
     let manifest: OutputsManifest | null = null;
     let log = '';
     const result = await engine.runContainer(
-      { ...request, create: { ...request.create, Cmd: ['sh', '-c', script] } },
+      request,
       {
         onLog: (b) => (log += b.toString()),
         onExited: async (id) => {
