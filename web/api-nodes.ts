@@ -1,8 +1,9 @@
 /**
  * GET /api/v1/nodes's list (also what /metrics and the status page's feed read): every node's view
  * with the runs SQLite has in flight on it, mapped by toApiNode. The status page reads it several
- * times a second, so a node whose view and runs did not change keeps its object, and the feed's
- * change detection finds nothing to send for it.
+ * times a second, so a node whose state, reports and runs did not change keeps its object (the one
+ * cache between a node's status message and the page), and the feed's change detection finds
+ * nothing to send for it.
  */
 import type { NodeView } from '../scheduler/cluster/node-view.js';
 import type { RunRow } from '../storage/run-store.js';
@@ -19,6 +20,8 @@ export interface ApiNodeSources {
 /** A function that lists the API's nodes, rebuilding only those that changed since the last call. */
 export function apiNodeList(sources: ApiNodeSources): () => ApiNode[] {
   const cache = new Map<string, { view: NodeView; runsKey: string; api: ApiNode }>();
+  // A view is rebuilt on every call; what it refers to (the hello, the status) is kept by identity.
+  const same = (a: NodeView, b: NodeView) => a.state === b.state && a.lastSeen === b.lastSeen && a.hello === b.hello && a.status === b.status;
   return () => {
     const runsOn = new Map<string, RunRow[]>();
     for (const r of sources.inFlight()) if (r.node !== null) runsOn.set(r.node, [...(runsOn.get(r.node) ?? []), r]);
@@ -28,7 +31,7 @@ export function apiNodeList(sources: ApiNodeSources): () => ApiNode[] {
       const runs = runsOn.get(v.id) ?? [];
       const runsKey = runs.map((r) => `${r.id}:${r.gpus.join(',')}`).join(';');
       const cached = cache.get(v.id);
-      if (cached && cached.view === v && cached.runsKey === runsKey) return cached.api;
+      if (cached && same(cached.view, v) && cached.runsKey === runsKey) return cached.api;
       const api = toApiNode(v, runs);
       cache.set(v.id, { view: v, runsKey, api });
       return api;

@@ -124,29 +124,40 @@ export function toStatusRun(run: RunRow): StatusRun {
   return { ...shown, commit: run.commit.slice(0, 12) };
 }
 
-/** The API's node: its runs and which run holds each GPU come from SQLite (`runs`: in flight on it). */
+/**
+ * The API's node, built from what the node said (DESIGN §7: its hello's GPUs, its last status's
+ * samples and host figures) for networked and in-process nodes alike; its runs and which run holds
+ * each GPU come from SQLite (`runs`: those in flight on it). A GPU the last status did not mention
+ * shows null readings, never 0.
+ */
 export function toApiNode(v: NodeView, runs: readonly RunRow[]): ApiNode {
   const holder = new Map<string, string>();
   for (const r of runs) for (const g of r.gpus) holder.set(g, r.id);
+  const samples = v.status?.gpus ?? [];
+  const host = v.status?.host ?? null;
   return {
     id: v.id,
-    hostname: v.hostname,
+    hostname: v.hello?.hostname ?? v.id,
     state: v.state,
     last_seen: v.lastSeen,
-    cpus: v.cpus,
-    memory_bytes: v.memoryBytes,
-    load: v.load,
+    cpus: host?.cpus ?? v.hello?.inventory.cpus ?? 0,
+    memory_bytes: host?.memory_total_bytes ?? v.hello?.inventory.memory_bytes ?? 0,
+    load: host?.load ?? null,
     runs: runs.map((r) => r.id),
-    gpus: v.gpus.map((g) => ({
-      uuid: g.uuid,
-      index: g.index,
-      name: g.name,
-      memory_total_bytes: g.memoryTotalBytes,
-      memory_used_bytes: g.memoryUsedBytes,
-      utilization_pct: g.utilizationPct,
-      temperature_c: g.temperatureC,
-      power_w: g.powerW,
-      run_id: holder.get(g.uuid) ?? null,
-    })),
+    gpus: (v.hello?.inventory.gpus ?? []).map((g, i) => {
+      // Samples come in inventory order; look further only when a node reports otherwise.
+      const s = samples[i]?.uuid === g.uuid ? samples[i] : samples.find((x) => x.uuid === g.uuid);
+      return {
+        uuid: g.uuid,
+        index: g.index,
+        name: g.name,
+        memory_total_bytes: s?.memory_total_bytes ?? g.memory_total_bytes,
+        memory_used_bytes: s?.memory_used_bytes ?? null,
+        utilization_pct: s?.utilization_pct ?? null,
+        temperature_c: s?.temperature_c ?? null,
+        power_w: s?.power_w ?? null,
+        run_id: holder.get(g.uuid) ?? null,
+      };
+    }),
   };
 }

@@ -68,7 +68,7 @@ function fakeRuns() {
   };
 }
 
-const busyGpu: GpuSample = { uuid: 'GPU-A', index: 0, utilizationPct: 50, memoryUsedBytes: 1, memoryTotalBytes: 2, temperatureC: 40, powerW: null, processes: [{ pid: 9, name: 'python', usedMemoryBytes: 1 }] };
+const busyGpu: GpuSample = { uuid: 'GPU-A', index: 0, utilization_pct: 50, memory_used_bytes: 1, memory_total_bytes: 2, temperature_c: 40, power_w: null, processes: [{ pid: 9, name: 'python', used_memory_bytes: 1 }] };
 const otherGpu: GpuSample = { ...busyGpu, uuid: 'GPU-B', index: 1 };
 
 describe('the node agent', () => {
@@ -88,12 +88,12 @@ describe('the node agent', () => {
       runs,
       gpu: {
         inventory: async () => [
-          { uuid: 'GPU-A', index: 0, name: 'Tesla K80', memoryTotalBytes: 1024 },
-          { uuid: 'GPU-B', index: 1, name: 'Tesla K80', memoryTotalBytes: null },
+          { uuid: 'GPU-A', index: 0, name: 'Tesla K80', memory_total_bytes: 1024 },
+          { uuid: 'GPU-B', index: 1, name: 'Tesla K80', memory_total_bytes: null },
         ],
         sample: async () => [busyGpu, otherGpu],
       },
-      host: { sample: async () => ({ load: 0.5, cpus: 8, memoryTotalBytes: 1000, memoryFreeBytes: 500, diskTotalBytes: null, diskFreeBytes: null }) },
+      host: { sample: async () => ({ load: 0.5, cpus: 8, memory_total_bytes: 1000, memory_free_bytes: 500, disk_total_bytes: null, disk_free_bytes: null }) },
       connect: (handlers) => {
         const entry = { handlers, sent: [] as NodeMessage[], closed: false };
         sockets.push(entry);

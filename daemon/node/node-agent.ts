@@ -12,22 +12,10 @@ import {
   PROTOCOL_VERSION,
   type LeaderMessage,
   type NodeMessage,
-  type StatusMessage,
 } from '../../scheduler/contract/protocol.js';
-import type { GpuInfo, GpuSample } from '../telemetry/gpu-reading.js';
-import type { GpuTelemetry } from '../telemetry/gpu-telemetry.js';
+import { readInventory, readStatus, type NodeSensors } from '../telemetry/node-report.js';
 import type { NodeRuns } from './node-runs.js';
 import type { ClientSocket, ClientSocketHandlers } from '../../scheduler/common/websocket.js';
-
-/** Host figures the agent reports (daemon/telemetry/host-telemetry.ts provides them). */
-export interface HostFigures {
-  load: number | null;
-  cpus: number;
-  memoryTotalBytes: number;
-  memoryFreeBytes: number;
-  diskTotalBytes: number | null;
-  diskFreeBytes: number | null;
-}
 
 /** What the agent is given by main. */
 export interface NodeAgentDeps {
@@ -36,8 +24,8 @@ export interface NodeAgentDeps {
   maxCpuRuns: number;
   reportIntervalMs: number;
   runs: Pick<NodeRuns, 'attach' | 'assign' | 'cancel' | 'acknowledge' | 'held' | 'pendingResults' | 'gpusInUse' | 'images'>;
-  gpu: Pick<GpuTelemetry, 'inventory' | 'sample'>;
-  host: { sample(): Promise<HostFigures> };
+  gpu: NodeSensors['gpu'];
+  host: NodeSensors['host'];
   /** Open one connection to the leader (scheduler/common/websocket.ts's connectClient in production). */
   connect(handlers: ClientSocketHandlers): ClientSocket;
   log: Log;
@@ -145,7 +133,7 @@ export class NodeAgent {
   }
 
   private async sayHello(socket: ClientSocket): Promise<void> {
-    const [gpus, host] = await Promise.all([this.deps.gpu.inventory(), this.deps.host.sample()]);
+    const inventory = await readInventory(this.deps);
     if (this.socket !== socket) return;
     socket.send(
       encodeMessage({
@@ -153,11 +141,7 @@ export class NodeAgent {
         protocol: PROTOCOL_VERSION,
         node_id: this.deps.nodeId,
         hostname: this.deps.hostname,
-        inventory: {
-          gpus: gpus.map((g: GpuInfo) => ({ uuid: g.uuid, index: g.index, name: g.name, memory_total_bytes: bytes(g.memoryTotalBytes) })),
-          cpus: host.cpus,
-          memory_bytes: Math.round(host.memoryTotalBytes),
-        },
+        inventory,
         max_cpu_runs: this.deps.maxCpuRuns,
         runs: this.deps.runs.held(),
         images: this.deps.runs.images(),
@@ -228,14 +212,7 @@ export class NodeAgent {
     if (this.sampling || !this.welcomed) return;
     this.sampling = true;
     try {
-      const [gpus, host] = await Promise.all([
-        this.deps.gpu.sample().catch((err: unknown): GpuSample[] => {
-          this.log.warn({ err }, 'GPU sample failed');
-          return [];
-        }),
-        this.deps.host.sample(),
-      ]);
-      const status = statusMessage(this.deps.now(), gpus, host, this.deps.runs.gpusInUse());
+      const status = await readStatus(this.deps, { now: () => this.deps.now(), ours: () => this.deps.runs.gpusInUse(), log: this.log });
       const images = this.deps.runs.images();
       if (images.join('\n') !== this.imagesSent) {
         status.images = images;
@@ -248,35 +225,4 @@ export class NodeAgent {
       this.sampling = false;
     }
   }
-}
-
-function bytes(n: number | null): number | null {
-  return n === null ? null : Math.max(0, Math.round(n));
-}
-
-/** The status message for one sample: a GPU with processes that no secd run holds is foreign-busy. */
-export function statusMessage(at: Date, gpus: readonly GpuSample[], host: HostFigures, ours: ReadonlySet<string>): StatusMessage {
-  return {
-    type: 'status',
-    at: at.toISOString(),
-    gpus: gpus.map((g) => ({
-      uuid: g.uuid,
-      index: g.index,
-      utilization_pct: g.utilizationPct,
-      memory_used_bytes: g.memoryUsedBytes,
-      memory_total_bytes: g.memoryTotalBytes,
-      temperature_c: g.temperatureC,
-      power_w: g.powerW,
-      processes: g.processes.length,
-      foreign_busy: g.processes.length > 0 && !ours.has(g.uuid),
-    })),
-    host: {
-      load: host.load,
-      cpus: host.cpus,
-      memory_total_bytes: Math.round(host.memoryTotalBytes),
-      memory_free_bytes: Math.round(host.memoryFreeBytes),
-      disk_total_bytes: bytes(host.diskTotalBytes),
-      disk_free_bytes: bytes(host.diskFreeBytes),
-    },
-  };
 }

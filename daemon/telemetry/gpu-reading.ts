@@ -1,44 +1,31 @@
 /**
  * What one GPU reading is, and how nvidia-smi's printed values become its numbers: shared by the
  * `-q -x` reader (nvidia-smi-xml.ts), the `--query-gpu` reader (query-gpu-csv.ts) and the
- * supervisor that runs them (gpu-telemetry.ts).
+ * supervisor that runs them (gpu-telemetry.ts). Readings are mapped from nvidia-smi's text once, here
+ * and in those two readers, straight to the wire shape of DESIGN §7: snake_case, bytes, watts, °C.
  *
  * Values the hardware reports as `N/A`, `[N/A]`, `[Not Supported]`, "Requested functionality has
  * been deprecated" (or anything else that is not a number) become `null`, never 0 and never an error.
  */
-
-/** One GPU as the node announces it in `hello`. */
-export interface GpuInfo {
-  uuid: string;
-  /** nvidia-smi's `minor_number` (/dev/nvidiaN); GPUs are listed in this order. */
-  index: number;
-  name: string;
-  memoryTotalBytes: number | null;
-}
+import type { GpuStatus } from '../../scheduler/contract/protocol.js';
 
 /** A process holding memory on a GPU (secd's own containers or anything else). */
 export interface GpuProcess {
   pid: number;
   name: string;
-  usedMemoryBytes: number | null;
+  used_memory_bytes: number | null;
 }
 
-/** One GPU's state at one moment; `null` = the hardware or driver did not say. */
-export interface GpuSample {
-  uuid: string;
-  index: number;
-  utilizationPct: number | null;
-  memoryUsedBytes: number | null;
-  memoryTotalBytes: number | null;
-  temperatureC: number | null;
-  powerW: number | null;
-  processes: GpuProcess[];
-}
+/**
+ * One GPU's state at one moment, already in the words of the node's status message
+ * (scheduler/contract/protocol.ts `gpuStatusSchema`), so nothing maps it again on its way to the
+ * leader and the page; `null` = the hardware or driver did not say. Its processes are listed: how
+ * many there are, and whether they are foreign, is the node's report's to say (node-report.ts).
+ */
+export type GpuSample = Omit<GpuStatus, 'processes' | 'foreign_busy'> & { processes: GpuProcess[] };
 
 /** Everything one `-q -x` report says about one GPU. */
-export interface GpuReading extends GpuSample {
-  name: string;
-}
+export type GpuReading = GpuSample & { name: string };
 
 /** Why one nvidia-smi call gave no usable answer. */
 export type NvidiaSmiFailureCode = 'missing' | 'failed' | 'timeout' | 'invalid-output';

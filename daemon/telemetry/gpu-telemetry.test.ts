@@ -125,16 +125,17 @@ const FIXTURES: Array<{ file: string; gpus: ExpectedGpu[] }> = [
 ];
 
 const bytes = (mib: number | null) => (mib === null ? null : mib * MiB);
-const infoOf = (g: ExpectedGpu) => ({ uuid: g.uuid, index: g.index, name: g.name, memoryTotalBytes: bytes(g.totalMiB) });
+// In the status message's words (scheduler/contract/protocol.ts): nothing maps them again.
+const infoOf = (g: ExpectedGpu) => ({ uuid: g.uuid, index: g.index, name: g.name, memory_total_bytes: bytes(g.totalMiB) });
 const sampleOf = (g: ExpectedGpu) => ({
   uuid: g.uuid,
   index: g.index,
-  utilizationPct: g.util,
-  memoryUsedBytes: bytes(g.usedMiB),
-  memoryTotalBytes: bytes(g.totalMiB),
-  temperatureC: g.tempC,
-  powerW: g.powerW,
-  processes: g.processes.map((p) => ({ pid: p.pid, name: p.name, usedMemoryBytes: bytes(p.usedMiB) })),
+  utilization_pct: g.util,
+  memory_used_bytes: bytes(g.usedMiB),
+  memory_total_bytes: bytes(g.totalMiB),
+  temperature_c: g.tempC,
+  power_w: g.powerW,
+  processes: g.processes.map((p) => ({ pid: p.pid, name: p.name, used_memory_bytes: bytes(p.usedMiB) })),
 });
 
 const scratch: string[] = [];
@@ -194,15 +195,15 @@ describe.each(MODES)('%s mode, through a fake nvidia-smi on disk', (mode) => {
     });
     const t = telemetry({ command, log: recordingLog().log, mode, intervalMs: 100 });
     const [first, second] = await t.sample();
-    expect(second).toMatchObject({ index: 1, utilizationPct: null, powerW: null, temperatureC: null, memoryUsedBytes: 0 });
-    expect(first).toMatchObject({ index: 0, utilizationPct: 0, powerW: 2.12, temperatureC: 24 });
+    expect(second).toMatchObject({ index: 1, utilization_pct: null, power_w: null, temperature_c: null, memory_used_bytes: 0 });
+    expect(first).toMatchObject({ index: 0, utilization_pct: 0, power_w: 2.12, temperature_c: 24 });
   });
 
   it('shows new values once the GPUs behind nvidia-smi report them', async () => {
     const dir = await fakeDir();
     const command = await writeFakeNvidiaSmi(dir, TESLA_K80);
     const t = telemetry({ command, log: recordingLog().log, mode, intervalMs: 100 });
-    expect((await t.sample())[3]?.utilizationPct).toBe(0);
+    expect((await t.sample())[3]?.utilization_pct).toBe(0);
     await setFakeGpuValues(dir, {
       uuid: 'GPU-30bc2701-3bc2-5f35-0ebd-9867a077e138',
       utilizationPct: 73,
@@ -212,10 +213,10 @@ describe.each(MODES)('%s mode, through a fake nvidia-smi on disk', (mode) => {
     });
     await expect.poll(async () => (await t.sample())[3], { timeout: 5_000, interval: 50 }).toMatchObject({
       index: 3,
-      utilizationPct: 73,
-      memoryUsedBytes: 2048 * MiB,
-      temperatureC: 81,
-      powerW: 250.5,
+      utilization_pct: 73,
+      memory_used_bytes: 2048 * MiB,
+      temperature_c: 81,
+      power_w: 250.5,
     });
   });
 
@@ -304,11 +305,11 @@ it('reads the 212-column H100 capture by its header: 100 % busy, 631.95 W, every
     sample: {
       uuid: 'GPU-00000000-0000-0000-0000-000000000000',
       index: 0,
-      utilizationPct: 100,
-      memoryUsedBytes: 19818 * MiB,
-      memoryTotalBytes: 81559 * MiB,
-      temperatureC: 59,
-      powerW: 631.95,
+      utilization_pct: 100,
+      memory_used_bytes: 19818 * MiB,
+      memory_total_bytes: 81559 * MiB,
+      temperature_c: 59,
+      power_w: 631.95,
       processes: [],
     },
   });
@@ -333,7 +334,7 @@ describe('the long-lived stream', () => {
     await setFakeGpuValues(dir, { index: 0, processes: [{ pid: 4242, name: 'python3 train.py', usedMemoryMiB: 1500 }] });
     await expect
       .poll(async () => (await t.sample())[0]?.processes, { timeout: 5_000, interval: 100 })
-      .toEqual([{ pid: 4242, name: 'python3 train.py', usedMemoryBytes: 1500 * MiB }]);
+      .toEqual([{ pid: 4242, name: 'python3 train.py', used_memory_bytes: 1500 * MiB }]);
   });
 
   it('is restarted after its process dies, and killed on close()', async () => {
@@ -341,12 +342,12 @@ describe('the long-lived stream', () => {
     const dir = await fakeDir();
     const command = await writeFakeNvidiaSmi(dir, TESLA_K80);
     const t = telemetry({ command, log, mode: 'stream', intervalMs: 100 });
-    expect((await t.sample())[0]?.utilizationPct).toBe(0);
+    expect((await t.sample())[0]?.utilization_pct).toBe(0);
     const first = await fakeStreamPid(dir);
     expect(first).not.toBeNull();
     process.kill(first!, 'SIGKILL');
     await setFakeGpuValues(dir, { index: 0, utilizationPct: 55 });
-    await expect.poll(async () => (await t.sample())[0]?.utilizationPct, { timeout: 5_000, interval: 50 }).toBe(55);
+    await expect.poll(async () => (await t.sample())[0]?.utilization_pct, { timeout: 5_000, interval: 50 }).toBe(55);
     const second = await fakeStreamPid(dir);
     expect(second).not.toBe(first);
     expect(alive(second!)).toBe(true);
@@ -372,7 +373,7 @@ describe('the long-lived stream', () => {
     const { log, entries } = recordingLog();
     const command = await brokenStreamNvidiaSmi(onQuery);
     const t = telemetry({ command, log, mode: 'stream', intervalMs: 100 });
-    await expect.poll(async () => (await t.sample())[1]?.utilizationPct, { timeout: 8_000, interval: 100 }).toBe(99);
+    await expect.poll(async () => (await t.sample())[1]?.utilization_pct, { timeout: 8_000, interval: 100 }).toBe(99);
     expect(entries.find((e) => e.level === 'warn' && /sampling with -q -x instead/.test(e.msg))?.msg).toMatch(said);
   });
 });

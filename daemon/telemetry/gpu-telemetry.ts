@@ -27,13 +27,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Log } from '../../scheduler/common/log.js';
-import { firstLine, type GpuInfo, type GpuReading, type GpuSample, type NvidiaSmiFailure, type NvidiaSmiFailureCode } from './gpu-reading.js';
+import type { InventoryGpu } from '../../scheduler/contract/protocol.js';
+import { firstLine, type GpuReading, type GpuSample, type NvidiaSmiFailure, type NvidiaSmiFailureCode } from './gpu-reading.js';
 import { queryNvidiaSmiXml, type XmlReadResult } from './nvidia-smi-xml.js';
 import { createQueryGpuCsvReader, sampleFromQueryGpuRow, STREAM_QUERY_FIELDS } from './query-gpu-csv.js';
 
 /** The node's view of its GPUs; never throws, a missing or broken nvidia-smi reads as zero GPUs. */
 export interface GpuTelemetry {
-  inventory(): Promise<GpuInfo[]>;
+  /** The GPUs as `hello` lists them, by minor number. */
+  inventory(): Promise<InventoryGpu[]>;
+  /** Each GPU's numbers and processes now. */
   sample(): Promise<GpuSample[]>;
   close(): void;
 }
@@ -56,21 +59,13 @@ export interface GpuTelemetryOptions {
   timeoutMs?: number;
 }
 
-function toInfo(g: GpuReading): GpuInfo {
-  return { uuid: g.uuid, index: g.index, name: g.name, memoryTotalBytes: g.memoryTotalBytes };
+// hello's inventory entry; the wire allows no negative size.
+function toInventory(g: GpuReading): InventoryGpu {
+  return { uuid: g.uuid, index: g.index, name: g.name, memory_total_bytes: g.memory_total_bytes === null ? null : Math.max(0, g.memory_total_bytes) };
 }
 
-function toSample(g: GpuReading): GpuSample {
-  return {
-    uuid: g.uuid,
-    index: g.index,
-    utilizationPct: g.utilizationPct,
-    memoryUsedBytes: g.memoryUsedBytes,
-    memoryTotalBytes: g.memoryTotalBytes,
-    temperatureC: g.temperatureC,
-    powerW: g.powerW,
-    processes: g.processes,
-  };
+function toSample({ name: _name, ...sample }: GpuReading): GpuSample {
+  return sample;
 }
 
 // Logs a failure when it starts (or changes), not on every sample, and says when it is over.
@@ -304,11 +299,11 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
         uuid: g.uuid,
         // The index is the minor number, as in inventory(); the stream's own index can differ.
         index: g.index,
-        utilizationPct: s ? s.utilizationPct : null,
-        memoryUsedBytes: s ? s.memoryUsedBytes : null,
-        memoryTotalBytes: s?.memoryTotalBytes ?? g.memoryTotalBytes,
-        temperatureC: s ? s.temperatureC : null,
-        powerW: s ? s.powerW : null,
+        utilization_pct: s ? s.utilization_pct : null,
+        memory_used_bytes: s ? s.memory_used_bytes : null,
+        memory_total_bytes: s?.memory_total_bytes ?? g.memory_total_bytes,
+        temperature_c: s ? s.temperature_c : null,
+        power_w: s ? s.power_w : null,
         processes: g.processes,
       };
     });
@@ -321,7 +316,7 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
   return {
     async inventory() {
       if (closed) return [];
-      return gpusAfter(await refreshXml()).map(toInfo);
+      return gpusAfter(await refreshXml()).map(toInventory);
     },
     async sample() {
       if (closed) return [];

@@ -38,26 +38,26 @@ it('reports this machine’s CPUs, memory, load and the disk holding cache_root 
   const seen = await df(cacheRoot);
 
   expect(sample.cpus).toBe(os.availableParallelism());
-  expect(sample.memoryTotalBytes).toBe(os.totalmem());
+  expect(sample.memory_total_bytes).toBe(os.totalmem());
   // Available memory moves while the tests run: compare with /proc/meminfo within 10 %.
   const available = meminfoKiB('MemAvailable') * 1024;
-  expect(sample.memoryFreeBytes).toBeGreaterThan(0);
-  expect(sample.memoryFreeBytes).toBeLessThanOrEqual(sample.memoryTotalBytes);
-  expect(Math.abs(sample.memoryFreeBytes - available)).toBeLessThan(available * 0.1);
+  expect(sample.memory_free_bytes).toBeGreaterThan(0);
+  expect(sample.memory_free_bytes).toBeLessThanOrEqual(sample.memory_total_bytes);
+  expect(Math.abs(sample.memory_free_bytes - available)).toBeLessThan(available * 0.1);
   // The 1-minute load average of /proc/loadavg (it moves slowly; others share the machine).
   const loadavg = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
   expect(sample.load).not.toBeNull();
   expect(Math.abs(sample.load! - loadavg)).toBeLessThan(1.5);
   // The filesystem's size is fixed; the space available moves as others write.
-  expect(sample.diskTotalBytes).toBe(seen.totalBytes);
-  expect(Math.abs(sample.diskFreeBytes! - seen.availableBytes)).toBeLessThan(GiB);
-  expect(sample.diskFreeBytes!).toBeLessThanOrEqual(sample.diskTotalBytes!);
+  expect(sample.disk_total_bytes).toBe(seen.totalBytes);
+  expect(Math.abs(sample.disk_free_bytes! - seen.availableBytes)).toBeLessThan(GiB);
+  expect(sample.disk_free_bytes!).toBeLessThanOrEqual(sample.disk_total_bytes!);
 });
 
 it('a cache_root not created yet reports the filesystem it will be created on', async () => {
   const notYet = path.join(cacheRoot, 'not', 'created', 'yet');
   const sample = await createHostTelemetry({ diskPath: notYet }).sample();
-  expect(sample.diskTotalBytes).toBe((await df(cacheRoot)).totalBytes);
+  expect(sample.disk_total_bytes).toBe((await df(cacheRoot)).totalBytes);
 });
 
 // A tmpfs (df as systeminformation runs it leaves tmpfs out): the disk must read as unknown, not as `/`.
@@ -76,8 +76,8 @@ it.skipIf(!tmpfsMount)('a cache_root on a filesystem df does not list reads as u
     child: () => log,
   };
   const sample = await createHostTelemetry({ diskPath: tmpfsMount!, log }).sample();
-  expect(sample.diskTotalBytes).toBeNull();
-  expect(sample.diskFreeBytes).toBeNull();
-  expect(sample.memoryTotalBytes).toBe(os.totalmem());
+  expect(sample.disk_total_bytes).toBeNull();
+  expect(sample.disk_free_bytes).toBeNull();
+  expect(sample.memory_total_bytes).toBe(os.totalmem());
   expect(warnings.join('\n')).toMatch(/disk of cache_root unknown: \/dev\/shm is on a filesystem df does not list/);
 });

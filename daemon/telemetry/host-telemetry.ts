@@ -22,24 +22,17 @@ import path from 'node:path';
 import si from 'systeminformation';
 import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
-
-/** The host's state at one moment; null = unknown. */
-export interface HostSample {
-  /** 1-minute load average. */
-  load: number | null;
-  cpus: number;
-  memoryTotalBytes: number;
-  /** Memory available to new work (free plus reclaimable cache). */
-  memoryFreeBytes: number;
-  /** Size of the filesystem holding `diskPath`. */
-  diskTotalBytes: number | null;
-  /** Space on it available to unprivileged users. */
-  diskFreeBytes: number | null;
-}
+import type { HostStatus } from '../../scheduler/contract/protocol.js';
 
 /** Reads the host's figures. */
 export interface HostTelemetry {
-  sample(): Promise<HostSample>;
+  /**
+   * The host now, already in the words of the status message (scheduler/contract/protocol.ts
+   * `hostStatusSchema`: whole bytes); null = unknown. Free memory is what new work can get (free
+   * plus reclaimable cache); the disk is the filesystem holding `diskPath`, its free space what
+   * unprivileged users may still write.
+   */
+  sample(): Promise<HostStatus>;
 }
 
 /** What `createHostTelemetry` needs. */
@@ -90,6 +83,11 @@ async function diskHolding(diskPath: string): Promise<{ disk: Disk; why?: string
     return { disk: null, why: `df gave no size for ${best.mount}` };
   }
   return { disk: { totalBytes: best.size, freeBytes: best.available } };
+}
+
+// The wire carries whole, non-negative byte counts.
+function wholeBytes(n: number): number {
+  return Math.max(0, Math.round(n));
 }
 
 /** Creates host telemetry reporting the filesystem that holds `diskPath`. */
@@ -151,10 +149,10 @@ export function createHostTelemetry(opts: HostTelemetryOptions): HostTelemetry {
       return {
         load: process.platform === 'win32' ? null : (os.loadavg()[0] ?? null),
         cpus: os.availableParallelism(),
-        memoryTotalBytes: mem.total,
-        memoryFreeBytes: mem.available,
-        diskTotalBytes: known?.totalBytes ?? null,
-        diskFreeBytes: known?.freeBytes ?? null,
+        memory_total_bytes: wholeBytes(mem.total),
+        memory_free_bytes: wholeBytes(mem.available),
+        disk_total_bytes: known ? wholeBytes(known.totalBytes) : null,
+        disk_free_bytes: known ? wholeBytes(known.freeBytes) : null,
       };
     },
   };

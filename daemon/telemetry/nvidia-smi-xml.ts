@@ -103,24 +103,23 @@ export function readingsFromNodeNvidiaSmiJson(json: unknown): XmlReadResult {
   if (!parsed.success) {
     return { ok: false, code: 'invalid-output', reason: `nvidia-smi XML is not an nvidia_smi_log report (${zodReason(parsed.error)})` };
   }
-  const gpus = parsed.data.nvidia_smi_log.gpu.map((g, position): GpuReading => {
-    const memoryTotalBytes = bytesFromMiB(g.fb_memory_usage?.total);
-    return {
+  const gpus = parsed.data.nvidia_smi_log.gpu.map(
+    (g, position): GpuReading => ({
       uuid: g.uuid,
       // A minor number of N/A (seen on some virtualised platforms) falls back to document order.
       index: integerOf(g.minor_number) ?? position,
-      name: knownText(g.product_name) ?? 'unknown GPU',
-      memoryTotalBytes,
-      memoryUsedBytes: bytesFromMiB(g.fb_memory_usage?.used),
-      utilizationPct: numberOf(g.utilization?.gpu_util),
-      temperatureC: numberOf(g.temperature?.gpu_temp),
-      powerW: powerOf(g.power_readings ?? g.gpu_power_readings),
+      utilization_pct: numberOf(g.utilization?.gpu_util),
+      memory_used_bytes: bytesFromMiB(g.fb_memory_usage?.used),
+      memory_total_bytes: bytesFromMiB(g.fb_memory_usage?.total),
+      temperature_c: numberOf(g.temperature?.gpu_temp),
+      power_w: powerOf(g.power_readings ?? g.gpu_power_readings),
       processes: g.processes.flatMap((p): GpuProcess[] => {
         const pid = integerOf(p.pid);
-        return pid === null ? [] : [{ pid, name: knownText(p.process_name) ?? '', usedMemoryBytes: bytesFromMiB(p.used_memory) }];
+        return pid === null ? [] : [{ pid, name: knownText(p.process_name) ?? '', used_memory_bytes: bytesFromMiB(p.used_memory) }];
       }),
-    };
-  });
+      name: knownText(g.product_name) ?? 'unknown GPU',
+    }),
+  );
   gpus.sort((a, b) => a.index - b.index);
   return { ok: true, gpus };
 }

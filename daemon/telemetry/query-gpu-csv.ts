@@ -77,11 +77,11 @@ export function sampleFromQueryGpuRow(row: QueryGpuRow): { ok: true; sample: Gpu
     sample: {
       uuid,
       index,
-      utilizationPct: numberOf(v('utilization.gpu')),
-      memoryUsedBytes: bytesFromMiB(v('memory.used')),
-      memoryTotalBytes: bytesFromMiB(v('memory.total')),
-      temperatureC: numberOf(v('temperature.gpu')),
-      powerW: numberOf(v('power.draw')),
+      utilization_pct: numberOf(v('utilization.gpu')),
+      memory_used_bytes: bytesFromMiB(v('memory.used')),
+      memory_total_bytes: bytesFromMiB(v('memory.total')),
+      temperature_c: numberOf(v('temperature.gpu')),
+      power_w: numberOf(v('power.draw')),
       processes: [],
     },
   };

@@ -34,6 +34,7 @@ import type { LocalNode } from '../node/local-node.js';
 import { startInProcessNode } from './up.js';
 import { unconfiguredGitLab } from './unconfigured-gitlab.js';
 import { attachNodeEndpoint, type UpgradeVerdict } from '../../scheduler/common/websocket.js';
+import type { StatusMessage } from '../../scheduler/contract/protocol.js';
 
 /** A started leader, for main and for tests. */
 export interface RunningLeader {
@@ -89,7 +90,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   const gitlabCfg = config.gitlab;
   const { gitlab, mirrorOf, projectGitUrl } = projectAccess(config, opts.gitlab);
 
-  const local = opts.localNode ? await startInProcessNode(opts.localNode, { limits: config.limits, engine: opts.engine, log, now, store }) : null;
+  const local = opts.localNode ? await startInProcessNode(opts.localNode, { limits: config.limits, engine: opts.engine, log, now }) : null;
   const localNode = local?.node ?? null;
   const nodeStore = new NodeStore(db, now);
   const registry = new NodeRegistry({
@@ -97,16 +98,18 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     log: log.child({ component: 'nodes' }),
     now,
     nodeTimeoutMs: config.node_timeout_ms,
-    onStatus: (nodeId, report) => status.onNodeStatus(nodeId, report.gpus, report.at),
+    onStatus: (nodeId, report) => onNodeStatus(nodeId, report),
   });
   if (localNode) registry.reserve(localNode.id);
-  const nodes = (): NodeHandle[] => [...(localNode ? [localNode] : []), ...registry.handles()];
+  const nodes = (): NodeHandle[] => [...(local ? [local.handle] : []), ...registry.handles()];
   const apiNodes = apiNodeList({
     views: () => [...(local ? [local.view()] : []), ...registry.views()],
     inFlight: () => store.inStates(IN_FLIGHT_STATES),
   });
   const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(db) });
   const status = new StatusFeed({ nodes: apiNodes, store, now });
+  // Every node's status report, networked or in-process, reaches the status page the same way.
+  const onNodeStatus = (nodeId: string, report: StatusMessage) => status.onNodeStatus(nodeId, report.gpus, report.at);
 
   const lifecycle = new RunLifecycle({
     store,
@@ -137,7 +140,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
       lostAfterMs: config.lost_after_ms,
     },
   });
-  localNode?.attach(lifecycle);
+  local?.attach(lifecycle, onNodeStatus);
   registry.attach(lifecycle);
 
   const server = buildLeaderServer({
@@ -170,7 +173,10 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   }, 5000);
   datasetSweepTimer.unref();
   // The in-process node restarted with this process: it says what its work dir still holds, like any node.
-  if (localNode) lifecycle.onNodeHello(localNode.id, await localNode.recover());
+  if (localNode) {
+    const hello = await localNode.recover();
+    lifecycle.onNodeHello(localNode.id, hello.runs.map((r) => ({ runId: r.run_id, phase: r.phase })));
+  }
   lifecycle.resume();
   registry.start();
   const sweep = setInterval(() => lifecycle.sweepLostRuns(), Math.min(1000, config.lost_after_ms));

@@ -1,26 +1,37 @@
 /**
  * What `secd up` adds to a leader (DESIGN §4): a node in the leader's own process, so one GPU machine
  * can lead and run work while the others join it with `secd node`. The leader's composition root
- * (leader.ts) starts it when its options name a node section; this file wires the node's telemetry
- * and executor and says how the API sees it.
+ * (leader.ts) starts it when its options name a node section.
+ *
+ * The in-process node says what a networked node says — a hello, then a status message every
+ * `report_interval_ms`, built by the same code (daemon/telemetry/node-report.ts) — and this file
+ * hands those messages to the same places the node registry hands a networked node's: its view goes
+ * beside the registry's views to the one API builder (web/api-schema.ts), its statuses to the status
+ * page's feed, and the lifecycle gets it as a node handle read with the registry's own rules
+ * (scheduler/cluster/node-view.ts).
  */
-import { cpus as osCpus, hostname as osHostname, loadavg, totalmem } from 'node:os';
+import { hostname as osHostname } from 'node:os';
 import type { Log } from '../../scheduler/common/log.js';
-import type { NodeView } from '../../scheduler/cluster/node-view.js';
-import { IN_FLIGHT_STATES } from '../../storage/run-states.js';
-import type { RunStore } from '../../storage/run-store.js';
+import type { StatusMessage } from '../../scheduler/contract/protocol.js';
+import { foreignBusyChanged, foreignBusyGpus, gpusOf, type NodeView } from '../../scheduler/cluster/node-view.js';
+import type { NodeHandle, RunLifecycle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import type { LimitsConfig } from '../config/leader-config.js';
 import type { LocalNodeConfig } from '../config/up-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';
 import { LocalNode } from '../node/local-node.js';
-import { startLocalTelemetry } from '../telemetry/local-node-telemetry.js';
+import { createGpuTelemetry } from '../telemetry/gpu-telemetry.js';
+import { createHostTelemetry } from '../telemetry/host-telemetry.js';
 
 /** The started in-process node. */
 export interface InProcessNode {
   node: LocalNode;
-  /** The node as the API shows it. */
+  /** The node as the lifecycle sees it, like a networked node's handle. */
+  handle: NodeHandle;
+  /** The node as the API sees it, like a networked node's view. */
   view(): NodeView;
+  /** Send its reports to the lifecycle and the status page (both are made after the node). */
+  attach(lifecycle: RunLifecycle, onStatus: (nodeId: string, status: StatusMessage) => void): void;
   /** Stop sampling (the node's runs are closed by `node.close()`). */
   close(): void;
 }
@@ -31,57 +42,53 @@ export interface InProcessNodeDeps {
   engine: ContainerEngine;
   log: Log;
   now(): Date;
-  store: RunStore;
 }
 
-/** Start sampling this machine and create the node (it is attached and recovered by the leader). */
+/** Create the node and take its first readings (it is attached and recovered by the leader). */
 export async function startInProcessNode(config: LocalNodeConfig, deps: InProcessNodeDeps): Promise<InProcessNode> {
-  const localId = config.node_id;
-  const telemetry = await startLocalTelemetry({
-    nvidiaSmi: config.nvidia_smi,
-    diskPath: config.cache_root,
-    intervalMs: config.report_interval_ms,
-    log: deps.log.child({ node: localId }),
-    now: deps.now,
-    gpusInUse: () => new Set(deps.store.inStates(IN_FLIGHT_STATES).filter((r) => r.node === localId).flatMap((r) => r.gpus)),
-  });
-  const node = new LocalNode(localId, nodeExecutorDeps(config, deps.limits, deps.engine, deps.log, deps.now), {
+  const log = deps.log.child({ node: config.node_id });
+  const gpu = createGpuTelemetry({ command: config.nvidia_smi, log });
+  const host = createHostTelemetry({ diskPath: config.cache_root, log });
+  const node = new LocalNode(config.node_id, nodeExecutorDeps(config, deps.limits, deps.engine, deps.log, deps.now), {
+    hostname: osHostname(),
     maxCpuRuns: config.max_cpu_runs,
-    gpus: () => telemetry.inventory().map((g) => g.uuid),
-    foreignBusyGpus: () => telemetry.foreignBusyGpus(),
-    log: deps.log.child({ node: localId }),
+    reportIntervalMs: config.report_interval_ms,
+    sensors: { gpu, host },
+    log,
+    now: deps.now,
   });
+  await node.startReporting();
+  const handle: NodeHandle = {
+    id: node.id,
+    // It runs in the leader's process: while there is a leader, it is up.
+    state: () => 'up',
+    gpus: () => gpusOf(node.hello()),
+    foreignBusyGpus: () => foreignBusyGpus(node.status()),
+    cpuSlots: () => config.max_cpu_runs,
+    images: () => node.images(),
+    assign: (spec) => node.assign(spec),
+    cancel: (runId, reason) => node.cancel(runId, reason),
+  };
   return {
     node,
-    view() {
-      const latest = telemetry.latest();
-      const samples = new Map((latest?.gpus ?? []).map((g) => [g.uuid, g]));
-      const foreign = new Set(telemetry.foreignBusyGpus());
-      return {
-        id: node.id,
-        hostname: osHostname(),
-        state: node.state(),
-        lastSeen: latest?.at ?? null,
-        cpus: latest?.host.cpus ?? osCpus().length,
-        memoryBytes: latest?.host.memoryTotalBytes ?? totalmem(),
-        load: latest ? latest.host.load : (loadavg()[0] ?? null),
-        memoryFreeBytes: latest?.host.memoryFreeBytes ?? null,
-        gpus: telemetry.inventory().map((g) => {
-          const s = samples.get(g.uuid);
-          return {
-            uuid: g.uuid,
-            index: g.index,
-            name: g.name,
-            memoryTotalBytes: s?.memoryTotalBytes ?? g.memoryTotalBytes,
-            memoryUsedBytes: s?.memoryUsedBytes ?? null,
-            utilizationPct: s?.utilizationPct ?? null,
-            temperatureC: s?.temperatureC ?? null,
-            powerW: s?.powerW ?? null,
-            foreignBusy: foreign.has(g.uuid),
-          };
-        }),
-      };
+    handle,
+    view: () => ({ id: node.id, state: 'up', lastSeen: node.status()?.at ?? null, hello: node.hello(), status: node.status() }),
+    attach(lifecycle, onStatus) {
+      let before = node.status();
+      node.attach({
+        onPhase: (nodeId, runId, phase, at) => lifecycle.onPhase(nodeId, runId, phase, at),
+        onResult: (nodeId, runId, outcome) => lifecycle.onResult(nodeId, runId, outcome),
+        onStatus: (nodeId, status) => {
+          onStatus(nodeId, status);
+          // As the registry does for a networked node: a GPU freed (or taken) by a foreign process changes the plan.
+          if (foreignBusyChanged(before, status)) lifecycle.scheduleSoon();
+          before = status;
+        },
+      });
     },
-    close: () => telemetry.close(),
+    close() {
+      node.stopReporting();
+      gpu.close();
+    },
   };
 }

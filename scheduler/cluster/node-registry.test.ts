@@ -150,7 +150,8 @@ describe('the node registry', () => {
     expect(node.foreignBusyGpus()).toEqual(['GPU-A']);
     // Only the change from "free" to "busy" asks for a new plan, not every report.
     expect(reports.calls.filter((c) => c === 'schedule')).toHaveLength(1);
-    expect(registry.views()[0]).toMatchObject({ state: 'up', load: 1.5, gpus: [{ uuid: 'GPU-A', utilizationPct: 97, powerW: null, foreignBusy: true }] });
+    // The view keeps the node's own words; web/api-schema.ts turns them into the API's node.
+    expect(registry.views()[0]).toMatchObject({ state: 'up', status: { host: { load: 1.5 }, gpus: [{ uuid: 'GPU-A', utilization_pct: 97, power_w: null, foreign_busy: true }] } });
   });
 
   it('an assignment is sent again until the node acknowledges it, and not after', () => {
@@ -244,9 +245,24 @@ describe('the node registry', () => {
     const node = restarted.get('gpu-01')!;
     expect(node.state()).toBe('down');
     expect(node.gpus()).toEqual(['GPU-A']);
-    expect(restarted.views()[0]).toMatchObject({ hostname: 'gpu-01.example.org', state: 'down', lastSeen: '2026-01-01T00:00:00.000Z' });
+    expect(restarted.views()[0]).toMatchObject({ hello: { hostname: 'gpu-01.example.org', max_cpu_runs: 2 }, state: 'down', lastSeen: '2026-01-01T00:00:00.000Z' });
     // Down since the leader started: the node has lost_after from now to come back.
     expect(restarted.downSince('gpu-01')?.toISOString()).toBe('2026-01-01T00:00:05.000Z');
     expect(restarted.downSince('never-seen')?.toISOString()).toBe('2026-01-01T00:00:05.000Z');
+  });
+
+  it('a leader upgraded in place still knows the GPUs an older version stored, until the node says hello', () => {
+    store.issueToken('gpu-07');
+    store.recordHello('gpu-07', 'gpu-07.example.org', {
+      v: 1,
+      inventory: { hostname: 'gpu-07.example.org', gpus: [{ uuid: 'GPU-Z', index: 0, name: 'Tesla T4', memoryTotalBytes: 16 * 2 ** 30 }], cpus: 8, memoryBytes: 2 ** 35, maxCpuRuns: 1 },
+    });
+    const restarted = new NodeRegistry({ store, log: silentLog, now: () => new Date(), nodeTimeoutMs: TIMEOUT });
+    expect(restarted.get('gpu-07')?.gpus()).toEqual(['GPU-Z']);
+    expect(restarted.views().find((v) => v.id === 'gpu-07')?.hello).toEqual({
+      hostname: 'gpu-07.example.org',
+      inventory: { gpus: [{ uuid: 'GPU-Z', index: 0, name: 'Tesla T4', memory_total_bytes: 16 * 2 ** 30 }], cpus: 8, memory_bytes: 2 ** 35 },
+      max_cpu_runs: 1,
+    });
   });
 });

@@ -15,8 +15,8 @@ import type { NodeStore } from '../../storage/node-store.js';
 import type { Log } from '../common/log.js';
 import { encodeMessage, parseNodeMessage, PROTOCOL_VERSION, type HeldRun, type HelloMessage, type StatusMessage } from '../contract/protocol.js';
 import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
-import { buildNodeView, type NodeView } from './node-view.js';
-import { INVENTORY_SCHEMA_VERSION, inventoryFromHello, inventoryFromStore, RemoteNode, type NodeConnection } from './remote-node.js';
+import { foreignBusyChanged, nodeHelloOf, type NodeView } from './node-view.js';
+import { helloFromStore, RemoteNode, storedHelloOf, type NodeConnection } from './remote-node.js';
 
 /** Where the registry reports what nodes say about their runs (the lifecycle). */
 export interface NodeRunReports {
@@ -122,7 +122,13 @@ export class NodeRegistry {
   /** The API's view of every node. */
   views(): NodeView[] {
     const nowMs = this.deps.now().getTime();
-    return this.handles().map((n) => this.view(n, nowMs));
+    return this.handles().map((n) => ({
+      id: n.id,
+      state: n.state(nowMs),
+      lastSeen: n.lastSeenMs === null ? null : new Date(n.lastSeenMs).toISOString(),
+      hello: n.hello,
+      status: n.status,
+    }));
   }
 
   /**
@@ -168,7 +174,7 @@ export class NodeRegistry {
       node = new RemoteNode(
         nodeId,
         {
-          inventory: inventoryFromStore(row?.inventory),
+          hello: helloFromStore(row?.inventory),
           lastSeenMs: null,
           downSinceMs: this.deps.now().getTime(),
           draining: row?.draining ?? false,
@@ -205,10 +211,10 @@ export class NodeRegistry {
     }
     switch (msg.type) {
       case 'status': {
-        const before = node.foreignBusyGpus().join(',');
+        const before = node.status;
         node.status = msg;
         if (msg.images) node.imageProjects = msg.images;
-        if (node.foreignBusyGpus().join(',') !== before) this.reports?.scheduleSoon();
+        if (foreignBusyChanged(before, msg)) this.reports?.scheduleSoon();
         this.deps.onStatus?.(node.id, msg);
         return;
       }
@@ -256,11 +262,11 @@ export class NodeRegistry {
     node.lastSeenMs = nowMs;
     node.lastPersistedSeenMs = nowMs;
     node.status = null;
-    node.inventory = inventoryFromHello(hello);
+    node.hello = nodeHelloOf(hello);
     node.imageProjects = hello.images ?? [];
-    this.deps.store.recordHello(node.id, hello.hostname, { v: INVENTORY_SCHEMA_VERSION, inventory: node.inventory });
+    this.deps.store.recordHello(node.id, hello.hostname, storedHelloOf(node.hello));
     log.info(
-      { gpus: node.inventory.gpus.length, cpus: node.inventory.cpus, runs: hello.runs.map((r) => `${r.run_id}:${r.phase}`) },
+      { gpus: hello.inventory.gpus.length, cpus: hello.inventory.cpus, runs: hello.runs.map((r) => `${r.run_id}:${r.phase}`) },
       'node up',
     );
     node.send({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: node.id, node_timeout_ms: this.deps.nodeTimeoutMs });
@@ -309,7 +315,7 @@ export class NodeRegistry {
           new RemoteNode(
             row.id,
             {
-              inventory: inventoryFromStore(row.inventory),
+              hello: helloFromStore(row.inventory),
               lastSeenMs: row.lastSeen ? Date.parse(row.lastSeen) : null,
               // Down since the leader started: a restarted leader gives nodes lost_after to come back.
               downSinceMs: this.startedMs,
@@ -336,14 +342,5 @@ export class NodeRegistry {
       }
       node.revoked = flags.revoked;
     }
-  }
-
-  private view(n: RemoteNode, nowMs: number): NodeView {
-    const state = n.state(nowMs);
-    const c = n.cachedView;
-    if (c && c.view.state === state && c.lastSeenMs === n.lastSeenMs && c.inventory === n.inventory && c.status === n.status) return c.view;
-    const view = buildNodeView({ id: n.id, state, lastSeenMs: n.lastSeenMs, inventory: n.inventory, status: n.status });
-    n.cachedView = { view, lastSeenMs: n.lastSeenMs, inventory: n.inventory, status: n.status };
-    return view;
   }
 }

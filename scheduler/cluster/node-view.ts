@@ -1,77 +1,43 @@
 /**
- * What the API shows of a networked node, built from what the node said (its hello's inventory, its
- * last status) and whether it is up; the leader adds which runs hold which GPU (daemon/wiring).
+ * What the leader knows of a node, in the node's own words: what its hello said about it (kept
+ * across reconnects and restarts), its last status report, and whether it is up. Networked nodes
+ * (remote-node.ts) and `secd up`'s in-process node (daemon/wiring/up.ts) are known the same way, so
+ * one reading serves both: the planner's (which GPUs exist, which are foreign-busy; here) and the
+ * API's (web/api-schema.ts `toApiNode`, the one place a node view becomes JSON).
  */
-import type { GpuStatus, HostStatus, StatusMessage } from '../contract/protocol.js';
+import type { HelloMessage, StatusMessage } from '../contract/protocol.js';
 
-/** What a node told the leader about itself (hello), kept across reconnects and restarts. */
-export interface NodeInventory {
-  hostname: string;
-  gpus: Array<{ uuid: string; index: number; name: string; memoryTotalBytes: number | null }>;
-  cpus: number;
-  memoryBytes: number;
-  maxCpuRuns: number;
-}
+/** What a node's hello said about the node itself (its held runs and images are the lifecycle's). */
+export type NodeHello = Pick<HelloMessage, 'hostname' | 'inventory' | 'max_cpu_runs'>;
 
-/** A node as the API shows it (before the leader adds which runs hold which GPU). */
+/** A node as the leader knows it, before the API adds which runs hold which GPU. */
 export interface NodeView {
   id: string;
-  hostname: string;
   state: 'up' | 'down' | 'draining';
+  /** When the node was last heard from (ISO-8601), or null. */
   lastSeen: string | null;
-  cpus: number;
-  memoryBytes: number;
-  load: number | null;
-  memoryFreeBytes: number | null;
-  gpus: Array<{
-    uuid: string;
-    index: number;
-    name: string;
-    memoryTotalBytes: number | null;
-    memoryUsedBytes: number | null;
-    utilizationPct: number | null;
-    temperatureC: number | null;
-    powerW: number | null;
-    foreignBusy: boolean;
-  }>;
-}
-
-/** What a view is built from. */
-export interface NodeViewInput {
-  id: string;
-  state: NodeView['state'];
-  lastSeenMs: number | null;
-  inventory: NodeInventory | null;
+  /** What its last hello said, or null before the first. */
+  hello: NodeHello | null;
+  /** Its last status report, or null since (re)connecting. */
   status: StatusMessage | null;
 }
 
-/** The view of one node: the status's samples laid over the inventory's GPUs. */
-export function buildNodeView(n: NodeViewInput): NodeView {
-  const samples = n.status?.gpus ?? [];
-  const host: HostStatus | null = n.status?.host ?? null;
-  return {
-    id: n.id,
-    hostname: n.inventory?.hostname ?? n.id,
-    state: n.state,
-    lastSeen: n.lastSeenMs === null ? null : new Date(n.lastSeenMs).toISOString(),
-    cpus: host?.cpus ?? n.inventory?.cpus ?? 0,
-    memoryBytes: host?.memory_total_bytes ?? n.inventory?.memoryBytes ?? 0,
-    load: host?.load ?? null,
-    memoryFreeBytes: host?.memory_free_bytes ?? null,
-    gpus: (n.inventory?.gpus ?? []).map((g, i) => {
-      // Samples come in inventory order; look further only when a node reports otherwise.
-      const s: GpuStatus | undefined = samples[i]?.uuid === g.uuid ? samples[i] : samples.find((x) => x.uuid === g.uuid);
-      return {
-        uuid: g.uuid,
-        index: g.index,
-        name: g.name,
-        memoryTotalBytes: s?.memory_total_bytes ?? g.memoryTotalBytes,
-        memoryUsedBytes: s?.memory_used_bytes ?? null,
-        utilizationPct: s?.utilization_pct ?? null,
-        temperatureC: s?.temperature_c ?? null,
-        powerW: s?.power_w ?? null,
-        foreignBusy: s?.foreign_busy ?? false,
-      };
-    }),
-  };
+/** The hello's part about the node itself. */
+export function nodeHelloOf(hello: NodeHello): NodeHello {
+  return { hostname: hello.hostname, inventory: hello.inventory, max_cpu_runs: hello.max_cpu_runs };
+}
+
+/** UUIDs of every GPU the node announced. */
+export function gpusOf(hello: NodeHello | null): string[] {
+  return hello?.inventory.gpus.map((g) => g.uuid) ?? [];
+}
+
+/** UUIDs of the GPUs the node's last status called foreign-busy (the node decides that: daemon/telemetry/node-report.ts). */
+export function foreignBusyGpus(status: StatusMessage | null): string[] {
+  return status?.gpus.filter((g) => g.foreign_busy).map((g) => g.uuid) ?? [];
+}
+
+/** Whether a new status changes which GPUs are foreign-busy (what a node can take changed: plan again). */
+export function foreignBusyChanged(before: StatusMessage | null, after: StatusMessage | null): boolean {
+  return foreignBusyGpus(before).join(',') !== foreignBusyGpus(after).join(',');
 }

@@ -3,10 +3,11 @@
  * in-process node), fed by its connection. Assignments and cancels are kept here and re-sent until
  * the node answers (see node-registry.ts for the delivery rules).
  */
-import { encodeMessage, type HelloMessage, type LeaderMessage, type StatusMessage } from '../contract/protocol.js';
+import { z } from 'zod';
+import { encodeMessage, helloMessage, type LeaderMessage, type StatusMessage } from '../contract/protocol.js';
 import type { NodeHandle } from '../lifecycle/run-lifecycle.js';
 import type { RunSpec } from '../contract/run-spec.js';
-import type { NodeInventory, NodeView } from './node-view.js';
+import { foreignBusyGpus, gpusOf, type NodeHello } from './node-view.js';
 
 /** One open connection to a node, as the registry needs it. */
 export interface NodeConnection {
@@ -16,31 +17,52 @@ export interface NodeConnection {
   terminate(): void;
 }
 
-/** The version of the inventory as the database keeps it (node-store's `inventory` column). */
-export const INVENTORY_SCHEMA_VERSION = 1;
+/** The version of what the database keeps of a hello (node-store's `inventory` column). */
+export const INVENTORY_SCHEMA_VERSION = 2;
 
-/** The inventory a hello announces. */
-export function inventoryFromHello(hello: HelloMessage): NodeInventory {
-  return {
-    hostname: hello.hostname,
-    gpus: hello.inventory.gpus.map((g) => ({ uuid: g.uuid, index: g.index, name: g.name, memoryTotalBytes: g.memory_total_bytes })),
-    cpus: hello.inventory.cpus,
-    memoryBytes: hello.inventory.memory_bytes,
-    maxCpuRuns: hello.max_cpu_runs,
-  };
+const storedHello = z.union([
+  z.object({ v: z.literal(2), hello: helloMessage.pick({ hostname: true, inventory: true, max_cpu_runs: true }) }),
+  // Version 1 kept the same facts in camelCase: a leader upgraded in place still knows its nodes.
+  z
+    .object({
+      v: z.literal(1),
+      inventory: z.object({
+        hostname: z.string(),
+        gpus: z.array(z.object({ uuid: z.string(), index: z.number(), name: z.string(), memoryTotalBytes: z.number().nullable() })),
+        cpus: z.number(),
+        memoryBytes: z.number(),
+        maxCpuRuns: z.number(),
+      }),
+    })
+    .transform(({ inventory: i }) => ({
+      hello: {
+        hostname: i.hostname,
+        inventory: {
+          gpus: i.gpus.map((g) => ({ uuid: g.uuid, index: g.index, name: g.name, memory_total_bytes: g.memoryTotalBytes })),
+          cpus: i.cpus,
+          memory_bytes: i.memoryBytes,
+        },
+        max_cpu_runs: i.maxCpuRuns,
+      },
+    })),
+]);
+
+/** What the database keeps of a hello. */
+export function storedHelloOf(hello: NodeHello): unknown {
+  return { v: INVENTORY_SCHEMA_VERSION, hello };
 }
 
-/** The inventory the database kept, or null: a row written by another version is ignored. */
-export function inventoryFromStore(raw: unknown): NodeInventory | null {
-  if (!raw || typeof raw !== 'object') return null;
-  const r = raw as { v?: unknown; inventory?: NodeInventory };
-  return r.v === INVENTORY_SCHEMA_VERSION && r.inventory ? r.inventory : null;
+/** The hello the database kept, or null: a row this version cannot read is ignored until the node says hello. */
+export function helloFromStore(raw: unknown): NodeHello | null {
+  const parsed = storedHello.safeParse(raw);
+  return parsed.success ? parsed.data.hello : null;
 }
 
 /** A networked node: the lifecycle's handle on it, fed by its connection. */
 export class RemoteNode implements NodeHandle {
   connection: NodeConnection | null = null;
-  inventory: NodeInventory | null;
+  /** What its last hello said about the node (from the database until it says hello again). */
+  hello: NodeHello | null;
   status: StatusMessage | null = null;
   /** Epoch ms of the last frame received (or of the last hello persisted, after a restart). */
   lastSeenMs: number | null;
@@ -51,8 +73,6 @@ export class RemoteNode implements NodeHandle {
   /** A hello was accepted on the current connection. */
   greeted = false;
   lastPersistedSeenMs = 0;
-  /** The last view built, reused while nothing it was built from changed (the status page asks often). */
-  cachedView: { view: NodeView; lastSeenMs: number | null; inventory: NodeInventory | null; status: StatusMessage | null } | null = null;
   /** Projects whose image the node said it holds. */
   imageProjects: string[] = [];
   readonly pendingAssign = new Map<string, { spec: RunSpec; sentMs: number }>();
@@ -60,11 +80,11 @@ export class RemoteNode implements NodeHandle {
 
   constructor(
     readonly id: string,
-    init: { inventory: NodeInventory | null; lastSeenMs: number | null; downSinceMs: number; draining: boolean; revoked: boolean },
+    init: { hello: NodeHello | null; lastSeenMs: number | null; downSinceMs: number; draining: boolean; revoked: boolean },
     private readonly nowMs: () => number,
     private readonly timeoutMs: number,
   ) {
-    this.inventory = init.inventory;
+    this.hello = init.hello;
     this.lastSeenMs = init.lastSeenMs;
     this.downSinceMs = init.downSinceMs;
     this.draining = init.draining;
@@ -88,15 +108,15 @@ export class RemoteNode implements NodeHandle {
   }
 
   gpus(): string[] {
-    return this.inventory?.gpus.map((g) => g.uuid) ?? [];
+    return gpusOf(this.hello);
   }
 
   foreignBusyGpus(): string[] {
-    return this.status?.gpus.filter((g) => g.foreign_busy).map((g) => g.uuid) ?? [];
+    return foreignBusyGpus(this.status);
   }
 
   cpuSlots(): number {
-    return this.inventory?.maxCpuRuns ?? 0;
+    return this.hello?.max_cpu_runs ?? 0;
   }
 
   images(): string[] {

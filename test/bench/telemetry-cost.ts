@@ -143,7 +143,7 @@ async function main(): Promise<void> {
       const s0 = performance.now();
       const got = await telemetry.sample();
       sampleWall += performance.now() - s0;
-      if (got.length !== 4 || got[1]?.utilizationPct !== 99) throw new Error('stream gave wrong values');
+      if (got.length !== 4 || got[1]?.utilization_pct !== 99) throw new Error('stream gave wrong values');
       samples++;
       await new Promise((r) => setTimeout(r, 100));
     }
