@@ -1,0 +1,167 @@
+/**
+ * The executor's failure paths without Docker, in milliseconds: the fake engine plays the builds and
+ * containers (test/doubles/fake-container-engine.ts), the run's results land in a folder as `secd run`
+ * writes them, and each test reads what the researcher would read there: the outcome, the reason,
+ * `_secd/run.json` and the logs. The Docker adapter keeps its own tests on the real engine.
+ */
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { silentLog } from '../../scheduler/common/log.js';
+import type { RunPhase, RunReport, RunSpec } from '../../scheduler/contract/run-spec.js';
+import { FakeContainerEngine } from '../../test/doubles/fake-container-engine.js';
+import { aRunSpec, busyboxProject, testExecutorSettings } from '../../test/support/test-images.js';
+import type { ExecutorDeps } from './executor-deps.js';
+import { executeRun } from './run-executor.js';
+
+const NOW = new Date('2026-03-05T14:07:09.000Z');
+const FOLDER = (runId: string) => `2026-03-05_14.07.09-${runId}`;
+
+let root: string;
+let engine: FakeContainerEngine;
+let deps: ExecutorDeps;
+
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), 'secd-executor-'));
+  engine = new FakeContainerEngine({ now: () => NOW });
+  deps = {
+    engine,
+    log: silentLog,
+    now: () => NOW,
+    settings: testExecutorSettings(root),
+    ensureBaseImage: () => Promise.reject(new Error('these projects do not use secd/base')),
+  };
+});
+
+afterEach(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** `secd run <dir>` on a busybox project: what it returns, which phases it passed, and its results folder. */
+interface LocalRunOptions {
+  signal?: AbortSignal;
+  onPhase?: (phase: RunPhase) => void;
+  onBuildLog?: (line: string) => void;
+  files?: Record<string, string>;
+}
+
+async function runLocally(spec: RunSpec, options: LocalRunOptions = {}) {
+  const dir = join(root, 'project');
+  await mkdir(dir, { recursive: true });
+  for (const [name, content] of Object.entries(options.files ?? busyboxProject('echo hi\n'))) await writeFile(join(dir, name), content);
+  const phases: RunPhase[] = [];
+  const outcome = await executeRun(spec, deps, {
+    onPhase: (phase) => {
+      phases.push(phase);
+      options.onPhase?.(phase);
+    },
+    local: { dir, resultsRoot: join(root, 'results') },
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onBuildLog ? { onBuildLog: options.onBuildLog } : {}),
+  });
+  const folder = join(root, 'results', FOLDER(spec.runId));
+  const read = (rel: string) => readFile(join(folder, rel), 'utf8');
+  return { outcome, phases, read, report: async () => JSON.parse(await read('_secd/run.json')) as RunReport };
+}
+
+describe('executeRun, without Docker', () => {
+  it('a run that succeeds delivers its outputs, both logs and run.json', async () => {
+    engine.scriptContainer({ exitCode: 0, log: 'epoch 1 loss 0.4\n', outputs: { 'model/accuracy.txt': '0.93\n' } });
+
+    const { outcome, phases, read, report } = await runLocally(aRunSpec('ok1'));
+
+    expect(outcome).toMatchObject({ end: 'succeeded', reason: 'succeeded', exitCode: 0, outputsPath: join(root, 'results', FOLDER('ok1')) });
+    expect(phases).toEqual(['building', 'running', 'uploading']);
+    expect(await read('model/accuracy.txt')).toBe('0.93\n');
+    expect(await read('_secd/run.log')).toBe('epoch 1 loss 0.4\n');
+    expect(await report()).toMatchObject({ run_id: 'ok1', state: 'succeeded', exit_code: 0, node: 'gpu-test', outputs: { files: 1, bytes: 5, left_out: [] } });
+    // Nothing of the run is left on the engine.
+    expect(engine.containers()).toEqual([]);
+    expect(engine.volumes()).toEqual([]);
+  });
+
+  it('a build that fails says why, never starts a container, and still delivers the build log', async () => {
+    engine.scriptBuild({ outcome: 'fail', reason: 'unknown instruction: RUNN', log: ['Step 1/3 : FROM secd-test/busybox:1'] });
+
+    const { outcome, phases, read, report } = await runLocally(aRunSpec('bf1'));
+
+    expect(outcome).toMatchObject({ end: 'failed', reason: 'docker build failed: unknown instruction: RUNN', exitCode: null, imageId: null });
+    expect(phases).toEqual(['building', 'uploading']);
+    expect(engine.calls.map((c) => c.op)).not.toContain('runContainer');
+    expect(await read('_secd/build.log')).toBe(
+      'Step 1/3 : FROM secd-test/busybox:1\nERROR: unknown instruction: RUNN\n[secd] docker build failed: unknown instruction: RUNN\n',
+    );
+    expect(await report()).toMatchObject({ state: 'failed', reason: 'docker build failed: unknown instruction: RUNN', started_at: null, image_id: null });
+  });
+
+  it('a build cancelled while it works ends cancelled with the canceller\'s reason, and its log is delivered', async () => {
+    engine.scriptBuild({ outcome: 'hang', log: ['Step 2/3 : RUN make'] });
+    const ac = new AbortController();
+
+    const { outcome, read, report } = await runLocally(aRunSpec('bc1'), {
+      // Cancelled once the build is under way (it printed its step).
+      onBuildLog: (line) => line.startsWith('Step 2/3') && ac.abort('cancelled by ada'),
+      signal: ac.signal,
+    });
+
+    expect(outcome).toMatchObject({ end: 'cancelled', reason: 'cancelled by ada' });
+    expect(await read('_secd/build.log')).toBe('Step 2/3 : RUN make\n[secd] cancelled by ada\n');
+    expect(await report()).toMatchObject({ state: 'cancelled', reason: 'cancelled by ada', exit_code: null });
+  });
+
+  it('a run past its runfor limit is stopped, says so, and keeps what it printed and wrote', async () => {
+    engine.scriptContainer({ log: 'epoch 1\n', outputs: { 'checkpoint.txt': 'epoch 1\n' } });
+
+    const { outcome, read, report } = await runLocally(aRunSpec('to1', { runforMs: 30 }));
+
+    expect(outcome).toMatchObject({ end: 'timed_out', exitCode: 143 });
+    expect(outcome.reason).toMatch(/^stopped at its runfor limit of [\d.e-]+ h$/);
+    expect(await read('checkpoint.txt')).toBe('epoch 1\n');
+    expect(await read('_secd/run.log')).toBe('epoch 1\n');
+    expect(await report()).toMatchObject({ state: 'timed_out', exit_code: 143, runfor_ms: 30 });
+  });
+
+  it('a running container cancelled is stopped, and the run ends cancelled with what it had written', async () => {
+    engine.scriptContainer({ log: 'training\n', outputs: { 'partial.txt': 'half\n' } });
+    const ac = new AbortController();
+
+    const { outcome, read } = await runLocally(aRunSpec('rc1'), {
+      onPhase: (phase) => {
+        if (phase === 'running') setTimeout(() => ac.abort('cancelled by the operator'), 5);
+      },
+      signal: ac.signal,
+    });
+
+    expect(outcome).toMatchObject({ end: 'cancelled', reason: 'cancelled by the operator', exitCode: 143 });
+    expect(await read('partial.txt')).toBe('half\n');
+  });
+
+  it('a container that exits non-zero, or out of memory, fails with the line a researcher needs', async () => {
+    engine.scriptContainer({ exitCode: 2 }, { oomKilled: true });
+
+    const failed = await runLocally(aRunSpec('ex1'));
+    const oom = await runLocally(aRunSpec('ex2'));
+
+    expect(failed.outcome).toMatchObject({ end: 'failed', reason: 'the container exited with code 2', exitCode: 2 });
+    expect(oom.outcome).toMatchObject({ end: 'failed', reason: 'the container exited with code 137 (killed: out of memory)' });
+    expect(await oom.report()).toMatchObject({ state: 'failed', exit_code: 137 });
+  });
+
+  it('a container the engine refuses to start fails the run with the engine\'s sentence', async () => {
+    engine.scriptContainer({ refuse: 'no such device nvidia' });
+
+    const { outcome, report } = await runLocally(aRunSpec('sf1'));
+
+    expect(outcome).toMatchObject({ end: 'failed', reason: 'the container could not start: could not start the container: no such device nvidia' });
+    expect(await report()).toMatchObject({ state: 'failed', started_at: null });
+  });
+
+  it('a project without a Dockerfile fails before any build, and says so', async () => {
+    const { outcome } = await runLocally(aRunSpec('nd1'), { files: { 'run.sh': 'echo hi\n' } });
+
+    expect(outcome).toMatchObject({ end: 'failed', reason: 'no Dockerfile at the root of the project' });
+    expect(engine.calls.map((c) => c.op)).not.toContain('buildImage');
+    expect(await readdir(join(root, 'results'))).toEqual([FOLDER('nd1')]);
+  });
+});

@@ -1,0 +1,389 @@
+/**
+ * A container engine in memory, behind the same ContainerEngine port as the Docker adapter, so the
+ * executor's and the node's failure paths run in milliseconds without Docker (CONVENTIONS: "tests of
+ * the logic use fakes; tests of the adapter use the real thing"). Scripted, in the order they are asked
+ * for: builds succeed, fail or hang until cancelled; containers exit with a code, or run until they are
+ * stopped (the run's limit, a cancel) or the test ends them; what they print and write to /outputs is
+ * given by the script and read back as the engine would (`docker logs`, the archive API).
+ *
+ * A node restart is played with two connections to one engine: `halt()` is the daemon dying (its
+ * pending calls never return, and its timers no longer stop anything), `reconnect()` is the next
+ * daemon's engine, which finds the same containers, labels, images and volumes. `haltWhen` stops the
+ * daemon at the call where a test wants it to die.
+ *
+ * Deliberate simplifications: a stop is immediate (no grace: the exit status is 143 at once), a build
+ * reads no context, and only `/outputs/.` can be read back. Compiled into dist/ with the other doubles:
+ * no test-runner imports.
+ */
+import { PassThrough } from 'node:stream';
+import { pack } from 'tar-stream';
+import type {
+  AdoptRequest,
+  BuildRequest,
+  BuildResult,
+  ContainerEngine,
+  ContainerEnd,
+  ContainerRequest,
+  ContainerRunResult,
+  ImageInfo,
+  RunContainer,
+  RunHooks,
+} from '../../daemon/engine/container-engine.js';
+
+/** How a scripted build goes. */
+export type FakeBuild =
+  | { outcome: 'succeed'; log?: string[]; imageId?: string }
+  /** The build log ends with `ERROR: <reason>`, as the engine reports a failing step. */
+  | { outcome: 'fail'; reason: string; log?: string[] }
+  /** Prints `log`, then works until its signal aborts (a build that would never end on its own). */
+  | { outcome: 'hang'; log?: string[] };
+
+/** How a scripted container behaves once started. */
+export interface FakeContainerScript {
+  /** What it prints as soon as it starts. */
+  log?: string;
+  /** What it writes under /outputs, relative path -> content. */
+  outputs?: Record<string, string>;
+  /** Exits at once with this status; absent: runs until stopped or ended by `exitContainer`. */
+  exitCode?: number;
+  /** Killed for its memory (with exit status 137). */
+  oomKilled?: boolean;
+  /** The engine refuses to start it (runContainer ends `start_failed` with this sentence). */
+  refuse?: string;
+}
+
+/** One call the engine took, for tests to assert on and `haltWhen` to pick. */
+export interface FakeCall {
+  op: keyof ContainerEngine;
+  /** The image tag, container name or id, volume name the call was about. */
+  subject: string;
+}
+
+/** A container as the fake engine holds it. */
+export interface FakeContainerState {
+  id: string;
+  name: string | null;
+  runId: string;
+  labels: Record<string, string>;
+  state: 'created' | 'running' | 'exited';
+  exitCode: number | null;
+  oomKilled: boolean;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** Everything it printed, as `docker logs` would give it back. */
+  log: Buffer;
+  outputs: Record<string, string>;
+  /** Runs until stopped (no exit code of its own). */
+  runsUntilStopped: boolean;
+}
+
+/** What every connection to one fake engine shares: the engine outlives its daemons. */
+export class FakeEngineState {
+  readonly builds: FakeBuild[] = [];
+  readonly scripts: FakeContainerScript[] = [];
+  readonly images = new Map<string, ImageInfo>();
+  readonly containers = new Map<string, FakeContainerState>();
+  readonly volumes = new Set<string>();
+  readonly exitWaiters = new Map<string, Array<() => void>>();
+  counter = 0;
+
+  constructor(readonly now: () => Date) {}
+
+  nextId(prefix: string): string {
+    this.counter += 1;
+    return `${prefix}${String(this.counter).padStart(12, '0')}`;
+  }
+
+  exit(c: FakeContainerState, exitCode: number, oomKilled = false): void {
+    if (c.state === 'exited') return;
+    c.state = 'exited';
+    c.exitCode = exitCode;
+    c.oomKilled = oomKilled;
+    c.finishedAt = this.now().toISOString();
+    for (const wake of this.exitWaiters.get(c.id) ?? []) wake();
+    this.exitWaiters.delete(c.id);
+  }
+
+  exited(c: FakeContainerState): Promise<void> {
+    if (c.state === 'exited') return Promise.resolve();
+    return new Promise((resolve) => this.exitWaiters.set(c.id, [...(this.exitWaiters.get(c.id) ?? []), resolve]));
+  }
+
+  start(c: FakeContainerState, script: FakeContainerScript): void {
+    c.state = 'running';
+    c.startedAt = this.now().toISOString();
+    c.log = Buffer.concat([c.log, Buffer.from(script.log ?? '')]);
+    c.outputs = { ...c.outputs, ...script.outputs };
+    if (script.exitCode !== undefined || script.oomKilled) this.exit(c, script.oomKilled ? 137 : script.exitCode!, script.oomKilled);
+  }
+}
+
+const NEVER = new Promise<never>(() => {});
+
+/** The in-memory ContainerEngine; see the header. */
+export class FakeContainerEngine implements ContainerEngine {
+  /** Every call this connection took, in order. */
+  readonly calls: FakeCall[] = [];
+  /** When it says so, the daemon dies at that call: see `halt`. */
+  haltWhen: ((call: FakeCall) => boolean) | null = null;
+  private halted = false;
+  private readonly state: FakeEngineState;
+
+  /** A fresh engine (its clock: `now`), or one more connection to `state`. */
+  constructor(options: { now?: () => Date; state?: FakeEngineState } = {}) {
+    this.state = options.state ?? new FakeEngineState(options.now ?? (() => new Date()));
+  }
+
+  /** The next builds, in order (default once they run out: succeed). */
+  scriptBuild(...builds: FakeBuild[]): this {
+    this.state.builds.push(...builds);
+    return this;
+  }
+
+  /** The next containers run, in order (default once they run out: print nothing, exit 0). */
+  scriptContainer(...scripts: FakeContainerScript[]): this {
+    this.state.scripts.push(...scripts);
+    return this;
+  }
+
+  /** The daemon that holds this connection dies: its pending and later calls never return. */
+  halt(): void {
+    this.halted = true;
+  }
+
+  /** The engine as the next daemon finds it: the same containers, images and volumes. */
+  reconnect(): FakeContainerEngine {
+    return new FakeContainerEngine({ state: this.state });
+  }
+
+  /** A container's process ends on its own with `exitCode` (no daemon needs to watch). */
+  exitContainer(runId: string, exitCode: number): void {
+    for (const c of this.state.containers.values()) if (c.runId === runId) this.state.exit(c, exitCode);
+  }
+
+  /** The containers the engine holds now (any state). */
+  containers(): FakeContainerState[] {
+    return [...this.state.containers.values()];
+  }
+
+  /** Names of the volumes the engine holds now. */
+  volumes(): string[] {
+    return [...this.state.volumes].sort();
+  }
+
+  /** Tag -> image id of the images the engine holds now. */
+  images(): Map<string, string> {
+    return new Map([...this.state.images].map(([tag, info]) => [tag, info.id]));
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    await this.enter('imageExists', ref);
+    return this.findImage(ref) !== null;
+  }
+
+  async inspectImage(ref: string): Promise<ImageInfo | null> {
+    await this.enter('inspectImage', ref);
+    return this.findImage(ref);
+  }
+
+  async buildImage(req: BuildRequest): Promise<BuildResult> {
+    await this.enter('buildImage', req.tag);
+    if (req.signal?.aborted) return { ok: false, code: 'cancelled', reason: 'build cancelled' };
+    const build = this.state.builds.shift() ?? { outcome: 'succeed' };
+    for (const line of build.log ?? []) req.onLog(line);
+    if (build.outcome === 'hang') {
+      await this.live(new Promise<void>((resolve) => {
+        if (req.signal?.aborted) resolve();
+        req.signal?.addEventListener('abort', () => resolve(), { once: true });
+      }));
+      return { ok: false, code: 'cancelled', reason: 'build cancelled' };
+    }
+    if (build.outcome === 'fail') {
+      req.onLog(`ERROR: ${build.reason}`);
+      return { ok: false, code: 'build_failed', reason: build.reason };
+    }
+    const imageId = build.imageId ?? `sha256:${this.state.nextId('fake').padEnd(64, '0')}`;
+    this.state.images.set(req.tag, { id: imageId, labels: req.labels ?? {} });
+    req.onLog(`Successfully built ${imageId.slice(7, 19)}`);
+    return { ok: true, imageId };
+  }
+
+  async runContainer(req: ContainerRequest, hooks: RunHooks): Promise<ContainerRunResult> {
+    await this.enter('runContainer', req.name ?? '');
+    // The same refusal as the adapter's: whatever built the request, no run gets a network.
+    if (req.create.HostConfig.NetworkMode !== 'none') throw new Error('run containers must have NetworkMode none');
+    if (hooks.signal?.aborted) return this.notStarted('cancelled', null, null);
+    if (this.findImage(req.create.Image) === null) return this.notStarted('start_failed', `No such image: ${req.create.Image}`, null);
+    const script = this.state.scripts.shift() ?? { exitCode: 0 };
+    const c: FakeContainerState = {
+      id: this.state.nextId('c0ffee'),
+      name: req.name,
+      runId: req.create.Labels['secd.run'] ?? '',
+      labels: { ...req.create.Labels },
+      state: 'created',
+      exitCode: null,
+      oomKilled: false,
+      startedAt: null,
+      finishedAt: null,
+      log: Buffer.alloc(0),
+      outputs: {},
+      runsUntilStopped: script.exitCode === undefined && !script.oomKilled,
+    };
+    this.state.containers.set(c.id, c);
+    for (const m of req.create.HostConfig.Mounts) if (m.Type === 'volume') this.state.volumes.add(m.Source);
+    if (script.refuse !== undefined) {
+      await this.removeUnlessKept(c, req.keepContainer);
+      return this.notStarted('start_failed', `could not start the container: ${script.refuse}`, c.id);
+    }
+    this.state.start(c, script);
+    return this.supervise(c, req.timeoutMs, req.keepContainer, hooks, 'attached');
+  }
+
+  async findRunContainers(): Promise<RunContainer[]> {
+    await this.enter('findRunContainers', 'secd.run');
+    return this.containers().map((c) => ({ id: c.id, runId: c.runId, state: c.state, labels: { ...c.labels } }));
+  }
+
+  async adoptContainer(id: string, req: AdoptRequest, hooks: RunHooks): Promise<ContainerRunResult> {
+    await this.enter('adoptContainer', id);
+    const c = this.state.containers.get(id);
+    if (!c) return this.notStarted('start_failed', 'the container is gone', id);
+    if (c.state === 'created') {
+      if (hooks.signal?.aborted) {
+        await this.removeUnlessKept(c, req.keepContainer);
+        return this.notStarted('cancelled', null, id);
+      }
+      this.state.start(c, { exitCode: 0 });
+    }
+    // The limit counts from the container's own start; its whole log comes back once it has ended.
+    const left = c.state === 'running' ? req.timeoutMs - (this.state.now().getTime() - Date.parse(c.startedAt ?? '')) : null;
+    return this.supervise(c, left, req.keepContainer, hooks, 'logs');
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    await this.enter('removeContainer', id);
+    this.state.containers.delete(id);
+  }
+
+  async readArchive(containerId: string, path: string): Promise<NodeJS.ReadableStream | null> {
+    await this.enter('readArchive', containerId);
+    const c = this.state.containers.get(containerId);
+    if (!c) return null;
+    if (path !== '/outputs/.') throw new Error(`the fake engine only reads /outputs/., not ${path}`);
+    return outputsTar(c.outputs);
+  }
+
+  async removeVolume(name: string): Promise<boolean> {
+    await this.enter('removeVolume', name);
+    return this.state.volumes.delete(name);
+  }
+
+  async removeImage(ref: string): Promise<boolean> {
+    await this.enter('removeImage', ref);
+    for (const [tag, info] of this.state.images) {
+      if (tag === ref || info.id === ref) {
+        this.state.images.delete(tag);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  async importRootfs(tarStream: NodeJS.ReadableStream, tag: string): Promise<string> {
+    await this.enter('importRootfs', tag);
+    tarStream.resume();
+    const id = `sha256:${this.state.nextId('import').padEnd(64, '0')}`;
+    this.state.images.set(tag, { id, labels: {} });
+    return id;
+  }
+
+  // Every call: recorded, the daemon killed there if the test says so, and nothing more once it is.
+  private async enter(op: keyof ContainerEngine, subject: string): Promise<void> {
+    const call = { op, subject };
+    this.calls.push(call);
+    if (!this.halted && this.haltWhen?.(call)) this.halt();
+    await this.live(Promise.resolve());
+  }
+
+  // A dead daemon hears nothing back: what it awaits never settles.
+  private async live<T>(p: Promise<T>): Promise<T> {
+    const value = await p;
+    return this.halted ? NEVER : value;
+  }
+
+  private findImage(ref: string): ImageInfo | null {
+    const info = this.state.images.get(ref) ?? [...this.state.images.values()].find((i) => i.id === ref);
+    return info ? { id: info.id, labels: { ...info.labels } } : null;
+  }
+
+  // The adapter's supervision in miniature: limit and cancel stop the container, then collect and remove.
+  private async supervise(
+    c: FakeContainerState,
+    timeLeftMs: number | null,
+    keep: boolean,
+    hooks: RunHooks,
+    output: 'attached' | 'logs',
+  ): Promise<ContainerRunResult> {
+    const deliverOutput = () => {
+      if (c.log.length > 0) hooks.onLog(Buffer.from(c.log));
+    };
+    let stopReason: 'timed_out' | 'cancelled' | null = null;
+    const stop = (why: 'timed_out' | 'cancelled') => {
+      if (this.halted || stopReason !== null || c.state === 'exited') return;
+      stopReason = why;
+      this.state.exit(c, 143);
+    };
+    const onAbort = () => stop('cancelled');
+    let timer: NodeJS.Timeout | undefined;
+    if (timeLeftMs !== null) {
+      hooks.onStarted?.(c.id);
+      if (output === 'attached') deliverOutput();
+      timer = setTimeout(() => stop('timed_out'), Math.max(0, timeLeftMs));
+      // A halted daemon's limit must not keep the test process alive.
+      timer.unref();
+      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      if (hooks.signal?.aborted) onAbort();
+    }
+    try {
+      await this.live(this.state.exited(c));
+    } finally {
+      clearTimeout(timer);
+      hooks.signal?.removeEventListener('abort', onAbort);
+    }
+    if (output === 'logs') deliverOutput();
+    if (hooks.onExited) await this.live(hooks.onExited(c.id).catch(() => undefined));
+    await this.removeUnlessKept(c, keep);
+    const end: ContainerEnd = stopReason ?? 'exited';
+    return { end, exitCode: c.exitCode, oomKilled: c.oomKilled, startedAt: c.startedAt, finishedAt: c.finishedAt!, containerId: c.id, reason: null };
+  }
+
+  private async removeUnlessKept(c: FakeContainerState, keep: boolean): Promise<void> {
+    if (!keep) this.state.containers.delete(c.id);
+    await this.live(Promise.resolve());
+  }
+
+  private notStarted(end: ContainerEnd, reason: string | null, containerId: string | null): ContainerRunResult {
+    return { end, exitCode: null, oomKilled: false, startedAt: null, finishedAt: this.state.now().toISOString(), containerId, reason };
+  }
+}
+
+// `GET /containers/{id}/archive?path=/outputs/.` as dockerd answers it: `./` first, folders before their files.
+function outputsTar(files: Record<string, string>): NodeJS.ReadableStream {
+  const tar = pack();
+  tar.entry({ name: './', type: 'directory', mode: 0o755 });
+  const folders = new Set<string>();
+  for (const [path, content] of Object.entries(files).sort(([a], [b]) => a.localeCompare(b))) {
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const folder = parts.slice(0, i).join('/');
+      if (folders.has(folder)) continue;
+      folders.add(folder);
+      tar.entry({ name: `./${folder}/`, type: 'directory', mode: 0o755 });
+    }
+    tar.entry({ name: `./${path}`, mode: 0o644 }, content);
+  }
+  tar.finalize();
+  const out = new PassThrough();
+  tar.pipe(out);
+  return out;
+}
