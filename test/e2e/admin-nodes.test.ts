@@ -1,22 +1,13 @@
 /**
  * `secd admin node-token` and `secd admin node ...` as an operator runs them against leader.yml.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../storage/database.js';
 import { NodeStore } from '../../storage/node-store.js';
-import { CLI } from '../support/process-cluster.js';
-
-function secd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, SECD_LOG_LEVEL: 'warn' } }, (err, stdout, stderr) =>
-      done({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+import { runSecd as secd } from '../support/secd-cli.js';
 
 describe('secd admin for nodes', () => {
   let dir: string;

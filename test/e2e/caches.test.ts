@@ -3,16 +3,12 @@
  * cached function changes; bad cache settings and planted symlinks are refused with a reason; one
  * user's runs never see another's cache.
  */
-import { execFileSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster, type Researcher } from '../support/cluster-harness.js';
-import { BUSYBOX_IMAGE } from '../support/test-images.js';
-
-function git(dir: string, args: string[]): string {
-  return execFileSync('git', ['-C', dir, ...args], { env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } }).toString();
-}
+import { busyboxProject } from '../support/test-images.js';
+import { gitOutput as git, outputsFolder } from '../support/repo-reader.js';
 
 const CACHED = (body: string) => `
 import secd
@@ -26,7 +22,6 @@ print("answer", slow_step(1000), flush=True)
 `;
 
 const PYTHON_PROJECT = { Dockerfile: 'FROM secd/base\nCOPY main.py /main.py\nCMD ["python3", "/main.py"]\n', 'secd.yml': 'cache_dir: steps\n' };
-const SHELL_DOCKERFILE = `FROM ${BUSYBOX_IMAGE}\nCOPY run.sh /run.sh\nCMD ["/bin/sh", "/run.sh"]\n`;
 
 describe('per-user caches', () => {
   let cluster: Cluster;
@@ -43,15 +38,9 @@ describe('per-user caches', () => {
   });
 
   async function pushAndWait(r: Researcher, message: string, files: Record<string, string>) {
-    await r.repo.commit(message, { signer: r.signer, committerEmail: r.user.email, files });
-    const before = cluster.gitlab.deliveries.length;
-    await r.push();
-    await cluster.gitlab.idle();
-    const answer = cluster.gitlab.deliveries.slice(before).find((x) => x.status === 200 && x.responseBody.includes('run_id'));
-    if (!answer) throw new Error('no run started');
-    const run = await cluster.waitForRun((JSON.parse(answer.responseBody) as { run_id: string }).run_id, 240_000);
+    const run = await cluster.waitForRun((await r.pushRun(files, { message })).id, 240_000);
     const repo = cluster.gitlab.repoDir(r.project.path);
-    const folder = run.branch ? `outputs/${run.branch.slice('secd-'.length)}` : null;
+    const folder = run.branch ? outputsFolder(run.branch) : null;
     const read = (file: string) => (folder ? git(repo, ['show', `${run.branch}:${folder}/${file}`]) : '');
     const listed = () => (folder ? git(repo, ['ls-tree', '-r', '--name-only', run.branch!, folder]).trim().split('\n') : []);
     return { run, read, listed };
@@ -91,11 +80,7 @@ describe('per-user caches', () => {
   }, 120_000);
 
   it('a symlink planted inside a cache is refused with a reason when a run would mount through it', async () => {
-    const plant = await pushAndWait(ada, 'plant a symlink', {
-      Dockerfile: SHELL_DOCKERFILE,
-      'secd.yml': 'cache_dir: plant\n',
-      'run.sh': 'ln -s / "$SECD_CACHE_DIR/escape"\nls -la "$SECD_CACHE_DIR"\n',
-    });
+    const plant = await pushAndWait(ada, 'plant a symlink', busyboxProject('ln -s / "$SECD_CACHE_DIR/escape"\nls -la "$SECD_CACHE_DIR"\n', 'cache_dir: plant\n'));
     expect(plant.run.state, plant.run.reason).toBe('succeeded');
     const through = await pushAndWait(ada, 'mount through it', { 'secd.yml': 'cache_dir: plant/escape\n', 'run.sh': 'ls /cache > $OUTPUT_PATH/ls.txt\n' });
     expect(through.run.state).toBe('failed');
@@ -105,19 +90,17 @@ describe('per-user caches', () => {
   }, 180_000);
 
   it("one user's runs never see another user's cache", async () => {
-    const a = await pushAndWait(ada, 'keep a secret in my cache', {
-      Dockerfile: SHELL_DOCKERFILE,
-      'secd.yml': 'cache_dir: shared\n',
-      'run.sh': 'echo ada-secret > "$SECD_CACHE_DIR/secret.txt"\n',
-    });
+    const a = await pushAndWait(ada, 'keep a secret in my cache', busyboxProject('echo ada-secret > "$SECD_CACHE_DIR/secret.txt"\n', 'cache_dir: shared\n'));
     expect(a.run.state, a.run.reason).toBe('succeeded');
-    const b = await pushAndWait(bob, 'look around', {
-      Dockerfile: SHELL_DOCKERFILE,
-      'run.sh':
+    const b = await pushAndWait(
+      bob,
+      'look around',
+      busyboxProject(
         'ls -a "$SECD_CACHE_DIR" > $OUTPUT_PATH/mine.txt\nls -a "$SECD_CACHE_DIR/.." > $OUTPUT_PATH/parent.txt\n' +
-        "find / -name secret.txt -not -path '/proc/*' -not -path '/sys/*' > $OUTPUT_PATH/found.txt 2>/dev/null; true\n",
-      'secd.yml': 'cache_dir: shared\nrunfor: 0.05\n',
-    });
+          "find / -name secret.txt -not -path '/proc/*' -not -path '/sys/*' > $OUTPUT_PATH/found.txt 2>/dev/null; true\n",
+        'cache_dir: shared\nrunfor: 0.05\n',
+      ),
+    );
     expect(b.run.state, b.run.reason).toBe('succeeded');
     expect(b.read('mine.txt').trim().split('\n').sort()).toEqual(['.', '..']);
     expect(b.read('parent.txt')).not.toContain('ada');

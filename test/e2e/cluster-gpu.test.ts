@@ -111,12 +111,12 @@ describe('a leader and three node processes', () => {
     ];
     const pushed: Array<{ id: string; want: number; project: string }> = [];
     for (const [yml, name] of wants) {
-      const r = await cluster.addResearcher(name, `lab/${name}`);
-      const id = await r.pushRun(busyboxProject(SCRIPT, `runfor: 0.05\n${yml}\n`));
+      const r = await cluster.addResearcher({ username: name, project: `lab/${name}` });
+      const { id } = await r.pushRun(busyboxProject(SCRIPT, `runfor: 0.05\n${yml}\n`));
       pushed.push({ id, want: yml === 'gpu: false' ? 0 : Number(yml.split(' ')[1]), project: `lab/${name}` });
     }
-    const giant = await cluster.addResearcher('giant', 'lab/giant');
-    const giantRun = await giant.pushRun(busyboxProject(SCRIPT, 'gpu: 5\n'));
+    const giant = await cluster.addResearcher({ username: 'giant', project: 'lab/giant' });
+    const { id: giantRun } = await giant.pushRun(busyboxProject(SCRIPT, 'gpu: 5\n'));
 
     const runs: ApiRun[] = [];
     for (const p of pushed) runs.push(await cluster.waitForRunState(p.id, ['succeeded', 'failed', 'lost', 'rejected', 'cancelled', 'timed_out'], 120_000));

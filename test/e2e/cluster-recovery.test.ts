@@ -5,21 +5,18 @@
  * never comes back loses its runs after lost_after_ms; a leader killed with runs queued and running
  * comes back and every run ends exactly once; a drained node finishes what it runs and takes nothing new.
  */
-import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
-import { busyboxProject, startProcessCluster, type ApiRun, type ProcessCluster } from '../support/process-cluster.js';
+import { startProcessCluster, type ApiRun, type ProcessCluster } from '../support/process-cluster.js';
+import { busyboxProject } from '../support/test-images.js';
+import { gitOutput as git, outputsFolder } from '../support/repo-reader.js';
 
 const RTX2080 = 'openpai_2x-rtx-2080ti_drv410.73.xml';
 const NODE_TIMEOUT_MS = 2000;
 const LOST_AFTER_MS = 8000;
 const ENDED = ['succeeded', 'failed', 'lost', 'rejected', 'cancelled', 'timed_out'];
-
-function git(dir: string, args: string[]): string {
-  return execFileSync('git', ['-C', dir, ...args], { env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } }).toString();
-}
 
 /** The results branches of a run on the double (a run pushed twice would show two). */
 function resultsBranches(cluster: ProcessCluster, project: string, runId: string): string[] {
@@ -37,7 +34,7 @@ describe('runs survive processes that die', () => {
   let seq = 0;
   const researcher = async () => {
     const name = `r${++seq}`;
-    return { r: await cluster.addResearcher(name, `lab/${name}`), project: `lab/${name}` };
+    return { r: await cluster.addResearcher({ username: name, project: `lab/${name}` }), project: `lab/${name}` };
   };
 
   beforeAll(async () => {
@@ -59,7 +56,7 @@ describe('runs survive processes that die', () => {
 
   it('a node killed mid-run is marked down, restarts, adopts its container and pushes the results once', async () => {
     const { r, project } = await researcher();
-    const id = await r.pushRun(
+    const { id } = await r.pushRun(
       busyboxProject('echo before > $OUTPUT_PATH/before.txt\necho started\nsleep 5\necho after > $OUTPUT_PATH/after.txt\necho finished\n', 'gpu: 1\n'),
     );
     await cluster.waitForRunState(id, ['running']);
@@ -77,7 +74,7 @@ describe('runs survive processes that die', () => {
     expect(transitions(run)).toEqual(['received', 'verified', 'queued', 'assigned', 'building', 'running', 'uploading', 'succeeded']);
     expect(resultsBranches(cluster, project, id)).toEqual([run.branch]);
     const repo = cluster.gitlab.repoDir(project);
-    const folder = `outputs/${run.branch!.slice('secd-'.length)}`;
+    const folder = outputsFolder(run.branch!);
     expect(git(repo, ['show', `${run.branch}:${folder}/before.txt`])).toBe('before\n');
     expect(git(repo, ['show', `${run.branch}:${folder}/after.txt`])).toBe('after\n');
     // The output from before the kill and after it, read back from the engine's log.
@@ -97,7 +94,7 @@ describe('runs survive processes that die', () => {
 
   it('a run whose container ended while its node was down is delivered, with its whole log, when the node returns', async () => {
     const { r, project } = await researcher();
-    const id = await r.pushRun(busyboxProject('echo first line\nsleep 2\necho 7 > $OUTPUT_PATH/seven.txt\necho last line\n'));
+    const { id } = await r.pushRun(busyboxProject('echo first line\nsleep 2\necho 7 > $OUTPUT_PATH/seven.txt\necho last line\n'));
     await cluster.waitForRunState(id, ['running']);
     const node = cluster.nodes.get('gpu')!;
     await node.kill('SIGKILL');
@@ -111,7 +108,7 @@ describe('runs survive processes that die', () => {
     expect(run.state, run.reason).toBe('succeeded');
     expect(resultsBranches(cluster, project, id)).toEqual([run.branch]);
     const repo = cluster.gitlab.repoDir(project);
-    const folder = `outputs/${run.branch!.slice('secd-'.length)}`;
+    const folder = outputsFolder(run.branch!);
     expect(git(repo, ['show', `${run.branch}:${folder}/seven.txt`])).toBe('7\n');
     expect(git(repo, ['show', `${run.branch}:${folder}/_secd/run.log`])).toBe('first line\nlast line\n');
     expect((await engine.findRunContainers()).filter((c) => c.runId === id)).toEqual([]);
@@ -119,7 +116,7 @@ describe('runs survive processes that die', () => {
 
   it('a node that stops answering is down within node_timeout_ms, and its run carries on when it wakes', async () => {
     const { r } = await researcher();
-    const id = await r.pushRun(busyboxProject('sleep 4\necho done\n'));
+    const { id } = await r.pushRun(busyboxProject('sleep 4\necho done\n'));
     await cluster.waitForRunState(id, ['running']);
     const node = cluster.nodes.get('gpu')!;
     node.signal('SIGSTOP');
@@ -144,7 +141,7 @@ describe('runs survive processes that die', () => {
     // With the GPU node drained, the doomed node is the only one taking runs.
     await cluster.admin(['node', 'drain', 'gpu']);
     try {
-      const id = await r.pushRun(busyboxProject('sleep 60\n'));
+      const { id } = await r.pushRun(busyboxProject('sleep 60\n'));
       const running = await cluster.waitForRunState(id, ['running']);
       expect(running.node).toBe('doomed');
       await doomed.kill('SIGKILL');
@@ -162,7 +159,7 @@ describe('runs survive processes that die', () => {
     const researchers = [await researcher(), await researcher(), await researcher()];
     const pushes: Array<{ id: string; project: string }> = [];
     for (const [i, { r, project }] of researchers.entries()) {
-      pushes.push({ id: await r.pushRun(busyboxProject(`echo run ${i}\nsleep 3\n`)), project });
+      pushes.push({ id: (await r.pushRun(busyboxProject(`echo run ${i}\nsleep 3\n`))).id, project });
     }
     // One CPU slot on the only node left: one run runs, two wait in the queue.
     await cluster.waitFor('one run running and the others queued', async () => {
@@ -186,11 +183,11 @@ describe('runs survive processes that die', () => {
   it('a drained node finishes its run and takes no new one until undrained', { timeout: 120_000 }, async () => {
     const first = await researcher();
     const second = await researcher();
-    const running = await first.r.pushRun(busyboxProject('sleep 3\n'));
+    const { id: running } = await first.r.pushRun(busyboxProject('sleep 3\n'));
     await cluster.waitForRunState(running, ['running']);
     expect(await cluster.admin(['node', 'drain', 'gpu'])).toContain('draining');
     await cluster.waitFor('the node to show draining', async () => (await cluster.apiNodes()).find((n) => n.id === 'gpu')?.state === 'draining');
-    const waiting = await second.r.pushRun(busyboxProject('echo later\n'));
+    const { id: waiting } = await second.r.pushRun(busyboxProject('echo later\n'));
     expect((await cluster.waitForRunState(running, ENDED)).state).toBe('succeeded');
     // Finished and drained: the queued run is still waiting.
     await new Promise((r) => setTimeout(r, 1000));

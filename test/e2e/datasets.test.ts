@@ -3,7 +3,6 @@
  * leader's temporary account, the node's dataset socket into a container without network, a file
  * dataset mounted read-only, and the account gone once the run ends.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,15 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Log } from '../../scheduler/common/log.js';
 import { startCluster, type Cluster, type Researcher } from '../support/cluster-harness.js';
 import { accountExists, cleanUp, loginError, MARIADB, MARIADB_ADMIN, seedDatabase, testTag } from '../support/mariadb.js';
+import { gitOutput as git, outputsFolder } from '../support/repo-reader.js';
 
 const tag = testTag();
 const prefix = `secdt${tag}_`;
 const SALES = `secdt_${tag}_sales`;
 const HR = `secdt_${tag}_hr`;
-
-function git(dir: string, args: string[]): string {
-  return execFileSync('git', ['-C', dir, ...args], { env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } }).toString();
-}
 
 /** A Log that keeps every line, to check what the leader and node wrote. */
 function capturingLog(lines: string[]): Log {
@@ -103,15 +99,6 @@ describe('a run reads exactly the datasets its researcher may read', () => {
     if (datasetRoot) await rm(datasetRoot, { recursive: true, force: true });
   });
 
-  async function pushAndGetRun(r: Researcher): Promise<string> {
-    const before = cluster.gitlab.deliveries.length;
-    await r.push();
-    await cluster.gitlab.idle();
-    const answer = cluster.gitlab.deliveries.slice(before).find((x) => x.status === 200 && x.responseBody.includes('run_id'));
-    if (!answer) throw new Error('no run started');
-    return (JSON.parse(answer.responseBody) as { run_id: string }).run_id;
-  }
-
   it('reads its granted database and file dataset; other databases, writes and drops are refused; the account is gone afterwards', async () => {
     await ada.repo.commit('probe the datasets', {
       signer: ada.signer,
@@ -119,10 +106,10 @@ describe('a run reads exactly the datasets its researcher may read', () => {
       // Not root: the dataset socket must be connectable by whatever user the image runs as.
       files: { Dockerfile: 'FROM secd/base\nCOPY probe.py /probe.py\nUSER 1234:1234\nCMD ["python3", "/probe.py"]\n', 'probe.py': PROBE },
     });
-    const runId = await pushAndGetRun(ada);
+    const { id: runId } = await ada.pushRun();
     const run = await cluster.waitForRun(runId, 240_000);
     const repo = cluster.gitlab.repoDir('lab/datasets');
-    const folder = run.branch ? `outputs/${run.branch.slice('secd-'.length)}` : '';
+    const folder = run.branch ? outputsFolder(run.branch) : '';
     expect(run.state, `${run.reason}\n${run.branch ? git(repo, ['show', `${run.branch}:${folder}/_secd/run.log`]) : ''}`).toBe('succeeded');
 
     const probe = JSON.parse(git(repo, ['show', `${run.branch}:${folder}/probe.json`])) as Record<string, unknown>;
@@ -177,7 +164,7 @@ describe('a run reads exactly the datasets its researcher may read', () => {
       ['datasets: [salez]\n', '"salez", but no dataset has that name'],
     ] as const) {
       const sha = await ada.repo.commit(`ask for ${yml.trim()}`, { signer: ada.signer, committerEmail: ada.user.email, files: { 'secd.yml': yml } });
-      const run = await cluster.waitForRun(await pushAndGetRun(ada));
+      const run = await cluster.waitForRun((await ada.pushRun()).id);
       expect(run.state).toBe('rejected');
       expect(run.reason).toContain(named);
       const last = cluster.gitlab.statuses.filter((s) => s.sha === sha).at(-1);

@@ -2,28 +2,14 @@
  * `secd admin backup <file> --config leader.yml` as the sysadmin guide tells operators to run it:
  * the real CLI against a database another connection (the leader) holds open and keeps writing.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
 import { RunStore, type NewRun } from '../../storage/run-store.js';
-
-const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
-
-function secd(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first)`);
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, SECD_LOG_LEVEL: 'warn' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
-}
+import { runSecd as secd } from '../support/secd-cli.js';
 
 const aRun = (id: string): NewRun => ({
   id,

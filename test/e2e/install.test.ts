@@ -7,36 +7,21 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLeaderConfig } from '../../daemon/config/leader-config.js';
 import { parseNodeConfig } from '../../daemon/config/node-config.js';
 import { INSTALL_PATHS, ROLE_CREDENTIALS } from '../../daemon/ops/install-templates.js';
-
-const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
+import { freePort } from '../support/free-port.js';
+import { CLI, runSecd, type CliResult } from '../support/secd-cli.js';
 
 /** Exposure goals from the issue (systemd-analyze's 0-10 scale; a unit with no sandboxing scores 9.2). */
 const EXPOSURE_GOAL = { 'secd-leader.service': 2.0, 'secd-backup.service': 2.0, 'secd-node.service': 3.5 } as const;
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Ran = CliResult;
 
-function secd(args: string[], env: Record<string, string> = {}): Promise<Ran> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first)`);
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, SECD_LOG_LEVEL: 'warn', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
-}
+const secd = (args: string[], env: Record<string, string> = {}): Promise<Ran> => runSecd(args, { env });
 
 function tool(cmd: string, args: string[]): Ran {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -257,19 +242,6 @@ describe('secd install --root', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-
-/** A port nothing listens on right now (the leader's config needs a fixed one, as in production). */
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.on('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => done(port));
-    });
-  });
-}
 
 /** What systemd does with LoadCredential=: a private copy of the files, owned by the service user. */
 async function credentialsFor(serviceUid: number, source: string, names: readonly string[], into: string): Promise<string> {

@@ -3,34 +3,18 @@
  * to do: load data/visits.sql into MariaDB, `secd admin dataset add` + `secd admin grant` with the
  * real CLI, push the example's files, and find the model and its metrics on the results branch.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster, type Researcher } from '../support/cluster-harness.js';
 import { cleanUp, MARIADB, MARIADB_ADMIN, seedDatabase, testTag } from '../support/mariadb.js';
+import { runSecd as secd } from '../support/secd-cli.js';
+import { gitOutput as git, outputsFolder } from '../support/repo-reader.js';
 
 const EXAMPLE = resolve(import.meta.dirname, '../../examples/machine-learning');
-const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
 const tag = testTag();
 const prefix = `secdm${tag}_`;
 const DB = `secdm_${tag}_clinic`;
-
-function git(dir: string, args: string[]): string {
-  return execFileSync('git', ['-C', dir, ...args], { env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } }).toString();
-}
-
-function secd(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first)`);
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, SECD_LOG_LEVEL: 'warn' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
-}
 
 describe('examples/machine-learning', () => {
   let cluster: Cluster;
@@ -101,15 +85,9 @@ describe('examples/machine-learning', () => {
     const files: Record<string, string> = {};
     for (const name of ['Dockerfile', 'secd.yml', 'train.py', 'README.md']) files[name] = readFileSync(join(EXAMPLE, name), 'utf8');
     const results = async (message: string, extra: Record<string, string> = {}) => {
-      await ada.repo.commit(message, { signer: ada.signer, committerEmail: ada.user.email, files: { ...files, ...extra } });
-      const before = cluster.gitlab.deliveries.length;
-      await ada.push();
-      await cluster.gitlab.idle();
-      const answer = cluster.gitlab.deliveries.slice(before).find((x) => x.status === 200 && x.responseBody.includes('run_id'));
-      if (!answer) throw new Error('no run started');
-      const run = await cluster.waitForRun((JSON.parse(answer.responseBody) as { run_id: string }).run_id, 240_000);
+      const run = await cluster.waitForRun((await ada.pushRun({ ...files, ...extra }, { message })).id, 240_000);
       const repo = cluster.gitlab.repoDir('lab/readmissions');
-      const folder = run.branch ? `outputs/${run.branch.slice('secd-'.length)}` : '';
+      const folder = run.branch ? outputsFolder(run.branch) : '';
       const read = (f: string) => git(repo, ['show', `${run.branch}:${folder}/${f}`]);
       expect(run.state, `${run.reason}\n${run.branch ? read('_secd/run.log') : ''}`).toBe('succeeded');
       return read;

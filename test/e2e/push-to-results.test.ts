@@ -3,20 +3,10 @@
  * smart HTTP), the double sends the webhook, secd verifies with GnuPG-made keys, builds and runs in
  * Docker, and pushes a results branch back.
  */
-import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUSYBOX_IMAGE } from '../support/test-images.js';
 import { startCluster, type Cluster, type Researcher } from '../support/cluster-harness.js';
-
-const DOCKERFILE = `FROM ${BUSYBOX_IMAGE}\nCOPY run.sh /run.sh\nCMD ["/bin/sh", "/run.sh"]\n`;
-
-function git(dir: string, args: string[]): string {
-  return execFileSync('git', ['-C', dir, ...args], { env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1' } }).toString();
-}
-
-function project(script: string, secdYml?: string): Record<string, string> {
-  return { Dockerfile: DOCKERFILE, 'run.sh': script, ...(secdYml === undefined ? {} : { 'secd.yml': secdYml }) };
-}
+import { busyboxProject as project } from '../support/test-images.js';
+import { gitOutput as git, outputsFolder } from '../support/repo-reader.js';
 
 describe('a signed push becomes a results branch', () => {
   let cluster: Cluster;
@@ -30,16 +20,6 @@ describe('a signed push becomes a results branch', () => {
     await cluster?.close();
   });
 
-  /** Push, wait for the webhook answer, and return the run id secd gave it. */
-  async function pushAndGetRun(r: Researcher, options?: Parameters<Researcher['push']>[0]): Promise<string> {
-    const before = cluster.gitlab.deliveries.length;
-    await r.push(options);
-    await cluster.gitlab.idle();
-    const answer = cluster.gitlab.deliveries.slice(before).find((d) => d.status === 200 && d.responseBody.includes('run_id'));
-    if (!answer) throw new Error(`no run started; answers: ${cluster.gitlab.deliveries.slice(before).map((d) => d.responseBody).join(' | ')}`);
-    return (JSON.parse(answer.responseBody) as { run_id: string }).run_id;
-  }
-
   function statusesOf(sha: string): string[] {
     return cluster.gitlab.statuses.filter((s) => s.sha === sha && s.name === 'secd').map((s) => s.state);
   }
@@ -52,13 +32,13 @@ describe('a signed push becomes a results branch', () => {
         'echo "hello from run $SECD_RUN_ID in $SECD"\necho oops >&2\nmkdir -p $OUTPUT_PATH/sub\necho 42 > $OUTPUT_PATH/answer.txt\necho nested > $OUTPUT_PATH/sub/deep.txt\n',
       ),
     });
-    const runId = await pushAndGetRun(ada);
+    const { id: runId } = await ada.pushRun();
     const run = await cluster.waitForRun(runId);
     expect(run.state, run.reason).toBe('succeeded');
     expect(run.branch).toMatch(new RegExp(`^secd-\\d{4}-\\d{2}-\\d{2}_\\d{2}\\.\\d{2}\\.\\d{2}-${runId}$`));
 
     const repo = cluster.gitlab.repoDir('lab/hello');
-    const folder = `outputs/${run.branch!.slice('secd-'.length)}`;
+    const folder = outputsFolder(run.branch!);
     const files = git(repo, ['ls-tree', '-r', '--name-only', run.branch!]).trim().split('\n');
     expect(files).toEqual(
       expect.arrayContaining([
@@ -90,7 +70,7 @@ describe('a signed push becomes a results branch', () => {
       committerEmail: ada.user.email,
       ...(i === 2 ? {} : { signer: ada.signer }),
     }));
-    const runId = await pushAndGetRun(ada);
+    const { id: runId } = await ada.pushRun();
     const run = await cluster.waitForRun(runId);
     expect(run.state).toBe('rejected');
     const hidden = shas[2]!.slice(0, 8);
@@ -111,7 +91,7 @@ describe('a signed push becomes a results branch', () => {
       committerEmail: ada.user.email,
       files: { 'note.txt': 'x' },
     });
-    const runId = await pushAndGetRun(ada);
+    const { id: runId } = await ada.pushRun();
     const run = await cluster.waitForRun(runId);
     expect(run.state).toBe('rejected');
     expect(run.reason).toContain(sha.slice(0, 8));
@@ -121,7 +101,7 @@ describe('a signed push becomes a results branch', () => {
   it('tampered, expired-key and email-mismatch commits are rejected with the commit named', async () => {
     const signed = await ada.repo.commit('to be tampered with', { signer: ada.signer, committerEmail: ada.user.email, files: { 't.txt': '1' } });
     const forged = await ada.repo.tamperCommit(signed, 'changed after signing');
-    let run = await cluster.waitForRun(await pushAndGetRun(ada, { force: true }));
+    let run = await cluster.waitForRun((await ada.pushRun(undefined, { force: true })).id);
     expect(run.state).toBe('rejected');
     expect(run.reason).toContain(forged.slice(0, 8));
     expect(run.reason).toMatch(/signature/);
@@ -131,7 +111,7 @@ describe('a signed push becomes a results branch', () => {
       committerEmail: 'not-ada@example.org',
       files: { 't.txt': '2' },
     });
-    run = await cluster.waitForRun(await pushAndGetRun(ada));
+    run = await cluster.waitForRun((await ada.pushRun()).id);
     expect(run.state).toBe('rejected');
     expect(run.reason).toContain(mismatch.slice(0, 8));
     expect(run.reason).toMatch(/email/);
@@ -144,7 +124,7 @@ describe('a signed push becomes a results branch', () => {
       committerEmail: ada.user.email,
       files: { 't.txt': '3' },
     });
-    run = await cluster.waitForRun(await pushAndGetRun(ada));
+    run = await cluster.waitForRun((await ada.pushRun()).id);
     expect(run.state).toBe('rejected');
     expect(run.reason).toContain(expired.slice(0, 8));
     expect(run.reason).toMatch(/expired/);
@@ -156,16 +136,16 @@ describe('a signed push becomes a results branch', () => {
       committerEmail: ada.user.email,
       files: project('echo first > $OUTPUT_PATH/first.txt\necho working\nsleep 120\n'),
     });
-    const older = await pushAndGetRun(ada);
+    const { id: older } = await ada.pushRun();
     for (let i = 0; i < 600 && cluster.leader.store.get(older)?.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 50));
     expect(cluster.leader.store.get(older)?.state).toBe('running');
     const newerSha = await ada.repo.commit('quick fix', { signer: ada.signer, committerEmail: ada.user.email, files: project('echo done\n') });
-    const newer = await pushAndGetRun(ada);
+    const { id: newer } = await ada.pushRun();
     const cancelled = await cluster.waitForRun(older);
     expect(cancelled.state).toBe('cancelled');
     expect(cancelled.reason).toContain(newerSha.slice(0, 8));
     const repo = cluster.gitlab.repoDir('lab/hello');
-    const folder = `outputs/${cancelled.branch!.slice('secd-'.length)}`;
+    const folder = outputsFolder(cancelled.branch!);
     expect(git(repo, ['show', `${cancelled.branch}:${folder}/first.txt`])).toBe('first\n');
     expect(statusesOf(cancelled.commit).at(-1)).toBe('canceled');
     expect((await cluster.waitForRun(newer)).state).toBe('succeeded');
@@ -187,7 +167,7 @@ describe('a signed push becomes a results branch', () => {
         committerEmail: ada.user.email,
         files: project('echo never runs\n', yml),
       });
-      const runId = await pushAndGetRun(ada);
+      const { id: runId } = await ada.pushRun();
       const run = await cluster.waitForRun(runId);
       expect(run.state, yml).toBe('rejected');
       expect(run.reason, yml).toContain(key);
@@ -197,7 +177,7 @@ describe('a signed push becomes a results branch', () => {
   it('a push without a Dockerfile is rejected and says so', async () => {
     await ada.repo.git(['rm', '-q', 'Dockerfile']);
     await ada.repo.commit('no dockerfile', { signer: ada.signer, committerEmail: ada.user.email, files: { 'secd.yml': 'runfor: 1\n' } });
-    const runId = await pushAndGetRun(ada);
+    const { id: runId } = await ada.pushRun();
     const run = await cluster.waitForRun(runId);
     expect(run.state).toBe('rejected');
     expect(run.reason).toContain('Dockerfile');
@@ -210,12 +190,12 @@ describe('a signed push becomes a results branch', () => {
       // 0.001 h = 3.6 s
       files: project('echo step1 > $OUTPUT_PATH/partial.txt\necho started\nsleep 60\necho never > $OUTPUT_PATH/never.txt\n', 'runfor: 0.001\n'),
     });
-    const runId = await pushAndGetRun(ada);
+    const { id: runId } = await ada.pushRun();
     const run = await cluster.waitForRun(runId, 90_000);
     expect(run.state).toBe('timed_out');
     expect(run.reason).toContain('runfor');
     const repo = cluster.gitlab.repoDir('lab/hello');
-    const folder = `outputs/${run.branch!.slice('secd-'.length)}`;
+    const folder = outputsFolder(run.branch!);
     expect(git(repo, ['show', `${run.branch}:${folder}/partial.txt`])).toBe('step1\n');
     expect(git(repo, ['show', `${run.branch}:${folder}/_secd/run.log`])).toContain('started');
     const files = git(repo, ['ls-tree', '-r', '--name-only', run.branch!]);
@@ -235,11 +215,11 @@ describe('a signed push becomes a results branch', () => {
         ].join('\n') + '\n',
       ),
     });
-    const runId = await pushAndGetRun(ada);
+    const { id: runId } = await ada.pushRun();
     const run = await cluster.waitForRun(runId);
     expect(run.state, run.reason).toBe('succeeded');
     const repo = cluster.gitlab.repoDir('lab/hello');
-    const folder = `outputs/${run.branch!.slice('secd-'.length)}`;
+    const folder = outputsFolder(run.branch!);
     const files = git(repo, ['ls-tree', '-r', '--name-only', run.branch!]);
     expect(files).toContain(`${folder}/small.txt`);
     expect(files).not.toContain('passwd-link');

@@ -2,28 +2,17 @@
  * `secd run <dir>` as a researcher uses it: the real CLI (built into dist/ by `npm test`), real Docker,
  * outputs in `<dir>/outputs/<stamp>-<run id>/`, one final line, exit 0 only on success.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
+import { runSecd } from '../support/secd-cli.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from '../support/test-images.js';
 
-const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
-
-function secd(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first)`);
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, SECD_LOG_LEVEL: 'warn' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
-}
+const secd = (args: string[], cwd: string) => runSecd(args, { cwd });
 
 describe('secd run <dir>', () => {
   let root: string;

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from '../support/cluster-harness.js';
 import { writeFakeNvidiaSmi } from '../support/fake-nvidia-smi.js';
-import { busyboxProject, CLI } from '../support/process-cluster.js';
+import { CLI } from '../support/secd-cli.js';
+import { busyboxProject } from '../support/test-images.js';
 
 describe('secd up with a secd node joining it', () => {
   let cluster: Cluster;
@@ -77,17 +78,8 @@ describe('secd up with a secd node joining it', () => {
     ]);
 
     const ada = await cluster.addResearcher({ username: 'ada', project: 'lab/gpu' });
-    await ada.repo.commit('gpu run', {
-      signer: ada.signer,
-      committerEmail: ada.user.email,
-      files: busyboxProject('echo "$NVIDIA_VISIBLE_DEVICES" > $OUTPUT_PATH/gpus.txt\n', 'gpu: 1\n'),
-    });
-    const before = cluster.gitlab.deliveries.length;
-    await ada.push();
-    await cluster.gitlab.idle();
-    const answer = cluster.gitlab.deliveries.slice(before).find((d) => d.responseBody.includes('run_id'))!;
-    const runId = (JSON.parse(answer.responseBody) as { run_id: string }).run_id;
-    const run = await cluster.waitForRun(runId);
+    const pushed = await ada.pushRun(busyboxProject('echo "$NVIDIA_VISIBLE_DEVICES" > $OUTPUT_PATH/gpus.txt\n', 'gpu: 1\n'), { message: 'gpu run' });
+    const run = await cluster.waitForRun(pushed.id);
     expect(run.state, run.reason).toBe('succeeded');
     expect(run.node).toBe('gpu-box');
     expect(run.gpus).toHaveLength(1);

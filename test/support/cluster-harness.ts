@@ -11,22 +11,14 @@ import { startLeader, type RunningLeader } from '../../daemon/wiring/leader.js';
 import { silentLog, type Log } from '../../scheduler/common/log.js';
 import type { RunRow } from '../../storage/run-store.js';
 import { isTerminal } from '../../storage/run-states.js';
-import { startGitLabDouble, type DoubleProject, type DoubleUser, type GitLabDouble } from '../doubles/gitlab-double.js';
+import { startGitLabDouble, type GitLabDouble } from '../doubles/gitlab-double.js';
 import type { ResearcherRepo } from './git-repo.js';
-import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
+import { createGpgHome, type GpgHome } from './gpg.js';
+import { makeResearcher, type Researcher as ResearcherOf, type ResearcherSpec } from './researcher.js';
 import { ensureBusyboxImage } from './test-images.js';
-import { makeResearcher } from './researcher.js';
 
-/** A researcher: a GitLab user with a key in GitLab, and a working repository of one project. */
-export interface Researcher {
-  user: DoubleUser;
-  key: GpgKey;
-  signer: GitSigner;
-  repo: ResearcherRepo;
-  project: DoubleProject;
-  /** Push the current branch (or a ref) to the project on the double, as this user. */
-  push(options?: { ref?: string; remoteRef?: string; force?: boolean }): Promise<void>;
-}
+/** A researcher of this harness: `pushRun` answers the run as the leader's store holds it. */
+export type Researcher = ResearcherOf<RunRow>;
 
 /** A running secd + GitLab double. */
 export interface Cluster {
@@ -40,7 +32,7 @@ export interface Cluster {
   cacheRoot: string;
   webhookSecret: string;
   /** Add a user with a fresh key uploaded to GitLab, a project they belong to, and a repo. */
-  addResearcher(opts: { username: string; project: string; email?: string }): Promise<Researcher>;
+  addResearcher(spec: ResearcherSpec): Promise<Researcher>;
   /** Wait until the run reaches a terminal state (or the timeout passes) and return it. */
   waitForRun(runId: string, timeoutMs?: number): Promise<RunRow>;
   /** Wait until the double has made `n` deliveries and the leader finished the work they started. */
@@ -117,17 +109,14 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     configFile,
     cacheRoot: join(root, 'cache'),
     webhookSecret,
-    async addResearcher(opts) {
-      const { user, key, signer, repo, project, url } = await makeResearcher(gitlab, gpg, opts);
-      repos.push(repo);
-      return {
-        user,
-        key,
-        signer,
-        repo,
-        project,
-        push: (o) => repo.push(url, o),
-      };
+    async addResearcher(spec) {
+      const researcher = await makeResearcher(gitlab, gpg, spec, async (runId) => {
+        const run = leader.store.get(runId);
+        if (!run) throw new Error(`secd answered run ${runId}, which its store does not hold`);
+        return run;
+      });
+      repos.push(researcher.repo);
+      return researcher;
     },
     async waitForRun(runId, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;

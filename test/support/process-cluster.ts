@@ -8,29 +8,27 @@
  * what the tests of node and leader restarts need. Each process's output goes to a log file in the
  * cluster's folder; `logs()` returns it for failure messages.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
-import { startGitLabDouble, type DoubleProject, type DoubleUser, type GitLabDouble } from '../doubles/gitlab-double.js';
+import { startGitLabDouble, type GitLabDouble } from '../doubles/gitlab-double.js';
 import { writeFakeNvidiaSmi, type FakeNvidiaSmiFixture } from './fake-nvidia-smi.js';
+import { freePort } from './free-port.js';
 import type { ResearcherRepo } from './git-repo.js';
-import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from './gpg.js';
-import { BUSYBOX_IMAGE, ensureBusyboxImage } from './test-images.js';
+import { createGpgHome, type GpgHome } from './gpg.js';
+import { ensureBusyboxImage } from './test-images.js';
 import type { ApiNode, ApiRunDetail } from '../../web/api-schema.js';
 import { outputsVolumeName } from '../../daemon/executor/container-profile.js';
-import { makeResearcher } from './researcher.js';
+import { makeResearcher, type Researcher, type ResearcherSpec } from './researcher.js';
+import { CLI, runSecd } from './secd-cli.js';
 
-const run = promisify(execFile);
-
-/** The built CLI the processes run. */
-export const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
+// What the cluster tests push; it lives with the busybox image now.
+export { busyboxProject } from './test-images.js';
 
 /** A run as GET /api/v1/runs/:id shows it: the API's own type, like ApiNodeView. */
 export type ApiRun = ApiRunDetail;
@@ -38,16 +36,8 @@ export type ApiRun = ApiRunDetail;
 /** A node as GET /api/v1/nodes shows it: the API's own type, so the harness can't drift from it. */
 export type ApiNodeView = ApiNode;
 
-/** A researcher with a project of their own on the double. */
-export interface ClusterResearcher {
-  user: DoubleUser;
-  key: GpgKey;
-  signer: GitSigner;
-  repo: ResearcherRepo;
-  project: DoubleProject;
-  /** Commit `files` signed, push, and return the run id the leader answered with. */
-  pushRun(files: Record<string, string>, message?: string): Promise<string>;
-}
+/** A researcher of this harness: `pushRun` answers the run as GET /api/v1/runs/:id shows it. */
+export type ClusterResearcher = Researcher<ApiRun>;
 
 /** A `secd leader` or `secd node` process. */
 export interface ClusterProcess {
@@ -86,7 +76,8 @@ export interface ProcessCluster {
   smiDir(nodeId: string): string;
   /** Run `secd admin ...` against the leader's config; returns stdout. */
   admin(args: string[]): Promise<string>;
-  addResearcher(username: string, project: string): Promise<ClusterResearcher>;
+  /** Add a user with a fresh key uploaded to GitLab, a project they belong to, and a repo. */
+  addResearcher(spec: ResearcherSpec): Promise<ClusterResearcher>;
   getJson<T>(path: string): Promise<T>;
   run(id: string): Promise<ApiRun>;
   apiNodes(): Promise<ApiNodeView[]>;
@@ -111,18 +102,6 @@ export interface ProcessClusterOptions {
   tls?: { certFile: string; keyFile: string; caFile: string };
   /** Leave nodes unstarted (a test starts them). */
   startNodes?: boolean;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close(() => done(port));
-    });
-  });
 }
 
 /** Start the GitLab double, the leader and the nodes; resolves once every started node is up in the API. */
@@ -160,8 +139,9 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
   const runIds = new Set<string>();
 
   const admin = async (args: string[]): Promise<string> => {
-    const { stdout } = await run(process.execPath, [CLI, 'admin', ...args, '--config', leaderYml], { env: { ...process.env, SECD_LOG_LEVEL: 'warn' } });
-    return stdout;
+    const ran = await runSecd(['admin', ...args, '--config', leaderYml]);
+    if (ran.code !== 0) throw new Error(`secd admin ${args.join(' ')} exited ${ran.code}: ${ran.stderr}`);
+    return ran.stdout;
   };
 
   const leader = new ManagedProcess('leader', root, [CLI, 'leader', '--config', leaderYml], async () => {
@@ -229,29 +209,13 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
       return dir;
     },
     admin,
-    async addResearcher(username, projectPath) {
-      const { user, email, key, signer, repo, project, url } = await makeResearcher(gitlab, gpg, { username, project: projectPath });
-      repos.push(repo);
-      return {
-        user,
-        key,
-        signer,
-        repo,
-        project,
-        async pushRun(files, message = 'experiment') {
-          await repo.commit(message, { signer, committerEmail: email, files });
-          const before = gitlab.deliveries.length;
-          await repo.push(url);
-          await gitlab.idle();
-          const answer = gitlab.deliveries.slice(before).find((d) => d.status === 200 && d.responseBody.includes('run_id'));
-          if (!answer) {
-            throw new Error(`no run started: ${gitlab.deliveries.slice(before).map((d) => `${d.status} ${d.responseBody}${d.error ?? ''}`).join(' | ')}`);
-          }
-          const id = (JSON.parse(answer.responseBody) as { run_id: string }).run_id;
-          runIds.add(id);
-          return id;
-        },
-      };
+    async addResearcher(spec) {
+      const researcher = await makeResearcher(gitlab, gpg, spec, (runId) => {
+        runIds.add(runId);
+        return cluster.run(runId);
+      });
+      repos.push(researcher.repo);
+      return researcher;
     },
     getJson,
     run: (id) => getJson<ApiRun>(`/api/v1/runs/${id}`),
@@ -285,15 +249,6 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
     },
   };
   return cluster;
-}
-
-/** A Dockerfile for test projects: busybox and a shell script. */
-export function busyboxProject(script: string, secdYml?: string): Record<string, string> {
-  return {
-    Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCOPY run.sh /run.sh\nCMD ["/bin/sh", "/run.sh"]\n`,
-    'run.sh': script,
-    ...(secdYml === undefined ? {} : { 'secd.yml': secdYml }),
-  };
 }
 
 class ManagedProcess implements ClusterProcess {
