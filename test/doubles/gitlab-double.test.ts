@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { hermeticGitEnv } from '../../scheduler/common/git-env.js';
 import { ACCESS, BLANK_SHA, startGitLabDouble, type GitLabDouble, type DoubleProject, type DoubleUser, type PushEvent } from './gitlab-double.js';
 
 const TOKEN = 'admin-token-for-tests';
@@ -19,16 +20,11 @@ const SECRET = 'hook-secret';
 
 let scratch: string;
 const gitEnv = (): NodeJS.ProcessEnv => ({
-  PATH: process.env.PATH,
-  HOME: join(scratch, 'home'),
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_TERMINAL_PROMPT: '0',
+  ...hermeticGitEnv({ home: join(scratch, 'home') }),
   GIT_AUTHOR_NAME: 'Ada Researcher',
   GIT_AUTHOR_EMAIL: 'ada@example.org',
   GIT_COMMITTER_NAME: 'Ada Researcher',
   GIT_COMMITTER_EMAIL: 'ada@example.org',
-  LANG: 'C',
 });
 
 function git(cwd: string, ...args: string[]): Promise<string> {
