@@ -35,6 +35,11 @@ function ago(iso: string | null, now: Date): string {
   return `${Math.floor(s / 86400)}d ago`;
 }
 
+// A blank line, the section's title, then its table (or what to say when there is nothing to show).
+function section(title: string, empty: string, any: boolean, table: () => string): string[] {
+  return ['', title, any ? table() : empty];
+}
+
 function clock(iso: string | null): string {
   return iso ? iso.replace('T', ' ').replace(/(\.\d+)?Z$/, '') : '-';
 }
@@ -47,65 +52,59 @@ export function renderStatusTables(nodes: ApiNode[], runs: ApiRun[], queued: num
   const where = new Map(gpus.map((g) => [g.uuid, `${g.node}#${g.index}`]));
   const out: string[] = [];
   out.push(`Nodes up ${up}/${nodes.length} · GPUs busy ${busy}/${gpus.length} · runs queued ${queued >= 1000 ? '1000+' : queued}`);
-  out.push('');
-  out.push('NODES');
   out.push(
-    nodes.length
-      ? formatTable(
-          ['NODE', 'STATE', 'LAST SEEN', 'LOAD', 'MEMORY', 'CPUS', 'GPUS BUSY', 'RUNS'],
-          nodes.map((n) => [
-            n.id,
-            n.state,
-            ago(n.last_seen, now),
-            na(n.load, '', 2),
-            n.memory_bytes ? `${gib(n.memory_bytes)} GiB` : '-',
-            n.cpus ? String(n.cpus) : '-',
-            `${n.gpus.filter((g) => g.run_id !== null).length}/${n.gpus.length}`,
-            String(n.runs.length),
-          ]),
-          new Set([3, 4, 5, 6, 7]),
-        )
-      : '(no node has reported)',
+    ...section('NODES', '(no node has reported)', nodes.length > 0, () =>
+      formatTable(
+        ['NODE', 'STATE', 'LAST SEEN', 'LOAD', 'MEMORY', 'CPUS', 'GPUS BUSY', 'RUNS'],
+        nodes.map((n) => [
+          n.id,
+          n.state,
+          ago(n.last_seen, now),
+          na(n.load, '', 2),
+          n.memory_bytes ? `${gib(n.memory_bytes)} GiB` : '-',
+          n.cpus ? String(n.cpus) : '-',
+          `${n.gpus.filter((g) => g.run_id !== null).length}/${n.gpus.length}`,
+          String(n.runs.length),
+        ]),
+        new Set([3, 4, 5, 6, 7]),
+      ),
+    ),
   );
-  out.push('');
-  out.push('GPUS');
   out.push(
-    gpus.length
-      ? formatTable(
-          ['NODE', '#', 'NAME', 'UTIL', 'MEMORY (GiB)', 'TEMP', 'POWER', 'RUN'],
-          gpus.map((g) => [
-            g.node,
-            String(g.index),
-            g.name,
-            na(g.utilization_pct, '%'),
-            g.memory_used_bytes === null && g.memory_total_bytes === null ? 'N/A' : `${gib(g.memory_used_bytes)}/${gib(g.memory_total_bytes)}`,
-            na(g.temperature_c, 'C'),
-            na(g.power_w, 'W'),
-            g.run_id ?? '-',
-          ]),
-          new Set([1, 3, 4, 5, 6]),
-        )
-      : '(no GPUs)',
+    ...section('GPUS', '(no GPUs)', gpus.length > 0, () =>
+      formatTable(
+        ['NODE', '#', 'NAME', 'UTIL', 'MEMORY (GiB)', 'TEMP', 'POWER', 'RUN'],
+        gpus.map((g) => [
+          g.node,
+          String(g.index),
+          g.name,
+          na(g.utilization_pct, '%'),
+          g.memory_used_bytes === null && g.memory_total_bytes === null ? 'N/A' : `${gib(g.memory_used_bytes)}/${gib(g.memory_total_bytes)}`,
+          na(g.temperature_c, 'C'),
+          na(g.power_w, 'W'),
+          g.run_id ?? '-',
+        ]),
+        new Set([1, 3, 4, 5, 6]),
+      ),
+    ),
   );
-  out.push('');
-  out.push('RUNS (newest first)');
   out.push(
-    runs.length
-      ? formatTable(
-          ['RUN', 'PROJECT', 'USER', 'STATE', 'NODE', 'GPUS', 'PUSHED (UTC)', 'FINISHED (UTC)', 'REASON'],
-          runs.map((r) => [
-            r.id,
-            r.project,
-            r.user,
-            r.state,
-            r.node ?? '-',
-            r.gpus.length ? r.gpus.map((u) => where.get(u) ?? u.slice(0, 12)).join(',') : '-',
-            clock(r.created_at),
-            clock(r.finished_at),
-            r.reason.replace(/\s+/g, ' '),
-          ]),
-        )
-      : '(no runs)',
+    ...section('RUNS (newest first)', '(no runs)', runs.length > 0, () =>
+      formatTable(
+        ['RUN', 'PROJECT', 'USER', 'STATE', 'NODE', 'GPUS', 'PUSHED (UTC)', 'FINISHED (UTC)', 'REASON'],
+        runs.map((r) => [
+          r.id,
+          r.project,
+          r.user,
+          r.state,
+          r.node ?? '-',
+          r.gpus.length ? r.gpus.map((u) => where.get(u) ?? u.slice(0, 12)).join(',') : '-',
+          clock(r.created_at),
+          clock(r.finished_at),
+          r.reason.replace(/\s+/g, ' '),
+        ]),
+      ),
+    ),
   );
   return `${out.join('\n')}\n`;
 }
