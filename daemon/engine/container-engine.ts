@@ -1,6 +1,7 @@
 /**
  * The node's port to the container engine, in secd's own types. The only adapter is
- * daemon/engine/docker-engine.ts (the one file that imports dockerode); the executor's tests use fakes.
+ * daemon/engine/docker-engine.ts (the one file that imports dockerode); the executor's and the node
+ * runs' tests use the in-memory test/doubles/fake-container-engine.ts behind the same port.
  */
 
 /** A host path made visible in the container (caches, datasets); /outputs is a volume, see VolumeMount. */
