@@ -8,7 +8,7 @@
 import type { Log } from '../../scheduler/common/log.js';
 import { errorText } from '../../scheduler/common/errors.js';
 import { PROTOCOL_VERSION, type HelloMessage, type StatusMessage } from '../../scheduler/contract/protocol.js';
-import { NodeRuns } from './node-runs.js';
+import { failedOutcome, NodeRuns } from './node-runs.js';
 import type { RunOutcome, RunPhase, RunSpec } from '../../scheduler/contract/run-spec.js';
 import type { ExecutorDeps } from '../executor/run-executor.js';
 import { readInventory, readStatus, type NodeSensors } from '../telemetry/node-report.js';
@@ -123,16 +123,7 @@ export class LocalNode {
     if (!this.reports) throw new Error('LocalNode.assign before attach');
     this.runs.assign(spec).catch((err: unknown) => {
       this.opts.log.error({ err, runId: spec.runId }, 'could not take the run');
-      this.reports?.onResult(this.id, spec.runId, {
-        end: 'failed',
-        reason: `the node could not take the run: ${errorText(err)}`,
-        exitCode: null,
-        imageId: null,
-        branch: null,
-        outputsPath: null,
-        startedAt: null,
-        finishedAt: new Date().toISOString(),
-      });
+      this.reports?.onResult(this.id, spec.runId, failedOutcome(`the node could not take the run: ${errorText(err)}`, this.opts.now()));
     });
   }
 

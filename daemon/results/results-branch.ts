@@ -16,6 +16,7 @@ import { isErrno } from '../../scheduler/common/errors.js';
 import { redactCredentials } from '../../scheduler/common/redact.js';
 import { describeGitFailure, gitRemote, runGit, type GitSetting } from './node-git.js';
 import type { LeftOut, OutputsManifest, RunReport } from '../../scheduler/contract/run-spec.js';
+import { isCommitId } from '../../scheduler/contract/commit-id.js';
 
 /** What both delivery paths need: which run, what it wrote, what secd says about it. */
 export interface ResultsContent {
@@ -97,7 +98,7 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   try {
     // No --quiet: git's complaint is what the reason quotes.
     const found = (await git(['rev-parse', '--verify', `${commit}^{commit}`])).trim();
-    if (!/^[0-9a-f]{40,64}$/.test(found)) return fail('bad_commit', `run commit ${commit} is not in the workspace`);
+    if (!isCommitId(found)) return fail('bad_commit', `run commit ${commit} is not in the workspace`);
   } catch (e) {
     return fail('bad_commit', `run commit ${commit} is not in the workspace`, e);
   }
