@@ -22,7 +22,8 @@ import { freePort } from './free-port.js';
 import type { ResearcherRepo } from './git-repo.js';
 import { createGpgHome, type GpgHome } from './gpg.js';
 import { ensureBusyboxImage } from './test-images.js';
-import type { ApiNode, ApiRunDetail } from '../../web/api-schema.js';
+import type { z } from 'zod';
+import { apiNodesAnswerSchema, apiRunDetailSchema, type ApiNode, type ApiRunDetail } from '../../web/api-schema.js';
 import { outputsVolumeName } from '../../daemon/executor/container-profile.js';
 import { makeResearcher, type Researcher, type ResearcherSpec } from './researcher.js';
 import { CLI, runSecd } from './secd-cli.js';
@@ -78,7 +79,8 @@ export interface ProcessCluster {
   admin(args: string[]): Promise<string>;
   /** Add a user with a fresh key uploaded to GitLab, a project they belong to, and a repo. */
   addResearcher(spec: ResearcherSpec): Promise<ClusterResearcher>;
-  getJson<T>(path: string): Promise<T>;
+  /** GET a path of the leader's API and read the answer with `schema` (one of web/api-schema.ts). */
+  getJson<T>(path: string, schema: z.ZodType<T>): Promise<T>;
   run(id: string): Promise<ApiRun>;
   apiNodes(): Promise<ApiNodeView[]>;
   /** Poll `check` every 100 ms until it returns a value that is not undefined/false. */
@@ -151,12 +153,15 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
   await leader.start();
   gitlab.addWebhook({ url: `${leaderUrl}/v1/hook`, secret: webhookSecret, kind: 'system' });
 
-  const getJson = async <T>(path: string): Promise<T> => {
+  // Read with the API's own schemas: an answer that drifts from them fails the test that reads it.
+  const getJson = async <T>(path: string, schema: z.ZodType<T>): Promise<T> => {
     const res = await request(`${leaderUrl}${path}`, ca);
     if (res.status !== 200) throw new Error(`GET ${path} answered ${res.status}: ${res.body}`);
-    return JSON.parse(res.body) as T;
+    const read = schema.safeParse(JSON.parse(res.body));
+    if (!read.success) throw new ApiShapeError(path, read.error);
+    return read.data;
   };
-  const apiNodes = async () => (await getJson<{ nodes: ApiNodeView[] }>('/api/v1/nodes')).nodes;
+  const apiNodes = async () => (await getJson('/api/v1/nodes', apiNodesAnswerSchema)).nodes;
 
   const nodes = new Map<string, ClusterProcess>();
   const smiDirs = new Map<string, string>();
@@ -218,14 +223,18 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
       return researcher;
     },
     getJson,
-    run: (id) => getJson<ApiRun>(`/api/v1/runs/${id}`),
+    run: (id) => getJson(`/api/v1/runs/${id}`, apiRunDetailSchema),
     apiNodes,
     waitFor: (what, check, timeoutMs = 60_000) => waitUntil(what, check, timeoutMs, () => cluster.logs()),
     waitForRunState: (id, states, timeoutMs = 60_000) =>
       cluster.waitFor(
         `run ${id} to be ${states.join(' or ')}`,
         async () => {
-          const r = await cluster.run(id).catch(() => undefined);
+          // A leader that is restarting answers nothing for a while; an answer of the wrong shape is a bug.
+          const r = await cluster.run(id).catch((err: unknown) => {
+            if (err instanceof ApiShapeError) throw err;
+            return undefined;
+          });
           return r && states.includes(r.state) ? r : undefined;
         },
         timeoutMs,
@@ -249,6 +258,15 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
     },
   };
   return cluster;
+}
+
+/** The leader's API answered something its own schema (web/api-schema.ts) does not describe. */
+class ApiShapeError extends Error {
+  constructor(path: string, error: z.ZodError) {
+    const issue = error.issues[0];
+    super(`GET ${path} answered a shape web/api-schema.ts does not describe: ${issue ? `${issue.path.join('.')}: ${issue.message}` : error.message}`);
+    this.name = 'ApiShapeError';
+  }
 }
 
 class ManagedProcess implements ClusterProcess {
