@@ -44,4 +44,18 @@ describe('scheduling queued runs', () => {
     expect(store.get(fourth.id)?.state).toBe('queued');
     expect(warm.assigned.map((s) => s.runId)).toEqual([first.id, second.id]);
   });
+
+  it('a planning round asked for just before shutdown does not run once the lifecycle is closed', async () => {
+    const node = fakeNode('gpu-01', { gpuCount: 1 });
+    t = lifecycleFixture([node]);
+    t.runIn('queued');
+    t.lifecycle.scheduleSoon();
+    await t.lifecycle.close();
+    // The leader closes its database right after the lifecycle: the queued tick must not touch it.
+    t.db.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(node.assigned).toEqual([]);
+    t = undefined;
+  });
 });

@@ -106,6 +106,8 @@ export class RunLifecycle {
     this.scheduleQueued = true;
     setImmediate(() => {
       this.scheduleQueued = false;
+      // close() may have come between the request and this tick: its database may be gone.
+      if (this.isClosed) return;
       const refused = scheduleRound(this.ctx);
       // A placement refused at apply means the cluster changed under the plan: plan once more at
       // once against the new state. Only once in a row, so a disagreement can never spin.
