@@ -14,13 +14,13 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectClient, type ClientSocket } from '../../scheduler/common/websocket.js';
 import { encodeMessage, PROTOCOL_VERSION, type StatusMessage } from '../../scheduler/contract/protocol.js';
 import { openDatabase } from '../../storage/database.js';
 import { NodeStore } from '../../storage/node-store.js';
+import { freePort } from '../support/free-port.js';
 
 const NODES = Number(process.argv[2] ?? 1000);
 const WINDOW_S = Number(process.argv[3] ?? 30);
@@ -28,18 +28,6 @@ const INTERVAL_MS = Number(process.argv[4] ?? 2000);
 const GPUS = 8;
 const CLI = resolve(import.meta.dirname, '../../daemon/cli.js');
 const CLOCK_TICKS = 100; // USER_HZ on Linux
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      srv.close(() => done(port));
-    });
-  });
-}
 
 function get(url: string): Promise<{ status: number; body: string }> {
   return new Promise((done, fail) => {
