@@ -3,22 +3,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from './database.js';
-import { RunStore, type NewRun } from './run-store.js';
+import { RunStore } from './run-store.js';
+import { aNewRun } from '../test/support/run-rows.js';
 import { IN_FLIGHT_STATES, RUN_STATES, RUN_TRANSITIONS, isInFlight, isTerminal } from './run-states.js';
 
-const aRun = (over: Partial<NewRun> = {}): NewRun => ({
-  id: 'r1',
-  projectId: 7,
-  project: 'lab/model',
-  ref: 'refs/heads/main',
-  beforeSha: '0'.repeat(40),
-  commit: 'a'.repeat(40),
-  user: 'alice',
-  userId: 1,
-  deliveryKey: 'k1',
-  fetchUrl: 'http://127.0.0.1/lab/model.git',
-  ...over,
-});
+const aRun = aNewRun;
 
 describe('run store', () => {
   it('records every transition in the audit log with its reason', () => {

@@ -6,17 +6,9 @@ import type { GpuSample } from '../telemetry/gpu-reading.js';
 import { NodeAgent, reconnectDelay, type NodeAgentDeps } from './node-agent.js';
 import type { NodeRunsEvents } from './node-runs.js';
 import type { ClientSocket, ClientSocketHandlers } from '../../scheduler/common/websocket.js';
+import { aRunOutcome } from '../../test/support/test-images.js';
 
-const outcome: RunOutcome = {
-  end: 'succeeded',
-  reason: 'succeeded',
-  exitCode: 0,
-  imageId: null,
-  branch: 'secd-x',
-  outputsPath: 'outputs/x',
-  startedAt: null,
-  finishedAt: '2026-01-01T00:00:00.000Z',
-};
+const outcome = aRunOutcome();
 
 const spec = (runId: string, gpus: string[] = []): RunSpec => ({
   runId,

@@ -6,6 +6,7 @@ import { CLOSE_CODES, NodeRegistry, type NodeRunReports } from './node-registry.
 import type { NodeConnection } from './remote-node.js';
 import { encodeMessage, PROTOCOL_VERSION, type HelloMessage, type LeaderMessage, type NodeMessage } from '../contract/protocol.js';
 import type { RunOutcome, RunSpec } from '../contract/run-spec.js';
+import { aRunOutcome } from '../../test/support/test-images.js';
 
 const TIMEOUT = 20_000;
 
@@ -27,16 +28,7 @@ function aSpec(runId: string): RunSpec {
   };
 }
 
-const outcome: RunOutcome = {
-  end: 'succeeded',
-  reason: 'succeeded',
-  exitCode: 0,
-  imageId: null,
-  branch: 'secd-x',
-  outputsPath: 'outputs/x',
-  startedAt: null,
-  finishedAt: '2026-01-01T00:00:00.000Z',
-};
+const outcome = aRunOutcome();
 
 function helloFrom(nodeId: string, over: Partial<HelloMessage> = {}): HelloMessage {
   return {

@@ -8,21 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
-import { RunStore, type NewRun } from '../../storage/run-store.js';
+import { RunStore } from '../../storage/run-store.js';
+import { aNewRun } from '../support/run-rows.js';
 import { runSecd as secd } from '../support/secd-cli.js';
 
-const aRun = (id: string): NewRun => ({
-  id,
-  projectId: 7,
-  project: 'lab/model',
-  ref: 'refs/heads/main',
-  beforeSha: '0'.repeat(40),
-  commit: 'a'.repeat(40),
-  user: 'alice',
-  userId: 3,
-  deliveryKey: `delivery-${id}`,
-  fetchUrl: 'https://gitlab.lab.example/lab/model.git',
-});
+const aRun = (id: string) => aNewRun({ id, deliveryKey: `delivery-${id}` });
 
 describe('secd admin backup', () => {
   let work: string;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { ContainerEngine, ContainerRequest } from '../../daemon/engine/container-engine.js';
 import { containerRequestFor } from '../../daemon/executor/container-profile.js';
 import type { ExecutorSettings } from '../../daemon/executor/executor-deps.js';
-import type { RunSpec } from '../../scheduler/contract/run-spec.js';
+import type { RunOutcome, RunSpec } from '../../scheduler/contract/run-spec.js';
 
 /** The tag test projects start `FROM`. */
 export const BUSYBOX_IMAGE = 'secd-test/busybox:1';
@@ -58,6 +58,21 @@ export function aRunSpec(runId: string, over: Partial<RunSpec> = {}): RunSpec {
     env: {},
     warnings: [],
     createdAt: '2026-03-05T14:00:00.000Z',
+    ...over,
+  };
+}
+
+/** A run outcome as a node reports it (a success unless `over` says otherwise). */
+export function aRunOutcome(over: Partial<RunOutcome> = {}): RunOutcome {
+  return {
+    end: 'succeeded',
+    reason: 'succeeded',
+    exitCode: 0,
+    imageId: null,
+    branch: 'secd-x',
+    outputsPath: 'outputs/x',
+    startedAt: null,
+    finishedAt: '2026-01-01T00:00:00.000Z',
     ...over,
   };
 }
