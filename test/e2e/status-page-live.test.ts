@@ -15,9 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster, type Researcher } from '../support/cluster-harness.js';
 import { setFakeGpuValues, writeFakeNvidiaSmi } from '../support/fake-nvidia-smi.js';
 import { launchChromium } from '../support/status-page-fixtures.js';
+import { CLI } from '../support/secd-cli.js';
 import { BUSYBOX_IMAGE } from '../support/test-images.js';
 
-const CLI = resolve(import.meta.dirname, '../../dist/daemon/cli.js');
 const ARTIFACTS = resolve(import.meta.dirname, '../../test-artifacts');
 const FIXTURE = 'telegraf_2x-rtx-a5000_drv590.44.01_processes.xml';
 const GPU0 = 'GPU-12345678-aaaa-bbbb-cccc-0123456789cd';
@@ -106,19 +106,9 @@ describe('status page of a running cluster with a `secd node`', () => {
 
   it('shows a finished run and a run queued behind the busy GPUs, with their states', async () => {
     const ada: Researcher = await cluster.addResearcher({ username: 'ada', project: 'lab/quick' });
-    await ada.repo.commit('cpu run', { signer: ada.signer, committerEmail: ada.user.email, files: { Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCMD ["true"]\n` } });
-    await ada.push();
+    const quick = (await ada.pushRun({ Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCMD ["true"]\n` }, { message: 'cpu run' })).id;
     const bob: Researcher = await cluster.addResearcher({ username: 'bob', project: 'lab/big' });
-    await bob.repo.commit('gpu run', {
-      signer: bob.signer,
-      committerEmail: bob.user.email,
-      files: { Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCMD ["true"]\n`, 'secd.yml': 'gpu: 1\n' },
-    });
-    await bob.push();
-    await cluster.gitlab.idle();
-    const ids = cluster.gitlab.deliveries.map((d) => (JSON.parse(d.responseBody) as { run_id?: string }).run_id).filter(Boolean) as string[];
-    expect(ids).toHaveLength(2);
-    const [quick, big] = ids as [string, string];
+    const big = (await bob.pushRun({ Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCMD ["true"]\n`, 'secd.yml': 'gpu: 1\n' }, { message: 'gpu run' })).id;
     expect((await cluster.waitForRun(quick)).state).toBe('succeeded');
 
     const recent = page.locator('#recent-body');

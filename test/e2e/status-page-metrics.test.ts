@@ -96,11 +96,8 @@ describe('/metrics of a real leader after a signed push ran', () => {
 
   it('observes the webhook and the queued → assigned latency, and counts the run as succeeded', async () => {
     const ada = await cluster.addResearcher({ username: 'ada', project: 'lab/metrics' });
-    await ada.repo.commit('run', { signer: ada.signer, committerEmail: ada.user.email, files: { Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCMD ["true"]\n` } });
-    await ada.push();
-    await cluster.gitlab.idle();
-    const answer = cluster.gitlab.deliveries.find((d) => d.responseBody.includes('run_id'))!;
-    const run = await cluster.waitForRun((JSON.parse(answer.responseBody) as { run_id: string }).run_id);
+    const pushed = await ada.pushRun({ Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCMD ["true"]\n` }, { message: 'run' });
+    const run = await cluster.waitForRun(pushed.id);
     expect(run.state, run.reason).toBe('succeeded');
 
     const { families } = await scrape(cluster.leader.url);
