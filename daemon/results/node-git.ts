@@ -1,6 +1,7 @@
 /**
- * The node's one door to git: the checkout of a run's commit (executor/git-checkout.ts) and the push of
- * its results (results-branch.ts) run git here and nowhere else on the node.
+ * The node's one door to git: the checkout of a run's commit (executor/git-checkout.ts), the push of
+ * its results (results-branch.ts) and the commit `secd run` names (wiring/local-run.ts) run git here
+ * and nowhere else on the node.
  *
  * - Hermetic: git gets scheduler/common/git-env.ts's environment (no system or global config, no hooks
  *   from the host, no prompt), and the settings secd needs travel with it as GIT_CONFIG_* variables,
@@ -16,6 +17,7 @@ import { execFile } from 'node:child_process';
 import { errorText } from '../../scheduler/common/errors.js';
 import { hermeticGitEnv } from '../../scheduler/common/git-env.js';
 import { urlSecrets } from '../../scheduler/common/redact.js';
+import { isCommitId } from '../../scheduler/contract/commit-id.js';
 
 /** A git setting, as `git -c key=value` would give it. */
 export interface GitSetting {
@@ -71,6 +73,16 @@ export function runGit(args: readonly string[], call: GitCall): Promise<string> 
       reject(new GitFailure(said.trim() === '' ? err.message : said, exitCode));
     });
   });
+}
+
+/** The commit checked out in the repository at `dir`, or null when it is none (no repository, no commit). */
+export async function readHead(dir: string): Promise<string | null> {
+  try {
+    const sha = (await runGit(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { cwd: dir })).trim();
+    return isCommitId(sha) ? sha : null;
+  } catch {
+    return null;
+  }
 }
 
 /**

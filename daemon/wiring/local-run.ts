@@ -4,19 +4,17 @@
  * `<dir>/outputs/<stamp>-<run id>/`.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { basename, join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { newRunId } from '../../storage/run-id.js';
-import { hermeticGitEnv } from '../../scheduler/common/git-env.js';
 import type { Log } from '../../scheduler/common/log.js';
 import { resolveRunConfig } from '../../scheduler/policy/project-policy.js';
 import type { UpConfig } from '../config/up-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';
 import { executeRun } from '../executor/run-executor.js';
+import { readHead } from '../results/node-git.js';
 import type { RunOutcome } from '../../scheduler/contract/run-spec.js';
-import { isCommitId } from '../../scheduler/contract/commit-id.js';
 
 /** Where `secd run` writes what a person reads. */
 export interface LocalRunOutput {
@@ -52,7 +50,7 @@ export async function runLocalProject(
   const spec = {
     runId,
     project: basename(projectDir),
-    commit: headCommit(projectDir),
+    commit: (await readHead(projectDir)) ?? 'working-tree',
     source: projectDir,
     user: localUser(),
     signer: null,
@@ -75,19 +73,6 @@ export async function runLocalProject(
     ...(deps.signal ? { signal: deps.signal } : {}),
   });
   return { ok: true, runId, outcome };
-}
-
-function headCommit(dir: string): string {
-  // git trusts a repository owned by whoever ran `sudo secd run` only when it sees SUDO_UID, which the
-  // hermetic recipe does not pass on its own.
-  const sudoUid = process.env.SUDO_UID;
-  const env = { ...hermeticGitEnv(), ...(sudoUid ? { SUDO_UID: sudoUid } : {}) };
-  try {
-    const sha = execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], { env, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    return isCommitId(sha) ? sha : 'working-tree';
-  } catch {
-    return 'working-tree';
-  }
 }
 
 function localUser(): string {

@@ -6,9 +6,12 @@
  * hanging a daemon.
  */
 
-/** Variables passed through from the caller's environment (never GIT_DIR, EDITOR, PAGER...). */
+/**
+ * Variables passed through from the caller's environment (never GIT_DIR, EDITOR, PAGER...). SUDO_UID
+ * lets git, run as root by `sudo secd run`, trust the repository of the user who ran sudo.
+ */
 const PASSED_ENV = [
-  'PATH', 'HOME', 'TMPDIR',
+  'PATH', 'HOME', 'TMPDIR', 'SUDO_UID',
   'http_proxy', 'https_proxy', 'no_proxy', 'all_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY',
   'GIT_SSL_CAINFO', 'GIT_SSL_CAPATH', 'SSL_CERT_FILE', 'SSL_CERT_DIR',
 ] as const;
