@@ -68,7 +68,7 @@ export class NodeAgent {
     deps.runs.attach({
       phase: (runId, phase, at) => this.send({ type: 'run.event', run_id: runId, phase, at }),
       result: (runId, outcome) => {
-        if (this.send({ type: 'run.result', run_id: runId, outcome })) this.resultSentAt.set(runId, Date.now());
+        if (this.send({ type: 'run.result', run_id: runId, outcome })) this.resultSentAt.set(runId, this.deps.now().getTime());
       },
     });
   }
@@ -200,7 +200,7 @@ export class NodeAgent {
 
   private resendResults(resendMs: number): void {
     if (!this.welcomed) return;
-    const now = Date.now();
+    const now = this.deps.now().getTime();
     for (const { runId, outcome } of this.deps.runs.pendingResults()) {
       const sent = this.resultSentAt.get(runId);
       if (sent !== undefined && now - sent < resendMs) continue;

@@ -57,6 +57,8 @@ export interface GpuTelemetryOptions {
   processRefreshMs?: number;
   /** Limit for one `-q -x` run, default 10 s. */
   timeoutMs?: number;
+  /** The clock (milliseconds) that ages the process lists and times a silent stream; default `Date.now`. */
+  nowMs?: () => number;
 }
 
 // hello's inventory entry; the wire allows no negative size.
@@ -87,6 +89,7 @@ function failureReporter(log: Log): { failure(f: NvidiaSmiFailure): void; succes
 
 /** Starts GPU telemetry over `command`; nothing is spawned until the first call. */
 export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
+  const nowMs = opts.nowMs ?? Date.now;
   const mode = opts.mode ?? 'stream';
   const intervalMs = Math.max(50, Math.round(opts.intervalMs ?? 1000));
   const processRefreshMs = opts.processRefreshMs ?? 10_000;
@@ -110,7 +113,7 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
     if (!xmlInFlight) {
       xmlInFlight = queryNvidiaSmiXml(opts.command, timeoutMs).then((result) => {
         xmlInFlight = null;
-        lastXml = { at: Date.now(), result };
+        lastXml = { at: nowMs(), result };
         if (result.ok) {
           lastGood = { at: lastXml.at, gpus: result.gpus };
           xmlReport.success();
@@ -200,7 +203,7 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
     let ended = false;
     const self: Stream = {
       child,
-      startedAt: Date.now(),
+      startedAt: nowMs(),
       delivered: false,
       end(why, details, { kill, missing = false }) {
         if (ended) return;
@@ -228,7 +231,7 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
       if (parsed.kind === 'row') {
         const s = sampleFromQueryGpuRow(parsed.row);
         if (s.ok) {
-          lastLineAt = Date.now();
+          lastLineAt = nowMs();
           latest.set(s.sample.uuid, { sample: s.sample, at: lastLineAt });
           self.delivered = true;
           everDelivered = true;
@@ -248,7 +251,7 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
     if (closed || pollFallback) return;
     const current = stream;
     if (current) {
-      const silentMs = Date.now() - Math.max(lastLineAt, current.startedAt);
+      const silentMs = nowMs() - Math.max(lastLineAt, current.startedAt);
       // Alive but silent (a GPU fallen off the bus can hang nvidia-smi): replace it.
       if (silentMs > staleAfterMs) current.end('went silent', { silent_ms: silentMs }, { kill: true });
       return;
@@ -277,7 +280,7 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
   async function sampleStream(): Promise<GpuSample[]> {
     // Processes (and the GPU list) come from -q -x, refreshed in the background once stale.
     const xml = lastXml ? lastXml.result : await refreshXml();
-    if (lastXml && Date.now() - lastXml.at >= processRefreshMs) void refreshXml();
+    if (lastXml && nowMs() - lastXml.at >= processRefreshMs) void refreshXml();
     if (!xml.ok && xml.code === 'missing') return [];
     const listed = gpusAfter(xml);
 
@@ -286,7 +289,7 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
     if (needsWait && stream) await waitForLines(listed.map((g) => g.uuid));
     if (pollFallback) return gpusAfter(await refreshXml()).map(toSample);
 
-    const now = Date.now();
+    const now = nowMs();
     const bySeen = new Map<string, GpuSample>();
     for (const [uuid, entry] of latest) {
       if (now - entry.at <= staleAfterMs) bySeen.set(uuid, entry.sample);

@@ -44,6 +44,8 @@ export interface HostTelemetryOptions {
   diskTimeoutMs?: number;
   /** How long disk figures are reused before df runs again, default 10 s (0: every sample). */
   diskRefreshMs?: number;
+  /** The clock (milliseconds) that ages the disk figures and times a slow df; default `Date.now`. */
+  nowMs?: () => number;
 }
 
 type Disk = { totalBytes: number; freeBytes: number } | null;
@@ -92,6 +94,7 @@ function wholeBytes(n: number): number {
 
 /** Creates host telemetry reporting the filesystem that holds `diskPath`. */
 export function createHostTelemetry(opts: HostTelemetryOptions): HostTelemetry {
+  const nowMs = opts.nowMs ?? Date.now;
   const diskTimeoutMs = opts.diskTimeoutMs ?? 5_000;
   const diskRefreshMs = opts.diskRefreshMs ?? 10_000;
   let lastDisk: { at: number; disk: Disk } | null = null;
@@ -102,12 +105,12 @@ export function createHostTelemetry(opts: HostTelemetryOptions): HostTelemetry {
 
   function queryDisk(): Promise<Disk> {
     if (diskInFlight) return diskInFlight;
-    diskStartedAt = Date.now();
+    diskStartedAt = nowMs();
     diskInFlight = diskHolding(opts.diskPath)
       .then(({ disk, why }) => {
         if (why !== lastWhy && why) log?.warn({ disk_path: opts.diskPath }, `disk of cache_root unknown: ${why}`);
         lastWhy = why;
-        lastDisk = { at: Date.now(), disk };
+        lastDisk = { at: nowMs(), disk };
         return disk;
       })
       .catch((err: unknown) => {
@@ -126,13 +129,13 @@ export function createHostTelemetry(opts: HostTelemetryOptions): HostTelemetry {
     async sample() {
       const memory = si.mem();
       let disk: Disk | 'timeout';
-      if (lastDisk && Date.now() - lastDisk.at < diskRefreshMs) {
+      if (lastDisk && nowMs() - lastDisk.at < diskRefreshMs) {
         disk = lastDisk.disk;
       } else {
         // A df still running from an earlier sample is waited for only up to its own deadline.
-        const started = diskInFlight ? diskStartedAt : Date.now();
+        const started = diskInFlight ? diskStartedAt : nowMs();
         const query = queryDisk();
-        const waitMs = Math.max(0, started + diskTimeoutMs - Date.now());
+        const waitMs = Math.max(0, started + diskTimeoutMs - nowMs());
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<'timeout'>((resolve) => {
           timer = setTimeout(() => resolve('timeout'), waitMs);
