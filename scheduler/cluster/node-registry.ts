@@ -67,6 +67,8 @@ export class NodeRegistry {
   private readonly persistSeenMs: number;
   /** Node ids that are not ours to give out (the in-process node). */
   private readonly reserved = new Set<string>();
+  // Last view handed out per node (see views()); weak, so a forgotten node takes its view with it.
+  private readonly viewCache = new WeakMap<RemoteNode, { lastSeenMs: number | null; view: NodeView }>();
 
   constructor(private readonly deps: NodeRegistryDeps) {
     this.startedMs = deps.now().getTime();
@@ -119,16 +121,29 @@ export class NodeRegistry {
     return new Date(node.downSinceMs);
   }
 
-  /** The API's view of every node. */
+  /**
+   * The API's view of every node. The status page's feed asks several times a second over every node:
+   * a node whose state, hello, status and last-seen time did not change keeps its view object (and
+   * its ISO time is not formatted again), so the API's cache (web/api-nodes.ts) finds it unchanged.
+   */
   views(): NodeView[] {
     const nowMs = this.deps.now().getTime();
-    return this.handles().map((n) => ({
-      id: n.id,
-      state: n.state(nowMs),
-      lastSeen: n.lastSeenMs === null ? null : new Date(n.lastSeenMs).toISOString(),
-      hello: n.hello,
-      status: n.status,
-    }));
+    return this.handles().map((n) => {
+      const state = n.state(nowMs);
+      const cached = this.viewCache.get(n);
+      if (cached && cached.lastSeenMs === n.lastSeenMs && cached.view.state === state && cached.view.hello === n.hello && cached.view.status === n.status) {
+        return cached.view;
+      }
+      const view: NodeView = {
+        id: n.id,
+        state,
+        lastSeen: n.lastSeenMs === null ? null : new Date(n.lastSeenMs).toISOString(),
+        hello: n.hello,
+        status: n.status,
+      };
+      this.viewCache.set(n, { lastSeenMs: n.lastSeenMs, view });
+      return view;
+    });
   }
 
   /**
