@@ -1,7 +1,7 @@
 /**
  * Wires a networked node (`secd node`) from node.yml: the only place that creates its container
  * engine, GPU and host telemetry, executor and websocket client. `secd up`'s in-process node is wired
- * by wiring/leader.ts instead, because it reports through the leader's own process.
+ * by wiring/up.ts (started from wiring/leader.ts) instead, because it reports through the leader's own process.
  *
  * Choices made here:
  * - Every run on disk is recovered (its container adopted) before the first hello, so the leader

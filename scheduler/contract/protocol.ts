@@ -30,7 +30,7 @@ export const MAX_MESSAGE_BYTES = 1024 * 1024;
  */
 export const runIdSchema = z.string().regex(RUN_ID_PATTERN, 'must be a run id (letters, digits, "_" or "-")');
 
-/** Node ids as config.ts accepts them (hostname-like). */
+/** Node ids as daemon/config/node-config.ts accepts them (hostname-like). */
 export const nodeIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be a node id');
 
 const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 time');
