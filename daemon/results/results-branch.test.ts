@@ -1,13 +1,21 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+/**
+ * Delivering a run's results as git: one new branch on the project's remote, a child of the run's
+ * commit, carrying /outputs byte for byte with run.json and both logs, whatever a hostile run or the
+ * repository's own .gitignore/.gitattributes try; refusals that never overwrite; and the same tree
+ * written to a local folder for `secd run`. Real git, a bare repository as the remote.
+ */
+import { execFileSync } from 'node:child_process';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pushResultsBranch, writeLocalResults, type ResultsContent } from './results-branch.js';
 import { resultsStamp } from './results-stamp.js';
+import { hermeticGitEnv } from '../../scheduler/common/git-env.js';
 import type { RunReport } from '../../scheduler/contract/run-spec.js';
+import { branchFiles, diskFiles, remoteHeads } from '../../test/support/file-trees.js';
+import { freePort } from '../../test/support/free-port.js';
+import { startGitHttpServer } from '../../test/support/git-http-server.js';
 
 const SECRET = 'TOP-SECRET-dataset-row-4411';
 const TOKEN = 'glpat-s3cr3t-t0ken-XYZ';
@@ -28,18 +36,12 @@ afterEach(async () => {
 });
 
 const testGitEnv = {
-  PATH: process.env.PATH ?? '/usr/bin:/bin',
-  HOME: '/nonexistent',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: '/dev/null',
+  // The project's own eol=crlf attributes would make the test's git warn on every add.
+  ...hermeticGitEnv({ home: '/nonexistent', config: [{ key: 'core.safecrlf', value: 'false' }] }),
   GIT_AUTHOR_NAME: 'Researcher',
   GIT_AUTHOR_EMAIL: 'researcher@example.org',
   GIT_COMMITTER_NAME: 'Researcher',
   GIT_COMMITTER_EMAIL: 'researcher@example.org',
-  // The project's own eol=crlf attributes would make the test's git warn on every add.
-  GIT_CONFIG_COUNT: '1',
-  GIT_CONFIG_KEY_0: 'core.safecrlf',
-  GIT_CONFIG_VALUE_0: 'false',
 };
 
 function git(cwd: string, ...args: string[]): string {
@@ -155,38 +157,6 @@ const HOSTILE_LEFT_OUT = [
   { path: 'weird/.GIT', reason: 'reserved_name' },
 ];
 
-/** Every file of a commit's tree under `prefix`, as path -> { mode, content }. */
-function branchFiles(repo: string, rev: string, prefix: string): Map<string, { mode: string; content: Buffer }> {
-  const out = new Map<string, { mode: string; content: Buffer }>();
-  const listing = gitBytes(repo, 'ls-tree', '-r', '-z', rev, '--', prefix).toString('utf8');
-  for (const entry of listing.split('\0').filter((e) => e !== '')) {
-    const [meta, path] = entry.split('\t') as [string, string];
-    const [mode, , sha] = meta.split(' ') as [string, string, string];
-    out.set(path.slice(prefix.length + 1), { mode, content: gitBytes(repo, 'cat-file', 'blob', sha) });
-  }
-  return out;
-}
-
-/** Every file under a folder on disk, in the shape of branchFiles. */
-async function diskFiles(dir: string, prefix = ''): Promise<Map<string, { mode: string; content: Buffer }>> {
-  const out = new Map<string, { mode: string; content: Buffer }>();
-  for (const name of await readdir(dir)) {
-    const path = join(dir, name);
-    const st = await lstat(path);
-    if (st.isDirectory()) {
-      for (const [k, v] of await diskFiles(path, `${prefix}${name}/`)) out.set(k, v);
-    } else {
-      expect(st.isFile()).toBe(true);
-      out.set(`${prefix}${name}`, { mode: (st.mode & 0o111) !== 0 ? '100755' : '100644', content: await readFile(path) });
-    }
-  }
-  return out;
-}
-
-function remoteHeads(remote: string): string[] {
-  return git(remote, 'for-each-ref', '--format=%(refname)', 'refs/').split('\n').filter((l) => l !== '').sort();
-}
-
 describe('pushResultsBranch', () => {
   it('pushes one new branch, a child of the run commit, carrying the outputs, run.json and both logs', async () => {
     const project = await aProject();
@@ -296,7 +266,7 @@ describe('pushResultsBranch', () => {
     const outputs = join(root, 'outputs');
     await mkdir(outputs);
     await writeFile(join(outputs, 'a.txt'), 'a');
-    const closedPort = await aClosedPort();
+    const closedPort = await freePort();
 
     const failed = await pushResultsBranch({
       ...aContent(outputs, project.runCommit),
@@ -322,7 +292,7 @@ describe('pushResultsBranch', () => {
 
   it('pushes over HTTP with the credentials from the URL, and says so without the token when they are wrong', async () => {
     const project = await aProject();
-    const server = await aGitHttpServer(root, 'oauth2', TOKEN);
+    const server = await startGitHttpServer(root, 'oauth2', TOKEN);
     try {
       const outputs = join(root, 'outputs');
       await mkdir(outputs);
@@ -406,69 +376,3 @@ describe('writeLocalResults', () => {
     expect(again).toMatchObject({ ok: false, code: 'folder_exists' });
   });
 });
-
-async function aClosedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((ok) => server.close(() => ok()));
-  return port;
-}
-
-/** Smart HTTP over `git http-backend` behind Basic auth, as GitLab serves `oauth2:<token>`. */
-async function aGitHttpServer(projectRoot: string, user: string, password: string): Promise<{ port: number; close: () => Promise<void> }> {
-  const expected = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-  const server: Server = createServer((req, res) => {
-    if (req.headers.authorization !== expected) {
-      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="GitLab"' }).end();
-      req.resume();
-      return;
-    }
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    const cgi = spawn('git', ['http-backend'], {
-      env: {
-        ...testGitEnv,
-        GIT_PROJECT_ROOT: projectRoot,
-        GIT_HTTP_EXPORT_ALL: '1',
-        PATH_INFO: url.pathname,
-        QUERY_STRING: url.search.slice(1),
-        REQUEST_METHOD: req.method ?? 'GET',
-        CONTENT_TYPE: req.headers['content-type'] ?? '',
-        ...(req.headers['content-length'] ? { CONTENT_LENGTH: req.headers['content-length'] } : {}),
-        HTTP_CONTENT_ENCODING: req.headers['content-encoding'] ?? '',
-        REMOTE_USER: user,
-        REMOTE_ADDR: '127.0.0.1',
-      },
-    });
-    req.pipe(cgi.stdin);
-    let head = Buffer.alloc(0);
-    let started = false;
-    cgi.stdout.on('data', (chunk: Buffer) => {
-      if (started) {
-        res.write(chunk);
-        return;
-      }
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const headers: Record<string, string> = {};
-      let status = 200;
-      for (const line of head.subarray(0, end).toString('latin1').split('\r\n')) {
-        const colon = line.indexOf(':');
-        const name = line.slice(0, colon).trim();
-        const value = line.slice(colon + 1).trim();
-        if (name.toLowerCase() === 'status') status = Number.parseInt(value, 10);
-        else headers[name] = value;
-      }
-      res.writeHead(status, headers);
-      started = true;
-      res.write(head.subarray(end + 4));
-    });
-    cgi.stdout.on('end', () => res.end());
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((ok) => server.close(() => ok())),
-  };
-}
