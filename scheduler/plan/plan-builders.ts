@@ -9,12 +9,26 @@ import {
   type PlanOptions,
   type PlannedNode,
   type PlannedRun,
+  type PlanSnapshot,
   type RunningRun,
 } from './plan.js';
 import { checkPlan, type PlanCheck, type RejectedPlacement } from './plan-check.js';
 
 /** The time builders queue runs at unless told otherwise. */
 export const T0 = Date.UTC(2026, 0, 1, 0, 0, 0);
+
+/** An hour after T0, the harness's first round: runs built with defaults are ~1 h old by then. */
+export const NOW = new Date(T0 + 3_600_000);
+
+/** A queue time `ago` ms before {@link NOW}. */
+export function queuedAgo(ago: number): string {
+  return new Date(NOW.getTime() - ago).toISOString();
+}
+
+/** A snapshot with nothing queued, running or known but what the test names. */
+export function aSnapshot(over: Partial<PlanSnapshot>): PlanSnapshot {
+  return { queued: [], running: [], nodes: [], ...over };
+}
 
 let runSeq = 0;
 
@@ -88,7 +102,7 @@ export class PlanHarness {
     this.queued = [...(init.queued ?? [])];
     this.running = [...(init.running ?? [])];
     this.startOrder = this.running.map((r) => r.id);
-    this.now = init.now ?? new Date(T0 + 3_600_000);
+    this.now = init.now ?? NOW;
   }
 
   /** Queue more runs. */
