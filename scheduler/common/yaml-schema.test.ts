@@ -58,3 +58,26 @@ describe('reading a YAML file against a schema', () => {
     expect(lines(parseYamlWith('', required, { ...opts, error: () => 'is required' }))).toEqual(['f.yml: url is required']);
   });
 });
+
+describe('bounds, for text someone else wrote', () => {
+  const bounds = { maxBytes: 1024, maxTokens: 64, maxDepth: 3 };
+  const many = Array.from({ length: 50 }, (_, i) => `k${i}: ${i}\n`).join('');
+  const loose = z.looseObject({});
+
+  it('without bounds (a config file) a long file reads as before', () => {
+    expect(parseYamlWith(many, loose, opts).ok).toBe(true);
+  });
+
+  it('with bounds, size, tokens and depth are each refused with the limit named', () => {
+    expect(lines(parseYamlWith(`# ${'x'.repeat(2000)}\n`, loose, { ...opts, bounds }))).toEqual([
+      'f.yml: the file is 2,003 bytes, more than the limit of 1,024 bytes (1 KiB)',
+    ]);
+    expect(lines(parseYamlWith(many, loose, { ...opts, bounds }))).toEqual([
+      'f.yml: the file has more than 64 YAML tokens (keys, values, punctuation), the limit',
+    ]);
+    expect(lines(parseYamlWith('a: [[[1]]]\n', loose, { ...opts, bounds }))).toEqual([
+      'f.yml: nests mappings and lists deeper than 3 levels, the limit',
+    ]);
+    expect(parseYamlWith('a: [[1]]\n', loose, { ...opts, bounds }).ok).toBe(true);
+  });
+});

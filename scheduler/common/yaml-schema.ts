@@ -11,11 +11,17 @@
  * - A YAML syntax error is reported alone, with its line and column: the rest of the file cannot be
  *   trusted. Aliases expand to at most 100 nodes ("billion laughs" stays a syntax-sized problem).
  * - An empty file is an empty mapping, so every key takes its default.
+ * - A caller reading someone else's text (secd.yml: the researcher's) passes `bounds`. The text is
+ *   measured before it is parsed (bytes), then only lexed — linear, and stopped at the bound — to
+ *   count its tokens before the document is composed: the `yaml` library checks keys for uniqueness
+ *   pairwise, so 45k keys in one mapping held the leader's event loop for tens of seconds (issue 13).
+ *   Under the token bound no mapping is large enough for that to matter; nesting depth is checked on
+ *   the composed document. Config files (the sysadmin's own) pass no bounds and read as before.
  * - Each problem names the key as a dotted path (`gitlab.token`, `datasets[1]`) and, where the key
  *   is in the text, its line; a message may say `{parent}` to name a sibling key by its full path
  *   (`gitlab.token and {parent}token_file` → `gitlab.token and gitlab.token_file`).
  */
-import { LineCounter, parseDocument, isMap, type Document } from 'yaml';
+import { Lexer, LineCounter, parseDocument, isMap, isPair, isSeq, type Document } from 'yaml';
 import type { z } from 'zod';
 import { describe, dotted } from './describe-value.js';
 
@@ -42,16 +48,33 @@ export interface YamlOptions {
   example: string;
   /** Words zod's issues (returns undefined to keep zod's own sentence). */
   error?: z.core.$ZodErrorMap;
+  /** Limits checked before the text is parsed (absent: none, for files the operator wrote). */
+  bounds?: YamlBounds;
+}
+
+/** How much text, how many YAML tokens and how deep a nesting a file may have. */
+export interface YamlBounds {
+  /** Bytes of UTF-8. */
+  maxBytes: number;
+  /** Lexer tokens: every key, value, indicator, space run, newline and comment counts one. */
+  maxTokens: number;
+  /** Mappings and lists inside each other; the top-level mapping is depth 1. */
+  maxDepth: number;
 }
 
 /** Parses `text` as YAML and checks it against `schema`; never throws for anything in the text. */
 export function parseYamlWith<S extends z.ZodType>(text: string, schema: S, opts: YamlOptions): YamlResult<z.output<S>> {
+  const tooBig = opts.bounds ? boundsProblem(text, opts.bounds) : null;
+  if (tooBig) return fileProblem(tooBig);
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   const yamlError = doc.errors[0];
   if (yamlError) {
     const { line, col } = lineCounter.linePos(yamlError.pos[0]);
     return fileProblem(`not valid YAML at line ${line}, column ${col}: ${yamlError.message.split('\n')[0]}`);
+  }
+  if (opts.bounds && depthOf(doc.contents, opts.bounds.maxDepth + 1) > opts.bounds.maxDepth) {
+    return fileProblem(`nests mappings and lists deeper than ${opts.bounds.maxDepth} levels, the limit`);
   }
   let raw: unknown = doc.toJS({ maxAliasCount: 100 });
   if (raw === null || raw === undefined) raw = {};
@@ -83,6 +106,38 @@ export function parseYamlWith<S extends z.ZodType>(text: string, schema: S, opts
 /** `(line n)` for a problem that has a line, '' otherwise: how the config files point into the text. */
 export function lineSuffix(problem: YamlProblem): string {
   return problem.line === null ? '' : ` (line ${problem.line})`;
+}
+
+/** Why `text` is over `bounds` before any parsing, or null: its size, then its lexer tokens (lexing stops at the bound). */
+function boundsProblem(text: string, bounds: YamlBounds): string | null {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > bounds.maxBytes) {
+    return `the file is ${bytes.toLocaleString('en-US')} bytes, more than the limit of ${sizeText(bounds.maxBytes)}`;
+  }
+  let tokens = 0;
+  for (const _ of new Lexer().lex(text)) {
+    if (++tokens > bounds.maxTokens) {
+      return `the file has more than ${bounds.maxTokens.toLocaleString('en-US')} YAML tokens (keys, values, punctuation), the limit`;
+    }
+  }
+  return null;
+}
+
+/** `65,536 bytes (64 KiB)`. */
+function sizeText(n: number): string {
+  return `${n.toLocaleString('en-US')} bytes${n % 1024 === 0 ? ` (${n / 1024} KiB)` : ''}`;
+}
+
+/** How deep mappings and lists nest under `node`, counted no further than `stop`. */
+function depthOf(node: unknown, stop: number): number {
+  if (stop <= 0 || !(isMap(node) || isSeq(node))) return 0;
+  let deepest = 0;
+  for (const item of node.items as unknown[]) {
+    const children = isPair(item) ? [item.key, item.value] : [item];
+    for (const child of children) deepest = Math.max(deepest, depthOf(child, stop - 1));
+    if (deepest >= stop - 1) break;
+  }
+  return 1 + deepest;
 }
 
 function fileProblem(sentence: string): { ok: false; problems: YamlProblem[] } {

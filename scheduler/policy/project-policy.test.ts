@@ -193,3 +193,49 @@ describe('an invalid secd.yml rejects the run with a reason naming the key', () 
     expect(r).toMatchObject({ ok: false, key: 'runfor' });
   });
 });
+
+describe('a secd.yml too big to read (issue 13: one file froze the leader)', () => {
+  /** `n` top-level keys, one a line, the way the attack wrote them. */
+  const manyKeys = (n: number) => Array.from({ length: n }, (_, i) => `key_${i}: ${i}\n`).join('');
+
+  it('a 440 KB file of 45,000 keys is refused before parsing, naming its size and the limit', () => {
+    const text = manyKeys(45_000);
+    expect(resolveRunConfig(text, limits)).toEqual({
+      ok: false,
+      key: 'secd.yml',
+      reason: `secd.yml: the file is ${Buffer.byteLength(text).toLocaleString('en-US')} bytes, more than the limit of 65,536 bytes (64 KiB)`,
+    });
+  });
+
+  it('the size is counted in bytes, not characters', () => {
+    const text = `# ${'é'.repeat(33_000)}\nrunfor: 1\n`;
+    expect(text.length).toBeLessThan(65_536);
+    const r = resolveRunConfig(text, limits);
+    expect(r).toMatchObject({ ok: false, key: 'secd.yml' });
+    if (!r.ok) expect(r.reason).toContain('more than the limit of 65,536 bytes');
+  });
+
+  it.each([
+    ['4,000 keys one a line', manyKeys(4_000)],
+    ['a flow mapping of 8,000 keys', `{${Array.from({ length: 8_000 }, (_, i) => `${i}:0`).join(',')}}`],
+    ['a list 30,000 deep', `${'['.repeat(30_000)}${']'.repeat(30_000)}`],
+  ])('%s under 64 KiB is refused for its token count', (_name, text) => {
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(65_536);
+    expect(resolveRunConfig(text, limits)).toEqual({
+      ok: false,
+      key: 'secd.yml',
+      reason: 'secd.yml: the file has more than 4,096 YAML tokens (keys, values, punctuation), the limit',
+    });
+  });
+
+  it('lists nested 40 deep are refused for their depth', () => {
+    const r = resolveRunConfig(`datasets: ${'['.repeat(40)}${']'.repeat(40)}\n`, limits);
+    expect(r).toEqual({ ok: false, key: 'secd.yml', reason: 'secd.yml: nests mappings and lists deeper than 32 levels, the limit' });
+  });
+
+  it('a generous real file (comments, 200 datasets) is still read', () => {
+    const names = Array.from({ length: 200 }, (_, i) => `  - dataset_${i} # why this one\n`).join('');
+    const r = accepted(`# experiment settings\nrunfor: 2\ngpu: 1\ndatasets:\n${names}`);
+    expect(r.config.datasets).toHaveLength(200);
+  });
+});

@@ -12,11 +12,14 @@
  * - `mount_path` segments use the same characters as `cache_dir` (letters, digits, ".", "_", "-"):
  *   the path ends up in docker mount specs, where ":" and "," are separators.
  * - Each dataset name is checked against the user's grants elsewhere (it needs the database).
+ * - The file is researcher input parsed on the leader's event loop, so it is bounded before it is
+ *   parsed (SECD_YML_BOUNDS: 64 KiB, 4,096 YAML tokens — a few hundred keys —, 32 levels deep); a
+ *   file over a bound is rejected with a reason naming the size and the limit (issue 13).
  */
 import path from 'node:path';
 import { z } from 'zod';
 import { show } from '../common/describe-value.js';
-import { parseYamlWith } from '../common/yaml-schema.js';
+import { parseYamlWith, type YamlBounds } from '../common/yaml-schema.js';
 
 /** What the leader allows, and the largest GPU count any node has right now. */
 export interface PolicyLimits {
@@ -32,6 +35,9 @@ export type RunConfigResult =
 
 /** The keys secd.yml knows; anything else is a warning. */
 const KNOWN_KEYS = ['runfor', 'gpu', 'cache_dir', 'mount_path', 'datasets'] as const;
+
+/** What a secd.yml may be: a handful of settings fit in far less, and nothing under these takes long to parse. */
+export const SECD_YML_BOUNDS: YamlBounds = { maxBytes: 64 * 1024, maxTokens: 4096, maxDepth: 32 };
 
 const DEFAULT_RUNFOR_HOURS = 3;
 const DEFAULT_MOUNT_PATH = '/cache';
@@ -178,7 +184,11 @@ export type RunConfig = z.output<ReturnType<typeof secdYmlSchema>>;
 
 /** Reads secd.yml (null when the commit has none) against the leader's limits. */
 export function resolveRunConfig(yamlText: string | null, limits: PolicyLimits): RunConfigResult {
-  const result = parseYamlWith(yamlText ?? '', secdYmlSchema(limits), { example: 'runfor: 3', error: nullOrMissing });
+  const result = parseYamlWith(yamlText ?? '', secdYmlSchema(limits), {
+    example: 'runfor: 3',
+    error: nullOrMissing,
+    bounds: SECD_YML_BOUNDS,
+  });
   if (!result.ok) {
     // The commit status has room for one line: the first problem, named by its top-level key.
     const problem = result.problems[0]!;

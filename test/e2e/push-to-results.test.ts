@@ -174,6 +174,31 @@ describe('a signed push becomes a results branch', () => {
     }
   });
 
+  it('a signed 440 KB secd.yml of 45,000 keys is rejected naming its size, and /healthz answers all along', async () => {
+    const yml = Array.from({ length: 45_000 }, (_, i) => `key_${i}: ${i}\n`).join('');
+    const sha = await ada.repo.commit('a huge secd.yml', { signer: ada.signer, committerEmail: ada.user.email, files: project('echo never runs\n', yml) });
+    // Ask /healthz over and over while the leader reads the push: every question gets its answer.
+    let polling = true;
+    const answers: Array<number | string> = [];
+    const poll = (async () => {
+      while (polling) {
+        answers.push(await fetch(`${cluster.leader.url}/healthz`).then((r) => r.status, (err: unknown) => String(err)));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    const { id: runId } = await ada.pushRun();
+    const run = await cluster.waitForRun(runId);
+    polling = false;
+    await poll;
+    const reason = `secd.yml: the file is ${Buffer.byteLength(yml).toLocaleString('en-US')} bytes, more than the limit of 65,536 bytes (64 KiB)`;
+    expect(run).toMatchObject({ state: 'rejected', reason });
+    const last = cluster.gitlab.statuses.filter((s) => s.sha === sha && s.name === 'secd').at(-1);
+    expect(last).toMatchObject({ state: 'failed', description: reason });
+    expect(answers.length).toBeGreaterThan(0);
+    expect(new Set(answers)).toEqual(new Set([200]));
+    expect((await fetch(`${cluster.leader.url}/healthz`)).status).toBe(200);
+  });
+
   it('a push without a Dockerfile is rejected and says so', async () => {
     await ada.repo.git(['rm', '-q', 'Dockerfile']);
     await ada.repo.commit('no dockerfile', { signer: ada.signer, committerEmail: ada.user.email, files: { 'secd.yml': 'runfor: 1\n' } });
