@@ -13,6 +13,7 @@ import { toApiEvent, toApiRun, type ApiNode } from './api-schema.js';
 import type { LeaderMetrics } from './metrics.js';
 import { renderRunMain, renderRunPage, renderStatusPage, type GpuLabel } from './pages.js';
 import { loadStaticAssets } from './static-assets.js';
+import { EventStreams } from './event-streams.js';
 import { StatusFeed } from './status-feed.js';
 
 /** What the server needs from the rest of the leader. */
@@ -32,6 +33,8 @@ export interface LeaderServerDeps {
   status?: StatusFeed;
   /** Prometheus metrics for /metrics and the webhook histogram; without them /metrics answers 404. */
   metrics?: LeaderMetrics;
+  /** The live status streams and their limits; without them the defaults (200 in all, 20 per address, 1 MiB backlog). */
+  eventStreams?: EventStreams;
 }
 
 // The pages load nothing from anywhere but the leader: the browser enforces it too.
@@ -162,45 +165,27 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     return reply.type(a.contentType).send(a.body);
   });
 
-  // The status page's live feed: one snapshot, then only changes (server-sent events).
-  const streams = new Set<import('node:http').ServerResponse>();
+  // The status page's live feed: one snapshot, then only changes (server-sent events), within the
+  // streams' limits (a bounded backlog per stream, a cap in all and per address).
+  const streams = deps.eventStreams ?? new EventStreams();
+  deps.metrics?.watchEventStreams(() => streams.stats());
+  let refusalLoggedAt = 0;
   app.get('/api/v1/events', (req, reply) => {
+    const refused = streams.refusal(req.ip);
+    if (refused) {
+      // Once a minute at most: a flood of refused connections must not become a flood of log lines.
+      if (Date.now() - refusalLoggedAt > 60_000) {
+        refusalLoggedAt = Date.now();
+        deps.log.warn({ remote: req.ip, status: refused.status, ...streams.stats() }, 'status stream refused: too many open');
+      }
+      return reply.code(refused.status).header('retry-after', '30').type('text/plain; charset=utf-8').send(refused.message);
+    }
     reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    res.write('retry: 2000\n\n');
-    streams.add(res);
-    const unsubscribe = status.subscribe({
-      send(event, data) {
-        // A page that stopped reading is dropped; its browser reconnects and starts from a snapshot.
-        if (res.writableLength > 16 * 1024 * 1024) {
-          res.destroy();
-          return;
-        }
-        res.write(`event: ${event}\ndata: ${data}\n\n`);
-      },
-      end() {
-        res.end();
-      },
-    });
-    // Comment lines keep idle proxies and browsers from timing the stream out.
-    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 25_000);
-    keepAlive.unref();
-    res.on('close', () => {
-      clearInterval(keepAlive);
-      unsubscribe();
-      streams.delete(res);
-    });
+    streams.serve(reply.raw, req.ip, (listener) => status.subscribe(listener));
+    return reply;
   });
   // Open streams would keep close() waiting for ever: end them first.
-  app.addHook('preClose', async () => {
-    for (const res of streams) res.end();
-  });
+  app.addHook('preClose', async () => streams.endAll());
 
   // What the status page starts from, as JSON (also handy for scripts).
   app.get('/api/v1/status', async () => status.snapshot());

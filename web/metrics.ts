@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RunEvent } from '../storage/run-store.js';
 import { isTerminal, RUN_STATES, type RunState } from '../storage/run-states.js';
 import type { ApiGpu, ApiNode } from './api-schema.js';
+import type { EventStreamStats } from './event-streams.js';
 
 /** Where the scrape-time figures come from. */
 export interface MetricsSources {
@@ -22,6 +23,8 @@ export interface LeaderMetrics {
   observeWebhook(seconds: number, outcome: string): void;
   /** A queued run was assigned to a node `seconds` after it was queued. */
   observeScheduling(seconds: number): void;
+  /** Report the status page's event streams (open, buffered, dropped, refused) from `stats` at each scrape. */
+  watchEventStreams(stats: () => EventStreamStats): void;
   /** The exposition: content type and body. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -144,7 +147,41 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
     registers,
   });
 
+  // The status page's streams: what they hold now and what the limits turned away (web/event-streams.ts).
+  let streamStats: (() => EventStreamStats) | null = null;
+  let scrapedStreams: EventStreamStats | null = null;
+  const streamsNow = (): EventStreamStats | null => (scrapedStreams ??= streamStats?.() ?? null);
+  const streamGauge = (name: string, help: string, value: (s: EventStreamStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const s = streamsNow();
+        if (s) this.set(value(s));
+      },
+    });
+  streamGauge('secd_event_streams_open', 'Status page event streams open now.', (s) => s.open);
+  streamGauge('secd_event_streams_buffered_bytes', 'Bytes waiting in the open status streams (each is closed past 1 MiB by default).', (s) => s.buffered_bytes);
+  new Counter({
+    name: 'secd_event_streams_closed_total',
+    help: 'Status streams the leader closed or refused, by reason (slow: the client stopped reading; full: the cap in all; address: the cap per remote address).',
+    labelNames: ['reason'] as const,
+    registers,
+    collect() {
+      this.reset();
+      const s = streamsNow();
+      if (!s) return;
+      this.inc({ reason: 'slow' }, s.dropped_slow);
+      this.inc({ reason: 'full' }, s.refused_full);
+      this.inc({ reason: 'address' }, s.refused_address);
+    },
+  });
+
   return {
+    watchEventStreams(stats) {
+      streamStats = stats;
+    },
     observeWebhook(seconds, outcome) {
       webhook.observe(seconds);
       deliveries.inc({ outcome });
@@ -155,6 +192,7 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
     async render() {
       scrapedNodes = null;
       counts = null;
+      scrapedStreams = null;
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };

@@ -701,8 +701,16 @@ function connect() {
     el.conn.className = 'conn live';
   });
   source.addEventListener('error', () => {
-    el.conn.textContent = source.readyState === EventSource.CLOSED ? 'Disconnected: reload to try again' : 'Reconnecting…';
     el.conn.className = 'conn lost';
+    if (source.readyState !== EventSource.CLOSED) {
+      el.conn.textContent = 'Reconnecting…';
+      return;
+    }
+    // The browser gave up (the leader answered 429/503: too many open pages): try again on our own,
+    // spread out so many pages do not all come back at once. The new stream starts with a snapshot.
+    el.conn.textContent = 'Disconnected: trying again shortly';
+    source.close();
+    setTimeout(connect, 15_000 + Math.random() * 15_000);
   });
   source.addEventListener('snapshot', (e) => receive('snapshot', JSON.parse(/** @type {MessageEvent} */ (e).data)));
   source.addEventListener('update', (e) => receive('update', JSON.parse(/** @type {MessageEvent} */ (e).data)));
