@@ -2,6 +2,14 @@
  * `secd status [--leader URL]`: the status page in a terminal — nodes, GPUs, the queue and recent
  * runs as aligned tables, read from the leader's JSON API (validated here with the API's own schemas,
  * web/api-schema.ts: it is a boundary).
+ *
+ * Every cell is made inert before it is printed: project names, usernames, reasons and the dataset
+ * names quoted in them come from researchers, and a raw ESC in one retitled the operator's terminal,
+ * erased lines and faked rows (issue 13). Runs of whitespace (tab, newline) become one space; every
+ * other C0 control, DEL, C1 control (U+0080–U+009F), bidi override or isolate (U+202A–U+202E,
+ * U+2066–U+2069), bidi mark (U+200E, U+200F, U+061C) and line/paragraph separator (U+2028, U+2029)
+ * is shown as its escape, as text: ESC prints as the four characters `\x1b`, U+202E as `\u202e`.
+ * The operator sees that something odd was there and what it was; the terminal sees only text.
  */
 import type { Command } from 'commander';
 import { errorText } from '../../scheduler/common/errors.js';
@@ -12,8 +20,20 @@ export type StatusFetchResult =
   | { ok: true; nodes: ApiNode[]; runs: ApiRun[]; queued: number }
   | { ok: false; code: 'unreachable' | 'bad_answer'; reason: string };
 
-/** Lay out rows as columns two spaces apart; `right` names the columns aligned right (numbers). */
-export function formatTable(header: string[], rows: string[][], right: ReadonlySet<number> = new Set()): string {
+/** Characters a terminal acts on or reorders by; see the header. */
+const NOT_INERT = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** `text` safe to print in a terminal cell: whitespace runs become a space, controls their escape as text. */
+export function inertCell(text: string): string {
+  return text.replace(/[\t\n\r\v\f ]+/g, ' ').replace(NOT_INERT, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
+/** Lay out rows as columns two spaces apart (every cell made inert); `right` names the columns aligned right (numbers). */
+export function formatTable(header: string[], rawRows: string[][], right: ReadonlySet<number> = new Set()): string {
+  const rows = rawRows.map((r) => r.map(inertCell));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells
@@ -101,7 +121,7 @@ export function renderStatusTables(nodes: ApiNode[], runs: ApiRun[], queued: num
           r.gpus.length ? r.gpus.map((u) => where.get(u) ?? u.slice(0, 12)).join(',') : '-',
           clock(r.created_at),
           clock(r.finished_at),
-          r.reason.replace(/\s+/g, ' '),
+          r.reason,
         ]),
       ),
     ),
@@ -154,7 +174,7 @@ export function registerStatusCommand(program: Command): void {
       }
       const status = await fetchStatus(options.leader, limit);
       if (!status.ok) {
-        process.stderr.write(`secd status: ${status.reason}\n`);
+        process.stderr.write(`secd status: ${inertCell(status.reason)}\n`);
         process.exitCode = 1;
         return;
       }

@@ -78,6 +78,29 @@ describe('secd status', () => {
     expect(runs[2]).toMatch(/^run0000001\s+lab\/vision\s+alice\s+running\s+gpu-01\s+gpu-01#0\s+.*container running$/);
   });
 
+  it("escape sequences in a researcher's names and reasons print as inert text, never reaching the terminal", async () => {
+    // What a secd.yml dataset name did (issue 13): retitle the terminal, erase the line, fake a row.
+    const evil = '\x1b]0;pwned\x07\x1b[2K\r\nrun9999999  lab/fake  eve  succeeded\x9b31m';
+    aRun(server.store, {
+      id: 'run0000009',
+      state: 'rejected',
+      project: 'lab/\u202egnp.exe',
+      user: 'eve\u2066',
+      reason: `secd.yml: datasets lists "${evil}", but no dataset has that name`,
+    });
+    const { code, stdout, stderr } = await secd(['status', '--leader', server.url]);
+    expect(code, stderr).toBe(0);
+    // Nothing a terminal acts on is left: no C0 control but newline, no DEL or C1, no bidi control.
+    expect(stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
+    const runs = table(stdout, 'RUNS (newest first)');
+    expect(runs).toHaveLength(4);
+    expect(runs.filter((l) => l.startsWith('run9999999'))).toEqual([]);
+    expect(runs[1]).toMatch(/^run0000009\s+lab\/\\u202egnp\.exe\s+eve\\u2066\s+rejected\s+/);
+    expect(runs[1]).toContain(
+      'secd.yml: datasets lists "\\x1b]0;pwned\\x07\\x1b[2K run9999999 lab/fake eve succeeded\\x9b31m", but no dataset has that name',
+    );
+  });
+
   it('says in one line when the leader cannot be reached', async () => {
     // A port that was free a moment ago: nothing listens there.
     const probe = createServer();
