@@ -1,7 +1,9 @@
 /**
  * The end of a run on the node: its container's /outputs collected through the engine, then the
  * delivery of outputs, logs and `_secd/run.json` (a results branch, or a folder for `secd run`),
- * journaled first so that a node restarted during delivery delivers again, exactly once.
+ * journaled first so that a node restarted during delivery delivers again, exactly once: each results
+ * commit is journaled before it is pushed, and only a branch at one of those counts as delivered. A
+ * delivery that fails deletes nothing: the journal says `undelivered` and the run's folder is kept.
  */
 import { rm, rmdir } from 'node:fs/promises';
 import type { ContainerRunResult, RunHooks } from '../engine/container-engine.js';
@@ -9,10 +11,9 @@ import { OUTPUTS_MOUNT, outputsVolumeName } from './container-profile.js';
 import type { ExecuteOptions, ExecutorDeps, ExecutorSettings } from './executor-deps.js';
 import { LogCapture } from './log-capture.js';
 import type { DatasetsAfterRun } from './run-datasets.js';
-import { runWorkspace, saveJournal, writeFileAtomic, type RunWorkspace } from './run-workspace.js';
+import { loadJournal, runWorkspace, saveJournal, writeFileAtomic, type RunJournal, type RunWorkspace } from './run-workspace.js';
 import { extractOutputsArchive } from '../results/outputs-archive.js';
 import { isReservedForResults, pushResultsBranch, writeLocalResults } from '../results/results-branch.js';
-import { outputsFolderName, resultsBranchName } from '../results/results-stamp.js';
 import type { LeftOut, RunEnd, RunOutcome, RunReport, RunSpec } from '../../scheduler/contract/run-spec.js';
 
 /** How far a run got before delivery: what run.json and the outcome are made of. */
@@ -123,15 +124,20 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   let reason = e.reason;
   await writeFileAtomic(ws.runLog, e.runLog).catch(() => undefined);
   await writeFileAtomic(ws.buildLog, e.buildLog).catch(() => undefined);
-  await saveJournal(ws, {
+  // An earlier try's results commits (and its container's id) carry over: a retry must know its own push.
+  const earlier = await loadJournal(ws).catch(() => null);
+  const journal: RunJournal = {
     stamp,
     phase: 'uploading',
     buildStartedAt: e.buildStartedAt,
     buildMs: e.buildMs,
     imageId,
+    ...(earlier?.containerId !== undefined ? { containerId: earlier.containerId } : {}),
+    resultsCommits: earlier?.stamp === stamp ? (earlier.resultsCommits ?? []) : [],
     ...(e.outputsLeftOut ? { outputsLeftOut: e.outputsLeftOut } : {}),
     ended: { end, reason, exitCode, startedAt, runMs: e.runMs },
-  }).catch((err: unknown) => log.warn({ err }, 'could not journal the end of the run'));
+  };
+  await saveJournal(ws, journal).catch((err: unknown) => log.warn({ err }, 'could not journal the end of the run'));
   // The outputs are collected and the container is gone (one kept for debugging keeps its volume too:
   // removal then says false), so a failed delivery below leaves nothing of the run on the engine.
   await deps.engine.removeVolume(outputsVolumeName(spec.runId)).catch((err: unknown) => log.warn({ err }, 'could not remove the outputs volume'));
@@ -180,21 +186,22 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     }
     outputsPath = local.folder;
   } else if (spec.resultsRemote) {
-    const pushed = await pushResultsBranch({ ...delivery, repoDir: ws.src, remoteUrl: spec.resultsRemote });
-    if (pushed.ok) {
-      branch = pushed.branch;
-      outputsPath = pushed.path;
-    } else if (pushed.code === 'push_rejected' && /already exists/.test(pushed.reason)) {
-      // The branch carries this run's id and stamp, so only this run pushes it: a daemon stopped
-      // between its push and its record of it delivered already. Exactly once, not twice.
-      branch = resultsBranchName(stamp, spec.runId);
-      outputsPath = `outputs/${outputsFolderName(stamp, spec.runId)}`;
-      log.info({ branch }, 'results branch was already pushed before the restart');
-    } else {
-      log.error({ reason: pushed.reason }, 'results could not be pushed; workspace kept');
+    const ownCommits = [...(journal.resultsCommits ?? [])];
+    const pushed = await pushResultsBranch({
+      ...delivery,
+      repoDir: ws.src,
+      remoteUrl: spec.resultsRemote,
+      ownCommits,
+      // Journaled before the push: after a crash, a branch at this commit is this run's own push.
+      recordCommit: (commit) => saveJournal(ws, Object.assign(journal, { resultsCommits: [...ownCommits, commit] })),
+    });
+    if (!pushed.ok) {
+      // Nothing of the run is deleted: its outputs stay on the node (work_dir/kept/ once the leader has the result).
+      await saveJournal(ws, Object.assign(journal, { undelivered: pushed.reason })).catch((err: unknown) => log.warn({ err }, 'could not journal the failed delivery'));
+      log.error({ reason: pushed.reason, code: pushed.code }, 'results could not be pushed; workspace kept');
       return {
         end: 'failed',
-        reason: `results could not be pushed (${pushed.reason}); the run had ${end === 'succeeded' ? 'succeeded' : `ended: ${reason}`}`,
+        reason: `results could not be pushed (${pushed.reason}); they are kept on node ${settings.nodeId}; the run had ${end === 'succeeded' ? 'succeeded' : `ended: ${reason}`}`,
         exitCode,
         imageId,
         branch: null,
@@ -203,6 +210,8 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
         finishedAt,
       };
     }
+    branch = pushed.branch;
+    outputsPath = pushed.path;
   }
   await clearExecution(ws).catch(() => undefined);
   // Empty unless a node agent keeps its spec and result there until the leader acknowledges.

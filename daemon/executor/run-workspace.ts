@@ -8,8 +8,8 @@
  * Files are written whole to a temporary name and renamed, so a crash leaves the old or the new
  * version, never half of one.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { runOutcomeSchema, runSpecSchema } from '../../scheduler/contract/protocol.js';
 import type { RunOutcome, RunSpec } from '../../scheduler/contract/run-spec.js';
@@ -24,6 +24,11 @@ export interface RunWorkspace {
   journal: string;
   buildLog: string;
   runLog: string;
+}
+
+/** Where the node keeps the folder of a run whose results it could not deliver, once the leader has its result. */
+export function keptRunDir(workDir: string, runId: string): string {
+  return resolve(workDir, 'kept', runId);
 }
 
 /** Where run `runId` lives under `workDir`. */
@@ -50,6 +55,16 @@ export const journalSchema = z.object({
   buildStartedAt: z.string().nullable(),
   buildMs: z.number().nullable(),
   imageId: z.string().nullable(),
+  /**
+   * The run container the executor created (set before it starts; null: not created yet). Only this
+   * id is ever adopted after a restart: a label alone is no proof (any image can carry `secd.run`).
+   * Absent: a journal from before secd recorded it.
+   */
+  containerId: z.string().nullable().optional(),
+  /** Every results commit made for the run's branch, each recorded before it was pushed. */
+  resultsCommits: z.array(z.string()).optional(),
+  /** Why the results could not be delivered: the run's folder is kept on the node (keepRunFolder). */
+  undelivered: z.string().optional(),
   /** What collecting /outputs from the engine left out (links, special files, caps); absent: nothing collected. */
   outputsLeftOut: z
     .array(
@@ -130,4 +145,19 @@ export async function saveJournal(ws: RunWorkspace, journal: RunJournal): Promis
 export async function loadJournal(ws: RunWorkspace): Promise<RunJournal | null> {
   const parsed = journalSchema.safeParse(await readJson(ws.journal));
   return parsed.success ? parsed.data : null;
+}
+
+/**
+ * The leader has the result of a run whose results were never delivered: move its folder (checkout
+ * with the results commit, outputs, logs, journal) to `work_dir/kept/<run id>/` for the operator,
+ * without the spec (it carries credentials) and the result. Returns where it went.
+ */
+export async function keepRunFolder(workDir: string, runId: string): Promise<string> {
+  const ws = runWorkspace(workDir, runId);
+  const kept = keptRunDir(workDir, runId);
+  await rm(ws.spec, { force: true });
+  await rm(ws.result, { force: true });
+  await mkdir(dirname(kept), { recursive: true, mode: 0o700 });
+  await rename(ws.dir, kept);
+  return kept;
 }

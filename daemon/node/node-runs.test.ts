@@ -7,7 +7,7 @@
  * hears nothing more), a new NodeRuns on the same work dir and a new connection to the same engine
  * recovers, and the run is started over, adopted or delivered from what the journal says.
  */
-import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -133,22 +133,36 @@ describe('a node delivering results', () => {
 
     const outcome = node.results.get('rj1');
     expect(outcome).toMatchObject({ end: 'failed', branch: null, outputsPath: null });
-    expect(outcome?.reason).toMatch(new RegExp(`^results could not be pushed \\(the remote refused ${branchOf('rj1')}: .*pre-receive hook declined.*\\); the run had succeeded$`));
+    expect(outcome?.reason).toMatch(new RegExp(`^results could not be pushed \\(the remote refused ${branchOf('rj1')}: .*pre-receive hook declined.*\\); they are kept on node gpu-test; the run had succeeded$`));
     expect(await remote.tip(`refs/heads/${branchOf('rj1')}`)).toBeNull();
     expect(node.runs.pendingResults()).toEqual([{ runId: 'rj1', outcome }]);
   });
 
-  it('a branch of the same name already on the remote is never overwritten: the run counts as delivered once', async () => {
-    const spec = await aPushedRun('dup1');
-    await repo.push(remote.url, { remoteRef: `refs/heads/${branchOf('dup1')}` });
-    const before = await remote.tip(`refs/heads/${branchOf('dup1')}`);
-    const node = aNode(new FakeContainerEngine({ now: () => NOW }));
+  it('a results branch someone else pushed first is left as it is: the run fails, names it, and its outputs stay on the node', async () => {
+    const spec = await aPushedRun('sq1');
+    // A project member guessed the branch from the run's id and start time and pushed forged outputs.
+    await repo.commit('forged', { files: { [`${folderOf('sq1')}/accuracy.txt`]: '0.99\n' } });
+    await repo.push(remote.url, { remoteRef: `refs/heads/${branchOf('sq1')}` });
+    const forged = await remote.tip(`refs/heads/${branchOf('sq1')}`);
+    const node = aNode(new FakeContainerEngine({ now: () => NOW }).scriptContainer({ exitCode: 0, outputs: { 'accuracy.txt': '0.61\n' } }));
 
     await node.runs.assign(spec);
     await node.runs.idle();
 
-    expect(node.results.get('dup1')).toMatchObject({ end: 'succeeded', branch: branchOf('dup1'), outputsPath: folderOf('dup1') });
-    expect(await remote.tip(`refs/heads/${branchOf('dup1')}`)).toBe(before);
+    const outcome = node.results.get('sq1');
+    expect(outcome).toMatchObject({ end: 'failed', branch: null, outputsPath: null });
+    expect(outcome?.reason).toBe(
+      `results could not be pushed (results branch ${branchOf('sq1')} was pushed by someone else: its head ${forged} is not the commit secd made; ` +
+        'secd left it as it is); they are kept on node gpu-test; the run had succeeded',
+    );
+    expect(await remote.tip(`refs/heads/${branchOf('sq1')}`)).toBe(forged);
+    expect(await readBranch('sq1', 'accuracy.txt')).toBe('0.99\n');
+    // The genuine outputs stay on the node's disk, also once the leader has the result.
+    await node.runs.acknowledge('sq1');
+    const kept = join(root, 'work', 'kept', 'sq1');
+    expect(await readFile(join(kept, 'outputs', 'accuracy.txt'), 'utf8')).toBe('0.61\n');
+    expect(await readdir(kept)).not.toContain('spec.json');
+    expect(await readdir(join(root, 'work', 'runs'))).toEqual([]);
   });
 });
 
@@ -238,6 +252,32 @@ describe('a node restarted with a run in each phase', () => {
     expect(await readBranch('u1', 'error.txt')).toBe('row 7\n');
     expect(await readBranch('u1', '_secd/run.log')).toBe('bad input\n');
     expect(await runJson('u1')).toMatchObject({ state: 'failed', exit_code: 3 });
+  });
+
+  it('uploading, stopped after its push but before it noted it: the retry finds its own commit and succeeds once', async () => {
+    const spec = await aPushedRun('p1');
+    const runDir = join(root, 'work', 'runs', 'p1');
+    const snapshot = join(root, 'at-the-crash');
+    // The node's disk as it is the moment the push lands: what a daemon killed right then leaves.
+    await writeFile(join(remote.dir, 'hooks', 'post-receive'), `#!/bin/sh\ncp -a '${runDir}' '${snapshot}'\n`);
+    await chmod(join(remote.dir, 'hooks', 'post-receive'), 0o755);
+    const engine = new FakeContainerEngine({ now: () => NOW }).scriptContainer({ exitCode: 0, outputs: { 'model.txt': 'genuine\n' } });
+    const first = aNode(engine);
+    await first.runs.assign(spec);
+    await first.runs.idle();
+    const pushed = await remote.tip(`refs/heads/${branchOf('p1')}`);
+    await rm(join(remote.dir, 'hooks', 'post-receive'));
+    await rm(runDir, { recursive: true, force: true });
+    await cp(snapshot, runDir, { recursive: true });
+    expect(await loadJournal(runWorkspace(join(root, 'work'), 'p1'))).toMatchObject({ phase: 'uploading', resultsCommits: [pushed] });
+
+    const next = aNode(engine.reconnect());
+    await next.runs.recover();
+    await next.runs.idle();
+
+    expect(next.results.get('p1')).toMatchObject({ end: 'succeeded', branch: branchOf('p1'), reason: `succeeded; results on branch ${branchOf('p1')}` });
+    expect(await remote.tip(`refs/heads/${branchOf('p1')}`)).toBe(pushed);
+    expect(await readBranch('p1', 'model.txt')).toBe('genuine\n');
   });
 
   it('finished but not acknowledged: the result is reported again and nothing runs twice', async () => {

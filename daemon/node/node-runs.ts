@@ -13,7 +13,7 @@ import type { HeldRun } from '../../scheduler/contract/protocol.js';
 import type { ExecutorDeps } from '../executor/executor-deps.js';
 import { executeRun, imageTagFor, resumeRun } from '../executor/run-executor.js';
 import type { RunOutcome, RunPhase, RunSpec } from '../../scheduler/contract/run-spec.js';
-import { loadResult, loadSpec, runWorkspace, saveResult, saveSpec, writeFileAtomic } from '../executor/run-workspace.js';
+import { keepRunFolder, loadJournal, loadResult, loadSpec, runWorkspace, saveResult, saveSpec, writeFileAtomic } from '../executor/run-workspace.js';
 
 const IMAGES_FILE = 'images.json';
 
@@ -104,12 +104,20 @@ export class NodeRuns {
     entry.controller.abort(reason);
   }
 
-  /** The leader recorded the result: forget the run and its folder. */
+  /** The leader recorded the result: forget the run and its folder (kept aside when its results were not delivered). */
   async acknowledge(runId: string): Promise<void> {
     const entry = this.runs.get(runId);
     if (!entry || entry.phase !== 'finished') return;
     this.runs.delete(runId);
-    await rm(runWorkspace(this.deps.workDir, runId).dir, { recursive: true, force: true });
+    const ws = runWorkspace(this.deps.workDir, runId);
+    const undelivered = (await loadJournal(ws).catch(() => null))?.undelivered;
+    if (undelivered !== undefined) {
+      // Results never delivered (a push refused, a squatted branch) are not the node's to delete.
+      const kept = await keepRunFolder(this.deps.workDir, runId);
+      this.deps.log.warn({ runId, kept, reason: undelivered }, 'results were not delivered: their folder is kept on the node');
+      return;
+    }
+    await rm(ws.dir, { recursive: true, force: true });
   }
 
   /** Every run held, for `hello`. */

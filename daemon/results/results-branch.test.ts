@@ -230,7 +230,7 @@ describe('pushResultsBranch', () => {
     expect(git(project.remote, 'log', '-1', '--format=%an <%ae>|%s', BRANCH)).toBe('secd-node-gpu-01 <secd@gpu-01>|secd results for run r42 (failed)');
   });
 
-  it('refuses, without force-pushing, when the results branch already exists on the remote', async () => {
+  it('refuses, without force-pushing, a results branch someone else already pushed, and names it', async () => {
     const project = await aProject();
     const outputs = join(root, 'outputs-1');
     await mkdir(outputs);
@@ -239,11 +239,41 @@ describe('pushResultsBranch', () => {
     if (!first.ok) throw new Error(first.reason);
 
     await writeFile(join(outputs, 'second.txt'), 'second');
-    const second = await pushResultsBranch({ ...aContent(outputs, project.runCommit), repoDir: aWorkspace(project, 'ws2'), remoteUrl: project.remote });
+    const recorded: string[] = [];
+    const second = await pushResultsBranch({
+      ...aContent(outputs, project.runCommit),
+      repoDir: aWorkspace(project, 'ws2'),
+      remoteUrl: project.remote,
+      recordCommit: async (c) => void recorded.push(c),
+    });
 
-    expect(second).toMatchObject({ ok: false, code: 'push_rejected' });
+    expect(second).toMatchObject({ ok: false, code: 'branch_taken' });
     if (second.ok) throw new Error('unreachable');
-    expect(second.reason).toBe(`results branch ${BRANCH} already exists on the remote; secd does not overwrite it`);
+    expect(second.reason).toBe(`results branch ${BRANCH} was pushed by someone else: its head ${first.commit} is not the commit secd made; secd left it as it is`);
+    expect(git(project.remote, 'rev-parse', BRANCH)).toBe(first.commit);
+    expect(recorded).toHaveLength(1);
+    expect(recorded[0]).not.toBe(first.commit);
+  });
+
+  it('takes a branch at a results commit it recorded on an earlier try as its own push: delivered once', async () => {
+    const project = await aProject();
+    const outputs = join(root, 'outputs');
+    await mkdir(outputs);
+    await writeFile(join(outputs, 'a.txt'), 'a');
+    const recorded: string[] = [];
+    const first = await pushResultsBranch({
+      ...aContent(outputs, project.runCommit),
+      repoDir: aWorkspace(project, 'ws1'),
+      remoteUrl: project.remote,
+      recordCommit: async (c) => void recorded.push(c),
+    });
+    if (!first.ok) throw new Error(first.reason);
+    expect(recorded).toEqual([first.commit]);
+
+    // The node crashed before it noted the push; the retry makes a new commit, which is refused.
+    const retry = await pushResultsBranch({ ...aContent(outputs, project.runCommit), repoDir: aWorkspace(project, 'ws2'), remoteUrl: project.remote, ownCommits: recorded });
+
+    expect(retry).toMatchObject({ ok: true, branch: BRANCH, commit: first.commit, path: FOLDER });
     expect(git(project.remote, 'rev-parse', BRANCH)).toBe(first.commit);
   });
 
@@ -256,7 +286,7 @@ describe('pushResultsBranch', () => {
 
     const result = await pushResultsBranch({ ...aContent(outputs, project.runCommit), repoDir: aWorkspace(project), remoteUrl: project.remote });
 
-    expect(result).toMatchObject({ ok: false, code: 'push_rejected' });
+    expect(result).toMatchObject({ ok: false, code: 'branch_taken' });
     expect(git(project.remote, 'rev-parse', BRANCH)).toBe(project.runCommit);
   });
 

@@ -7,6 +7,11 @@
  * Git runs through node-git.ts, hermetically (no system or global config, no hooks, no prompts),
  * because the node's own git setup must not change results; secd's settings for the commit travel in
  * the environment with the remote's credentials.
+ *
+ * The push is create-only, and the branch name is guessable (a run's id and start time are public): a
+ * branch already on the remote is this run's own earlier push only when its head is a results commit
+ * secd recorded before pushing it (`recordCommit`, `ownCommits`); any other head is someone else's,
+ * left as it is and reported (`branch_taken`).
  */
 import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -45,6 +50,16 @@ export interface ResultsBranchInput extends ResultsContent {
   author?: { name: string; email: string };
   /** Extra CA bundle for an isolated cluster's GitLab. */
   caFile?: string;
+  /**
+   * Results commits secd made for this branch on earlier tries (from the run's journal): a branch
+   * already on the remote at one of them is this run's own earlier push, delivered once.
+   */
+  ownCommits?: readonly string[];
+  /**
+   * Records the results commit durably (the run's journal) before it is pushed, so a retry after a
+   * crash knows its own push; a throw fails the delivery with nothing pushed.
+   */
+  recordCommit?(commit: string): Promise<void>;
 }
 
 /** Input for writing a run's results into a folder (`secd run`). */
@@ -60,7 +75,8 @@ export type ResultsFailureCode =
   | 'folder_exists' // the results folder is already there (same stamp and run id)
   | 'write_failed' // the host could not write the folder (disk full...)
   | 'commit_failed' // git could not record the folder
-  | 'push_rejected' // the remote refused: the branch exists, or a server-side rule said no
+  | 'branch_taken' // the branch is on the remote at a commit secd did not make: someone else pushed it
+  | 'push_rejected' // the remote refused: a server-side rule said no
   | 'push_failed'; // the remote could not be reached or refused the credentials
 
 /** An expected failure to deliver, with a one-line reason safe to show (no credentials). */
@@ -138,6 +154,11 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
     return fail('commit_failed', 'could not commit the results', e);
   }
   const head = (await git(['rev-parse', 'HEAD'])).trim();
+  try {
+    await input.recordCommit?.(head);
+  } catch (e) {
+    return fail('write_failed', 'could not record the results commit before pushing it', e);
+  }
 
   try {
     // Create-only: the lease with an empty expected value fails if the branch already exists, so
@@ -153,6 +174,20 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   } catch (e) {
     const text = describeGitFailure(e);
     if (/stale info|already exists|non-fast-forward|fetch first/i.test(text)) {
+      // The branch name is guessable (run id and start time are public): only a head that is a
+      // commit secd itself made and journaled counts as this run's own earlier push.
+      let theirs: string | null;
+      try {
+        theirs = await remoteBranchHead(git, remote.url, branch);
+      } catch (e2) {
+        return fail('push_failed', `results branch ${branch} already exists on the remote and secd could not read its head`, e2);
+      }
+      if (theirs !== null && (theirs === head || (input.ownCommits ?? []).includes(theirs))) {
+        return { ok: true, branch, commit: theirs, path: relFolder, manifest };
+      }
+      if (theirs !== null) {
+        return fail('branch_taken', `results branch ${branch} was pushed by someone else: its head ${theirs} is not the commit secd made; secd left it as it is`);
+      }
       return fail('push_rejected', `results branch ${branch} already exists on the remote; secd does not overwrite it`);
     }
     if (/\[remote rejected\]|\[rejected\]/i.test(text)) return fail('push_rejected', `the remote refused ${branch}`, e);
@@ -162,6 +197,16 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
     return fail('push_failed', `could not push ${branch}`, e);
   }
   return { ok: true, branch, commit: head, path: relFolder, manifest };
+}
+
+// The commit the remote's branch points at now (`git ls-remote`), or null when it has no such branch.
+async function remoteBranchHead(git: (args: string[]) => Promise<string>, url: string, branch: string): Promise<string | null> {
+  const ref = `refs/heads/${branch}`;
+  for (const line of (await git(['ls-remote', '--', url, ref])).split('\n')) {
+    const [sha, name] = line.trim().split(/\s+/);
+    if (name === ref && sha !== undefined && isCommitId(sha)) return sha;
+  }
+  return null;
 }
 
 /** Writes the run's results to `<destRoot>/<stamp>-<runId>/`, as the branch would carry them. */
