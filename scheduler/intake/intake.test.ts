@@ -94,7 +94,7 @@ describe('pushes that start a run', () => {
   it('a configured run branch replaces the default branch', () => {
     const body = { ...webhook(), ref: 'refs/heads/train' };
     expect(deliver(body, {}, { ...cfg, runBranch: 'train' })).toMatchObject({ kind: 'accepted', branch: 'train' });
-    expectIgnored(deliver(webhook(), {}, { ...cfg, runBranch: 'train' }), 'not_run_branch', 'not the run branch (refs/heads/master; runs start from train)');
+    expectIgnored(deliver(webhook(), {}, { ...cfg, runBranch: 'train' }), 'not_run_branch', 'not the run branch ("refs/heads/master"; runs start from "train")');
   });
 
   it('a new branch (before is all zeros) that is the run branch is accepted', () => {
@@ -209,7 +209,7 @@ describe('deliveries acknowledged without a run', () => {
     expectIgnored(
       deliver({ ...webhook(), ref: 'refs/heads/experiment' }),
       'not_run_branch',
-      'not the run branch (refs/heads/experiment; runs start from master)',
+      'not the run branch ("refs/heads/experiment"; runs start from "master")',
     );
   });
 
@@ -227,7 +227,7 @@ describe('deliveries acknowledged without a run', () => {
   });
 
   it('a ref that is not a branch', () => {
-    expectIgnored(deliver({ ...webhook(), ref: 'refs/merge-requests/1/head' }), 'not_a_branch', 'not a branch (refs/merge-requests/1/head)');
+    expectIgnored(deliver({ ...webhook(), ref: 'refs/merge-requests/1/head' }), 'not_a_branch', 'not a branch ("refs/merge-requests/1/head")');
   });
 
   it.each(['Merge Request Hook', 'Pipeline Hook', 'Note Hook', undefined])('a %s event', (event) => {

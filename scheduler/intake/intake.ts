@@ -111,17 +111,17 @@ export function classifyDelivery(req: Delivery, cfg: IntakeConfig): Decision {
   const push = parsed.push;
 
   const branch = branchOfRef(push.ref);
-  if (branch === null) return ignored('not_a_branch', `not a branch (${push.ref})`);
+  if (branch === null) return ignored('not_a_branch', `not a branch (${JSON.stringify(push.ref)})`);
   if (isZeroSha(push.after)) return ignored('branch_deleted', 'branch deleted');
   // Checked before the run branch so that even a run_branch of secd-* could not loop results into runs.
   if (branch.startsWith(RESULTS_BRANCH_PREFIX)) return ignored('results_branch', 'secd results branch');
 
   const runBranch = cfg.runBranch === 'default' ? push.project.default_branch : cfg.runBranch;
   if (runBranch === null) {
-    return ignored('no_default_branch', `the project has no default branch yet (${push.ref})`);
+    return ignored('no_default_branch', `the project has no default branch yet (${JSON.stringify(push.ref)})`);
   }
   if (branch !== runBranch) {
-    return ignored('not_run_branch', `not the run branch (${push.ref}; runs start from ${runBranch})`);
+    return ignored('not_run_branch', `not the run branch (${JSON.stringify(push.ref)}; runs start from ${JSON.stringify(runBranch)})`);
   }
   return { kind: 'accepted', status: 200, push, branch, deliveryKey };
 }
