@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeMessage, MAX_MESSAGE_BYTES, parseLeaderMessage, parseNodeMessage, PROTOCOL_VERSION, type LeaderMessage, type NodeMessage } from './protocol.js';
+import { encodeMessage, MAX_MESSAGE_BYTES, PROTOCOL_LIMITS, parseLeaderMessage, parseNodeMessage, PROTOCOL_VERSION, type LeaderMessage, type NodeMessage } from './protocol.js';
 import type { RunSpec } from './run-spec.js';
 
 const spec: RunSpec = {
@@ -101,5 +101,33 @@ describe('the leader <-> node protocol', () => {
       ok: false,
       reason: expect.stringContaining('spec.commit'),
     });
+  });
+
+  it('a node cannot grow the leader with long names or long lists: ids and lists over a limit are refused', () => {
+    const refused = (m: unknown, field: string) =>
+      expect(parseNodeMessage(JSON.stringify(m))).toMatchObject({ ok: false, reason: expect.stringContaining(field) });
+    refused({ ...hello, hostname: 'h'.repeat(PROTOCOL_LIMITS.hostname + 1) }, 'hostname');
+    const gpu = hello.type === 'hello' ? hello.inventory.gpus[0]! : null;
+    refused({ ...hello, inventory: { gpus: Array.from({ length: PROTOCOL_LIMITS.gpus + 1 }, (_, index) => ({ ...gpu, index })), cpus: 1, memory_bytes: 1 } }, 'inventory.gpus');
+    refused({ ...hello, inventory: { gpus: [{ ...gpu, uuid: `GPU-${'9'.repeat(PROTOCOL_LIMITS.gpuUuid)}` }], cpus: 1, memory_bytes: 1 } }, 'inventory.gpus.0.uuid');
+    refused({ ...hello, images: ['lab/' + 'p'.repeat(PROTOCOL_LIMITS.project)] }, 'images.0');
+    refused({ ...hello, images: Array.from({ length: PROTOCOL_LIMITS.images + 1 }, (_, i) => `p${i}`) }, 'images');
+    refused({ ...hello, runs: Array.from({ length: PROTOCOL_LIMITS.heldRuns + 1 }, (_, i) => ({ run_id: `run${i}`, phase: 'running', outcome: null })) }, 'runs');
+    refused({ type: 'run.event', run_id: 'abc123defg', phase: 'running', at: `2026-01-01T00:00:00.000Z${' '.repeat(100)}` }, 'at');
+  });
+
+  it('free text a person reads is cut to its limit, so a long reason is recorded short instead of re-sent for ever', () => {
+    const long = 'x'.repeat(100_000);
+    const result = parseNodeMessage(JSON.stringify({ type: 'run.result', run_id: 'abc123defg', outcome: { ...outcome, reason: long } }));
+    expect(result.ok).toBe(true);
+    const reason = result.ok && result.message.type === 'run.result' ? result.message.outcome.reason : '';
+    expect(reason).toHaveLength(PROTOCOL_LIMITS.reason);
+    expect(reason.endsWith('…')).toBe(true);
+    const named = parseNodeMessage(JSON.stringify({ ...hello, inventory: { gpus: [{ uuid: 'GPU-1', index: 0, name: long, memory_total_bytes: null }], cpus: 1, memory_bytes: 1 } }));
+    expect(named.ok && named.message.type === 'hello' ? named.message.inventory.gpus[0]!.name.length : 0).toBe(PROTOCOL_LIMITS.gpuName);
+    const warned = parseLeaderMessage(JSON.stringify({ type: 'run.assign', spec: { ...spec, warnings: Array.from({ length: 5000 }, (_, i) => `unknown key k${i}`) } }));
+    const warnings = warned.ok && warned.message.type === 'run.assign' ? warned.message.spec.warnings : [];
+    expect(warnings).toHaveLength(PROTOCOL_LIMITS.warnings);
+    expect(warnings.at(-1)).toBe(`${5000 - PROTOCOL_LIMITS.warnings + 1} more warnings left out`);
   });
 });

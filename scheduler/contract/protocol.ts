@@ -33,7 +33,47 @@ export const runIdSchema = z.string().regex(RUN_ID_PATTERN, 'must be a run id (l
 /** Node ids as daemon/config/node-config.ts accepts them (hostname-like). */
 export const nodeIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be a node id');
 
-const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 time');
+/**
+ * Length limits on what a node (or a leader) may put in a message, so that no name or list it sends
+ * grows the leader's views, the status page's feed or the run table beyond what a real cluster needs
+ * (issue 13, finding 6). Ids and structure over a limit are refused; free text a person reads
+ * (reasons, GPU names, warnings) is cut with "…" instead, so a long reason never turns a result into
+ * one the node re-sends for ever.
+ */
+export const PROTOCOL_LIMITS = {
+  /** Characters of a hostname (DNS allows 253). */
+  hostname: 255,
+  /** Characters of a GPU UUID (nvidia-smi's are 40). */
+  gpuUuid: 128,
+  /** Characters of a GPU's model name as shown (nvidia-smi's are under 64). */
+  gpuName: 256,
+  /** GPUs of one node. */
+  gpus: 64,
+  /** Characters of one project path (GitLab allows 255 per segment). */
+  project: 512,
+  /** Projects in a node's image list. */
+  images: 10_000,
+  /** Runs a node may list in `hello`. */
+  heldRuns: 10_000,
+  /** Characters of a reason or message shown to a person. */
+  reason: 2_000,
+  /** Warnings in a spec (the rest are summed up in one line). */
+  warnings: 100,
+  /** Characters of a path, URL or image id. */
+  path: 4_096,
+  /** Characters of an error code or a time. */
+  token: 64,
+} as const;
+
+/** Free text cut to `max` characters ("…" at the end) rather than refused. */
+export function clippedText(max: number) {
+  return z.string().transform((s) => (s.length > max ? `${s.slice(0, max - 1)}…` : s));
+}
+
+const reasonText = clippedText(PROTOCOL_LIMITS.reason);
+const pathText = z.string().max(PROTOCOL_LIMITS.path);
+
+const isoTime = z.string().max(PROTOCOL_LIMITS.token).refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 time');
 const count = z.number().int().nonnegative();
 /** A measurement the hardware may report as N/A: null, never 0. */
 const reading = z.number().nullable();
@@ -48,36 +88,42 @@ export const runEndSchema = z.enum(['succeeded', 'failed', 'timed_out', 'cancell
 export const runSpecSchema = z.object({
   runId: runIdSchema,
   /** GitLab path_with_namespace (or the folder name for `secd run`); names the image. */
-  project: z.string().min(1).max(512),
+  project: z.string().min(1).max(PROTOCOL_LIMITS.project),
   /** Full commit sha to build (`working-tree` for a `secd run` folder that is not a repository). */
   commit: z.string().refine((c) => isCommitId(c) || c === 'working-tree', 'must be a full commit sha'),
   /** Git URL or local path to clone from; HTTP URLs carry their own credentials. */
-  source: z.string().min(1),
+  source: pathText.min(1),
   /** GitLab username of the researcher (names the cache folder). */
   user: z.string().min(1).max(255),
   /** Fingerprint of the key that signed the head commit, or null for `secd run`. */
-  signer: z.string().nullable(),
+  signer: z.string().max(PROTOCOL_LIMITS.token * 2).nullable(),
   /** Hard limit on the container's running time. */
   runforMs: z.number().int().positive(),
   /** GPU UUIDs given to this run (empty: no GPU). */
-  gpus: z.array(z.string().min(1).max(128)),
+  gpus: z.array(z.string().min(1).max(PROTOCOL_LIMITS.gpuUuid)).max(PROTOCOL_LIMITS.gpus),
   /** Cache folder name from secd.yml (under cache_root/<user>/), or null for none. */
-  cacheDir: z.string().min(1).nullable(),
+  cacheDir: z.string().min(1).max(255).nullable(),
   /** Where the cache appears in the container. */
-  mountPath: z.string().min(1),
+  mountPath: pathText.min(1),
   /** Extra environment (dataset credentials); the executor adds OUTPUT_PATH, SECD, SECD_RUN_ID. */
   env: z.record(z.string(), z.string()),
   /** Warnings gathered by the leader (unknown secd.yml keys...), copied into run.json. */
-  warnings: z.array(z.string()),
+  warnings: z
+    .array(clippedText(PROTOCOL_LIMITS.reason))
+    .transform((w) =>
+      w.length > PROTOCOL_LIMITS.warnings
+        ? [...w.slice(0, PROTOCOL_LIMITS.warnings - 1), `${w.length - PROTOCOL_LIMITS.warnings + 1} more warnings left out`]
+        : w,
+    ),
   /** When the leader received the push (ISO-8601 UTC). */
   createdAt: isoTime,
   /** Git URL (with credentials) to push the results branch to; null: results stay local (`secd run`). */
-  resultsRemote: z.string().min(1).nullable().optional(),
+  resultsRemote: pathText.min(1).nullable().optional(),
   /** The run's datasets (issue 4): where its dataset socket forwards to, and file datasets to mount. */
   datasets: z
     .object({
-      mysql: z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }).nullable(),
-      files: z.array(z.object({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/), path: z.string().min(1) })),
+      mysql: z.object({ host: z.string().min(1).max(PROTOCOL_LIMITS.hostname), port: z.number().int().min(1).max(65535) }).nullable(),
+      files: z.array(z.object({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/), path: pathText.min(1) })).max(256),
     })
     .optional(),
 });
@@ -86,13 +132,13 @@ export const runSpecSchema = z.object({
 export const runOutcomeSchema = z.object({
   end: runEndSchema,
   /** One line a researcher can act on. */
-  reason: z.string(),
+  reason: reasonText,
   exitCode: z.number().int().nullable(),
-  imageId: z.string().nullable(),
+  imageId: z.string().max(PROTOCOL_LIMITS.path).nullable(),
   /** The results branch pushed, or null (local `secd run`, or push failed). */
-  branch: z.string().nullable(),
+  branch: z.string().max(PROTOCOL_LIMITS.path).nullable(),
   /** Where the outputs landed: a repo path (cluster) or a local folder (`secd run`). */
-  outputsPath: z.string().nullable(),
+  outputsPath: pathText.nullable(),
   startedAt: isoTime.nullable(),
   finishedAt: isoTime,
   /** Bytes the run's dataset socket carried (absent: the run had no MySQL dataset). */
@@ -101,9 +147,9 @@ export const runOutcomeSchema = z.object({
 
 /** One GPU as the node's inventory lists it. */
 export const inventoryGpuSchema = z.object({
-  uuid: z.string().min(1).max(128),
+  uuid: z.string().min(1).max(PROTOCOL_LIMITS.gpuUuid),
   index: count,
-  name: z.string(),
+  name: clippedText(PROTOCOL_LIMITS.gpuName),
   memory_total_bytes: count.nullable(),
 });
 
@@ -120,7 +166,7 @@ export const heldRunSchema = z.object({
 
 /** One GPU's sample in a `status` message (null: the hardware reports N/A). */
 export const gpuStatusSchema = z.object({
-  uuid: z.string().min(1).max(128),
+  uuid: z.string().min(1).max(PROTOCOL_LIMITS.gpuUuid),
   index: count,
   utilization_pct: reading,
   memory_used_bytes: reading,
@@ -144,23 +190,23 @@ export const hostStatusSchema = z.object({
 });
 
 /** Projects whose image a node holds (the planner prefers such a node: the build is then mostly cached). */
-const imagesField = z.array(z.string().min(1).max(512)).max(10_000);
+const imagesField = z.array(z.string().min(1).max(PROTOCOL_LIMITS.project)).max(PROTOCOL_LIMITS.images);
 
 /** Node -> leader, first message on every connection. */
 export const helloMessage = z.object({
   type: z.literal('hello'),
   protocol: z.number().int(),
   node_id: nodeIdSchema,
-  hostname: z.string().min(1).max(255),
+  hostname: z.string().min(1).max(PROTOCOL_LIMITS.hostname),
   inventory: z.object({
-    gpus: z.array(inventoryGpuSchema).max(64),
+    gpus: z.array(inventoryGpuSchema).max(PROTOCOL_LIMITS.gpus),
     cpus: count,
     memory_bytes: count,
   }),
   /** How many CPU-only runs the node runs at once. */
   max_cpu_runs: count,
   /** Every run the node still holds (spec on disk), with its phase or its unacknowledged outcome. */
-  runs: z.array(heldRunSchema),
+  runs: z.array(heldRunSchema).max(PROTOCOL_LIMITS.heldRuns),
   images: imagesField.optional(),
 });
 
@@ -168,7 +214,7 @@ export const helloMessage = z.object({
 export const statusMessage = z.object({
   type: z.literal('status'),
   at: isoTime,
-  gpus: z.array(gpuStatusSchema).max(64),
+  gpus: z.array(gpuStatusSchema).max(PROTOCOL_LIMITS.gpus),
   host: hostStatusSchema,
   /** Present when the node's images changed since its last hello or status. */
   images: imagesField.optional(),
@@ -199,10 +245,10 @@ export const runAssignMessage = z.object({ type: z.literal('run.assign'), spec: 
 export const runResultAckMessage = z.object({ type: z.literal('run.result.ack'), run_id: runIdSchema });
 
 /** Leader -> node: stop this run; its partial outputs are still delivered. */
-export const runCancelMessage = z.object({ type: z.literal('run.cancel'), run_id: runIdSchema, reason: z.string().min(1) });
+export const runCancelMessage = z.object({ type: z.literal('run.cancel'), run_id: runIdSchema, reason: reasonText.pipe(z.string().min(1)) });
 
 /** Leader -> node: why the leader is about to close the connection (protocol mismatch, revoked...). */
-export const errorMessage = z.object({ type: z.literal('error'), code: z.string().min(1), message: z.string() });
+export const errorMessage = z.object({ type: z.literal('error'), code: z.string().min(1).max(PROTOCOL_LIMITS.token), message: reasonText });
 
 /** Every message a node sends. */
 export const nodeMessageSchema = z.discriminatedUnion('type', [helloMessage, statusMessage, runAckMessage, runEventMessage, runResultMessage]);
