@@ -1,6 +1,7 @@
 /**
  * A run's datasets and cache on the node: the read-only file dataset mounts, the dataset socket
- * (forwarder) and its mount, and what run.json says about them afterwards.
+ * (forwarder) and its mount, and what run.json says about them afterwards. The socket admits only
+ * the run's own account, DB_USER in its spec.
  */
 import { join } from 'node:path';
 import { errorText } from '../../scheduler/common/errors.js';
@@ -42,8 +43,11 @@ export async function prepareRunDatasets(
   let forwarder: DatasetForwarder | null = null;
   const target = spec.datasets?.mysql ?? null;
   if (target !== null) {
+    // The socket admits only the account the leader created for this run (issue 13).
+    const user = spec.env.DB_USER;
+    if (!user) return { ok: false, reason: 'the run has a dataset server but no DB_USER account to admit on its socket' };
     try {
-      forwarder = await startDatasetForwarder(datasetSocketDir(node.runDir), target);
+      forwarder = await startDatasetForwarder(datasetSocketDir(node.runDir), target, { user });
     } catch (err) {
       return { ok: false, reason: `the dataset socket could not be started: ${errorText(err)}` };
     }

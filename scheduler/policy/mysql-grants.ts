@@ -1,11 +1,12 @@
 /**
  * The dataset server adapter: temporary MySQL/MariaDB accounts for runs. The only file that imports
  * mysql2. Statements are built from names already checked by storage/dataset-path.ts (database
- * names) and by this module (account names), and values go through mysql2's escaping.
+ * names) and by this module (account names), and values go through mysql2's escaping. Run accounts
+ * get a connection limit and statement limits (RUN_ACCOUNT_LIMITS in dataset-access.ts).
  */
 import mysql from 'mysql2/promise';
 import { mysqlDatabaseProblem } from '../../storage/dataset-path.js';
-import type { DatasetServer, RunAccount } from './dataset-access.js';
+import { RUN_ACCOUNT_LIMITS, type DatasetServer, type RunAccount } from './dataset-access.js';
 
 /** Where a MySQL server listens: TCP, or a unix socket. */
 export type MysqlEndpoint = { host: string; port: number } | { socketPath: string };
@@ -20,6 +21,8 @@ export interface MysqlLogin {
 export interface MysqlSession {
   /** Run one statement; rows for a SELECT. `params` fill `?` placeholders (escaped by the client). */
   query(sql: string, params?: unknown[]): Promise<unknown[]>;
+  /** Log in again on the same connection as `login` (COM_CHANGE_USER). */
+  changeUser(login: MysqlLogin): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -44,6 +47,9 @@ export async function connectMysql(endpoint: MysqlEndpoint, login: MysqlLogin, d
       const [rows] = await conn.query(sql, params);
       return Array.isArray(rows) ? (rows as unknown[]) : [rows];
     },
+    async changeUser(other) {
+      await conn.changeUser({ user: other.user, password: other.password });
+    },
     async close() {
       await conn.end().catch(() => conn.destroy());
     },
@@ -58,6 +64,17 @@ export async function connectMysql(endpoint: MysqlEndpoint, login: MysqlLogin, d
 export function grantDatabaseName(db: string): string {
   if (mysqlDatabaseProblem(db) !== null) throw new Error(`refusing to grant on database name ${JSON.stringify(db)}`);
   return `\`${db.replace(/_/g, '\\_')}\``;
+}
+
+// 0 means "no limit" to MariaDB: a limit is never turned off by accident.
+function wholeAtLeastOne(n: number): number {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`refusing account limit ${n}: a whole number of at least 1`);
+  return n;
+}
+
+function positiveSeconds(s: number): number {
+  if (!Number.isFinite(s) || s <= 0) throw new Error(`refusing MAX_STATEMENT_TIME ${s}: seconds above 0`);
+  return s;
 }
 
 function checkAccount(user: string): void {
@@ -91,10 +108,14 @@ export function createMysqlDatasetServer(endpoint: MysqlEndpoint, admin: MysqlLo
       // A leftover of the same name (a leader that died mid-way) is replaced, not reused.
       await run("DROP USER IF EXISTS ?@'%'", [account.user]);
       // '%': nodes connect from their own addresses, which the leader does not know in advance.
-      await run("CREATE USER ?@'%' IDENTIFIED BY ? WITH MAX_USER_CONNECTIONS ?", [
+      // MAX_STATEMENT_TIME is MariaDB's (10.1 and later; seconds, fractions allowed); MySQL 8 has no
+      // per-account statement limit, and this statement fails there.
+      await run("CREATE USER ?@'%' IDENTIFIED BY ? WITH MAX_USER_CONNECTIONS ? MAX_QUERIES_PER_HOUR ? MAX_STATEMENT_TIME ?", [
         account.user,
         account.password,
         account.maxConnections,
+        wholeAtLeastOne(account.maxQueriesPerHour ?? RUN_ACCOUNT_LIMITS.maxQueriesPerHour),
+        positiveSeconds(account.maxStatementSeconds ?? RUN_ACCOUNT_LIMITS.maxStatementSeconds),
       ]);
       try {
         for (const db of account.databases) {

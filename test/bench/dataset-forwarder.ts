@@ -9,7 +9,9 @@
  * socket, with no database or client parsing in the way.
  *
  * The forwarder runs in its own process, as it does in the node daemon, so it never shares an event
- * loop with the client being timed.
+ * loop with the client being timed. It admits only one account (issue 13), so both sides log in as a
+ * run account the benchmark creates; it reads the greeting and the client's packet headers, and
+ * passes the server's bytes as they come.
  *
  * Run: npm run build && node dist/test/bench/dataset-forwarder.js [megabytes] [rounds]
  */
@@ -20,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { ForwardedBytes } from '../../daemon/executor/dataset-forwarder.js';
-import { connectMysql, type MysqlEndpoint } from '../../scheduler/policy/mysql-grants.js';
+import { connectMysql, createMysqlDatasetServer, type MysqlEndpoint, type MysqlLogin } from '../../scheduler/policy/mysql-grants.js';
 import { cleanUp, MARIADB, MARIADB_ADMIN, seedDatabase, testTag } from '../support/mariadb.js';
 
 const MEGABYTES = Number(process.argv[2] ?? 64);
@@ -29,10 +31,10 @@ const ROW_BYTES = 1000;
 const FORWARDER_MODULE = resolve(import.meta.dirname, '../../daemon/executor/dataset-forwarder.js');
 
 /** A forwarder in a child process: its socket, and stop() returning the bytes it carried. */
-async function forwarderProcess(dir: string, target: { host: string; port: number }): Promise<{ socketPath: string; stop(): Promise<ForwardedBytes> }> {
+async function forwarderProcess(dir: string, target: { host: string; port: number }, user: string): Promise<{ socketPath: string; stop(): Promise<ForwardedBytes> }> {
   const code = `
     const { startDatasetForwarder } = await import(${JSON.stringify(FORWARDER_MODULE)});
-    const f = await startDatasetForwarder(${JSON.stringify(dir)}, ${JSON.stringify(target)});
+    const f = await startDatasetForwarder(${JSON.stringify(dir)}, ${JSON.stringify(target)}, { user: ${JSON.stringify(user)} });
     console.log(f.socketPath);
     process.stdin.once('data', async () => { console.log(JSON.stringify(await f.close())); process.exit(0); });`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -55,8 +57,11 @@ function median(xs: number[]): number {
 }
 const mbps = (bytes: number, ms: number) => (bytes / 1e6 / (ms / 1000)).toFixed(0);
 
+// The socket admits only the run's own account, so both sides of the comparison use one (created below).
+let runLogin: MysqlLogin = MARIADB_ADMIN;
+
 async function timeSelect(endpoint: MysqlEndpoint, db: string): Promise<number> {
-  const s = await connectMysql(endpoint, MARIADB_ADMIN, db);
+  const s = await connectMysql(endpoint, runLogin, db);
   const t0 = performance.now();
   const rows = await s.query('SELECT id, payload FROM big');
   const ms = performance.now() - t0;
@@ -76,7 +81,7 @@ with c.cursor() as cur:
     n = len(cur.fetchall())
 print((time.perf_counter() - t0) * 1000)
 `;
-  const args = JSON.stringify({ ...where, user: MARIADB_ADMIN.user, password: MARIADB_ADMIN.password, db });
+  const args = JSON.stringify({ ...where, user: runLogin.user, password: runLogin.password, db });
   return new Promise((done) => {
     const child = spawn('/usr/bin/python3', ['-c', script, args], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
@@ -101,17 +106,18 @@ function timeRaw(connect: () => ReturnType<typeof createConnection>, bytes: numb
 }
 
 async function main(): Promise<void> {
-  const db = `secdb_${testTag()}_bench`;
+  const tag = testTag();
+  const db = `secdb_${tag}_bench`;
   const scratch = await mkdtemp(join(tmpdir(), 'secd-bench-fwd-'));
   try {
-    await measure(db, scratch);
+    await measure(db, scratch, `secdb${tag}_run`);
   } finally {
     await rm(scratch, { recursive: true, force: true });
-    await cleanUp([db]);
+    await cleanUp([db], `secdb${tag}_`);
   }
 }
 
-async function measure(db: string, scratch: string): Promise<void> {
+async function measure(db: string, scratch: string, user: string): Promise<void> {
   const rows = Math.round((MEGABYTES * 1e6) / ROW_BYTES);
   process.stdout.write(`seeding ${db}: ${rows} rows of ${ROW_BYTES} bytes (${MEGABYTES} MB)\n`);
   await seedDatabase(db, [
@@ -119,7 +125,11 @@ async function measure(db: string, scratch: string): Promise<void> {
     // MariaDB's SEQUENCE engine: seq_1_to_N is a virtual table of 1..N in any database.
     `INSERT INTO {db}.big SELECT seq, REPEAT(CHAR(97 + seq % 26), ${ROW_BYTES}) FROM {db}.seq_1_to_${rows}`,
   ]);
-  const fwd = await forwarderProcess(join(scratch, 'db'), MARIADB);
+  const admin = createMysqlDatasetServer(MARIADB, MARIADB_ADMIN);
+  runLogin = { user, password: `bench-${user}-0123456789` };
+  await admin.createRunUser({ ...runLogin, databases: [db], maxConnections: 4 });
+  await admin.close();
+  const fwd = await forwarderProcess(join(scratch, 'db'), MARIADB, user);
   let forwardedSelects = 0;
   let resultBytes = 0;
   try {
@@ -183,7 +193,7 @@ async function measure(db: string, scratch: string): Promise<void> {
   });
   await new Promise<void>((r) => sender.listen(0, '127.0.0.1', () => r()));
   const port = (sender.address() as { port: number }).port;
-  const raw = await forwarderProcess(join(scratch, 'raw'), { host: '127.0.0.1', port });
+  const raw = await forwarderProcess(join(scratch, 'raw'), { host: '127.0.0.1', port }, user);
   const rd: number[] = [];
   const rf: number[] = [];
   for (let i = 0; i < 3; i++) {
