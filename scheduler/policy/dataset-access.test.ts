@@ -4,7 +4,7 @@ import { openDatabase } from '../../storage/database.js';
 import { DatasetStore } from '../../storage/dataset-store.js';
 import { RunStore } from '../../storage/run-store.js';
 import type { RunState } from '../../storage/run-states.js';
-import { RunDatasets, type DatasetServer, type RunAccount } from './dataset-access.js';
+import { RUN_ACCOUNT_LIMITS, RunDatasets, type DatasetServer, type RunAccount } from './dataset-access.js';
 import type { Log } from '../common/log.js';
 
 class RecordingServer implements DatasetServer {
@@ -92,12 +92,19 @@ describe('which datasets a run gets', () => {
 });
 
 describe('a run\'s temporary account', () => {
-  it('is created with SELECT on exactly its MySQL datasets, and the spec carries the credentials and mounts', async () => {
+  it('is created with SELECT on exactly its MySQL datasets and statement limits, and the spec carries the credentials and mounts', async () => {
     const { access, server, newRun, store } = setup();
     const run = newRun('ada', null);
     expect(await access.open(run)).toEqual({ ok: true });
     expect([...server.accounts.values()]).toEqual([
-      { user: `secd_${run.id}`, password: 'S3cret-Passw0rd-for-tests', databases: ['sales_2024'], maxConnections: 4 },
+      {
+        user: `secd_${run.id}`,
+        password: 'S3cret-Passw0rd-for-tests',
+        databases: ['sales_2024'],
+        maxConnections: 4,
+        maxStatementSeconds: RUN_ACCOUNT_LIMITS.maxStatementSeconds,
+        maxQueriesPerHour: RUN_ACCOUNT_LIMITS.maxQueriesPerHour,
+      },
     ]);
     const spec = access.specFor(run.id)!;
     expect(spec.env).toMatchObject({

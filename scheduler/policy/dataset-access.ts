@@ -14,7 +14,9 @@
  *   receives, and by a sweep for every other path (lost nodes, operator action). On start the leader
  *   drops every account with its prefix whose run is not in flight.
  * - The container sees the dataset server only through the node's per-run socket, so DB_HOST is
- *   `localhost` (socket-aware clients use DB_SOCKET), DB_PORT the server's port.
+ *   `localhost` (socket-aware clients use DB_SOCKET), DB_PORT the server's port. The socket admits
+ *   only DB_USER (daemon/executor/dataset-forwarder.ts).
+ * - Run accounts carry statement limits (RUN_ACCOUNT_LIMITS) besides their connection limit.
  */
 import { randomBytes } from 'node:crypto';
 import type { Dataset, DatasetStore } from '../../storage/dataset-store.js';
@@ -34,7 +36,20 @@ export interface RunAccount {
   /** MySQL databases to GRANT SELECT on (and nothing else). */
   databases: string[];
   maxConnections: number;
+  /** Longest one statement may run, in seconds (MariaDB MAX_STATEMENT_TIME); default RUN_ACCOUNT_LIMITS. */
+  maxStatementSeconds?: number;
+  /** Statements per hour (MAX_QUERIES_PER_HOUR); default RUN_ACCOUNT_LIMITS. */
+  maxQueriesPerHour?: number;
 }
+
+/**
+ * What one run may ask of the shared dataset server (issue 13), so it cannot load it for its whole
+ * `runfor`: a statement stops after an hour (a 50 GB SELECT at 100 MB/s takes under ten minutes;
+ * longer reads go in chunks), and 360,000 statements an hour is 100 a second all hour long, far more
+ * than a data loader that fetches batches needs. MariaDB counts a statement against the hourly limit
+ * whatever it does; past it, the run's next statement fails with ER_USER_LIMIT_REACHED.
+ */
+export const RUN_ACCOUNT_LIMITS = { maxStatementSeconds: 3600, maxQueriesPerHour: 360_000 } as const;
 
 /** The dataset server as the leader uses it (scheduler/policy/mysql-grants.ts is the adapter). */
 export interface DatasetServer {
@@ -67,6 +82,8 @@ export interface DatasetAccessDeps {
   endpoint: { host: string; port: number } | null;
   userPrefix: string;
   maxConnections: number;
+  /** Statement limits of run accounts; default RUN_ACCOUNT_LIMITS (tests shorten them). */
+  accountLimits?: { maxStatementSeconds: number; maxQueriesPerHour: number };
   log: Log;
   /** Tests pin it; the default is 24 random bytes, base64url. */
   newPassword?: () => string;
@@ -139,7 +156,8 @@ export class RunDatasets {
       // The audit row first: if the leader dies right after CREATE USER, the sweep still finds the account.
       this.deps.store.recordRunAccess(run.id, mysqlUser, datasets);
       try {
-        await server.createRunUser({ user: mysqlUser, password, databases, maxConnections: this.deps.maxConnections });
+        const limits = this.deps.accountLimits ?? RUN_ACCOUNT_LIMITS;
+        await server.createRunUser({ user: mysqlUser, password, databases, maxConnections: this.deps.maxConnections, ...limits });
       } catch (err) {
         // A server error could quote the statement: the password never leaves this function.
         const why = redactCredentials(errorText(err), [password]);

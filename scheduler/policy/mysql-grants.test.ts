@@ -1,10 +1,25 @@
 /**
  * Temporary run accounts on the real MariaDB: SELECT on exactly the granted databases, nothing else,
- * and gone (sessions included) once dropped.
+ * statement limits, and gone (sessions included) once dropped.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accountExists, cleanUp, loginError, MARIADB, MARIADB_ADMIN, seedDatabase, testTag } from '../../test/support/mariadb.js';
+import { accountExists, adminSession, cleanUp, loginError, MARIADB, MARIADB_ADMIN, seedDatabase, testTag } from '../../test/support/mariadb.js';
+import { RUN_ACCOUNT_LIMITS } from './dataset-access.js';
 import { connectMysql, createMysqlDatasetServer } from './mysql-grants.js';
+
+/** An account's limits as the server keeps them. */
+async function limitsOf(user: string): Promise<{ statementSeconds: number; queriesPerHour: number; connections: number }> {
+  const admin = await adminSession();
+  try {
+    const rows = (await admin.query(
+      "SELECT max_statement_time AS s, max_questions AS q, max_user_connections AS c FROM mysql.user WHERE User = ? AND Host = '%'",
+      [user],
+    )) as Array<{ s: string | number; q: string | number; c: string | number }>;
+    return { statementSeconds: Number(rows[0]!.s), queriesPerHour: Number(rows[0]!.q), connections: Number(rows[0]!.c) };
+  } finally {
+    await admin.close();
+  }
+}
 
 const tag = testTag();
 const prefix = `secdg${tag}_`;
@@ -71,6 +86,37 @@ describe('temporary MySQL accounts', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('has the default statement limits, which a run can live with', async () => {
+    expect(await limitsOf(account.user)).toEqual({
+      statementSeconds: RUN_ACCOUNT_LIMITS.maxStatementSeconds,
+      queriesPerHour: RUN_ACCOUNT_LIMITS.maxQueriesPerHour,
+      connections: 2,
+    });
+  });
+
+  it('cannot keep the shared server busy: a statement over its time limit is stopped, and past its hourly count nothing runs', async () => {
+    const limited = { user: `${prefix}busy`, password: account.password, databases: [granted], maxConnections: 2, maxStatementSeconds: 0.5, maxQueriesPerHour: 6 };
+    await server.createRunUser(limited);
+    const s = await connectMysql(MARIADB, limited);
+    try {
+      expect(await limitsOf(limited.user)).toEqual({ statementSeconds: 0.5, queriesPerHour: 6, connections: 2 });
+      // SLEEP(30) would return 0 after 30 s; the limit interrupts it (MariaDB's error 1969, which
+      // mysql2 has no name for).
+      const slept = await s.query('SELECT SLEEP(30)').then(
+        () => 'it worked',
+        (err: { errno?: number; message?: string }) => `${err.errno}: ${err.message}`,
+      );
+      expect(slept).toMatch(/^1969: .*max_statement_time exceeded/);
+      const codes: string[] = [];
+      for (let i = 0; i < 8; i++) codes.push(await rejectsWith(s.query(`SELECT v FROM \`${granted}\`.t`)));
+      expect(codes).toContain('ER_USER_LIMIT_REACHED');
+      expect(codes.slice(codes.indexOf('ER_USER_LIMIT_REACHED'))).toEqual(codes.slice(codes.indexOf('ER_USER_LIMIT_REACHED')).map(() => 'ER_USER_LIMIT_REACHED'));
+    } finally {
+      await s.close();
+      await server.dropRunUser(limited.user);
     }
   });
 
