@@ -10,9 +10,17 @@
  *   Node's `ca` option would otherwise replace the system roots.
  * - Closing stops the connection and the telemetry but not the runs: their containers keep going
  *   and the next start adopts them (drain the node first to retire it).
+ * - It warns at start when it runs on the leader's machine (the leader URL's host is loopback or one
+ *   of this machine's addresses): its runs' dataset sessions then reach the dataset server from the
+ *   leader's address, the one an admin account restricted to the leader (docs/sysadmin.md §5) may
+ *   log in from, and only the dataset socket's own-account check stands between them. The node
+ *   cannot know the dataset server's accounts, and a run's dataset address only arrives with the
+ *   run, so the leader's address is the cheap, early thing to compare.
  */
+import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
-import { hostname as osHostname } from 'node:os';
+import { isIP } from 'node:net';
+import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { rootCertificates } from 'node:tls';
 import { connectClient } from '../../scheduler/common/websocket.js';
 import type { Log } from '../../scheduler/common/log.js';
@@ -80,6 +88,17 @@ export async function startNode(config: NodeConfig, opts: StartNodeOptions): Pro
   });
   await runs.recover();
   agent.start();
+  void leaderOnThisHost(config.leader).then(
+    (address) => {
+      if (address === null) return;
+      log.warn(
+        { leader: config.leader, address },
+        "this node runs on the leader's machine: its runs reach the dataset server from the leader's address, where the admin account may log in; " +
+          "each run's socket admits only the run's own account, but prefer nodes on other machines (docs/sysadmin.md, Security)",
+      );
+    },
+    () => undefined,
+  );
   return {
     agent,
     runs,
@@ -88,4 +107,32 @@ export async function startNode(config: NodeConfig, opts: StartNodeOptions): Pro
       gpu.close();
     },
   };
+}
+
+/**
+ * The address by which `leaderUrl`'s host is this machine (a loopback address, or one of this
+ * machine's interface addresses), or null when it is another machine or cannot be resolved.
+ */
+export async function leaderOnThisHost(
+  leaderUrl: string,
+  resolve: (host: string) => Promise<string[]> = async (host) => (await lookup(host, { all: true })).map((a) => a.address),
+  local: () => string[] = () => Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address)),
+): Promise<string | null> {
+  let host: string;
+  try {
+    host = new URL(leaderUrl).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return null;
+  }
+  const addresses = isIP(host) ? [host] : await resolve(host).catch(() => [] as string[]);
+  const mine = new Set(local().map(normalAddress));
+  for (const address of addresses) {
+    const a = normalAddress(address);
+    if (a === '::1' || a.startsWith('127.') || mine.has(a)) return address;
+  }
+  return null;
+}
+
+function normalAddress(address: string): string {
+  return address.toLowerCase().replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1').replace(/%.*$/, '');
 }
