@@ -1,6 +1,7 @@
 /**
- * Adoption on the real engine: a daemon that restarts finds its run containers by label and takes
- * them over as runContainer would have seen them (limit counted from the container's own start,
+ * Adoption on the real engine: a daemon that restarts takes over the run container its journal
+ * recorded (by id; a label alone proves nothing, see daemon/node/node-runs-adoption.test.ts) as
+ * runContainer would have seen it (limit counted from the container's own start,
  * output read back with `docker logs`, removed at the end), running or already ended.
  */
 import { randomBytes } from 'node:crypto';
@@ -33,6 +34,18 @@ afterAll(async () => {
 });
 
 describe('adopting a run container after a restart', () => {
+  it('hands a new container\'s id to onCreated while it is only created, before it starts', async () => {
+    const req = requestFor('echo ran');
+    const seen: Array<[string, string | undefined]> = [];
+    const result = await engine.runContainer(req, {
+      onLog: () => {},
+      onCreated: async (id) => void seen.push([id, (await engine.findRunContainers()).find((c) => c.id === id)?.state]),
+    });
+
+    expect(result).toMatchObject({ end: 'exited', exitCode: 0 });
+    expect(seen).toEqual([[result.containerId, 'created']]);
+  });
+
   it('takes over a running container, waits for it, reads its whole log back and removes it', async () => {
     const req = requestFor('echo before-the-restart; sleep 1; echo after-the-restart; echo to-stderr >&2');
     const runId = req.create.Labels['secd.run']!;

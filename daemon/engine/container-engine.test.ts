@@ -317,7 +317,7 @@ describe('running under the secd profile', () => {
     const runId = req.create.Labels['secd.run']!;
     const { result } = await run({ ...req, keepContainer: true });
     const found = (await engine.findRunContainers()).filter((c) => c.runId === runId);
-    expect(found).toEqual([{ id: result.containerId, runId, state: 'exited', labels: expect.objectContaining({ 'secd.project': 'secd-test/engine' }) as unknown }]);
+    expect(found).toEqual([{ id: result.containerId, name: req.name, runId, state: 'exited', labels: expect.objectContaining({ 'secd.project': 'secd-test/engine' }) as unknown }]);
     await engine.removeContainer(found[0]!.id);
     await engine.removeContainer(found[0]!.id); // a second removal is not an error
     expect((await engine.findRunContainers()).filter((c) => c.runId === runId)).toEqual([]);

@@ -147,9 +147,15 @@ export type BuildResult =
   | { ok: true; imageId: string }
   | { ok: false; code: BuildFailureCode; reason: string };
 
-/** A container that carries the `secd.run` label, as found on the engine (for re-adoption after restarts). */
+/**
+ * A container that carries the `secd.run` label, as found on the engine. The label says nothing of who
+ * made it (any image may carry it, and so do a build's step containers): a restarted node adopts only
+ * the container id its journal recorded.
+ */
 export interface RunContainer {
   id: string;
+  /** The container's name without its leading `/`; null when the engine gives none. */
+  name: string | null;
   runId: string;
   /** Engine state: created, running, exited, dead... */
   state: string;
@@ -168,6 +174,11 @@ export interface RunHooks {
   onLog(chunk: Buffer): void;
   /** Aborting stops the container the same way a timeout does, and the run ends `cancelled`. */
   signal?: AbortSignal;
+  /**
+   * Awaited once the container is created and before it starts, with its id: the executor journals it
+   * there, so a container that ever ran is one the node recorded. A throw removes it, never started.
+   */
+  onCreated?(containerId: string): Promise<void>;
   /** Called once the container is running, with its id (the executor reports `running` then). */
   onStarted?(containerId: string): void;
   /**
@@ -185,7 +196,7 @@ export interface ContainerEngine {
   buildImage(req: BuildRequest): Promise<BuildResult>;
   /** Creates, starts, waits for and (unless kept) removes a container, capturing all its output first. */
   runContainer(req: ContainerRequest, hooks: RunHooks): Promise<ContainerRunResult>;
-  /** Containers labelled `secd.run`, in any state. */
+  /** Containers labelled `secd.run`, in any state (the label is no proof of who made one). */
   findRunContainers(): Promise<RunContainer[]>;
   /**
    * Take over a run container found after a restart, running or already exited, as runContainer

@@ -246,6 +246,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
     const cleanup = () => supervisor.removeUnlessKept(c, req.keepContainer);
 
     try {
+      await hooks.onCreated?.(container.id);
       await openMountPoints(container, req.writableMountPoints ?? [], ids);
     } catch (err) {
       await cleanup();
@@ -359,6 +360,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       );
       return list.map((c) => ({
         id: c.Id,
+        name: c.Names?.[0]?.replace(/^\//, '') ?? null,
         runId: c.Labels['secd.run'] ?? '',
         state: c.State,
         labels: c.Labels,

@@ -116,12 +116,17 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       { cacheHostDir, extraMounts: datasets.mounts },
       { imageId, memoryBytes: settings.memoryBytes, pidsLimit: settings.pidsLimit, stopGraceMs: settings.stopGraceMs },
     );
-    request.name = `secd-${spec.runId}`;
-    // From here a restarted node finds the container by its secd.run label and adopts it (resumeRun).
+    request.name = runContainerName(spec.runId);
+    // From here a restarted node adopts the container whose id the journal holds (resumeRun); it is
+    // journaled once created and before it starts, so a container that ever ran is one recorded here.
     await writeFileAtomic(ws.buildLog, buildLog.toBuffer());
-    await saveJournal(ws, { stamp, phase: 'running', buildStartedAt, buildMs, imageId, ended: null });
+    const running = { stamp, phase: 'running' as const, buildStartedAt, buildMs, imageId, ended: null };
+    await saveJournal(ws, { ...running, containerId: null });
     const t1 = clock();
-    const result = await engine.runContainer(request, containerHooks(deps, ws, opts, runLog, (leftOut) => (outputsLeftOut = leftOut)));
+    const result = await engine.runContainer(request, {
+      ...containerHooks(deps, ws, opts, runLog, (leftOut) => (outputsLeftOut = leftOut)),
+      onCreated: (containerId) => saveJournal(ws, { ...running, containerId }),
+    });
     runMs = clock() - t1;
     startedAt = result.startedAt;
     exitCode = result.exitCode;
@@ -163,10 +168,23 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   const log = deps.log.child({ runId: spec.runId });
   const ws = runWorkspace(settings.workDir, spec.runId);
   const journal = await loadJournal(ws);
-  const containers = (await engine.findRunContainers()).filter((c) => c.runId === spec.runId);
-  if (journal === null || journal.phase === 'building') {
+  const labelled = (await engine.findRunContainers()).filter((c) => c.runId === spec.runId);
+  // A `secd.run` label is no proof (an image's LABEL, a build step's container carry it too): only the
+  // container the journal recorded is this run's. A journal from before secd recorded ids names its
+  // container by the name only secd gives (`secd-<run id>`).
+  const recorded = journal?.containerId;
+  const container = labelled.find(
+    (c) => (recorded === undefined ? c.name === runContainerName(spec.runId) : c.id === recorded) && c.labels['secd.commit'] === spec.commit,
+  );
+  const strangers = labelled.filter((c) => c !== container);
+  if (strangers.length > 0) {
+    log.warn({ containers: strangers.map((c) => c.id) }, 'containers labelled with this run that the node did not make: left alone, not adopted');
+  }
+  if (journal === null || journal.phase === 'building' || (journal.phase === 'running' && recorded === null)) {
     log.info({ phase: journal?.phase ?? null }, 'restarting a run that had not reached its container');
-    for (const c of containers) await engine.removeContainer(c.id);
+    // Stopped between creating its container and journaling it: that one never started, and its name
+    // (which no build step can give) must be free for the new one.
+    if (journal?.phase === 'running') await engine.removeContainer(runContainerName(spec.runId));
     return executeRun(spec, deps, opts);
   }
   const { buildLog, runLog } = newLogCaptures(settings);
@@ -181,7 +199,7 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   if (journal.phase === 'uploading' && journal.ended) {
     log.info({}, 'delivering a run whose container had ended before the node restarted');
     runLog.append(await readFile(ws.runLog).catch(() => Buffer.alloc(0)));
-    for (const c of containers) await engine.removeContainer(c.id);
+    if (container) await engine.removeContainer(container.id);
     return finishRun(spec, deps, opts, {
       ...base,
       ...journal.ended,
@@ -191,8 +209,6 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     });
   }
 
-  const [container, ...extra] = containers;
-  for (const c of extra) await engine.removeContainer(c.id);
   if (!container) {
     const reason = 'the run container was not found when the node restarted, so the run could not be finished';
     log.warn({}, reason);
@@ -231,6 +247,11 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     buildLog: buildLog.toBuffer(),
     runLog: runLog.toBuffer(),
   });
+}
+
+/** The name secd gives a run's container; no build step or image can pick a container's name. */
+export function runContainerName(runId: string): string {
+  return `secd-${runId}`;
 }
 
 /** A step ended the run early, with a reason meant for the researcher. */

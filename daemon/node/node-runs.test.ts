@@ -212,6 +212,67 @@ describe('a node restarted with a run in each phase', () => {
     expect(engine2.containers()).toEqual([]);
   });
 
+  it('running, stopped before its new container was journaled: the run starts over and is delivered once', async () => {
+    const spec = await aPushedRun('c1');
+    const engine = new FakeContainerEngine({ now: () => NOW });
+    const died = haltWhen(engine, (call) => call.op === 'runContainer');
+    await aNode(engine).runs.assign(spec);
+    await died;
+    expect(await loadJournal(runWorkspace(join(root, 'work'), 'c1'))).toMatchObject({ phase: 'running', containerId: null });
+
+    const next = aNode(engine.reconnect().scriptContainer({ exitCode: 0, outputs: { 'again.txt': 'ran once\n' } }));
+    await next.runs.recover();
+    await next.runs.idle();
+
+    expect(next.results.get('c1')).toMatchObject({ end: 'succeeded', branch: branchOf('c1') });
+    expect(await readBranch('c1', 'again.txt')).toBe('ran once\n');
+  });
+
+  it('running: a container carrying the run\'s labels that the node did not make is neither adopted nor removed', async () => {
+    const spec = await aPushedRun('sp1');
+    const engine = new FakeContainerEngine({ now: () => NOW }).scriptContainer({ log: 'genuine\n', outputs: { 'model.txt': 'genuine\n' } });
+    const first = aNode(engine);
+    const died = haltWhenRunning(engine, first);
+    await first.runs.assign(spec);
+    await died;
+    const engine2 = engine.reconnect();
+    const genuine = engine2.containers()[0]!;
+    // A build step's image said `LABEL secd.run=sp1` (and copied the other labels too).
+    const spoof = engine2.plantContainer({ ...genuine.labels }, { log: 'forged\n', outputs: { 'model.txt': 'forged\n' } });
+
+    const next = aNode(engine2);
+    next.onPhase.push((runId, phase) => phase === 'running' && engine2.exitContainer(runId, 0));
+    await next.runs.recover();
+    await next.runs.idle();
+
+    expect(next.results.get('sp1')).toMatchObject({ end: 'succeeded', branch: branchOf('sp1') });
+    expect(await readBranch('sp1', 'model.txt')).toBe('genuine\n');
+    expect(engine2.calls.filter((c) => c.op === 'adoptContainer').map((c) => c.subject)).toEqual([genuine.id]);
+    expect(engine2.containers().map((c) => c.id)).toEqual([spoof]);
+  });
+
+  it('running, its container gone and another carrying its labels: that one is not adopted, and the run fails', async () => {
+    const spec = await aPushedRun('sp2');
+    const engine = new FakeContainerEngine({ now: () => NOW });
+    const first = aNode(engine);
+    const died = haltWhenRunning(engine, first);
+    await first.runs.assign(spec);
+    await died;
+    const engine2 = engine.reconnect();
+    const [genuine] = engine2.containers();
+    await engine2.removeContainer(genuine!.id);
+    const spoof = engine2.plantContainer({ ...genuine!.labels }, { exitCode: 0, outputs: { 'model.txt': 'forged\n' } });
+
+    const next = aNode(engine2);
+    await next.runs.recover();
+    await next.runs.idle();
+
+    expect(next.results.get('sp2')).toMatchObject({ end: 'failed', reason: 'the run container was not found when the node restarted, so the run could not be finished' });
+    await expect(readBranch('sp2', 'model.txt')).rejects.toThrow();
+    expect(engine2.calls.map((c) => c.op)).not.toContain('adoptContainer');
+    expect(engine2.containers().map((c) => c.id)).toEqual([spoof]);
+  });
+
   it('running, with its container gone: the run fails and says why', async () => {
     const spec = await aPushedRun('g1');
     const engine = new FakeContainerEngine({ now: () => NOW });

@@ -2,8 +2,9 @@
  * The runs a networked node holds, kept on its disk so nothing is lost when the daemon restarts:
  * an assignment is acknowledged only once `work_dir/runs/<id>/spec.json` exists, and a result is kept
  * in `result.json` until the leader acknowledges it. After a restart, `recover()` derives every run
- * from those files and the engine's `secd.run` containers (see resumeRun): finished runs report their
- * result again, running containers are adopted, interrupted builds start over.
+ * from those files and the engine (see resumeRun): finished runs report their result again, the
+ * container each journal recorded is adopted (never one found by its `secd.run` label alone),
+ * interrupted builds start over. A run whose results were not delivered keeps its folder.
  */
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';

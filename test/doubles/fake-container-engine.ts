@@ -161,6 +161,30 @@ export class FakeContainerEngine implements ContainerEngine {
     for (const c of this.state.containers.values()) if (c.runId === runId) this.state.exit(c, exitCode);
   }
 
+  /**
+   * A container someone else made, as `docker run --label` or a build step's image `LABEL` would leave
+   * it (no secd call): running until stopped, or exited with `exitCode`. Returns its id.
+   */
+  plantContainer(labels: Record<string, string>, script: FakeContainerScript = {}): string {
+    const c: FakeContainerState = {
+      id: this.state.nextId('f0reign'),
+      name: null,
+      runId: labels['secd.run'] ?? '',
+      labels: { ...labels },
+      state: 'created',
+      exitCode: null,
+      oomKilled: false,
+      startedAt: null,
+      finishedAt: null,
+      log: Buffer.alloc(0),
+      outputs: {},
+      runsUntilStopped: script.exitCode === undefined,
+    };
+    this.state.containers.set(c.id, c);
+    this.state.start(c, script);
+    return c.id;
+  }
+
   /** The containers the engine holds now (any state). */
   containers(): FakeContainerState[] {
     return [...this.state.containers.values()];
@@ -231,6 +255,12 @@ export class FakeContainerEngine implements ContainerEngine {
     };
     this.state.containers.set(c.id, c);
     for (const m of req.create.HostConfig.Mounts) if (m.Type === 'volume') this.state.volumes.add(m.Source);
+    try {
+      await this.live(hooks.onCreated?.(c.id) ?? Promise.resolve());
+    } catch (err) {
+      await this.removeUnlessKept(c, req.keepContainer);
+      throw err;
+    }
     if (script.refuse !== undefined) {
       await this.removeUnlessKept(c, req.keepContainer);
       return this.notStarted('start_failed', `could not start the container: ${script.refuse}`, c.id);
@@ -241,7 +271,7 @@ export class FakeContainerEngine implements ContainerEngine {
 
   async findRunContainers(): Promise<RunContainer[]> {
     await this.enter('findRunContainers', 'secd.run');
-    return this.containers().map((c) => ({ id: c.id, runId: c.runId, state: c.state, labels: { ...c.labels } }));
+    return this.containers().map((c) => ({ id: c.id, name: c.name, runId: c.runId, state: c.state, labels: { ...c.labels } }));
   }
 
   async adoptContainer(id: string, req: AdoptRequest, hooks: RunHooks): Promise<ContainerRunResult> {
@@ -262,7 +292,8 @@ export class FakeContainerEngine implements ContainerEngine {
 
   async removeContainer(id: string): Promise<void> {
     await this.enter('removeContainer', id);
-    this.state.containers.delete(id);
+    // As the engine does, by id or by name.
+    for (const c of this.containers()) if (c.id === id || c.name === id) this.state.containers.delete(c.id);
   }
 
   async readArchive(containerId: string, path: string): Promise<NodeJS.ReadableStream | null> {
