@@ -103,4 +103,10 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX run_datasets_open ON run_datasets(dropped_at);
   `,
+  // 4: a push is looked up by what it moved (issue 13): the same (project, ref, before, after)
+  // delivered again under a new Idempotency-Key is the same push, not a new run. Old rows already
+  // hold these columns; only the index is new.
+  `
+  CREATE INDEX runs_push ON runs(project_id, ref, before_sha, commit_sha);
+  `,
 ];

@@ -102,4 +102,19 @@ describe('run state table', () => {
     }
     expect(RUN_TRANSITIONS.queued).toContain('assigned');
   });
+
+  it('finds the run a push (project, ref, before, after) started, also in a database from before the index', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'secd-push-'));
+    const file = join(dir, 'secd.db');
+    const old = openDatabase(file);
+    new RunStore(old).createRun(aRun({ id: 'r-old' }));
+    old.exec('DROP INDEX runs_push');
+    old.pragma('user_version = 3');
+    old.close();
+    const store = new RunStore(openDatabase(file));
+    const r = store.get('r-old')!;
+    expect(store.findPush(r.projectId, r.ref, r.beforeSha, r.commit)?.id).toBe('r-old');
+    expect(store.findPush(r.projectId, r.ref, r.commit, r.beforeSha)).toBeUndefined();
+    expect(store.findPush(r.projectId + 1, r.ref, r.beforeSha, r.commit)).toBeUndefined();
+  });
 });

@@ -173,6 +173,14 @@ export class RunStore {
     return (rows as DbRun[]).map(toRow);
   }
 
+  /** The first run started by the push that moved `ref` of a project from `before` to `after`, if any. */
+  findPush(projectId: number, ref: string, before: string, after: string): RunRow | undefined {
+    const r = this.db
+      .prepare('SELECT * FROM runs WHERE project_id = ? AND ref = ? AND before_sha = ? AND commit_sha = ? ORDER BY created_at ASC, rowid ASC LIMIT 1')
+      .get(projectId, ref, before, after) as DbRun | undefined;
+    return r ? toRow(r) : undefined;
+  }
+
   /** Runs in any of `states`, oldest first (what the lifecycle resumes after a restart). */
   inStates(states: readonly RunState[]): RunRow[] {
     if (states.length === 0) return [];

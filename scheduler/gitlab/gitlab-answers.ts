@@ -47,6 +47,12 @@ export const gitlabUserSchema = z.object({
   state: z.string().min(1),
 });
 
+/** GET /projects/:id/repository/branches/:branch (fields secd reads): the branch and its head commit. */
+export const gitlabBranchSchema = z.object({
+  name: z.string().min(1),
+  commit: z.object({ id: z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a commit id') }),
+});
+
 /** GET /projects/:id (fields secd reads). */
 export type GitLabProject = z.infer<typeof gitlabProjectSchema>;
 /** One entry of GET /projects/:id/members/all. */

@@ -52,6 +52,12 @@ describe('the GitLab client against the GitLab double', () => {
     await expect(client.postCommitStatus(projectId, 'f'.repeat(40), { state: 'pending', name: 'secd' })).rejects.toMatchObject({ status: 404 });
   });
 
+  it('a branch the project does not have has no head (null), not an error', async () => {
+    const client = createGitLabClient({ url: gitlab.url, token: TOKEN });
+    expect(await client.getBranchHead(projectId, 'main')).toBeNull();
+    expect(gitlab.apiRequests.at(-1)).toMatchObject({ path: `/api/v4/projects/${projectId}/repository/branches/main`, status: 404 });
+  });
+
   it('a wrong token is a GitLabError with the status GitLab answered', async () => {
     const client = createGitLabClient({ url: gitlab.url, token: 'wrong' });
     const err = await client.listProjectMembers(projectId).catch((e: unknown) => e);
@@ -102,6 +108,15 @@ describe('the GitLab client reading what a server answers', () => {
     expect(err).toBeInstanceOf(GitLabAnswerError);
     expect(err).toMatchObject({ status: 200, field: 'answer[1].access_level' });
     expect((err as Error).message).toMatch(/^GitLab's answer to \/projects\/4\/members\/all\?per_page=100&page=1 is malformed at answer\[1\]\.access_level: /);
+  });
+
+  it('a branch reads as its head commit id; a branch name with a slash is sent %2F-encoded', async () => {
+    const sha = '7b5c3cc8be40ee161ae89a06bba6229da1032a0c';
+    answers.set('/api/v4/projects/3/repository/branches/team%2Fmain', JSON.stringify({ name: 'team/main', merged: false, commit: { id: sha, short_id: '7b5c3cc' } }));
+    answers.set('/api/v4/projects/3/repository/branches/broken', JSON.stringify({ name: 'broken', commit: { id: 'not-a-sha' } }));
+    const client = createGitLabClient({ url, token: TOKEN });
+    expect(await client.getBranchHead(3, 'team/main')).toBe(sha);
+    await expect(client.getBranchHead(3, 'broken')).rejects.toMatchObject({ name: 'GitLabAnswerError', field: 'answer.commit.id' });
   });
 
   it('a key list that is not JSON is refused the same way', async () => {

@@ -8,6 +8,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { z } from 'zod';
 import {
+  gitlabBranchSchema,
   gitlabGpgKeyList,
   gitlabMemberList,
   gitlabProjectSchema,
@@ -37,7 +38,7 @@ interface Answer {
 }
 
 /** Build a GitLabApi over HTTP(S). */
-export function createGitLabClient(opts: GitLabClientOptions): GitLabApi & GitLabUserLookup {
+export function createGitLabClient(opts: GitLabClientOptions): GitLabApi & Required<Pick<GitLabApi, 'getBranchHead'>> & GitLabUserLookup {
   const base = new URL(opts.url.endsWith('/') ? opts.url : `${opts.url}/`);
   const timeoutMs = opts.timeoutMs ?? 10_000;
 
@@ -107,6 +108,15 @@ export function createGitLabClient(opts: GitLabClientOptions): GitLabApi & GitLa
       const { value } = await getJson(`/users?username=${encodeURIComponent(username)}`, gitlabUserList);
       const lower = username.toLowerCase();
       return value.find((u) => u.username.toLowerCase() === lower) ?? null;
+    },
+    async getBranchHead(projectId: number, branch: string): Promise<string | null> {
+      const path = `/projects/${projectId}/repository/branches/${encodeURIComponent(branch)}`;
+      const answer = await call('GET', path);
+      if (answer.status === 404) return null;
+      if (answer.status < 200 || answer.status >= 300) throw new GitLabError(answer.status, path, answer.body);
+      const read = parseGitLabAnswer(gitlabBranchSchema, answer.body);
+      if (!read.ok) throw new GitLabAnswerError(answer.status, path, answer.body, read.field, read.problem);
+      return read.value.commit.id;
     },
     async postCommitStatus(projectId: number, sha: string, status: CommitStatus): Promise<void> {
       const path = `/projects/${projectId}/statuses/${sha}`;

@@ -34,6 +34,11 @@ export interface GitLabApi {
   listProjectMembers(projectId: number): Promise<GitLabMember[]>;
   listUserGpgKeys(userId: number): Promise<GitLabGpgKey[]>;
   postCommitStatus(projectId: number, sha: string, status: CommitStatus): Promise<void>;
+  /**
+   * The commit a branch points at now, or null when GitLab has no such branch. Optional: where it
+   * is absent (an adapter or a fake that cannot tell) the lifecycle skips the "still the head?" check.
+   */
+  getBranchHead?(projectId: number, branch: string): Promise<string | null>;
 }
 
 /** An answer from GitLab secd cannot use (here: a non-2xx one), with its status code and body text. */

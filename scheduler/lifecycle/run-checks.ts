@@ -3,10 +3,16 @@
  * (secd.yml, the Dockerfile, the datasets asked for). A run leaves them `queued` or `rejected` with a
  * reason the researcher sees. One project's runs are checked in push order: they share a mirror, and
  * a newer push supersedes the older runs of its branch.
+ *
+ * Before a push is queued (and so supersedes older runs) its commit must still be its branch's head,
+ * where GitLab can say (GitLabApi.getBranchHead): a replayed old push must not cancel the run of the
+ * current commit (issue 13). When GitLab cannot say (no such call, an error, no such branch) the push
+ * goes on as before: the check protects the current run, it is not a gate GitLab's outage closes.
  */
 import type { RunRow } from '../../storage/run-store.js';
 import { isInFlight } from '../../storage/run-states.js';
 import { errorText } from '../common/errors.js';
+import { branchOfRef } from '../intake/push-event.js';
 import { resolveRunConfig } from '../policy/project-policy.js';
 import { failRun, rejectRun, type LifecycleContext } from './lifecycle-context.js';
 
@@ -83,6 +89,11 @@ export class RunChecks {
       rejectRun(this.ctx, run.id, access.reason);
       return;
     }
+    const newer = await this.newerPush(run);
+    if (newer) {
+      rejectRun(this.ctx, run.id, newer);
+      return;
+    }
     const queued = deps.store.transition(run.id, 'queued', 'waiting for a node', {
       config: policy.config,
       warnings: policy.warnings,
@@ -91,6 +102,22 @@ export class RunChecks {
     this.ctx.postStatus(run.id, 'pending', 'queued: waiting for a node');
     this.supersedeOlderRuns(queued.run);
     this.ctx.scheduleSoon();
+  }
+
+  /** Why the run must not supersede anything (its commit is no longer its branch's head), or null. */
+  private async newerPush(run: RunRow): Promise<string | null> {
+    const { gitlab, log } = this.ctx.deps;
+    const branch = branchOfRef(run.ref);
+    if (!gitlab.getBranchHead || branch === null) return null;
+    let head: string | null;
+    try {
+      head = await gitlab.getBranchHead(run.projectId, branch);
+    } catch (err) {
+      log.warn({ err, runId: run.id, branch }, 'could not read the branch head from GitLab; the push goes on');
+      return null;
+    }
+    if (head === null || head === run.commit) return null;
+    return `a newer push exists: branch ${JSON.stringify(branch)} is at ${head.slice(0, 8)}, not ${run.commit.slice(0, 8)}; this push does not run`;
   }
 
   /** Older runs of the same branch end `cancelled`; one already on a node is stopped there. */

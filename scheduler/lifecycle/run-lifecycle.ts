@@ -44,12 +44,17 @@ export class RunLifecycle {
   }
 
   /**
-   * Record an accepted push as a run (once per delivery key) and start its checks after returning.
+   * Record an accepted push as a run and start its checks after returning. Once per delivery key,
+   * and once per push: the same (project, ref, before, after) delivered again under a new
+   * Idempotency-Key (a replay) answers the first run as a duplicate instead of running an old commit
+   * again and superseding the current run (issue 13). To run a commit again, push a new commit.
    * Returns what the webhook answer reports.
    */
   acceptPush(push: PushEvent, deliveryKey: string, event: string): { run_id: string; duplicate: boolean } {
     const { store } = this.deps;
     const claimed = store.claimDelivery(deliveryKey, event, () => {
+      const earlier = store.findPush(push.project.id, push.ref, push.before, push.after);
+      if (earlier) return { run_id: earlier.id, duplicate: true };
       const run = store.createRun({
         id: this.deps.newRunId(),
         projectId: push.project.id,
@@ -62,13 +67,14 @@ export class RunLifecycle {
         deliveryKey,
         fetchUrl: push.project.git_http_url,
       });
-      return { run_id: run.id };
+      return { run_id: run.id, duplicate: false };
     });
     if (!claimed.first) {
       const previous = claimed.outcome as { run_id: string };
       return { run_id: previous.run_id, duplicate: true };
     }
-    const runId = claimed.value.run_id;
+    const { run_id: runId, duplicate } = claimed.value;
+    if (duplicate) return { run_id: runId, duplicate: true };
     this.ctx.postStatus(runId, 'pending', 'verifying the pushed commits');
     this.checks.enqueue(push.project.id, runId);
     return { run_id: runId, duplicate: false };

@@ -1,6 +1,7 @@
 /**
  * What GitLab sees when it calls secd: every delivery answered (401 / 400 / 200 with what was done),
- * re-sent deliveries run once, and only pushes to the run branch start runs.
+ * re-sent deliveries run once, a push replayed under a new Idempotency-Key neither runs again nor
+ * supersedes the current run, and only pushes to the run branch start runs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster, type Researcher } from '../support/cluster-harness.js';
@@ -78,5 +79,49 @@ describe('webhook intake', () => {
       expect(JSON.parse(d.responseBody)).toMatchObject({ action: 'ignored' });
     }
     expect(cluster.leader.store.list()).toHaveLength(runsBefore);
+  });
+  /** The push delivery whose body moved the branch to `sha`. */
+  const deliveryOf = (sha: string) => cluster.gitlab.deliveries.find((d) => !d.raw && (JSON.parse(d.body) as { after?: string }).after === sha)!;
+
+  it('the same push delivered again under a new Idempotency-Key answers duplicate and runs nothing', async () => {
+    await bob.repo.git(['checkout', '-q', 'main']);
+    const sha = await bob.repo.commit('c3', { signer: bob.signer, committerEmail: bob.user.email, files: { 'x.txt': '3' } });
+    const first = await bob.pushRun();
+    await cluster.waitForRun(first.id);
+    const runs = cluster.leader.store.list().length;
+    const replay = await cluster.gitlab.sendRaw({ body: deliveryOf(sha).body, headers: { 'Idempotency-Key': 'a-brand-new-key' } });
+    expect(replay.status).toBe(200);
+    expect(JSON.parse(replay.responseBody)).toMatchObject({ action: 'duplicate', run_id: first.id });
+    await cluster.settle();
+    expect(cluster.leader.store.list()).toHaveLength(runs);
+  });
+
+  it('an old push replayed after a newer one is deduplicated, and one never seen is rejected: a newer push exists', async () => {
+    await bob.repo.git(['checkout', '-q', 'main']);
+    const old = await bob.repo.commit('c4', { signer: bob.signer, committerEmail: bob.user.email, files: { 'x.txt': '4' } });
+    const oldRun = await bob.pushRun();
+    await cluster.waitForRun(oldRun.id);
+    // B and C pushed together: GitLab never sent a hook for "main moved to B" on its own.
+    const b = await bob.repo.commit('c5', { signer: bob.signer, committerEmail: bob.user.email, files: { 'x.txt': '5' } });
+    await bob.repo.commit('c6', { signer: bob.signer, committerEmail: bob.user.email, files: { 'x.txt': '6' } });
+    const newest = await bob.pushRun();
+
+    // The old push, replayed with a new key: the first run's answer, nothing new.
+    const again = await cluster.gitlab.sendRaw({ body: deliveryOf(old).body, headers: { 'Idempotency-Key': 'replay-of-c4' } });
+    expect(JSON.parse(again.responseBody)).toMatchObject({ action: 'duplicate', run_id: oldRun.id });
+
+    // A push of B (a real, signed, older commit) that secd never saw: accepted, then refused because
+    // B is no longer the head of main, so it cannot cancel the newest run.
+    const body = JSON.parse(deliveryOf(newest.commit).body) as Record<string, unknown> & { commits: Array<{ id: string }> };
+    const stale = { ...body, before: old, after: b, checkout_sha: b, commits: body.commits.filter((c) => c.id === b), total_commits_count: 1 };
+    const answer = await cluster.gitlab.sendRaw({ body: JSON.stringify(stale), headers: { 'Idempotency-Key': 'stale-push-of-b' } });
+    const { run_id: staleId } = JSON.parse(answer.responseBody) as { run_id: string; action: string };
+    expect(JSON.parse(answer.responseBody)).toMatchObject({ action: 'accepted' });
+    const staleRun = await cluster.waitForRun(staleId);
+    expect(staleRun.state).toBe('rejected');
+    expect(staleRun.reason).toBe(`a newer push exists: branch "main" is at ${newest.commit.slice(0, 8)}, not ${b.slice(0, 8)}; this push does not run`);
+    const newestRun = await cluster.waitForRun(newest.id);
+    expect(newestRun.state).toBe('succeeded');
+    expect(cluster.leader.store.events(newest.id).map((e) => e.to)).not.toContain('cancelled');
   });
 });

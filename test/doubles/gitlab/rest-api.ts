@@ -1,8 +1,9 @@
 /**
  * The REST calls of scheduler/gitlab/gitlab-port.ts, answered as GitLab answers them: the admin token
  * by `PRIVATE-TOKEN` or `Authorization: Bearer`, paginated members with GitLab's headers, GPG keys,
- * users by name, projects, and commit statuses with GitLab's parameter checks and its status state
- * machine (so pending or running posted twice is a 400, as on GitLab). Every answer is recorded.
+ * users by name, projects, a branch and its head commit, and commit statuses with GitLab's parameter
+ * checks and its status state machine (so pending or running posted twice is a 400, as on GitLab).
+ * Every answer is recorded.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DoubleProject, DoubleState, DoubleUser, Identity } from './double-state.js';
@@ -109,6 +110,8 @@ export class RestApi {
         const keys = /^\d+$/.test(seg[1]!) ? this.state.gpgKeys.get(Number(seg[1])) : undefined;
         if (!keys) throw new HttpError(404, { message: '404 User Not Found' });
         sendJson(res, 200, keys);
+      } else if (method === 'GET' && seg.length === 5 && seg[0] === 'projects' && seg[2] === 'repository' && seg[3] === 'branches') {
+        sendJson(res, 200, await this.branchJson(this.apiProject(seg[1]!), seg[4]!));
       } else if (method === 'POST' && seg.length === 4 && seg[0] === 'projects' && seg[2] === 'statuses') {
         status = 201;
         await this.postStatus(req, res, seg[1]!, seg[3]!, query);
@@ -272,6 +275,25 @@ export class RestApi {
       pipeline_id: project!.id * 1000 + recorded.id,
       author: this.userJson(this.state.botUser),
     });
+  }
+
+  /** GET /projects/:id/repository/branches/:branch as GitLab answers it (the name arrives %2F-encoded). */
+  private async branchJson(project: DoubleProject, branch: string) {
+    const ref = `refs/heads/${branch}`;
+    const sha = /^[A-Za-z0-9_][A-Za-z0-9_./-]*$/.test(branch) ? await this.resolveCommit(project, ref) : null;
+    if (sha === null) throw new HttpError(404, { message: '404 Branch Not Found' });
+    const web = this.state.projectUrls(project).web;
+    return {
+      name: branch,
+      merged: false,
+      protected: branch === project.defaultBranch,
+      default: branch === project.defaultBranch,
+      developers_can_push: false,
+      developers_can_merge: false,
+      can_push: true,
+      web_url: `${web}/-/tree/${branch}`,
+      commit: { id: sha, short_id: sha.slice(0, 8), web_url: `${web}/-/commit/${sha}` },
+    };
   }
 
   private async resolveCommit(project: DoubleProject, rev: string): Promise<string | null> {

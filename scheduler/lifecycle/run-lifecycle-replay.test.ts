@@ -1,0 +1,80 @@
+/**
+ * Replays (issue 13): a push delivered again under a new Idempotency-Key is the same push, and a push
+ * whose commit is no longer its branch's head cannot supersede the current run. The lifecycle over a
+ * real in-memory store, with a fake GitLab that says where the branch is.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
+import type { GitLabApi } from '../gitlab/gitlab-port.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+
+const A = 'a'.repeat(40);
+const B = 'b'.repeat(40);
+const C = 'c'.repeat(40);
+
+function aPush(before: string, after: string): PushEvent {
+  const body = JSON.parse(readFileSync(join(import.meta.dirname, '../../test/fixtures/gitlab/push_event_webhook.json'), 'utf8')) as Record<string, unknown>;
+  const parsed = parsePushEvent({ ...body, before, after, checkout_sha: after, commits: [], total_commits_count: 1 });
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.push;
+}
+
+let t: LifecycleFixture | undefined;
+afterEach(() => t?.close());
+
+/** A lifecycle whose GitLab answers `head()` for the branch head (or throws what it throws). */
+function setup(head: () => Promise<string | null>) {
+  let seq = 0;
+  const gitlab: GitLabApi = {
+    getProject: () => Promise.reject(new Error('unused')),
+    listProjectMembers: () => Promise.resolve([]),
+    listUserGpgKeys: () => Promise.resolve([]),
+    postCommitStatus: () => Promise.resolve(),
+    getBranchHead: () => head(),
+  };
+  t = lifecycleFixture([fakeNode('n1')], () => ({
+    gitlab,
+    newRunId: () => `run-${++seq}`,
+    verifyPush: ({ after }) => Promise.resolve({ ok: true, commits: [after], head: { sha: after, fingerprint: 'F'.repeat(40), username: 'ada' } }),
+    readFileAt: (_p, _sha, path) => Promise.resolve(path === 'Dockerfile' ? Buffer.from('FROM busybox\n') : null),
+  }));
+  return t;
+}
+
+describe('a push delivered again', () => {
+  it('under a new Idempotency-Key is answered as the first run, and nothing new runs', async () => {
+    const f = setup(() => Promise.resolve(B));
+    const first = f.lifecycle.acceptPush(aPush(A, B), 'key-1', 'Push Hook');
+    const again = f.lifecycle.acceptPush(aPush(A, B), 'key-2', 'Push Hook');
+    const thrice = f.lifecycle.acceptPush(aPush(A, B), 'key-2', 'Push Hook');
+    await f.settle();
+    expect(first).toEqual({ run_id: 'run-1', duplicate: false });
+    expect(again).toEqual({ run_id: 'run-1', duplicate: true });
+    expect(thrice).toEqual({ run_id: 'run-1', duplicate: true });
+    expect(f.store.list().map((r) => r.id)).toEqual(['run-1']);
+  });
+
+  it('whose commit is no longer the branch head is rejected, and the current run is not cancelled', async () => {
+    const f = setup(() => Promise.resolve(C));
+    f.lifecycle.acceptPush(aPush(B, C), 'key-c', 'Push Hook');
+    await f.settle();
+    f.lifecycle.acceptPush(aPush(A, B), 'key-b', 'Push Hook');
+    await f.settle();
+    expect(f.store.get('run-2')).toMatchObject({
+      state: 'rejected',
+      reason: `a newer push exists: branch "master" is at ${C.slice(0, 8)}, not ${B.slice(0, 8)}; this push does not run`,
+    });
+    expect(f.store.events('run-1').map((e) => e.to)).toContain('queued');
+    expect(f.store.events('run-1').map((e) => e.to)).not.toContain('cancelled');
+  });
+
+  it('goes on as before when GitLab cannot say where the branch is', async () => {
+    const f = setup(() => Promise.reject(new Error('GitLab answered 502')));
+    f.lifecycle.acceptPush(aPush(A, B), 'key-1', 'Push Hook');
+    await f.settle();
+    expect(f.store.get('run-1')!.state).not.toBe('rejected');
+    expect(f.store.events('run-1').map((e) => e.to)).toContain('queued');
+  });
+});
