@@ -109,6 +109,26 @@ export class FakeEngineState {
     return new Promise((resolve) => this.exitWaiters.set(c.id, [...(this.exitWaiters.get(c.id) ?? []), resolve]));
   }
 
+  /** A new container, only created, carrying `labels`. */
+  add(name: string | null, labels: Record<string, string>, script: FakeContainerScript): FakeContainerState {
+    const c: FakeContainerState = {
+      id: this.nextId('c0ffee'),
+      name,
+      runId: labels['secd.run'] ?? '',
+      labels: { ...labels },
+      state: 'created',
+      exitCode: null,
+      oomKilled: false,
+      startedAt: null,
+      finishedAt: null,
+      log: Buffer.alloc(0),
+      outputs: {},
+      runsUntilStopped: script.exitCode === undefined && !script.oomKilled,
+    };
+    this.containers.set(c.id, c);
+    return c;
+  }
+
   start(c: FakeContainerState, script: FakeContainerScript): void {
     c.state = 'running';
     c.startedAt = this.now().toISOString();
@@ -166,21 +186,7 @@ export class FakeContainerEngine implements ContainerEngine {
    * it (no secd call): running until stopped, or exited with `exitCode`. Returns its id.
    */
   plantContainer(labels: Record<string, string>, script: FakeContainerScript = {}): string {
-    const c: FakeContainerState = {
-      id: this.state.nextId('f0reign'),
-      name: null,
-      runId: labels['secd.run'] ?? '',
-      labels: { ...labels },
-      state: 'created',
-      exitCode: null,
-      oomKilled: false,
-      startedAt: null,
-      finishedAt: null,
-      log: Buffer.alloc(0),
-      outputs: {},
-      runsUntilStopped: script.exitCode === undefined,
-    };
-    this.state.containers.set(c.id, c);
+    const c = this.state.add(null, labels, script);
     this.state.start(c, script);
     return c.id;
   }
@@ -239,21 +245,7 @@ export class FakeContainerEngine implements ContainerEngine {
     if (hooks.signal?.aborted) return this.notStarted('cancelled', null, null);
     if (this.findImage(req.create.Image) === null) return this.notStarted('start_failed', `No such image: ${req.create.Image}`, null);
     const script = this.state.scripts.shift() ?? { exitCode: 0 };
-    const c: FakeContainerState = {
-      id: this.state.nextId('c0ffee'),
-      name: req.name,
-      runId: req.create.Labels['secd.run'] ?? '',
-      labels: { ...req.create.Labels },
-      state: 'created',
-      exitCode: null,
-      oomKilled: false,
-      startedAt: null,
-      finishedAt: null,
-      log: Buffer.alloc(0),
-      outputs: {},
-      runsUntilStopped: script.exitCode === undefined && !script.oomKilled,
-    };
-    this.state.containers.set(c.id, c);
+    const c = this.state.add(req.name, req.create.Labels, script);
     for (const m of req.create.HostConfig.Mounts) if (m.Type === 'volume') this.state.volumes.add(m.Source);
     try {
       await this.live(hooks.onCreated?.(c.id) ?? Promise.resolve());
