@@ -76,8 +76,11 @@ export class EventStreams {
     return null;
   }
 
-  /** Serve one admitted stream on a hijacked response until either side closes it. */
-  serve(res: ServerResponse, address: string, subscribe: StreamSource): void {
+  /**
+   * Serve one admitted stream on a hijacked response until either side closes it; `hidden`: the
+   * reader is shown runs without who pushed what (web/read-access.ts).
+   */
+  serve(res: ServerResponse, address: string, subscribe: StreamSource, hidden = false): void {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -111,6 +114,7 @@ export class EventStreams {
     const unsubscribe = subscribe({
       send: (event, data) => write(`event: ${event}\ndata: ${data}\n\n`),
       end: () => res.end(),
+      hidden,
     });
     // Comment lines keep idle proxies and browsers from timing the stream out.
     const keepAlive = setInterval(() => write(': keep-alive\n\n'), KEEP_ALIVE_MS);

@@ -4,7 +4,7 @@
  * tests call `app.inject()`.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { RunStore } from '../storage/run-store.js';
+import type { RunEvent, RunRow, RunStore } from '../storage/run-store.js';
 import { assertNever, isTerminal, RUN_STATES, type RunState } from '../storage/run-states.js';
 import { classifyDelivery } from '../scheduler/intake/intake.js';
 import type { Log } from '../scheduler/common/log.js';
@@ -14,6 +14,7 @@ import type { LeaderMetrics } from './metrics.js';
 import { renderRunMain, renderRunPage, renderStatusPage, type GpuLabel } from './pages.js';
 import { loadStaticAssets } from './static-assets.js';
 import { EventStreams } from './event-streams.js';
+import { hideEventReasons, hideIdentity, hideRowIdentity, READ_COOKIE, ReadAccess } from './read-access.js';
 import { StatusFeed } from './status-feed.js';
 
 /** What the server needs from the rest of the leader. */
@@ -35,6 +36,11 @@ export interface LeaderServerDeps {
   metrics?: LeaderMetrics;
   /** The live status streams and their limits; without them the defaults (200 in all, 20 per address, 1 MiB backlog). */
   eventStreams?: EventStreams;
+  /**
+   * leader.yml `api.read_token`: readers who do not present it see runs without project, user,
+   * commit and reasons (web/read-access.ts). Absent or null: everything is public.
+   */
+  readToken?: string | null;
 }
 
 // The pages load nothing from anywhere but the leader: the browser enforces it too.
@@ -60,6 +66,25 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   const assets = loadStaticAssets();
+  const access = new ReadAccess(deps.readToken ?? null);
+  // With a read token, answers differ by who asks: no cache may hand one reader's answer to another.
+  if (access.private) {
+    app.addHook('onSend', async (_req, reply) => {
+      reply.header('vary', 'Authorization, Cookie');
+    });
+    // A browser presents the token once as ?read_token=…; it is kept in a cookie and dropped from the URL.
+    app.addHook('onRequest', async (req, reply) => {
+      const url = new URL(req.url, 'http://leader');
+      const given = url.searchParams.get('read_token');
+      if (given === null || req.method !== 'GET') return;
+      if (!access.matches(given)) {
+        return reply.code(401).type('text/plain; charset=utf-8').send('that is not this leader\'s read token (leader.yml api.read_token)\n');
+      }
+      url.searchParams.delete('read_token');
+      const cookie = `${READ_COOKIE}=${encodeURIComponent(given)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000${deps.https ? '; Secure' : ''}`;
+      return reply.code(303).header('set-cookie', cookie).header('cache-control', 'no-store').header('location', `${url.pathname}${url.search}`).send();
+    });
+  }
   const status = deps.status ?? new StatusFeed({ nodes: deps.nodes, store: deps.store, now: () => new Date() });
   if (!deps.status) {
     status.start();
@@ -119,24 +144,31 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
       return reply.code(400).send({ error: `limit must be an integer from 1 to 1000 (got "${q.limit}")` });
     }
     const runs = deps.store.list({ ...(q.state ? { state: q.state as RunState } : {}), limit });
-    return { runs: runs.map(toApiRun) };
+    const all = access.allows(req.headers);
+    return { runs: runs.map((r) => (all ? toApiRun(r) : hideIdentity(toApiRun(r)))) };
   });
 
   app.get('/api/v1/runs/:id', async (req, reply) => {
     const { id } = req.params as { id: string };
     const run = deps.store.get(id);
     if (!run) return reply.code(404).send({ error: `no run ${id}` });
+    if (!access.allows(req.headers)) return { ...hideIdentity(toApiRun(run)), events: hideEventReasons(deps.store.events(id)).map(toApiEvent) };
     return { ...toApiRun(run), events: deps.store.events(id).map(toApiEvent) };
   });
 
   app.get('/api/v1/nodes', async () => ({ nodes: deps.nodes() }));
+
+  // A run and its audit trail as this reader may see them.
+  const visibleRun = (headers: import('node:http').IncomingHttpHeaders, run: RunRow): [RunRow, RunEvent[]] =>
+    access.allows(headers) ? [run, deps.store.events(run.id)] : [hideRowIdentity(run), hideEventReasons(deps.store.events(run.id))];
 
   app.get('/runs/:id', async (req, reply) => {
     const { id } = req.params as { id: string };
     const run = deps.store.get(id);
     reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8');
     if (!run) return reply.code(404).send(renderRunPage(assets, null, []));
-    return reply.send(renderRunPage(assets, run, deps.store.events(id), gpuLabels(deps.nodes())));
+    const [shown, events] = visibleRun(req.headers, run);
+    return reply.send(renderRunPage(assets, shown, events, gpuLabels(deps.nodes())));
   });
 
   // What the run page's script swaps in while the run is unfinished.
@@ -145,7 +177,8 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     const run = deps.store.get(id);
     if (!run) return reply.code(404).send({ error: `no run ${id}` });
     reply.header('cache-control', 'no-store');
-    return { html: renderRunMain(run, deps.store.events(id), gpuLabels(deps.nodes())), live: !isTerminal(run.state) };
+    const [shown, events] = visibleRun(req.headers, run);
+    return { html: renderRunMain(shown, events, gpuLabels(deps.nodes())), live: !isTerminal(run.state) };
   });
 
   app.get('/', async (_req, reply) =>
@@ -181,14 +214,18 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
       return reply.code(refused.status).header('retry-after', '30').type('text/plain; charset=utf-8').send(refused.message);
     }
     reply.hijack();
-    streams.serve(reply.raw, req.ip, (listener) => status.subscribe(listener));
+    streams.serve(reply.raw, req.ip, (listener) => status.subscribe(listener), !access.allows(req.headers));
     return reply;
   });
   // Open streams would keep close() waiting for ever: end them first.
   app.addHook('preClose', async () => streams.endAll());
 
   // What the status page starts from, as JSON (also handy for scripts).
-  app.get('/api/v1/status', async () => status.snapshot());
+  app.get('/api/v1/status', async (req) => {
+    const snapshot = status.snapshot();
+    if (access.allows(req.headers)) return snapshot;
+    return { ...snapshot, queue: snapshot.queue.map(hideIdentity), recent: snapshot.recent.map(hideIdentity) };
+  });
 
   app.get('/metrics', async (_req, reply) => {
     if (!deps.metrics) return reply.code(404).send({ error: 'metrics are not enabled on this server' });

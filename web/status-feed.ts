@@ -12,6 +12,7 @@ import type { RunRow } from '../storage/run-store.js';
 import type { RunState } from '../storage/run-states.js';
 import { GpuHistory, type GpuSample } from './gpu-history.js';
 import { toStatusRun, type ApiNode, type StatusRun } from './api-schema.js';
+import { hideIdentity } from './read-access.js';
 
 /** Everything a page needs to draw itself from nothing. */
 export interface StatusSnapshot {
@@ -46,6 +47,8 @@ export interface FeedListener {
   send(event: 'snapshot' | 'update', data: string): void;
   /** The feed is closing (leader shutdown). */
   end(): void;
+  /** Send this listener runs without who pushed what (web/read-access.ts): an anonymous reader of a private leader. */
+  hidden?: boolean;
 }
 
 /** What the feed reads. */
@@ -122,7 +125,8 @@ export class StatusFeed {
   subscribe(listener: FeedListener): () => void {
     if (!this.primed) this.tick(true);
     this.listeners.add(listener);
-    listener.send('snapshot', JSON.stringify(this.snapshot()));
+    const snapshot = this.snapshot();
+    listener.send('snapshot', JSON.stringify(listener.hidden ? hideRuns(snapshot) : snapshot));
     return () => this.listeners.delete(listener);
   }
 
@@ -224,9 +228,10 @@ export class StatusFeed {
     this.primed = true;
     if (first || this.listeners.size === 0 || Object.keys(update).length === 1) return;
     const data = JSON.stringify(update);
+    let hiddenData: string | null = null;
     for (const l of this.listeners) {
       try {
-        l.send('update', data);
+        l.send('update', l.hidden ? (hiddenData ??= JSON.stringify(hideRuns(update))) : data);
       } catch {
         this.listeners.delete(l);
       }
@@ -269,4 +274,13 @@ export class StatusFeed {
     }, wait);
     this.soonTimer.unref();
   }
+}
+
+/** The message with every run's project, user, commit and reason hidden (once per message, not per page). */
+function hideRuns<T extends { queue?: StatusRun[]; recent?: StatusRun[] }>(message: T): T {
+  return {
+    ...message,
+    ...(message.queue ? { queue: message.queue.map(hideIdentity) } : {}),
+    ...(message.recent ? { recent: message.recent.map(hideIdentity) } : {}),
+  };
 }

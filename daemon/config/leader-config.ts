@@ -138,6 +138,30 @@ const limitsSchema = z.strictObject({
   max_log_bytes: bytesField.default(2 * MiB),
 });
 
+/**
+ * The `api:` section. `read_token` (or `read_token_file`, or the systemd credential `api_read_token`)
+ * makes the runs private: readers who do not present it see states, nodes and times but not who
+ * pushed which project (web/read-access.ts). Without one, everything the API shows is public.
+ */
+function apiSchema(ctx: LoadContext) {
+  return z
+    .strictObject({ read_token: z.string().optional(), read_token_file: z.string().min(1).optional() })
+    .transform((a, zctx) => {
+      const token = resolveSecret(
+        { name: 'read_token', credential: 'api_read_token', allowEmpty: false, fallback: '' },
+        a.read_token,
+        a.read_token_file,
+        ctx,
+        zctx,
+      );
+      if (token !== '' && (token.length < 16 || /[\s;,]/.test(token))) {
+        const key = a.read_token_file !== undefined ? 'read_token_file' : 'read_token';
+        zctx.issues.push({ code: 'custom', input: undefined, path: [key], message: 'must be at least 16 characters without spaces, ";" or "," (try: openssl rand -hex 24)' });
+      }
+      return { read_token: token === '' ? null : token };
+    });
+}
+
 /** The leader's certificate and private key (PEM) for https:// and wss:// on its one port. */
 function tlsSchema(ctx: LoadContext) {
   return z.strictObject({ cert_file: pathField(ctx), key_file: pathField(ctx) }).superRefine((t, zctx) => {
@@ -156,6 +180,7 @@ export function leaderShape(ctx: LoadContext, defaults: { dataDir: string }) {
     node_timeout_ms: positiveInt.default(20_000),
     lost_after_ms: positiveInt.default(600_000),
     tls: tlsSchema(ctx).optional(),
+    api: apiSchema(ctx).prefault({}),
   };
 }
 
@@ -196,6 +221,8 @@ export type GitLabConfig = LeaderConfig['gitlab'];
 export type MysqlConfig = NonNullable<LeaderConfig['mysql']>;
 /** Leader limits applied to every run. */
 export type LimitsConfig = LeaderConfig['limits'];
+/** The leader's `api:` section (the read token, or null: runs are public). */
+export type ApiConfig = LeaderConfig['api'];
 /** The leader's `tls:` section (certificate and key files). */
 export type TlsConfig = NonNullable<LeaderConfig['tls']>;
 

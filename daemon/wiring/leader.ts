@@ -152,6 +152,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     nodes: apiNodes,
     status,
     metrics,
+    readToken: config.api.read_token,
     ...(config.tls ? { https: { cert: readFileSync(config.tls.cert_file, 'utf8'), key: readFileSync(config.tls.key_file, 'utf8') } } : {}),
   });
   const endpoint = attachNodes(server, registry, log.child({ component: 'nodes' }));

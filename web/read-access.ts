@@ -1,0 +1,107 @@
+/**
+ * Who may read which researcher pushed which project when (issue 13, finding 10). With no read token
+ * configured (leader.yml `api.read_token`, the default, and what a single-user `secd up` wants)
+ * everything the API and pages show is public, as before. With one, a reader who does not present it
+ * still sees the cluster (nodes, GPUs, utilisation, which run id holds which GPU) and every run's id,
+ * state, node, GPUs and times, so queue length and progress stay visible; the run's project, pushing
+ * user, commit, reason, results branch and audit-trail reasons read "(hidden)" (or null).
+ *
+ * The token is presented as `Authorization: Bearer <token>` (scripts, `secd status`) or as the
+ * `secd_read` cookie, which a browser gets by opening any page once with `?read_token=<token>`: the
+ * leader sets the cookie (HttpOnly, SameSite=Strict) and redirects to the same page without it.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RunEvent, RunRow } from '../storage/run-store.js';
+
+/** What a hidden field reads. */
+export const HIDDEN = '(hidden)';
+
+/** The cookie that carries the read token in a browser. */
+export const READ_COOKIE = 'secd_read';
+
+/** The fields of a run that say who pushed what. */
+interface Identifying {
+  project: string;
+  user: string;
+  commit: string;
+  reason: string;
+}
+
+/** The run with who pushed what replaced by "(hidden)" (and no results branch, when it has one). */
+export function hideIdentity<T extends Identifying>(run: T): T {
+  const hidden: T = { ...run, project: HIDDEN, user: HIDDEN, commit: HIDDEN, reason: HIDDEN };
+  if ('branch' in hidden) (hidden as { branch: string | null }).branch = null;
+  return hidden;
+}
+
+/** A stored run as an anonymous reader's run page shows it: placement, states and times only. */
+export function hideRowIdentity(run: RunRow): RunRow {
+  return {
+    ...hideIdentity(run),
+    projectId: 0,
+    ref: HIDDEN,
+    beforeSha: HIDDEN,
+    userId: null,
+    deliveryKey: null,
+    fetchUrl: '',
+    signer: null,
+    config: null,
+    warnings: [],
+    imageId: null,
+    statusPosted: null,
+  };
+}
+
+/** A run's audit trail as an anonymous reader sees it: the states and times, not the reasons. */
+export function hideEventReasons(events: readonly RunEvent[]): RunEvent[] {
+  return events.map((e) => ({ ...e, reason: HIDDEN }));
+}
+
+/** Whether a request may see everything, and what an anonymous one is shown instead. */
+export class ReadAccess {
+  private readonly token: Buffer | null;
+
+  /** `token` null: every reader sees everything (no read token configured). */
+  constructor(token: string | null) {
+    this.token = token === null ? null : Buffer.from(token, 'utf8');
+  }
+
+  /** Whether a read token is configured at all. */
+  get private(): boolean {
+    return this.token !== null;
+  }
+
+  /** Whether the request presents the read token (always true when none is configured). */
+  allows(headers: IncomingHttpHeaders): boolean {
+    if (this.token === null) return true;
+    const auth = headers.authorization;
+    if (typeof auth === 'string' && /^bearer /i.test(auth) && this.matches(auth.slice(7).trim())) return true;
+    const cookie = readCookie(headers.cookie, READ_COOKIE);
+    return cookie !== null && this.matches(cookie);
+  }
+
+  /** Whether `candidate` is the read token (in constant time). */
+  matches(candidate: string): boolean {
+    if (this.token === null) return false;
+    const given = Buffer.from(candidate, 'utf8');
+    return given.length === this.token.length && timingSafeEqual(given, this.token);
+  }
+
+}
+
+/** The value of cookie `name` in a Cookie header, or null. */
+function readCookie(header: string | undefined, name: string): string | null {
+  if (!header) return null;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim());
+      } catch {
+        return null;
+      }
+    }
+  }
+  return null;
+}
