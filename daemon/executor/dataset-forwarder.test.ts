@@ -3,6 +3,7 @@
  * results included), and refuses every way of being someone else through it (issue 13): another
  * account's name, a TLS upgrade that would hide the name, and COM_CHANGE_USER after a valid login.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -104,6 +105,30 @@ function handshakeResponse(greeting: Buffer, user: string, password: string, ext
   return packet(1, Buffer.concat([head, Buffer.from(user + '\0'), Buffer.from([auth.length]), auth, Buffer.from('mysql_native_password\0')]));
 }
 
+/** Log in with PyMySQL (the SDK's client; .ci/run installs python3-pymysql) and run `sql`: rows or "refused <errno>: <message>". */
+function pymysql(socketPath: string, login: { user: string; password: string }, sql: string): Promise<string> {
+  const script = `
+import json, sys, pymysql
+a = json.loads(sys.argv[1])
+try:
+    c = pymysql.connect(unix_socket=a["socket"], user=a["user"], password=a["password"])
+    with c.cursor() as cur:
+        cur.execute(a["sql"])
+        print(json.dumps([[len(str(v)) for v in row] for row in cur.fetchall()]))
+except pymysql.MySQLError as e:
+    print("refused %d: %s" % (e.args[0], e.args[1] if len(e.args) > 1 else ""))
+`;
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/python3', ['-c', script, JSON.stringify({ socket: socketPath, ...login, sql })], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', reject);
+    child.on('close', (status) => (status === 0 ? resolve(out.trim()) : reject(new Error(`python3 failed (${status}): ${err}`))));
+  });
+}
+
 const errorText = (reply: Buffer) => (reply.length > 13 && reply[4] === 0xff ? reply.subarray(13).toString('utf8') : `no ERR packet: ${reply.toString('hex')}`);
 
 describe('the dataset socket', () => {
@@ -125,6 +150,14 @@ describe('the dataset socket', () => {
     expect(bytes.fromServer).toBeGreaterThan(8_000_000);
     expect(bytes.toServer).toBeGreaterThan(8 * 1024 * 1024);
     expect(fwd.refused()).toEqual([]);
+  });
+
+  it("serves PyMySQL (the SDK's client) as the run's account, a large result included, and refuses it as anyone else", async () => {
+    const fwd = await startDatasetForwarder(join(root, 'py'), MARIADB, { user: run.user });
+    expect(await pymysql(fwd.socketPath, run, "SELECT REPEAT('x', 4000000), v FROM " + `\`${granted}\`.t`)).toBe('[[4000000, 3]]');
+    const refused = await pymysql(fwd.socketPath, other, `SELECT pay FROM \`${secret}\`.salaries`);
+    expect(refused).toBe(`refused 1045: secd: this run's dataset socket logs in only as ${run.user} (DB_USER), not as "${other.user}"`);
+    await fwd.close();
   });
 
   it("refuses to log in as another real account, whose password the attacker knows, and nothing of that account's is readable", async () => {

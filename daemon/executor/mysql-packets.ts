@@ -12,7 +12,8 @@
  *
  * Rules, and why they are enough:
  * - Every packet is a 3-byte little-endian payload length and a 1-byte sequence number.
- * - The client's first packet must carry CLIENT_PROTOCOL_41 and neither CLIENT_SSL nor
+ * - The client's first packet must be at most MAX_HANDSHAKE_BYTES (which also turns away a PROXY
+ *   protocol header that would claim another source address) and carry CLIENT_PROTOCOL_41 and neither CLIENT_SSL nor
  *   CLIENT_COMPRESS: a server that sees CLIENT_SSL in the first packet starts TLS whatever the
  *   packet's length (so a full response carrying the right name could hide a second, encrypted one),
  *   and compression would hide the later commands' bytes. Its user name (NUL-terminated, after the

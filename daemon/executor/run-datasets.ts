@@ -9,7 +9,7 @@ import { DATASET_SOCKET_DIR } from '../../scheduler/contract/container-paths.js'
 import { measureCache, resolveCacheDir } from '../../storage/cache-path.js';
 import { DATASETS_MOUNT, resolveDatasetDir } from '../../storage/dataset-path.js';
 import type { BindMount } from '../engine/container-engine.js';
-import { startDatasetForwarder, type DatasetForwarder, type ForwardedBytes } from './dataset-forwarder.js';
+import { startDatasetForwarder, type DatasetForwarder, type ForwardedBytes, type RefusedSession } from './dataset-forwarder.js';
 import type { RunReport, RunSpec } from '../../scheduler/contract/run-spec.js';
 
 /** A run's dataset mounts and its running forwarder (null without MySQL datasets). */
@@ -60,6 +60,8 @@ export async function prepareRunDatasets(
 export interface DatasetsAfterRun {
   report: Pick<RunReport, 'cache' | 'datasets'>;
   bytes: ForwardedBytes | null;
+  /** Sessions the socket refused (another account's name, TLS, COM_CHANGE_USER...), for the node's log. */
+  refused: RefusedSession[];
 }
 
 /** Close the run's dataset socket (if any) and measure its cache (if any). Never throws. */
@@ -69,6 +71,7 @@ export async function finishRunDatasets(
   node: { cacheRoot: string },
 ): Promise<DatasetsAfterRun> {
   const bytes = prepared?.forwarder ? await prepared.forwarder.close().catch(() => prepared.forwarder!.bytes()) : null;
+  const refused = prepared?.forwarder?.refused() ?? [];
   const report: DatasetsAfterRun['report'] = {};
   const catalog = parseCatalog(spec.env.SECD_DATASETS);
   if (catalog.length > 0) {
@@ -86,7 +89,7 @@ export async function finishRunDatasets(
       report.cache = { dir: spec.cacheDir, mount_path: spec.mountPath, ...size };
     }
   }
-  return { report, bytes };
+  return { report, bytes, refused };
 }
 
 function parseCatalog(text: string | undefined): string[] {
