@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError } from './config-file.js';
+import { configProblems, MINIMAL_LEADER_YML } from './config-test-kit.js';
 import { parseLeaderConfig } from './leader-config.js';
 import { parseUpConfig } from './up-config.js';
 
@@ -14,18 +14,10 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const LEADER = 'gitlab:\n  url: https://gitlab.example.org\n  token: t\n  webhook_secret: s\n';
+const LEADER = MINIMAL_LEADER_YML;
 const TOKEN = 'f3a1c9e07b2d44e5a6b8c0d1e2f3a4b5';
 
-function problems(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  return [];
-}
+const problems = configProblems;
 
 describe('the api: section (who may read who pushed what)', () => {
   it('without a read token the runs stay public, as a single-user secd up wants', () => {

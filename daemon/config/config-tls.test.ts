@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError } from './config-file.js';
+import { configProblems, MINIMAL_LEADER_YML } from './config-test-kit.js';
 import { parseLeaderConfig } from './leader-config.js';
 import { parseNodeConfig } from './node-config.js';
 
@@ -14,18 +14,10 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const LEADER = 'gitlab:\n  url: https://gitlab.example.org\n  token: t\n  webhook_secret: s\n';
+const LEADER = MINIMAL_LEADER_YML;
 const NODE = 'leader: wss://leader.example.org:8443/v1/nodes\nnode_id: gpu-01\ntoken: secdn_x\ncache_root: /mnt/cache\n';
 
-function problems(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  return [];
-}
+const problems = configProblems;
 
 describe('TLS settings', () => {
   it('the leader takes a certificate and key, relative to its config file', () => {

@@ -82,6 +82,15 @@ function haltWhenRunning(engine: FakeContainerEngine, node: ReturnType<typeof aN
   );
 }
 
+/** Run `spec` on a node over `engine` until its container runs, then crash that daemon; the next daemon's view of the engine. */
+async function crashWhileRunning(spec: RunSpec, engine: FakeContainerEngine): Promise<FakeContainerEngine> {
+  const first = aNode(engine);
+  const died = haltWhenRunning(engine, first);
+  await first.runs.assign(spec);
+  await died;
+  return engine.reconnect();
+}
+
 /** A file of the results branch, as the researcher would fetch it. */
 function readBranch(runId: string, file: string): Promise<string> {
   return runGit(['show', `${branchOf(runId)}:${folderOf(runId)}/${file}`], { cwd: remote.dir });
@@ -230,12 +239,7 @@ describe('a node restarted with a run in each phase', () => {
 
   it('running: a container carrying the run\'s labels that the node did not make is neither adopted nor removed', async () => {
     const spec = await aPushedRun('sp1');
-    const engine = new FakeContainerEngine({ now: () => NOW }).scriptContainer({ log: 'genuine\n', outputs: { 'model.txt': 'genuine\n' } });
-    const first = aNode(engine);
-    const died = haltWhenRunning(engine, first);
-    await first.runs.assign(spec);
-    await died;
-    const engine2 = engine.reconnect();
+    const engine2 = await crashWhileRunning(spec, new FakeContainerEngine({ now: () => NOW }).scriptContainer({ log: 'genuine\n', outputs: { 'model.txt': 'genuine\n' } }));
     const genuine = engine2.containers()[0]!;
     // A build step's image said `LABEL secd.run=sp1` (and copied the other labels too).
     const spoof = engine2.plantContainer({ ...genuine.labels }, { log: 'forged\n', outputs: { 'model.txt': 'forged\n' } });
@@ -253,12 +257,7 @@ describe('a node restarted with a run in each phase', () => {
 
   it('running, its container gone and another carrying its labels: that one is not adopted, and the run fails', async () => {
     const spec = await aPushedRun('sp2');
-    const engine = new FakeContainerEngine({ now: () => NOW });
-    const first = aNode(engine);
-    const died = haltWhenRunning(engine, first);
-    await first.runs.assign(spec);
-    await died;
-    const engine2 = engine.reconnect();
+    const engine2 = await crashWhileRunning(spec, new FakeContainerEngine({ now: () => NOW }));
     const [genuine] = engine2.containers();
     await engine2.removeContainer(genuine!.id);
     const spoof = engine2.plantContainer({ ...genuine!.labels }, { exitCode: 0, outputs: { 'model.txt': 'forged\n' } });
@@ -275,12 +274,7 @@ describe('a node restarted with a run in each phase', () => {
 
   it('running, with its container gone: the run fails and says why', async () => {
     const spec = await aPushedRun('g1');
-    const engine = new FakeContainerEngine({ now: () => NOW });
-    const first = aNode(engine);
-    const died = haltWhenRunning(engine, first);
-    await first.runs.assign(spec);
-    await died;
-    const engine2 = engine.reconnect();
+    const engine2 = await crashWhileRunning(spec, new FakeContainerEngine({ now: () => NOW }));
     for (const c of engine2.containers()) await engine2.removeContainer(c.id);
 
     const next = aNode(engine2);
