@@ -94,8 +94,12 @@ describe('a leader and three node processes', () => {
       return log.split('\n').find((l) => l.includes('"node refused"') && l.includes('"node":"impostor"'));
     });
     expect(JSON.parse(line)).toMatchObject({ node: 'impostor', remote: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
-    const nodeLog = await readFile(join(cluster.root, 'node-impostor.log'), 'utf8');
-    expect(nodeLog).toContain('the leader answered 401');
+    // The node logs the 401 once its upgrade request is answered, which may be after the leader logged the refusal.
+    const nodeLine = await cluster.waitFor('the 401 in the node log', async () => {
+      const log = await readFile(join(cluster.root, 'node-impostor.log'), 'utf8');
+      return log.split('\n').find((l) => l.includes('the leader answered 401'));
+    });
+    expect(nodeLine).toContain('the leader answered 401');
     expect((await cluster.apiNodes()).find((n) => n.id === 'impostor')).toMatchObject({ state: 'down', last_seen: null });
     await impostor.kill();
   });
