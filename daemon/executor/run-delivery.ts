@@ -221,7 +221,8 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   return { end, reason, exitCode, imageId, branch, outputsPath, startedAt, finishedAt, ...(datasetBytes ? { datasetBytes } : {}) };
 }
 
-function formatHours(ms: number): string {
+/** A duration as a researcher reads it in reasons: hours to three digits (`0.01 h`). */
+export function formatHours(ms: number): string {
   const hours = ms / 3_600_000;
   return `${Number(hours.toPrecision(3))} h`;
 }

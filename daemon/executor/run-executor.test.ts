@@ -110,6 +110,34 @@ describe('executeRun, without Docker', () => {
     expect(await report()).toMatchObject({ state: 'cancelled', reason: 'cancelled by ada', exit_code: null });
   });
 
+  it('a build still going when runfor is up is stopped: the run ends timed_out, says builds count, and keeps the build log', async () => {
+    engine.scriptBuild({ outcome: 'hang', log: ['Step 2/3 : RUN sleep 600'] });
+
+    // No cancel from anyone: only the run's own runfor (36 ms) can end this build.
+    const { outcome, phases, read, report } = await runLocally(aRunSpec('bt1', { runforMs: 36 }));
+
+    const reason = 'the build ran past runfor (0.00001 h): builds count against runfor';
+    expect(outcome).toMatchObject({ end: 'timed_out', reason, exitCode: null });
+    expect(phases).not.toContain('running');
+    expect(await read('_secd/build.log')).toBe(`Step 2/3 : RUN sleep 600\n[secd] ${reason}\n`);
+    expect(await report()).toMatchObject({ state: 'timed_out', reason, exit_code: null, started_at: null, runfor_ms: 36 });
+    expect(engine.containers()).toEqual([]);
+  });
+
+  it('the container gets only what the build left of runfor', async () => {
+    // The build takes 59.97 s of a 60 s runfor (the executor's clock says so); the container never exits.
+    let clockMs = NOW.getTime();
+    deps = { ...deps, now: () => new Date(clockMs) };
+    engine.scriptBuild({ outcome: 'succeed', log: ['Step 2/3 : RUN make'] });
+    engine.scriptContainer({ log: 'epoch 1\n' });
+
+    const { outcome } = await runLocally(aRunSpec('bt2', { runforMs: 60_000 }), {
+      onBuildLog: (line) => line.startsWith('Step 2/3') && (clockMs += 59_970),
+    });
+
+    expect(outcome).toMatchObject({ end: 'timed_out', reason: 'stopped at its runfor limit of 0.0167 h', exitCode: 143 });
+  });
+
   it('a run past its runfor limit is stopped, says so, and keeps what it printed and wrote', async () => {
     engine.scriptContainer({ log: 'epoch 1\n', outputs: { 'checkpoint.txt': 'epoch 1\n' } });
 

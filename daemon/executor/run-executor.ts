@@ -4,16 +4,21 @@
  * folder for `secd run`). Each step's failure becomes the run's reason; the logs are delivered even
  * when the build fails, is cancelled or times out. The delivery itself is run-delivery.ts; resumeRun
  * carries on a run after the node restarted, from its journal.
+ *
+ * The build counts against `runfor`: a build still going `runforMs` after the run started building
+ * (checkout included) is aborted and the run ends `timed_out`, so a RUN step cannot hold a node past
+ * the run's limit. The container then gets only what is left of `runforMs` after the build.
  */
 import { cp, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorText } from '../../scheduler/common/errors.js';
 import { resolveCacheDir } from '../../storage/cache-path.js';
+import { setLongTimeout } from '../engine/container-supervisor.js';
 import { containerRequestFor, outputsVolumeName } from './container-profile.js';
 import { dockerfileUsesBaseImage } from '../ops/base-image.js';
 import type { ExecuteOptions, ExecutorDeps } from './executor-deps.js';
 import { checkoutCommit } from './git-checkout.js';
-import { cancelReasonOf, clearExecution, containerHooks, describeContainerEnd, finishRun, newLogCaptures } from './run-delivery.js';
+import { cancelReasonOf, clearExecution, containerHooks, describeContainerEnd, finishRun, formatHours, newLogCaptures } from './run-delivery.js';
 import { finishRunDatasets, prepareRunDatasets, type PreparedDatasets } from './run-datasets.js';
 import { resultsStamp } from '../results/results-stamp.js';
 import { loadJournal, runWorkspace, saveJournal, writeFileAtomic } from './run-workspace.js';
@@ -54,6 +59,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   let buildMs: number | null = null;
   let datasets: PreparedDatasets | null = null;
   let outputsLeftOut: LeftOut[] = [];
+  let stopBuildClock = () => {};
 
   // Only the executor's own files: a node agent's spec.json (and nothing else) may already be there.
   await clearExecution(ws);
@@ -66,6 +72,8 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     buildStartedAt = deps.now().toISOString();
     await saveJournal(ws, { stamp, phase: 'building', buildStartedAt, buildMs: null, imageId: null, ended: null });
     const t0 = clock();
+    const deadline = buildDeadline(spec.runforMs, signal);
+    stopBuildClock = deadline.stop;
     if (opts.local) {
       await cp(opts.local.dir, srcDir, {
         recursive: true,
@@ -87,13 +95,15 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       // per-commit label would defeat the layer cache. The container carries secd.run/commit labels.
       memoryBytes: settings.memoryBytes,
       onLog: buildLine,
-      ...(signal ? { signal } : {}),
+      signal: deadline.signal,
     });
     buildMs = clock() - t0;
-    if (!build.ok) {
-      if (build.code === 'cancelled') throw new StepFailure(cancelReasonOf(signal), 'cancelled');
-      throw new StepFailure(`docker build failed: ${build.reason}`);
-    }
+    stopBuildClock();
+    // A cancel that came first stays a cancel; the executor's clock catches a build that just made it.
+    const overran = deadline.overran() || (!signal?.aborted && buildMs >= spec.runforMs);
+    if (!build.ok && build.code === 'cancelled' && !overran) throw new StepFailure(cancelReasonOf(signal), 'cancelled');
+    if (overran) throw new StepFailure(`the build ran past runfor (${formatHours(spec.runforMs)}): builds count against runfor`, 'timed_out');
+    if (!build.ok) throw new StepFailure(`docker build failed: ${build.reason}`);
     imageId = build.imageId;
     if (previous && previous.id !== imageId) {
       // One image per project: the tag moved, so the old image would only pile up. Its layers shared
@@ -117,6 +127,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       { imageId, memoryBytes: settings.memoryBytes, pidsLimit: settings.pidsLimit, stopGraceMs: settings.stopGraceMs },
     );
     request.name = runContainerName(spec.runId);
+    request.timeoutMs = spec.runforMs - buildMs;
     // From here a restarted node adopts the container whose id the journal holds (resumeRun); it is
     // journaled once created and before it starts, so a container that ever ran is one recorded here.
     await writeFileAtomic(ws.buildLog, buildLog.toBuffer());
@@ -136,6 +147,8 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     end = err instanceof StepFailure ? err.end : 'failed';
     reason = errorText(err);
     buildLine(`[secd] ${reason}`);
+  } finally {
+    stopBuildClock();
   }
 
   // The dataset socket closes with the container; its bytes and the cache's size go into run.json.
@@ -230,7 +243,7 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   let outputsLeftOut: LeftOut[] = [];
   const result = await engine.adoptContainer(
     container.id,
-    { timeoutMs: spec.runforMs, stopGraceMs: settings.stopGraceMs, keepContainer: false },
+    { timeoutMs: Math.max(1, spec.runforMs - (journal.buildMs ?? 0)), stopGraceMs: settings.stopGraceMs, keepContainer: false },
     containerHooks(deps, ws, opts, runLog, (leftOut) => (outputsLeftOut = leftOut)),
   );
   const { end, reason } = describeContainerEnd(result, spec, opts.signal);
@@ -252,6 +265,31 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
 /** The name secd gives a run's container; no build step or image can pick a container's name. */
 export function runContainerName(runId: string): string {
   return `secd-${runId}`;
+}
+
+/**
+ * The signal a build runs under: aborted by the run's own cancel, or once `runforMs` has passed
+ * (`overran()` then says so). `stop()` disarms the clock once the build has ended.
+ */
+function buildDeadline(runforMs: number, cancel: AbortSignal | undefined): { signal: AbortSignal; overran(): boolean; stop(): void } {
+  const abort = new AbortController();
+  let overran = false;
+  const onCancel = () => abort.abort(cancel?.reason);
+  cancel?.addEventListener('abort', onCancel, { once: true });
+  if (cancel?.aborted) onCancel();
+  const clear = setLongTimeout(() => {
+    if (abort.signal.aborted) return;
+    overran = true;
+    abort.abort('the build ran past runfor');
+  }, runforMs);
+  return {
+    signal: abort.signal,
+    overran: () => overran,
+    stop: () => {
+      clear();
+      cancel?.removeEventListener('abort', onCancel);
+    },
+  };
 }
 
 /** A step ended the run early, with a reason meant for the researcher. */
