@@ -25,6 +25,7 @@ import {
 import { containerSupervisor, notStartedResult, type ContainerRecord, type SupervisedContainer } from './container-supervisor.js';
 import { assertSafeMounts } from '../executor/container-profile.js';
 import { contextIgnore } from './docker-ignore.js';
+import { recordOf, splitRepoTag } from './docker-records.js';
 import { messageOf, statusOf } from './engine-errors.js';
 import { demuxOutput, directoryTar, readBuildProgress, readImportProgress, type BuildProgress } from './engine-streams.js';
 
@@ -36,31 +37,6 @@ export interface DockerEngineOptions {
   logDrainMs?: number;
   /** The clock for timings and end times (default: the system clock; this adapter is the edge). */
   now?: () => Date;
-}
-
-function isoOrNull(t: string | undefined): string | null {
-  if (!t || t.startsWith('0001-01-01')) return null;
-  const d = new Date(t);
-  return Number.isNaN(d.getTime()) ? null : d.toISOString();
-}
-
-function splitRepoTag(ref: string): { repo: string; tag: string } {
-  const slash = ref.lastIndexOf('/');
-  const colon = ref.lastIndexOf(':');
-  return colon > slash ? { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) } : { repo: ref, tag: 'latest' };
-}
-
-// The engine's inspect answer in secd's terms.
-function recordOf(info: Docker.ContainerInspectInfo): ContainerRecord {
-  return {
-    status: info.State?.Status ?? 'unknown',
-    running: info.State?.Running === true,
-    startedAt: isoOrNull(info.State?.StartedAt),
-    finishedAt: isoOrNull(info.State?.FinishedAt),
-    oomKilled: info.State?.OOMKilled === true,
-    exitCode: typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : null,
-    labels: info.Config?.Labels ?? {},
-  };
 }
 
 /** The Docker Engine behind secd's ContainerEngine port (legacy builder, Engine API >= 1.41). */
