@@ -10,8 +10,8 @@
  * `secd_read` cookie, which a browser gets by opening any page once with `?read_token=<token>`: the
  * leader sets the cookie (HttpOnly, SameSite=Strict) and redirects to the same page without it.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import { secretsEqual } from '../scheduler/common/secret-compare.js';
 import type { RunEvent, RunRow } from '../storage/run-store.js';
 
 /** What a hidden field reads. */
@@ -60,12 +60,8 @@ export function hideEventReasons(events: readonly RunEvent[]): RunEvent[] {
 
 /** Whether a request may see everything, and what an anonymous one is shown instead. */
 export class ReadAccess {
-  private readonly token: Buffer | null;
-
   /** `token` null: every reader sees everything (no read token configured). */
-  constructor(token: string | null) {
-    this.token = token === null ? null : Buffer.from(token, 'utf8');
-  }
+  constructor(private readonly token: string | null) {}
 
   /** Whether a read token is configured at all. */
   get private(): boolean {
@@ -83,11 +79,8 @@ export class ReadAccess {
 
   /** Whether `candidate` is the read token (in constant time). */
   matches(candidate: string): boolean {
-    if (this.token === null) return false;
-    const given = Buffer.from(candidate, 'utf8');
-    return given.length === this.token.length && timingSafeEqual(given, this.token);
+    return this.token !== null && secretsEqual(candidate, this.token);
   }
-
 }
 
 /** The value of cookie `name` in a Cookie header, or null. */

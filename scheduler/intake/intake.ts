@@ -13,8 +13,9 @@
  *   is answered 400 naming that field (see push-event.ts for why it cannot be guessed). Current
  *   GitLab sends system-hook pushes in the full project-hook shape, which is accepted.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { errorText } from '../common/errors.js';
+import { secretsEqual } from '../common/secret-compare.js';
 import { branchOfRef, isZeroSha, parsePushEvent, type PushEvent } from './push-event.js';
 
 /** One delivery as the HTTP layer received it; header names in any case. */
@@ -136,14 +137,6 @@ export function deliveryKeyOf(req: Delivery): string {
     if (value) return value.length <= 200 ? value : `sha256:${sha256(value).toString('hex')}`;
   }
   return `sha256:${sha256(req.rawBody).toString('hex')}`;
-}
-
-/**
- * Compares digests rather than the strings: timingSafeEqual needs equal lengths, and comparing
- * lengths first would tell a caller how long the secret is.
- */
-function secretsEqual(given: string, expected: string): boolean {
-  return timingSafeEqual(sha256(given), sha256(expected));
 }
 
 function sha256(data: string | Buffer): Buffer {
