@@ -66,6 +66,8 @@ export class RunChecks {
 
   private async applyPolicy(run: RunRow): Promise<void> {
     const { deps } = this.ctx;
+    // GitLab's answer on the branch head is read while the mirror gives the files (it never rejects).
+    const newerPush = this.newerPush(run);
     const [yml, dockerfile] = await Promise.all([
       deps.readFileAt(run.projectId, run.commit, 'secd.yml'),
       deps.readFileAt(run.projectId, run.commit, 'Dockerfile'),
@@ -89,7 +91,7 @@ export class RunChecks {
       rejectRun(this.ctx, run.id, access.reason);
       return;
     }
-    const newer = await this.newerPush(run);
+    const newer = await newerPush;
     if (newer) {
       rejectRun(this.ctx, run.id, newer);
       return;
