@@ -109,4 +109,34 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX runs_push ON runs(project_id, ref, before_sha, commit_sha);
   `,
+  // 5: output release (issue 9, DESIGN §10). Datasets that exist before it keep `direct`: a data
+  // owner's earlier decision is not changed behind their back; `secd admin dataset add` makes new
+  // ones `review` unless told otherwise. One row per run that reached a node: its policy, what the
+  // disclosure checks found, and for a held run the review's merge request, the approvals counted and
+  // how it ended. Approvals are also audit events of the run (run_events).
+  `
+  ALTER TABLE datasets ADD COLUMN release TEXT NOT NULL DEFAULT 'direct' CHECK (release IN ('direct', 'review'));
+  ALTER TABLE datasets ADD COLUMN approvals INTEGER CHECK (approvals IS NULL OR approvals >= 1);
+
+  CREATE TABLE run_releases (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    policy TEXT NOT NULL CHECK (policy IN ('direct', 'review')),
+    approvals_required INTEGER NOT NULL,
+    datasets TEXT NOT NULL DEFAULT '[]',   -- JSON: the names of the datasets that set the policy
+    findings TEXT NOT NULL DEFAULT '[]',   -- JSON: [{file, rule, detail}] from the disclosure checks
+    review_project_id INTEGER,
+    review_branch TEXT,
+    review_commit TEXT,                    -- the results commit the node pushed for review
+    node_end TEXT,                         -- how the node saw the run end (the state a release restores)
+    node_reason TEXT,
+    mr_iid INTEGER,
+    mr_url TEXT,
+    approvals TEXT NOT NULL DEFAULT '[]',  -- JSON: [{user, user_id, at}] counted towards the release
+    outcome TEXT CHECK (outcome IN ('released', 'withheld')),
+    decided_by TEXT,                       -- who released (the reviewers) or withheld it
+    decided_at TEXT,
+    created_at TEXT NOT NULL
+  );
+  CREATE INDEX run_releases_open ON run_releases(outcome);
+  `,
 ];

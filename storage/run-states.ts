@@ -30,15 +30,23 @@ export type RunState =
   /** terminal: superseded by a newer push or cancelled by an operator */
   | 'cancelled'
   /** terminal: its node stayed away longer than `lost_after` */
-  | 'lost';
+  | 'lost'
+  /** the outputs went to the review project and wait for output checkers (DESIGN §10) */
+  | 'held'
+  /** terminal: the review was closed without enough approvals; nothing reached the researcher */
+  | 'withheld';
 
 /** Every state, in the order a run moves through them (the API, metrics and the page list them so). */
 export const RUN_STATES = [
   'received', 'verified', 'queued', 'assigned', 'building', 'running', 'uploading',
-  'succeeded', 'failed', 'rejected', 'timed_out', 'cancelled', 'lost',
+  'held', 'succeeded', 'failed', 'rejected', 'timed_out', 'cancelled', 'lost', 'withheld',
 ] as const satisfies readonly RunState[];
 
-/** The legal transitions. A cancelled or timed-out run passes through `uploading` to push what it has. */
+/**
+ * The legal transitions. A cancelled or timed-out run passes through `uploading` to push what it has.
+ * A `review` run passes through `held` whatever its end: released, it ends as the node saw it end
+ * (`succeeded`, `failed`, `timed_out`, `cancelled`); withheld, `withheld`.
+ */
 export const RUN_TRANSITIONS: Record<RunState, readonly RunState[]> = {
   received: ['verified', 'rejected', 'cancelled'],
   verified: ['queued', 'rejected', 'cancelled'],
@@ -46,13 +54,15 @@ export const RUN_TRANSITIONS: Record<RunState, readonly RunState[]> = {
   assigned: ['queued', 'building', 'running', 'uploading', 'failed', 'cancelled', 'lost'],
   building: ['running', 'uploading', 'failed', 'cancelled', 'lost'],
   running: ['uploading', 'failed', 'timed_out', 'cancelled', 'lost'],
-  uploading: ['succeeded', 'failed', 'timed_out', 'cancelled', 'lost'],
+  uploading: ['held', 'succeeded', 'failed', 'timed_out', 'cancelled', 'lost'],
+  held: ['succeeded', 'failed', 'timed_out', 'cancelled', 'withheld'],
   succeeded: [],
   failed: [],
   rejected: [],
   timed_out: [],
   cancelled: [],
   lost: [],
+  withheld: [],
 };
 
 /**

@@ -17,6 +17,7 @@
 import { z } from 'zod';
 import { RUN_ID_PATTERN } from './run-id.js';
 import { isCommitId } from './commit-id.js';
+import { disclosureFindingSchema, MAX_DISCLOSURE_FINDINGS, runReleaseSchema } from './disclosure.js';
 
 /** Bumped when a message changes incompatibly; the leader refuses nodes speaking another version. */
 export const PROTOCOL_VERSION = 1;
@@ -126,6 +127,12 @@ export const runSpecSchema = z.object({
       files: z.array(z.object({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/), path: pathText.min(1) })).max(256),
     })
     .optional(),
+  /**
+   * Output release (DESIGN §10): the run's policy and the disclosure checks to run on its outputs.
+   * Absent (an older leader, or `secd run`): policy `direct` and the default checks. The node pushes
+   * to `resultsRemote` either way: for a `review` run the leader gives the review project's URL.
+   */
+  release: runReleaseSchema.optional(),
 });
 
 /** The node's final word on a run. */
@@ -143,6 +150,10 @@ export const runOutcomeSchema = z.object({
   finishedAt: isoTime,
   /** Bytes the run's dataset socket carried (absent: the run had no MySQL dataset). */
   datasetBytes: z.object({ fromServer: count, toServer: count }).nullable().optional(),
+  /** The results commit pushed as `branch` (what a review approves and a release pushes on). */
+  resultsCommit: z.string().refine(isCommitId, 'must be a full commit sha').nullable().optional(),
+  /** What the disclosure checks flagged in the outputs and logs (absent: an older node). */
+  disclosure: z.array(disclosureFindingSchema).max(MAX_DISCLOSURE_FINDINGS + 1).optional(),
 });
 
 /** One GPU as the node's inventory lists it. */
