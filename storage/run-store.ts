@@ -227,6 +227,19 @@ export class RunStore {
     this.writePatch(id, patch, null);
   }
 
+  /**
+   * Append an audit event that changes no state (an approval counted, a merge request opened): it
+   * reads as `from` = `to` = the run's current state. False when there is no such run.
+   */
+  note(id: string, reason: string): boolean {
+    return this.db.transaction((): boolean => {
+      const current = this.get(id);
+      if (!current) return false;
+      this.appendEvent(id, current.state, current.state, reason, this.now().toISOString());
+      return true;
+    })();
+  }
+
   /** The audit trail of one run, oldest first. */
   events(id: string): RunEvent[] {
     const rows = this.db

@@ -10,6 +10,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { show } from '../../scheduler/common/describe-value.js';
+import { DEFAULT_DISCLOSURE_CHECKS, releasePolicySchema, type DisclosureChecks } from '../../scheduler/contract/disclosure.js';
 import { configParser, readConfigText, type ConfigEnv, type LoadContext } from './config-file.js';
 import {
   bytesField,
@@ -139,6 +140,40 @@ const limitsSchema = z.strictObject({
 });
 
 /**
+ * The `release:` section (DESIGN §10): where held outputs are reviewed, how many checkers must
+ * approve, the policy of runs given no dataset, and the automated disclosure checks every run's
+ * outputs go through. Extensions are compared lower-case with their dot; a bare `csv` is taken as
+ * `.csv`.
+ */
+const checksSchema = z
+  .strictObject({
+    allowed_extensions: z.array(z.string().regex(/^\.?[A-Za-z0-9_+-]{1,31}$/, { error: 'must be an extension such as .csv' })).max(256).optional(),
+    max_file_bytes: bytesField.optional(),
+    max_csv_rows: positiveInt.optional(),
+    forbidden_columns: z.array(z.string().min(1).max(256)).max(1024).optional(),
+    min_cell_count: nonNegativeInt.optional(),
+  })
+  .transform(
+    (c): DisclosureChecks => ({
+      allowedExtensions: (c.allowed_extensions ?? DEFAULT_DISCLOSURE_CHECKS.allowedExtensions).map((e) => (e.startsWith('.') ? e : `.${e}`).toLowerCase()),
+      maxFileBytes: c.max_file_bytes ?? DEFAULT_DISCLOSURE_CHECKS.maxFileBytes,
+      maxCsvRows: c.max_csv_rows ?? DEFAULT_DISCLOSURE_CHECKS.maxCsvRows,
+      forbiddenColumns: c.forbidden_columns ?? DEFAULT_DISCLOSURE_CHECKS.forbiddenColumns,
+      minCellCount: c.min_cell_count ?? DEFAULT_DISCLOSURE_CHECKS.minCellCount,
+    }),
+  );
+
+const releaseSchema = z.strictObject({
+  /** GitLab project (path) whose members with Developer access or more are the output checkers. */
+  review_project: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)+$/, { error: 'must be a GitLab project path such as secd/output-review' }).default('secd/output-review'),
+  approvals: positiveInt.default(2),
+  default: releasePolicySchema.default('direct'),
+  /** How often every held run's approvals are read again (a lost hook delays a release no longer). */
+  poll_interval_ms: positiveInt.default(60_000),
+  checks: checksSchema.prefault({}),
+});
+
+/**
  * The `api:` section. `read_token` (or `read_token_file`, or the systemd credential `api_read_token`)
  * makes the runs private: readers who do not present it see states, nodes and times but not who
  * pushed which project (web/read-access.ts). Without one, everything the API shows is public.
@@ -181,6 +216,7 @@ export function leaderShape(ctx: LoadContext, defaults: { dataDir: string }) {
     lost_after_ms: positiveInt.default(600_000),
     tls: tlsSchema(ctx).optional(),
     api: apiSchema(ctx).prefault({}),
+    release: releaseSchema.prefault({}),
   };
 }
 
@@ -223,6 +259,8 @@ export type MysqlConfig = NonNullable<LeaderConfig['mysql']>;
 export type LimitsConfig = LeaderConfig['limits'];
 /** The leader's `api:` section (the read token, or null: runs are public). */
 export type ApiConfig = LeaderConfig['api'];
+/** The leader's `release:` section (output review and disclosure checks). */
+export type ReleaseConfig = LeaderConfig['release'];
 /** The leader's `tls:` section (certificate and key files). */
 export type TlsConfig = NonNullable<LeaderConfig['tls']>;
 
