@@ -135,6 +135,7 @@ export const MIGRATIONS: readonly string[] = [
     outcome TEXT CHECK (outcome IN ('released', 'withheld')),
     decided_by TEXT,                       -- who released (the reviewers) or withheld it
     decided_at TEXT,
+    status_posted TEXT,                    -- last state of the 'secd/release' commit status posted
     created_at TEXT NOT NULL
   );
   CREATE INDEX run_releases_open ON run_releases(outcome);

@@ -48,6 +48,8 @@ export interface RunReleaseRow {
   /** The reviewers who released it (comma-separated) or the user who withheld it. */
   decidedBy: string | null;
   decidedAt: string | null;
+  /** The last state of the run's `secd/release` commit status that GitLab took. */
+  statusPosted: string | null;
   createdAt: string;
 }
 
@@ -55,7 +57,7 @@ export interface RunReleaseRow {
 export type ReleasePatch = Partial<
   Pick<
     RunReleaseRow,
-    'findings' | 'reviewProjectId' | 'reviewBranch' | 'reviewCommit' | 'nodeEnd' | 'nodeReason' | 'mrIid' | 'mrUrl' | 'approvals' | 'outcome' | 'decidedBy' | 'decidedAt'
+    'findings' | 'reviewProjectId' | 'reviewBranch' | 'reviewCommit' | 'nodeEnd' | 'nodeReason' | 'mrIid' | 'mrUrl' | 'approvals' | 'outcome' | 'decidedBy' | 'decidedAt' | 'statusPosted'
   >
 >;
 
@@ -76,6 +78,7 @@ interface DbRelease {
   outcome: string | null;
   decided_by: string | null;
   decided_at: string | null;
+  status_posted: string | null;
   created_at: string;
 }
 
@@ -92,6 +95,7 @@ const COLUMNS: Record<keyof ReleasePatch, string> = {
   outcome: 'outcome',
   decidedBy: 'decided_by',
   decidedAt: 'decided_at',
+  statusPosted: 'status_posted',
 };
 const JSON_COLUMNS = new Set<keyof ReleasePatch>(['findings', 'approvals']);
 
@@ -113,6 +117,7 @@ function toRow(r: DbRelease): RunReleaseRow {
     outcome: r.outcome === 'released' || r.outcome === 'withheld' ? r.outcome : null,
     decidedBy: r.decided_by,
     decidedAt: r.decided_at,
+    statusPosted: r.status_posted,
     createdAt: r.created_at,
   };
 }
