@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { openDatabase } from './database.js';
+import { migrate, openDatabase, type SqliteDatabase } from './database.js';
 import { DatasetStore } from './dataset-store.js';
+import { MIGRATIONS } from './migrations.js';
 import { RunStore } from './run-store.js';
 
 function stores() {
@@ -16,8 +17,8 @@ describe('the access policy', () => {
     datasets.grant('ada', 'sales');
     datasets.grant('alan', 'sales');
     expect(datasets.list()).toEqual([
-      { name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024', createdAt: '2026-01-02T03:04:05.000Z', users: 2 },
-      { name: 'scans', kind: 'path', path: 'radiology/scans', createdAt: '2026-01-02T03:04:05.000Z', users: 0 },
+      { name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024', release: 'review', approvals: null, createdAt: '2026-01-02T03:04:05.000Z', users: 2 },
+      { name: 'scans', kind: 'path', path: 'radiology/scans', release: 'review', approvals: null, createdAt: '2026-01-02T03:04:05.000Z', users: 0 },
     ]);
   });
 
@@ -38,7 +39,7 @@ describe('the access policy', () => {
     expect(datasets.grant('ada', 'nope')).toMatchObject({ ok: false, code: 'unknown_dataset', reason: expect.stringContaining('no dataset named nope') });
     expect(datasets.grant('ada', 'sales')).toEqual({ ok: true, value: { created: true } });
     expect(datasets.grant('ada', 'sales')).toEqual({ ok: true, value: { created: false } });
-    expect(datasets.datasetsOf('ada')).toEqual([{ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales' }]);
+    expect(datasets.datasetsOf('ada')).toEqual([{ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales', release: 'review', approvals: null }]);
     expect(datasets.grants()).toEqual([{ user: 'ada', dataset: 'sales', grantedAt: '2026-01-02T03:04:05.000Z' }]);
     expect(datasets.revoke('alan', 'sales')).toMatchObject({ ok: false, code: 'not_granted', reason: 'alan has no grant on dataset sales' });
     expect(datasets.revoke('ada', 'sales')).toEqual({ ok: true });
@@ -62,11 +63,99 @@ describe('the access policy', () => {
     });
     datasets.recordRunAccess('run0000001', 'secd_run0000001', [datasets.get('sales')!]);
     expect(datasets.openAccesses().map((a) => a.runId)).toEqual(['run0000001']);
+    // The audit keeps what the run was given, the source; its policy is the release record's business.
+    expect(datasets.runAccess('run0000001')!.datasets).toEqual([{ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales' }]);
     datasets.markDropped('run0000001');
     datasets.recordBytes('run0000001', { fromServer: 1234, toServer: 56 });
     expect(datasets.openAccesses()).toEqual([]);
     expect(datasets.runsGiven('sales')).toEqual([
       expect.objectContaining({ runId: 'run0000001', user: 'ada', mysqlUser: 'secd_run0000001', bytesFromServer: 1234, bytesToServer: 56, droppedAt: '2026-01-02T03:04:05.000Z' }),
+    ]);
+  });
+});
+
+/**
+ * A database as secd left it before output release existed: migrations 1-4 applied, a dataset added
+ * by the old code's INSERT (which names no release column).
+ */
+function databaseAtMigration4(): SqliteDatabase {
+  const db = openDatabase(':memory:');
+  db.pragma('foreign_keys = OFF');
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>;
+  for (const { name } of tables) db.exec(`DROP TABLE "${name}"`);
+  db.pragma('user_version = 0');
+  for (const sql of MIGRATIONS.slice(0, 4)) db.exec(sql);
+  db.pragma('user_version = 4');
+  db.pragma('foreign_keys = ON');
+  db.prepare('INSERT INTO datasets (name, kind, mysql_database, path, created_at) VALUES (?, ?, ?, ?, ?)').run('cohort', 'mysql', 'cohort_2024', null, '2025-06-01T00:00:00.000Z');
+  return db;
+}
+
+describe('release policy per dataset', () => {
+  it('a new dataset is held for review with the config\'s approvals unless its owner says otherwise', () => {
+    const { datasets } = stores();
+    expect(datasets.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales' })).toMatchObject({ ok: true, value: { release: 'review', approvals: null } });
+    expect(datasets.add({ name: 'open', kind: 'path', path: 'public/open' }, { release: 'direct' })).toMatchObject({ ok: true, value: { release: 'direct', approvals: null } });
+    expect(datasets.add({ name: 'icu', kind: 'mysql', mysqlDatabase: 'icu' }, { approvals: 3 })).toMatchObject({ ok: true, value: { release: 'review', approvals: 3 } });
+    expect(datasets.get('open')).toEqual({ name: 'open', kind: 'path', path: 'public/open', release: 'direct', approvals: null });
+    expect(datasets.list().map((d) => [d.name, d.release, d.approvals])).toEqual([
+      ['icu', 'review', 3],
+      ['open', 'direct', null],
+      ['sales', 'review', null],
+    ]);
+  });
+
+  it('refuses a policy that is not one, adding nothing', () => {
+    const { datasets } = stores();
+    const bad = [
+      [{ release: 'maybe' as 'direct' }, 'release must be "direct" or "review" (got "maybe")'],
+      [{ approvals: 0 }, 'approvals must be a whole number of 1 or more'],
+      [{ approvals: 1.5 }, 'approvals must be a whole number of 1 or more'],
+      [{ approvals: Number.NaN }, 'approvals must be a whole number of 1 or more'],
+    ] as const;
+    for (const [policy, reason] of bad) {
+      expect(datasets.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales' }, policy)).toEqual({ ok: false, code: 'invalid', reason: expect.stringContaining(reason) });
+    }
+    expect(datasets.list()).toEqual([]);
+  });
+
+  it('setPolicy changes what it is given, keeps the rest and says what it was before', () => {
+    const { datasets } = stores();
+    datasets.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales' });
+    expect(datasets.setPolicy('sales', { approvals: 3 })).toEqual({
+      ok: true,
+      value: { before: { release: 'review', approvals: null }, after: { release: 'review', approvals: 3 } },
+    });
+    expect(datasets.setPolicy('sales', { release: 'direct' })).toEqual({
+      ok: true,
+      value: { before: { release: 'review', approvals: 3 }, after: { release: 'direct', approvals: 3 } },
+    });
+    // null goes back to the config's release.approvals.
+    expect(datasets.setPolicy('sales', { release: 'review', approvals: null })).toMatchObject({ ok: true, value: { after: { release: 'review', approvals: null } } });
+    expect(datasets.get('sales')).toMatchObject({ release: 'review', approvals: null });
+  });
+
+  it('setPolicy refuses an unknown dataset, an empty change and a bad value, changing nothing', () => {
+    const { datasets } = stores();
+    datasets.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales' }, { approvals: 2 });
+    expect(datasets.setPolicy('salez', { release: 'direct' })).toEqual({ ok: false, code: 'unknown_dataset', reason: expect.stringContaining('no dataset named salez') });
+    expect(datasets.setPolicy('sales', {})).toEqual({ ok: false, code: 'invalid', reason: expect.stringMatching(/^nothing to change: give release .* approvals/) });
+    expect(datasets.setPolicy('sales', { approvals: -1 })).toMatchObject({ ok: false, code: 'invalid', reason: expect.stringContaining('got -1') });
+    expect(datasets.setPolicy('sales', { release: 'never' as 'review' })).toMatchObject({ ok: false, code: 'invalid' });
+    expect(datasets.get('sales')).toMatchObject({ release: 'review', approvals: 2 });
+  });
+
+  it('a dataset that existed before the upgrade keeps direct: its owner decided before release existed', () => {
+    const db = databaseAtMigration4();
+    migrate(db);
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    const datasets = new DatasetStore(db);
+    expect(datasets.get('cohort')).toEqual({ name: 'cohort', kind: 'mysql', mysqlDatabase: 'cohort_2024', release: 'direct', approvals: null });
+    // One added after the upgrade is review, side by side with it.
+    datasets.add({ name: 'later', kind: 'mysql', mysqlDatabase: 'later' });
+    expect(datasets.list().map((d) => [d.name, d.release])).toEqual([
+      ['cohort', 'direct'],
+      ['later', 'review'],
     ]);
   });
 });

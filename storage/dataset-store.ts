@@ -12,8 +12,22 @@ export type DatasetSource = { kind: 'mysql'; mysqlDatabase: string } | { kind: '
 /** A dataset as the policy knows it. */
 export type Dataset = { name: string } & DatasetSource;
 
-/** A dataset with when it was added and how many users may read it. */
-export type DatasetEntry = Dataset & { createdAt: string; users: number };
+/**
+ * How the outputs of a run that read the dataset leave the cluster (DESIGN §10): `direct` to the
+ * researcher at once, `review` held until `approvals` output checkers approved. `approvals` null
+ * means the leader's `release.approvals`, read when a run is decided, so changing the config moves
+ * every dataset that never chose its own number.
+ */
+export interface DatasetReleasePolicy {
+  release: 'direct' | 'review';
+  approvals: number | null;
+}
+
+/** A dataset as stored: its source and its release policy. */
+export type StoredDataset = Dataset & DatasetReleasePolicy;
+
+/** A dataset with its policy, when it was added and how many users may read it. */
+export type DatasetEntry = StoredDataset & { createdAt: string; users: number };
 
 /** One user's right to read one dataset. */
 export interface DatasetGrant {
@@ -44,12 +58,36 @@ interface DbDataset {
   mysql_database: string | null;
   path: string | null;
   created_at: string;
+  release: string;
+  approvals: number | null;
 }
 
-function toDataset(r: DbDataset): Dataset {
+function toSource(r: DbDataset): Dataset {
   if (r.kind === 'mysql' && r.mysql_database !== null) return { name: r.name, kind: 'mysql', mysqlDatabase: r.mysql_database };
   if (r.kind === 'path' && r.path !== null) return { name: r.name, kind: 'path', path: r.path };
   throw new Error(`dataset ${r.name} has an impossible row (kind ${r.kind})`);
+}
+
+function toDataset(r: DbDataset): StoredDataset {
+  // The column's CHECK allows only these two; anything else is a bug, and `review` is the safe reading.
+  return { ...toSource(r), release: r.release === 'direct' ? 'direct' : 'review', approvals: r.approvals };
+}
+
+/** The source alone (the audit record of what a run was given keeps the shape it always had). */
+function sourceOf(d: Dataset): Dataset {
+  return d.kind === 'mysql' ? { name: d.name, kind: 'mysql', mysqlDatabase: d.mysqlDatabase } : { name: d.name, kind: 'path', path: d.path };
+}
+
+/** Why `change` is not a policy (the CLI checks too; this is the rule every caller gets), or null. */
+function policyProblem(change: Partial<DatasetReleasePolicy>): string | null {
+  if (change.release !== undefined && change.release !== 'direct' && change.release !== 'review') {
+    return `release must be "direct" or "review" (got ${JSON.stringify(change.release)})`;
+  }
+  const n = change.approvals;
+  if (n !== undefined && n !== null && !(Number.isSafeInteger(n) && n >= 1)) {
+    return `approvals must be a whole number of 1 or more, or null for release.approvals (got ${String(n)})`;
+  }
+  return null;
 }
 
 /** Queries and the only writer of datasets, dataset_grants and run_datasets. */
@@ -59,23 +97,54 @@ export class DatasetStore {
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  /** Add a dataset; names and sources are checked here so every caller gets the same rules. */
-  add(dataset: Dataset): PolicyChange<Dataset> {
+  /**
+   * Add a dataset; names, sources and the policy are checked here so every caller gets the same
+   * rules. A new dataset is `review` unless the caller says `direct`: holding outputs is the safe
+   * default for data nobody has decided about yet (the column's own default, `direct`, is only for
+   * rows that existed before migration 5).
+   */
+  add(dataset: Dataset, policy: Partial<DatasetReleasePolicy> = {}): PolicyChange<StoredDataset> {
     const problem =
       datasetNameProblem(dataset.name) ??
-      (dataset.kind === 'mysql' ? mysqlDatabaseProblem(dataset.mysqlDatabase) : datasetPathProblem(dataset.path));
+      (dataset.kind === 'mysql' ? mysqlDatabaseProblem(dataset.mysqlDatabase) : datasetPathProblem(dataset.path)) ??
+      policyProblem(policy);
     if (problem) return { ok: false, code: 'invalid', reason: problem };
     if (this.get(dataset.name)) return { ok: false, code: 'exists', reason: `dataset ${dataset.name} already exists` };
     this.db
-      .prepare('INSERT INTO datasets (name, kind, mysql_database, path, created_at) VALUES (?, ?, ?, ?, ?)')
+      .prepare('INSERT INTO datasets (name, kind, mysql_database, path, created_at, release, approvals) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(
         dataset.name,
         dataset.kind,
         dataset.kind === 'mysql' ? dataset.mysqlDatabase : null,
         dataset.kind === 'path' ? dataset.path : null,
         this.now().toISOString(),
+        policy.release ?? 'review',
+        policy.approvals ?? null,
       );
     return { ok: true, value: this.get(dataset.name)! };
+  }
+
+  /**
+   * Change a dataset's release policy; fields left out keep their value. Runs already handed to a
+   * node keep the policy they were decided with (release-store.ts); the change applies from the next.
+   */
+  setPolicy(name: string, change: Partial<DatasetReleasePolicy>): PolicyChange<{ before: DatasetReleasePolicy; after: DatasetReleasePolicy }> {
+    if (change.release === undefined && change.approvals === undefined) {
+      return { ok: false, code: 'invalid', reason: 'nothing to change: give release ("direct" or "review"), approvals (a number, or null for release.approvals) or both' };
+    }
+    const problem = policyProblem(change);
+    if (problem) return { ok: false, code: 'invalid', reason: problem };
+    return this.db.transaction((): PolicyChange<{ before: DatasetReleasePolicy; after: DatasetReleasePolicy }> => {
+      const current = this.get(name);
+      if (!current) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(name) };
+      const before: DatasetReleasePolicy = { release: current.release, approvals: current.approvals };
+      const after: DatasetReleasePolicy = {
+        release: change.release ?? before.release,
+        approvals: change.approvals === undefined ? before.approvals : change.approvals,
+      };
+      this.db.prepare('UPDATE datasets SET release = ?, approvals = ? WHERE name = ?').run(after.release, after.approvals, name);
+      return { ok: true, value: { before, after } };
+    })();
   }
 
   /** Remove a dataset and every grant of it (runs already given it keep it until they end). */
@@ -88,13 +157,13 @@ export class DatasetStore {
     })();
   }
 
-  /** One dataset, or undefined. */
-  get(name: string): Dataset | undefined {
+  /** One dataset with its policy, or undefined. */
+  get(name: string): StoredDataset | undefined {
     const r = this.db.prepare('SELECT * FROM datasets WHERE name = ?').get(name) as DbDataset | undefined;
     return r ? toDataset(r) : undefined;
   }
 
-  /** Every dataset, by name. */
+  /** Every dataset with its policy, by name. */
   list(): DatasetEntry[] {
     const rows = this.db
       .prepare(
@@ -133,8 +202,8 @@ export class DatasetStore {
     return rows.map((r) => ({ user: r.user, dataset: r.dataset, grantedAt: r.granted_at }));
   }
 
-  /** The datasets `user` may read, by name. */
-  datasetsOf(user: string): Dataset[] {
+  /** The datasets `user` may read, with their policies, by name. */
+  datasetsOf(user: string): StoredDataset[] {
     const rows = this.db
       .prepare('SELECT d.* FROM datasets d JOIN dataset_grants g ON g.dataset = d.name WHERE g.user = ? ORDER BY d.name')
       .all(user) as DbDataset[];
@@ -145,7 +214,7 @@ export class DatasetStore {
   recordRunAccess(runId: string, mysqlUser: string | null, datasets: readonly Dataset[]): void {
     this.db
       .prepare('INSERT OR IGNORE INTO run_datasets (run_id, mysql_user, datasets, granted_at) VALUES (?, ?, ?, ?)')
-      .run(runId, mysqlUser, JSON.stringify(datasets), this.now().toISOString());
+      .run(runId, mysqlUser, JSON.stringify(datasets.map(sourceOf)), this.now().toISOString());
   }
 
   /** Audit: the run's temporary account is gone. */
