@@ -11,6 +11,7 @@
 import { z } from 'zod';
 import { redactCredentials } from '../scheduler/common/redact.js';
 import type { NodeView } from '../scheduler/cluster/node-view.js';
+import type { RunReleaseRow } from '../storage/release-store.js';
 import { RUN_STATES } from '../storage/run-states.js';
 import type { RunEvent, RunRow } from '../storage/run-store.js';
 
@@ -45,6 +46,34 @@ export const apiNodeSchema = z.object({
   gpus: z.array(apiGpuSchema),
 });
 
+/**
+ * How a run's outputs leave the cluster (DESIGN §10): its policy, the approvals it needs and has, who
+ * gave them, the review's merge request, how many disclosure findings the checks made, and the
+ * outcome once a checker decided. Counts, not files: the list is on GET /api/v1/runs/:id only.
+ */
+export const apiReleaseSchema = z.object({
+  policy: z.enum(['direct', 'review']),
+  approvals_required: z.number(),
+  /** Distinct approvals secd counted (members with access ≥ Developer, not the researcher, not secd). */
+  approvals: z.number(),
+  /** The usernames of those approvals, in the order they were counted. */
+  reviewers: z.array(z.string()),
+  /** The review project's merge request, or null (a `direct` run, or not opened yet). */
+  review_url: z.string().nullable(),
+  /** How many disclosure findings the automated checks made. */
+  findings: z.number(),
+  outcome: z.enum(['released', 'withheld']).nullable(),
+  /** The reviewers who released it (comma-separated) or the checker who withheld it. */
+  decided_by: z.string().nullable(),
+  decided_at: z.string().nullable(),
+});
+
+/** One automated disclosure finding: the file, the rule and a short detail (never a cell's value). */
+export const apiFindingSchema = z.object({ file: z.string(), rule: z.string(), detail: z.string() });
+
+/** The release as GET /api/v1/runs/:id shows it: the summary plus every finding. */
+export const apiReleaseDetailSchema = apiReleaseSchema.extend({ disclosure: z.array(apiFindingSchema) });
+
 /** A run as GET /api/v1/runs lists it. */
 export const apiRunSchema = z.object({
   id: z.string(),
@@ -60,6 +89,8 @@ export const apiRunSchema = z.object({
   started_at: z.string().nullable(),
   finished_at: z.string().nullable(),
   branch: z.string().nullable(),
+  /** null: the run never reached a node (no policy was decided), or the leader predates output release. */
+  release: apiReleaseSchema.nullable().default(null),
 });
 
 /** One entry of a run's audit trail. */
@@ -70,11 +101,20 @@ export const apiEventSchema = z.object({
   reason: z.string(),
 });
 
-/** One run as GET /api/v1/runs/:id shows it: the run plus its audit trail. */
-export const apiRunDetailSchema = apiRunSchema.extend({ events: z.array(apiEventSchema) });
+/** One run as GET /api/v1/runs/:id shows it: the run with its findings, plus its audit trail. */
+export const apiRunDetailSchema = apiRunSchema.extend({
+  release: apiReleaseDetailSchema.nullable().default(null),
+  events: z.array(apiEventSchema),
+});
 
-/** A run as the status page shows it: no results branch, the commit shortened to 12 characters. */
-export const statusRunSchema = apiRunSchema.omit({ branch: true });
+/** A held run's progress as the status page shows it: how many approvals, never files, findings or reviewers. */
+export const statusReviewSchema = z.object({ approvals: z.number(), approvals_required: z.number() });
+
+/**
+ * A run as the status page shows it: no results branch, the commit shortened to 12 characters, and
+ * of its release only a held run's approval count (`review`, null for every other run).
+ */
+export const statusRunSchema = apiRunSchema.omit({ branch: true, release: true }).extend({ review: statusReviewSchema.nullable() });
 
 /** The answer of GET /api/v1/nodes. */
 export const apiNodesAnswerSchema = z.object({ nodes: z.array(apiNodeSchema) });
@@ -88,6 +128,12 @@ export type ApiGpu = z.infer<typeof apiGpuSchema>;
 export type ApiNode = z.infer<typeof apiNodeSchema>;
 /** A run of the API. */
 export type ApiRun = z.infer<typeof apiRunSchema>;
+/** A run's release in the API. */
+export type ApiRelease = z.infer<typeof apiReleaseSchema>;
+/** A run's release with its findings. */
+export type ApiReleaseDetail = z.infer<typeof apiReleaseDetailSchema>;
+/** A held run's approvals on the status page. */
+export type StatusReview = z.infer<typeof statusReviewSchema>;
 /** An audit entry of the API. */
 export type ApiEvent = z.infer<typeof apiEventSchema>;
 /** A run with its audit trail. */
@@ -95,8 +141,23 @@ export type ApiRunDetail = z.infer<typeof apiRunDetailSchema>;
 /** A run of the status page. */
 export type StatusRun = z.infer<typeof statusRunSchema>;
 
-/** The API's run: reasons lose any credentials a URL in them carried. */
-export function toApiRun(run: RunRow): ApiRun {
+/** The API's release summary of a run. */
+export function toApiRelease(r: RunReleaseRow): ApiRelease {
+  return {
+    policy: r.policy,
+    approvals_required: r.approvalsRequired,
+    approvals: r.approvals.length,
+    reviewers: r.approvals.map((a) => a.user),
+    review_url: r.mrUrl,
+    findings: r.findings.length,
+    outcome: r.outcome,
+    decided_by: r.decidedBy,
+    decided_at: r.decidedAt,
+  };
+}
+
+/** The API's run: reasons lose any credentials a URL in them carried; `release` from the release store. */
+export function toApiRun(run: RunRow, release: RunReleaseRow | null = null): ApiRun {
   return {
     id: run.id,
     project: run.project,
@@ -110,6 +171,16 @@ export function toApiRun(run: RunRow): ApiRun {
     started_at: run.startedAt,
     finished_at: run.finishedAt,
     branch: run.branch,
+    release: release ? toApiRelease(release) : null,
+  };
+}
+
+/** The API's one run: the run, its release with every finding, and its audit trail. */
+export function toApiRunDetail(run: RunRow, release: RunReleaseRow | null, events: readonly RunEvent[]): ApiRunDetail {
+  return {
+    ...toApiRun(run),
+    release: release ? { ...toApiRelease(release), disclosure: release.findings.map((f) => ({ file: f.file, rule: f.rule, detail: f.detail })) } : null,
+    events: events.map(toApiEvent),
   };
 }
 
@@ -118,10 +189,14 @@ export function toApiEvent(e: RunEvent): ApiEvent {
   return { at: e.at, from: e.from, to: e.to, reason: redactCredentials(e.reason) };
 }
 
-/** The status page's run: no outputs, logs, URLs or credentials. */
-export function toStatusRun(run: RunRow): StatusRun {
-  const { branch: _branch, ...shown } = toApiRun(run);
-  return { ...shown, commit: run.commit.slice(0, 12) };
+/**
+ * The status page's run: no outputs, logs, URLs or credentials; a held run (with its release record)
+ * carries its approval count, and nothing else of its review.
+ */
+export function toStatusRun(run: RunRow, release: RunReleaseRow | null = null): StatusRun {
+  const { branch: _branch, release: _release, ...shown } = toApiRun(run);
+  const review = run.state === 'held' && release ? { approvals: release.approvals.length, approvals_required: release.approvalsRequired } : null;
+  return { ...shown, commit: run.commit.slice(0, 12), review };
 }
 
 /**

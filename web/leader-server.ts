@@ -4,17 +4,18 @@
  * tests call `app.inject()`.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { RunReleaseRow } from '../storage/release-store.js';
 import type { RunEvent, RunRow, RunStore } from '../storage/run-store.js';
 import { assertNever, isTerminal, RUN_STATES, type RunState } from '../storage/run-states.js';
 import { classifyDelivery } from '../scheduler/intake/intake.js';
 import type { Log } from '../scheduler/common/log.js';
 import type { RunLifecycle } from '../scheduler/lifecycle/run-lifecycle.js';
-import { toApiEvent, toApiRun, type ApiNode } from './api-schema.js';
+import { toApiRun, toApiRunDetail, type ApiNode } from './api-schema.js';
 import type { LeaderMetrics } from './metrics.js';
 import { renderRunMain, renderRunPage, renderStatusPage, type GpuLabel } from './pages.js';
 import { loadStaticAssets } from './static-assets.js';
 import { EventStreams } from './event-streams.js';
-import { hideEventReasons, hideIdentity, hideRowIdentity, READ_COOKIE, ReadAccess } from './read-access.js';
+import { hideEventReasons, hideIdentity, hideReleaseRow, hideRowIdentity, READ_COOKIE, ReadAccess } from './read-access.js';
 import { StatusFeed } from './status-feed.js';
 
 /** What the server needs from the rest of the leader. */
@@ -41,6 +42,18 @@ export interface LeaderServerDeps {
    * commit and reasons (web/read-access.ts). Absent or null: everything is public.
    */
   readToken?: string | null;
+  /**
+   * Output release records (storage/release-store.ts ReleaseStore): each run's policy, findings,
+   * review and outcome for the API, the run page and the status page's held runs. Without them runs
+   * show `release: null`.
+   */
+  releases?: ReleaseSource;
+}
+
+/** What the server reads of output release: one run's record, and every held run's. */
+export interface ReleaseSource {
+  get(runId: string): RunReleaseRow | undefined;
+  held(): RunReleaseRow[];
 }
 
 // The pages load nothing from anywhere but the leader: the browser enforces it too.
@@ -85,7 +98,9 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
       return reply.code(303).header('set-cookie', cookie).header('cache-control', 'no-store').header('location', `${url.pathname}${url.search}`).send();
     });
   }
-  const status = deps.status ?? new StatusFeed({ nodes: deps.nodes, store: deps.store, now: () => new Date() });
+  const status =
+    deps.status ?? new StatusFeed({ nodes: deps.nodes, store: deps.store, now: () => new Date(), ...(deps.releases ? { releases: deps.releases } : {}) });
+  const releaseOf = (runId: string): RunReleaseRow | null => deps.releases?.get(runId) ?? null;
   if (!deps.status) {
     status.start();
     app.addHook('onClose', async () => status.close());
@@ -145,30 +160,33 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     }
     const runs = deps.store.list({ ...(q.state ? { state: q.state as RunState } : {}), limit });
     const all = access.allows(req.headers);
-    return { runs: runs.map((r) => (all ? toApiRun(r) : hideIdentity(toApiRun(r)))) };
+    return { runs: runs.map((r) => (all ? toApiRun(r, releaseOf(r.id)) : hideIdentity(toApiRun(r, releaseOf(r.id))))) };
   });
 
   app.get('/api/v1/runs/:id', async (req, reply) => {
     const { id } = req.params as { id: string };
     const run = deps.store.get(id);
     if (!run) return reply.code(404).send({ error: `no run ${id}` });
-    if (!access.allows(req.headers)) return { ...hideIdentity(toApiRun(run)), events: hideEventReasons(deps.store.events(id)).map(toApiEvent) };
-    return { ...toApiRun(run), events: deps.store.events(id).map(toApiEvent) };
+    if (!access.allows(req.headers)) return hideIdentity(toApiRunDetail(run, releaseOf(id), hideEventReasons(deps.store.events(id))));
+    return toApiRunDetail(run, releaseOf(id), deps.store.events(id));
   });
 
   app.get('/api/v1/nodes', async () => ({ nodes: deps.nodes() }));
 
-  // A run and its audit trail as this reader may see them.
-  const visibleRun = (headers: import('node:http').IncomingHttpHeaders, run: RunRow): [RunRow, RunEvent[]] =>
-    access.allows(headers) ? [run, deps.store.events(run.id)] : [hideRowIdentity(run), hideEventReasons(deps.store.events(run.id))];
+  // A run, its audit trail and its release as this reader may see them.
+  const visibleRun = (headers: import('node:http').IncomingHttpHeaders, run: RunRow): [RunRow, RunEvent[], RunReleaseRow | null] => {
+    const release = releaseOf(run.id);
+    if (access.allows(headers)) return [run, deps.store.events(run.id), release];
+    return [hideRowIdentity(run), hideEventReasons(deps.store.events(run.id)), release && hideReleaseRow(release)];
+  };
 
   app.get('/runs/:id', async (req, reply) => {
     const { id } = req.params as { id: string };
     const run = deps.store.get(id);
     reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8');
     if (!run) return reply.code(404).send(renderRunPage(assets, null, []));
-    const [shown, events] = visibleRun(req.headers, run);
-    return reply.send(renderRunPage(assets, shown, events, gpuLabels(deps.nodes())));
+    const [shown, events, release] = visibleRun(req.headers, run);
+    return reply.send(renderRunPage(assets, shown, events, gpuLabels(deps.nodes()), release));
   });
 
   // What the run page's script swaps in while the run is unfinished.
@@ -177,8 +195,8 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     const run = deps.store.get(id);
     if (!run) return reply.code(404).send({ error: `no run ${id}` });
     reply.header('cache-control', 'no-store');
-    const [shown, events] = visibleRun(req.headers, run);
-    return { html: renderRunMain(shown, events, gpuLabels(deps.nodes())), live: !isTerminal(run.state) };
+    const [shown, events, release] = visibleRun(req.headers, run);
+    return { html: renderRunMain(shown, events, gpuLabels(deps.nodes()), release), live: !isTerminal(run.state) };
   });
 
   app.get('/', async (_req, reply) =>
@@ -224,7 +242,7 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
   app.get('/api/v1/status', async (req) => {
     const snapshot = status.snapshot();
     if (access.allows(req.headers)) return snapshot;
-    return { ...snapshot, queue: snapshot.queue.map(hideIdentity), recent: snapshot.recent.map(hideIdentity) };
+    return { ...snapshot, queue: snapshot.queue.map(hideIdentity), held: snapshot.held.map(hideIdentity), recent: snapshot.recent.map(hideIdentity) };
   });
 
   app.get('/metrics', async (_req, reply) => {

@@ -2,7 +2,8 @@
  * The leader's Prometheus metrics (GET /metrics). The only file that imports prom-client. Each leader
  * gets its own registry (never prom-client's global one): tests run several leaders in one process.
  * Node, GPU and run figures are read from their sources at scrape time, so they are never stale and
- * cost nothing between scrapes; the two latency histograms are observed as things happen.
+ * cost nothing between scrapes; the two latency histograms are observed as things happen. Output
+ * release shows as secd_runs_held (waiting for review) and secd_runs_finished_total{state="withheld"}.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RunEvent } from '../storage/run-store.js';
@@ -113,7 +114,17 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
       this.set(c.assigned + c.building + c.running + c.uploading);
     },
   });
-  // Counted from the runs table, so the totals survive restarts and never double-count a run.
+  // Held is neither in progress (the node let go of it) nor finished: output checkers have it.
+  new Gauge({
+    name: 'secd_runs_held',
+    help: 'Runs whose outputs wait for output checkers (state held, DESIGN §10).',
+    registers,
+    collect() {
+      this.set(runCounts().held);
+    },
+  });
+  // Counted from the runs table, so the totals survive restarts and never double-count a run;
+  // withheld runs are here as state="withheld", beside the other terminal states.
   new Counter({
     name: 'secd_runs_finished_total',
     help: 'Runs that reached a terminal state, by state.',

@@ -2,17 +2,20 @@
  * The leader's HTML: the cluster status page at `/` (a shell that web/assets/status.js fills from the
  * live event stream) and one run at `/runs/:id` (the commit status link; rendered here, refreshed in
  * place by web/assets/run.js while the run is unfinished). They show states, reasons, placements and
- * times only — never outputs, logs or credentials, which belong to the researcher's repository.
+ * times only — never outputs, logs or credentials, which belong to the researcher's repository. The
+ * run page also shows how its outputs leave (web/release-section.ts); the status page only how many
+ * approvals each held run has.
  */
+import type { RunReleaseRow } from '../storage/release-store.js';
 import type { RunEvent, RunRow } from '../storage/run-store.js';
 import { isTerminal, type RunState } from '../storage/run-states.js';
 import { redactCredentials } from '../scheduler/common/redact.js';
 import { assetUrl, type AssetTable } from './static-assets.js';
+import { escapeHtml, text, time } from './html-text.js';
+import { renderReleaseSection } from './release-section.js';
 
-/** Escape text for HTML element and attribute content. */
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
+export { escapeHtml } from './html-text.js';
+
 
 function page(assets: AssetTable, title: string, body: string, scripts: string[]): string {
   return `<!doctype html>
@@ -41,6 +44,7 @@ export function renderStatusPage(assets: AssetTable): string {
 <div><dt>Nodes up</dt><dd id="t-nodes-up">–</dd></div>
 <div><dt>Runs waiting</dt><dd id="t-queued">–</dd></div>
 <div><dt>Runs on nodes</dt><dd id="t-running">–</dd></div>
+<div><dt>Held for review</dt><dd id="t-held">–</dd></div>
 </dl></section>
 <noscript><p>This page keeps itself current with JavaScript. Without it, the same data is at
 <a href="/api/v1/nodes">/api/v1/nodes</a> and <a href="/api/v1/runs">/api/v1/runs</a>, and <code>secd status</code> prints it in a terminal.</p></noscript>
@@ -58,6 +62,11 @@ export function renderStatusPage(assets: AssetTable): string {
 <table id="queue"><caption><span class="cap" id="queue-caption">Queue: waiting runs, oldest first</span></caption>
 <thead><tr>${th('#', 'num')}${th('Run')}${th('Project')}${th('User')}${th('State')}${th('Reason')}${th('Pushed')}</tr></thead>
 <tbody id="queue-body"></tbody></table></div></section>
+<section aria-labelledby="held-h"><h2 id="held-h">Held for review</h2>
+<div class="scroll" role="region" aria-labelledby="held-caption" tabindex="0">
+<table id="held"><caption><span class="cap" id="held-caption">Runs whose outputs wait for output checkers, oldest first (their files are in the review project, not here)</span></caption>
+<thead><tr>${th('Run')}${th('Project')}${th('User')}${th('State')}${th('Approvals')}${th('Node')}${th('Pushed')}</tr></thead>
+<tbody id="held-body"></tbody></table></div></section>
 <section aria-labelledby="recent-h"><h2 id="recent-h">Recent runs</h2>
 <div class="scroll" role="region" aria-labelledby="recent-caption" tabindex="0">
 <table id="recent"><caption><span class="cap" id="recent-caption">Recent runs, newest first (outputs and logs are in each project's results branch)</span></caption>
@@ -79,14 +88,6 @@ export function renderStatusPage(assets: AssetTable): string {
 /** How the run page names a GPU: node, index and model when the leader knows it, else the UUID. */
 export type GpuLabel = (uuid: string) => string | null;
 
-function text(value: string | number | null | undefined): string {
-  return value === null || value === undefined || value === '' ? '—' : escapeHtml(String(value));
-}
-
-function time(iso: string | null | undefined): string {
-  if (!iso) return '—';
-  return `<time datetime="${escapeHtml(iso)}">${escapeHtml(iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))}</time>`;
-}
 
 /** "3 min 4 s" */
 export function formatDuration(ms: number): string {
@@ -101,22 +102,33 @@ function between(from: string | null | undefined, to: string | null | undefined)
   return formatDuration(Date.parse(to) - Date.parse(from));
 }
 
-function pill(state: RunState): string {
+/** A state as its pill shows it (the stylesheet gives each state its colour). */
+export function pill(state: RunState): string {
   return `<span class="pill state-${escapeHtml(state)}">${escapeHtml(state.replace('_', ' '))}</span>`;
 }
 
+/** Where the outputs are: the results branch, or why there is none (yet). */
+function resultsBranch(run: RunRow): string {
+  if (run.state === 'held') return 'none yet: the outputs wait for review (below)';
+  if (run.state === 'withheld') return 'none: the outputs were withheld at review';
+  return run.branch ? `<code>${escapeHtml(run.branch)}</code> (outputs and logs are there, in the project's repository)` : '—';
+}
+
 /** When the run first entered `state`, from its audit trail. */
-function firstAt(events: readonly RunEvent[], state: RunState): string | null {
+export function firstAt(events: readonly RunEvent[], state: RunState): string | null {
   return events.find((e) => e.to === state)?.at ?? null;
 }
 
 /** The changing part of the run page (what run.js swaps in while the run is unfinished). */
-export function renderRunMain(run: RunRow, events: readonly RunEvent[], gpuLabel: GpuLabel = () => null): string {
+export function renderRunMain(run: RunRow, events: readonly RunEvent[], gpuLabel: GpuLabel = () => null, release: RunReleaseRow | null = null): string {
   const queuedAt = firstAt(events, 'queued');
   const assignedAt = firstAt(events, 'assigned');
   const runningAt = run.startedAt ?? firstAt(events, 'running');
   const uploadingAt = firstAt(events, 'uploading');
   const endAt = run.finishedAt;
+  // A reviewed run's results were pushed when it was held; the review took the rest.
+  const heldAt = firstAt(events, 'held');
+  const pushedAt = heldAt ?? (uploadingAt ? endAt : null);
   const gpus = run.gpus.length
     ? `<ul class="plain">${run.gpus
         .map((u) => {
@@ -145,10 +157,10 @@ export function renderRunMain(run: RunRow, events: readonly RunEvent[], gpuLabel
 <dt>Signing key</dt><dd>${run.signer ? `<code>${escapeHtml(run.signer)}</code>` : '—'}</dd>
 <dt>Node</dt><dd>${text(run.node)}</dd>
 <dt>GPUs</dt><dd>${gpus}</dd>
-<dt>Results branch</dt><dd>${run.branch ? `<code>${escapeHtml(run.branch)}</code> (outputs and logs are there, in the project's repository)` : '—'}</dd>
+<dt>Results branch</dt><dd>${resultsBranch(run)}</dd>
 ${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${warnings}
 </dl></section>
-<section aria-labelledby="timings-h"><h2 id="timings-h">Timings</h2>
+${release ? renderReleaseSection(run.state, release) : ''}<section aria-labelledby="timings-h"><h2 id="timings-h">Timings</h2>
 <div class="scroll" role="region" aria-labelledby="timings-caption" tabindex="0"><table>
 <caption><span class="cap" id="timings-caption">When each step ended and how long it took (UTC)</span></caption>
 <thead><tr>${th('Step')}${th('At')}${th('Took', 'num')}</tr></thead><tbody>
@@ -157,8 +169,9 @@ ${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${wa
 <tr><th scope="row">Waited for a node</th><td>${time(assignedAt)}</td><td class="num">${between(queuedAt, assignedAt)}</td></tr>
 <tr><th scope="row">Built the image, started the container</th><td>${time(runningAt)}</td><td class="num">${between(assignedAt, runningAt)}</td></tr>
 <tr><th scope="row">Ran</th><td>${time(uploadingAt)}</td><td class="num">${between(runningAt, uploadingAt)}</td></tr>
-<tr><th scope="row">Pushed the results</th><td>${time(uploadingAt ? endAt : null)}</td><td class="num">${between(uploadingAt, endAt)}</td></tr>
-<tr><th scope="row">Total</th><td>${time(endAt)}</td><td class="num">${between(run.createdAt, endAt)}</td></tr>
+<tr><th scope="row">${heldAt ? 'Pushed the results for review' : 'Pushed the results'}</th><td>${time(pushedAt)}</td><td class="num">${between(uploadingAt, pushedAt)}</td></tr>
+${heldAt ? `<tr><th scope="row">Reviewed</th><td>${time(endAt)}</td><td class="num">${between(heldAt, endAt)}</td></tr>
+` : ''}<tr><th scope="row">Total</th><td>${time(endAt)}</td><td class="num">${between(run.createdAt, endAt)}</td></tr>
 </tbody></table></div></section>
 <section aria-labelledby="history-h"><h2 id="history-h">History</h2>
 <div class="scroll" role="region" aria-labelledby="history-caption" tabindex="0"><table>
@@ -168,7 +181,7 @@ ${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${wa
 }
 
 /** One run: state, reason, placement, timings and its event history; null → "not found". */
-export function renderRunPage(assets: AssetTable, run: RunRow | null, events: readonly RunEvent[], gpuLabel?: GpuLabel): string {
+export function renderRunPage(assets: AssetTable, run: RunRow | null, events: readonly RunEvent[], gpuLabel?: GpuLabel, release: RunReleaseRow | null = null): string {
   if (!run) {
     return page(
       assets,
@@ -182,7 +195,7 @@ export function renderRunPage(assets: AssetTable, run: RunRow | null, events: re
     assets,
     `secd — run ${run.id} (${run.state})`,
     `<header class="top"><p><a href="/">← Cluster status</a></p>${live ? '<p class="muted" id="live-note">Updates itself until the run ends.</p>' : ''}</header>
-<main id="run" data-run="${escapeHtml(run.id)}" data-live="${live}">${renderRunMain(run, events, gpuLabel)}</main>`,
+<main id="run" data-run="${escapeHtml(run.id)}" data-live="${live}">${renderRunMain(run, events, gpuLabel, release)}</main>`,
     live ? [`<script type="module" src="${assetUrl(assets, 'run.js')}"></script>`] : [],
   );
 }

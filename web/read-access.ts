@@ -4,7 +4,10 @@
  * everything the API and pages show is public, as before. With one, a reader who does not present it
  * still sees the cluster (nodes, GPUs, utilisation, which run id holds which GPU) and every run's id,
  * state, node, GPUs and times, so queue length and progress stay visible; the run's project, pushing
- * user, commit, reason, results branch and audit-trail reasons read "(hidden)" (or null).
+ * user, commit, reason, results branch and audit-trail reasons read "(hidden)" (or null). Of a run's
+ * output release (DESIGN §10) the policy, the counts of approvals and findings, and the outcome stay
+ * visible; who reviewed, the merge request, the datasets and each finding's file and detail do not:
+ * they say who works on what as plainly as the project's name.
  *
  * The token is presented as `Authorization: Bearer <token>` (scripts, `secd status`) or as the
  * `secd_read` cookie, which a browser gets by opening any page once with `?read_token=<token>`: the
@@ -12,6 +15,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { secretsEqual } from '../scheduler/common/secret-compare.js';
+import type { RunReleaseRow } from '../storage/release-store.js';
 import type { RunEvent, RunRow } from '../storage/run-store.js';
 
 /** What a hidden field reads. */
@@ -28,11 +32,45 @@ interface Identifying {
   reason: string;
 }
 
-/** The run with who pushed what replaced by "(hidden)" (and no results branch, when it has one). */
+/** The parts of an API release that say who: what hideIdentity hides of it. */
+interface ReleaseWho {
+  reviewers: string[];
+  review_url: string | null;
+  decided_by: string | null;
+  disclosure?: Array<{ file: string; rule: string; detail: string }>;
+}
+
+/**
+ * The run with who pushed what replaced by "(hidden)" (and no results branch, when it has one); of
+ * its release, when it has one, the reviewers, the merge request and each finding's file and detail.
+ */
 export function hideIdentity<T extends Identifying>(run: T): T {
   const hidden: T = { ...run, project: HIDDEN, user: HIDDEN, commit: HIDDEN, reason: HIDDEN };
   if ('branch' in hidden) (hidden as { branch: string | null }).branch = null;
+  if ('release' in hidden && hidden.release) {
+    const r = hidden.release as ReleaseWho;
+    const shown: ReleaseWho = { ...r, reviewers: r.reviewers.map(() => HIDDEN), review_url: null, decided_by: r.decided_by === null ? null : HIDDEN };
+    if (r.disclosure) shown.disclosure = r.disclosure.map((f) => ({ file: HIDDEN, rule: f.rule, detail: HIDDEN }));
+    (hidden as { release: ReleaseWho }).release = shown;
+  }
   return hidden;
+}
+
+/** A release record as an anonymous reader's run page shows it: policy, counts, rules and outcome. */
+export function hideReleaseRow(release: RunReleaseRow): RunReleaseRow {
+  return {
+    ...release,
+    datasets: release.datasets.map(() => HIDDEN),
+    findings: release.findings.map((f) => ({ file: HIDDEN, rule: f.rule, detail: HIDDEN })),
+    reviewProjectId: null,
+    reviewBranch: null,
+    reviewCommit: null,
+    nodeReason: null,
+    mrIid: null,
+    mrUrl: null,
+    approvals: release.approvals.map((a) => ({ ...a, user: HIDDEN, userId: 0 })),
+    decidedBy: release.decidedBy === null ? null : HIDDEN,
+  };
 }
 
 /** A stored run as an anonymous reader's run page shows it: placement, states and times only. */

@@ -1,6 +1,7 @@
 /**
  * What the status page shows, kept current for every open page: the nodes (from the node registry),
- * the queue and the recent runs (from SQLite) and each GPU's utilisation history. A page gets one
+ * the queue, the runs held for output review with their approval counts, and the recent runs (from
+ * SQLite) and each GPU's utilisation history. A page gets one
  * snapshot when it connects and then only what changed, computed once per change for all pages
  * (never per page), so 100 nodes × 8 GPUs and many open pages cost the leader little.
  *
@@ -8,6 +9,7 @@
  * sample times, and an update out within ~100 ms); without it the feed samples `nodes()` once per
  * `pollMs`, so the page works with any source of nodes.
  */
+import type { RunReleaseRow } from '../storage/release-store.js';
 import type { RunRow } from '../storage/run-store.js';
 import type { RunState } from '../storage/run-states.js';
 import { GpuHistory, type GpuSample } from './gpu-history.js';
@@ -21,6 +23,9 @@ export interface StatusSnapshot {
   /** Waiting runs (received, verified, queued), oldest first, at most `maxQueue`. */
   queue: StatusRun[];
   queue_total: number;
+  /** Runs whose outputs wait for review (state held), oldest first, at most `maxQueue`, each with its approvals. */
+  held: StatusRun[];
+  held_total: number;
   /** The newest runs in any state. */
   recent: StatusRun[];
   /** Per-GPU utilisation history: bucket width `step` s; each series' values start at its `start` (s). */
@@ -36,6 +41,8 @@ export interface StatusUpdate {
   removed?: string[];
   queue?: StatusRun[];
   queue_total?: number;
+  held?: StatusRun[];
+  held_total?: number;
   recent?: StatusRun[];
   /** New history values: [gpu uuid, bucket start (s), mean utilisation of that bucket so far]. */
   samples?: Array<[string, number, number]>;
@@ -55,6 +62,8 @@ export interface FeedListener {
 export interface StatusFeedDeps {
   nodes(): ApiNode[];
   store: { inStates(states: readonly RunState[]): RunRow[]; list(opts: { limit?: number }): RunRow[] };
+  /** Held runs' release records (storage/release-store.ts), for their approval counts; without it held runs show none. */
+  releases?: { held(): RunReleaseRow[] };
   now(): Date;
   history?: GpuHistory;
   /** How often nodes and runs are read without being told (ms). */
@@ -82,8 +91,11 @@ export class StatusFeed {
   private nodes: ApiNode[] = [];
   private queue: StatusRun[] = [];
   private queueTotal = 0;
+  private held: StatusRun[] = [];
+  private heldTotal = 0;
   private recent: StatusRun[] = [];
   private queueJson = '';
+  private heldJson = '';
   private recentJson = '';
   private primed = false;
   private lastTickMs = 0;
@@ -151,6 +163,8 @@ export class StatusFeed {
       nodes: this.nodes,
       queue: this.queue,
       queue_total: this.queueTotal,
+      held: this.held,
+      held_total: this.heldTotal,
       recent: this.recent,
       history: { step: this.history.stepMs / 1000, window: this.history.windowMs / 1000, series },
     };
@@ -199,7 +213,7 @@ export class StatusFeed {
 
     if (full) {
       const waiting = this.deps.store.inStates(WAITING);
-      const queue = waiting.slice(0, this.deps.maxQueue ?? 500).map(toStatusRun);
+      const queue = waiting.slice(0, this.deps.maxQueue ?? 500).map((r) => toStatusRun(r));
       const queueJson = JSON.stringify(queue);
       if (queueJson !== this.queueJson || waiting.length !== this.queueTotal) {
         this.queueJson = queueJson;
@@ -208,7 +222,19 @@ export class StatusFeed {
         update.queue = queue;
         update.queue_total = waiting.length;
       }
-      const recent = this.deps.store.list({ limit: this.deps.recentRuns ?? 50 }).map(toStatusRun);
+      // One read of the held runs' records per tick serves both tables (no query per run).
+      const reviews = new Map((this.deps.releases?.held() ?? []).map((r) => [r.runId, r]));
+      const heldRuns = this.deps.store.inStates(['held']);
+      const held = heldRuns.slice(0, this.deps.maxQueue ?? 500).map((r) => toStatusRun(r, reviews.get(r.id) ?? null));
+      const heldJson = JSON.stringify(held);
+      if (heldJson !== this.heldJson || heldRuns.length !== this.heldTotal) {
+        this.heldJson = heldJson;
+        this.held = held;
+        this.heldTotal = heldRuns.length;
+        update.held = held;
+        update.held_total = heldRuns.length;
+      }
+      const recent = this.deps.store.list({ limit: this.deps.recentRuns ?? 50 }).map((r) => toStatusRun(r, reviews.get(r.id) ?? null));
       const recentJson = JSON.stringify(recent);
       if (recentJson !== this.recentJson) {
         this.recentJson = recentJson;
@@ -277,10 +303,11 @@ export class StatusFeed {
 }
 
 /** The message with every run's project, user, commit and reason hidden (once per message, not per page). */
-function hideRuns<T extends { queue?: StatusRun[]; recent?: StatusRun[] }>(message: T): T {
+function hideRuns<T extends { queue?: StatusRun[]; held?: StatusRun[]; recent?: StatusRun[] }>(message: T): T {
   return {
     ...message,
     ...(message.queue ? { queue: message.queue.map(hideIdentity) } : {}),
+    ...(message.held ? { held: message.held.map(hideIdentity) } : {}),
     ...(message.recent ? { recent: message.recent.map(hideIdentity) } : {}),
   };
 }

@@ -20,12 +20,14 @@ const el = {
   nodesUp: $('t-nodes-up'),
   queued: $('t-queued'),
   running: $('t-running'),
+  held: $('t-held'),
   nodesBody: /** @type {HTMLTableSectionElement} */ ($('nodes-body')),
   gpuList: $('gpus'),
   gpuSummary: $('gpus-summary'),
   nodeGpusTpl: /** @type {HTMLTemplateElement} */ ($('node-gpus')),
   queueBody: /** @type {HTMLTableSectionElement} */ ($('queue-body')),
   queueCaption: $('queue-caption'),
+  heldBody: /** @type {HTMLTableSectionElement} */ ($('held-body')),
   recentBody: /** @type {HTMLTableSectionElement} */ ($('recent-body')),
   nodeTpl: /** @type {HTMLTemplateElement} */ ($('node-row')),
   gpuTpl: /** @type {HTMLTemplateElement} */ ($('gpu-row')),
@@ -43,7 +45,8 @@ let historyWindow = 600;
  * @typedef {{ id: string, hostname: string, state: string, last_seen: string|null, cpus: number, memory_bytes: number,
  *   memory_free_bytes?: number|null, load: number|null, runs: string[], gpus: Gpu[] }} ApiNode
  * @typedef {{ id: string, project: string, user: string, commit: string, state: string, reason: string, node: string|null,
- *   gpus: string[], created_at: string, started_at: string|null, finished_at: string|null }} Run
+ *   gpus: string[], created_at: string, started_at: string|null, finished_at: string|null,
+ *   review?: { approvals: number, approvals_required: number }|null }} Run
  * @typedef {{ t: number[], v: (number|null)[] }} Series
  * @typedef {{ row: HTMLTableRowElement, cells: Record<string, HTMLElement>, last: Record<string, string> }} Row
  * @typedef {{ data: ApiNode, row: Row, block: Row, body: HTMLTableSectionElement, gpus: Map<string, GpuRow> }} NodeEntry
@@ -460,8 +463,15 @@ function gpuList(uuids) {
     .join(', ');
 }
 
-/** @param {Run} run @param {boolean} queue @param {number} position */
-function runRow(run, queue, position) {
+/** "1/2 approvals": a held run's progress (the only thing the page shows of its review). */
+/** @param {{ approvals: number, approvals_required: number }} review */
+function approvals(review) {
+  return `${review.approvals}/${review.approvals_required} approval${review.approvals_required === 1 ? '' : 's'}`;
+}
+
+/** @param {Run} run @param {'queue'|'held'|'recent'} kind @param {number} position */
+function runRow(run, kind, position) {
+  const queue = kind === 'queue';
   const tr = document.createElement('tr');
   tr.dataset.run = run.id;
   /** @param {string} tag @param {string|Node} content @param {string} [cls] */
@@ -482,7 +492,19 @@ function runRow(run, queue, position) {
   const pill = document.createElement('span');
   pill.className = `pill state-${run.state}`;
   pill.textContent = run.state.replace('_', ' ');
-  cell('td', pill);
+  const state = cell('td', pill);
+  if (kind === 'held') {
+    cell('td', run.review ? approvals(run.review) : '—', 'approvals');
+    cell('td', run.node ?? '—');
+    cell('td', timeEl(run.created_at));
+    return tr;
+  }
+  if (run.review) {
+    const note = document.createElement('span');
+    note.className = 'muted';
+    note.textContent = ` ${approvals(run.review)}`;
+    state.append(note);
+  }
   cell('td', run.reason || '—', 'reason');
   if (queue) {
     cell('td', timeEl(run.created_at));
@@ -516,14 +538,15 @@ function timeEl(iso) {
 const runRowCache = new WeakMap();
 
 /** Keyed redraw of a runs table: unchanged runs keep their row. */
-/** @param {HTMLTableSectionElement} body @param {Run[]} runs @param {boolean} queue @param {number} span @param {string} empty */
-function drawRuns(body, runs, queue, span, empty) {
+/** @param {HTMLTableSectionElement} body @param {Run[]} runs @param {'queue'|'held'|'recent'} kind @param {number} span @param {string} empty */
+function drawRuns(body, runs, kind, span, empty) {
+  const queue = kind === 'queue';
   const old = runRowCache.get(body) ?? new Map();
   const next = new Map();
   const rows = runs.map((run, i) => {
     const json = JSON.stringify(run) + (queue ? `#${i}` : '') + (run.gpus.length ? gpuList(run.gpus) : '');
     const have = old.get(run.id);
-    const row = have && have.json === json ? have.row : runRow(run, queue, i + 1);
+    const row = have && have.json === json ? have.row : runRow(run, kind, i + 1);
     next.set(run.id, { json, row });
     return row;
   });
@@ -534,6 +557,7 @@ function drawRuns(body, runs, queue, span, empty) {
 // ---- totals ------------------------------------------------------------------------------------
 
 let queueTotal = 0;
+let heldTotal = 0;
 function drawTotals() {
   let gpus = 0;
   let busy = 0;
@@ -558,6 +582,7 @@ function drawTotals() {
   setPlain(el.nodesUp, `${up} / ${nodes.size}`);
   setPlain(el.queued, String(queueTotal));
   setPlain(el.running, String(running.size));
+  setPlain(el.held, String(heldTotal));
   setPlain(el.gpuSummary, `${gpus} ${gpus === 1 ? 'GPU' : 'GPUs'} on ${nodes.size} ${nodes.size === 1 ? 'node' : 'nodes'}, ${busy} held by runs. Values from each node's last report; one table per node.`);
 }
 /** @param {HTMLElement} node @param {string} text */
@@ -568,7 +593,7 @@ function setPlain(node, text) {
 // ---- the stream --------------------------------------------------------------------------------
 
 /** @typedef {{ snapshot: any, nodes: Map<string, ApiNode>, removed: Set<string>, queue: Run[]|null, queue_total: number|null,
- *   recent: Run[]|null, samples: Map<string, Map<number, number>>, at: string|null }} Pending */
+ *   held: Run[]|null, held_total: number|null, recent: Run[]|null, samples: Map<string, Map<number, number>>, at: string|null }} Pending */
 /** @type {Pending|null} */
 let pending = null;
 let frameAsked = false;
@@ -581,7 +606,7 @@ function schedule() {
 }
 
 function emptyPending() {
-  return { snapshot: null, nodes: new Map(), removed: new Set(), queue: null, queue_total: null, recent: null, samples: new Map(), at: null };
+  return { snapshot: null, nodes: new Map(), removed: new Set(), queue: null, queue_total: null, held: null, held_total: null, recent: null, samples: new Map(), at: null };
 }
 
 /** Merge a message into what the next frame applies: many messages in one frame cost one redraw. */
@@ -600,6 +625,8 @@ function receive(kind, msg) {
     }
     if (msg.queue) p.queue = msg.queue;
     if (msg.queue_total !== undefined) p.queue_total = msg.queue_total;
+    if (msg.held) p.held = msg.held;
+    if (msg.held_total !== undefined) p.held_total = msg.held_total;
     if (msg.recent) p.recent = msg.recent;
     for (const [uuid, t, v] of msg.samples ?? []) {
       let m = p.samples.get(uuid);
@@ -646,6 +673,9 @@ function applyChanges(p) {
     for (const uuid of gpuRows.keys()) touched.add(uuid);
     p.queue = s.queue;
     p.queue_total = s.queue_total;
+    // A leader from before output release sends no held runs.
+    p.held = s.held ?? [];
+    p.held_total = s.held_total ?? 0;
     p.recent = s.recent;
     orderDirty = true;
   }
@@ -671,10 +701,12 @@ function applyChanges(p) {
   }
   if (p.queue_total !== null) queueTotal = p.queue_total;
   if (p.queue) {
-    drawRuns(el.queueBody, p.queue, true, 7, 'Nothing is waiting.');
+    drawRuns(el.queueBody, p.queue, 'queue', 7, 'Nothing is waiting.');
     setPlain(el.queueCaption, queueTotal > p.queue.length ? `Queue: the first ${p.queue.length} of ${queueTotal} waiting runs, oldest first` : `Queue: ${queueTotal} waiting ${queueTotal === 1 ? 'run' : 'runs'}, oldest first`);
   }
-  if (p.recent) drawRuns(el.recentBody, p.recent, false, 10, 'No runs yet.');
+  if (p.held_total !== null) heldTotal = p.held_total;
+  if (p.held) drawRuns(el.heldBody, p.held, 'held', 7, 'No outputs wait for review.');
+  if (p.recent) drawRuns(el.recentBody, p.recent, 'recent', 10, 'No runs yet.');
   drawTotals();
   if (p.at) {
     el.updated.textContent = `updated ${clock.format(new Date(p.at))}`;
