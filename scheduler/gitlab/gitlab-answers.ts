@@ -53,6 +53,35 @@ export const gitlabBranchSchema = z.object({
   commit: z.object({ id: z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a commit id') }),
 });
 
+/** A user as GitLab names one inside another answer (`closed_by`, `approved_by[].user`). */
+const userRef = z.object({ id, username: z.string().min(1) });
+
+/**
+ * One merge request (POST/GET/PUT /projects/:id/merge_requests[/:iid], fields secd reads). `sha` is
+ * the head of the source branch GitLab last saw; null only while the merge request has no diff.
+ */
+export const gitlabMergeRequestSchema = z.object({
+  id,
+  iid: id,
+  project_id: id,
+  web_url: z.string().min(1),
+  title: z.string(),
+  state: z.enum(['opened', 'closed', 'merged', 'locked']),
+  sha: z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a commit id').nullable(),
+  source_branch: z.string().min(1),
+  target_branch: z.string().min(1),
+  closed_by: userRef.nullable(),
+});
+
+/**
+ * GET /projects/:id/merge_requests/:iid/approvals (fields secd reads): who approved. The
+ * `approvals_left`/`approved` fields follow the project's own approval rules, not secd's, and are
+ * deliberately not read.
+ */
+export const gitlabApprovalsSchema = z.object({
+  approved_by: z.array(z.object({ user: userRef })),
+});
+
 /** GET /projects/:id (fields secd reads). */
 export type GitLabProject = z.infer<typeof gitlabProjectSchema>;
 /** One entry of GET /projects/:id/members/all. */
@@ -62,12 +91,19 @@ export type GitLabGpgKey = z.infer<typeof gitlabGpgKeySchema>;
 /** One entry of GET /users?username=. */
 export type GitLabUser = z.infer<typeof gitlabUserSchema>;
 
+/** One merge request (fields secd reads). */
+export type GitLabMergeRequest = z.infer<typeof gitlabMergeRequestSchema>;
+/** GET /projects/:id/merge_requests/:iid/approvals (fields secd reads). */
+export type GitLabApprovals = z.infer<typeof gitlabApprovalsSchema>;
+
 /** The schemas of the lists GitLab answers, page by page. */
 export const gitlabMemberList = z.array(gitlabMemberSchema);
 /** GET /users/:id/gpg_keys, one page. */
 export const gitlabGpgKeyList = z.array(gitlabGpgKeySchema);
 /** GET /users?username=. */
 export const gitlabUserList = z.array(gitlabUserSchema);
+/** GET /projects/:id/merge_requests, one page. */
+export const gitlabMergeRequestList = z.array(gitlabMergeRequestSchema);
 
 /** An answer read: the value, or the first wrong field (`answer[0].access_level`) and what is wrong with it. */
 export type GitLabAnswer<T> = { ok: true; value: T } | { ok: false; field: string; problem: string };

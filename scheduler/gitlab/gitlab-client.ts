@@ -8,18 +8,23 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { z } from 'zod';
 import {
+  gitlabApprovalsSchema,
   gitlabBranchSchema,
   gitlabGpgKeyList,
   gitlabMemberList,
+  gitlabMergeRequestList,
+  gitlabMergeRequestSchema,
   gitlabProjectSchema,
   gitlabUserList,
+  gitlabUserSchema,
   parseGitLabAnswer,
   type GitLabGpgKey,
   type GitLabMember,
+  type GitLabMergeRequest,
   type GitLabProject,
   type GitLabUser,
 } from './gitlab-answers.js';
-import type { CommitStatus, GitLabApi, GitLabUserLookup } from './gitlab-port.js';
+import type { CommitStatus, GitLabApi, GitLabReviewApi, GitLabUserLookup } from './gitlab-port.js';
 import { GitLabAnswerError, GitLabError } from './gitlab-port.js';
 
 /** Where GitLab is and how to authenticate. */
@@ -37,12 +42,15 @@ interface Answer {
   body: string;
 }
 
-/** Build a GitLabApi over HTTP(S). */
-export function createGitLabClient(opts: GitLabClientOptions): GitLabApi & Required<Pick<GitLabApi, 'getBranchHead'>> & GitLabUserLookup {
+/** Everything the HTTP adapter offers: the run path's calls, user lookup and output review. */
+export type GitLabClient = GitLabApi & Required<Pick<GitLabApi, 'getBranchHead'>> & GitLabUserLookup & GitLabReviewApi;
+
+/** Build a GitLabApi (and the lookup and review calls) over HTTP(S). */
+export function createGitLabClient(opts: GitLabClientOptions): GitLabClient {
   const base = new URL(opts.url.endsWith('/') ? opts.url : `${opts.url}/`);
   const timeoutMs = opts.timeoutMs ?? 10_000;
 
-  function call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Answer> {
+  function call(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<Answer> {
     const url = new URL(`api/v4${path}`, base);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -73,7 +81,16 @@ export function createGitLabClient(opts: GitLabClientOptions): GitLabApi & Requi
   }
 
   async function getJson<T>(path: string, schema: z.ZodType<T>): Promise<{ value: T; headers: Answer['headers'] }> {
-    const answer = await call('GET', path);
+    return sendJson('GET', path, undefined, schema);
+  }
+
+  async function sendJson<T>(
+    method: 'GET' | 'POST' | 'PUT',
+    path: string,
+    body: unknown,
+    schema: z.ZodType<T>,
+  ): Promise<{ value: T; headers: Answer['headers'] }> {
+    const answer = await call(method, path, body);
     if (answer.status < 200 || answer.status >= 300) throw new GitLabError(answer.status, path, answer.body);
     const read = parseGitLabAnswer(schema, answer.body);
     if (!read.ok) throw new GitLabAnswerError(answer.status, path, answer.body, read.field, read.problem);
@@ -125,6 +142,35 @@ export function createGitLabClient(opts: GitLabClientOptions): GitLabApi & Requi
         ...(status.description !== undefined ? { description: status.description.slice(0, 255) } : {}),
       };
       const answer = await call('POST', path, body);
+      if (answer.status < 200 || answer.status >= 300) throw new GitLabError(answer.status, path, answer.body);
+    },
+    async getProjectByPath(path: string): Promise<GitLabProject> {
+      return (await getJson(`/projects/${encodeURIComponent(path)}`, gitlabProjectSchema)).value;
+    },
+    async getCurrentUser(): Promise<GitLabUser> {
+      return (await getJson('/user', gitlabUserSchema)).value;
+    },
+    async createMergeRequest(projectId, mr): Promise<GitLabMergeRequest> {
+      const body = { source_branch: mr.sourceBranch, target_branch: mr.targetBranch, title: mr.title, description: mr.description };
+      return (await sendJson('POST', `/projects/${projectId}/merge_requests`, body, gitlabMergeRequestSchema)).value;
+    },
+    findMergeRequests(projectId: number, sourceBranch: string): Promise<GitLabMergeRequest[]> {
+      return getAllPages(`/projects/${projectId}/merge_requests?source_branch=${encodeURIComponent(sourceBranch)}&state=all`, gitlabMergeRequestList);
+    },
+    async getMergeRequest(projectId: number, iid: number): Promise<GitLabMergeRequest> {
+      return (await getJson(`/projects/${projectId}/merge_requests/${iid}`, gitlabMergeRequestSchema)).value;
+    },
+    async getMergeRequestApprovals(projectId: number, iid: number): Promise<Array<{ id: number; username: string }>> {
+      const { value } = await getJson(`/projects/${projectId}/merge_requests/${iid}/approvals`, gitlabApprovalsSchema);
+      return value.approved_by.map((a) => a.user);
+    },
+    async closeMergeRequest(projectId: number, iid: number): Promise<GitLabMergeRequest> {
+      const path = `/projects/${projectId}/merge_requests/${iid}`;
+      return (await sendJson('PUT', path, { state_event: 'close' }, gitlabMergeRequestSchema)).value;
+    },
+    async addMergeRequestNote(projectId: number, iid: number, body: string): Promise<void> {
+      const path = `/projects/${projectId}/merge_requests/${iid}/notes`;
+      const answer = await call('POST', path, { body });
       if (answer.status < 200 || answer.status >= 300) throw new GitLabError(answer.status, path, answer.body);
     },
   };

@@ -3,9 +3,9 @@
  * from their schemas in gitlab-answers.ts). The only HTTP adapter is scheduler/gitlab/gitlab-client.ts;
  * tests of logic use fakes, tests of the adapter use test/doubles/gitlab-double.ts.
  */
-import type { GitLabGpgKey, GitLabMember, GitLabProject, GitLabUser } from './gitlab-answers.js';
+import type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabUser } from './gitlab-answers.js';
 
-export type { GitLabGpgKey, GitLabMember, GitLabProject, GitLabUser } from './gitlab-answers.js';
+export type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabUser } from './gitlab-answers.js';
 
 /** States GitLab accepts on POST /projects/:id/statuses/:sha. */
 export type CommitStatusState = 'pending' | 'running' | 'success' | 'failed' | 'canceled' | 'skipped';
@@ -39,6 +39,35 @@ export interface GitLabApi {
    * is absent (an adapter or a fake that cannot tell) the lifecycle skips the "still the head?" check.
    */
   getBranchHead?(projectId: number, branch: string): Promise<string | null>;
+}
+
+/**
+ * What output review (DESIGN §10) asks of GitLab: the review project, secd's own user, and the merge
+ * requests that hold a run's outputs. Throws GitLabError / GitLabAnswerError as GitLabApi does.
+ */
+export interface GitLabReviewApi {
+  /** GET /projects/:url-encoded-path (`release.review_project` is a path). */
+  getProjectByPath(path: string): Promise<GitLabProject>;
+  /** GET /user: the token's own user (secd's bot), whose approvals never count. */
+  getCurrentUser(): Promise<GitLabUser>;
+  /**
+   * POST /projects/:id/merge_requests. GitLab answers 409 (a GitLabError with status 409) when an
+   * open merge request exists for the source branch, and 422 when either branch does not exist.
+   */
+  createMergeRequest(
+    projectId: number,
+    mr: { sourceBranch: string; targetBranch: string; title: string; description: string },
+  ): Promise<GitLabMergeRequest>;
+  /** GET /projects/:id/merge_requests?source_branch=…&state=all, every page. */
+  findMergeRequests(projectId: number, sourceBranch: string): Promise<GitLabMergeRequest[]>;
+  /** GET /projects/:id/merge_requests/:iid. */
+  getMergeRequest(projectId: number, iid: number): Promise<GitLabMergeRequest>;
+  /** GET /projects/:id/merge_requests/:iid/approvals: the users in `approved_by`, as GitLab lists them. */
+  getMergeRequestApprovals(projectId: number, iid: number): Promise<Array<{ id: number; username: string }>>;
+  /** PUT /projects/:id/merge_requests/:iid with state_event=close (closing a closed one changes nothing). */
+  closeMergeRequest(projectId: number, iid: number): Promise<GitLabMergeRequest>;
+  /** POST /projects/:id/merge_requests/:iid/notes: a comment by secd's user. */
+  addMergeRequestNote(projectId: number, iid: number, body: string): Promise<void>;
 }
 
 /** An answer from GitLab secd cannot use (here: a non-2xx one), with its status code and body text. */

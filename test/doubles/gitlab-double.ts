@@ -1,8 +1,9 @@
 /**
  * An honest stand-in for the few parts of GitLab that secd touches (DESIGN §9): the REST calls of
- * scheduler/gitlab/gitlab-port.ts, real git over smart HTTP through `git http-backend`, and push webhooks
+ * scheduler/gitlab/gitlab-port.ts, real git over smart HTTP through `git http-backend`, push webhooks
  * sent the way GitLab sends them (shapes from test/fixtures/gitlab/*.json, behaviour from
- * GitLab's Git::BranchHooksService, Git::TagHooksService and Gitlab::DataBuilder::Push).
+ * GitLab's Git::BranchHooksService, Git::TagHooksService and Gitlab::DataBuilder::Push), and the
+ * merge requests of output review with their approvals, notes and Merge Request Hooks.
  *
  * It is a library for integration tests and the benchmark, compiled into dist/ too: plain node:http,
  * no test-runner imports. Everything it did is kept in inspectable lists (statuses, deliveries,
@@ -10,8 +11,8 @@
  *
  * This file is its face: one server that routes /api/v4 to the REST API and `*.git` to git over HTTP.
  * The parts, one idea each, sit in ./gitlab/: the state they share (double-state.ts), the REST API
- * (rest-api.ts), git smart HTTP (git-smart-http.ts), push events (push-events.ts) and hook sending
- * (hook-sender.ts). Deliberate simplifications, each documented where it lives: no protected-branch
+ * (rest-api.ts), git smart HTTP (git-smart-http.ts), push events (push-events.ts), merge requests
+ * (merge-requests.ts, their answers and events beside it) and hook sending (hook-sender.ts). Deliberate simplifications, each documented where it lives: no protected-branch
  * enforcement, only direct project members (no groups), the admin token is the only API credential.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -20,11 +21,14 @@ import { DoubleState, type DoubleProject, type DoubleUser, type DoubleWebhook } 
 import { GitSmartHttp, type RecordedGitRequest } from './gitlab/git-smart-http.js';
 import { HookSender, type RawSend, type RecordedDelivery } from './gitlab/hook-sender.js';
 import { sendJson } from './gitlab/http-helpers.js';
+import { MergeRequests, type DoubleMergeRequest, type ForgedHook } from './gitlab/merge-requests.js';
 import { PushEventBuilder } from './gitlab/push-events.js';
 import { RestApi, type RecordedApiRequest, type RecordedStatus, type RejectedStatus } from './gitlab/rest-api.js';
 
 export { ACCESS, BOT_USER_ID, type DoubleProject, type DoubleUser, type DoubleWebhook } from './gitlab/double-state.js';
 export type { RecordedGitRequest } from './gitlab/git-smart-http.js';
+export type { DoubleApproval, DoubleMergeRequest, DoubleNote, ForgedHook } from './gitlab/merge-requests.js';
+export type { MergeRequestAction, MergeRequestEvent } from './gitlab/merge-request-events.js';
 export { GITLAB_VERSION, type RawSend, type RecordedDelivery } from './gitlab/hook-sender.js';
 export { BLANK_SHA, type PushEvent, type PushEventCommit, type PushEventProject } from './gitlab/push-events.js';
 export type { DoubleStatusState, RecordedApiRequest, RecordedStatus, RejectedStatus } from './gitlab/rest-api.js';
@@ -80,7 +84,21 @@ export interface GitLabDouble {
   redeliver(i: number): Promise<RecordedDelivery>;
   /** Send an arbitrary body/headers to a hook URL (malformed-input tests). */
   sendRaw(r: RawSend): Promise<RecordedDelivery>;
-  /** Resolve once every push taken so far has been turned into deliveries and they were sent. */
+  /**
+   * `userId` approves merge request `iid` (a member with Developer or above, or the bot), as in
+   * GitLab's web page: recorded, then a Merge Request Hook with action `approval` to the project's
+   * hooks and the system hooks. Throws where GitLab would refuse (not open, approved twice).
+   */
+  approveMergeRequest(projectId: number, iid: number, userId: number): void;
+  /** `userId` takes their approval back: removed, then the `unapproval` hook. */
+  unapproveMergeRequest(projectId: number, iid: number, userId: number): void;
+  /** `userId` closes the open merge request: closed_by them, closed_at now, then the `close` hook. */
+  closeMergeRequestAs(projectId: number, iid: number, userId: number): void;
+  /** Send a Merge Request Hook claiming `action` by `userId` without recording anything (a forged hook). */
+  sendMergeRequestHook(projectId: number, iid: number, claim: ForgedHook): void;
+  /** The project's merge requests, oldest first, with their notes and approvals (live records). */
+  mergeRequests(projectId: number): DoubleMergeRequest[];
+  /** Resolve once every push and merge-request change so far has been turned into deliveries and they were sent. */
   idle(): Promise<void>;
   /** Resolve once at least `n` deliveries are recorded; reject after `timeoutMs` (default 10 s). */
   waitForDeliveries(n: number, timeoutMs?: number): Promise<RecordedDelivery[]>;
@@ -91,9 +109,10 @@ export interface GitLabDouble {
 /** Start a GitLab double listening on 127.0.0.1. */
 export async function startGitLabDouble(opts: StartOptions): Promise<GitLabDouble> {
   const state = new DoubleState(opts);
-  const api = new RestApi(state);
   const hooks = new HookSender(state);
-  const git = new GitSmartHttp(state, new PushEventBuilder(state), hooks);
+  const mergeRequests = new MergeRequests(state, hooks);
+  const api = new RestApi(state, mergeRequests);
+  const git = new GitSmartHttp(state, new PushEventBuilder(state), hooks, mergeRequests);
   const server = createServer((req, res) => {
     route(req, res, api, git).catch((err: unknown) => {
       state.internalErrors.push(`request ${req.method} ${req.url}: ${String(err)}`);
@@ -129,6 +148,11 @@ export async function startGitLabDouble(opts: StartOptions): Promise<GitLabDoubl
     addWebhook: (h) => state.addWebhook(h),
     redeliver: (i) => hooks.redeliver(i),
     sendRaw: (r) => hooks.sendRaw(r),
+    approveMergeRequest: (projectId, iid, userId) => mergeRequests.approve(projectId, iid, userId),
+    unapproveMergeRequest: (projectId, iid, userId) => mergeRequests.unapprove(projectId, iid, userId),
+    closeMergeRequestAs: (projectId, iid, userId) => mergeRequests.closeAs(projectId, iid, userId),
+    sendMergeRequestHook: (projectId, iid, claim) => mergeRequests.forge(projectId, iid, claim),
+    mergeRequests: (projectId) => mergeRequests.of(projectId),
     idle: () => state.idle(),
     waitForDeliveries: (n, timeoutMs = 10_000) => hooks.waitForDeliveries(n, timeoutMs),
     async close() {

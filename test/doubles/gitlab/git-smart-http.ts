@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ACCESS, type DoubleProject, type DoubleState, type Identity } from './double-state.js';
 import type { HookSender } from './hook-sender.js';
+import type { MergeRequests } from './merge-requests.js';
 import { safeEqual, sendText } from './http-helpers.js';
 import type { PushEventBuilder, RefMap } from './push-events.js';
 
@@ -39,6 +40,7 @@ export class GitSmartHttp {
     private readonly state: DoubleState,
     private readonly events: PushEventBuilder,
     private readonly hooks: HookSender,
+    private readonly mergeRequests: MergeRequests,
   ) {}
 
   /** Answer one request for `/<projectPath>.git<rest>`. */
@@ -95,7 +97,11 @@ export class GitSmartHttp {
         const after = await this.snapshotRefs(repo);
         return this.events.build(project, identity.user, before, after);
       });
-      for (const event of events) this.hooks.send(project, event);
+      for (const event of events) {
+        this.hooks.send(project, event);
+        // GitLab's MergeRequests::RefreshService: an open merge request from a pushed branch moves with it.
+        this.mergeRequests.refresh(project, event);
+      }
     });
   }
 

@@ -66,11 +66,20 @@ export class HookSender {
 
   /** Queue one delivery per matching hook; deliveries go out one at a time, in order. */
   send(project: DoubleProject, event: PushEvent): void {
+    this.sendEvent(project, event.object_kind === 'tag_push' ? 'Tag Push Hook' : 'Push Hook', event);
+  }
+
+  /**
+   * The same for any event of `project`: project hooks get `projectEvent` (e.g. "Merge Request
+   * Hook") as X-Gitlab-Event, system hooks "System Hook", all with the same body and event UUID.
+   * Every hook gets every event, as if each had all its event kinds switched on.
+   */
+  sendEvent(project: DoubleProject, projectEvent: string, event: object): void {
     const eventUuid = randomUUID();
     const body = JSON.stringify(event);
     for (const hook of this.state.hooks) {
       if (hook.kind === 'project' && hook.projectId !== undefined && hook.projectId !== project.id) continue;
-      const name = hook.kind === 'system' ? 'System Hook' : event.object_kind === 'tag_push' ? 'Tag Push Hook' : 'Push Hook';
+      const name = hook.kind === 'system' ? 'System Hook' : projectEvent;
       const headers = this.hookHeaders(hook, name, eventUuid);
       this.enqueue(() => this.deliver({ hookId: hook.id, url: hook.url, event: name, headers, body, redeliveryOf: null, raw: false }));
     }

@@ -232,25 +232,7 @@ export class PushEventBuilder {
       total: number;
     },
   ): PushEvent {
-    const urls = this.state.projectUrls(project);
-    const hookProject: PushEventProject = {
-      id: project.id,
-      name: project.name,
-      description: '',
-      web_url: urls.web,
-      avatar_url: null,
-      git_ssh_url: urls.ssh,
-      git_http_url: urls.http,
-      namespace: lastSegment(project.namespace),
-      visibility_level: 0,
-      path_with_namespace: project.path,
-      default_branch: project.defaultBranch,
-      ci_config_path: null,
-      homepage: urls.web,
-      url: urls.ssh,
-      ssh_url: urls.ssh,
-      http_url: urls.http,
-    };
+    const hookProject = hookProjectOf(this.state, project);
     return {
       object_kind: e.kind,
       event_name: e.kind,
@@ -283,8 +265,31 @@ export class PushEventBuilder {
   }
 }
 
+/** `project` as every webhook of a project carries it (Project#hook_attrs). */
+export function hookProjectOf(state: DoubleState, project: DoubleProject): PushEventProject {
+  const urls = state.projectUrls(project);
+  return {
+    id: project.id,
+    name: project.name,
+    description: '',
+    web_url: urls.web,
+    avatar_url: null,
+    git_ssh_url: urls.ssh,
+    git_http_url: urls.http,
+    namespace: lastSegment(project.namespace),
+    visibility_level: 0,
+    path_with_namespace: project.path,
+    default_branch: project.defaultBranch,
+    ci_config_path: null,
+    homepage: urls.web,
+    url: urls.ssh,
+    ssh_url: urls.ssh,
+    http_url: urls.http,
+  };
+}
+
 /** Commit#title: the first line, cut at a word boundary to at most 81 characters when >= 100. */
-function commitTitle(message: string): string {
+export function commitTitle(message: string): string {
   if (message.trim() === '') return 'No commit message';
   const first = message.split(/[\r\n]/, 1)[0]!;
   if (first.length < 100) return first;

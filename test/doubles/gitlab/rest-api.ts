@@ -1,13 +1,14 @@
 /**
  * The REST calls of scheduler/gitlab/gitlab-port.ts, answered as GitLab answers them: the admin token
  * by `PRIVATE-TOKEN` or `Authorization: Bearer`, paginated members with GitLab's headers, GPG keys,
- * users by name, projects, a branch and its head commit, and commit statuses with GitLab's parameter
- * checks and its status state machine (so pending or running posted twice is a 400, as on GitLab).
- * Every answer is recorded.
+ * users by name, projects, a branch and its head commit, commit statuses with GitLab's parameter
+ * checks and its status state machine (so pending or running posted twice is a 400, as on GitLab),
+ * and merge requests (handed to merge-requests.ts). Every answer is recorded.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DoubleProject, DoubleState, DoubleUser, Identity } from './double-state.js';
-import { avatarUrl, HttpError, lastSegment, readBody, safeEqual, sendJson } from './http-helpers.js';
+import { apiUserJson, HttpError, lastSegment, readBody, safeEqual, sendJson } from './http-helpers.js';
+import type { MergeRequests } from './merge-requests.js';
 
 /** Commit-status states GitLab accepts. */
 export type DoubleStatusState = 'pending' | 'running' | 'success' | 'failed' | 'canceled' | 'skipped';
@@ -73,7 +74,10 @@ export class RestApi {
   readonly apiRequests: RecordedApiRequest[] = [];
   private nextStatusId = 1;
 
-  constructor(private readonly state: DoubleState) {}
+  constructor(
+    private readonly state: DoubleState,
+    private readonly mergeRequests: MergeRequests,
+  ) {}
 
   /** Answer one request; `path` is what follows /api/v4. */
   async handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> {
@@ -115,6 +119,8 @@ export class RestApi {
       } else if (method === 'POST' && seg.length === 4 && seg[0] === 'projects' && seg[2] === 'statuses') {
         status = 201;
         await this.postStatus(req, res, seg[1]!, seg[3]!, query);
+      } else if (seg.length >= 3 && seg[0] === 'projects' && seg[2] === 'merge_requests') {
+        status = await this.mergeRequests.handle(req, res, method, this.apiProject(seg[1]!), seg.slice(3), query);
       } else {
         throw new HttpError(404, { error: '404 Not Found' });
       }
@@ -307,15 +313,7 @@ export class RestApi {
   }
 
   private userJson(user: DoubleUser) {
-    return {
-      id: user.id,
-      username: user.username,
-      name: user.name,
-      state: 'active',
-      locked: false,
-      avatar_url: avatarUrl(user.email),
-      web_url: `${this.state.url}/${user.username}`,
-    };
+    return apiUserJson(this.state.url, user);
   }
 
   private projectJson(project: DoubleProject) {
