@@ -127,6 +127,7 @@ export const MIGRATIONS: readonly string[] = [
     review_project_id INTEGER,
     review_branch TEXT,
     review_commit TEXT,                    -- the results commit the node pushed for review
+    review_path TEXT,                      -- the results folder in that commit
     node_end TEXT,                         -- how the node saw the run end (the state a release restores)
     node_reason TEXT,
     mr_iid INTEGER,

@@ -38,6 +38,8 @@ export interface RunReleaseRow {
   reviewBranch: string | null;
   /** The results commit the node pushed to the review project: exactly what a release pushes on. */
   reviewCommit: string | null;
+  /** The results folder inside that commit (`outputs/secd-…`): what the review lists. */
+  reviewPath: string | null;
   /** How the node saw the run end, restored when it is released (`succeeded`, `timed_out`, …). */
   nodeEnd: string | null;
   nodeReason: string | null;
@@ -57,7 +59,7 @@ export interface RunReleaseRow {
 export type ReleasePatch = Partial<
   Pick<
     RunReleaseRow,
-    'findings' | 'reviewProjectId' | 'reviewBranch' | 'reviewCommit' | 'nodeEnd' | 'nodeReason' | 'mrIid' | 'mrUrl' | 'approvals' | 'outcome' | 'decidedBy' | 'decidedAt' | 'statusPosted'
+    'findings' | 'reviewProjectId' | 'reviewBranch' | 'reviewCommit' | 'reviewPath' | 'nodeEnd' | 'nodeReason' | 'mrIid' | 'mrUrl' | 'approvals' | 'outcome' | 'decidedBy' | 'decidedAt' | 'statusPosted'
   >
 >;
 
@@ -70,6 +72,7 @@ interface DbRelease {
   review_project_id: number | null;
   review_branch: string | null;
   review_commit: string | null;
+  review_path: string | null;
   node_end: string | null;
   node_reason: string | null;
   mr_iid: number | null;
@@ -87,6 +90,7 @@ const COLUMNS: Record<keyof ReleasePatch, string> = {
   reviewProjectId: 'review_project_id',
   reviewBranch: 'review_branch',
   reviewCommit: 'review_commit',
+  reviewPath: 'review_path',
   nodeEnd: 'node_end',
   nodeReason: 'node_reason',
   mrIid: 'mr_iid',
@@ -109,6 +113,7 @@ function toRow(r: DbRelease): RunReleaseRow {
     reviewProjectId: r.review_project_id,
     reviewBranch: r.review_branch,
     reviewCommit: r.review_commit,
+    reviewPath: r.review_path,
     nodeEnd: r.node_end,
     nodeReason: r.node_reason,
     mrIid: r.mr_iid,

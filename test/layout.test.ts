@@ -59,7 +59,7 @@ describe('the folder layout', () => {
         .map((e) => e.name)
         .sort();
     expect(dirs('daemon')).toEqual(['commands', 'config', 'engine', 'executor', 'node', 'ops', 'results', 'telemetry', 'wiring']);
-    for (const stage of ['contract', 'common', 'intake', 'verify', 'policy', 'plan', 'lifecycle', 'cluster', 'gitlab']) {
+    for (const stage of ['contract', 'common', 'intake', 'verify', 'policy', 'plan', 'lifecycle', 'cluster', 'gitlab', 'release']) {
       expect(dirs('scheduler')).toContain(stage);
     }
     // Nothing but the CLI's entry point lies loose in daemon/.

@@ -15,7 +15,7 @@ import { RunDatasets } from '../../scheduler/policy/dataset-access.js';
 import { createMysqlDatasetServer } from '../../scheduler/policy/mysql-grants.js';
 import { DatasetStore } from '../../storage/dataset-store.js';
 import { createGitLabClient } from '../../scheduler/gitlab/gitlab-client.js';
-import type { GitLabApi } from '../../scheduler/gitlab/gitlab-port.js';
+import type { CommitStatusState, GitLabApi } from '../../scheduler/gitlab/gitlab-port.js';
 import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 import { NodeRegistry } from '../../scheduler/cluster/node-registry.js';
@@ -32,7 +32,9 @@ import type { LocalNodeConfig, UpConfig } from '../config/up-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import type { LocalNode } from '../node/local-node.js';
 import { startInProcessNode } from './up.js';
-import { unconfiguredGitLab } from './unconfigured-gitlab.js';
+import { unconfiguredGitLab, withReviewApi } from './unconfigured-gitlab.js';
+import { ReleaseDesk } from '../../scheduler/release/release-desk.js';
+import { ReleaseStore } from '../../storage/release-store.js';
 import { attachNodeEndpoint, type UpgradeVerdict } from '../../scheduler/common/websocket.js';
 import type { StatusMessage } from '../../scheduler/contract/protocol.js';
 
@@ -89,6 +91,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   const datasets = leaderDatasets(config, datasetStore, store, log);
   const gitlabCfg = config.gitlab;
   const { gitlab, mirrorOf, projectGitUrl } = projectAccess(config, opts.gitlab);
+  const releaseStore = new ReleaseStore(db, now);
 
   const local = opts.localNode ? await startInProcessNode(opts.localNode, { limits: config.limits, engine: opts.engine, log, now }) : null;
   const localNode = local?.node ?? null;
@@ -111,6 +114,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   // Every node's status report, networked or in-process, reaches the status page the same way.
   const onNodeStatus = (nodeId: string, report: StatusMessage) => status.onNodeStatus(nodeId, report.gpus, report.at);
 
+  const releaseDesk = leaderReleaseDesk(config, { store, releaseStore, gitlab, mirrorOf, projectGitUrl, log, now, postStatus: (...a) => lifecycle.postStatus(...a) });
   const lifecycle = new RunLifecycle({
     store,
     gitlab,
@@ -129,6 +133,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     nodes,
     nodeDownSince: (nodeId) => (localNode && nodeId === localNode.id ? null : registry.downSince(nodeId)),
     datasets,
+    release: { desk: releaseDesk, store: releaseStore },
     onAssigned: (run) => {
       const waited = queuedToAssignedSeconds(store.events(run.id));
       if (waited !== null) metrics.observeScheduling(waited);
@@ -182,6 +187,9 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   registry.start();
   const sweep = setInterval(() => lifecycle.sweepLostRuns(), Math.min(1000, config.lost_after_ms));
   sweep.unref();
+  // Held runs' approvals are read again now and then: a lost merge-request hook delays nothing for long.
+  const releasePoll = setInterval(() => lifecycle.pollReleases(), config.release.poll_interval_ms);
+  releasePoll.unref();
   status.start();
 
   return {
@@ -197,6 +205,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     datasetStore,
     async close() {
       clearInterval(sweep);
+      clearInterval(releasePoll);
       local?.close();
       clearInterval(datasetSweepTimer);
       status.close();
@@ -212,6 +221,49 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
       db.close();
     },
   };
+}
+
+/** What the release desk is built from (the leader's stores, GitLab, mirrors and status poster). */
+interface ReleaseWiring {
+  store: RunStore;
+  releaseStore: ReleaseStore;
+  gitlab: GitLabApi;
+  mirrorOf(projectId: number): GitMirror;
+  projectGitUrl(run: Pick<RunRow, 'project'>): string;
+  log: Log;
+  now: () => Date;
+  postStatus(runId: string, state: CommitStatusState, description: string, channel: 'run' | 'release'): void;
+}
+
+// Output release: review runs push to the review project; the leader releases from the run's mirror.
+function leaderReleaseDesk(config: LeaderSettings, w: ReleaseWiring): ReleaseDesk {
+  const reviewProject = config.release.review_project;
+  const reviewUrl = () => w.projectGitUrl({ project: reviewProject });
+  return new ReleaseDesk({
+    runs: w.store,
+    releases: w.releaseStore,
+    gitlab: withReviewApi(w.gitlab),
+    git: {
+      async fetchReviewBranch(run, branch) {
+        const mirror = w.mirrorOf(run.projectId);
+        try {
+          await mirror.fetch(reviewUrl(), [`refs/heads/${branch}`]);
+        } catch (err) {
+          // A branch that is gone fails the fetch: "gone" only when the remote really lacks it.
+          if (/couldn't find remote ref/i.test(errorText(err))) return null;
+          throw err;
+        }
+        return mirror.fetchedHead(`refs/heads/${branch}`);
+      },
+      listFiles: (run, commit, path) => w.mirrorOf(run.projectId).listFiles(commit, path),
+      pushToResearcher: (run, commit, branch) => w.mirrorOf(run.projectId).pushNewBranch(w.projectGitUrl(run), commit, branch),
+    },
+    postStatus: w.postStatus,
+    reviewRemote: reviewUrl,
+    settings: { reviewProject, approvals: config.release.approvals, default: config.release.default, checks: config.release.checks },
+    log: w.log.child({ component: 'release' }),
+    now: w.now,
+  });
 }
 
 // The dataset step: policy over the dataset store, temporary accounts on the configured MySQL.

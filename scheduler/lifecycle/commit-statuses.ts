@@ -5,6 +5,7 @@
  * in a row: GitLab answers 400 to a repeated pending or running. A failed post is logged and dropped:
  * GitLab being down never stops a run.
  */
+import type { ReleaseStore } from '../../storage/release-store.js';
 import type { RunStore } from '../../storage/run-store.js';
 import type { CommitStatusState, GitLabApi } from '../gitlab/gitlab-port.js';
 import { errorText } from '../common/errors.js';
@@ -13,33 +14,49 @@ import type { Log } from '../common/log.js';
 /** The status's name in GitLab's pipeline widget. */
 const STATUS_NAME = 'secd';
 
+/**
+ * The second status of a run whose outputs are reviewed (DESIGN §10): pending "outputs held for
+ * review (0/2 approvals)", then success when released or failed when withheld. A status of its own,
+ * because GitLab's state machine never lets the run's `secd` status go from running back to pending.
+ */
+export const RELEASE_STATUS_NAME = 'secd/release';
+
+/** Which of a run's statuses a post is for. */
+export type StatusChannel = 'run' | 'release';
+
 /** The ordered poster of commit statuses; `statusPosted` on the run remembers the last one GitLab took. */
 export class CommitStatuses {
   private readonly chains = new Map<string, Promise<void>>();
 
-  constructor(private readonly deps: { store: RunStore; gitlab: GitLabApi; log: Log; publicUrl: string }) {}
+  constructor(private readonly deps: { store: RunStore; releases?: ReleaseStore; gitlab: GitLabApi; log: Log; publicUrl: string }) {}
 
   /** Post `state` for a run once every post asked for before it has finished; never rejects. */
-  post(runId: string, state: CommitStatusState, description: string): Promise<void> {
-    const previous = this.chains.get(runId) ?? Promise.resolve();
+  post(runId: string, state: CommitStatusState, description: string, channel: StatusChannel = 'run'): Promise<void> {
+    const key = `${channel}:${runId}`;
+    const previous = this.chains.get(key) ?? Promise.resolve();
     const next = previous.then(async () => {
       const run = this.deps.store.get(runId);
-      if (!run || run.statusPosted === state) return;
+      if (!run) return;
+      const releases = this.deps.releases;
+      if (channel === 'release' && !releases) return;
+      const posted = channel === 'run' ? run.statusPosted : (releases?.get(runId)?.statusPosted ?? null);
+      if (posted === state) return;
       try {
         await this.deps.gitlab.postCommitStatus(run.projectId, run.commit, {
           state,
-          name: STATUS_NAME,
+          name: channel === 'run' ? STATUS_NAME : RELEASE_STATUS_NAME,
           target_url: `${this.deps.publicUrl.replace(/\/$/, '')}/runs/${run.id}`,
           description: oneLine(description),
         });
-        this.deps.store.update(runId, { statusPosted: state });
+        if (channel === 'run') this.deps.store.update(runId, { statusPosted: state });
+        else releases?.update(runId, { statusPosted: state });
       } catch (err) {
-        this.deps.log.warn({ err: errorText(err), runId, state }, 'could not post the commit status');
+        this.deps.log.warn({ err: errorText(err), runId, state, channel }, 'could not post the commit status');
       }
     });
-    this.chains.set(runId, next);
+    this.chains.set(key, next);
     void next.then(() => {
-      if (this.chains.get(runId) === next) this.chains.delete(runId);
+      if (this.chains.get(key) === next) this.chains.delete(key);
     });
     return next;
   }

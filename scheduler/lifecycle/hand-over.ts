@@ -40,10 +40,25 @@ export function handOver(ctx: LifecycleContext, handle: NodeHandle | undefined, 
   ctx.track(task);
 }
 
+/**
+ * The run's release policy (decided once, from the datasets it is given) and where its results go:
+ * the researcher's project, or the review project for a `review` run (DESIGN §10).
+ */
+function releaseOf(ctx: LifecycleContext, run: RunRow): { release?: RunSpec['release']; resultsRemote: string } {
+  const desk = ctx.deps.release?.desk;
+  if (!desk) return { resultsRemote: ctx.deps.resultsRemoteFor(run) };
+  const requested = (run.config as { datasets?: string[] | null } | null)?.datasets ?? null;
+  const given = ctx.deps.datasets?.forRun(run.user, requested);
+  const datasets = given?.ok ? given.datasets.map((d) => ({ name: d.name, release: d.release, approvals: d.approvals })) : [];
+  const decided = desk.decide(run.id, datasets);
+  return { release: decided.release, resultsRemote: decided.resultsRemote ?? ctx.deps.resultsRemoteFor(run) };
+}
+
 /** What the node is told to run: the stored run, its policy, and its dataset access if any. */
 function runSpecOf(ctx: LifecycleContext, run: RunRow): RunSpec {
   const config = run.config as RunConfig;
   const access = ctx.deps.datasets?.specFor(run.id) ?? null;
+  const release = releaseOf(ctx, run);
   return {
     runId: run.id,
     project: run.project,
@@ -59,6 +74,7 @@ function runSpecOf(ctx: LifecycleContext, run: RunRow): RunSpec {
     ...(access ? { datasets: access.datasets } : {}),
     warnings: run.warnings,
     createdAt: run.createdAt,
-    resultsRemote: ctx.deps.resultsRemoteFor(run),
+    resultsRemote: release.resultsRemote,
+    ...(release.release ? { release: release.release } : {}),
   };
 }

@@ -12,8 +12,8 @@ export interface LifecycleContext {
   readonly deps: LifecycleDeps;
   /** Runs whose dataset account is being created: their node gets the spec once it exists. */
   readonly assigning: Set<string>;
-  /** Post a commit status in order (commit-statuses.ts), tracked for idle(). */
-  postStatus(runId: string, state: CommitStatusState, description: string): void;
+  /** Post a commit status in order (commit-statuses.ts), tracked for idle(); `release` is the run's secd/release status. */
+  postStatus(runId: string, state: CommitStatusState, description: string, channel?: 'run' | 'release'): void;
   /** Keep a background step for idle() to wait on. */
   track(p: Promise<unknown>): void;
   /** Plan on the next tick (many events in one tick give one round). */

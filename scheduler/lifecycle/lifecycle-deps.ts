@@ -9,6 +9,8 @@ import type { RunDatasets } from '../policy/dataset-access.js';
 import type { GitLabApi } from '../gitlab/gitlab-port.js';
 import type { Log } from '../common/log.js';
 import type { RunSpec } from '../contract/run-spec.js';
+import type { ReleaseDesk } from '../release/release-desk.js';
+import type { ReleaseStore } from '../../storage/release-store.js';
 
 /** What verification of a push concluded (see verify-push.ts). */
 export type PushVerification =
@@ -54,6 +56,11 @@ export interface LifecycleDeps {
   nodeDownSince?(nodeId: string): Date | null;
   /** The dataset step (dataset-access.ts): policy, temporary MySQL accounts; absent = runs get no datasets. */
   datasets?: RunDatasets;
+  /**
+   * Output release (scheduler/release/): each run's policy, held runs and their reviews; absent =
+   * every run is `direct` (tests of other steps, and a leader built without it).
+   */
+  release?: { desk: ReleaseDesk; store: ReleaseStore };
   settings: {
     publicUrl: string;
     maxRunforHours: number;

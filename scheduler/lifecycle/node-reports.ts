@@ -45,6 +45,15 @@ export function recordResult(ctx: LifecycleContext, nodeId: string, runId: strin
     // passes through it before its end, so record it first.
     store.transition(runId, 'uploading', 'pushing results');
   }
+  // A review run whose results reached the review project is held there (scheduler/release/).
+  const desk = ctx.deps.release?.desk;
+  const current = store.get(runId)!;
+  if (desk?.isReview(runId) && desk.hold(current, outcome, (p) => ctx.track(p))) {
+    if (ctx.deps.datasets) ctx.track(ctx.deps.datasets.release(runId, outcome.datasetBytes));
+    ctx.scheduleSoon();
+    return;
+  }
+  desk?.recordDirect(runId, outcome);
   const result = store.transition(runId, outcome.end, outcome.reason, {
     exitCode: outcome.exitCode,
     imageId: outcome.imageId,

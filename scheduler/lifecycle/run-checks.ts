@@ -128,6 +128,8 @@ export class RunChecks {
     const reason = `superseded by a newer push (${newest.commit.slice(0, 8)}, run ${newest.id})`;
     for (const run of store.activeRunsOfProject(newest.projectId)) {
       if (run.id === newest.id || run.ref !== newest.ref || run.createdAt > newest.createdAt) continue;
+      // A held run has ended on its node; its outputs wait for review, which a new push does not end.
+      if (run.state === 'held') continue;
       if (isInFlight(run.state) && !this.ctx.assigning.has(run.id)) {
         const node = this.ctx.deps.nodes().find((n) => n.id === run.node);
         node?.cancel(run.id, reason);

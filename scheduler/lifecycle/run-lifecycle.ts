@@ -11,6 +11,7 @@
  */
 import type { PushEvent } from '../intake/push-event.js';
 import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
+import type { CommitStatusState } from '../gitlab/gitlab-port.js';
 import { CommitStatuses } from './commit-statuses.js';
 import type { LifecycleContext } from './lifecycle-context.js';
 import type { LifecycleDeps } from './lifecycle-deps.js';
@@ -31,11 +32,17 @@ export class RunLifecycle {
   private readonly checks: RunChecks;
 
   constructor(private readonly deps: LifecycleDeps) {
-    const statuses = new CommitStatuses({ store: deps.store, gitlab: deps.gitlab, log: deps.log, publicUrl: deps.settings.publicUrl });
+    const statuses = new CommitStatuses({
+      store: deps.store,
+      ...(deps.release ? { releases: deps.release.store } : {}),
+      gitlab: deps.gitlab,
+      log: deps.log,
+      publicUrl: deps.settings.publicUrl,
+    });
     this.ctx = {
       deps,
       assigning: new Set(),
-      postStatus: (runId, state, description) => this.track(statuses.post(runId, state, description)),
+      postStatus: (runId, state, description, channel) => this.track(statuses.post(runId, state, description, channel)),
       track: (p) => this.track(p),
       scheduleSoon: () => this.scheduleSoon(),
       closed: () => this.isClosed,
@@ -84,6 +91,28 @@ export class RunLifecycle {
   resume(): void {
     for (const run of this.deps.store.inStates(['received', 'verified'])) this.checks.enqueue(run.projectId, run.id);
     this.scheduleSoon();
+    // Held runs wait for their review as they did before the restart: look at each once now.
+    if (this.deps.release) this.pollReleases();
+  }
+
+  /**
+   * A merge-request hook arrived for project `projectId` (the hook's content proves nothing: the
+   * release desk reads the review from GitLab). Says which held run it concerns, if any.
+   */
+  onMergeRequestEvent(projectId: number, iid: number): { run_id: string | null } {
+    if (!this.deps.release || this.isClosed) return { run_id: null };
+    return this.deps.release.desk.onMergeRequestEvent(projectId, iid, (p) => this.track(p));
+  }
+
+  /** Look at every held run's review again (every release.poll_interval_ms, and after a restart). */
+  pollReleases(): void {
+    if (!this.deps.release || this.isClosed) return;
+    this.track(this.deps.release.desk.pollHeld());
+  }
+
+  /** Post one of a run's commit statuses in order (the release desk's statuses go through here too). */
+  postStatus(runId: string, state: CommitStatusState, description: string, channel: 'run' | 'release' = 'run'): void {
+    this.ctx.postStatus(runId, state, description, channel);
   }
 
   /** A node observed a phase change of one of its runs. */

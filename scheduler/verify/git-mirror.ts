@@ -99,6 +99,64 @@ export class GitMirror {
     }
   }
 
+  /** The commit a fetched ref points at (`refs/heads/x` fetched is `refs/secd/heads/x` here), or null. */
+  async fetchedHead(ref: string): Promise<string | null> {
+    if (!REF_NAME.test(ref) || ref.includes('..') || ref.includes('*')) throw new MirrorError(`not a ref: ${JSON.stringify(ref)}`);
+    try {
+      const out = (await this.git(['rev-parse', '--verify', '--quiet', `refs/secd/${ref.slice('refs/'.length)}^{commit}`])).toString('utf8').trim();
+      return OBJECT_NAME.test(out) ? out : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Files under `path` in commit `sha` with their sizes, in git's order (what a review shows). */
+  async listFiles(sha: string, path: string): Promise<Array<{ path: string; bytes: number }>> {
+    assertObjectName(sha);
+    const out = await this.git(['ls-tree', '-r', '-l', '-z', sha, '--', path.replace(/^\/+/, '')]);
+    const files: Array<{ path: string; bytes: number }> = [];
+    for (const entry of out.toString('utf8').split('\0')) {
+      // "<mode> blob <id> <size>\t<path>"
+      const m = /^\d+ blob [0-9a-f]+ +(\d+)\t(.*)$/s.exec(entry);
+      if (m) files.push({ path: m[2]!, bytes: Number(m[1]) });
+    }
+    return files;
+  }
+
+  /**
+   * Push commit `sha` (in this mirror) to `url` as the new branch `branch`: create-only, as every
+   * results push (the lease with an empty expected value fails when the branch exists). A branch
+   * already there at exactly `sha` is this push done before (a leader restarted after pushing).
+   */
+  pushNewBranch(url: string, sha: string, branch: string): Promise<{ ok: true } | { ok: false; code: 'branch_taken' | 'push_failed'; reason: string }> {
+    const run = this.queue.then(() => this.pushNow(url, sha, branch));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async pushNow(url: string, sha: string, branch: string): Promise<{ ok: true } | { ok: false; code: 'branch_taken' | 'push_failed'; reason: string }> {
+    assertObjectName(sha);
+    const ref = `refs/heads/${branch}`;
+    if (!REF_NAME.test(ref) || ref.includes('..') || ref.includes('*')) throw new MirrorError(`not a branch name: ${JSON.stringify(branch)}`);
+    const secrets = urlSecrets(url);
+    const clean = (text: string) => oneLine(redactCredentials(text, secrets));
+    try {
+      await this.git(['push', '--porcelain', '--no-verify', `--force-with-lease=${ref}:`, '--', url, `${sha}:${ref}`]);
+      return { ok: true };
+    } catch (err) {
+      let theirs: string | null = null;
+      try {
+        const listed = (await this.git(['ls-remote', '--', url, ref])).toString('utf8');
+        theirs = /^([0-9a-f]{40,64})\s/m.exec(listed)?.[1] ?? null;
+      } catch {
+        // the remote is unreachable: the push failure below says so
+      }
+      if (theirs === sha) return { ok: true };
+      if (theirs !== null) return { ok: false, code: 'branch_taken', reason: `branch ${branch} already exists at ${theirs.slice(0, 12)}, not the reviewed commit; secd left it as it is` };
+      return { ok: false, code: 'push_failed', reason: `git push to ${redactCredentials(url, secrets)} failed: ${clean(errorText(err))}` };
+    }
+  }
+
   private async fetchNow(url: string, refs: string[]): Promise<void> {
     const refspecs = refs.map((ref) => {
       if (OBJECT_NAME.test(ref)) return `${ref}:refs/secd/commits/${ref}`;
@@ -131,7 +189,8 @@ export class GitMirror {
       execFile(
         'git',
         args,
-        { cwd: this.dir, env: this.env(), encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 },
+        // The timeout bounds pushes and ls-remote to GitLab as it bounds fetches.
+        { cwd: this.dir, env: this.env(), encoding: 'buffer', maxBuffer: 256 * 1024 * 1024, timeout: this.options.fetchTimeoutMs ?? 300_000 },
         (err, stdout, stderr) => {
           if (err) {
             reject(new MirrorError(`git ${args[0]} failed: ${oneLine(stderr.toString('utf8') || err.message)}`));
