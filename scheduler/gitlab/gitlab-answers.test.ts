@@ -5,7 +5,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { gitlabGpgKeyList, gitlabMemberList, gitlabProjectSchema, gitlabUserList, parseGitLabAnswer } from './gitlab-answers.js';
+import {
+  gitlabApprovalsSchema,
+  gitlabGpgKeyList,
+  gitlabMemberList,
+  gitlabMergeRequestSchema,
+  gitlabProjectSchema,
+  gitlabUserList,
+  parseGitLabAnswer,
+} from './gitlab-answers.js';
 
 const FIXTURES = join(import.meta.dirname, '../../test/fixtures/gitlab');
 const fixture = (name: string): string => readFileSync(join(FIXTURES, name), 'utf8');
@@ -50,6 +58,13 @@ describe('GitLab answers as GitLab documents them', () => {
     ]);
   });
 
+  it('a merge request\'s approvals read as the users in approved_by, nothing of GitLab\'s own rule', () => {
+    expect(parseGitLabAnswer(gitlabApprovalsSchema, fixture('merge_request_approvals_api.json'))).toEqual({
+      ok: true,
+      value: { approved_by: [{ user: { id: 1, username: 'root' } }] },
+    });
+  });
+
   it('a project whose repository is empty has no default branch', () => {
     const empty = { ...(JSON.parse(fixture('api_project.json')) as object), default_branch: null };
     const read = parseGitLabAnswer(gitlabProjectSchema, JSON.stringify(empty));
@@ -80,6 +95,19 @@ describe('a malformed answer names the field that is wrong', () => {
       field: 'answer[0].key',
     });
     expect(parseGitLabAnswer(gitlabMemberList, '{"message": "401 Unauthorized"}')).toMatchObject({ ok: false, field: 'answer' });
+  });
+
+  it('an approval without its user, and a merge request with a short sha or a closer without a name', () => {
+    const approvals = JSON.parse(fixture('merge_request_approvals_api.json')) as { approved_by: Array<Record<string, unknown>> };
+    approvals.approved_by.push({ approver: { id: 2 } });
+    expect(parseGitLabAnswer(gitlabApprovalsSchema, JSON.stringify(approvals))).toMatchObject({ ok: false, field: 'answer.approved_by[1].user' });
+    const mr = {
+      id: 99, iid: 1, project_id: 14, web_url: 'http://example.com/diaspora/merge_requests/1', title: 'MS-Viewport', state: 'closed',
+      sha: 'da1560886d4f094c3e6c9ef40349f7d38b5d27d7', source_branch: 'ms-viewport', target_branch: 'master', closed_by: { id: 1, username: 'root' },
+    };
+    expect(parseGitLabAnswer(gitlabMergeRequestSchema, JSON.stringify(mr))).toEqual({ ok: true, value: mr });
+    expect(parseGitLabAnswer(gitlabMergeRequestSchema, JSON.stringify({ ...mr, sha: 'da15608' }))).toMatchObject({ ok: false, field: 'answer.sha' });
+    expect(parseGitLabAnswer(gitlabMergeRequestSchema, JSON.stringify({ ...mr, closed_by: { id: 1 } }))).toMatchObject({ ok: false, field: 'answer.closed_by.username' });
   });
 
   it('a body that is not JSON at all (a proxy\'s HTML page)', () => {

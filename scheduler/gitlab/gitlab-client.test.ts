@@ -1,14 +1,18 @@
 /**
  * The GitLab adapter over real HTTP: against the GitLab double for what secd asks (every page of
- * members, keys, users by name, commit statuses), and against a server that answers GitLab's
- * documented samples, or a broken version of them, for what a malformed answer becomes.
+ * members, keys, users by name, commit statuses, and output review's merge requests, approvals and
+ * notes), and against a server that answers GitLab's documented samples, or a broken version of
+ * them, for what a malformed answer becomes.
  */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACCESS, startGitLabDouble, type GitLabDouble } from '../../test/doubles/gitlab-double.js';
+import { ACCESS, BOT_USER_ID, startGitLabDouble, type GitLabDouble } from '../../test/doubles/gitlab-double.js';
+import { hermeticGitEnv } from '../common/git-env.js';
 import { createGitLabClient } from './gitlab-client.js';
 import { GitLabAnswerError, GitLabError } from './gitlab-port.js';
 
@@ -67,6 +71,75 @@ describe('the GitLab client against the GitLab double', () => {
   });
 });
 
+describe('the GitLab client\'s review calls against the GitLab double', () => {
+  let gitlab: GitLabDouble;
+  let home: string;
+  let reviewId: number;
+  let head: string;
+
+  /** A commit (empty tree) on `branch` of the double's bare repository, made with plain git. */
+  const commitOnBranch = (projectPath: string, branch: string, message: string, parent?: string): string => {
+    const env = { ...hermeticGitEnv({ home }), GIT_AUTHOR_NAME: 'secd', GIT_AUTHOR_EMAIL: 'secd@example.org', GIT_COMMITTER_NAME: 'secd', GIT_COMMITTER_EMAIL: 'secd@example.org' };
+    const repo = gitlab.repoDir(projectPath);
+    const git = (args: string[], input?: string) => execFileSync('git', ['--git-dir', repo, ...args], { env, input }).toString().trim();
+    const tree = git(['mktree'], '');
+    const sha = git(['commit-tree', tree, '-m', message, ...(parent ? ['-p', parent] : [])]);
+    git(['update-ref', `refs/heads/${branch}`, sha]);
+    return sha;
+  };
+
+  beforeAll(async () => {
+    home = mkdtempSync(join(tmpdir(), 'gitlab-client-test-'));
+    gitlab = await startGitLabDouble({ token: TOKEN });
+    reviewId = gitlab.addProject({ path: 'secd/output-review' }).id;
+    const base = commitOnBranch('secd/output-review', 'main', 'review project');
+    head = commitOnBranch('secd/output-review', 'secd-2026-12-01_10.00.00-r7', 'results of r7', base);
+  });
+  afterAll(async () => {
+    await gitlab?.close();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it('finds the review project by path and knows its own user', async () => {
+    const client = createGitLabClient({ url: gitlab.url, token: TOKEN });
+    expect(await client.getProjectByPath('secd/output-review')).toMatchObject({ id: reviewId, default_branch: 'main' });
+    expect(gitlab.apiRequests.at(-1)).toMatchObject({ path: '/api/v4/projects/secd%2Foutput-review', status: 200 });
+    await expect(client.getProjectByPath('secd/none')).rejects.toMatchObject({ name: 'GitLabError', status: 404 });
+    expect(await client.getCurrentUser()).toEqual({ id: BOT_USER_ID, username: 'secd-bot', name: 'secd bot', state: 'active' });
+  });
+
+  it('opens a merge request, finds it by source branch, reads approvals, comments and closes it', async () => {
+    const client = createGitLabClient({ url: gitlab.url, token: TOKEN });
+    const branch = 'secd-2026-12-01_10.00.00-r7';
+    const mr = await client.createMergeRequest(reviewId, { sourceBranch: branch, targetBranch: 'main', title: 'Release run r7', description: 'out.csv' });
+    expect(mr).toEqual({
+      id: 1, iid: 1, project_id: reviewId, web_url: `${gitlab.url}/secd/output-review/-/merge_requests/1`, title: 'Release run r7',
+      state: 'opened', sha: head, source_branch: branch, target_branch: 'main', closed_by: null,
+    });
+    const again = await client.createMergeRequest(reviewId, { sourceBranch: branch, targetBranch: 'main', title: 'x', description: '' }).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(GitLabError);
+    expect(again).not.toBeInstanceOf(GitLabAnswerError);
+    expect(again).toMatchObject({ status: 409 });
+    expect(await client.findMergeRequests(reviewId, branch)).toEqual([mr]);
+    expect(await client.findMergeRequests(reviewId, 'secd-other')).toEqual([]);
+    expect(await client.getMergeRequest(reviewId, 1)).toEqual(mr);
+    await expect(client.getMergeRequest(reviewId, 2)).rejects.toMatchObject({ status: 404 });
+
+    const alice = gitlab.addUser({ username: 'alice', email: 'alice@example.org' });
+    gitlab.addMember(reviewId, alice.id, ACCESS.developer);
+    expect(await client.getMergeRequestApprovals(reviewId, 1)).toEqual([]);
+    gitlab.approveMergeRequest(reviewId, 1, alice.id);
+    expect(await client.getMergeRequestApprovals(reviewId, 1)).toEqual([{ id: alice.id, username: 'alice' }]);
+
+    await client.addMergeRequestNote(reviewId, 1, 'released after review by alice');
+    expect(gitlab.mergeRequests(reviewId)[0]!.notes.map((n) => n.body)).toEqual(['released after review by alice']);
+    const closed = await client.closeMergeRequest(reviewId, 1);
+    expect(closed).toMatchObject({ state: 'closed', closed_by: { id: BOT_USER_ID, username: 'secd-bot' } });
+    expect(gitlab.apiRequests.filter((r) => r.method === 'PUT').map((r) => [r.path, r.status])).toEqual([[`/api/v4/projects/${reviewId}/merge_requests/1`, 200]]);
+    await expect(client.addMergeRequestNote(reviewId, 9, 'x')).rejects.toMatchObject({ name: 'GitLabError', status: 404 });
+  });
+});
+
 describe('the GitLab client reading what a server answers', () => {
   let server: Server;
   let url: string;
@@ -117,6 +190,22 @@ describe('the GitLab client reading what a server answers', () => {
     const client = createGitLabClient({ url, token: TOKEN });
     expect(await client.getBranchHead(3, 'team/main')).toBe(sha);
     await expect(client.getBranchHead(3, 'broken')).rejects.toMatchObject({ name: 'GitLabAnswerError', field: 'answer.commit.id' });
+  });
+
+  it('the documented approvals answer reads as the users who approved; a malformed one names the field', async () => {
+    answers.set('/api/v4/projects/1/merge_requests/5/approvals', fixture('merge_request_approvals_api.json'));
+    const client = createGitLabClient({ url, token: TOKEN });
+    expect(await client.getMergeRequestApprovals(1, 5)).toEqual([{ id: 1, username: 'root' }]);
+    const broken = JSON.parse(fixture('merge_request_approvals_api.json')) as { approved_by: Array<{ user: Record<string, unknown> }> };
+    broken.approved_by[0]!.user.id = '1';
+    answers.set('/api/v4/projects/1/merge_requests/6/approvals', JSON.stringify(broken));
+    await expect(client.getMergeRequestApprovals(1, 6)).rejects.toMatchObject({ name: 'GitLabAnswerError', field: 'answer.approved_by[0].user.id' });
+  });
+
+  it('a merge request in a state GitLab does not have is refused naming the field', async () => {
+    const mr = { id: 9, iid: 1, project_id: 3, web_url: 'http://example.com/mr/1', title: 't', state: 'approved', sha: null, source_branch: 's', target_branch: 'main', closed_by: null };
+    answers.set('/api/v4/projects/3/merge_requests/1', JSON.stringify(mr));
+    await expect(createGitLabClient({ url, token: TOKEN }).getMergeRequest(3, 1)).rejects.toMatchObject({ name: 'GitLabAnswerError', field: 'answer.state' });
   });
 
   it('a key list that is not JSON is refused the same way', async () => {
