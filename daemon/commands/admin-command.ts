@@ -14,6 +14,8 @@ import { NodeStore } from '../../storage/node-store.js';
 import { ConfigError } from '../config/config-file.js';
 import { loadLeaderConfig, type LeaderConfig } from '../config/leader-config.js';
 import { loadUpConfig, type UpConfig } from '../config/up-config.js';
+// A cycle (it imports this file's helpers), harmless: neither module uses the other while loading.
+import { registerReleaseAdminCommands } from './release-admin-command.js';
 
 /** The `--config` option every admin subcommand takes. */
 export const ADMIN_CONFIG_OPTION = ['--config <file>', 'leader.yml (or up.yml; default: secd up\'s embedded defaults under ./.secd)'] as const;
@@ -73,7 +75,7 @@ export class AdminError extends Error {}
 export function adminGroup(program: Command): Command {
   return (
     program.commands.find((c) => c.name() === 'admin') ??
-    program.command('admin').description("operators' commands on the leader's database (nodes, datasets, grants)")
+    program.command('admin').description("operators' commands on the leader's database (nodes, datasets, grants, output release)")
   );
 }
 
@@ -99,7 +101,10 @@ export async function runAdmin(action: () => Promise<void>): Promise<void> {
   }
 }
 
-/** Add `secd admin` with its node subcommands; returns the `admin` command for other areas' subcommands. */
+/**
+ * Add `secd admin` with its node subcommands and the output-release audit (release-admin-command.ts);
+ * returns the `admin` command for other areas' subcommands.
+ */
 export function registerAdminCommand(program: Command): Command {
   const admin = adminGroup(program);
 
@@ -142,5 +147,6 @@ export function registerAdminCommand(program: Command): Command {
       }
     },
   );
+  registerReleaseAdminCommands(program);
   return admin;
 }

@@ -1,6 +1,7 @@
 /**
- * `secd admin dataset add|list|remove|audit`, `secd admin grant|revoke|grants`: the data owners'
- * side of the access policy, on the leader's database (see admin-command.ts for the `admin` group).
+ * `secd admin dataset add|set|list|remove|audit`, `secd admin grant|revoke|grants`: the data owners'
+ * side of the access policy and of output release, on the leader's database (see admin-command.ts for
+ * the `admin` group).
  *
  * Choices made here:
  * - `grant` checks the user exists in GitLab (`GET /users?username=`) and stores GitLab's spelling
@@ -12,6 +13,10 @@
  * - `dataset add --mysql-database` checks the database exists on the dataset server (`mysql:` in the
  *   config); `--path` checks the folder under `dataset_root` when the config names one (an up.yml's
  *   node section); a leader.yml has none, so nodes check it when a run mounts it.
+ * - A new dataset is `review` (DESIGN §10) unless `--release direct` is given, and `add` says so
+ *   when the owner did not choose: outputs held by surprise are a nuisance, outputs released by
+ *   surprise cannot be taken back. `--approvals` left out (or `default`) follows the config's
+ *   `release.approvals`, which `list` shows with "(default)".
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -19,9 +24,10 @@ import { createGitLabClient } from '../../scheduler/gitlab/gitlab-client.js';
 import { createMysqlDatasetServer } from '../../scheduler/policy/mysql-grants.js';
 import { errorText } from '../../scheduler/common/errors.js';
 import { relativeDatasetPath, resolveDatasetDir } from '../../storage/dataset-path.js';
-import { DatasetStore, type Dataset } from '../../storage/dataset-store.js';
+import { DatasetStore, type Dataset, type DatasetReleasePolicy } from '../../storage/dataset-store.js';
 import type { GitLabConfig, MysqlConfig } from '../config/leader-config.js';
 import { adminAction, adminGroup, AdminError, loadAdminConfig, withDatabase } from './admin-command.js';
+import { table } from './admin-table.js';
 
 /** What the dataset commands need from leader.yml or up.yml. */
 interface AdminSettings {
@@ -29,6 +35,8 @@ interface AdminSettings {
   mysql: MysqlConfig | null;
   gitlab: GitLabConfig | null;
   datasetRoot: string | null;
+  /** release.approvals: what a dataset without its own number needs. */
+  approvals: number;
 }
 
 const USERNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
@@ -36,7 +44,13 @@ const USERNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
 function loadSettings(configFile: string | undefined): AdminSettings {
   const c = loadAdminConfig(configFile);
   // A leader.yml has no node section: nodes check file datasets under their own dataset_root.
-  return { dataDir: c.data_dir, mysql: c.mysql, gitlab: c.gitlab, datasetRoot: 'node' in c ? c.node.dataset_root : null };
+  return {
+    dataDir: c.data_dir,
+    mysql: c.mysql,
+    gitlab: c.gitlab,
+    datasetRoot: 'node' in c ? c.node.dataset_root : null,
+    approvals: c.release.approvals,
+  };
 }
 
 async function withStore<T>(settings: AdminSettings, fn: (store: DatasetStore) => T | Promise<T>): Promise<T> {
@@ -47,14 +61,40 @@ function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** Rows as aligned columns (what an operator reads in a terminal). */
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  return [header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
-}
-
 function sourceOf(d: Dataset): string {
   return d.kind === 'mysql' ? `mysql database ${d.mysqlDatabase}` : `folder ${d.path} under dataset_root`;
+}
+
+/** `--release`'s value, or a refusal naming the flag. */
+function parseRelease(value: string): DatasetReleasePolicy['release'] {
+  if (value === 'direct' || value === 'review') return value;
+  throw new AdminError(`--release must be direct or review (got "${value}")`);
+}
+
+/** `--approvals`' value: a whole number of 1 or more, or `default` (null: release.approvals). */
+function parseApprovals(value: string): number | null {
+  if (value === 'default') return null;
+  const n = /^[0-9]{1,6}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(n >= 1)) throw new AdminError(`--approvals must be a whole number of 1 or more, or "default" for release.approvals (got "${value}")`);
+  return n;
+}
+
+/** The policy flags as a change (only what was given). */
+function policyChange(options: { release?: string; approvals?: string }): Partial<DatasetReleasePolicy> {
+  return {
+    ...(options.release !== undefined ? { release: parseRelease(options.release) } : {}),
+    ...(options.approvals !== undefined ? { approvals: parseApprovals(options.approvals) } : {}),
+  };
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** `direct`, or `review, 2 approvals (default)`: a null count is the config's, and says so. */
+function policyText(p: DatasetReleasePolicy, configApprovals: number): string {
+  if (p.release === 'direct') return 'direct';
+  return `review, ${plural(p.approvals ?? configApprovals, 'approval')}${p.approvals === null ? ' (default)' : ''}`;
 }
 
 async function checkMysqlDatabase(settings: AdminSettings, db: string): Promise<void> {
@@ -103,11 +143,14 @@ export function registerDatasetAdminCommands(program: Command): void {
       .description('add a dataset: a MySQL database on the dataset server, or a folder under the nodes\' dataset_root')
       .argument('<name>', 'the name researchers use in secd.yml (datasets:) and see at /datasets/<name>')
       .option('--mysql-database <db>', 'the database on the dataset server (mysql: in the config)')
-      .option('--path <dir>', 'a folder under dataset_root, mounted read-only at /datasets/<name>'),
-    async (name: string, options: { mysqlDatabase?: string; path?: string; config?: string }) => {
+      .option('--path <dir>', 'a folder under dataset_root, mounted read-only at /datasets/<name>')
+      .option('--release <policy>', 'how outputs of runs that read it leave: direct, or review (held for output checkers; the default)')
+      .option('--approvals <n>', 'output checkers who must approve a held run (default: release.approvals in the config)'),
+    async (name: string, options: { mysqlDatabase?: string; path?: string; release?: string; approvals?: string; config?: string }) => {
       if ((options.mysqlDatabase === undefined) === (options.path === undefined)) {
         throw new AdminError('dataset add needs exactly one of --mysql-database <db> or --path <dir>');
       }
+      const policy = policyChange(options);
       const settings = loadSettings(options.config);
       let entry: Dataset;
       if (options.mysqlDatabase !== undefined) {
@@ -125,9 +168,18 @@ export function registerDatasetAdminCommands(program: Command): void {
         const found = await resolveDatasetDir(settings.datasetRoot, name, entry.path);
         if (!found.ok) throw new AdminError(found.reason);
       }
-      const added = await withStore(settings, (s) => s.add(entry));
+      const added = await withStore(settings, (s) => s.add(entry, policy));
       if (!added.ok) throw new AdminError(added.reason);
       say(`secd admin: added dataset ${name} (${sourceOf(added.value)}); grant it with "secd admin grant <gitlab user> ${name}"`);
+      const release = policyText(added.value, settings.approvals);
+      if (policy.release === undefined) {
+        say(
+          `secd admin: release ${release}: new datasets are review by default, so outputs of runs that read ${name} are held ` +
+            `until output checkers approve; to send them straight to the researcher: "secd admin dataset set ${name} --release direct"`,
+        );
+      } else {
+        say(`secd admin: release ${release}`);
+      }
       if (entry.kind === 'path' && settings.datasetRoot === null) {
         say(`secd admin: note: each node finds ${entry.path} under its own dataset_root when a run mounts it`);
       }
@@ -135,15 +187,46 @@ export function registerDatasetAdminCommands(program: Command): void {
   );
   adminAction(
     dataset
+      .command('set')
+      .description('change how the outputs of runs that read a dataset leave (runs already on a node keep theirs)')
+      .argument('<name>')
+      .option('--release <policy>', 'direct, or review (held for output checkers)')
+      .option('--approvals <n>', 'output checkers who must approve a held run, or "default" for release.approvals'),
+    async (name: string, options: { release?: string; approvals?: string; config?: string }) => {
+      const change = policyChange(options);
+      if (change.release === undefined && change.approvals === undefined) {
+        throw new AdminError('dataset set needs --release direct|review, --approvals <n> (or "default"), or both');
+      }
+      const settings = loadSettings(options.config);
+      const changed = await withStore(settings, (s) => s.setPolicy(name, change));
+      if (!changed.ok) throw new AdminError(changed.reason);
+      const { before, after } = changed.value;
+      say(
+        `secd admin: dataset ${name}: release ${policyText(before, settings.approvals)} → ${policyText(after, settings.approvals)}` +
+          '; runs already handed to a node keep the policy they started with',
+      );
+      if (after.release === 'direct' && before.approvals !== after.approvals) {
+        say(`secd admin: note: ${name} is direct, so its approvals count only once it is set to review`);
+      }
+    },
+  );
+  adminAction(
+    dataset
       .command('list')
-      .description('every dataset, where it lives and how many users may read it'),
+      .description('every dataset, where it lives, how its runs\' outputs are released and how many users may read it'),
     async (options: { config?: string }) => {
-      const rows = await withStore(loadSettings(options.config), (s) => s.list());
+      const settings = loadSettings(options.config);
+      const rows = await withStore(settings, (s) => s.list());
       if (rows.length === 0) {
         say('secd admin: no datasets yet (add one with "secd admin dataset add <name> --mysql-database <db>")');
         return;
       }
-      say(table(['NAME', 'KIND', 'SOURCE', 'USERS'], rows.map((d) => [d.name, d.kind, d.kind === 'mysql' ? d.mysqlDatabase : d.path, String(d.users)])));
+      say(
+        table(
+          ['NAME', 'KIND', 'SOURCE', 'USERS', 'RELEASE'],
+          rows.map((d) => [d.name, d.kind, d.kind === 'mysql' ? d.mysqlDatabase : d.path, String(d.users), policyText(d, settings.approvals)]),
+        ),
+      );
     },
   );
   adminAction(
