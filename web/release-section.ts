@@ -15,9 +15,9 @@ import { escapeHtml, text, time } from './html-text.js';
 /** Findings shown on the page; the rest are counted (`secd admin release show` lists them all). */
 export const MAX_FINDINGS_SHOWN = 200;
 
-/** "1/2 approvals" */
+/** "1/2 approvals" (a fraction, so "approvals" whatever the count, as the commit status says it). */
 export function approvalCount(got: number, required: number): string {
-  return `${got}/${required} approval${required === 1 ? '' : 's'}`;
+  return `${got}/${required} approvals`;
 }
 
 /** A link to the merge request, only for an http(s) URL (anything else is shown as text). */
@@ -51,7 +51,7 @@ function findingsPart(state: RunState, r: RunReleaseRow): string {
   }
   const shown = r.findings.slice(0, MAX_FINDINGS_SHOWN);
   const rows = shown
-    .map((f) => `<tr><td class="mono">${escapeHtml(f.file)}</td><td>${escapeHtml(f.rule)}</td><td class="reason">${escapeHtml(f.detail)}</td></tr>`)
+    .map((f) => `<tr><th scope="row" class="mono">${escapeHtml(f.file)}</th><td>${escapeHtml(f.rule)}</td><td class="reason">${escapeHtml(f.detail)}</td></tr>`)
     .join('');
   const more = r.findings.length > shown.length ? `<p class="muted">and ${r.findings.length - shown.length} more (<code>secd admin release show</code> lists them all).</p>` : '';
   const note = r.policy === 'direct' ? 'reported only: this run was released directly' : 'also in the merge request for the checkers';

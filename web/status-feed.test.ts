@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../storage/database.js';
+import { ReleaseStore } from '../storage/release-store.js';
 import { RunStore } from '../storage/run-store.js';
+import { aRelease, aRun } from '../test/support/status-page-fixtures.js';
 import type { ApiNode } from './api-schema.js';
 import { StatusFeed, type StatusSnapshot, type StatusUpdate } from './status-feed.js';
 
@@ -55,6 +57,42 @@ describe('status feed', () => {
     expect(update.removed).toEqual(['b']);
     expect(update.recent?.map((r) => [r.id, r.state, r.reason])).toEqual([['r1', 'rejected', 'fetch https://***@gitlab/lab/x.git failed']]);
     expect(update.queue).toBeUndefined();
+  });
+
+  it('shows held runs with their approvals as they arrive, and nothing else of their review', () => {
+    const db = openDatabase(':memory:');
+    const store = new RunStore(db);
+    const releases = new ReleaseStore(db);
+    const feed = new StatusFeed({ nodes: () => [], store, releases, now: () => new Date() });
+    const run = aRun(store, { state: 'held', project: 'lab/secret-cohort', user: 'alice' });
+    aRelease(releases, run.id, { approvalsRequired: 2, findings: [{ file: 'people.csv', rule: 'forbidden_column', detail: 'column 1 "ssn"' }], mrUrl: 'https://gitlab.example/mr/1' });
+    aRun(store, { state: 'queued' });
+    const seen: Array<{ event: string; data: StatusSnapshot & StatusUpdate }> = [];
+    const anon: string[] = [];
+    feed.subscribe({ send: (event, data) => seen.push({ event, data: JSON.parse(data) }), end: () => {} });
+    feed.subscribe({ send: (_e, data) => anon.push(data), end: () => {}, hidden: true });
+    const first = seen[0]!.data;
+    expect(first.held_total).toBe(1);
+    expect(first.held.map((r) => [r.id, r.project, r.review])).toEqual([[run.id, 'lab/secret-cohort', { approvals: 0, approvals_required: 2 }]]);
+    expect(first.queue.map((r) => r.review)).toEqual([null]);
+
+    releases.update(run.id, { approvals: [{ user: 'bob', userId: 2, at: new Date().toISOString() }] });
+    feed.tick(true);
+    const update = seen.at(-1)!.data;
+    expect(update.held?.map((r) => r.review)).toEqual([{ approvals: 1, approvals_required: 2 }]);
+    expect(update.recent?.find((r) => r.id === run.id)?.review).toEqual({ approvals: 1, approvals_required: 2 });
+
+    store.transition(run.id, 'withheld', 'outputs withheld at review by olga');
+    feed.tick(true);
+    const after = seen.at(-1)!.data;
+    expect(after.held).toEqual([]);
+    expect(after.held_total).toBe(0);
+    expect(after.recent?.find((r) => r.id === run.id)).toMatchObject({ state: 'withheld', review: null });
+
+    const everything = JSON.stringify(seen) + anon.join('');
+    for (const secret of ['people.csv', 'ssn', 'forbidden_column', 'bob', 'gitlab.example']) expect(everything, secret).not.toContain(secret);
+    expect(anon.join('')).not.toContain('secret-cohort');
+    expect((JSON.parse(anon[0]!) as StatusSnapshot).held[0]).toMatchObject({ project: '(hidden)', review: { approvals: 0, approvals_required: 2 } });
   });
 
   it('ends every open page when it closes', () => {

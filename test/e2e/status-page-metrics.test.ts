@@ -41,6 +41,9 @@ describe('/metrics with known nodes and runs', () => {
     aRun(server.store, { state: 'succeeded' });
     aRun(server.store, { state: 'failed' });
     aRun(server.store, { state: 'running' });
+    aRun(server.store, { state: 'held' });
+    aRun(server.store, { state: 'held' });
+    aRun(server.store, { state: 'withheld' });
   });
   afterAll(async () => {
     await server?.close();
@@ -69,6 +72,16 @@ describe('/metrics with known nodes and runs', () => {
     expect(sample(families, 'secd_runs_finished_total', { state: 'lost' })).toBe(0);
     aRun(server.store, { state: 'succeeded' });
     expect(sample((await scrape(server.url)).families, 'secd_runs_finished_total', { state: 'succeeded' })).toBe(2);
+  });
+
+  it('counts runs held for output review, and withheld runs among the finished', async () => {
+    const { families } = await scrape(server.url);
+    expect(families.get('secd_runs_held')?.type).toBe('GAUGE');
+    expect(sample(families, 'secd_runs_held')).toBe(2);
+    expect(sample(families, 'secd_runs_finished_total', { state: 'withheld' })).toBe(1);
+    expect(sample(families, 'secd_runs_finished_total', { state: 'held' })).toBeUndefined();
+    // Held runs have left their node: they are not in progress.
+    expect(sample(families, 'secd_runs_in_progress')).toBe(1);
   });
 
   it('times every webhook answer and counts them by outcome', async () => {

@@ -123,7 +123,7 @@ describe('status page', () => {
 
   it('is built of real tables with captions and headers, and loads nothing from outside the leader', async () => {
     const tables = page.locator('main table');
-    expect(await tables.count()).toBe(3 + 2); // nodes, queue, recent runs, and one GPU table per node with GPUs
+    expect(await tables.count()).toBe(4 + 2); // nodes, queue, held for review, recent runs, and one GPU table per node with GPUs
     for (const table of await tables.all()) {
       expect((await table.locator('caption').innerText()).length).toBeGreaterThan(3);
       expect(await table.locator('thead th[scope="col"]').count()).toBeGreaterThan(5);

@@ -1,7 +1,7 @@
 /**
  * Helpers for the status page's tests and benchmark: the real leader HTTP server over a real SQLite
  * run store, with the nodes' view injected (what the node registry would provide), headless Chromium
- * (Debian's, never a downloaded build), and builders for nodes, GPUs and runs.
+ * (Debian's, never a downloaded build), and builders for nodes, GPUs, runs and their release records.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
 import { countRunsByState } from '../../storage/run-counts.js';
+import { ReleaseStore, type RunReleaseRow, type StoredFinding } from '../../storage/release-store.js';
 import { RunStore, type RunRow } from '../../storage/run-store.js';
 import type { RunState } from '../../storage/run-states.js';
 import { silentLog } from '../../scheduler/common/log.js';
@@ -72,6 +73,7 @@ export function aNode(id: string, gpus: number | ApiGpu[], over: Partial<ApiNode
 export interface StatusServer {
   url: string;
   store: RunStore;
+  releases: ReleaseStore;
   db: SqliteDatabase;
   feed: StatusFeed;
   metrics: LeaderMetrics;
@@ -83,11 +85,13 @@ export async function startStatusServer(opts: {
   nodes: () => ApiNode[];
   pollMs?: number;
   intake?: LeaderServerDeps['intake'];
+  readToken?: string | null;
 }): Promise<StatusServer> {
   const dir = await mkdtemp(join(tmpdir(), 'secd-status-'));
   const db = openDatabase(join(dir, 'secd.db'));
   const store = new RunStore(db);
-  const feed = new StatusFeed({ nodes: opts.nodes, store, now: () => new Date(), pollMs: opts.pollMs ?? 1000 });
+  const releases = new ReleaseStore(db);
+  const feed = new StatusFeed({ nodes: opts.nodes, store, releases, now: () => new Date(), pollMs: opts.pollMs ?? 1000 });
   const metrics = createLeaderMetrics({ nodes: opts.nodes, runCounts: () => countRunsByState(db) });
   // Only the webhook uses the lifecycle; these tests send it nothing it would accept.
   const lifecycle = {
@@ -104,6 +108,8 @@ export async function startStatusServer(opts: {
     nodes: opts.nodes,
     status: feed,
     metrics,
+    releases,
+    readToken: opts.readToken ?? null,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
@@ -112,6 +118,7 @@ export async function startStatusServer(opts: {
   return {
     url: `http://127.0.0.1:${port}`,
     store,
+    releases,
     db,
     feed,
     metrics,
@@ -159,6 +166,8 @@ export function aRun(
     timed_out: ['verified', 'queued', 'assigned', 'building', 'running', 'timed_out'],
     cancelled: ['verified', 'queued', 'cancelled'],
     lost: ['verified', 'queued', 'assigned', 'lost'],
+    held: ['verified', 'queued', 'assigned', 'building', 'running', 'uploading', 'held'],
+    withheld: ['verified', 'queued', 'assigned', 'building', 'running', 'uploading', 'held', 'withheld'],
   };
   const reasons: Partial<Record<RunState, string>> = {
     verified: '1 commit verified',
@@ -168,6 +177,8 @@ export function aRun(
     running: 'container running',
     uploading: 'pushing results',
     succeeded: 'exit code 0; results in secd-2026-01-01_00.00.00',
+    held: 'outputs held for review (0/2 approvals)',
+    withheld: 'outputs withheld at review by olga',
   };
   for (const to of path[opts.state]!) {
     const last = to === opts.state;
@@ -178,4 +189,31 @@ export function aRun(
     if (!r.ok) throw new Error(`aRun: cannot move ${id} to ${to}: ${r.code}`);
   }
   return store.get(id)!;
+}
+
+/** A run's release record as the leader keeps it: decided at assignment, then patched as the review goes. */
+export function aRelease(
+  releases: ReleaseStore,
+  runId: string,
+  opts: {
+    policy?: 'direct' | 'review';
+    approvalsRequired?: number;
+    datasets?: string[];
+    findings?: StoredFinding[];
+    /** Usernames of the approvals counted so far. */
+    approvedBy?: string[];
+    mrUrl?: string | null;
+    outcome?: 'released' | 'withheld';
+    decidedBy?: string;
+  } = {},
+): RunReleaseRow {
+  releases.decide(runId, { policy: opts.policy ?? 'review', approvalsRequired: opts.approvalsRequired ?? 2, datasets: opts.datasets ?? ['cohort'] });
+  const at = new Date().toISOString();
+  releases.update(runId, {
+    findings: opts.findings ?? [],
+    approvals: (opts.approvedBy ?? []).map((user, i) => ({ user, userId: 100 + i, at })),
+    ...(opts.mrUrl !== undefined ? { mrUrl: opts.mrUrl, mrIid: opts.mrUrl ? 1 : null, reviewProjectId: 7 } : {}),
+    ...(opts.outcome ? { outcome: opts.outcome, decidedBy: opts.decidedBy ?? (opts.approvedBy ?? []).join(', '), decidedAt: at } : {}),
+  });
+  return releases.get(runId)!;
 }

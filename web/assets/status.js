@@ -466,7 +466,7 @@ function gpuList(uuids) {
 /** "1/2 approvals": a held run's progress (the only thing the page shows of its review). */
 /** @param {{ approvals: number, approvals_required: number }} review */
 function approvals(review) {
-  return `${review.approvals}/${review.approvals_required} approval${review.approvals_required === 1 ? '' : 's'}`;
+  return `${review.approvals}/${review.approvals_required} approvals`;
 }
 
 /** @param {Run} run @param {'queue'|'held'|'recent'} kind @param {number} position */

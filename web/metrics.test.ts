@@ -1,0 +1,32 @@
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { describe, expect, it } from 'vitest';
+import { RUN_STATES, type RunState } from '../storage/run-states.js';
+import { createLeaderMetrics } from './metrics.js';
+
+function counts(over: Partial<Record<RunState, number>>): Record<RunState, number> {
+  return { ...(Object.fromEntries(RUN_STATES.map((s) => [s, 0])) as Record<RunState, number>), ...over };
+}
+
+async function scrape(c: Record<RunState, number>): Promise<Map<string, Array<{ labels?: Record<string, string>; value?: string }>>> {
+  const metrics = createLeaderMetrics({ nodes: () => [], runCounts: () => c });
+  const { body } = await metrics.render();
+  return new Map(parsePrometheusTextFormat(body).map((f) => [f.name, f.metrics as Array<{ labels?: Record<string, string>; value?: string }>]));
+}
+
+describe('/metrics and output release', () => {
+  it('counts runs waiting for output checkers apart from runs on nodes and queued runs', async () => {
+    const families = await scrape(counts({ held: 3, running: 1, queued: 2 }));
+    expect(Number(families.get('secd_runs_held')?.[0]?.value)).toBe(3);
+    expect(Number(families.get('secd_runs_in_progress')?.[0]?.value)).toBe(1);
+    expect(Number(families.get('secd_runs_queued')?.[0]?.value)).toBe(2);
+  });
+
+  it('counts withheld runs among the finished ones, by state, and never counts a held run as finished', async () => {
+    const families = await scrape(counts({ held: 4, withheld: 2, succeeded: 5 }));
+    const finished = families.get('secd_runs_finished_total') ?? [];
+    const byState = Object.fromEntries(finished.map((m) => [m.labels?.state, Number(m.value)]));
+    expect(byState.withheld).toBe(2);
+    expect(byState.succeeded).toBe(5);
+    expect(byState).not.toHaveProperty('held');
+  });
+});
