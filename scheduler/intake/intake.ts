@@ -12,10 +12,15 @@
  * - GitLab's own "System Hook" push sample is an older, smaller payload without `user_username`; it
  *   is answered 400 naming that field (see push-event.ts for why it cannot be guessed). Current
  *   GitLab sends system-hook pushes in the full project-hook shape, which is accepted.
+ * - A "Merge Request Hook" (or a system hook with `object_kind: merge_request`) is output review's
+ *   nudge (DESIGN §10): only the project id and the merge request's iid are taken from it, checked
+ *   like a push's fields; whoever routes the decision re-reads the merge request from GitLab, since a
+ *   hook proves nothing about who approved. Which project is the review project is not known here.
  */
 import { createHash } from 'node:crypto';
 import { errorText } from '../common/errors.js';
 import { secretsEqual } from '../common/secret-compare.js';
+import { parseMergeRequestEvent } from './merge-request-event.js';
 import { branchOfRef, isZeroSha, parsePushEvent, type PushEvent } from './push-event.js';
 
 /** One delivery as the HTTP layer received it; header names in any case. */
@@ -47,12 +52,15 @@ export type Decision =
   | { kind: 'unauthorized'; status: 401; code: 'missing_token' | 'wrong_token'; message: string }
   | { kind: 'malformed'; status: 400; code: 'invalid_json' | 'invalid_payload'; message: string }
   | { kind: 'ignored'; status: 200; code: IgnoredCode; reason: string; deliveryKey: string }
-  | { kind: 'accepted'; status: 200; push: PushEvent; branch: string; deliveryKey: string };
+  | { kind: 'accepted'; status: 200; push: PushEvent; branch: string; deliveryKey: string }
+  /** Something happened to merge request `iid` of project `projectId`; `action` is the sender's word, for logs only. */
+  | { kind: 'merge_request'; status: 200; projectId: number; iid: number; action: string | null; deliveryKey: string };
 
 /** Events that may carry a push; anything else is acknowledged and ignored. */
 const PUSH_HOOK = 'Push Hook';
 const TAG_PUSH_HOOK = 'Tag Push Hook';
 const SYSTEM_HOOK = 'System Hook';
+const MERGE_REQUEST_HOOK = 'Merge Request Hook';
 
 /** Prefix of secd's results branches (DESIGN §5): pushing them must never start a run. */
 export const RESULTS_BRANCH_PREFIX = 'secd-';
@@ -76,7 +84,7 @@ export function classifyDelivery(req: Delivery, cfg: IntakeConfig): Decision {
   const ignored = (code: IgnoredCode, reason: string): Decision => ({ kind: 'ignored', status: 200, code, reason, deliveryKey });
 
   const event = header(req.headers, 'x-gitlab-event');
-  if (event !== PUSH_HOOK && event !== TAG_PUSH_HOOK && event !== SYSTEM_HOOK) {
+  if (event !== PUSH_HOOK && event !== TAG_PUSH_HOOK && event !== SYSTEM_HOOK && event !== MERGE_REQUEST_HOOK) {
     return ignored('not_push', 'not a push event');
   }
   if (event === TAG_PUSH_HOOK) return ignored('tag_push', 'tag push');
@@ -95,6 +103,12 @@ export function classifyDelivery(req: Delivery, cfg: IntakeConfig): Decision {
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     return { kind: 'malformed', status: 400, code: 'invalid_payload', message: 'body: expected a JSON object' };
+  }
+
+  if (event === MERGE_REQUEST_HOOK || (event === SYSTEM_HOOK && (body as Record<string, unknown>).object_kind === 'merge_request')) {
+    const parsed = parseMergeRequestEvent(body);
+    if (!parsed.ok) return { kind: 'malformed', status: 400, code: 'invalid_payload', message: parsed.message };
+    return { kind: 'merge_request', status: 200, ...parsed.event, deliveryKey };
   }
 
   // System hooks carry every kind of instance event; the body says which. Project hooks carry it too.

@@ -79,19 +79,21 @@ export function parsePushEvent(body: unknown): PushEventParse {
   const result = pushEventSchema.safeParse(body, { error: describeIssue });
   if (result.success) return { ok: true, push: result.data };
   const issue = result.error.issues[0]!;
-  const field = issue.path.reduce<string>(
-    (s, p) => (typeof p === 'number' ? `${s}[${p}]` : `${s}.${String(p)}`),
-    'body',
-  );
+  const field = bodyField(issue.path);
   return { ok: false, field, message: `${field}: ${issue.message}` };
+}
+
+/** A zod issue's path as the field of the webhook body it names: `body.commits[1].id`. */
+export function bodyField(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((s, p) => (typeof p === 'number' ? `${s}[${p}]` : `${s}.${String(p)}`), 'body');
 }
 
 function withArticle(word: string): string {
   return /^[aeiou]/.test(word) ? `an ${word}` : `a ${word}`;
 }
 
-/** Zod's sentences, shortened for a webhook log line. */
-function describeIssue(iss: z.core.$ZodRawIssue): string | undefined {
+/** Zod's sentences, shortened for a webhook log line (shared by every webhook body schema). */
+export function describeIssue(iss: z.core.$ZodRawIssue): string | undefined {
   switch (iss.code) {
     case 'invalid_type':
       if (iss.input === undefined) return 'required';
@@ -101,7 +103,8 @@ function describeIssue(iss: z.core.$ZodRawIssue): string | undefined {
     case 'invalid_value':
       return `expected one of ${iss.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'too_small':
-      return iss.origin === 'string' ? 'must not be empty' : `must be at least ${String(iss.minimum)}`;
+      if (iss.origin === 'string') return 'must not be empty';
+      return iss.inclusive === false ? `must be greater than ${String(iss.minimum)}` : `must be at least ${String(iss.minimum)}`;
     default:
       return undefined;
   }

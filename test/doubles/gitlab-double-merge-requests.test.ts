@@ -7,8 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { classifyDelivery } from '../../scheduler/intake/intake.js';
 import { ACCESS, BOT_USER_ID, type MergeRequestEvent } from './gitlab-double.js';
-import { prepareGitLabDouble, TOKEN, type Received } from './gitlab-double-fixture.js';
+import { prepareGitLabDouble, SECRET, TOKEN, type Received } from './gitlab-double-fixture.js';
 
 const lab = prepareGitLabDouble({ beforeAll, afterAll, beforeEach, afterEach });
 const { git, commitFile, pushedClone } = lab;
@@ -190,6 +191,14 @@ describe('what checkers do, and the hooks it sends', () => {
     expect(keys(body.user)).toEqual(expect.arrayContaining(keys(doc.user!)));
     expect(keys(body.object_attributes.last_commit)).toEqual(expect.arrayContaining(keys(doc.object_attributes!.last_commit as object)));
     expect(lab.gl.mergeRequests(lab.project.id)[0]!.approvals).toMatchObject([{ userId: alice.id }]);
+    // and secd's intake reads both deliveries as "something happened to !1 of research/alpha"
+    const intake = { webhookSecret: SECRET, runBranch: 'default' };
+    expect(classifyDelivery({ headers: project.headers, rawBody: project.body }, intake)).toMatchObject({
+      kind: 'merge_request', projectId: lab.project.id, iid: 1, action: 'approval', deliveryKey: project.headers['idempotency-key'],
+    });
+    expect(classifyDelivery({ headers: system.headers, rawBody: system.body }, { ...intake, webhookSecret: 'sys' })).toMatchObject({
+      kind: 'merge_request', projectId: lab.project.id, iid: 1,
+    });
   });
 
   it('unapproving removes the approval and sends "unapproval"; GitLab\'s refusals throw', async () => {
