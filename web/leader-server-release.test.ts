@@ -4,6 +4,7 @@
  * on one run, the run page's Output release section, the status page's held runs — and what an
  * anonymous reader of a private leader no longer learns from them.
  */
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../storage/database.js';
@@ -156,5 +157,49 @@ describe('output release on the status page', () => {
     expect(status.recent.filter((r) => r.review !== null).map((r) => r.id)).toEqual([held.id]);
     const text = JSON.stringify(status);
     for (const secret of ['patients', 'counts.csv', 'patient_id', 'small_cell', 'bob-checker', 'merge_requests', 'tumour_registry']) expect(text, secret).not.toContain(secret);
+  });
+});
+
+describe('merge-request hooks at /v1/hook', () => {
+  const sample = JSON.parse(readFileSync(new URL('../test/fixtures/gitlab/merge_request_event_webhook.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const hook = (app: FastifyInstance, body: unknown, token = 'hook-secret') =>
+    app.inject({ method: 'POST', url: '/v1/hook', headers: { 'x-gitlab-token': token, 'x-gitlab-event': 'Merge Request Hook', 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+  // The lifecycle's part: which held run the merge request reviews (it reads the review from GitLab itself).
+  const withHandler = (onMergeRequestEvent: (projectId: number, iid: number) => { run_id: string | null }) => {
+    const db = openDatabase(':memory:');
+    const app = buildLeaderServer({
+      store: new RunStore(db),
+      lifecycle: { onMergeRequestEvent } as unknown as RunLifecycle,
+      log: silentLog,
+      intake: { webhookSecret: 'hook-secret', runBranch: 'main' },
+      healthy: () => true,
+      nodes: () => [],
+    });
+    apps.push(app);
+    return app;
+  };
+
+  it('hands the merge request named by a hook to the lifecycle, which says which held run it reviews', async () => {
+    const asked: Array<[number, number]> = [];
+    const app = withHandler((projectId, iid) => {
+      asked.push([projectId, iid]);
+      return { run_id: iid === 1 ? 'run0000301' : null };
+    });
+    const res = await hook(app, sample);
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ action: 'review_checked', run_id: 'run0000301' });
+    expect(asked).toEqual([[1, 1]]);
+    const other = await hook(app, { ...sample, object_attributes: { ...(sample.object_attributes as object), iid: 9 } });
+    expect(other.json()).toMatchObject({ action: 'ignored', reason: 'merge request !9 of project 1 reviews no held run' });
+  });
+
+  it('a hook with a wrong token or without an iid reaches nothing', async () => {
+    const asked: number[] = [];
+    const app = withHandler((_p, iid) => (asked.push(iid), { run_id: null }));
+    expect((await hook(app, sample, 'guess')).statusCode).toBe(401);
+    const bad = await hook(app, { ...sample, object_attributes: {} });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error).toContain('body.object_attributes.iid');
+    expect(asked).toEqual([]);
   });
 });

@@ -129,11 +129,31 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
       case 'ignored':
         body = { action: 'ignored', reason: decision.reason };
         break;
+      case 'merge_request': {
+        // Only which merge request is taken from the hook: the lifecycle's release desk reads the
+        // review itself from GitLab, in the background (DESIGN §10).
+        const looked = deps.lifecycle.onMergeRequestEvent(decision.projectId, decision.iid);
+        body =
+          looked.run_id === null
+            ? { action: 'ignored', reason: `merge request !${decision.iid} of project ${decision.projectId} reviews no held run` }
+            : { action: 'review_checked', run_id: looked.run_id, reason: 'the review is read again from GitLab' };
+        if (decision.action !== null) body.mr_action = decision.action;
+        break;
+      }
       case 'accepted': {
         const accepted = deps.lifecycle.acceptPush(decision.push, decision.deliveryKey, event);
         body = accepted.duplicate
           ? { action: 'duplicate', run_id: accepted.run_id, reason: 'this delivery was received before' }
           : { action: 'accepted', run_id: accepted.run_id };
+        break;
+      }
+      case 'merge_request': {
+        // The hook only says "look again": the release desk reads the review from GitLab's API.
+        const looked = deps.lifecycle.onMergeRequestEvent(decision.projectId, decision.iid);
+        body =
+          looked.run_id === null
+            ? { action: 'ignored', reason: 'not the review of a held run' }
+            : { action: 'review_checked', held_run: looked.run_id };
         break;
       }
       default:

@@ -20,7 +20,7 @@ export interface MetricsSources {
 
 /** What the rest of the leader records, and what /metrics serves. */
 export interface LeaderMetrics {
-  /** One webhook delivery answered (`outcome`: accepted, duplicate, ignored, unauthorized, malformed, unconfigured). */
+  /** One webhook delivery answered (`outcome`: accepted, duplicate, review_checked, ignored, unauthorized, malformed, unconfigured). */
   observeWebhook(seconds: number, outcome: string): void;
   /** A queued run was assigned to a node `seconds` after it was queued. */
   observeScheduling(seconds: number): void;
@@ -147,7 +147,7 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
   });
   const deliveries = new Counter({
     name: 'secd_webhook_deliveries_total',
-    help: 'GitLab webhook deliveries answered, by outcome (accepted, duplicate, ignored, unauthorized, malformed, unconfigured).',
+    help: 'GitLab webhook deliveries answered, by outcome (accepted, duplicate, review_checked, ignored, unauthorized, malformed, unconfigured).',
     labelNames: ['outcome'] as const,
     registers,
   });
