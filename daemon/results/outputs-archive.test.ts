@@ -16,6 +16,8 @@ import type { ContainerEngine } from '../engine/container-engine.js';
 import { outputsVolumeName } from '../executor/container-profile.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { archiveEntryPath, extractOutputsArchive } from './outputs-archive.js';
+import { DisclosureScanner } from './disclosure-scan.js';
+import { DEFAULT_DISCLOSURE_CHECKS } from '../../scheduler/contract/disclosure.js';
 import type { OutputsManifest } from '../../scheduler/contract/run-spec.js';
 
 const roomy = { maxFileBytes: 1 << 20, maxTotalBytes: 1 << 20 };
@@ -179,6 +181,40 @@ describe('extractOutputsArchive', () => {
     expect(manifest.files).toBe(1);
     expect(manifest.leftOut).toEqual([{ path: 'second.bin', reason: 'unreadable' }]);
     expect(listTree(dest)).toEqual(['first.txt 644']);
+  });
+});
+
+describe('extractOutputsArchive with the disclosure checks', () => {
+  it('streams every delivered file through the checks, and only those: files left out, links and reserved names flag nothing', async () => {
+    const dest = path.join(root, 'checked');
+    const scanner = new DisclosureScanner({ ...DEFAULT_DISCLOSURE_CHECKS, maxFileBytes: 64, maxCsvRows: 2 });
+    const rows = ['region,SSN,n', ...Array.from({ length: 2000 }, (_, i) => `r${i},x,${i === 1500 ? 4 : 40}`)].join('\n');
+    const manifest = await extractOutputsArchive(
+      archive([
+        { name: './tables/', type: 'directory' },
+        { name: './tables/cohort.csv', body: rows },
+        { name: './summary.xlsx', body: 'PK' },
+        { name: './clean.csv', body: 'region,n\nnorth,40\n' },
+        { name: './too-big.xlsx', body: 'z'.repeat(30_000) },
+        { name: './_secd/', type: 'directory' },
+        { name: './_secd/run.json', body: '{}' },
+        { name: './link.xlsx', type: 'symlink', linkname: '/etc/passwd' },
+      ]),
+      dest,
+      { maxFileBytes: 25_000, maxTotalBytes: 200_000 },
+      { isReserved: (rel) => rel === '_secd', scanner },
+    );
+    expect(manifest.files).toBe(3);
+    expect(manifest.leftOut.map((l) => l.path)).toEqual(['too-big.xlsx', '_secd', 'link.xlsx']);
+    expect(scanner.findings()).toEqual([
+      { file: 'tables/cohort.csv', rule: 'forbidden_column', detail: 'column 2 "SSN" is a forbidden column' },
+      { file: 'tables/cohort.csv', rule: 'small_cell', detail: 'row 1501, column "n": a count below 10' },
+      { file: 'tables/cohort.csv', rule: 'file_size', detail: `${Buffer.byteLength(rows)} bytes (${Number((Buffer.byteLength(rows) / 1024).toPrecision(3))} KiB), over the cap of 64 bytes` },
+      { file: 'tables/cohort.csv', rule: 'csv_rows', detail: '2000 data rows, over the cap of 2' },
+      { file: 'summary.xlsx', rule: 'extension', detail: '".xlsx" is not an allowed extension' },
+    ]);
+    // The checks read the bytes; what is written is the same file.
+    expect(fs.readFileSync(path.join(dest, 'tables/cohort.csv'), 'utf8')).toBe(rows);
   });
 });
 

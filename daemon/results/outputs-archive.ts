@@ -25,7 +25,14 @@ import {
   type OutputsCaps,
   type OutputsEntryKind,
 } from './outputs-copy.js';
+import type { OutputsScanner } from './disclosure-scan.js';
 import type { LeftOut, OutputsManifest } from '../../scheduler/contract/run-spec.js';
+
+/** copyOutputs' options, and the disclosure checks every delivered file is streamed through. */
+export interface ExtractOutputsOptions extends CopyOutputsOptions {
+  /** Sees each delivered file's bytes as they are written; a file left out is discarded from it. */
+  scanner?: OutputsScanner;
+}
 
 /** The entry's path relative to the archive root ('' for the root itself), or null when it would escape it. */
 export function archiveEntryPath(name: string): string | null {
@@ -60,7 +67,7 @@ export async function extractOutputsArchive(
   tar: NodeJS.ReadableStream,
   destDir: string,
   caps: OutputsCaps,
-  options: CopyOutputsOptions = {},
+  options: ExtractOutputsOptions = {},
 ): Promise<OutputsManifest> {
   assertOutputsCaps(caps);
   // Listen before the first await: an engine stream that fails meanwhile must not go unheard.
@@ -127,7 +134,7 @@ export async function extractOutputsArchive(
           leaveOut(rel, early, size);
           continue;
         }
-        await writeEntry(rel, entry as AsyncIterable<Buffer>, deliveredFileMode(header.mode ?? 0o644));
+        await writeEntry(rel, size, entry as AsyncIterable<Buffer>, deliveredFileMode(header.mode ?? 0o644));
       } finally {
         // Every entry's bytes must be consumed before the next header can be read.
         entry.resume();
@@ -152,7 +159,7 @@ export async function extractOutputsArchive(
     await chmod(dest, DELIVERED_DIR_MODE);
   }
 
-  async function writeEntry(rel: string, data: AsyncIterable<Buffer>, mode: number): Promise<void> {
+  async function writeEntry(rel: string, size: number, data: AsyncIterable<Buffer>, mode: number): Promise<void> {
     const destPath = destOf(rel);
     await mkdir(dirname(destPath), { recursive: true, mode: DELIVERED_DIR_MODE });
     // The header's size was checked; the stream is counted anyway, so no cap rests on one number.
@@ -169,6 +176,7 @@ export async function extractOutputsArchive(
     let written = 0;
     let outcome: 'ok' | LeftOut['reason'] = 'ok';
     let complete = false;
+    const scan = options.scanner?.file(rel, size);
     try {
       await dest.chmod(mode);
       for await (const chunk of data) {
@@ -178,20 +186,31 @@ export async function extractOutputsArchive(
           outcome = written > caps.maxFileBytes ? 'file_too_large' : 'total_too_large';
           continue;
         }
-        await dest.write(chunk);
+        // Checked while the write is in flight: the disk and the checks share the chunk's time.
+        const writing = dest.write(chunk);
+        try {
+          scan?.write(chunk);
+        } finally {
+          await writing;
+        }
         written += chunk.length;
       }
       complete = true;
     } finally {
       await dest.close();
       // A stream that broke inside this file leaves no half of it behind.
-      if (!complete) await unlink(destPath).catch(() => undefined);
+      if (!complete) {
+        scan?.discard();
+        await unlink(destPath).catch(() => undefined);
+      }
     }
     if (outcome !== 'ok') {
+      scan?.discard();
       await unlink(destPath);
       leaveOut(rel, outcome, written);
       return;
     }
+    scan?.end();
     manifest.files += 1;
     manifest.bytes += written;
   }
