@@ -187,7 +187,7 @@ describe('merge-request hooks at /v1/hook', () => {
     });
     const res = await hook(app, sample);
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toMatchObject({ action: 'review_checked', run_id: 'run0000301' });
+    expect(res.json()).toMatchObject({ action: 'review_checked', held_run: 'run0000301' });
     expect(asked).toEqual([[1, 1]]);
     const other = await hook(app, { ...sample, object_attributes: { ...(sample.object_attributes as object), iid: 9 } });
     expect(other.json()).toMatchObject({ action: 'ignored', reason: 'merge request !9 of project 1 reviews no held run' });

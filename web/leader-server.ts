@@ -136,7 +136,8 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
         body =
           looked.run_id === null
             ? { action: 'ignored', reason: `merge request !${decision.iid} of project ${decision.projectId} reviews no held run` }
-            : { action: 'review_checked', run_id: looked.run_id, reason: 'the review is read again from GitLab' };
+            : // `held_run`, not `run_id`: this answer starts no run (a push's answer names the run it started).
+              { action: 'review_checked', held_run: looked.run_id, reason: 'the review is read again from GitLab' };
         if (decision.action !== null) body.mr_action = decision.action;
         break;
       }
@@ -145,15 +146,6 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
         body = accepted.duplicate
           ? { action: 'duplicate', run_id: accepted.run_id, reason: 'this delivery was received before' }
           : { action: 'accepted', run_id: accepted.run_id };
-        break;
-      }
-      case 'merge_request': {
-        // The hook only says "look again": the release desk reads the review from GitLab's API.
-        const looked = deps.lifecycle.onMergeRequestEvent(decision.projectId, decision.iid);
-        body =
-          looked.run_id === null
-            ? { action: 'ignored', reason: 'not the review of a held run' }
-            : { action: 'review_checked', held_run: looked.run_id };
         break;
       }
       default:

@@ -53,6 +53,8 @@ export interface RunningLeader {
   metrics: LeaderMetrics;
   /** Datasets, grants and the per-run dataset audit (what `secd admin dataset|grant` edit). */
   datasetStore: DatasetStore;
+  /** Output release records (policies, reviews, approvals). */
+  releaseStore: ReleaseStore;
   close(): Promise<void>;
 }
 
@@ -110,7 +112,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     inFlight: () => store.inStates(IN_FLIGHT_STATES),
   });
   const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(db) });
-  const status = new StatusFeed({ nodes: apiNodes, store, now });
+  const status = new StatusFeed({ nodes: apiNodes, store, now, releases: releaseStore });
   // Every node's status report, networked or in-process, reaches the status page the same way.
   const onNodeStatus = (nodeId: string, report: StatusMessage) => status.onNodeStatus(nodeId, report.gpus, report.at);
 
@@ -158,6 +160,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     status,
     metrics,
     readToken: config.api.read_token,
+    releases: releaseStore,
     ...(config.tls ? { https: { cert: readFileSync(config.tls.cert_file, 'utf8'), key: readFileSync(config.tls.key_file, 'utf8') } } : {}),
   });
   const endpoint = attachNodes(server, registry, log.child({ component: 'nodes' }));
@@ -203,6 +206,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     status,
     metrics,
     datasetStore,
+    releaseStore,
     async close() {
       clearInterval(sweep);
       clearInterval(releasePoll);
@@ -256,6 +260,7 @@ function leaderReleaseDesk(config: LeaderSettings, w: ReleaseWiring): ReleaseDes
         return mirror.fetchedHead(`refs/heads/${branch}`);
       },
       listFiles: (run, commit, path) => w.mirrorOf(run.projectId).listFiles(commit, path),
+      pushToReview: (run, commit, branch) => w.mirrorOf(run.projectId).pushNewBranch(reviewUrl(), commit, branch),
       pushToResearcher: (run, commit, branch) => w.mirrorOf(run.projectId).pushNewBranch(w.projectGitUrl(run), commit, branch),
     },
     postStatus: w.postStatus,

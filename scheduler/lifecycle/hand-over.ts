@@ -10,29 +10,43 @@ import { failRun, type LifecycleContext } from './lifecycle-context.js';
 import type { NodeHandle } from './lifecycle-deps.js';
 
 /**
- * Send an assigned run to its node. With datasets, the run's account is created first (awaited); a
- * run cancelled or failed meanwhile is not sent, and its account is dropped.
+ * Send an assigned run to its node. With datasets, the run's account is created first (awaited);
+ * a `review` run's commit is first put in the review project (the release desk's `prepare`). A run
+ * cancelled or failed meanwhile is not sent, and its account is dropped.
  */
 export function handOver(ctx: LifecycleContext, handle: NodeHandle | undefined, run: RunRow): void {
   const datasets = ctx.deps.datasets;
   if (!handle) return;
-  if (!datasets || datasets.specFor(run.id) !== null) {
+  decideRelease(ctx, run);
+  const desk = ctx.deps.release?.desk;
+  const needsAccount = datasets !== undefined && datasets.specFor(run.id) === null;
+  const needsReview = desk?.needsPreparing(run.id) ?? false;
+  if (!needsAccount && !needsReview) {
     handle.assign(runSpecOf(ctx, run));
     return;
   }
   if (ctx.assigning.has(run.id)) return;
   ctx.assigning.add(run.id);
   const task = (async () => {
-    const opened = await datasets.open(run);
-    if (!opened.ok) {
-      failRun(ctx, run.id, opened.reason);
-      await datasets.release(run.id);
-      return;
+    if (needsReview) {
+      const prepared = await desk!.prepare(run);
+      if (!prepared.ok) {
+        failRun(ctx, run.id, prepared.reason);
+        return;
+      }
+    }
+    if (needsAccount) {
+      const opened = await datasets.open(run);
+      if (!opened.ok) {
+        failRun(ctx, run.id, opened.reason);
+        await datasets.release(run.id);
+        return;
+      }
     }
     const current = ctx.deps.store.get(run.id);
     const node = ctx.deps.nodes().find((n) => n.id === run.node) ?? handle;
     if (current?.state !== 'assigned' || current.node !== run.node) {
-      await datasets.release(run.id);
+      if (needsAccount) await datasets.release(run.id);
       return;
     }
     node.assign(runSpecOf(ctx, current));
@@ -40,17 +54,24 @@ export function handOver(ctx: LifecycleContext, handle: NodeHandle | undefined, 
   ctx.track(task);
 }
 
+/** Record the run's release policy once, from the datasets it is given (DESIGN §10). */
+function decideRelease(ctx: LifecycleContext, run: RunRow): void {
+  const desk = ctx.deps.release?.desk;
+  if (!desk) return;
+  const requested = (run.config as { datasets?: string[] | null } | null)?.datasets ?? null;
+  const given = ctx.deps.datasets?.forRun(run.user, requested);
+  const datasets = given?.ok ? given.datasets.map((d) => ({ name: d.name, release: d.release, approvals: d.approvals })) : [];
+  desk.decide(run.id, datasets);
+}
+
 /**
- * The run's release policy (decided once, from the datasets it is given) and where its results go:
+ * The run's release policy (decided at hand-over; the first decision stands) and where its results go:
  * the researcher's project, or the review project for a `review` run (DESIGN §10).
  */
 function releaseOf(ctx: LifecycleContext, run: RunRow): { release?: RunSpec['release']; resultsRemote: string } {
   const desk = ctx.deps.release?.desk;
   if (!desk) return { resultsRemote: ctx.deps.resultsRemoteFor(run) };
-  const requested = (run.config as { datasets?: string[] | null } | null)?.datasets ?? null;
-  const given = ctx.deps.datasets?.forRun(run.user, requested);
-  const datasets = given?.ok ? given.datasets.map((d) => ({ name: d.name, release: d.release, approvals: d.approvals })) : [];
-  const decided = desk.decide(run.id, datasets);
+  const decided = desk.decide(run.id, []);
   return { release: decided.release, resultsRemote: decided.resultsRemote ?? ctx.deps.resultsRemoteFor(run) };
 }
 

@@ -19,7 +19,7 @@
  * - Run accounts carry statement limits (RUN_ACCOUNT_LIMITS) besides their connection limit.
  */
 import { randomBytes } from 'node:crypto';
-import type { Dataset, DatasetStore } from '../../storage/dataset-store.js';
+import type { DatasetStore, StoredDataset } from '../../storage/dataset-store.js';
 import { DATASETS_MOUNT } from '../../storage/dataset-path.js';
 import type { RunRow, RunStore } from '../../storage/run-store.js';
 import { IN_FLIGHT_STATES, isTerminal } from '../../storage/run-states.js';
@@ -70,7 +70,7 @@ export interface DatasetServer {
 export type RunDatasetsSpec = NonNullable<RunSpec['datasets']>;
 
 /** A run's datasets decided at policy time, or why the run is refused. */
-export type DatasetPolicy = { ok: true; datasets: Dataset[] } | { ok: false; reason: string };
+export type DatasetPolicy = { ok: true; datasets: StoredDataset[] } | { ok: false; reason: string };
 
 /** Everything the dataset step needs, handed down by main. */
 export interface DatasetAccessDeps {
@@ -100,7 +100,7 @@ export class RunDatasets {
   /** Policy time: the datasets `user` gets when secd.yml asks for `requested` (null: all grants). */
   forRun(user: string, requested: readonly string[] | null): DatasetPolicy {
     const grants = this.deps.store.datasetsOf(user);
-    let chosen: Dataset[] = grants;
+    let chosen: StoredDataset[] = grants;
     if (requested !== null) {
       chosen = [];
       for (const name of requested) {

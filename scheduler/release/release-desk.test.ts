@@ -65,6 +65,10 @@ function fakeReview() {
   const git: ReleaseDeskDeps['git'] = {
     fetchReviewBranch: async (_run, branch) => reviewBranches.get(branch) ?? null,
     listFiles: async () => [{ path: `outputs/${BRANCH}/summary.csv`, bytes: 120 }],
+    pushToReview: async (_run, commit, branch) => {
+      reviewBranches.set(branch, commit);
+      return { ok: true };
+    },
     pushToResearcher: async (run, commit, branch) => {
       pushed.push({ project: run.project, commit, branch });
       return { ok: true };
@@ -144,6 +148,8 @@ describe('the release desk', () => {
     expect(review.mrs[0]!.title).toBe(`Release run ${id}: lab/p1@01010101 by ada`);
     expect(review.mrs[0]!.description).toContain('summary.csv');
     expect(review.mrs[0]!.description).toContain('**small_cell**');
+    // The review targets the run's own commit, so its diff is exactly what would leave.
+    expect(review.mrs[0]!.target_branch).toBe(`secd-base-${id}`);
     expect(releaseStatuses()).toEqual(['pending: outputs held for review (0/2 approvals)']);
     expect(review.pushed).toEqual([]);
     // Looking again (the poll) does not open a second one.
@@ -216,6 +222,19 @@ describe('the release desk', () => {
     expect(f.store.get(id)!.reason).toContain(`moved to ${'d'.repeat(12)}`);
     expect(review.pushed).toEqual([]);
     expect(review.mrs[0]!.notes.join('\n')).toContain('Nothing was released');
+  });
+
+  it('puts a review run\'s commit in the review project before it runs; a direct run needs nothing', async () => {
+    build();
+    const { id, sha } = f.runIn('assigned');
+    desk.decide(id, [{ name: 'ward', release: 'review', approvals: null }]);
+    expect(desk.needsPreparing(id)).toBe(true);
+    expect(await desk.prepare(f.store.get(id)!)).toEqual({ ok: true });
+    expect(review.reviewBranches.get(`secd-base-${id}`)).toBe(sha);
+    expect(desk.needsPreparing(id)).toBe(false);
+    const direct = f.runIn('assigned');
+    desk.decide(direct.id, []);
+    expect(desk.needsPreparing(direct.id)).toBe(false);
   });
 
   it('a run whose results could not be pushed for review is not held: it fails as the node said', async () => {

@@ -41,6 +41,8 @@ export interface ReleaseGit {
   fetchReviewBranch(run: RunRow, branch: string): Promise<string | null>;
   /** Files under `path` at `commit` (fetched before), with sizes. */
   listFiles(run: RunRow, commit: string, path: string): Promise<Array<{ path: string; bytes: number }>>;
+  /** Push `commit` (in the run's mirror) to the review project as the new branch `branch` (create-only). */
+  pushToReview(run: RunRow, commit: string, branch: string): Promise<{ ok: true } | { ok: false; code: string; reason: string }>;
   /** Push `commit` to the researcher's project as the new branch `branch` (create-only). */
   pushToResearcher(run: RunRow, commit: string, branch: string): Promise<{ ok: true } | { ok: false; code: string; reason: string }>;
 }
@@ -65,6 +67,11 @@ function statusOfEnd(end: RunState): CommitStatusState {
   return end === 'succeeded' ? 'success' : end === 'cancelled' ? 'canceled' : 'failed';
 }
 
+/** The review project branch holding a review run's own commit: what its merge request targets. */
+export function reviewBaseBranch(runId: string): string {
+  return `secd-base-${runId}`;
+}
+
 /** `outputs held for review (1/2 approvals)`. */
 export function heldReason(counted: number, required: number): string {
   return `outputs held for review (${counted}/${required} approvals)`;
@@ -73,10 +80,12 @@ export function heldReason(counted: number, required: number): string {
 /** The output release desk. */
 export class ReleaseDesk {
   private readonly chains = new Map<string, Promise<void>>();
-  private reviewProject: { id: number; defaultBranch: string | null } | null = null;
+  private reviewProject: { id: number } | null = null;
   private botUserId: number | null | undefined;
   /** Approvers already said not to count, so a poll does not say it again (audit noise). */
   private readonly refusedNoted = new Set<string>();
+  /** Review runs whose commit is in the review project (pushing it again is harmless: create-only, same commit). */
+  private readonly prepared = new Set<string>();
 
   constructor(private readonly deps: ReleaseDeskDeps) {}
 
@@ -91,6 +100,28 @@ export class ReleaseDesk {
       release: { policy: row.policy, checks: this.deps.settings.checks },
       resultsRemote: row.policy === 'review' ? this.deps.reviewRemote() : null,
     };
+  }
+
+  /** Whether a review run's commit still has to be put in the review project before it runs. */
+  needsPreparing(runId: string): boolean {
+    return this.isReview(runId) && !this.prepared.has(runId);
+  }
+
+  /**
+   * Before a review run goes to its node: its commit goes to the review project as the branch
+   * `secd-base-<run id>` (create-only). The node's results commit, made in a shallow checkout on top
+   * of that commit, then pushes there complete (GitLab refuses shallow pushes), and the merge request
+   * targets that branch, so its diff is exactly the outputs and logs that would leave.
+   */
+  async prepare(run: RunRow): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const pushed = await this.deps.git.pushToReview(run, run.commit, reviewBaseBranch(run.id)).catch((err: unknown) => ({
+      ok: false as const,
+      code: 'push_failed',
+      reason: errorText(err),
+    }));
+    if (!pushed.ok) return { ok: false, reason: `secd could not put the run's commit in the review project ${this.deps.settings.reviewProject}: ${pushed.reason}` };
+    this.prepared.add(run.id);
+    return { ok: true };
   }
 
   /** Whether a run's outputs go through review. */
@@ -195,11 +226,10 @@ export class ReleaseDesk {
     releases.update(run.id, { reviewProjectId: project.id, reviewCommit });
     let mr = (await gitlab.findMergeRequests(project.id, branch)).find((m) => m.state === 'opened') ?? null;
     if (!mr) {
-      if (project.defaultBranch === null) throw new Error(`the review project ${this.deps.settings.reviewProject} has no default branch to target`);
       const files = await git.listFiles(run, reviewCommit, row.reviewPath ?? 'outputs');
       mr = await gitlab.createMergeRequest(project.id, {
         sourceBranch: branch,
-        targetBranch: project.defaultBranch,
+        targetBranch: reviewBaseBranch(run.id),
         title: reviewTitle({ runId: run.id, project: run.project, commit: run.commit, user: run.user }),
         description: reviewDescription({
           runId: run.id,
@@ -311,11 +341,8 @@ export class ReleaseDesk {
     this.deps.postStatus(run.id, 'failed', reason, 'run');
   }
 
-  private async project(): Promise<{ id: number; defaultBranch: string | null }> {
-    if (this.reviewProject === null || this.reviewProject.defaultBranch === null) {
-      const p = await this.deps.gitlab.getProjectByPath(this.deps.settings.reviewProject);
-      this.reviewProject = { id: p.id, defaultBranch: p.default_branch };
-    }
+  private async project(): Promise<{ id: number }> {
+    this.reviewProject ??= { id: (await this.deps.gitlab.getProjectByPath(this.deps.settings.reviewProject)).id };
     return this.reviewProject;
   }
 

@@ -1,7 +1,9 @@
 /**
  * examples/machine-learning through a signed push, as its README tells a data owner and a researcher
  * to do: load data/visits.sql into MariaDB, `secd admin dataset add` + `secd admin grant` with the
- * real CLI, push the example's files, and find the model and its metrics on the results branch.
+ * real CLI (the dataset is `review`, the default), push the example's files, let two output checkers
+ * approve the held results in the review project, and find the model and its metrics on the results
+ * branch once released.
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -19,6 +21,7 @@ const DB = `secdm_${tag}_clinic`;
 describe('examples/machine-learning', () => {
   let cluster: Cluster;
   let ada: Researcher;
+  let review: { id: number; users: Record<string, number> };
 
   beforeAll(async () => {
     // The data owner's load, as in the README (the file's statements, one by one).
@@ -32,6 +35,7 @@ describe('examples/machine-learning', () => {
       mysql: { ...MARIADB, admin_user: MARIADB_ADMIN.user, admin_password: MARIADB_ADMIN.password, user_prefix: prefix },
     });
     ada = await cluster.addResearcher({ username: 'ada', project: 'lab/readmissions' });
+    review = cluster.addReviewProject(['carol', 'dan']);
   });
   afterAll(async () => {
     await cluster?.close();
@@ -43,6 +47,7 @@ describe('examples/machine-learning', () => {
     const added = await secd(['admin', 'dataset', 'add', 'clinic', '--mysql-database', DB, ...config]);
     expect(added, added.stderr).toMatchObject({ code: 0 });
     expect(added.stdout).toContain(`added dataset clinic (mysql database ${DB})`);
+    expect(added.stdout).toContain('review');
     const missingDb = await secd(['admin', 'dataset', 'add', 'other', '--mysql-database', `${DB}_nope`, ...config]);
     expect(missingDb.code).toBe(2);
     expect(missingDb.stderr).toContain(`has no database ${DB}_nope`);
@@ -85,7 +90,17 @@ describe('examples/machine-learning', () => {
     const files: Record<string, string> = {};
     for (const name of ['Dockerfile', 'secd.yml', 'train.py', 'README.md']) files[name] = readFileSync(join(EXAMPLE, name), 'utf8');
     const results = async (message: string, extra: Record<string, string> = {}) => {
-      const run = await cluster.waitForRun((await ada.pushRun({ ...files, ...extra }, { message })).id, 240_000);
+      const pushed = await ada.pushRun({ ...files, ...extra }, { message });
+      // The clinic dataset is `review`: the results wait in the review project for two checkers.
+      const held = await cluster.waitForState(pushed.id, 'held', 240_000);
+      expect(held.reason).toBe('outputs held for review (0/2 approvals)');
+      const branch = cluster.leader.releaseStore.get(held.id)!.reviewBranch!;
+      const mr = cluster.gitlab.mergeRequests(review.id).find((m) => m.sourceBranch === branch)!;
+      expect(mr.description).toContain('metrics.json');
+      for (const checker of ['carol', 'dan']) cluster.gitlab.approveMergeRequest(review.id, mr.iid, review.users[checker]!);
+      await cluster.settle();
+      const run = await cluster.waitForRun(pushed.id, 30_000);
+      expect(run.reason).toContain('released after review by carol, dan');
       const repo = cluster.gitlab.repoDir('lab/readmissions');
       const folder = run.branch ? outputsFolder(run.branch) : '';
       const read = (f: string) => git(repo, ['show', `${run.branch}:${folder}/${f}`]);

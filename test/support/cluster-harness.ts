@@ -10,7 +10,7 @@ import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
 import { startLeader, type RunningLeader } from '../../daemon/wiring/leader.js';
 import { silentLog, type Log } from '../../scheduler/common/log.js';
 import type { RunRow } from '../../storage/run-store.js';
-import { isTerminal } from '../../storage/run-states.js';
+import { isTerminal, type RunState } from '../../storage/run-states.js';
 import { startGitLabDouble, type GitLabDouble } from '../doubles/gitlab-double.js';
 import type { ResearcherRepo } from './git-repo.js';
 import { createGpgHome, type GpgHome } from './gpg.js';
@@ -37,6 +37,19 @@ export interface Cluster {
   waitForRun(runId: string, timeoutMs?: number): Promise<RunRow>;
   /** Wait until the double has made `n` deliveries and the leader finished the work they started. */
   settle(): Promise<void>;
+  /**
+   * The output review project of DESIGN §10 (`secd/output-review`, the leader's default) with
+   * output checkers: a user per name, each a Developer of the project. Returns the project's id and
+   * the checkers' user ids by name.
+   */
+  addReviewProject(checkers: readonly string[]): { id: number; users: Record<string, number> };
+  /** Wait until the run is in `state` (or the timeout passes) and return it. */
+  waitForState(runId: string, state: RunState, timeoutMs?: number): Promise<RunRow>;
+  /**
+   * Stop the leader (and its in-process node) and start it again on the same port and data dir, as
+   * a restart of `secd up` would; `leader` is the new one afterwards.
+   */
+  restartLeader(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -87,7 +100,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   // On disk too, for tests that drive the CLI (`secd admin ... --config`).
   await writeFile(configFile, configText);
   const config = parseUpConfig(configText, configFile, {});
-  const leader = await startLeader(config, { log: opts.log ?? silentLog, engine, localNode: config.node });
+  let leader = await startLeader(config, { log: opts.log ?? silentLog, engine, localNode: config.node });
   const hookUrl = `${leader.url}/v1/hook`;
   gitlab.addWebhook({ url: hookUrl, secret: webhookSecret, kind: opts.webhookKind ?? 'system' });
   const gpg = await createGpgHome();
@@ -103,7 +116,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
   return {
     gitlab,
-    leader,
+    get leader() {
+      return leader;
+    },
     gpg,
     hookUrl,
     configFile,
@@ -131,6 +146,31 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       }
     },
     settle,
+    addReviewProject(checkers) {
+      const users: Record<string, number> = {};
+      for (const name of checkers) users[name] = gitlab.addUser({ username: name, email: `${name}@example.org` }).id;
+      const project = gitlab.addProject({ path: 'secd/output-review', members: Object.values(users) });
+      return { id: project.id, users };
+    },
+    async waitForState(runId, state, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const run = leader.store.get(runId);
+        if (run?.state === state) {
+          await settle();
+          return leader.store.get(runId)!;
+        }
+        if (run && isTerminal(run.state)) throw new Error(`run ${runId} ended ${run.state} (${run.reason}), never ${state}`);
+        if (Date.now() > deadline) throw new Error(`run ${runId} still ${run?.state ?? 'missing'} after ${timeoutMs} ms, not ${state}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async restartLeader() {
+      await settle();
+      const port = Number(new URL(leader.url).port);
+      await leader.close();
+      leader = await startLeader({ ...config, listen: { host: '127.0.0.1', port } }, { log: opts.log ?? silentLog, engine, localNode: config.node });
+    },
     async close() {
       await leader.close();
       await gitlab.close();
