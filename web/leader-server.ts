@@ -24,7 +24,7 @@ export interface LeaderServerDeps {
   lifecycle: RunLifecycle;
   log: Log;
   /** null when GitLab is not configured: the hook then answers 503 and says so. */
-  intake: { webhookSecret: string; runBranch: string } | null;
+  intake: { webhookSecret: string; runBranch: string; reviewProject?: string } | null;
   /** Whether the database accepts writes. */
   healthy(): boolean;
   /** The nodes' view for /api/v1/nodes. */

@@ -154,7 +154,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     store,
     lifecycle,
     log: log.child({ component: 'http' }),
-    intake: gitlabCfg ? { webhookSecret: gitlabCfg.webhook_secret, runBranch: gitlabCfg.run_branch } : null,
+    intake: gitlabCfg ? { webhookSecret: gitlabCfg.webhook_secret, runBranch: gitlabCfg.run_branch, reviewProject: config.release.review_project } : null,
     healthy: () => isWritable(db),
     nodes: apiNodes,
     status,

@@ -97,6 +97,12 @@ describe('pushes that start a run', () => {
     expectIgnored(deliver(webhook(), {}, { ...cfg, runBranch: 'train' }), 'not_run_branch', 'not the run branch ("refs/heads/master"; runs start from "train")');
   });
 
+  it('pushes to the output review project never start a run, whatever the branch', () => {
+    const path = (webhook() as { project: { path_with_namespace: string } }).project.path_with_namespace;
+    expectIgnored(deliver(webhook(), {}, { ...cfg, reviewProject: path.toUpperCase() }), 'review_project', `the output review project (${path.toUpperCase()}) never starts runs`);
+    expect(deliver(webhook(), {}, { ...cfg, reviewProject: 'secd/output-review' })).toMatchObject({ kind: 'accepted' });
+  });
+
   it('a new branch (before is all zeros) that is the run branch is accepted', () => {
     expect(deliver({ ...webhook(), before: ZERO }, {}, cfg).kind).toBe('accepted');
   });

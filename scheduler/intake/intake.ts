@@ -35,6 +35,11 @@ export interface IntakeConfig {
   webhookSecret: string;
   /** 'default' (the project's default branch) or a branch name. */
   runBranch: string;
+  /**
+   * The output review project (`release.review_project`, a path): pushes to it never start a run.
+   * Its branches are secd's review branches and the code of the runs they came from.
+   */
+  reviewProject?: string;
 }
 
 /** Why a delivery was answered 200 without starting a run. */
@@ -45,7 +50,8 @@ export type IgnoredCode =
   | 'branch_deleted'
   | 'results_branch'
   | 'no_default_branch'
-  | 'not_run_branch';
+  | 'not_run_branch'
+  | 'review_project';
 
 /** What to do with a delivery: the HTTP status plus a stable code and a sentence for people. */
 export type Decision =
@@ -131,6 +137,9 @@ export function classifyDelivery(req: Delivery, cfg: IntakeConfig): Decision {
   // Checked before the run branch so that even a run_branch of secd-* could not loop results into runs.
   if (branch.startsWith(RESULTS_BRANCH_PREFIX)) return ignored('results_branch', 'secd results branch');
 
+  if (cfg.reviewProject !== undefined && push.project.path_with_namespace.toLowerCase() === cfg.reviewProject.toLowerCase()) {
+    return ignored('review_project', `the output review project (${cfg.reviewProject}) never starts runs`);
+  }
   const runBranch = cfg.runBranch === 'default' ? push.project.default_branch : cfg.runBranch;
   if (runBranch === null) {
     return ignored('no_default_branch', `the project has no default branch yet (${JSON.stringify(push.ref)})`);
