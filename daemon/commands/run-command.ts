@@ -33,6 +33,8 @@ export function registerRunCommand(program: Command): void {
       const { outcome } = result;
       const why = outcome.end === 'succeeded' ? '' : `: ${outcome.reason}`;
       process.stdout.write(`secd: run ${result.runId} ${outcome.end}${why} — outputs in ${outcome.outputsPath ?? '(none)'}\n`);
+      // A local run is checked as the cluster would check it; nothing is held, but the researcher sees what a reviewer would.
+      for (const f of outcome.disclosure ?? []) process.stdout.write(`secd: would be flagged at output review: ${f.file}: ${f.rule} — ${f.detail}\n`);
       process.exitCode = outcome.end === 'succeeded' ? 0 : 1;
     });
 }

@@ -4,6 +4,10 @@
  * journaled first so that a node restarted during delivery delivers again, exactly once: each results
  * commit is journaled before it is pushed, and only a branch at one of those counts as delivered. A
  * delivery that fails deletes nothing: the journal says `undelivered` and the run's folder is kept.
+ *
+ * The disclosure checks (DESIGN §10) run on every file as /outputs is read back (the spec's
+ * `release.checks`, or the defaults for `secd run` and an older leader) and on both logs at delivery;
+ * what they flag goes into run.json and the outcome, whatever the run's policy.
  */
 import { rm, rmdir } from 'node:fs/promises';
 import type { ContainerRunResult, RunHooks } from '../engine/container-engine.js';
@@ -12,9 +16,17 @@ import type { ExecuteOptions, ExecutorDeps, ExecutorSettings } from './executor-
 import { LogCapture } from './log-capture.js';
 import type { DatasetsAfterRun } from './run-datasets.js';
 import { loadJournal, runWorkspace, saveJournal, writeFileAtomic, type RunJournal, type RunWorkspace } from './run-workspace.js';
+import { DisclosureScanner } from '../results/disclosure-scan.js';
 import { extractOutputsArchive } from '../results/outputs-archive.js';
 import { isReservedForResults, pushResultsBranch, writeLocalResults } from '../results/results-branch.js';
+import { DEFAULT_DISCLOSURE_CHECKS, type DisclosureChecks, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
 import type { LeftOut, RunEnd, RunOutcome, RunReport, RunSpec } from '../../scheduler/contract/run-spec.js';
+
+/** What collecting a container's /outputs gave: what was left out, and what the checks flagged in the rest. */
+export interface CollectedOutputs {
+  leftOut: LeftOut[];
+  disclosure: DisclosureFinding[];
+}
 
 /** How far a run got before delivery: what run.json and the outcome are made of. */
 export interface Ending {
@@ -22,6 +34,8 @@ export interface Ending {
   after?: DatasetsAfterRun;
   /** What collecting /outputs left out; absent or empty when nothing was (or none was collected). */
   outputsLeftOut?: LeftOut[];
+  /** What the disclosure checks flagged in the collected outputs (the logs are checked by finishRun). */
+  outputsDisclosure?: DisclosureFinding[];
   stamp: string;
   end: RunEnd;
   reason: string;
@@ -65,17 +79,23 @@ export function cancelReasonOf(signal: AbortSignal | undefined): string {
   return typeof signal?.reason === 'string' ? signal.reason : 'cancelled';
 }
 
+/** The checks a run's outputs and logs get: its leader's, or the defaults (`secd run`, an older leader). */
+export function disclosureChecksOf(spec: RunSpec): DisclosureChecks {
+  return spec.release?.checks ?? DEFAULT_DISCLOSURE_CHECKS;
+}
+
 /**
  * The container's callbacks, the same for a run started here and one adopted after a restart: its
  * output into the run log (and to the caller), `running` once it runs, and its /outputs collected
- * before it goes, what was left out handed to `collected`.
+ * before it goes, what was left out and what the checks flagged handed to `collected`.
  */
 export function containerHooks(
+  spec: RunSpec,
   deps: ExecutorDeps,
   ws: RunWorkspace,
   opts: ExecuteOptions,
   runLog: LogCapture,
-  collected: (leftOut: LeftOut[]) => void,
+  collected: (outputs: CollectedOutputs) => void,
 ): RunHooks {
   return {
     onLog: (chunk) => {
@@ -84,29 +104,32 @@ export function containerHooks(
     },
     ...(opts.signal ? { signal: opts.signal } : {}),
     onStarted: () => opts.onPhase('running', deps.now().toISOString()),
-    onExited: async (containerId) => collected(await collectOutputs(deps, ws, containerId)),
+    onExited: async (containerId) => collected(await collectOutputs(spec, deps, ws, containerId)),
   };
 }
 
 /**
  * Read an ended container's /outputs through the engine into the run's folder, before the container
- * goes: the node owns every file it writes there, whatever user and modes the container used. A
- * failure is listed (the run's outputs are `unreadable`), never thrown: the logs are still delivered.
+ * goes: the node owns every file it writes there, whatever user and modes the container used. The
+ * disclosure checks read each file as it streams to disk, so no output is read twice. A failure is
+ * listed (the run's outputs are `unreadable`), never thrown: the logs are still delivered.
  */
-async function collectOutputs(deps: ExecutorDeps, ws: RunWorkspace, containerId: string): Promise<LeftOut[]> {
+async function collectOutputs(spec: RunSpec, deps: ExecutorDeps, ws: RunWorkspace, containerId: string): Promise<CollectedOutputs> {
   const { settings } = deps;
   const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
   try {
     // Collected again from scratch when a restarted node adopts the container.
     await rm(ws.outputs, { recursive: true, force: true });
     const tar = await deps.engine.readArchive(containerId, `${OUTPUTS_MOUNT}/.`);
-    if (tar === null) return [];
-    const manifest = await extractOutputsArchive(tar, ws.outputs, caps, { isReserved: isReservedForResults });
-    return manifest.leftOut;
+    if (tar === null) return { leftOut: [], disclosure: [] };
+    const scanner = new DisclosureScanner(disclosureChecksOf(spec));
+    const manifest = await extractOutputsArchive(tar, ws.outputs, caps, { isReserved: isReservedForResults, scanner });
+    return { leftOut: manifest.leftOut, disclosure: scanner.findings() };
   } catch (err) {
     deps.log.child({ container: containerId }).error({ err }, 'could not collect the outputs');
     await rm(ws.outputs, { recursive: true, force: true }).catch(() => undefined);
-    return [{ path: '.', reason: 'unreadable' }];
+    // Nothing is delivered, so nothing is flagged.
+    return { leftOut: [{ path: '.', reason: 'unreadable' }], disclosure: [] };
   }
 }
 
@@ -135,6 +158,7 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     ...(earlier?.containerId !== undefined ? { containerId: earlier.containerId } : {}),
     resultsCommits: earlier?.stamp === stamp ? (earlier.resultsCommits ?? []) : [],
     ...(e.outputsLeftOut ? { outputsLeftOut: e.outputsLeftOut } : {}),
+    ...(e.outputsDisclosure ? { outputsDisclosure: e.outputsDisclosure } : {}),
     ended: { end, reason, exitCode, startedAt, runMs: e.runMs },
   };
   await saveJournal(ws, journal).catch((err: unknown) => log.warn({ err }, 'could not journal the end of the run'));
@@ -144,6 +168,12 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
 
   opts.onPhase('uploading', deps.now().toISOString());
   const finishedAt = deps.now().toISOString();
+  // Logs are outputs like any other file (DESIGN §10): checked as they are delivered, after the outputs.
+  const scanner = new DisclosureScanner(disclosureChecksOf(spec));
+  scanner.add(e.outputsDisclosure ?? []);
+  scanner.scanBuffer('_secd/build.log', e.buildLog);
+  scanner.scanBuffer('_secd/run.log', e.runLog);
+  const disclosure = scanner.findings();
   const report: Omit<RunReport, 'outputs'> = {
     run_id: spec.runId,
     project: spec.project,
@@ -164,6 +194,8 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     runfor_ms: spec.runforMs,
     warnings: spec.warnings,
     ...e.after?.report,
+    release: spec.release?.policy ?? 'direct',
+    disclosure,
   };
   const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
   const delivery = {
@@ -179,10 +211,21 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
 
   let branch: string | null = null;
   let outputsPath: string | null = null;
+  let resultsCommit: string | null = null;
   if (opts.local) {
     const local = await writeLocalResults({ ...delivery, destRoot: opts.local.resultsRoot });
     if (!local.ok) {
-      return { end: 'failed', reason: `results could not be written: ${local.reason}`, exitCode, imageId, branch: null, outputsPath: null, startedAt, finishedAt };
+      return {
+        end: 'failed',
+        reason: `results could not be written: ${local.reason}`,
+        exitCode,
+        imageId,
+        branch: null,
+        outputsPath: null,
+        startedAt,
+        finishedAt,
+        disclosure,
+      };
     }
     outputsPath = local.folder;
   } else if (spec.resultsRemote) {
@@ -208,17 +251,31 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
         outputsPath: null,
         startedAt,
         finishedAt,
+        disclosure,
       };
     }
     branch = pushed.branch;
     outputsPath = pushed.path;
+    resultsCommit = pushed.commit;
   }
   await clearExecution(ws).catch(() => undefined);
   // Empty unless a node agent keeps its spec and result there until the leader acknowledges.
   await rmdir(ws.dir).catch(() => undefined);
   if (end === 'succeeded' && branch) reason = `succeeded; results on branch ${branch}`;
   const datasetBytes = e.after?.bytes ?? null;
-  return { end, reason, exitCode, imageId, branch, outputsPath, startedAt, finishedAt, ...(datasetBytes ? { datasetBytes } : {}) };
+  return {
+    end,
+    reason,
+    exitCode,
+    imageId,
+    branch,
+    outputsPath,
+    startedAt,
+    finishedAt,
+    ...(datasetBytes ? { datasetBytes } : {}),
+    ...(resultsCommit ? { resultsCommit } : {}),
+    disclosure,
+  };
 }
 
 /** A duration as a researcher reads it in reasons: hours to three digits (`0.01 h`). */

@@ -12,8 +12,10 @@ import { silentLog } from '../../scheduler/common/log.js';
 import type { RunPhase, RunReport, RunSpec } from '../../scheduler/contract/run-spec.js';
 import { FakeContainerEngine } from '../../test/doubles/fake-container-engine.js';
 import { aRunSpec, busyboxProject, testExecutorSettings } from '../../test/support/test-images.js';
+import { DEFAULT_DISCLOSURE_CHECKS } from '../../scheduler/contract/disclosure.js';
 import type { ExecutorDeps } from './executor-deps.js';
-import { executeRun } from './run-executor.js';
+import { executeRun, resumeRun } from './run-executor.js';
+import { runWorkspace, saveJournal } from './run-workspace.js';
 
 const NOW = new Date('2026-03-05T14:07:09.000Z');
 const FOLDER = (runId: string) => `2026-03-05_14.07.09-${runId}`;
@@ -191,5 +193,65 @@ describe('executeRun, without Docker', () => {
     expect(outcome).toMatchObject({ end: 'failed', reason: 'no Dockerfile at the root of the project' });
     expect(engine.calls.map((c) => c.op)).not.toContain('buildImage');
     expect(await readdir(join(root, 'results'))).toEqual([FOLDER('nd1')]);
+  });
+
+  it('the disclosure checks flag outputs and logs alike, into run.json and the outcome, never with a cell\'s value', async () => {
+    engine.scriptContainer({
+      exitCode: 0,
+      log: 'reading cohort 42 rows\n',
+      outputs: { 'tables/cohort.csv': 'region,SSN,n\nnorth,x-secret,3\n', 'summary.xlsx': 'PK', 'clean.csv': 'region,n\nnorth,40\n' },
+    });
+    const release = { policy: 'review' as const, checks: { ...DEFAULT_DISCLOSURE_CHECKS, maxFileBytes: 20 } };
+
+    const { outcome, report, read } = await runLocally(aRunSpec('dc1', { release }));
+
+    const buildLogBytes = Buffer.byteLength(await read('_secd/build.log'));
+    const expected = [
+      { file: 'summary.xlsx', rule: 'extension', detail: '".xlsx" is not an allowed extension' },
+      { file: 'tables/cohort.csv', rule: 'forbidden_column', detail: 'column 2 "SSN" is a forbidden column' },
+      { file: 'tables/cohort.csv', rule: 'small_cell', detail: 'row 1, column "n": a count below 10' },
+      { file: 'tables/cohort.csv', rule: 'file_size', detail: '30 bytes, over the cap of 20 bytes' },
+      // Logs are outputs like any other file.
+      { file: '_secd/build.log', rule: 'file_size', detail: `${buildLogBytes} bytes, over the cap of 20 bytes` },
+      { file: '_secd/run.log', rule: 'file_size', detail: '23 bytes, over the cap of 20 bytes' },
+    ];
+    expect(outcome.disclosure).toEqual(expected);
+    expect(await report()).toMatchObject({ state: 'succeeded', release: 'review', disclosure: expected });
+    expect(JSON.stringify(outcome.disclosure)).not.toMatch(/x-secret|north/);
+  });
+
+  it('a clean run says so: no findings, the policy direct when the spec has none', async () => {
+    engine.scriptContainer({ exitCode: 0, log: 'ok\n', outputs: { 'metrics.json': '{"acc":0.9}' } });
+
+    const { outcome, report } = await runLocally(aRunSpec('dc2'));
+
+    expect(outcome.disclosure).toEqual([]);
+    expect(await report()).toMatchObject({ release: 'direct', disclosure: [] });
+  });
+
+  it('a run delivered after a node restart reports the findings journaled when its outputs were collected', async () => {
+    const spec = aRunSpec('dc3');
+    const ws = runWorkspace(deps.settings.workDir, spec.runId);
+    await mkdir(ws.outputs, { recursive: true });
+    await writeFile(ws.outputs + '/kept.txt', 'k');
+    await writeFile(ws.runLog, 'done\n');
+    await saveJournal(ws, {
+      stamp: '2026-03-05_14.07.09',
+      phase: 'uploading',
+      buildStartedAt: null,
+      buildMs: 1,
+      imageId: 'sha256:1',
+      containerId: 'gone',
+      outputsLeftOut: [],
+      // The file it names went with the container: only the journal still knows it was flagged.
+      outputsDisclosure: [{ file: 'report.xlsx', rule: 'extension', detail: '".xlsx" is not an allowed extension' }],
+      ended: { end: 'succeeded', reason: 'succeeded', exitCode: 0, startedAt: null, runMs: 5 },
+    });
+
+    const outcome = await resumeRun(spec, deps, { onPhase: () => {}, local: { dir: root, resultsRoot: join(root, 'results') } });
+
+    expect(outcome).toMatchObject({ end: 'succeeded', disclosure: [{ file: 'report.xlsx', rule: 'extension', detail: '".xlsx" is not an allowed extension' }] });
+    const report = JSON.parse(await readFile(join(root, 'results', FOLDER('dc3'), '_secd/run.json'), 'utf8')) as RunReport;
+    expect(report.disclosure).toEqual(outcome.disclosure);
   });
 });

@@ -22,6 +22,7 @@ import { cancelReasonOf, clearExecution, containerHooks, describeContainerEnd, f
 import { finishRunDatasets, prepareRunDatasets, type PreparedDatasets } from './run-datasets.js';
 import { resultsStamp } from '../results/results-stamp.js';
 import { loadJournal, runWorkspace, saveJournal, writeFileAtomic } from './run-workspace.js';
+import type { DisclosureFinding } from '../../scheduler/contract/disclosure.js';
 import type { LeftOut, RunEnd, RunOutcome, RunSpec } from '../../scheduler/contract/run-spec.js';
 
 export type { ExecuteOptions, ExecutorDeps, ExecutorSettings } from './executor-deps.js';
@@ -59,6 +60,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   let buildMs: number | null = null;
   let datasets: PreparedDatasets | null = null;
   let outputsLeftOut: LeftOut[] = [];
+  let outputsDisclosure: DisclosureFinding[] = [];
   let stopBuildClock = () => {};
 
   // Only the executor's own files: a node agent's spec.json (and nothing else) may already be there.
@@ -135,7 +137,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     await saveJournal(ws, { ...running, containerId: null });
     const t1 = clock();
     const result = await engine.runContainer(request, {
-      ...containerHooks(deps, ws, opts, runLog, (leftOut) => (outputsLeftOut = leftOut)),
+      ...containerHooks(spec, deps, ws, opts, runLog, (outputs) => ({ leftOut: outputsLeftOut, disclosure: outputsDisclosure } = outputs)),
       onCreated: (containerId) => saveJournal(ws, { ...running, containerId }),
     });
     runMs = clock() - t1;
@@ -156,6 +158,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   return finishRun(spec, deps, opts, {
     after,
     outputsLeftOut,
+    outputsDisclosure,
     stamp,
     end,
     reason,
@@ -217,6 +220,7 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
       ...base,
       ...journal.ended,
       outputsLeftOut: journal.outputsLeftOut ?? [],
+      outputsDisclosure: journal.outputsDisclosure ?? [],
       buildLog: buildLog.toBuffer(),
       runLog: runLog.toBuffer(),
     });
@@ -241,16 +245,18 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   const datasets = await prepareRunDatasets(spec, { datasetRoot: settings.datasetRoot ?? null, runDir: ws.dir });
   const t1 = deps.now().getTime();
   let outputsLeftOut: LeftOut[] = [];
+  let outputsDisclosure: DisclosureFinding[] = [];
   const result = await engine.adoptContainer(
     container.id,
     { timeoutMs: Math.max(1, spec.runforMs - (journal.buildMs ?? 0)), stopGraceMs: settings.stopGraceMs, keepContainer: false },
-    containerHooks(deps, ws, opts, runLog, (leftOut) => (outputsLeftOut = leftOut)),
+    containerHooks(spec, deps, ws, opts, runLog, (outputs) => ({ leftOut: outputsLeftOut, disclosure: outputsDisclosure } = outputs)),
   );
   const { end, reason } = describeContainerEnd(result, spec, opts.signal);
   const after = await finishRunDatasets(spec, datasets.ok ? datasets.value : null, settings);
   return finishRun(spec, deps, opts, {
     after,
     outputsLeftOut,
+    outputsDisclosure,
     ...base,
     end,
     reason,

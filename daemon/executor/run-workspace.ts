@@ -11,6 +11,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { disclosureFindingSchema } from '../../scheduler/contract/disclosure.js';
 import { runOutcomeSchema, runSpecSchema } from '../../scheduler/contract/protocol.js';
 import type { RunOutcome, RunSpec } from '../../scheduler/contract/run-spec.js';
 
@@ -75,6 +76,11 @@ export const journalSchema = z.object({
       }),
     )
     .optional(),
+  /**
+   * What the disclosure checks flagged while /outputs was collected (the logs are checked at delivery):
+   * a run delivered after a restart reports them without reading its outputs again. Absent: none collected.
+   */
+  outputsDisclosure: z.array(disclosureFindingSchema).optional(),
   /** How the container ended (set with phase `uploading`); the end and reason the run will report. */
   ended: z
     .object({

@@ -4,6 +4,7 @@
  */
 
 import type { z } from 'zod';
+import type { DisclosureFinding, ReleasePolicy } from './disclosure.js';
 import type { runEndSchema, runOutcomeSchema, runPhaseSchema, runSpecSchema } from './protocol.js';
 
 // The schemas in protocol.ts are the one source of truth: these types are what they accept.
@@ -60,4 +61,8 @@ export interface RunReport {
   cache?: { dir: string; mount_path: string; bytes: number; files: number };
   /** What the run could read (absent: no datasets). Never a password. */
   datasets?: { names: string[]; mysql_user: string | null; bytes_from_server: number | null; bytes_to_server: number | null };
+  /** How the run's outputs leave the cluster (DESIGN §10); absent: a run.json from before output release. */
+  release?: ReleasePolicy;
+  /** What the disclosure checks flagged in the outputs and logs (never a cell's value); absent: as release. */
+  disclosure?: DisclosureFinding[];
 }
