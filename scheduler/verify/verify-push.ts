@@ -5,6 +5,7 @@
  */
 import { readCandidateKeys, verifyCommitSignature, type CandidateKey, type ObjectFormat, type SignatureFailureCode } from './commit-signature.js';
 import type { GitMirror } from './git-mirror.js';
+import { signatureHelp } from './signature-reasons.js';
 import { errorText } from '../common/errors.js';
 import { redactCredentials, urlSecrets } from '../common/redact.js';
 import type { GitLabApi, GitLabMember } from '../gitlab/gitlab-port.js';
@@ -52,16 +53,6 @@ export type PushVerdict =
 
 /** The all-zero id GitLab sends as `before` for a new branch and as `after` for a deleted one. */
 export const ZERO_SHA = '0000000000000000000000000000000000000000';
-
-const HELP: Record<SignatureFailureCode, string> = {
-  unsigned:
-    "sign your commits with GPG (git config commit.gpgsign true), re-sign this one (git commit --amend --no-edit -S, or git rebase --exec 'git commit --amend --no-edit -S' for several) and push again",
-  unknown_key: 'add the public key to your GitLab profile (Preferences > GPG Keys) or sign with a key that is there, then push again',
-  bad_signature: 'the commit was changed after it was signed, or its signature is damaged; re-sign it (git commit --amend --no-edit -S) and push again',
-  expired_key: 'extend the key (gpg --quick-set-expire), upload it to GitLab again, or re-sign with a valid key',
-  revoked_key: 're-sign with a key that is not revoked and whose public part is in your GitLab profile',
-  email_mismatch: 'commit with an email that is a user id of your key (git config user.email), or add that email to the key, upload it to GitLab again, and re-sign',
-};
 
 // GitLab answers a few requests at a time well; a project with hundreds of members should not open hundreds.
 const GITLAB_CONCURRENCY = 8;
@@ -124,7 +115,7 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
       if (verdict.code === 'unknown_key' && keyring.unreadable.length > 0) {
         reason += ` (GitLab keys secd could not read: ${keyring.unreadable.join(', ')})`;
       }
-      return { ok: false, code: verdict.code, commit: short(sha), reason: oneLine(`${reason}: ${HELP[verdict.code]}`) };
+      return { ok: false, code: verdict.code, commit: short(sha), reason: oneLine(`${reason}: ${signatureHelp(verdict.code)}`) };
     }
     if (sha === input.after) {
       head = {
