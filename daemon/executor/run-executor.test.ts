@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLog } from '../../scheduler/common/log.js';
 import type { RunPhase, RunReport, RunSpec } from '../../scheduler/contract/run-spec.js';
 import { FakeContainerEngine } from '../../test/doubles/fake-container-engine.js';
+import { createBareRemote, createResearcherRepo } from '../../test/support/git-repo.js';
 import { aRunSpec, busyboxProject, testExecutorSettings } from '../../test/support/test-images.js';
 import { DEFAULT_DISCLOSURE_CHECKS } from '../../scheduler/contract/disclosure.js';
 import type { ExecutorDeps } from './executor-deps.js';
@@ -253,5 +254,25 @@ describe('executeRun, without Docker', () => {
     expect(outcome).toMatchObject({ end: 'succeeded', disclosure: [{ file: 'report.xlsx', rule: 'extension', detail: '".xlsx" is not an allowed extension' }] });
     const report = JSON.parse(await readFile(join(root, 'results', FOLDER('dc3'), '_secd/run.json'), 'utf8')) as RunReport;
     expect(report.disclosure).toEqual(outcome.disclosure);
+  });
+
+  it('a pushed run\'s outcome names the results commit that is the branch head, and carries the findings', async () => {
+    const repo = await createResearcherRepo();
+    const remote = await createBareRemote();
+    try {
+      const commit = await repo.commit('train', { files: busyboxProject('echo training\n') });
+      await repo.push(remote.url);
+      engine.scriptContainer({ exitCode: 0, outputs: { 'export.xlsx': 'PK' } });
+
+      const outcome = await executeRun(aRunSpec('dc4', { commit, source: remote.url, resultsRemote: remote.url }), deps, { onPhase: () => {} });
+
+      expect(outcome).toMatchObject({ end: 'succeeded', branch: 'secd-2026-03-05_14.07.09-dc4' });
+      expect(outcome.resultsCommit).toMatch(/^[0-9a-f]{40}$/);
+      expect(await remote.tip(outcome.branch!)).toBe(outcome.resultsCommit);
+      expect(outcome.disclosure).toEqual([{ file: 'export.xlsx', rule: 'extension', detail: '".xlsx" is not an allowed extension' }]);
+    } finally {
+      await repo.close();
+      await remote.close();
+    }
   });
 });
