@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_DISCLOSURE_CHECKS, MAX_DISCLOSURE_FINDINGS, type DisclosureChecks, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
 import { headerCells, MAX_HEADER_BYTES } from './csv-scan.js';
-import { DisclosureScanner, extensionOf } from './disclosure-scan.js';
+import { clipPath, DisclosureScanner, extensionOf, MAX_FINDING_PATH } from './disclosure-scan.js';
 
 const checks = (over: Partial<DisclosureChecks> = {}): DisclosureChecks => ({ ...DEFAULT_DISCLOSURE_CHECKS, ...over });
 
@@ -57,6 +57,14 @@ describe('file rules', () => {
     f.write(Buffer.from('ssn\n1\n'));
     f.discard();
     expect(scanner.findings()).toEqual([]);
+  });
+
+  it('names a very long path by its start and its file name, short enough for the node\'s result message', () => {
+    const deep = `${'nested/'.repeat(500)}cohort.xlsx`;
+    const [finding] = scan(deep, 'x');
+    expect(finding!.file).toHaveLength(MAX_FINDING_PATH);
+    expect(finding!.file).toMatch(/^nested\/nested\/.*….*\/cohort\.xlsx$/);
+    expect(clipPath('short/name.csv')).toBe('short/name.csv');
   });
 
   it('refuses checks that are not checks, naming the field', () => {

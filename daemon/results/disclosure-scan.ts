@@ -11,10 +11,13 @@
  * at once and nothing kept but the CSV parser's state (csv-scan.ts) and at most 64 KiB of a header: a
  * 1 GiB output costs the same memory as a 1 KiB one and is never read twice.
  *
- * Cost (test/bench/disclosure-checks.ts, `npm run bench:disclosure`, on a 2-vCPU VM): the scanner alone
- * reads a 256 MB CSV at 400-500 MB/s; reading it back through the engine's archive API costs about 20 %
- * more with the checks than without (about 80 % against an in-process tar, which is faster than dockerd).
- * The checks run on the event loop while each chunk's write is in flight (outputs-archive.ts).
+ * Cost, measured (test/bench/disclosure-checks.ts, `npm run bench:disclosure`, a 2-vCPU VM where a
+ * bare byte loop reads 1.1 GB/s): the scanner alone reads the benchmark's 256 MB CSV at about 440 MB/s.
+ * Reading it back through extractOutputsArchive from an in-process tar goes from about 600 to 330-350
+ * MB/s (70-80 % slower); through the engine's archive API from 130-150 to about 105 MB/s (20-45 %,
+ * the two vCPUs shared with dockerd). The goal of under 10 % is not met: the checks are CPU on the
+ * event loop, overlapped only with each chunk's write (outputs-archive.ts), and on short cells the
+ * per-cell work, not the byte loop, is what costs.
  */
 import { posix } from 'node:path';
 import {
@@ -93,6 +96,9 @@ export class DisclosureScanner implements OutputsScanner {
 
 type Commit = (found: DisclosureFinding[], extra: number) => void;
 
+/** Longest path a finding names (clipPath). */
+export const MAX_FINDING_PATH = 256;
+
 class FileScan implements DisclosureFileScan {
   private bytes = 0;
   private readonly pending: DisclosureFinding[] = [];
@@ -146,9 +152,20 @@ class FileScan implements DisclosureFileScan {
   }
 
   private flag(rule: DisclosureFinding['rule'], detail: string): void {
-    if (this.pending.length < MAX_DISCLOSURE_FINDINGS) this.pending.push({ file: clip(this.file, 4096), rule, detail: clip(detail, 500) });
+    if (this.pending.length < MAX_DISCLOSURE_FINDINGS) this.pending.push({ file: clipPath(this.file), rule, detail: clip(detail, 500) });
     else this.extra += 1;
   }
+}
+
+/**
+ * A path as a finding names it: at most MAX_FINDING_PATH characters, its middle cut so that the file's
+ * own name stays. The findings travel in the node's result message (1 MiB at most, several results in
+ * a `hello`): 201 findings of 4096-character paths would not fit.
+ */
+export function clipPath(path: string): string {
+  if (path.length <= MAX_FINDING_PATH) return path;
+  const tail = Math.floor(MAX_FINDING_PATH / 2);
+  return `${path.slice(0, MAX_FINDING_PATH - tail - 1)}…${path.slice(-tail)}`;
 }
 
 /** The lower-case last `.ext` of the file's name, or null when its name has none (`Makefile`, `.env`, `data.`). */
