@@ -174,14 +174,14 @@ describe('verifying a commit signature', () => {
     });
   });
 
-  it('refuses SSH and X.509 signatures, saying only OpenPGP is accepted', async () => {
-    for (const armor of ['SSH SIGNATURE', 'SIGNED MESSAGE']) {
+  it('refuses SSH and X.509 signatures as a kind the OpenPGP check does not verify', async () => {
+    for (const [armor, named] of [['SSH SIGNATURE', 'SSH key'], ['SIGNED MESSAGE', 'X.509 certificate']] as const) {
       const raw = Buffer.from(
         `tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <ada@example.org> 1 +0000\ncommitter A <ada@example.org> 1 +0000\ngpgsig -----BEGIN ${armor}-----\n AAAA\n -----END ${armor}-----\n\nmsg\n`,
       );
       const verdict = await verifyCommitSignature(raw, [adaCandidate], new Date());
-      expect(verdict).toMatchObject({ ok: false, code: 'unknown_key' });
-      expect(!verdict.ok && verdict.reason).toContain('only OpenPGP');
+      expect(verdict).toMatchObject({ ok: false, code: 'unsupported_signature' });
+      expect(!verdict.ok && verdict.reason).toContain(named);
     }
   });
 });
