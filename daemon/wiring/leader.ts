@@ -22,7 +22,10 @@ import { NodeRegistry } from '../../scheduler/cluster/node-registry.js';
 import { RunLifecycle, type NodeHandle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import { NodeStore } from '../../storage/node-store.js';
 import { IN_FLIGHT_STATES } from '../../storage/run-states.js';
+import { KeyCache } from '../../scheduler/verify/key-cache.js';
+import { keyringCalls } from '../../scheduler/verify/member-keyring.js';
 import { verifyPush } from '../../scheduler/verify/verify-push.js';
+import type { VerifyPushRequest } from '../../scheduler/lifecycle/run-checks.js';
 import { apiNodeList } from '../../web/api-nodes.js';
 import { buildLeaderServer } from '../../web/leader-server.js';
 import { createLeaderMetrics, queuedToAssignedSeconds, type LeaderMetrics } from '../../web/metrics.js';
@@ -117,16 +120,26 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   const onNodeStatus = (nodeId: string, report: StatusMessage) => status.onNodeStatus(nodeId, report.gpus, report.at);
 
   const releaseDesk = leaderReleaseDesk(config, { store, releaseStore, gitlab, mirrorOf, projectGitUrl, log, now, postStatus: (...a) => lifecycle.postStatus(...a) });
+  // GitLab users' parsed GPG keys, kept between pushes (scheduler/verify/key-cache.ts).
+  const keyCache = new KeyCache();
   const lifecycle = new RunLifecycle({
     store,
     gitlab,
     log: log.child({ component: 'lifecycle' }),
     now,
     newRunId,
-    verifyPush: ({ projectId, project, before, after }) =>
+    // The pusher comes from the run (run-checks.ts); a caller that names none is refused, never run as nobody.
+    verifyPush: ({ projectId, project, before, after, pusher }: VerifyPushRequest) =>
       verifyPush(
-        { projectId, before, after, fetchUrl: projectGitUrl({ project }), alreadyVerified: (sha) => store.isVerified(projectId, sha) },
-        { mirror: mirrorOf(projectId), gitlab, now },
+        {
+          projectId,
+          before,
+          after,
+          fetchUrl: projectGitUrl({ project }),
+          pusher: pusher ?? { id: null, username: 'an unnamed pusher' },
+          alreadyVerified: (sha) => store.isVerified(projectId, sha),
+        },
+        { mirror: mirrorOf(projectId), gitlab: keyringCalls(gitlab), now, keyCache },
       ),
     readFileAt: (projectId, sha, path) => mirrorOf(projectId).readFile(sha, path),
     // The in-process node clones from the leader's mirror (already holding the verified commit).

@@ -39,6 +39,41 @@ export const gitlabGpgKeySchema = z.object({
   created_at: z.string(),
 });
 
+/**
+ * One entry of GET /users/:id/keys: an SSH public key line and what GitLab lets it do. Keys added
+ * before GitLab 15.7 have no `usage_type`; GitLab's documented default is `auth_and_signing`, so a
+ * missing one reads as that. `expires_at` (null: never) is in GitLab's entity though the doc's sample
+ * leaves it out, so a missing one reads as null.
+ */
+export const gitlabSshKeySchema = z.object({
+  id,
+  key: z.string(),
+  usage_type: z.enum(['auth', 'signing', 'auth_and_signing']).default('auth_and_signing'),
+  expires_at: z.string().nullable().default(null),
+});
+
+/**
+ * One entry of GET /users/:id/emails (an administrator's call): a secondary email and when it was
+ * confirmed, null while it is not. Only confirmed ones count as the user's own.
+ */
+export const gitlabEmailSchema = z.object({
+  email: z.string().min(1),
+  confirmed_at: z.string().nullable(),
+});
+
+/**
+ * GET /users/:id as an administrator's token sees it (fields secd reads): `email` is the primary
+ * email, absent for any other token; `confirmed_at` says the account (and so that email) was
+ * confirmed.
+ */
+export const gitlabUserDetailSchema = z.object({
+  id,
+  username: z.string().min(1),
+  state: z.string().min(1),
+  email: z.string().min(1).optional(),
+  confirmed_at: z.string().nullable().optional(),
+});
+
 /** One entry of GET /users?username= (fields secd reads). */
 export const gitlabUserSchema = z.object({
   id,
@@ -88,6 +123,12 @@ export type GitLabProject = z.infer<typeof gitlabProjectSchema>;
 export type GitLabMember = z.infer<typeof gitlabMemberSchema>;
 /** One entry of GET /users/:id/gpg_keys. */
 export type GitLabGpgKey = z.infer<typeof gitlabGpgKeySchema>;
+/** One entry of GET /users/:id/keys. */
+export type GitLabSshKey = z.infer<typeof gitlabSshKeySchema>;
+/** One entry of GET /users/:id/emails. */
+export type GitLabEmail = z.infer<typeof gitlabEmailSchema>;
+/** GET /users/:id (fields secd reads). */
+export type GitLabUserDetail = z.infer<typeof gitlabUserDetailSchema>;
 /** One entry of GET /users?username=. */
 export type GitLabUser = z.infer<typeof gitlabUserSchema>;
 
@@ -100,6 +141,10 @@ export type GitLabApprovals = z.infer<typeof gitlabApprovalsSchema>;
 export const gitlabMemberList = z.array(gitlabMemberSchema);
 /** GET /users/:id/gpg_keys, one page. */
 export const gitlabGpgKeyList = z.array(gitlabGpgKeySchema);
+/** GET /users/:id/keys, one page. */
+export const gitlabSshKeyList = z.array(gitlabSshKeySchema);
+/** GET /users/:id/emails, one page. */
+export const gitlabEmailList = z.array(gitlabEmailSchema);
 /** GET /users?username=. */
 export const gitlabUserList = z.array(gitlabUserSchema);
 /** GET /projects/:id/merge_requests, one page. */

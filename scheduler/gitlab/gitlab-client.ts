@@ -10,11 +10,14 @@ import type { z } from 'zod';
 import {
   gitlabApprovalsSchema,
   gitlabBranchSchema,
+  gitlabEmailList,
   gitlabGpgKeyList,
   gitlabMemberList,
   gitlabMergeRequestList,
   gitlabMergeRequestSchema,
   gitlabProjectSchema,
+  gitlabSshKeyList,
+  gitlabUserDetailSchema,
   gitlabUserList,
   gitlabUserSchema,
   parseGitLabAnswer,
@@ -22,6 +25,7 @@ import {
   type GitLabMember,
   type GitLabMergeRequest,
   type GitLabProject,
+  type GitLabSshKey,
   type GitLabUser,
 } from './gitlab-answers.js';
 import type { CommitStatus, GitLabApi, GitLabReviewApi, GitLabUserLookup } from './gitlab-port.js';
@@ -43,7 +47,10 @@ interface Answer {
 }
 
 /** Everything the HTTP adapter offers: the run path's calls, user lookup and output review. */
-export type GitLabClient = GitLabApi & Required<Pick<GitLabApi, 'getBranchHead'>> & GitLabUserLookup & GitLabReviewApi;
+export type GitLabClient = GitLabApi &
+  Required<Pick<GitLabApi, 'getBranchHead' | 'listUserSshKeys' | 'listUserEmails'>> &
+  GitLabUserLookup &
+  GitLabReviewApi;
 
 /** Build a GitLabApi (and the lookup and review calls) over HTTP(S). */
 export function createGitLabClient(opts: GitLabClientOptions): GitLabClient {
@@ -120,6 +127,26 @@ export function createGitLabClient(opts: GitLabClientOptions): GitLabClient {
     },
     listUserGpgKeys(userId: number): Promise<GitLabGpgKey[]> {
       return getAllPages(`/users/${userId}/gpg_keys`, gitlabGpgKeyList);
+    },
+    listUserSshKeys(userId: number): Promise<GitLabSshKey[]> {
+      return getAllPages(`/users/${userId}/keys`, gitlabSshKeyList);
+    },
+    async listUserEmails(userId: number): Promise<string[]> {
+      // Both answers at once: the primary email from the user, the secondary ones from their list.
+      // Older GitLab versions leave the primary out of /emails, newer ones list it too: the union,
+      // without repeats, covers both.
+      const [user, secondary] = await Promise.all([
+        getJson(`/users/${userId}`, gitlabUserDetailSchema),
+        getAllPages(`/users/${userId}/emails`, gitlabEmailList),
+      ]);
+      const emails: string[] = [];
+      const add = (email: string) => {
+        const lower = email.toLowerCase();
+        if (!emails.includes(lower)) emails.push(lower);
+      };
+      if (user.value.email && user.value.confirmed_at) add(user.value.email);
+      for (const e of secondary) if (e.confirmed_at) add(e.email);
+      return emails;
     },
     async findUserByUsername(username: string): Promise<GitLabUser | null> {
       const { value } = await getJson(`/users?username=${encodeURIComponent(username)}`, gitlabUserList);

@@ -3,9 +3,9 @@
  * from their schemas in gitlab-answers.ts). The only HTTP adapter is scheduler/gitlab/gitlab-client.ts;
  * tests of logic use fakes, tests of the adapter use test/doubles/gitlab-double.ts.
  */
-import type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabUser } from './gitlab-answers.js';
+import type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabSshKey, GitLabUser } from './gitlab-answers.js';
 
-export type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabUser } from './gitlab-answers.js';
+export type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabSshKey, GitLabUser } from './gitlab-answers.js';
 
 /** States GitLab accepts on POST /projects/:id/statuses/:sha. */
 export type CommitStatusState = 'pending' | 'running' | 'success' | 'failed' | 'canceled' | 'skipped';
@@ -34,6 +34,18 @@ export interface GitLabApi {
   listProjectMembers(projectId: number): Promise<GitLabMember[]>;
   listUserGpgKeys(userId: number): Promise<GitLabGpgKey[]>;
   postCommitStatus(projectId: number, sha: string, status: CommitStatus): Promise<void>;
+  /**
+   * GET /users/:id/keys, every page: the user's SSH keys with their usage and expiry. Optional so
+   * fakes of other steps need not have it; verification of a push requires it (VerifyPushDeps).
+   */
+  listUserSshKeys?(userId: number): Promise<GitLabSshKey[]>;
+  /**
+   * The user's own verified emails, lower-cased, the primary first: the primary `email` of GET
+   * /users/:id (an administrator's token sees it; it counts once the account is confirmed) and the
+   * confirmed secondary emails of GET /users/:id/emails. A committer email counts for a key only if
+   * it is one of these (DESIGN §13). Optional as listUserSshKeys is.
+   */
+  listUserEmails?(userId: number): Promise<string[]>;
   /**
    * The commit a branch points at now, or null when GitLab has no such branch. Optional: where it
    * is absent (an adapter or a fake that cannot tell) the lifecycle skips the "still the head?" check.

@@ -1,14 +1,34 @@
 /**
- * Verification of a push before anything of it runs: every new commit must be signed with OpenPGP,
- * by a key that GitLab holds for an active member of the project, whose user id carries the
- * committer's email. secd checks the signatures itself, over the bytes in its own mirror.
+ * Verification of a push before anything of it runs (DESIGN §13). secd checks the signatures itself,
+ * over the bytes in its own mirror; from GitLab it trusts only who the members are and which keys and
+ * emails are theirs. The rules, in the order a refusal names them:
+ *
+ * - The pusher (the hook's `user_id`, authenticated by the webhook secret) must be an active member
+ *   of the project with Developer access (30) or more: the run acts with their grants.
+ * - Every commit not yet verified for this project is checked: `before..after` when secd verified
+ *   `before` itself, otherwise every unverified ancestor of `after` (a rejected push leaves its
+ *   commits in the mirror; a signed commit on top must not carry them in).
+ * - Each is signed (OpenPGP, or SSH with a key GitLab holds for signing; X.509 is refused) by an
+ *   active member's key, and its committer email is a user id of that key (OpenPGP) and one of the
+ *   key owner's own verified GitLab emails, so a key claiming a colleague's email counts for nobody.
+ * - The newest commit (the one that runs) is signed by the pusher's own key. GitLab's "Test push
+ *   events" button sends the default branch's last commits as a push by whoever clicked: it runs only
+ *   when that person signed the newest commit.
+ * - A commit refused above is accepted when a later commit of the same push, signed by the pusher,
+ *   names it in a `Secd-Vouches-For: <full sha>` trailer (vouch-trailers.ts); the verdict lists who
+ *   vouched for what, for the run's events.
  */
-import { readCandidateKeys, verifyCommitSignature, type CandidateKey, type ObjectFormat, type SignatureFailureCode } from './commit-signature.js';
+import { signatureKind, verifyCommitSignature, type KeyOwner, type ObjectFormat } from './commit-signature.js';
+import { parseCommit } from './commit-object.js';
 import type { GitMirror } from './git-mirror.js';
-import { signatureHelp } from './signature-reasons.js';
+import type { KeyCache } from './key-cache.js';
+import { loadMemberKeyring, type KeyringGitLab, type MemberKeyring } from './member-keyring.js';
+import type { SignatureFailureCode } from './signature-codes.js';
+import { refusalReason } from './signature-reasons.js';
+import { verifySshCommitSignature } from './ssh-signature.js';
+import { VOUCH_TRAILER, vouchedCommits } from './vouch-trailers.js';
 import { errorText } from '../common/errors.js';
 import { redactCredentials, urlSecrets } from '../common/redact.js';
-import type { GitLabApi, GitLabMember } from '../gitlab/gitlab-port.js';
 import { isCommitId } from '../contract/commit-id.js';
 
 /** What a push hook tells secd about one push, plus a way to ask which commits passed before. */
@@ -20,6 +40,8 @@ export interface VerifyPushInput {
   after: string;
   /** Where to fetch from; for HTTP it carries `oauth2:<token>@`, which never appears in a reason. */
   fetchUrl: string;
+  /** Who pushed: the hook's `user_id` (null when the hook named none) and `user_username`, for reasons. */
+  pusher: { id: number | null; username: string };
   /** Whether `sha` was verified for this project by an earlier push. */
   alreadyVerified: (sha: string) => boolean;
 }
@@ -27,20 +49,37 @@ export interface VerifyPushInput {
 /** The ports verifyPush works through. */
 export interface VerifyPushDeps {
   mirror: GitMirror;
-  gitlab: Pick<GitLabApi, 'listProjectMembers' | 'listUserGpgKeys'>;
+  gitlab: KeyringGitLab;
   now: () => Date;
+  /** Parsed GPG keys kept between pushes; without it every push parses every key. */
+  keyCache?: KeyCache;
 }
 
-/** Why a push was refused: a signature problem, or secd could not get the commits or the keys. */
-export type PushFailureCode = SignatureFailureCode | 'fetch_failed' | 'gitlab_failed';
+/**
+ * Why a push was refused: a signature problem, a pusher who may not run code in the project, or secd
+ * could not get the commits or the keys.
+ */
+export type PushFailureCode = SignatureFailureCode | 'pusher_not_member' | 'fetch_failed' | 'gitlab_failed';
+
+/** One refused commit accepted because a later commit, signed by the pusher, vouched for it. */
+export interface Vouch {
+  /** The full id of the vouched-for commit. */
+  commit: string;
+  /** The pusher's username (who signed the vouching commit). */
+  by: string;
+  /** The full id of the commit whose trailer vouched. */
+  in: string;
+}
 
 /** The verdict on a push: the verified commits and who signed the head, or the first bad commit and why. */
 export type PushVerdict =
   | {
       ok: true;
-      /** Verified commits, oldest first; always ends with the head. */
+      /** Verified (or vouched-for) commits, oldest first; always ends with the head. */
       commits: string[];
       head: { sha: string; fingerprint: string; username: string; userId: number; committerEmail: string };
+      /** Commits accepted by a `Secd-Vouches-For` trailer, oldest first. */
+      vouched: Vouch[];
     }
   | {
       ok: false;
@@ -54,10 +93,12 @@ export type PushVerdict =
 /** The all-zero id GitLab sends as `before` for a new branch and as `after` for a deleted one. */
 export const ZERO_SHA = '0000000000000000000000000000000000000000';
 
-// GitLab answers a few requests at a time well; a project with hundreds of members should not open hundreds.
-const GITLAB_CONCURRENCY = 8;
+/** GitLab's Developer access level: the least a pusher needs. */
+export const MIN_PUSHER_ACCESS = 30;
 
-/** Fetch a push into the mirror and verify its commits oldest first, stopping at the first bad one. */
+const ACCESS_NAMES: Record<number, string> = { 0: 'no', 5: 'Minimal', 10: 'Guest', 20: 'Reporter', 30: 'Developer', 40: 'Maintainer', 50: 'Owner' };
+
+/** Fetch a push into the mirror, then check the pusher and every unverified commit (see the header). */
 export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): Promise<PushVerdict> {
   const { mirror } = deps;
   const headShort = short(input.after);
@@ -68,7 +109,7 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
 
   // Members and keys come from GitLab's API, the commits from git: ask both at once (a push's answer
   // time is what a researcher waits for).
-  const keyringAnswer = loadKeyring(input.projectId, deps.gitlab).then(
+  const keyringAnswer = loadMemberKeyring(input.projectId, deps.gitlab, deps.keyCache).then(
     (keyring) => ({ ok: true as const, keyring }),
     (err: unknown) => ({ ok: false as const, err }),
   );
@@ -90,86 +131,159 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
     return { ok: false, code: 'fetch_failed', commit: headShort, reason: `commit ${headShort} is not in the repository any more` };
   }
 
-  // A new branch, or a force push from a tip the mirror never saw: before..after cannot be computed,
-  // so every commit under the head that this project has not verified yet is checked.
-  const fromScratch = input.before === ZERO_SHA || !(await mirror.hasCommit(input.before));
-  const commits = fromScratch
-    ? (await mirror.revList(input.after, [])).filter((sha) => !input.alreadyVerified(sha))
-    : await mirror.revList(input.after, [input.before]);
-  // The head always needs a current signer: it is what runs, and run.json names its key.
-  if (commits[commits.length - 1] !== input.after) commits.push(input.after);
-
   const answer = await keyringAnswer;
   if (!answer.ok) {
     const detail = oneLine(errorText(answer.err));
-    return { ok: false, code: 'gitlab_failed', commit: headShort, reason: `could not read the project's members and GPG keys from GitLab: ${detail}` };
+    return { ok: false, code: 'gitlab_failed', commit: headShort, reason: `could not read the project's members and keys from GitLab: ${detail}` };
   }
   const { keyring } = answer;
+  const pusherProblem = checkPusher(input.pusher, keyring);
+  if (pusherProblem) return { ok: false, code: 'pusher_not_member', commit: headShort, reason: pusherProblem };
+  const pusher: KeyOwner = { id: input.pusher.id!, username: input.pusher.username };
 
+  const commits = await commitsToCheck(input, mirror);
   const now = deps.now();
-  let head: Extract<PushVerdict, { ok: true }>['head'] | null = null;
+  const checked: Checked[] = [];
   for (const sha of commits) {
-    const verdict = await verifyCommitSignature(await mirror.readCommit(sha), keyring.candidates, now, objectFormat);
-    if (!verdict.ok) {
-      let reason = `commit ${short(sha)} ${verdict.reason}`;
-      if (verdict.code === 'unknown_key' && keyring.unreadable.length > 0) {
-        reason += ` (GitLab keys secd could not read: ${keyring.unreadable.join(', ')})`;
-      }
-      return { ok: false, code: verdict.code, commit: short(sha), reason: oneLine(`${reason}: ${signatureHelp(verdict.code)}`) };
-    }
-    if (sha === input.after) {
-      head = {
-        sha,
-        fingerprint: verdict.fingerprint,
-        username: verdict.user.username,
-        userId: verdict.user.id,
-        committerEmail: verdict.committerEmail,
-      };
-    }
+    const raw = await mirror.readCommit(sha);
+    const parsed = parseCommit(raw, objectFormat);
+    checked.push({ sha, parent: parsed.parents[0] ?? null, vouches: vouchedCommits(parsed.message), verdict: await checkCommit(raw, keyring, now, objectFormat) });
   }
-  // The loop always ends at the head, so `head` is set here.
-  return { ok: true, commits, head: head! };
-}
 
-interface Keyring {
-  candidates: CandidateKey[];
-  /** "username key <gitlab key id>" for every key GitLab holds that openpgp could not parse. */
-  unreadable: string[];
-}
+  // The newest commit runs with the pusher's grants: it must be theirs.
+  const head = checked[checked.length - 1]!;
+  if (head.verdict.ok && head.verdict.user.id !== pusher.id) {
+    head.verdict = {
+      ok: false,
+      code: 'not_pushers_key',
+      reason:
+        `is the newest commit of a push by ${pusher.username}, but it is signed by ${head.verdict.user.username} ` +
+        `(key ${head.verdict.fingerprint}); a run acts with the pusher's grants, so it runs only when the pusher signed it`,
+      openpgp: true,
+    };
+  }
 
-// Keys of active members only: a blocked account's keys must not vouch for anything.
-async function loadKeyring(projectId: number, gitlab: VerifyPushDeps['gitlab']): Promise<Keyring> {
-  const members = (await gitlab.listProjectMembers(projectId)).filter((m) => m.state === 'active');
-  const perMember = await mapLimited(members, GITLAB_CONCURRENCY, async (member) => readMemberKeys(member, gitlab));
+  // Vouching: a trailer counts only in a commit the pusher signed, for a commit older than it.
+  const voucher = new Map<string, { index: number; in: string }>();
+  checked.forEach((c, index) => {
+    if (!c.verdict.ok || c.verdict.user.id !== pusher.id) return;
+    for (const sha of c.vouches) if (!voucher.has(sha)) voucher.set(sha, { index, in: c.sha });
+  });
+  const vouched: Vouch[] = [];
+  const refused: Array<{ index: number; c: Checked }> = [];
+  checked.forEach((c, index) => {
+    if (c.verdict.ok) return;
+    const v = voucher.get(c.sha);
+    if (v && v.index > index) vouched.push({ commit: c.sha, by: pusher.username, in: v.in });
+    else refused.push({ index, c });
+  });
+  if (refused.length > 0) return refusal(refused, pusher);
+
+  const signed = head.verdict as Accepted;
   return {
-    candidates: perMember.flatMap((m) => m.candidates),
-    unreadable: perMember.flatMap((m) => m.unreadable),
+    ok: true,
+    commits,
+    head: { sha: head.sha, fingerprint: signed.fingerprint, username: signed.user.username, userId: signed.user.id, committerEmail: signed.committerEmail },
+    vouched,
   };
 }
 
-async function readMemberKeys(member: GitLabMember, gitlab: VerifyPushDeps['gitlab']): Promise<Keyring> {
-  const user = { id: member.id, username: member.username };
-  const candidates: CandidateKey[] = [];
-  const unreadable: string[] = [];
-  for (const entry of await gitlab.listUserGpgKeys(member.id)) {
-    const keys = await readCandidateKeys(entry.key, user);
-    if (keys === null) unreadable.push(`${member.username} key ${entry.id}`);
-    else candidates.push(...keys);
+type Accepted = { ok: true; fingerprint: string; user: KeyOwner; committerEmail: string };
+type Refused = { ok: false; code: SignatureFailureCode; reason: string; /** the clause wants the OpenPGP fix after it */ openpgp: boolean };
+
+interface Checked {
+  sha: string;
+  /** First parent, for the rewrite command's base; null for a root commit. */
+  parent: string | null;
+  /** Commits this one's message vouches for. */
+  vouches: string[];
+  verdict: Accepted | Refused;
+}
+
+/** Why the pusher may not run code in the project, or null when they may. */
+function checkPusher(pusher: VerifyPushInput['pusher'], keyring: MemberKeyring): string | null {
+  const who = `${pusher.username} (GitLab user ${pusher.id ?? 'unknown'})`;
+  const ask = 'ask a Maintainer of the project to give you Developer access, then push again';
+  if (pusher.id === null) return `the push hook names no GitLab user id for ${pusher.username}, so secd cannot check that the pusher is a member: the push does not run`;
+  const member = keyring.members.find((m) => m.id === pusher.id);
+  if (!member) return `the push was made by ${who}, who is not a member of this project; secd runs pushes only of members with Developer access or more: ${ask}`;
+  if (member.state !== 'active') return `the push was made by ${who}, whose GitLab account is ${member.state}; only active members' pushes run`;
+  if (member.access_level < MIN_PUSHER_ACCESS) {
+    const level = ACCESS_NAMES[member.access_level] ?? `level ${member.access_level}`;
+    return `the push was made by ${who}, who has ${level} access to this project; secd runs pushes only of members with Developer access or more: ${ask}`;
   }
-  return { candidates, unreadable };
+  return null;
 }
 
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
+/** The commits to check, oldest first, ending with the head. */
+async function commitsToCheck(input: VerifyPushInput, mirror: GitMirror): Promise<string[]> {
+  // `before` bounds the range only when secd verified it itself: a commit of a rejected push is in
+  // the mirror but not verified, and neither is a tip of a force push the mirror never saw.
+  const trusted = input.before !== ZERO_SHA && input.alreadyVerified(input.before) && (await mirror.hasCommit(input.before));
+  const commits = trusted
+    ? await mirror.revList(input.after, [input.before])
+    : (await mirror.revList(input.after, [])).filter((sha) => !input.alreadyVerified(sha));
+  // The head always needs a current signer: it is what runs, and run.json names its key.
+  if (commits[commits.length - 1] !== input.after) commits.push(input.after);
+  return commits;
+}
+
+/** One commit's signature by its kind, and the email rule for OpenPGP (the SSH verifier applies it itself). */
+async function checkCommit(raw: Buffer, keyring: MemberKeyring, now: Date, objectFormat: ObjectFormat): Promise<Accepted | Refused> {
+  const kind = signatureKind(raw, objectFormat);
+  if (kind === null) return { ok: false, code: 'unsigned', reason: 'is not signed', openpgp: true };
+  if (kind === 'x509') {
+    return { ok: false, code: 'unsupported_signature', reason: 'is signed with an X.509 certificate (gpgsm), which secd does not accept', openpgp: true };
+  }
+  if (kind === 'ssh') {
+    const v = await verifySshCommitSignature(raw, keyring.ssh, now, objectFormat);
+    // SSH reasons carry their own fix (GitLab's SSH keys page, usage types): no OpenPGP help after them.
+    return v.ok ? v : { ...v, openpgp: false };
+  }
+  const v = await verifyCommitSignature(raw, keyring.gpg, now, objectFormat);
+  if (!v.ok) {
+    let reason = v.reason;
+    if (v.code === 'unknown_key' && keyring.unreadable.length > 0) reason += ` (GitLab keys secd could not read: ${keyring.unreadable.join(', ')})`;
+    return { ok: false, code: v.code, reason, openpgp: true };
+  }
+  const own = keyring.emails.get(v.user.id) ?? [];
+  if (!own.includes(v.committerEmail.toLowerCase())) {
+    return {
+      ok: false,
+      code: 'email_mismatch',
+      reason:
+        `has committer email ${v.committerEmail}, a user id of key ${v.fingerprint} of ${v.user.username}, ` +
+        `but not one of the verified emails of ${v.user.username}'s GitLab account (add and verify it in GitLab > Preferences > Emails)`,
+      openpgp: true,
+    };
+  }
+  return v;
+}
+
+/**
+ * The refusal of the first refused commit, with both ways out for every refused commit: rewrite the
+ * history signed (needs a force push, which a protected branch forbids: the commits are in GitLab
+ * already) or vouch for them in one new signed commit (a plain push). Not for a newest commit signed
+ * by someone else: a commit of the pusher's own on top is the fix, and signatureHelp says so.
+ */
+function refusal(refused: Array<{ index: number; c: Checked }>, pusher: KeyOwner): PushVerdict {
+  const first = refused[0]!.c;
+  const verdict = first.verdict as Refused;
+  let extra: string | undefined;
+  if (verdict.code !== 'not_pushers_key') {
+    const base = first.parent ?? '--root';
+    const trailers = refused.map(({ c }) => `--trailer '${VOUCH_TRAILER}: ${c.sha}'`).join(' ');
+    const which = refused.length === 1 ? 'this commit' : `these ${refused.length} commits (${refused.map(({ c }) => short(c.sha)).join(', ')})`;
+    extra =
+      `to fix ${which} either rewrite the history signed: git rebase --exec 'git commit --amend --no-edit -S' ${base}, ` +
+      `then git push --force-with-lease (only where the branch allows force pushes); ` +
+      `or vouch for ${refused.length === 1 ? 'it' : 'them'} as ${pusher.username} without rewriting: ` +
+      `git commit --allow-empty -S -m 'Vouch for unsigned commits' ${trailers}, then git push (no force needed)`;
+  }
+  const reason = verdict.openpgp
+    ? refusalReason(verdict.code, first.sha, verdict.reason, extra)
+    : oneLine(`commit ${short(first.sha)} ${verdict.reason}${extra ? `; ${extra}` : ''}`);
+  return { ok: false, code: verdict.code, commit: short(first.sha), reason };
 }
 
 function short(sha: string): string {

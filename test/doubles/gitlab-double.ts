@@ -3,7 +3,8 @@
  * scheduler/gitlab/gitlab-port.ts, real git over smart HTTP through `git http-backend`, push webhooks
  * sent the way GitLab sends them (shapes from test/fixtures/gitlab/*.json, behaviour from
  * GitLab's Git::BranchHooksService, Git::TagHooksService and Gitlab::DataBuilder::Push), and the
- * merge requests of output review with their approvals, notes and Merge Request Hooks.
+ * merge requests of output review with their approvals, notes and Merge Request Hooks, users' SSH
+ * keys (usage, expiry) and secondary emails, and the push event GitLab's "Test" button sends.
  *
  * It is a library for integration tests and the benchmark, compiled into dist/ too: plain node:http,
  * no test-runner imports. Everything it did is kept in inspectable lists (statuses, deliveries,
@@ -17,15 +18,16 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DoubleState, type DoubleProject, type DoubleUser, type DoubleWebhook } from './gitlab/double-state.js';
+import { DoubleState, type DoubleProject, type DoubleUser, type DoubleWebhook, type StoredSshKey } from './gitlab/double-state.js';
 import { GitSmartHttp, type RecordedGitRequest } from './gitlab/git-smart-http.js';
 import { HookSender, type RawSend, type RecordedDelivery } from './gitlab/hook-sender.js';
 import { sendJson } from './gitlab/http-helpers.js';
 import { MergeRequests, type DoubleMergeRequest, type ForgedHook } from './gitlab/merge-requests.js';
 import { PushEventBuilder } from './gitlab/push-events.js';
+import { BOT_USER_ID } from './gitlab/double-state.js';
 import { RestApi, type RecordedApiRequest, type RecordedStatus, type RejectedStatus } from './gitlab/rest-api.js';
 
-export { ACCESS, BOT_USER_ID, type DoubleProject, type DoubleUser, type DoubleWebhook } from './gitlab/double-state.js';
+export { ACCESS, BOT_USER_ID, type DoubleProject, type DoubleUser, type DoubleWebhook, type StoredSshKey } from './gitlab/double-state.js';
 export type { RecordedGitRequest } from './gitlab/git-smart-http.js';
 export type { DoubleApproval, DoubleMergeRequest, DoubleNote, ForgedHook } from './gitlab/merge-requests.js';
 export type { MergeRequestAction, MergeRequestEvent } from './gitlab/merge-request-events.js';
@@ -68,6 +70,21 @@ export interface GitLabDouble {
   addUser(u: { username: string; name?: string; email: string; password?: string; gpgKeys?: string[] }): DoubleUser;
   /** Add an armored public key to a user's GPG keys. */
   addGpgKey(userId: number, armored: string): void;
+  /**
+   * Add an OpenSSH public key line to a user's SSH keys; `usageType` defaults to GitLab's
+   * `auth_and_signing`, `expiresAt` (ISO) to never. Returns the key as GET /users/:id/keys lists it.
+   */
+  addSshKey(userId: number, k: { key: string; usageType?: StoredSshKey['usage_type']; expiresAt?: string | null; title?: string }): StoredSshKey;
+  /** Remove one of a user's SSH keys by its id. */
+  removeSshKey(userId: number, keyId: number): void;
+  /** Add a secondary email, confirmed unless `confirmed: false` (the primary is the user's `email`). */
+  addEmail(userId: number, email: string, opts?: { confirmed?: boolean }): void;
+  /**
+   * Press "Test > Push events" of the project's hooks as `userId` (an administrator, say): the
+   * default branch's newest three commits sent as a push by that user, to every hook. Resolves
+   * once the deliveries are queued; `idle()` waits for them.
+   */
+  sendTestPushEvent(projectId: number, userId: number): Promise<void>;
   /** Add a project and create its bare repository (`git init --bare -b <defaultBranch>`). */
   addProject(p: { path: string; defaultBranch?: string; members?: number[] }): DoubleProject;
   /** Make a user a direct member (Developer by default) or change their level. */
@@ -112,7 +129,8 @@ export async function startGitLabDouble(opts: StartOptions): Promise<GitLabDoubl
   const hooks = new HookSender(state);
   const mergeRequests = new MergeRequests(state, hooks);
   const api = new RestApi(state, mergeRequests);
-  const git = new GitSmartHttp(state, new PushEventBuilder(state), hooks, mergeRequests);
+  const events = new PushEventBuilder(state);
+  const git = new GitSmartHttp(state, events, hooks, mergeRequests);
   const server = createServer((req, res) => {
     route(req, res, api, git).catch((err: unknown) => {
       state.internalErrors.push(`request ${req.method} ${req.url}: ${String(err)}`);
@@ -140,6 +158,16 @@ export async function startGitLabDouble(opts: StartOptions): Promise<GitLabDoubl
     internalErrors: state.internalErrors,
     addUser: (u) => state.addUser(u),
     addGpgKey: (userId, armored) => state.addGpgKey(userId, armored),
+    addSshKey: (userId, k) => state.addSshKey(userId, k),
+    removeSshKey: (userId, keyId) => state.removeSshKey(userId, keyId),
+    addEmail: (userId, email, opts) => state.addEmail(userId, email, opts),
+    sendTestPushEvent: (projectId, userId) =>
+      state.track(async () => {
+        const project = state.project(projectId);
+        const user = userId === BOT_USER_ID ? state.botUser : state.users.get(userId);
+        if (!user) throw new Error(`sendTestPushEvent: no user ${userId}`);
+        hooks.send(project, await events.buildTestEvent(project, user));
+      }),
     addProject: (p) => state.addProject(p),
     addMember: (projectId, userId, accessLevel) => state.addMember(projectId, userId, accessLevel),
     project: (idOrPath) => state.project(idOrPath),

@@ -1,5 +1,6 @@
 /**
- * What the GitLab double knows: users with their passwords and GPG keys, projects with their direct
+ * What the GitLab double knows: users with their passwords, GPG keys, SSH keys (with their usage and
+ * expiry) and secondary emails (confirmed or not), projects with their direct
  * members and bare repositories, webhook registrations, and the work still in flight. The REST API,
  * git over HTTP and the hook sender all read and write this one object, so a user added by a test is
  * at once a member the API lists, a login git accepts and an author the push events name.
@@ -69,6 +70,24 @@ export interface StoredGpgKey {
   created_at: string;
 }
 
+/** One entry of GET /users/:id/keys, as GitLab's SSHKey entity shows it. */
+export interface StoredSshKey {
+  id: number;
+  title: string;
+  key: string;
+  created_at: string;
+  /** null: the key never expires */
+  expires_at: string | null;
+  usage_type: 'auth' | 'signing' | 'auth_and_signing';
+}
+
+/** One entry of GET /users/:id/emails: a secondary email, `confirmed_at` null until confirmed. */
+export interface StoredEmail {
+  id: number;
+  email: string;
+  confirmed_at: string | null;
+}
+
 /** The URLs GitLab derives from a project's path. */
 export interface ProjectUrls {
   web: string;
@@ -89,6 +108,9 @@ export class DoubleState {
   readonly reposDir: string;
   readonly users = new Map<number, DoubleUser>();
   readonly gpgKeys = new Map<number, StoredGpgKey[]>();
+  readonly sshKeys = new Map<number, StoredSshKey[]>();
+  /** Secondary emails per user; the primary is DoubleUser.email (always confirmed here). */
+  readonly emails = new Map<number, StoredEmail[]>();
   readonly projects = new Map<number, DoubleProject>();
   readonly hooks: DoubleWebhook[] = [];
 
@@ -98,6 +120,8 @@ export class DoubleState {
   private readonly pending = new Set<Promise<unknown>>();
   private nextUserId = 1;
   private nextGpgKeyId = 1;
+  private nextSshKeyId = 1;
+  private nextEmailId = 1;
   private nextHookId = 1;
 
   constructor(opts: { token: string; dataDir?: string }) {
@@ -135,6 +159,8 @@ export class DoubleState {
     };
     this.users.set(user.id, user);
     this.gpgKeys.set(user.id, []);
+    this.sshKeys.set(user.id, []);
+    this.emails.set(user.id, []);
     for (const key of u.gpgKeys ?? []) this.addGpgKey(user.id, key);
     return user;
   }
@@ -143,6 +169,41 @@ export class DoubleState {
     const keys = this.gpgKeys.get(userId);
     if (!keys) throw new Error(`addGpgKey: no user ${userId}`);
     keys.push({ id: this.nextGpgKeyId++, key: armored, created_at: new Date().toISOString() });
+  }
+
+  /**
+   * Add an SSH public key line (`ssh-ed25519 AAAA... comment`) to a user's SSH keys: GitLab's
+   * default usage is `auth_and_signing`; `expiresAt` is an ISO time (GitLab stores the day's start).
+   */
+  addSshKey(userId: number, k: { key: string; usageType?: StoredSshKey['usage_type']; expiresAt?: string | null; title?: string }): StoredSshKey {
+    const keys = this.sshKeys.get(userId);
+    if (!keys) throw new Error(`addSshKey: no user ${userId}`);
+    if (!/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+/.test(k.key)) throw new Error(`addSshKey: not an OpenSSH public key line: ${k.key.slice(0, 40)}`);
+    const stored: StoredSshKey = {
+      id: this.nextSshKeyId++,
+      title: k.title ?? `key ${this.nextSshKeyId - 1}`,
+      key: k.key.trim(),
+      created_at: new Date().toISOString(),
+      expires_at: k.expiresAt ?? null,
+      usage_type: k.usageType ?? 'auth_and_signing',
+    };
+    keys.push(stored);
+    return stored;
+  }
+
+  /** Remove one of a user's SSH keys (as the user would in their profile). */
+  removeSshKey(userId: number, keyId: number): void {
+    const keys = this.sshKeys.get(userId);
+    const i = keys?.findIndex((k) => k.id === keyId) ?? -1;
+    if (!keys || i < 0) throw new Error(`removeSshKey: user ${userId} has no SSH key ${keyId}`);
+    keys.splice(i, 1);
+  }
+
+  /** Add a secondary email to a user, confirmed (the default) or still waiting for confirmation. */
+  addEmail(userId: number, email: string, opts: { confirmed?: boolean } = {}): void {
+    const emails = this.emails.get(userId);
+    if (!emails) throw new Error(`addEmail: no user ${userId}`);
+    emails.push({ id: this.nextEmailId++, email, confirmed_at: opts.confirmed === false ? null : new Date().toISOString() });
   }
 
   addProject(p: { path: string; defaultBranch?: string; members?: number[] }): DoubleProject {

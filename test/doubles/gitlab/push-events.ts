@@ -105,6 +105,30 @@ export class PushEventBuilder {
   }
 
   /**
+   * What GitLab's "Test" button for push events sends (Gitlab::DataBuilder::Push.build_sample): the
+   * default branch's newest three commits (fewer when it has fewer) as a push by `user`, the one who
+   * clicked, usually an administrator, with `before` the oldest of them and `after` the newest.
+   * Nothing was pushed: the commits are whoever's they are.
+   */
+  async buildTestEvent(project: DoubleProject, user: DoubleUser): Promise<PushEvent> {
+    const repo = this.state.repoDir(project.path);
+    const ref = `refs/heads/${project.defaultBranch}`;
+    const newest = (await this.state.git(repo, ['rev-list', '--max-count=3', ref, '--'])).split('\n').filter(Boolean);
+    if (newest.length === 0) throw new Error(`buildTestEvent: ${project.path} has no commits on ${project.defaultBranch}`);
+    return this.pushEvent(project, user, {
+      kind: 'push',
+      ref,
+      oldrev: newest[newest.length - 1]!,
+      newrev: newest[0]!,
+      protected: true,
+      checkoutSha: newest[0]!,
+      message: null,
+      commits: await this.describeCommits(project, [...newest].reverse()),
+      total: newest.length,
+    });
+  }
+
+  /**
    * Git::BranchHooksService: a created default branch lists its history, another created branch
    * the commits not on the default branch, an update `oldrev..newrev`, a deletion nothing. The
    * payload carries the newest 20, oldest first, and the true count.

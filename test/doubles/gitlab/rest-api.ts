@@ -1,6 +1,7 @@
 /**
  * The REST calls of scheduler/gitlab/gitlab-port.ts, answered as GitLab answers them: the admin token
  * by `PRIVATE-TOKEN` or `Authorization: Bearer`, paginated members with GitLab's headers, GPG keys,
+ * SSH keys and emails of a user, a user as an administrator sees one (with the primary `email`),
  * users by name, projects, a branch and its head commit, commit statuses with GitLab's parameter
  * checks and its status state machine (so pending or running posted twice is a 400, as on GitLab),
  * and merge requests (handed to merge-requests.ts). Every answer is recorded.
@@ -114,6 +115,16 @@ export class RestApi {
         const keys = /^\d+$/.test(seg[1]!) ? this.state.gpgKeys.get(Number(seg[1])) : undefined;
         if (!keys) throw new HttpError(404, { message: '404 User Not Found' });
         sendJson(res, 200, keys);
+      } else if (method === 'GET' && seg.length === 3 && seg[0] === 'users' && seg[2] === 'keys') {
+        sendJson(res, 200, this.ofUser(this.state.sshKeys, seg[1]!));
+      } else if (method === 'GET' && seg.length === 3 && seg[0] === 'users' && seg[2] === 'emails') {
+        // An administrator's call; like the GitLab versions whose docs say so, the primary is not listed.
+        sendJson(res, 200, this.ofUser(this.state.emails, seg[1]!));
+      } else if (method === 'GET' && seg.length === 2 && seg[0] === 'users') {
+        const user = /^\d+$/.test(seg[1]!) ? this.state.users.get(Number(seg[1])) : undefined;
+        if (!user) throw new HttpError(404, { message: '404 User Not Found' });
+        // The admin token sees the primary email and when the account was confirmed.
+        sendJson(res, 200, { ...this.userJson(user), email: user.email, confirmed_at: '2024-01-01T00:00:00.000Z', is_admin: false });
       } else if (method === 'GET' && seg.length === 5 && seg[0] === 'projects' && seg[2] === 'repository' && seg[3] === 'branches') {
         sendJson(res, 200, await this.branchJson(this.apiProject(seg[1]!), seg[4]!));
       } else if (method === 'POST' && seg.length === 4 && seg[0] === 'projects' && seg[2] === 'statuses') {
@@ -140,6 +151,13 @@ export class RestApi {
     if (given === undefined && auth && /^Bearer /i.test(auth)) given = auth.slice(7).trim();
     if (given === undefined || !safeEqual(given, this.state.token)) return null;
     return { user: this.state.botUser, bot: true };
+  }
+
+  /** A user's list from `lists`, by the id in the path; GitLab's 404 for an unknown user. */
+  private ofUser<T>(lists: Map<number, T[]>, id: string): T[] {
+    const list = /^\d+$/.test(id) ? lists.get(Number(id)) : undefined;
+    if (!list) throw new HttpError(404, { message: '404 User Not Found' });
+    return list;
   }
 
   private apiProject(id: string): DoubleProject {
