@@ -82,6 +82,17 @@ describe('weak digests and keys are refused as too weak, never as tampering', ()
     expectRefusal(verdict, sha, 'weak_key', /an RSA key of 1024 bits/, "gpg --quick-gen-key 'Your Name <you@example.org>' ed25519 sign");
   });
 
+  it('a commit signed by a DSA-1024 key is refused as weak_key, and as weak_digest when gpg picked SHA-1 for it', async () => {
+    const dora = await gpg.generateKey({ name: 'Dora Dsa', email: 'dora@example.org', algo: 'dsa1024' });
+    const doraCandidate = await candidate(dora);
+    const sha256 = await repo.commit('dsa sha-256', { signer: await gpg.gitSigner(dora, { digestAlgo: 'SHA256' }), committerEmail: 'dora@example.org' });
+    const weakKey = await verifyCommitSignature(await repo.readCommit(sha256), [doraCandidate], new Date());
+    expectRefusal(weakKey, sha256, 'weak_key', /a DSA key of 1024 bits/, 'or rsa4096');
+    const sha1 = await repo.commit('dsa sha-1', { signer: await gpg.gitSigner(dora, { digestAlgo: 'SHA1' }), committerEmail: 'dora@example.org' });
+    const weakDigest = await verifyCommitSignature(await repo.readCommit(sha1), [doraCandidate], new Date());
+    expectRefusal(weakDigest, sha1, 'weak_digest', /SHA-1 digest/, 'if your key is DSA-1024');
+  });
+
   it('an RSA-3072 key is accepted with SHA-256, and its SHA-1 signatures are weak_digest, its forged ones bad_signature', async () => {
     const rose = await gpg.generateKey({ name: 'Rose Rsa', email: 'rose@example.org', algo: 'rsa3072' });
     const roseCandidate = await candidate(rose);
@@ -120,6 +131,26 @@ describe('the key and its user ids', () => {
     const sha = await repo.commit('while valid', { signer: await gpg.gitSigner(eve, { at }), committerEmail: 'eve@example.org', date: at.toISOString() });
     const verdict = await verifyCommitSignature(await repo.readCommit(sha), [await candidate(eve)], new Date());
     expectRefusal(verdict, sha, 'expired_key', /which expired on \d{4}-\d\d-\d\d/, 'gpg --quick-set-expire');
+  });
+
+  it('a key whose only self-signature is newer than the commit (its expiry changed since) still verifies it', async () => {
+    const made = new Date(Date.now() - 10 * 24 * 3600_000);
+    const at = new Date(made.getTime() + 24 * 3600_000);
+    const kim = await gpg.generateKey({ name: 'Kim Renewed', email: 'kim@example.org', expire: '1y', createdAt: made });
+    const sha = await repo.commit('before the renewal', { signer: await gpg.gitSigner(kim, { at }), committerEmail: 'kim@example.org', date: at.toISOString() });
+    await gpg.gpg(['--quick-set-expire', kim.fingerprint, '2y'], { at: new Date(at.getTime() + 24 * 3600_000) });
+    // export-minimal keeps only the newest self-signature, as many uploaded keys have it.
+    const armored = await gpg.gpg(['--armor', '--export-options', 'export-minimal', '--export', kim.fingerprint]);
+    const raw = await repo.readCommit(sha);
+    // openpgp.verify alone judges the key at signing time, when it had no self-signature yet.
+    const plain = await openpgp.verify({
+      message: await openpgp.createMessage({ binary: new Uint8Array(parseCommit(raw).payload) }),
+      signature: await openpgp.readSignature({ armoredSignature: parseCommit(raw).signature! }),
+      verificationKeys: [await openpgp.readKey({ armoredKey: armored })],
+    });
+    await expect(plain.signatures[0]!.verified).rejects.toThrow();
+    const verdict = await verifyCommitSignature(raw, [await candidate(kim, armored)], new Date());
+    expect(verdict).toMatchObject({ ok: true, fingerprint: kim.fingerprint });
   });
 
   it('a commit signed by a key that has been revoked since is refused as revoked_key', async () => {
