@@ -7,10 +7,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   gitlabApprovalsSchema,
+  gitlabEmailList,
   gitlabGpgKeyList,
   gitlabMemberList,
   gitlabMergeRequestSchema,
   gitlabProjectSchema,
+  gitlabSshKeyList,
+  gitlabUserDetailSchema,
   gitlabUserList,
   parseGitLabAnswer,
 } from './gitlab-answers.js';
@@ -47,6 +50,31 @@ describe('GitLab answers as GitLab documents them', () => {
     expect(parseGitLabAnswer(gitlabGpgKeyList, fixture('api_user_gpg_keys.json'))).toEqual({
       ok: true,
       value: [{ id: 1, key: '<PGP_PUBLIC_KEY_BLOCK>', created_at: '2017-09-05T09:17:46.264Z' }],
+    });
+  });
+
+  it("a user's SSH keys read with their usage, and GitLab's defaults where the sample leaves fields out", () => {
+    const read = parseGitLabAnswer(gitlabSshKeyList, fixture('api_user_keys.json'));
+    expect(read.ok && read.value.map((k) => [k.id, k.usage_type, k.expires_at, k.key.slice(0, 8)])).toEqual([
+      [1, 'auth', null, 'ssh-rsa '],
+      [3, 'signing', null, 'ssh-rsa '],
+    ]);
+    // A key from before GitLab 15.7 has no usage_type: GitLab's documented default is auth_and_signing.
+    const old = parseGitLabAnswer(gitlabSshKeyList, '[{"id": 9, "key": "ssh-ed25519 AAAA", "expires_at": "2030-01-01T00:00:00.000Z"}]');
+    expect(old).toEqual({ ok: true, value: [{ id: 9, key: 'ssh-ed25519 AAAA', usage_type: 'auth_and_signing', expires_at: '2030-01-01T00:00:00.000Z' }] });
+  });
+
+  it("a user's emails read with when each was confirmed, and an administrator's view of a user with the primary email", () => {
+    expect(parseGitLabAnswer(gitlabEmailList, fixture('api_user_emails.json'))).toEqual({
+      ok: true,
+      value: [
+        { email: 'email@example.com', confirmed_at: '2021-03-26T19:07:56.248Z' },
+        { email: 'email2@example.com', confirmed_at: null },
+      ],
+    });
+    expect(parseGitLabAnswer(gitlabUserDetailSchema, fixture('api_user_admin.json'))).toEqual({
+      ok: true,
+      value: { id: 1, username: 'john_smith', state: 'active', email: 'john@example.com', confirmed_at: '2012-05-23T09:05:22Z' },
     });
   });
 
@@ -108,6 +136,14 @@ describe('a malformed answer names the field that is wrong', () => {
     expect(parseGitLabAnswer(gitlabMergeRequestSchema, JSON.stringify(mr))).toEqual({ ok: true, value: mr });
     expect(parseGitLabAnswer(gitlabMergeRequestSchema, JSON.stringify({ ...mr, sha: 'da15608' }))).toMatchObject({ ok: false, field: 'answer.sha' });
     expect(parseGitLabAnswer(gitlabMergeRequestSchema, JSON.stringify({ ...mr, closed_by: { id: 1 } }))).toMatchObject({ ok: false, field: 'answer.closed_by.username' });
+  });
+
+  it('an SSH key with a usage GitLab does not have, and an email without its address', () => {
+    expect(parseGitLabAnswer(gitlabSshKeyList, '[{"id": 1, "key": "ssh-ed25519 AAAA", "usage_type": "everything", "expires_at": null}]')).toMatchObject({
+      ok: false,
+      field: 'answer[0].usage_type',
+    });
+    expect(parseGitLabAnswer(gitlabEmailList, '[{"id": 1, "confirmed_at": null}]')).toMatchObject({ ok: false, field: 'answer[0].email' });
   });
 
   it('a body that is not JSON at all (a proxy\'s HTML page)', () => {

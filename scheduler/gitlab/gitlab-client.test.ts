@@ -56,6 +56,23 @@ describe('the GitLab client against the GitLab double', () => {
     await expect(client.postCommitStatus(projectId, 'f'.repeat(40), { state: 'pending', name: 'secd' })).rejects.toMatchObject({ status: 404 });
   });
 
+  it("reads a user's SSH keys with usage and expiry, and their own verified emails, primary first", async () => {
+    const client = createGitLabClient({ url: gitlab.url, token: TOKEN });
+    const user = gitlab.addUser({ username: 'keyed', email: 'Keyed@Example.org' });
+    gitlab.addSshKey(user.id, { key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhhaGVsbG8 keyed@laptop', usageType: 'signing', expiresAt: '2030-01-01T00:00:00.000Z' });
+    gitlab.addSshKey(user.id, { key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdvb2RieWU keyed@server' });
+    expect(await client.listUserSshKeys(user.id)).toEqual([
+      { id: 1, key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhhaGVsbG8 keyed@laptop', usage_type: 'signing', expires_at: '2030-01-01T00:00:00.000Z' },
+      { id: 2, key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdvb2RieWU keyed@server', usage_type: 'auth_and_signing', expires_at: null },
+    ]);
+    gitlab.addEmail(user.id, 'keyed@home.example');
+    gitlab.addEmail(user.id, 'not-yet@example.org', { confirmed: false });
+    gitlab.addEmail(user.id, 'KEYED@example.org');
+    expect(await client.listUserEmails(user.id)).toEqual(['keyed@example.org', 'keyed@home.example']);
+    expect(gitlab.apiRequests.slice(-2).map((r) => r.path.replace(/\?.*/, '')).sort()).toEqual([`/api/v4/users/${user.id}`, `/api/v4/users/${user.id}/emails`]);
+    await expect(client.listUserEmails(4242)).rejects.toMatchObject({ status: 404 });
+  });
+
   it('a branch the project does not have has no head (null), not an error', async () => {
     const client = createGitLabClient({ url: gitlab.url, token: TOKEN });
     expect(await client.getBranchHead(projectId, 'main')).toBeNull();

@@ -1,9 +1,10 @@
 /**
  * The GitLab double's webhooks after real pushes: commit lists capped at 20 with the true count, new
- * and deleted branches, tag pushes, system hooks, redeliveries and raw sends, as GitLab sends them.
+ * and deleted branches, tag pushes, system hooks, redeliveries and raw sends, as GitLab sends them,
+ * and the push GitLab's "Test" button sends in the name of whoever pressed it.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BLANK_SHA } from './gitlab-double.js';
+import { BLANK_SHA, BOT_USER_ID } from './gitlab-double.js';
 import { prepareGitLabDouble } from './gitlab-double-fixture.js';
 
 const lab = prepareGitLabDouble({ beforeAll, afterAll, beforeEach, afterEach });
@@ -26,6 +27,29 @@ describe('push webhooks', () => {
     // oldest first, as GitLab sends them: the last one is the pushed head
     expect(event.commits.map((c) => c.id)).toEqual(shas.slice(5));
     expect(event.commits[19]).toMatchObject({ title: 'step 25', added: ['step-25.txt'] });
+  });
+
+  it('"Test push events" names the default branch\'s newest three commits as a push by whoever pressed it', async () => {
+    const { dir } = await pushedClone();
+    const shas = await commitMany(dir, 4);
+    await git(dir, 'push', '-q', 'origin', 'HEAD:main');
+    await lab.gl.idle();
+    await lab.gl.sendTestPushEvent(lab.project.id, BOT_USER_ID);
+    await lab.gl.idle();
+
+    const event = payload(hooks().at(-1)!);
+    expect(event).toMatchObject({
+      object_kind: 'push',
+      ref: 'refs/heads/main',
+      before: shas[1],
+      after: shas[3],
+      checkout_sha: shas[3],
+      user_id: BOT_USER_ID,
+      user_username: 'secd-bot',
+      total_commits_count: 3,
+    });
+    expect(event.commits.map((c) => c.id)).toEqual(shas.slice(1));
+    await expect(lab.gl.sendTestPushEvent(lab.project.id, 4242)).rejects.toThrow('no user 4242');
   });
 
   it('a new branch has before = zeros; deleting it has after = zeros and no commits', async () => {

@@ -1,6 +1,7 @@
 /**
  * The GitLab double's REST API, the calls secd makes: the token, projects by id or path, paged
- * members, a user's GPG keys, and commit statuses with GitLab's transition rules.
+ * members, a user's GPG keys, SSH keys and emails, a user as an administrator sees one, and commit
+ * statuses with GitLab's transition rules.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ACCESS } from './gitlab-double.js';
@@ -36,6 +37,29 @@ describe('REST API', () => {
     const missing = await api('/projects/42');
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ message: '404 Project Not Found' });
+  });
+
+  it("lists a user's SSH keys with usage and expiry, their secondary emails, and shows an administrator their primary email", async () => {
+    const line = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhhaGVsbG8 ada@laptop';
+    lab.gl.addSshKey(lab.ada.id, { key: line, usageType: 'signing', expiresAt: '2031-02-03T00:00:00.000Z' });
+    lab.gl.addSshKey(lab.ada.id, { key: `${line}2` });
+    const keys = (await (await api(`/users/${lab.ada.id}/keys`)).json()) as Array<Record<string, unknown>>;
+    expect(keys).toEqual([
+      { id: 1, title: 'key 1', key: line, created_at: expect.any(String), expires_at: '2031-02-03T00:00:00.000Z', usage_type: 'signing' },
+      { id: 2, title: 'key 2', key: `${line}2`, created_at: expect.any(String), expires_at: null, usage_type: 'auth_and_signing' },
+    ]);
+    lab.gl.removeSshKey(lab.ada.id, 1);
+    expect(((await (await api(`/users/${lab.ada.id}/keys`)).json()) as unknown[]).length).toBe(1);
+    expect(() => lab.gl.addSshKey(lab.ada.id, { key: 'not a key' })).toThrow('not an OpenSSH public key line');
+
+    lab.gl.addEmail(lab.ada.id, 'ada@home.example');
+    lab.gl.addEmail(lab.ada.id, 'ada@new.example', { confirmed: false });
+    expect(await (await api(`/users/${lab.ada.id}/emails`)).json()).toEqual([
+      { id: 1, email: 'ada@home.example', confirmed_at: expect.any(String) },
+      { id: 2, email: 'ada@new.example', confirmed_at: null },
+    ]);
+    expect(await (await api(`/users/${lab.ada.id}`)).json()).toMatchObject({ id: lab.ada.id, username: 'ada', email: 'ada@example.org', confirmed_at: expect.any(String) });
+    for (const path of ['/users/999', '/users/999/keys', '/users/999/emails']) expect((await api(path)).status).toBe(404);
   });
 
   it('pages members/all like GitLab, and lists a user\'s GPG keys', async () => {
