@@ -101,6 +101,21 @@ afterAll(async () => {
   fs.rmSync(tmpRoot, { recursive: true, force: true });
 });
 
+describe('what the engine logs', () => {
+  it('an expected absence (an image not built yet, a volume already gone) is debug, never a warning; a real failure warns', async () => {
+    const lines: Array<[string, string]> = [];
+    const record = (level: string) => (_fields: Record<string, unknown>, msg: string) => void lines.push([level, msg]);
+    const logged = createDockerEngine({ logger: { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') } });
+    expect(await logged.inspectImage('secd-test/never-built:nope')).toBeNull();
+    expect(await logged.removeVolume('secd-test-volume-that-never-was')).toBe(false);
+    expect(lines.filter(([level]) => level === 'warn' || level === 'error')).toEqual([]);
+    expect(lines.filter(([level]) => level === 'debug').map(([, msg]) => msg)).toEqual(['docker image.inspect: 404, as may be', 'docker volume.remove: 404, as may be']);
+    // An image reference docker refuses outright is not an absence: that still warns.
+    await expect(logged.inspectImage('UPPER/Case:bad')).rejects.toThrow();
+    expect(lines.filter(([level]) => level === 'warn').map(([, msg]) => msg)).toEqual(['docker image.inspect failed']);
+  });
+});
+
 describe('building', () => {
   it('builds a Dockerfile, captures every line of the build log and returns the image id', async () => {
     const lines: string[] = [];

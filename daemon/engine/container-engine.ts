@@ -222,6 +222,8 @@ export interface ContainerEngine {
 
 /** The logger the engine writes its docker calls to; pino's `(fields, msg)` shape. */
 export interface EngineLogger {
+  /** Expected absences (an image not built yet, a volume already gone); optional for small loggers. */
+  debug?(fields: Record<string, unknown>, msg: string): void;
   info(fields: Record<string, unknown>, msg: string): void;
   warn(fields: Record<string, unknown>, msg: string): void;
   error(fields: Record<string, unknown>, msg: string): void;

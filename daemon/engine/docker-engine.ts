@@ -48,7 +48,12 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
   const ms = (since: number) => now().getTime() - since;
   const supervisor = containerSupervisor({ log, now, describeError: messageOf });
 
-  async function call<T>(op: string, ids: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
+  /**
+   * One engine call, logged. `expected` lists the status codes that are answers, not failures (404 of
+   * an image that is not built yet, of a volume already gone): the caller turns them into values, so
+   * they are logged at debug level and a successful run's output stays free of warnings.
+   */
+  async function call<T>(op: string, ids: Record<string, unknown>, fn: () => Promise<T>, expected: readonly number[] = []): Promise<T> {
     const t0 = now().getTime();
     log.info({ op, ...ids }, `docker ${op}`);
     try {
@@ -56,14 +61,16 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       log.info({ op, ...ids, ms: ms(t0) }, `docker ${op} done`);
       return result;
     } catch (err) {
-      log.warn({ op, ...ids, ms: ms(t0), status: statusOf(err), err: messageOf(err) }, `docker ${op} failed`);
+      const status = statusOf(err);
+      if (status !== undefined && expected.includes(status)) log.debug?.({ op, ...ids, ms: ms(t0), status }, `docker ${op}: ${status}, as may be`);
+      else log.warn({ op, ...ids, ms: ms(t0), status, err: messageOf(err) }, `docker ${op} failed`);
       throw err;
     }
   }
 
   async function inspectImage(ref: string): Promise<ImageInfo | null> {
     try {
-      const info = await call('image.inspect', { ref }, () => docker.getImage(ref).inspect());
+      const info = await call('image.inspect', { ref }, () => docker.getImage(ref).inspect(), [404]);
       return { id: info.Id, labels: info.Config?.Labels ?? {} };
     } catch (err) {
       if (statusOf(err) === 404) return null;
@@ -73,7 +80,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
 
   async function removeContainer(id: string): Promise<void> {
     try {
-      await call('container.remove', { container: id }, () => docker.getContainer(id).remove({ force: true, v: true }));
+      await call('container.remove', { container: id }, () => docker.getContainer(id).remove({ force: true, v: true }), [404, 409]);
     } catch (err) {
       if (statusOf(err) === 404) return;
       // 409: removal already in progress, which is what we wanted.
@@ -86,14 +93,14 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
   async function stopContainer(id: string, graceSeconds: number): Promise<boolean> {
     const c = docker.getContainer(id);
     try {
-      await call('container.stop', { container: id, t: graceSeconds }, () => c.stop({ t: graceSeconds }));
+      await call('container.stop', { container: id, t: graceSeconds }, () => c.stop({ t: graceSeconds }), [304, 404]);
       return true;
     } catch (err) {
       const status = statusOf(err);
       if (status === 304 || status === 404) return false;
       log.error({ container: id, err: messageOf(err) }, 'stop failed; killing');
       try {
-        await call('container.kill', { container: id }, () => c.kill());
+        await call('container.kill', { container: id }, () => c.kill(), [404, 409]);
         return true;
       } catch (killErr) {
         const s = statusOf(killErr);
@@ -119,7 +126,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       ids,
       async wait() {
         try {
-          const waited = (await call('container.wait', ids, () => container.wait())) as { StatusCode?: number };
+          const waited = (await call('container.wait', ids, () => container.wait(), [404])) as { StatusCode?: number };
           return typeof waited.StatusCode === 'number' ? waited.StatusCode : null;
         } catch (err) {
           // 404: removed behind our back; it ran and is gone, with no exit code to report.
@@ -130,7 +137,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       stop: (graceSeconds) => stopContainer(container.id, graceSeconds),
       async inspect() {
         try {
-          return recordOf(await call('container.inspect', ids, () => container.inspect()));
+          return recordOf(await call('container.inspect', ids, () => container.inspect(), [404]));
         } catch (err) {
           if (statusOf(err) === 404) return null;
           throw err;
@@ -347,7 +354,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
 
     async readArchive(containerId, p) {
       try {
-        return await call('container.archive', { container: containerId, path: p }, () => docker.getContainer(containerId).getArchive({ path: p }));
+        return await call('container.archive', { container: containerId, path: p }, () => docker.getContainer(containerId).getArchive({ path: p }), [404]);
       } catch (err) {
         if (statusOf(err) === 404) return null;
         throw err;
@@ -356,7 +363,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
 
     async removeVolume(name) {
       try {
-        await call('volume.remove', { volume: name }, () => docker.getVolume(name).remove());
+        await call('volume.remove', { volume: name }, () => docker.getVolume(name).remove(), [404, 409]);
         return true;
       } catch (err) {
         if (statusOf(err) === 404) return false;
@@ -368,7 +375,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
 
     async removeImage(ref) {
       try {
-        await call('image.remove', { ref }, () => docker.getImage(ref).remove({ force: true }));
+        await call('image.remove', { ref }, () => docker.getImage(ref).remove({ force: true }), [404]);
         return true;
       } catch (err) {
         if (statusOf(err) === 404) return false;
