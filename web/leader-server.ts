@@ -87,6 +87,11 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     });
     // A browser presents the token once as ?read_token=…; it is kept in a cookie and dropped from the URL.
     app.addHook('onRequest', async (req, reply) => {
+      // A bearer token that is presented but wrong is an error, not an anonymous read: a script
+      // (`secd status --read-token-file`) learns its token is wrong instead of seeing "(hidden)".
+      if (access.presentsWrongBearer(req.headers) && req.url.startsWith('/api/')) {
+        return reply.code(401).send({ error: "that is not this leader's read token (leader.yml api.read_token)" });
+      }
       const url = new URL(req.url, 'http://leader');
       const given = url.searchParams.get('read_token');
       if (given === null || req.method !== 'GET') return;

@@ -115,6 +115,13 @@ export class ReadAccess {
     return cookie !== null && this.matches(cookie);
   }
 
+  /** Whether the request carries an `Authorization: Bearer` token that is not the read token. */
+  presentsWrongBearer(headers: IncomingHttpHeaders): boolean {
+    const auth = headers.authorization;
+    if (this.token === null || typeof auth !== 'string' || !/^bearer /i.test(auth)) return false;
+    return !this.matches(auth.slice(7).trim());
+  }
+
   /** Whether `candidate` is the read token (in constant time). */
   matches(candidate: string): boolean {
     return this.token !== null && secretsEqual(candidate, this.token);

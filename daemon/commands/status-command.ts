@@ -129,11 +129,16 @@ export function renderStatusTables(nodes: ApiNode[], runs: ApiRun[], queued: num
   return `${out.join('\n')}\n`;
 }
 
-/** Read nodes and the newest `limit` runs from the leader at `leader`. */
-export async function fetchStatus(leader: string, limit: number): Promise<StatusFetchResult> {
+/**
+ * Read nodes and the newest `limit` runs from the leader at `leader`; with `readToken` (leader.yml
+ * `api.read_token`) as a bearer token, so a private leader shows who pushed what.
+ */
+export async function fetchStatus(leader: string, limit: number, readToken: string | null = null): Promise<StatusFetchResult> {
   const base = leader.replace(/\/+$/, '');
+  const headers: Record<string, string> = readToken ? { Authorization: `Bearer ${readToken}` } : {};
   const get = async (path: string): Promise<unknown> => {
-    const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(10_000), headers });
+    if (res.status === 401 && readToken) throw new BadAnswer(`${path} answered HTTP 401: the leader refused the read token`);
     if (!res.ok) throw new BadAnswer(`${path} answered HTTP ${res.status}`);
     return res.json();
   };
@@ -163,16 +168,24 @@ export function registerStatusCommand(program: Command): void {
   program
     .command('status')
     .description("nodes, GPUs and runs as tables, from the leader's API")
-    .option('--leader <url>', 'the leader', 'http://127.0.0.1:8080')
+    .option('--leader <url>', 'the leader (default: the config\'s public_url, else http://127.0.0.1:8080)')
+    .option('--config <file>', "a leader.yml or up.yml: its public_url and api.read_token (read on the leader's machine)")
+    .option('--read-token-file <file>', "a file holding the leader's api.read_token (a private leader hides who pushed what without it)")
     .option('--runs <n>', 'how many recent runs to list', '20')
-    .action(async (options: { leader: string; runs: string }) => {
+    .action(async (options: { leader?: string; config?: string; readTokenFile?: string; runs: string }) => {
+      const target = await statusTarget(options);
+      if (!target.ok) {
+        process.stderr.write(`secd status: ${target.reason}\n`);
+        process.exitCode = 2;
+        return;
+      }
       const limit = Number(options.runs);
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
         process.stderr.write(`secd status: --runs must be an integer from 1 to 1000 (got "${options.runs}")\n`);
         process.exitCode = 2;
         return;
       }
-      const status = await fetchStatus(options.leader, limit);
+      const status = await fetchStatus(target.leader, limit, target.readToken);
       if (!status.ok) {
         process.stderr.write(`secd status: ${inertCell(status.reason)}\n`);
         process.exitCode = 1;
@@ -180,4 +193,33 @@ export function registerStatusCommand(program: Command): void {
       }
       process.stdout.write(renderStatusTables(status.nodes, status.runs, status.queued, new Date()));
     });
+}
+
+/** Where `secd status` reads from and with which token: flags first, then the config file's keys. */
+async function statusTarget(options: { leader?: string; config?: string; readTokenFile?: string }): Promise<
+  { ok: true; leader: string; readToken: string | null } | { ok: false; reason: string }
+> {
+  let leader = options.leader ?? null;
+  let readToken: string | null = null;
+  if (options.config !== undefined) {
+    // Loaded only when asked: the config modules are not needed for a plain `secd status`.
+    const { loadAdminConfig } = await import('./admin-command.js');
+    try {
+      const config = loadAdminConfig(options.config);
+      leader ??= config.public_url;
+      readToken = config.api.read_token;
+    } catch (err) {
+      return { ok: false, reason: errorText(err) };
+    }
+  }
+  if (options.readTokenFile !== undefined) {
+    const { readFileSync } = await import('node:fs');
+    try {
+      readToken = readFileSync(options.readTokenFile, 'utf8').trim();
+    } catch (err) {
+      return { ok: false, reason: `--read-token-file: cannot read ${options.readTokenFile} (${errorText(err)})` };
+    }
+    if (readToken === '') return { ok: false, reason: `--read-token-file: ${options.readTokenFile} is empty` };
+  }
+  return { ok: true, leader: leader ?? 'http://127.0.0.1:8080', readToken };
 }

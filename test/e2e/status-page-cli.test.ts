@@ -4,9 +4,10 @@
  * cannot be reached.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { aGpu, aNode, aRun, startStatusServer, type StatusServer } from '../support/status-page-fixtures.js';
 
@@ -111,5 +112,50 @@ describe('secd status', () => {
     expect(code).toBe(1);
     expect(stdout).toBe('');
     expect(stderr).toBe(`secd status: cannot reach the leader at http://127.0.0.1:${port} (connect ECONNREFUSED 127.0.0.1:${port})\n`);
+  });
+});
+
+describe('secd status against a private leader (api.read_token)', () => {
+  const TOKEN = 'a-read-token-of-thirty-two-chars';
+  let server: StatusServer;
+  let dir: string;
+
+  beforeAll(async () => {
+    server = await startStatusServer({ nodes: () => [], readToken: TOKEN });
+    aRun(server.store, { id: 'run0000009', state: 'queued', project: 'lab/secret-study', user: 'carol' });
+    dir = mkdtempSync(join(tmpdir(), 'secd-status-token-'));
+    writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
+    writeFileSync(join(dir, 'wrong'), 'not-the-token-at-all-not-at-all\n');
+    writeFileSync(join(dir, 'up.yml'), `listen: 127.0.0.1:9\npublic_url: ${server.url}\napi:\n  read_token: ${TOKEN}\n`);
+  });
+  afterAll(async () => {
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const runRow = (stdout: string) => table(stdout, 'RUNS (newest first)')[1] ?? '';
+
+  it('without the token shows states but not who pushed what', async () => {
+    const { code, stdout } = await secd(['status', '--leader', server.url]);
+    expect(code).toBe(0);
+    expect(runRow(stdout)).toMatch(/^run0000009\s+\(hidden\)\s+\(hidden\)\s+queued/);
+    expect(stdout).not.toContain('secret-study');
+  });
+
+  it('with --read-token-file, or the token and URL from --config, shows the projects and users', async () => {
+    for (const args of [['--leader', server.url, '--read-token-file', join(dir, 'token')], ['--config', join(dir, 'up.yml')]]) {
+      const { code, stdout, stderr } = await secd(['status', ...args]);
+      expect(code, stderr).toBe(0);
+      expect(runRow(stdout)).toMatch(/^run0000009\s+lab\/secret-study\s+carol\s+queued/);
+    }
+  });
+
+  it('a wrong token or an unreadable file says so in one line', async () => {
+    const wrong = await secd(['status', '--leader', server.url, '--read-token-file', join(dir, 'wrong')]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/answered HTTP 401: the leader refused the read token\n$/);
+    const missing = await secd(['status', '--leader', server.url, '--read-token-file', join(dir, 'nope')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`--read-token-file: cannot read ${join(dir, 'nope')}`);
   });
 });
