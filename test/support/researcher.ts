@@ -10,8 +10,11 @@ import type { DoubleProject, DoubleUser, GitLabDouble } from '../doubles/gitlab-
 import { createResearcherRepo, type ResearcherRepo } from './git-repo.js';
 import type { GitSigner, GpgHome, GpgKey } from './gpg.js';
 
-/** How a push is made: the current branch by default, or a ref, forced after a history rewrite. */
-export type PushOptions = NonNullable<Parameters<ResearcherRepo['push']>[1]>;
+/**
+ * How a push is made: the current branch by default, or a ref, forced after a history rewrite; as
+ * the researcher, or `as` another GitLab user (a member of the project: GitLab refuses others).
+ */
+export type PushOptions = NonNullable<Parameters<ResearcherRepo['push']>[1]> & { as?: Pick<DoubleUser, 'username' | 'password'> };
 
 /** Options of `pushRun`. */
 export interface PushRunOptions extends PushOptions {
@@ -63,12 +66,12 @@ export async function makeResearcher<Run>(
     signer,
     repo,
     project,
-    push: (options) => repo.push(url, options),
+    push: ({ as, ...options } = {}) => repo.push(as ? gitlab.gitUrl(spec.project, as) : url, options),
     async pushRun(files, options = {}) {
-      const { message = 'experiment', ...push } = options;
+      const { message = 'experiment', as, ...push } = options;
       if (files) await repo.commit(message, { signer, committerEmail: email, files });
       const before = gitlab.deliveries.length;
-      await repo.push(url, push);
+      await repo.push(as ? gitlab.gitUrl(spec.project, as) : url, push);
       await gitlab.idle();
       const answers = gitlab.deliveries.slice(before);
       const runId = answers.map((d) => (d.status === 200 ? startedRun(d.responseBody) : null)).find((id) => id !== null);
