@@ -264,6 +264,12 @@ describe('who a run belongs to', () => {
     const admin = await scene.verify({ ...test, ...as(99, 'root') });
     expect(admin).toMatchObject({ ok: false, code: 'not_pushers_key', commit: short(shas[2]!) });
     expect(!admin.ok && admin.reason).toContain('a push by root, but it is signed by ada');
+    // Only when the administrator signed the newest commit does it run, and then as theirs.
+    const rootKey = await gpg.generateKey({ name: 'Root Admin', email: 'root@example.org' });
+    gitlab.addGpgKey(99, await gpg.exportPublicKey(rootKey.fingerprint));
+    const [signedByRoot] = await repo().commitMany(1, { signer: await gpg.gitSigner(rootKey), committerEmail: 'root@example.org' });
+    await repo().push(scene.remote.url);
+    expect(await scene.verify({ before: shas[1]!, after: signedByRoot!, ...as(99, 'root') })).toMatchObject({ ok: true, head: { username: 'root', userId: 99 } });
   });
 
   it("a key whose user id claims a colleague's email counts for nobody", async () => {
