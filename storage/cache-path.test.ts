@@ -1,8 +1,8 @@
-import { mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { measureCache, resolveCacheDir } from './cache-path.js';
+import { cacheOwnerOf, measureCache, resolveCacheDir } from './cache-path.js';
 import { relativeDatasetPath, resolveDatasetDir } from './dataset-path.js';
 
 let root: string;
@@ -16,7 +16,7 @@ afterEach(async () => {
 describe('cache folders', () => {
   it('live under <cache_root>/<user>/<cache_dir>, created writable on first use', async () => {
     const got = await resolveCacheDir(join(root, 'cache'), 'ada', 'models/v1');
-    expect(got).toEqual({ ok: true, path: join(root, 'cache', 'ada', 'models', 'v1') });
+    expect(got).toEqual({ ok: true, path: join(root, 'cache', 'ada', 'models', 'v1'), relative: 'ada/models/v1' });
     expect((await stat(join(root, 'cache', 'ada', 'models', 'v1'))).mode & 0o777).toBe(0o777);
     expect(await resolveCacheDir(join(root, 'cache'), 'ada', 'models/v1')).toEqual(got);
   });
@@ -66,6 +66,49 @@ describe('cache folders', () => {
     await writeFile(join(got.path, 'sub', 'b.bin'), Buffer.alloc(24));
     await symlink('/usr', join(got.path, 'usr'));
     expect(await measureCache(got.path)).toEqual({ bytes: 1024, files: 3 });
+  });
+});
+
+describe('cache folders follow the GitLab account, not the name', () => {
+  it('live under <cache_root>/@<user id>/<cache_dir> when the spec names the account', async () => {
+    expect(cacheOwnerOf({ user: 'ada', userId: 7 })).toEqual({ userId: 7 });
+    expect(cacheOwnerOf({ user: 'ada' })).toEqual({ user: 'ada' });
+    const got = await resolveCacheDir(root, { userId: 7 }, 'models/v1');
+    expect(got).toEqual({ ok: true, path: join(root, '@7', 'models', 'v1'), relative: '@7/models/v1' });
+    expect((await stat(join(root, '@7', 'models', 'v1'))).mode & 0o777).toBe(0o777);
+  });
+
+  it('a new account that took the name "ada" never gets the cache ada filled, nor is a name-keyed folder adopted by an id', async () => {
+    // An earlier secd keyed caches by name: ada (GitLab user 7) filled cache_root/ada/steps.
+    const before = await resolveCacheDir(root, 'ada', 'steps');
+    if (!before.ok) throw new Error(before.reason);
+    await writeFile(join(before.path, 'result.pkl'), 'ada-only');
+    // A user named "19" kept one too: id 19's folder must not be it.
+    await mkdir(join(root, '19', 'steps'), { recursive: true });
+    await writeFile(join(root, '19', 'steps', 'theirs.pkl'), 'user-named-19');
+
+    const taker = await resolveCacheDir(root, cacheOwnerOf({ user: 'ada', userId: 19 }), 'steps');
+    expect(taker).toMatchObject({ ok: true, relative: '@19/steps' });
+    if (!taker.ok) return;
+    expect(await readdir(taker.path)).toEqual([]);
+    const herself = await resolveCacheDir(root, cacheOwnerOf({ user: 'ada', userId: 7 }), 'steps');
+    expect(herself).toMatchObject({ ok: true, relative: '@7/steps' });
+    if (herself.ok) expect(await readdir(herself.path)).toEqual([]);
+    // The old folders are left as they were.
+    expect(await readdir(join(root, 'ada', 'steps'))).toEqual(['result.pkl']);
+    expect(await readdir(join(root, '19', 'steps'))).toEqual(['theirs.pkl']);
+  });
+
+  it('nesting is checked per account: the name\'s old caches do not block the account\'s', async () => {
+    expect(await resolveCacheDir(root, 'ada', 'models')).toMatchObject({ ok: true });
+    expect(await resolveCacheDir(root, { userId: 7 }, 'models/v2')).toMatchObject({ ok: true });
+    expect(await resolveCacheDir(root, { userId: 7 }, 'models')).toMatchObject({ ok: false, reason: expect.stringContaining('"models/v2" lies inside your cache "models"') });
+  });
+
+  it('refuse an id that is not one', async () => {
+    for (const userId of [0, -1, 1.5, Number.NaN]) {
+      expect(await resolveCacheDir(root, { userId }, 'x')).toEqual({ ok: false, reason: `user id ${String(userId)} cannot name a cache folder` });
+    }
   });
 });
 

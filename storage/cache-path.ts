@@ -1,14 +1,22 @@
 /**
- * The per-user cache layout: `<cache_root>/<gitlab user>/<cache_dir>`. Created on first use, one
+ * The per-user cache layout: `<cache_root>/@<gitlab user id>/<cache_dir>` (DESIGN §13: caches follow
+ * the account, not the name, which GitLab lets another account take). Created on first use, one
  * component at a time, refusing any component that is a symlink and checking the real path against
  * the user's folder, so a run can never be handed a folder outside its own user's cache (another
  * user's, or the host's).
+ *
+ * Why `@<id>` and not `<id>`: earlier versions keyed folders by username, and a GitLab username may
+ * be all digits, so `cache_root/17` could be a user named "17"'s old cache; "@" cannot appear in a
+ * username, so an id-keyed folder never adopts a name-keyed one. Name-keyed folders are left as they
+ * were and never used for a run with an id: caches start empty once after the upgrade, and an
+ * operator who has checked who owns `cache_root/ada` may rename it to `cache_root/@<her id>`. A
+ * spec without an id (`secd run`, or an older leader's) still uses `<cache_root>/<user>/`.
  *
  * One race needs more than that: a run mounting cache `a` can write inside `a`, so while secd
  * resolves `a/b` for another run of the same user, the first could swap `b` for a symlink between the
  * check and Docker's mount (Docker follows symlinks in a bind's source). secd therefore never lets
  * one user's cache folders nest: each cache_dir ever used is recorded under
- * `<cache_root>/:secd-cache-dirs/<user>/` (":" cannot appear in a user name, so no cache reaches it),
+ * `<cache_root>/:secd-cache-dirs/<owner folder>/` (":" cannot appear in a user name, so no cache reaches it),
  * and a cache_dir inside, or holding, a recorded one is refused. Recording is mkdir (atomic, also on
  * NFS) followed by a second look, so of two runs racing with nesting folders at most one proceeds.
  */
@@ -18,8 +26,29 @@ import { join, sep } from 'node:path';
 const SEGMENT = /^[A-Za-z0-9._-]+$/;
 const REGISTRY = ':secd-cache-dirs';
 
-/** Outcome of resolving a cache folder: the host path, or why it was refused. */
-export type CachePathResult = { ok: true; path: string } | { ok: false; reason: string };
+/**
+ * Outcome of resolving a cache folder: the host path and the same relative to cache_root (what
+ * run.json shows), or why it was refused.
+ */
+export type CachePathResult = { ok: true; path: string; relative: string } | { ok: false; reason: string };
+
+/** Whose cache: a GitLab account by id, or (no id known) a bare name. */
+export type CacheOwner = { userId: number } | { user: string };
+
+/** The owner of a run's cache: its user id when the spec has one, else its name. */
+export function cacheOwnerOf(spec: { user: string; userId?: number | undefined }): CacheOwner {
+  return spec.userId !== undefined ? { userId: spec.userId } : { user: spec.user };
+}
+
+/** The owner's folder under cache_root (`@17`, or `ada` without an id), or why it cannot have one. */
+export function cacheOwnerFolder(owner: CacheOwner): { ok: true; folder: string; label: string } | { ok: false; reason: string } {
+  if ('userId' in owner) {
+    if (!(Number.isSafeInteger(owner.userId) && owner.userId >= 1)) return { ok: false, reason: `user id ${String(owner.userId)} cannot name a cache folder` };
+    return { ok: true, folder: `@${owner.userId}`, label: `GitLab user ${owner.userId}` };
+  }
+  if (badSegment(owner.user)) return { ok: false, reason: `user name "${owner.user}" cannot name a cache folder` };
+  return { ok: true, folder: owner.user, label: owner.user };
+}
 
 function badSegment(s: string): boolean {
   return !SEGMENT.test(s) || s === '.' || s === '..';
@@ -29,9 +58,11 @@ function isStrictPrefix(prefix: readonly string[], of: readonly string[]): boole
   return prefix.length < of.length && prefix.every((p, i) => p === of[i]);
 }
 
-/** Resolve (and create) the cache folder of `user` named `cacheDir` under `cacheRoot`. */
-export async function resolveCacheDir(cacheRoot: string, user: string, cacheDir: string): Promise<CachePathResult> {
-  if (badSegment(user)) return { ok: false, reason: `user name "${user}" cannot name a cache folder` };
+/** Resolve (and create) the cache folder of `owner` (a bare string: a name) named `cacheDir` under `cacheRoot`. */
+export async function resolveCacheDir(cacheRoot: string, owner: CacheOwner | string, cacheDir: string): Promise<CachePathResult> {
+  const whose = cacheOwnerFolder(typeof owner === 'string' ? { user: owner } : owner);
+  if (!whose.ok) return whose;
+  const user = whose.folder;
   const parts = cacheDir.split('/');
   if (cacheDir.startsWith('/') || parts.some(badSegment)) {
     return { ok: false, reason: `cache_dir "${cacheDir}" must be relative, made of [A-Za-z0-9._-] segments, without ".."` };
@@ -86,12 +117,12 @@ export async function resolveCacheDir(cacheRoot: string, user: string, cacheDir:
   }
   const real = await realpath(current);
   if (!real.startsWith(join(root, user) + sep) && real !== join(root, user)) {
-    return { ok: false, reason: `cache_dir "${cacheDir}" resolves outside ${user}'s cache` };
+    return { ok: false, reason: `cache_dir "${cacheDir}" resolves outside ${whose.label}'s cache` };
   }
-  return { ok: true, path: real };
+  return { ok: true, path: real, relative: [user, ...parts].join('/') };
 }
 
-/** Record `parts` as one of `user`'s cache folders; returns a recorded folder it would nest with, or null. */
+/** Record `parts` as one of the owner folder `user`'s caches; returns a recorded folder it would nest with, or null. */
 async function registerCacheDir(root: string, user: string, parts: readonly string[]): Promise<string[] | null> {
   const dir = join(root, REGISTRY, user);
   await mkdir(dir, { recursive: true, mode: 0o700 });

@@ -4,6 +4,8 @@ import { DatasetStore } from './dataset-store.js';
 import { MIGRATIONS } from './migrations.js';
 import { RunStore } from './run-store.js';
 
+const ADA = { username: 'ada', userId: 7 };
+
 function stores() {
   const db = openDatabase(':memory:');
   return { db, datasets: new DatasetStore(db, () => new Date('2026-01-02T03:04:05Z')), runs: new RunStore(db) };
@@ -14,8 +16,8 @@ describe('the access policy', () => {
     const { datasets } = stores();
     expect(datasets.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024' }).ok).toBe(true);
     expect(datasets.add({ name: 'scans', kind: 'path', path: 'radiology/scans' }).ok).toBe(true);
-    datasets.grant('ada', 'sales');
-    datasets.grant('alan', 'sales');
+    datasets.grant(ADA, 'sales');
+    datasets.grant({ username: 'alan', userId: 8 }, 'sales');
     expect(datasets.list()).toEqual([
       { name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024', release: 'review', approvals: null, createdAt: '2026-01-02T03:04:05.000Z', users: 2 },
       { name: 'scans', kind: 'path', path: 'radiology/scans', release: 'review', approvals: null, createdAt: '2026-01-02T03:04:05.000Z', users: 0 },
@@ -36,20 +38,35 @@ describe('the access policy', () => {
   it('grants, revokes and says what is unknown', () => {
     const { datasets } = stores();
     datasets.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales' });
-    expect(datasets.grant('ada', 'nope')).toMatchObject({ ok: false, code: 'unknown_dataset', reason: expect.stringContaining('no dataset named nope') });
-    expect(datasets.grant('ada', 'sales')).toEqual({ ok: true, value: { created: true } });
-    expect(datasets.grant('ada', 'sales')).toEqual({ ok: true, value: { created: false } });
-    expect(datasets.datasetsOf('ada')).toEqual([{ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales', release: 'review', approvals: null }]);
-    expect(datasets.grants()).toEqual([{ user: 'ada', dataset: 'sales', grantedAt: '2026-01-02T03:04:05.000Z' }]);
+    expect(datasets.grant(ADA, 'nope')).toMatchObject({ ok: false, code: 'unknown_dataset', reason: expect.stringContaining('no dataset named nope') });
+    expect(datasets.grant(ADA, 'sales')).toEqual({ ok: true, value: { created: true } });
+    expect(datasets.grant(ADA, 'sales')).toEqual({ ok: true, value: { created: false } });
+    expect(datasets.datasetsOf(7)).toEqual([{ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales', release: 'review', approvals: null }]);
+    expect(datasets.grants()).toEqual([
+      { user: 'ada', userId: 7, dataset: 'sales', grantedAt: '2026-01-02T03:04:05.000Z', bound: 'gitlab', boundAt: '2026-01-02T03:04:05.000Z' },
+    ]);
     expect(datasets.revoke('alan', 'sales')).toMatchObject({ ok: false, code: 'not_granted', reason: 'alan has no grant on dataset sales' });
-    expect(datasets.revoke('ada', 'sales')).toEqual({ ok: true });
-    expect(datasets.datasetsOf('ada')).toEqual([]);
+    expect(datasets.revoke('ada', 'sales')).toEqual({ ok: true, value: { userId: 7 } });
+    expect(datasets.datasetsOf(7)).toEqual([]);
+  });
+
+  it('refuses a grant without a usable GitLab user id', () => {
+    const { datasets } = stores();
+    datasets.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales' });
+    for (const userId of [0, -3, 1.5, Number.NaN]) {
+      expect(datasets.grant({ username: 'ada', userId }, 'sales')).toEqual({
+        ok: false,
+        code: 'invalid',
+        reason: expect.stringContaining(`a grant needs the account's GitLab user id`),
+      });
+    }
+    expect(datasets.grants()).toEqual([]);
   });
 
   it('removing a dataset removes its grants', () => {
     const { datasets } = stores();
     datasets.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales' });
-    datasets.grant('ada', 'sales');
+    datasets.grant(ADA, 'sales');
     expect(datasets.remove('sales')).toEqual({ ok: true, value: { grantsRemoved: 1 } });
     expect(datasets.grants('ada')).toEqual([]);
   });

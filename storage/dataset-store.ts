@@ -1,10 +1,18 @@
 /**
- * The access policy in the leader's database: datasets, which GitLab users may read them, and the
+ * The access policy in the leader's database: datasets, which GitLab accounts may read them, and the
  * audit record of what each run was given (the temporary MySQL account's name, never its password,
  * and the bytes its dataset socket carried).
+ *
+ * A grant belongs to a GitLab user id (DESIGN §13); its username is kept only to show and to revoke
+ * by. Grants made before migration 6 know only a name: they are honoured for no one until bound to
+ * an id (`bindUnbound`, on an operator's word), because GitLab lets a released name be taken by a
+ * different account.
  */
 import type { SqliteDatabase } from './database.js';
 import { datasetNameProblem, datasetPathProblem, mysqlDatabaseProblem } from './dataset-path.js';
+import { accountProblem, toGrant, type DatasetGrant, type DbGrant, type GrantAccount, type GrantBinding, type IdSeenUnderName } from './dataset-grant.js';
+
+export type { DatasetGrant, GrantAccount, GrantBinding, IdSeenUnderName } from './dataset-grant.js';
 
 /** A dataset: a MySQL database on the dataset server, or a folder under the nodes' dataset_root. */
 export type DatasetSource = { kind: 'mysql'; mysqlDatabase: string } | { kind: 'path'; path: string };
@@ -26,15 +34,8 @@ export interface DatasetReleasePolicy {
 /** A dataset as stored: its source and its release policy. */
 export type StoredDataset = Dataset & DatasetReleasePolicy;
 
-/** A dataset with its policy, when it was added and how many users may read it. */
+/** A dataset with its policy, when it was added and how many accounts may read it (name-only grants not counted). */
 export type DatasetEntry = StoredDataset & { createdAt: string; users: number };
-
-/** One user's right to read one dataset. */
-export interface DatasetGrant {
-  user: string;
-  dataset: string;
-  grantedAt: string;
-}
 
 /** What one run was given, for the audit log. */
 export interface RunDatasetAccess {
@@ -167,46 +168,141 @@ export class DatasetStore {
   list(): DatasetEntry[] {
     const rows = this.db
       .prepare(
-        `SELECT d.*, (SELECT COUNT(*) FROM dataset_grants g WHERE g.dataset = d.name) AS users
+        `SELECT d.*, (SELECT COUNT(*) FROM dataset_grants g WHERE g.dataset = d.name AND g.user_id IS NOT NULL) AS users
          FROM datasets d ORDER BY d.name`,
       )
       .all() as Array<DbDataset & { users: number }>;
     return rows.map((r) => ({ ...toDataset(r), createdAt: r.created_at, users: r.users }));
   }
 
-  /** Let `user` read `dataset`; granting twice is not an error (`created` says which). */
-  grant(user: string, dataset: string): PolicyChange<{ created: boolean }> {
+  /**
+   * Let the account read `dataset`; granting twice is not an error (`created` says whether the
+   * account could not read it before). A name-only grant of the same name and dataset is bound to
+   * this account instead of being kept beside it: the operator granting again is the word that binds.
+   * The stored name follows the account's current spelling.
+   */
+  grant(account: GrantAccount, dataset: string, how: Exclude<GrantBinding, 'migrate'> = 'gitlab'): PolicyChange<{ created: boolean }> {
     if (!this.get(dataset)) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(dataset) };
-    const created =
-      this.db
-        .prepare('INSERT OR IGNORE INTO dataset_grants (user, dataset, granted_at) VALUES (?, ?, ?)')
-        .run(user, dataset, this.now().toISOString()).changes === 1;
-    return { ok: true, value: { created } };
+    const problem = accountProblem(account);
+    if (problem) return { ok: false, code: 'invalid', reason: problem };
+    return this.db.transaction((): PolicyChange<{ created: boolean }> => {
+      const at = this.now().toISOString();
+      const held = this.db.prepare('UPDATE dataset_grants SET user = ? WHERE user_id = ? AND dataset = ?').run(account.username, account.userId, dataset);
+      if (held.changes === 1) {
+        // The account already has it; a name-only row of the same name is this grant's shadow.
+        this.db.prepare('DELETE FROM dataset_grants WHERE user_id IS NULL AND user = ? COLLATE NOCASE AND dataset = ?').run(account.username, dataset);
+        return { ok: true, value: { created: false } };
+      }
+      const bound = this.db
+        .prepare('UPDATE dataset_grants SET user = ?, user_id = ?, bound = ?, bound_at = ? WHERE user_id IS NULL AND user = ? COLLATE NOCASE AND dataset = ?')
+        .run(account.username, account.userId, how, at, account.username, dataset);
+      if (bound.changes === 0) {
+        this.db
+          .prepare('INSERT INTO dataset_grants (user, user_id, dataset, granted_at, bound, bound_at) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(account.username, account.userId, dataset, at, how, at);
+      }
+      return { ok: true, value: { created: true } };
+    })();
   }
 
-  /** Take back a grant. Runs already holding it keep it until they end: a revoke stops new runs. */
-  revoke(user: string, dataset: string): PolicyChange {
+  /**
+   * Take back a grant, by the name it shows (GitLab is not asked: a deleted account's grant must
+   * still go) or by user id. A name that two accounts' grants of the dataset carry (the name was
+   * reused) is refused rather than guessed: the caller names the id. Runs already holding the grant
+   * keep it until they end: a revoke stops new runs.
+   */
+  revoke(who: string | { userId: number }, dataset: string): PolicyChange<{ userId: number | null }> {
     if (!this.get(dataset)) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(dataset) };
-    const removed = this.db.prepare('DELETE FROM dataset_grants WHERE user = ? AND dataset = ?').run(user, dataset).changes;
-    if (removed === 0) return { ok: false, code: 'not_granted', reason: `${user} has no grant on dataset ${dataset}` };
-    return { ok: true };
+    return this.db.transaction((): PolicyChange<{ userId: number | null }> => {
+      const rows = (
+        typeof who === 'string'
+          ? this.db.prepare('SELECT user, user_id FROM dataset_grants WHERE user = ? COLLATE NOCASE AND dataset = ?').all(who, dataset)
+          : this.db.prepare('SELECT user, user_id FROM dataset_grants WHERE user_id = ? AND dataset = ?').all(who.userId, dataset)
+      ) as Array<{ user: string; user_id: number | null }>;
+      const label = typeof who === 'string' ? who : `GitLab user ${who.userId}`;
+      if (rows.length === 0) return { ok: false, code: 'not_granted', reason: `${label} has no grant on dataset ${dataset}` };
+      if (rows.length > 1) {
+        const ids = rows.map((r) => (r.user_id === null ? 'a name-only grant' : `user id ${r.user_id}`)).join(' and ');
+        return {
+          ok: false,
+          code: 'invalid',
+          reason: `the name ${who as string} holds grants of ${rows.length} accounts on ${dataset} (${ids}): say which with --user-id`,
+        };
+      }
+      const row = rows[0]!;
+      if (row.user_id === null) {
+        this.db.prepare('DELETE FROM dataset_grants WHERE user_id IS NULL AND user = ? AND dataset = ?').run(row.user, dataset);
+      } else {
+        this.db.prepare('DELETE FROM dataset_grants WHERE user_id = ? AND dataset = ?').run(row.user_id, dataset);
+      }
+      return { ok: true, value: { userId: row.user_id } };
+    })();
   }
 
-  /** Grants of one user, or of everyone, by user then dataset. */
+  /** Grants shown under one name (any account that carried it), or of everyone, by name then dataset. */
   grants(user?: string): DatasetGrant[] {
     const rows = (
       user === undefined
-        ? this.db.prepare('SELECT * FROM dataset_grants ORDER BY user, dataset').all()
-        : this.db.prepare('SELECT * FROM dataset_grants WHERE user = ? ORDER BY dataset').all(user)
-    ) as Array<{ user: string; dataset: string; granted_at: string }>;
-    return rows.map((r) => ({ user: r.user, dataset: r.dataset, grantedAt: r.granted_at }));
+        ? this.db.prepare('SELECT * FROM dataset_grants ORDER BY user, user_id, dataset').all()
+        : this.db.prepare('SELECT * FROM dataset_grants WHERE user = ? COLLATE NOCASE ORDER BY user_id, dataset').all(user)
+    ) as DbGrant[];
+    return rows.map(toGrant);
   }
 
-  /** The datasets `user` may read, with their policies, by name. */
-  datasetsOf(user: string): StoredDataset[] {
+  /** Name-only grants (made before migration 6): honoured for no one until bound. */
+  unboundGrants(): DatasetGrant[] {
+    const rows = this.db.prepare('SELECT * FROM dataset_grants WHERE user_id IS NULL ORDER BY user, dataset').all() as DbGrant[];
+    return rows.map(toGrant);
+  }
+
+  /**
+   * Bind a name-only grant to an account (`grants migrate --bind`); false when there is no such
+   * name-only grant any more. If the account already holds a grant of the dataset, the name-only one
+   * is dropped as its duplicate.
+   */
+  bindUnbound(user: string, dataset: string, userId: number): boolean {
+    if (!(Number.isSafeInteger(userId) && userId >= 1)) throw new Error(`bindUnbound: ${userId} is not a GitLab user id`);
+    return this.db.transaction((): boolean => {
+      const has = this.db.prepare('SELECT 1 FROM dataset_grants WHERE user_id = ? AND dataset = ?').get(userId, dataset) !== undefined;
+      const changed = has
+        ? this.db.prepare('DELETE FROM dataset_grants WHERE user_id IS NULL AND user = ? AND dataset = ?').run(user, dataset).changes
+        : this.db
+            .prepare("UPDATE dataset_grants SET user_id = ?, bound = 'migrate', bound_at = ? WHERE user_id IS NULL AND user = ? AND dataset = ?")
+            .run(userId, this.now().toISOString(), user, dataset).changes;
+      return changed === 1;
+    })();
+  }
+
+  /** The user ids secd's runs recorded under `username` (GitLab compares names without case). */
+  idsSeenUnder(username: string): IdSeenUnderName[] {
     const rows = this.db
-      .prepare('SELECT d.* FROM datasets d JOIN dataset_grants g ON g.dataset = d.name WHERE g.user = ? ORDER BY d.name')
-      .all(user) as DbDataset[];
+      .prepare(
+        `SELECT user_id, COUNT(*) AS runs, MIN(created_at) AS first_run, MAX(created_at) AS last_run FROM runs
+         WHERE user = ? COLLATE NOCASE AND user_id IS NOT NULL GROUP BY user_id ORDER BY MIN(created_at)`,
+      )
+      .all(username) as Array<{ user_id: number; runs: number; first_run: string; last_run: string }>;
+    return rows.map((r) => ({ userId: r.user_id, runs: r.runs, firstRun: r.first_run, lastRun: r.last_run }));
+  }
+
+  /** The datasets the GitLab account `userId` may read, with their policies, by name. */
+  datasetsOf(userId: number): StoredDataset[] {
+    const rows = this.db
+      .prepare('SELECT d.* FROM datasets d JOIN dataset_grants g ON g.dataset = d.name WHERE g.user_id = ? ORDER BY d.name')
+      .all(userId) as DbDataset[];
+    return rows.map(toDataset);
+  }
+
+  /**
+   * The datasets of the bound grants shown under `username`, whichever account holds them. Only for
+   * the policy-time pre-check of a caller that knows no user id; never what a run is given.
+   */
+  datasetsShownUnder(username: string): StoredDataset[] {
+    const rows = this.db
+      .prepare(
+        `SELECT DISTINCT d.* FROM datasets d JOIN dataset_grants g ON g.dataset = d.name
+         WHERE g.user = ? COLLATE NOCASE AND g.user_id IS NOT NULL ORDER BY d.name`,
+      )
+      .all(username) as DbDataset[];
     return rows.map(toDataset);
   }
 

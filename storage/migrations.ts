@@ -141,4 +141,27 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX run_releases_open ON run_releases(outcome);
   `,
+  // 6: grants belong to GitLab accounts, not names (issue 14, DESIGN §13): GitLab lets a name be
+  // changed and then taken by another account, which must not inherit the first one's grants. The
+  // table is rebuilt because its key was (user, dataset): the same name may now hold grants of two
+  // accounts (the one who had it and the one who has it). Rows from before keep user_id null and are
+  // honoured for no one until an operator binds them (secd admin grants migrate --bind, or a new
+  // secd admin grant): nothing secd recorded proves which account a bare name meant.
+  `
+  CREATE TABLE dataset_grants_v6 (
+    user TEXT NOT NULL,                -- GitLab username when granted (for display; never looked up for a run)
+    user_id INTEGER,                   -- GitLab user id; null: a grant made before migration 6, not yet bound
+    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    granted_at TEXT NOT NULL,
+    bound TEXT CHECK (bound IS NULL OR bound IN ('gitlab', 'operator', 'migrate')),  -- how user_id was learned
+    bound_at TEXT,
+    CHECK ((user_id IS NULL) = (bound IS NULL))
+  );
+  INSERT INTO dataset_grants_v6 (user, dataset, granted_at) SELECT user, dataset, granted_at FROM dataset_grants;
+  DROP TABLE dataset_grants;
+  ALTER TABLE dataset_grants_v6 RENAME TO dataset_grants;
+  CREATE UNIQUE INDEX dataset_grants_account ON dataset_grants(user_id, dataset) WHERE user_id IS NOT NULL;
+  CREATE UNIQUE INDEX dataset_grants_unbound ON dataset_grants(user, dataset) WHERE user_id IS NULL;
+  CREATE INDEX dataset_grants_dataset ON dataset_grants(dataset);
+  `,
 ];

@@ -4,12 +4,16 @@
  * the `admin` group).
  *
  * Choices made here:
- * - `grant` checks the user exists in GitLab (`GET /users?username=`) and stores GitLab's spelling
- *   of the name, because runs carry the pusher's username as GitLab sends it. A config without a
- *   `gitlab:` section (an up.yml for trying secd out) cannot check: any well-formed username is
- *   accepted, and the command says it was not checked. `--skip-user-check` does the same on purpose
- *   (GitLab down, or a user about to be created). `revoke` never asks GitLab: a deleted user's grant
- *   must still be removable.
+ * - `grant` looks the user up in GitLab (`GET /users?username=`) and stores the account's id with
+ *   GitLab's spelling of the name: runs are given the grants of their pusher's id (DESIGN §13), the
+ *   name is only shown. Without GitLab's answer (`--skip-user-check`, or a config without a
+ *   `gitlab:` section) the operator must give `--user-id`: a grant without an id cannot be bound to
+ *   an account, and binding it to a name would hand it to whoever takes that name next. With both,
+ *   GitLab's id must match. `revoke` never asks GitLab: a deleted user's grant must still be
+ *   removable by the name it shows (or by `--user-id` when a reused name holds two accounts' grants).
+ * - `grants migrate` lists the name-only grants made before migration 6 with what GitLab and secd's
+ *   own runs say about each (storage/dataset-grant.ts `unboundVerdict`), and binds those the rule
+ *   allows only with `--bind`, one audit line each; the rest wait for a hand-made grant.
  * - `dataset add --mysql-database` checks the database exists on the dataset server (`mysql:` in the
  *   config); `--path` checks the folder under `dataset_root` when the config names one (an up.yml's
  *   node section); a leader.yml has none, so nodes check it when a run mounts it.
@@ -24,7 +28,8 @@ import { createGitLabClient } from '../../scheduler/gitlab/gitlab-client.js';
 import { createMysqlDatasetServer } from '../../scheduler/policy/mysql-grants.js';
 import { errorText } from '../../scheduler/common/errors.js';
 import { relativeDatasetPath, resolveDatasetDir } from '../../storage/dataset-path.js';
-import { DatasetStore, type Dataset, type DatasetReleasePolicy } from '../../storage/dataset-store.js';
+import { unboundVerdict } from '../../storage/dataset-grant.js';
+import { DatasetStore, type Dataset, type DatasetGrant, type DatasetReleasePolicy } from '../../storage/dataset-store.js';
 import type { GitLabConfig, MysqlConfig } from '../config/leader-config.js';
 import { adminAction, adminGroup, AdminError, loadAdminConfig, withDatabase } from './admin-command.js';
 import { table } from './admin-table.js';
@@ -115,21 +120,56 @@ async function checkMysqlDatabase(settings: AdminSettings, db: string): Promise<
   }
 }
 
-/** GitLab's spelling of `username`, or null when this config cannot check. */
-async function checkGitLabUser(settings: AdminSettings, username: string): Promise<string | null> {
+/** The GitLab account named `username` (its spelling and id), null when GitLab has none; undefined: this config cannot ask. */
+async function lookUpGitLabUser(settings: AdminSettings, username: string): Promise<{ username: string; id: number } | null | undefined> {
   const g = settings.gitlab;
-  if (g === null) return null;
+  if (g === null) return undefined;
   const client = createGitLabClient({ url: g.url, token: g.token, ...(g.ca_file ? { ca: readFileSync(g.ca_file, 'utf8') } : {}) });
-  let user;
   try {
-    user = await client.findUserByUsername(username);
+    const user = await client.findUserByUsername(username);
+    return user === null ? null : { username: user.username, id: user.id };
   } catch (err) {
     throw new AdminError(
-      `could not ask GitLab (${g.url}) whether user ${username} exists: ${errorText(err)} (use --skip-user-check to grant anyway)`,
+      `could not ask GitLab (${g.url}) whether user ${username} exists: ${errorText(err)} (use --skip-user-check --user-id <id> to grant anyway)`,
     );
   }
-  if (user === null) throw new AdminError(`GitLab (${g.url}) has no user named ${username}`);
-  return user.username;
+}
+
+/** `--user-id`'s value: a GitLab user id, or a refusal naming the flag. */
+function parseUserId(value: string): number {
+  const n = /^[1-9][0-9]{0,14}$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw new AdminError(`--user-id must be a GitLab user id, a whole number of 1 or more (got "${value}")`);
+  return n;
+}
+
+/** The account a grant is for: GitLab's answer, or the operator's `--user-id` when GitLab is not asked. */
+async function grantAccount(
+  settings: AdminSettings,
+  user: string,
+  options: { skipUserCheck?: boolean; userId?: string },
+): Promise<{ username: string; userId: number; checked: boolean }> {
+  const given = options.userId === undefined ? null : parseUserId(options.userId);
+  const found = options.skipUserCheck ? undefined : await lookUpGitLabUser(settings, user);
+  if (found === undefined) {
+    if (given === null) {
+      const why = options.skipUserCheck ? '--skip-user-check' : 'this config has no gitlab: section, so GitLab cannot be asked, and';
+      throw new AdminError(
+        `${why} needs --user-id <GitLab user id>: grants belong to GitLab accounts, and without an id the grant cannot be bound to one ` +
+          '(a name alone would pass to whoever takes it next)',
+      );
+    }
+    return { username: user, userId: given, checked: false };
+  }
+  if (found === null) throw new AdminError(`GitLab (${settings.gitlab!.url}) has no user named ${user}`);
+  if (given !== null && given !== found.id) {
+    throw new AdminError(`GitLab says ${found.username} is user ${found.id}, not ${given}: check who the grant is for`);
+  }
+  return { username: found.username, userId: found.id, checked: true };
+}
+
+/** How a grant's account shows in `grants`: its id, or that it counts for no one yet. */
+function accountText(g: DatasetGrant): string {
+  return g.userId === null ? 'none (name-only: counts for no one; see "secd admin grants migrate")' : String(g.userId);
 }
 
 /** Add the dataset and grant subcommands to `secd admin` (created here if no other file did yet). */
@@ -267,43 +307,50 @@ export function registerDatasetAdminCommands(program: Command): void {
   adminAction(
     admin
       .command('grant')
-      .description('let a GitLab user\'s runs read a dataset')
+      .description('let a GitLab account\'s runs read a dataset (the grant follows the account\'s id, not its name)')
       .argument('<gitlab user>')
       .argument('<dataset>')
-      .option('--skip-user-check', 'do not ask GitLab whether the user exists'),
-    async (user: string, name: string, options: { skipUserCheck?: boolean; config?: string }) => {
+      .option('--skip-user-check', 'do not ask GitLab who the user is (needs --user-id)')
+      .option('--user-id <id>', 'the account\'s GitLab user id (checked against GitLab unless --skip-user-check)'),
+    async (user: string, name: string, options: { skipUserCheck?: boolean; userId?: string; config?: string }) => {
       if (!USERNAME.test(user)) throw new AdminError(`"${user}" is not a GitLab username`);
       const settings = loadSettings(options.config);
       const known = await withStore(settings, (s) => s.get(name) !== undefined);
       if (!known) throw new AdminError(`no dataset named ${name} (see "secd admin dataset list")`);
-      const canonical = options.skipUserCheck ? null : await checkGitLabUser(settings, user);
-      const who = canonical ?? user;
-      const granted = await withStore(settings, (s) => s.grant(who, name));
-      if (!granted.ok) throw new AdminError(granted.reason);
-      say(
-        granted.value.created
-          ? `secd admin: ${who} may read ${name} from their next run`
-          : `secd admin: ${who} could already read ${name}`,
+      const account = await grantAccount(settings, user, options);
+      const granted = await withStore(settings, (s) =>
+        s.grant({ username: account.username, userId: account.userId }, name, account.checked ? 'gitlab' : 'operator'),
       );
-      if (canonical === null) say(`secd admin: note: ${options.skipUserCheck ? 'as asked, ' : 'this config has no gitlab: section, so '}GitLab was not asked whether ${who} exists`);
+      if (!granted.ok) throw new AdminError(granted.reason);
+      const who = `${account.username} (GitLab user ${account.userId})`;
+      say(granted.value.created ? `secd admin: ${who} may read ${name} from their next run` : `secd admin: ${who} could already read ${name}`);
+      if (!account.checked) {
+        say(
+          `secd admin: note: ${options.skipUserCheck ? 'as asked, ' : 'this config has no gitlab: section, so '}` +
+            `GitLab was not asked whether user ${account.userId} is ${account.username}`,
+        );
+      }
     },
   );
   adminAction(
     admin
       .command('revoke')
       .description('take back a grant; runs already holding it keep it until they end')
-      .argument('<gitlab user>')
-      .argument('<dataset>'),
-    async (user: string, name: string, options: { config?: string }) => {
-      const revoked = await withStore(loadSettings(options.config), (s) => s.revoke(user, name));
+      .argument('<gitlab user>', 'the name the grant shows in "secd admin grants" (the account may be gone)')
+      .argument('<dataset>')
+      .option('--user-id <id>', 'revoke the grant of this GitLab user id (when a reused name shows two accounts\' grants)'),
+    async (user: string, name: string, options: { userId?: string; config?: string }) => {
+      const who = options.userId === undefined ? user : { userId: parseUserId(options.userId) };
+      const revoked = await withStore(loadSettings(options.config), (s) => s.revoke(who, name));
       if (!revoked.ok) throw new AdminError(revoked.reason);
-      say(`secd admin: ${user} may no longer read ${name} (runs already started keep it until they end)`);
+      const id = revoked.value.userId === null ? ' (name-only grant)' : ` (GitLab user ${revoked.value.userId})`;
+      say(`secd admin: ${user}${id} may no longer read ${name} (runs already started keep it until they end)`);
     },
   );
-  adminAction(
+  const grants = adminAction(
     admin
       .command('grants')
-      .description('who may read what (one user, or everyone)')
+      .description('who may read what (the grants shown under one name, or everyone\'s)')
       .argument('[gitlab user]'),
     async (user: string | undefined, options: { config?: string }) => {
       const rows = await withStore(loadSettings(options.config), (s) => s.grants(user));
@@ -311,7 +358,43 @@ export function registerDatasetAdminCommands(program: Command): void {
         say(user === undefined ? 'secd admin: no grants yet' : `secd admin: ${user} has no grants`);
         return;
       }
-      say(table(['USER', 'DATASET', 'GRANTED'], rows.map((g) => [g.user, g.dataset, g.grantedAt])));
+      say(table(['USER', 'DATASET', 'GRANTED', 'USER ID'], rows.map((g) => [g.user, g.dataset, g.grantedAt, accountText(g)])));
+    },
+  );
+  adminAction(
+    grants
+      .command('migrate')
+      .description('bind the name-only grants of earlier versions to GitLab accounts where GitLab and secd\'s runs agree')
+      .option('--bind', 'bind the grants the rule allows (without it, only show what it would do)'),
+    async (options: { bind?: boolean; config?: string }) => {
+      const settings = loadSettings(options.config);
+      const unbound = await withStore(settings, (s) => s.unboundGrants());
+      if (unbound.length === 0) {
+        say('secd admin: every grant is bound to a GitLab account; nothing to migrate');
+        return;
+      }
+      if (settings.gitlab === null) throw new AdminError('grants migrate asks GitLab who holds each name now: this config has no gitlab: section');
+      const ids = new Map<string, { username: string; id: number } | null>();
+      for (const g of unbound) {
+        const key = g.user.toLowerCase();
+        if (!ids.has(key)) ids.set(key, (await lookUpGitLabUser(settings, g.user)) ?? null);
+      }
+      await withStore(settings, (s) => {
+        let bound = 0;
+        for (const g of unbound) {
+          const verdict = unboundVerdict(ids.get(g.user.toLowerCase())?.id ?? null, s.idsSeenUnder(g.user));
+          if (!verdict.bind) {
+            say(`secd admin: ${g.user} on ${g.dataset}: left name-only (counts for no one): ${verdict.why}; grant it again by hand once you know whose it is`);
+          } else if (!options.bind) {
+            say(`secd admin: ${g.user} on ${g.dataset}: would bind to GitLab user ${verdict.userId}: ${verdict.why}`);
+          } else if (s.bindUnbound(g.user, g.dataset, verdict.userId)) {
+            bound++;
+            say(`secd admin: audit: bound ${g.user}'s grant on ${g.dataset} (granted ${g.grantedAt}) to GitLab user ${verdict.userId}: ${verdict.why}`);
+          }
+        }
+        if (!options.bind) say('secd admin: nothing changed; check the lines above, then run again with --bind');
+        else say(`secd admin: bound ${plural(bound, 'grant')}; ${plural(unbound.length - bound, 'grant')} left name-only`);
+      });
     },
   );
 }

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { errorText } from '../../scheduler/common/errors.js';
 import { DATASET_SOCKET_DIR } from '../../scheduler/contract/container-paths.js';
-import { measureCache, resolveCacheDir } from '../../storage/cache-path.js';
+import { cacheOwnerOf, measureCache, resolveCacheDir } from '../../storage/cache-path.js';
 import { DATASETS_MOUNT, resolveDatasetDir } from '../../storage/dataset-path.js';
 import type { BindMount } from '../engine/container-engine.js';
 import { startDatasetForwarder, type DatasetForwarder, type ForwardedBytes, type RefusedSession } from './dataset-forwarder.js';
@@ -83,10 +83,14 @@ export async function finishRunDatasets(
     };
   }
   if (spec.cacheDir !== null) {
-    const cache = await resolveCacheDir(node.cacheRoot, spec.user, spec.cacheDir).catch(() => null);
+    const cache = await resolveCacheDir(node.cacheRoot, cacheOwnerOf(spec), spec.cacheDir).catch(() => null);
     if (cache?.ok) {
       const size = await measureCache(cache.path);
-      report.cache = { dir: spec.cacheDir, mount_path: spec.mountPath, ...size };
+      // `path` (under cache_root: @<user id>/<cache_dir>) says which folder was used, so a researcher
+      // whose cache started empty after the upgrade to id-keyed caches can see why. RunReport's
+      // cache type (run-spec.ts) does not name it yet, hence the spread.
+      const used = { path: cache.relative };
+      report.cache = { dir: spec.cacheDir, ...used, mount_path: spec.mountPath, ...size };
     }
   }
   return { report, bytes, refused };

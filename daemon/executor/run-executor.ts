@@ -12,7 +12,7 @@
 import { cp, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorText } from '../../scheduler/common/errors.js';
-import { resolveCacheDir } from '../../storage/cache-path.js';
+import { cacheOwnerOf, resolveCacheDir } from '../../storage/cache-path.js';
 import { setLongTimeout } from '../engine/container-supervisor.js';
 import { containerRequestFor, outputsVolumeName } from './container-profile.js';
 import { dockerfileUsesBaseImage } from '../ops/base-image.js';
@@ -116,7 +116,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
 
     let cacheHostDir: string | null = null;
     if (spec.cacheDir !== null) {
-      const cache = await resolveCacheDir(settings.cacheRoot, spec.user, spec.cacheDir);
+      const cache = await resolveCacheDir(settings.cacheRoot, cacheOwnerOf(spec), spec.cacheDir);
       if (!cache.ok) throw new StepFailure(cache.reason);
       cacheHostDir = cache.path;
     }

@@ -94,15 +94,20 @@ export const runSpecSchema = z.object({
   commit: z.string().refine((c) => isCommitId(c) || c === 'working-tree', 'must be a full commit sha'),
   /** Git URL or local path to clone from; HTTP URLs carry their own credentials. */
   source: pathText.min(1),
-  /** GitLab username of the researcher (names the cache folder). */
+  /** GitLab username of the researcher (for display; names the cache folder only without userId). */
   user: z.string().min(1).max(255),
+  /**
+   * GitLab user id of the researcher: keys the cache folder (cache_root/@<id>/). Optional so that an
+   * older leader's specs still parse; `secd run` has none.
+   */
+  userId: z.number().int().positive().optional(),
   /** Fingerprint of the key that signed the head commit, or null for `secd run`. */
   signer: z.string().max(PROTOCOL_LIMITS.token * 2).nullable(),
   /** Hard limit on the container's running time. */
   runforMs: z.number().int().positive(),
   /** GPU UUIDs given to this run (empty: no GPU). */
   gpus: z.array(z.string().min(1).max(PROTOCOL_LIMITS.gpuUuid)).max(PROTOCOL_LIMITS.gpus),
-  /** Cache folder name from secd.yml (under cache_root/<user>/), or null for none. */
+  /** Cache folder name from secd.yml (under cache_root/@<user id>/, or cache_root/<user>/ without one), or null for none. */
   cacheDir: z.string().min(1).max(255).nullable(),
   /** Where the cache appears in the container. */
   mountPath: pathText.min(1),

@@ -59,7 +59,8 @@ function decideRelease(ctx: LifecycleContext, run: RunRow): void {
   const desk = ctx.deps.release?.desk;
   if (!desk) return;
   const requested = (run.config as { datasets?: string[] | null } | null)?.datasets ?? null;
-  const given = ctx.deps.datasets?.forRun(run.user, requested);
+  // By the pusher's user id, as `open` gives them: the policy must be that of the datasets it reads.
+  const given = ctx.deps.datasets?.forRun({ user: run.user, userId: run.userId }, requested);
   const datasets = given?.ok ? given.datasets.map((d) => ({ name: d.name, release: d.release, approvals: d.approvals })) : [];
   desk.decide(run.id, datasets);
 }
@@ -86,6 +87,8 @@ function runSpecOf(ctx: LifecycleContext, run: RunRow): RunSpec {
     commit: run.commit,
     source: ctx.deps.sourceFor(run),
     user: run.user,
+    // The cache is keyed by the account, not the name (DESIGN §13); old rows have no id.
+    ...(run.userId !== null ? { userId: run.userId } : {}),
     signer: run.signer,
     runforMs: config.runforMs,
     gpus: run.gpus,

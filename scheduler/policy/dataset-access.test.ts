@@ -32,6 +32,10 @@ function recordingLog(lines: string[]): Log {
   return log;
 }
 
+/** ada is GitLab user 1; the grants are hers. */
+const ADA = { username: 'ada', userId: 1 };
+const ada = { user: 'ada', userId: 1 };
+
 function setup(opts: { mysql?: boolean } = {}) {
   const db = openDatabase(':memory:');
   const store = new DatasetStore(db);
@@ -51,43 +55,43 @@ function setup(opts: { mysql?: boolean } = {}) {
   store.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024' });
   store.add({ name: 'hr', kind: 'mysql', mysqlDatabase: 'hr' });
   store.add({ name: 'scans', kind: 'path', path: 'radiology/scans' });
-  store.grant('ada', 'sales');
-  store.grant('ada', 'scans');
+  store.grant(ADA, 'sales');
+  store.grant(ADA, 'scans');
   let n = 0;
-  const newRun = (user: string, datasets: string[] | null, state: RunState = 'assigned') => {
+  const newRun = (user: string, datasets: string[] | null, state: RunState = 'assigned', userId: number | null = 1) => {
     const id = `run${String(++n).padStart(7, '0')}`;
-    runs.createRun({ id, projectId: 1, project: 'lab/p', ref: 'refs/heads/main', beforeSha: '0'.repeat(40), commit: '1'.repeat(40), user, userId: 1, deliveryKey: null, fetchUrl: 'http://x' });
+    runs.createRun({ id, projectId: 1, project: 'lab/p', ref: 'refs/heads/main', beforeSha: '0'.repeat(40), commit: '1'.repeat(40), user, userId, deliveryKey: null, fetchUrl: 'http://x' });
     for (const s of ['verified', 'queued', 'assigned', 'building', 'running', 'uploading', 'succeeded'] as RunState[]) {
       if (runs.get(id)!.state === state) break;
       runs.transition(id, s, 'test', s === 'queued' ? { config: { datasets } } : {});
     }
     return runs.get(id)!;
   };
-  return { store, runs, server, lines, access, newRun };
+  return { db, store, runs, server, lines, access, newRun };
 }
 
 describe('which datasets a run gets', () => {
   it('all of the user\'s grants by default, or those secd.yml names', () => {
     const { access } = setup();
-    expect(access.forRun('ada', null)).toMatchObject({ ok: true, datasets: [{ name: 'sales' }, { name: 'scans' }] });
-    expect(access.forRun('ada', ['scans'])).toMatchObject({ ok: true, datasets: [{ name: 'scans' }] });
-    expect(access.forRun('ada', [])).toEqual({ ok: true, datasets: [] });
-    expect(access.forRun('bob', null)).toEqual({ ok: true, datasets: [] });
+    expect(access.forRun(ada, null)).toMatchObject({ ok: true, datasets: [{ name: 'sales' }, { name: 'scans' }] });
+    expect(access.forRun(ada, ['scans'])).toMatchObject({ ok: true, datasets: [{ name: 'scans' }] });
+    expect(access.forRun(ada, [])).toEqual({ ok: true, datasets: [] });
+    expect(access.forRun({ user: 'bob', userId: 2 }, null)).toEqual({ ok: true, datasets: [] });
   });
 
   it('a dataset not granted, or unknown, refuses the run naming it', () => {
     const { access } = setup();
-    expect(access.forRun('ada', ['sales', 'hr'])).toEqual({
+    expect(access.forRun(ada, ['sales', 'hr'])).toEqual({
       ok: false,
       reason: 'secd.yml: datasets lists "hr", which ada is not granted (ask its data owner for a grant)',
     });
-    expect(access.forRun('ada', ['salez'])).toEqual({ ok: false, reason: 'secd.yml: datasets lists "salez", but no dataset has that name' });
+    expect(access.forRun(ada, ['salez'])).toEqual({ ok: false, reason: 'secd.yml: datasets lists "salez", but no dataset has that name' });
   });
 
   it('a MySQL dataset on a leader without a dataset server is refused; file datasets still work', () => {
     const { access } = setup({ mysql: false });
-    expect(access.forRun('ada', null)).toMatchObject({ ok: false, reason: expect.stringContaining('no dataset server') });
-    expect(access.forRun('ada', ['scans'])).toMatchObject({ ok: true });
+    expect(access.forRun(ada, null)).toMatchObject({ ok: false, reason: expect.stringContaining('no dataset server') });
+    expect(access.forRun(ada, ['scans'])).toMatchObject({ ok: true });
   });
 });
 
@@ -134,7 +138,7 @@ describe('a run\'s temporary account', () => {
   it('a grant revoked while the run waited fails it at assignment', async () => {
     const { access, store, newRun } = setup();
     const run = newRun('ada', ['sales']);
-    store.revoke('ada', 'sales');
+    store.revoke({ userId: 1 }, 'sales');
     expect(await access.open(run)).toEqual({ ok: false, reason: expect.stringContaining('"sales", which ada is not granted') });
   });
 
@@ -177,5 +181,53 @@ describe('a run\'s temporary account', () => {
     await server.createRunUser({ user: 'other_user', password: 'x', databases: [], maxConnections: 1 });
     expect(await access.dropLeftovers()).toBe(1);
     expect([...server.accounts.keys()].sort()).toEqual(['other_user', `secd_${live.id}`]);
+  });
+});
+
+describe('a run gets the grants of its pusher\'s account, never of a name', () => {
+  it('a new account that took the released name "ada" gets neither her datasets at policy time nor at assignment', async () => {
+    const { access, server, newRun, store } = setup();
+    // ada (GitLab user 1) gave up the name; account 9 took it and pushes.
+    expect(access.forRun({ user: 'ada', userId: 9 }, null)).toEqual({ ok: true, datasets: [] });
+    expect(access.forRun({ user: 'ada', userId: 9 }, ['sales'])).toEqual({
+      ok: false,
+      reason: 'secd.yml: datasets lists "sales", which ada is not granted (ask its data owner for a grant)',
+    });
+    const taken = newRun('ada', ['sales'], 'assigned', 9);
+    expect(await access.open(taken)).toEqual({ ok: false, reason: expect.stringContaining('"sales", which ada is not granted') });
+    const all = newRun('ada', null, 'assigned', 9);
+    expect(await access.open(all)).toEqual({ ok: true });
+    expect(access.specFor(all.id)).toBeNull();
+    expect(server.accounts.size).toBe(0);
+    expect(store.runAccess(all.id)).toBeUndefined();
+  });
+
+  it('ada under a new name keeps her grants: the id decides', async () => {
+    const { access, newRun, server } = setup();
+    const run = newRun('ada.lovelace', ['sales'], 'assigned', 1);
+    expect(await access.open(run)).toEqual({ ok: true });
+    expect([...server.accounts.values()].map((a) => a.databases)).toEqual([['sales_2024']]);
+  });
+
+  it('a run recorded without a user id is given no dataset, and says why', async () => {
+    const { access, newRun } = setup();
+    const old = newRun('ada', null, 'assigned', null);
+    expect(await access.open(old)).toEqual({
+      ok: false,
+      reason: expect.stringMatching(/^this run has no GitLab user id .* so it is given no dataset \(it would need sales, scans\): push again/),
+    });
+    // One that needs none goes on without.
+    expect(await access.open(newRun('carl', null, 'assigned', null))).toEqual({ ok: true });
+  });
+
+  it('a name-only grant from before the upgrade counts for no one, and the reason says what to do', () => {
+    const { access, db } = setup();
+    // What migration 6 leaves of a grant made by name: user_id null.
+    db.prepare("INSERT INTO dataset_grants (user, dataset, granted_at) VALUES ('grace', 'hr', '2025-01-01T00:00:00.000Z')").run();
+    expect(access.forRun({ user: 'grace', userId: 5 }, null)).toEqual({ ok: true, datasets: [] });
+    expect(access.forRun({ user: 'grace', userId: 5 }, ['hr'])).toEqual({
+      ok: false,
+      reason: expect.stringContaining('granted to the name grace before secd bound grants to GitLab accounts; it counts for no one until an operator confirms'),
+    });
   });
 });

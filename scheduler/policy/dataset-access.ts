@@ -4,9 +4,13 @@
  * when it ends, and the audit record of both.
  *
  * Choices made here:
- * - A run gets the user's grants, narrowed by `datasets:` in secd.yml; a name there that is not
- *   granted (or does not exist) rejects the run at policy time, naming it. Grants are checked again
- *   when the account is created: a grant revoked while the run waited fails it with that reason.
+ * - A run gets the grants of its pusher's GitLab account (the run's `userId`, from the authenticated
+ *   push; DESIGN §13), narrowed by `datasets:` in secd.yml; a name there that is not granted (or does
+ *   not exist) rejects the run at policy time, naming it. Grants are checked again when the account
+ *   is created: a grant revoked while the run waited fails it with that reason. The username is never
+ *   the key: another account that takes a released name gets nothing of the first one's. A run
+ *   without a user id (rows from before secd kept one) is given no dataset, and a name-only grant
+ *   (made before grants were bound to accounts) none until an operator binds it; both say so.
  * - The account is `<user_prefix><run id>` with a 192-bit random password that lives only in the
  *   leader's memory and in the run's spec (the node's container environment). It is never logged,
  *   stored in SQLite, shown by the API or written to run.json.
@@ -69,6 +73,12 @@ export interface DatasetServer {
  */
 export type RunDatasetsSpec = NonNullable<RunSpec['datasets']>;
 
+/** Whose grants a run gets: the pusher's GitLab user id (the key; null for old rows) and name (to show). */
+export interface RunOwner {
+  user: string;
+  userId: number | null | undefined;
+}
+
 /** A run's datasets decided at policy time, or why the run is refused. */
 export type DatasetPolicy = { ok: true; datasets: StoredDataset[] } | { ok: false; reason: string };
 
@@ -97,21 +107,44 @@ export class RunDatasets {
 
   constructor(private readonly deps: DatasetAccessDeps) {}
 
-  /** Policy time: the datasets `user` gets when secd.yml asks for `requested` (null: all grants). */
-  forRun(user: string, requested: readonly string[] | null): DatasetPolicy {
-    const grants = this.deps.store.datasetsOf(user);
+  /**
+   * Policy time: the datasets the run's pusher gets when secd.yml asks for `requested` (null: all
+   * grants). A bare username (deprecated: callers that have not passed the run yet) is only a
+   * pre-check against bound grants shown under that name; what a run is given is decided by `open`,
+   * by user id.
+   */
+  forRun(owner: RunOwner | string, requested: readonly string[] | null): DatasetPolicy {
+    const who: RunOwner = typeof owner === 'string' ? { user: owner, userId: null } : owner;
+    const { store } = this.deps;
+    const byId = who.userId !== null && who.userId !== undefined;
+    if (!byId && typeof owner !== 'string') {
+      // Nothing may be looked up by the name alone; say why instead of giving a silent empty set.
+      const wanted = requested ?? store.grants(who.user).map((g) => g.dataset);
+      if (wanted.length === 0) return { ok: true, datasets: [] };
+      return {
+        ok: false,
+        reason:
+          `this run has no GitLab user id (it was recorded before secd kept one), so it is given no dataset ` +
+          `(it would need ${wanted.join(', ')}): push again to start a new run`,
+      };
+    }
+    const grants = byId ? store.datasetsOf(who.userId!) : store.datasetsShownUnder(who.user);
     let chosen: StoredDataset[] = grants;
     if (requested !== null) {
       chosen = [];
       for (const name of requested) {
         const found = grants.find((d) => d.name === name);
         if (!found) {
-          const exists = this.deps.store.get(name) !== undefined;
+          const exists = store.get(name) !== undefined;
+          const unbound = exists && store.unboundGrants().some((g) => g.dataset === name && g.user.toLowerCase() === who.user.toLowerCase());
           return {
             ok: false,
-            reason: exists
-              ? `secd.yml: datasets lists "${name}", which ${user} is not granted (ask its data owner for a grant)`
-              : `secd.yml: datasets lists "${name}", but no dataset has that name`,
+            reason: !exists
+              ? `secd.yml: datasets lists "${name}", but no dataset has that name`
+              : unbound
+                ? `secd.yml: datasets lists "${name}", granted to the name ${who.user} before secd bound grants to GitLab accounts; ` +
+                  'it counts for no one until an operator confirms it is yours (secd admin grants migrate, or grant it again)'
+                : `secd.yml: datasets lists "${name}", which ${who.user} is not granted (ask its data owner for a grant)`,
           };
         }
         chosen.push(found);
@@ -131,9 +164,9 @@ export class RunDatasets {
    * Just before the run goes to a node: check its grants again, create its temporary account and
    * record the audit. Afterwards `specFor(run.id)` carries the credentials.
    */
-  async open(run: Pick<RunRow, 'id' | 'user' | 'config'>): Promise<{ ok: true } | { ok: false; reason: string }> {
+  async open(run: Pick<RunRow, 'id' | 'user' | 'userId' | 'config'>): Promise<{ ok: true } | { ok: false; reason: string }> {
     const requested = (run.config as { datasets?: string[] | null } | null)?.datasets ?? null;
-    const policy = this.forRun(run.user, requested);
+    const policy = this.forRun({ user: run.user, userId: run.userId ?? null }, requested);
     if (!policy.ok) return { ok: false, reason: policy.reason.replace(/^secd\.yml: /, 'at assignment: ') };
     const datasets = policy.datasets;
     if (datasets.length === 0) return { ok: true };
