@@ -17,6 +17,7 @@ import { loadStaticAssets } from './static-assets.js';
 import { EventStreams } from './event-streams.js';
 import { hideEventReasons, hideIdentity, hideReleaseRow, hideRowIdentity, READ_COOKIE, ReadAccess } from './read-access.js';
 import { StatusFeed } from './status-feed.js';
+import { defaultSdkDir, registerSdkRoutes } from './sdk-files.js';
 
 /** What the server needs from the rest of the leader. */
 export interface LeaderServerDeps {
@@ -48,6 +49,8 @@ export interface LeaderServerDeps {
    * show `release: null`.
    */
   releases?: ReleaseSource;
+  /** The folder of SDK wheels /sdk/ serves (web/sdk-files.ts); default dist/sdk of this secd; null: none. */
+  sdkDir?: string | null;
 }
 
 /** What the server reads of output release: one run's record, and every held run's. */
@@ -261,6 +264,9 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     if (access.allows(req.headers)) return snapshot;
     return { ...snapshot, queue: snapshot.queue.map(hideIdentity), held: snapshot.held.map(hideIdentity), recent: snapshot.recent.map(hideIdentity) };
   });
+
+  // The Python SDK's wheel for researchers' own machines: public, like the SDK's source.
+  registerSdkRoutes(app, deps.sdkDir === undefined ? defaultSdkDir() : deps.sdkDir);
 
   app.get('/metrics', async (_req, reply) => {
     if (!deps.metrics) return reply.code(404).send({ error: 'metrics are not enabled on this server' });

@@ -32,7 +32,13 @@ def connect(database=None, **options):
     only MySQL dataset when it has exactly one, else no default database. Other keyword arguments go
     to pymysql.connect (e.g. cursorclass=pymysql.cursors.DictCursor).
     """
-    import pymysql  # imported here: the rest of the SDK works without PyMySQL
+    try:
+        import pymysql  # imported here: the rest of the SDK works without PyMySQL
+    except ImportError:
+        raise ImportError(
+            "secd.connect() needs PyMySQL, which is not installed: pip install PyMySQL "
+            "(or apt install python3-pymysql); secd/base has it"
+        ) from None
 
     user = os.environ.get("DB_USER")
     if not user:
