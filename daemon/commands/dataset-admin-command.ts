@@ -324,12 +324,8 @@ export function registerDatasetAdminCommands(program: Command): void {
       if (!granted.ok) throw new AdminError(granted.reason);
       const who = `${account.username} (GitLab user ${account.userId})`;
       say(granted.value.created ? `secd admin: ${who} may read ${name} from their next run` : `secd admin: ${who} could already read ${name}`);
-      if (!account.checked) {
-        say(
-          `secd admin: note: ${options.skipUserCheck ? 'as asked, ' : 'this config has no gitlab: section, so '}` +
-            `GitLab was not asked whether user ${account.userId} is ${account.username}`,
-        );
-      }
+      const unasked = options.skipUserCheck ? 'as asked, ' : 'this config has no gitlab: section, so ';
+      if (!account.checked) say(`secd admin: note: ${unasked}GitLab was not asked whether user ${account.userId} is ${account.username}`);
     },
   );
   adminAction(
@@ -367,7 +363,8 @@ export function registerDatasetAdminCommands(program: Command): void {
       .description('bind the name-only grants of earlier versions to GitLab accounts where GitLab and secd\'s runs agree')
       .option('--bind', 'bind the grants the rule allows (without it, only show what it would do)'),
     async (options: { bind?: boolean; config?: string }) => {
-      const settings = loadSettings(options.config);
+      // Commander gives `--config` to `grants` (which has it too) wherever it stands on the line.
+      const settings = loadSettings(options.config ?? (grants.opts() as { config?: string }).config);
       const unbound = await withStore(settings, (s) => s.unboundGrants());
       if (unbound.length === 0) {
         say('secd admin: every grant is bound to a GitLab account; nothing to migrate');

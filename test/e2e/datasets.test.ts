@@ -91,8 +91,9 @@ describe('a run reads exactly the datasets its researcher may read', () => {
     expect(d.add({ name: 'sales', kind: 'mysql', mysqlDatabase: SALES }, { release: 'direct' }).ok).toBe(true);
     expect(d.add({ name: 'hr', kind: 'mysql', mysqlDatabase: HR }, { release: 'direct' }).ok).toBe(true);
     expect(d.add({ name: 'scans', kind: 'path', path: 'radiology/scans' }, { release: 'direct' }).ok).toBe(true);
-    d.grant('ada', 'sales');
-    d.grant('ada', 'scans');
+    // Grants belong to ada's GitLab account (its id), as `secd admin grant` stores them.
+    d.grant({ username: 'ada', userId: ada.user.id }, 'sales');
+    d.grant({ username: 'ada', userId: ada.user.id }, 'scans');
   });
   afterAll(async () => {
     await cluster?.close();

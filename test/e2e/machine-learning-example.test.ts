@@ -58,13 +58,21 @@ describe('examples/machine-learning', () => {
     const unknownDataset = await secd(['admin', 'grant', 'ada', 'clinc', ...config]);
     expect(unknownDataset.code).toBe(2);
     expect(unknownDataset.stderr).toContain('no dataset named clinc');
-    // GitLab compares usernames case-insensitively; the grant is stored as GitLab spells the name.
+    // Without GitLab's answer a grant needs the account's id: a bare name cannot be bound to one.
+    const unchecked = await secd(['admin', 'grant', 'ada', 'clinic', '--skip-user-check', ...config]);
+    expect(unchecked.code).toBe(2);
+    expect(unchecked.stderr).toContain('--skip-user-check needs --user-id <GitLab user id>: grants belong to GitLab accounts');
+    const wrongId = await secd(['admin', 'grant', 'ada', 'clinic', '--user-id', String(ada.user.id + 100), ...config]);
+    expect(wrongId.code).toBe(2);
+    expect(wrongId.stderr).toContain(`GitLab says ada is user ${ada.user.id}, not ${ada.user.id + 100}`);
+    // GitLab compares usernames case-insensitively; the grant is stored with the account's id and
+    // GitLab's spelling of the name.
     const granted = await secd(['admin', 'grant', 'ADA', 'clinic', ...config]);
     expect(granted, granted.stderr).toMatchObject({ code: 0 });
-    expect(granted.stdout).toContain('ada may read clinic');
+    expect(granted.stdout).toContain(`ada (GitLab user ${ada.user.id}) may read clinic`);
 
     const grants = await secd(['admin', 'grants', 'ada', ...config]);
-    expect(grants.stdout).toMatch(/^USER\s+DATASET\s+GRANTED\nada\s+clinic\s+\d{4}-/);
+    expect(grants.stdout).toMatch(new RegExp(`^USER\\s+DATASET\\s+GRANTED\\s+USER ID\\nada\\s+clinic\\s+\\d{4}-\\S+\\s+${ada.user.id}\\n$`));
     const list = await secd(['admin', 'dataset', 'list', ...config]);
     expect(list.stdout).toMatch(new RegExp(`clinic\\s+mysql\\s+${DB}\\s+1`));
     const revokeNone = await secd(['admin', 'revoke', 'bob', 'clinic', ...config]);
