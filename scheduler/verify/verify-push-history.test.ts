@@ -109,6 +109,18 @@ describe('unsigned history under a signed head', () => {
     expect(await scene.pushAndVerify()).toMatchObject({ ok: true, vouched: [] });
   });
 
+  it("the vouch command names the refused commits a vouch can fix, not a newest commit another member signed", async () => {
+    await scene.repo.commitMany(1, adaSigns);
+    await scene.pushAndVerify();
+    const [unsigned] = await scene.repo.commitMany(1);
+    const [bobs] = await scene.repo.commitMany(1, bobSigns);
+    const verdict = await scene.pushAndVerify();
+    expect(verdict).toMatchObject({ ok: false, code: 'unsigned', commit: short(unsigned!) });
+    const reason = verdict.ok ? '' : verdict.reason;
+    expect(reason).toContain(`--trailer 'Secd-Vouches-For: ${unsigned}', then git push`);
+    expect(reason).not.toContain(bobs!);
+  });
+
   it('a vouch counts only from the pusher, only for the commit it names in full, and only in the trailer block', async () => {
     await scene.repo.commitMany(1, adaSigns);
     await scene.pushAndVerify();

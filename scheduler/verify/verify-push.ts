@@ -269,15 +269,17 @@ async function checkCommit(raw: Buffer, keyring: MemberKeyring, now: Date, objec
 function refusal(refused: Array<{ index: number; c: Checked }>, pusher: KeyOwner): PushVerdict {
   const first = refused[0]!.c;
   const verdict = first.verdict as Refused;
+  // A newest commit signed by another member needs no vouch once it is not the newest any more.
+  const fixable = refused.filter(({ c }) => !c.verdict.ok && c.verdict.code !== 'not_pushers_key').map(({ c }) => c);
   let extra: string | undefined;
-  if (verdict.code !== 'not_pushers_key') {
-    const base = first.parent ?? '--root';
-    const trailers = refused.map(({ c }) => `--trailer '${VOUCH_TRAILER}: ${c.sha}'`).join(' ');
-    const which = refused.length === 1 ? 'this commit' : `these ${refused.length} commits (${refused.map(({ c }) => short(c.sha)).join(', ')})`;
+  if (fixable.length > 0 && verdict.code !== 'not_pushers_key') {
+    const base = fixable[0]!.parent ?? '--root';
+    const trailers = fixable.map((c) => `--trailer '${VOUCH_TRAILER}: ${c.sha}'`).join(' ');
+    const which = fixable.length === 1 ? 'this commit' : `these ${fixable.length} commits (${fixable.map((c) => short(c.sha)).join(', ')})`;
     extra =
       `to fix ${which} either rewrite the history signed: git rebase --exec 'git commit --amend --no-edit -S' ${base}, ` +
       `then git push --force-with-lease (only where the branch allows force pushes); ` +
-      `or vouch for ${refused.length === 1 ? 'it' : 'them'} as ${pusher.username} without rewriting: ` +
+      `or vouch for ${fixable.length === 1 ? 'it' : 'them'} as ${pusher.username} without rewriting: ` +
       `git commit --allow-empty -S -m 'Vouch for unsigned commits' ${trailers}, then git push (no force needed)`;
   }
   const reason = verdict.openpgp
