@@ -1,7 +1,8 @@
 /**
  * Per-user caches end to end: @secd.cache results survive between pushes and are recomputed when the
  * cached function changes; bad cache settings and planted symlinks are refused with a reason; one
- * user's runs never see another's cache.
+ * user's runs never see another's cache. Caches are keyed by GitLab user id (identity-by-id.test.ts
+ * has the account that takes a released name).
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -52,7 +53,8 @@ describe('per-user caches', () => {
     expect(first.read('_secd/run.log')).toContain('computing slow_step');
     expect(first.read('_secd/run.log')).toContain('answer 499500');
     const report = JSON.parse(first.read('_secd/run.json')) as { cache: { dir: string; bytes: number; files: number } };
-    expect(report.cache).toMatchObject({ dir: 'steps', mount_path: '/cache', files: 1 });
+    // The folder used is the account's (cache_root/@<user id>/), not the name's.
+    expect(report.cache).toMatchObject({ dir: 'steps', path: `@${ada.user.id}/steps`, mount_path: '/cache', files: 1 });
     expect(report.cache.bytes).toBeGreaterThan(0);
 
     const second = await pushAndWait(ada, 'unrelated change', { 'notes.txt': 'hello\n' });
@@ -105,8 +107,8 @@ describe('per-user caches', () => {
     expect(b.read('mine.txt').trim().split('\n').sort()).toEqual(['.', '..']);
     expect(b.read('parent.txt')).not.toContain('ada');
     expect(b.read('found.txt')).toBe('');
-    // On the node the two caches are separate folders of the same name.
-    expect(await readdir(join(cluster.cacheRoot, 'ada', 'shared'))).toEqual(['secret.txt']);
-    expect(await readdir(join(cluster.cacheRoot, 'bob', 'shared'))).toEqual([]);
+    // On the node the two caches are separate folders of the same name, one per GitLab account.
+    expect(await readdir(join(cluster.cacheRoot, `@${ada.user.id}`, 'shared'))).toEqual(['secret.txt']);
+    expect(await readdir(join(cluster.cacheRoot, `@${bob.user.id}`, 'shared'))).toEqual([]);
   }, 180_000);
 });

@@ -110,4 +110,36 @@ describe('secd admin dataset release policy', () => {
     expect(stored('x')).toBeUndefined();
     expect(stored('icu')).toEqual({ release: 'review', approvals: 1 });
   });
+
+  it('a grant made without asking GitLab needs the account\'s id, and is kept by it', async () => {
+    const grant = (...args: string[]) => runSecd(['admin', 'grant', ...args, ...config]);
+    const noId = await grant('ada', 'icu', '--skip-user-check');
+    expect(noId.code).toBe(2);
+    expect(noId.stderr).toContain(
+      'secd admin: --skip-user-check needs --user-id <GitLab user id>: grants belong to GitLab accounts, and without an id the grant cannot be bound to one',
+    );
+    for (const bad of ['0', '-3', '7x', '1.5']) {
+      const result = await grant('ada', 'icu', '--skip-user-check', '--user-id', bad);
+      expect(result.code, bad).toBe(2);
+      expect(result.stderr, bad).toContain(`--user-id must be a GitLab user id, a whole number of 1 or more (got "${bad}")`);
+    }
+    const granted = await grant('ada', 'icu', '--skip-user-check', '--user-id', '7');
+    expect(granted, granted.stderr).toMatchObject({ code: 0 });
+    expect(granted.stdout).toContain('ada (GitLab user 7) may read icu from their next run');
+    expect(granted.stdout).toContain('as asked, GitLab was not asked whether user 7 is ada');
+    const db = openDatabase(join(dir, 'data', 'secd.db'));
+    try {
+      const store = new DatasetStore(db);
+      expect(store.datasetsOf(7).map((d) => d.name)).toEqual(['icu']);
+      expect(store.grants('ada')).toMatchObject([{ user: 'ada', userId: 7, dataset: 'icu', bound: 'operator' }]);
+    } finally {
+      db.close();
+    }
+    const listed = await runSecd(['admin', 'grants', ...config]);
+    expect(listed.stdout).toMatch(/^USER\s+DATASET\s+GRANTED\s+USER ID\nada\s+icu\s+\S+\s+7\n$/);
+    // Revoking asks no one: the account may be gone from GitLab.
+    const revoked = await runSecd(['admin', 'revoke', 'ada', 'icu', ...config]);
+    expect(revoked, revoked.stderr).toMatchObject({ code: 0 });
+    expect(revoked.stdout).toContain('ada (GitLab user 7) may no longer read icu');
+  });
 });
