@@ -101,7 +101,7 @@ describe('the leader serves the SDK at /sdk/', () => {
     const { app, dir } = leader({});
     const page = await app.inject({ url: '/sdk/' });
     expect(page.statusCode).toBe(200);
-    expect(page.body).toContain('installed without <code>npm run build</code>');
+    expect(page.body).toContain('built without it. <code>npm run build</code> writes it to');
     expect(page.body).toContain(dir);
     expect(loadSdkFiles(join(dir, 'absent'))).toEqual([]);
     expect(loadSdkFiles(null)).toEqual([]);

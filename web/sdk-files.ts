@@ -75,7 +75,7 @@ export function renderSdkIndex(files: readonly SdkFile[], origin: string, dir: s
 <p>or, letting pip pick from this list: <code>pip install --no-index --find-links ${escapeHtml(base)} secd</code>.
 With a leader on https signed by the cluster's own CA, add <code>--cert cluster-ca.pem</code>.
 Outside a run <code>get_output_path()</code> is <code>./output</code> and <code>@cache</code> keeps results in <code>./cache</code>.</p>`
-    : `<p>This leader has no SDK wheel to offer: its secd was installed without <code>npm run build</code>, which writes it to ${escapeHtml(dir ?? 'dist/sdk')}.</p>`;
+    : `<p>This leader has no SDK wheel to offer: its secd was built without it. <code>npm run build</code> writes it to ${escapeHtml(dir ?? 'dist/sdk')}; restart the leader after.</p>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>secd Python SDK</title></head>
 <body>
