@@ -22,6 +22,11 @@ export const COMMAND_CATALOGUE: readonly CatalogueEntry[] = [
     load: async () => (await import('./run-command.js')).registerRunCommand,
   },
   {
+    name: 'check',
+    description: 'what secd would decide about a push of this repository, offline: secd.yml, Dockerfile, signing, unpushed commits',
+    load: async () => (await import('./check-command.js')).registerCheckCommand,
+  },
+  {
     name: 'up',
     description: 'run a leader and a node in one process (embedded defaults: state under ./.secd, 127.0.0.1:8080)',
     load: async () => (await import('./up-command.js')).registerUpCommand,

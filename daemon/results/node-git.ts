@@ -3,6 +3,8 @@
  * its results (results-branch.ts) and the commit `secd run` names (wiring/local-run.ts) run git here
  * and nowhere else on the node.
  *
+ * - `secd check` reads a researcher's repository and signing setup through runResearcherGit, the one
+ *   call that is not hermetic: the researcher's own git config is what it checks.
  * - Hermetic: git gets scheduler/common/git-env.ts's environment (no system or global config, no hooks
  *   from the host, no prompt), and the settings secd needs travel with it as GIT_CONFIG_* variables,
  *   never as `-c` on the command line.
@@ -124,4 +126,32 @@ export function describeGitFailure(err: unknown): string {
   const telling = lines.filter((l) => /^(fatal|error|remote|!|To |hint: Updates were rejected)/.test(l));
   const joined = (telling.length > 0 ? telling : lines).join('; ');
   return joined.length > 500 ? `${joined.slice(0, 497)}...` : joined;
+}
+
+// Variables a calling git (a hook) exports that would point git at another repository than `cwd`'s.
+const REPOSITORY_ENV = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_PREFIX', 'GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_COMMON_DIR'];
+
+/**
+ * Runs `git <args>` in `cwd` as the researcher's own git would run there — their global and system
+ * config apply — for `secd check`, whose subject is exactly that config (signing key, format, email).
+ * Not hermetic, so never for what a daemon does; `settings` are added as GIT_CONFIG_* variables after
+ * any the caller's environment has, and win. Resolves with stdout, throws GitFailure.
+ */
+export function runResearcherGit(args: readonly string[], cwd: string, settings: readonly GitSetting[] = []): Promise<string> {
+  const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0' };
+  for (const name of REPOSITORY_ENV) delete env[name];
+  const base = Number(env.GIT_CONFIG_COUNT ?? 0) || 0;
+  settings.forEach(({ key, value }, i) => {
+    env[`GIT_CONFIG_KEY_${base + i}`] = key;
+    env[`GIT_CONFIG_VALUE_${base + i}`] = value;
+  });
+  if (settings.length > 0) env.GIT_CONFIG_COUNT = String(base + settings.length);
+  return new Promise((resolve, reject) => {
+    execFile('git', [...args], { cwd, env, encoding: 'utf8', maxBuffer: MAX_OUTPUT_BYTES }, (err, stdout, stderr) => {
+      if (!err) return resolve(stdout);
+      const exitCode = typeof err.code === 'number' ? err.code : null;
+      const said = `${stdout}${stderr}`;
+      reject(new GitFailure(said.trim() === '' ? err.message : said, exitCode));
+    });
+  });
 }

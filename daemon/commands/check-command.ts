@@ -1,0 +1,144 @@
+/**
+ * `secd check [dir]`: what secd would decide about a push of this repository, before it is pushed
+ * and without the cluster — secd.yml by the leader's own policy, the Dockerfile, the signing setup,
+ * every commit not yet on the remote, and files committed by mistake. One line per finding, then the
+ * verdict; exit 0 only when the leader would accept the push, 1 when it would refuse it, 2 for bad
+ * usage (an unknown option, no such folder, a --leader that is not a URL).
+ *
+ * It has to be quick enough to run before every push (a pre-push hook, `--install-hook`): git is
+ * asked what it knows in two rounds of processes run side by side, gpg once, and nothing else is
+ * loaded but zod, yaml and the leader's policy. Measured with `npm run build` on the shared 2-core
+ * test machine: see docs/researcher.md "Before you push".
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { CommanderError, type Command } from 'commander';
+import { runResearcherGit } from '../results/node-git.js';
+import { checkCommits, COMMIT_LOG_FORMAT, COMMIT_LOG_SETTINGS, noCommits, parseCommitLog, uncommittedNote } from './check-commits.js';
+import { formatFinding, note, verdictLine, type Finding } from './check-findings.js';
+import { installHook } from './check-hook.js';
+import type { ProjectFile } from './check-project.js';
+import { checkSigningSetup, parseGitConfigList } from './check-signing.js';
+
+/** Options of `secd check`. */
+export interface CheckOptions {
+  /** The leader's URL, to ask it about its nodes. */
+  leader?: string;
+  /** Also write the pre-push hook. */
+  installHook?: boolean;
+}
+
+/** What a check found, or why it could not start (bad usage). */
+export type CheckOutcome = { ok: true; findings: Finding[] } | { ok: false; usage: string };
+
+/** Add `secd check` to the program. */
+export function registerCheckCommand(program: Command): void {
+  program
+    .command('check')
+    .description('what secd would decide about a push of this repository, offline: secd.yml, Dockerfile, signing, unpushed commits')
+    .argument('[dir]', 'the project (a git working tree)', '.')
+    .option('--leader <url>', "ask this leader about its nodes (its API does not publish its limits: those stay the defaults)")
+    .option('--install-hook', 'also write a pre-push hook that runs secd check before every push')
+    // Usage errors exit 2, so a hook or a script can tell them from "a push would be refused" (1).
+    .exitOverride((err) => {
+      throw err.exitCode === 0 ? err : new CommanderError(2, err.code, err.message);
+    })
+    .action(async (dir: string, options: CheckOptions) => {
+      const outcome = await runCheck(dir, options);
+      if (!outcome.ok) {
+        process.stderr.write(`secd check: ${outcome.usage}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const lines = [...outcome.findings.map(formatFinding), verdictLine(outcome.findings)];
+      process.stdout.write(`${lines.join('\n')}\n`);
+      process.exitCode = outcome.findings.some((f) => f.level === 'error') ? 1 : 0;
+    });
+}
+
+/** Checks the repository at `dir` as the leader would check a push of it. */
+export async function runCheck(dir: string, options: CheckOptions = {}): Promise<CheckOutcome> {
+  const start = path.resolve(dir);
+  if (!existsSync(start) || !statSync(start).isDirectory()) return { ok: false, usage: `${dir} is not a folder` };
+  const git = (args: string[], settings: typeof COMMIT_LOG_SETTINGS = []) => runResearcherGit(args, start, settings);
+  const orNull = (p: Promise<string>) => p.then((s) => s.trim(), () => null);
+  // Round one: where the repository is, the config, HEAD and its upstream; zod, yaml and the
+  // leader's policy and config load meanwhile.
+  const [[project, leader], top, configText, head, upstream] = await Promise.all([
+    Promise.all([import('./check-project.js'), import('./check-leader.js')]),
+    orNull(git(['rev-parse', '--show-toplevel'])),
+    git(['config', '--list', '-z']).catch(() => ''),
+    orNull(git(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'])),
+    orNull(git(['rev-parse', '--abbrev-ref', '--symbolic-full-name', '@{upstream}'])),
+  ]);
+  const leaderUrl = options.leader === undefined ? null : leader.parseLeaderUrl(options.leader);
+  if (typeof leaderUrl === 'string') return { ok: false, usage: leaderUrl };
+  const config = parseGitConfigList(configText);
+  const root = top ?? start;
+  const findings: Finding[] = [];
+  if (top !== null && path.resolve(top) !== start) findings.push(note('files', `secd reads secd.yml and the Dockerfile at the repository root, ${top}`));
+
+  // Round two, side by side: the limits, the key, the commits, the tree and the working tree's changes.
+  const range = upstream ? `${upstream}..HEAD` : 'HEAD';
+  const [limitsAnswer, signing, log, tree, status, hooksDir] = await Promise.all([
+    leaderUrl === null ? { limits: leader.defaultCheckLimits(), findings: [] } : leader.leaderCheckLimits(leaderUrl, config.get('http.sslcainfo') ?? null),
+    checkSigningSetup(config, root),
+    head === null ? null : git(['log', `--format=${COMMIT_LOG_FORMAT}`, range, '--'], COMMIT_LOG_SETTINGS),
+    head === null ? null : git(['ls-tree', '-r', '-l', '-z', '--full-tree', 'HEAD']).then(parseTree),
+    top === null ? null : git(['status', '--porcelain=v1', '-z', '--untracked-files=normal']).then(parseStatus),
+    options.installHook && top !== null ? orNull(git(['rev-parse', '--path-format=absolute', '--git-path', 'hooks'])) : null,
+  ]);
+
+  const file = (name: string): ProjectFile => {
+    const p = path.join(root, name);
+    return {
+      text: existsSync(p) && statSync(p).isFile() ? readFileSync(p, 'utf8') : null,
+      committed: tree === null ? (top === null ? null : false) : tree.has(name),
+      changed: status?.changed.has(name) ?? false,
+    };
+  };
+  findings.push(...limitsAnswer.findings);
+  findings.push(...project.checkSecdYml(file('secd.yml'), limitsAnswer.limits));
+  findings.push(...project.checkDockerfile(file('Dockerfile')));
+  findings.push(...signing.findings);
+  if (top === null) findings.push(noCommits('no_repository'));
+  else if (head === null) findings.push(noCommits('no_commit'));
+  else findings.push(...checkCommits(parseCommitLog(log ?? ''), signing.own, upstream ? range : 'every commit of HEAD: the branch has no upstream yet'));
+  findings.push(...project.checkTrackedFiles(tree, status?.untracked ?? []));
+  if (status && status.changed.size > 0) findings.push(uncommittedNote(status.changed.size));
+  if (options.installHook) {
+    if (hooksDir) findings.push(installHook(hooksDir, process.execPath, path.resolve(process.argv[1] ?? 'secd')));
+    else findings.push(note('hook', 'not a git repository: no hook written'));
+  }
+  return { ok: true, findings };
+}
+
+/** `git ls-tree -r -l -z`: path -> size in bytes (submodules 0). */
+function parseTree(out: string): Map<string, number> {
+  const tree = new Map<string, number>();
+  for (const entry of out.split('\0')) {
+    const tab = entry.indexOf('\t');
+    if (tab === -1) continue;
+    const size = Number(entry.slice(0, tab).trim().split(/\s+/)[3]);
+    tree.set(entry.slice(tab + 1), Number.isFinite(size) ? size : 0);
+  }
+  return tree;
+}
+
+/** `git status --porcelain=v1 -z`: paths with changes, and untracked ones (a folder ends in "/"). */
+function parseStatus(out: string): { changed: Set<string>; untracked: string[] } {
+  const changed = new Set<string>();
+  const untracked: string[] = [];
+  const entries = out.split('\0');
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (e.length < 4) continue;
+    const code = e.slice(0, 2);
+    const p = e.slice(3);
+    if (code === '??') untracked.push(p);
+    else if (code !== '!!') changed.add(p);
+    // A rename or copy is followed by the path it came from.
+    if (code[0] === 'R' || code[0] === 'C') i++;
+  }
+  return { changed, untracked };
+}
