@@ -31,6 +31,6 @@ describe('the secd Python SDK', () => {
     expect(output).toMatch(/Ran \d+ tests/);
     expect(output).toMatch(/\nOK\b/);
     // Every test module ran (a module that fails to import shows up as an error, but say so plainly).
-    for (const name of ['test_cache', 'test_db', 'test_env']) expect(output, output).toContain(`(${name}.`);
+    for (const name of ['test_cache', 'test_db', 'test_env', 'test_wheel']) expect(output, output).toContain(`(${name}.`);
   });
 });
