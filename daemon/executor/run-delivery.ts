@@ -18,6 +18,7 @@ import type { DatasetsAfterRun } from './run-datasets.js';
 import { loadJournal, runWorkspace, saveJournal, writeFileAtomic, type RunJournal, type RunWorkspace } from './run-workspace.js';
 import { DisclosureScanner } from '../results/disclosure-scan.js';
 import { extractOutputsArchive } from '../results/outputs-archive.js';
+import { ThreadedScanner } from '../results/threaded-scanner.js';
 import { isReservedForResults, pushResultsBranch, writeLocalResults } from '../results/results-branch.js';
 import { DEFAULT_DISCLOSURE_CHECKS, type DisclosureChecks, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
 import type { LeftOut, RunEnd, RunOutcome, RunReport, RunSpec } from '../../scheduler/contract/run-spec.js';
@@ -117,19 +118,24 @@ export function containerHooks(
 async function collectOutputs(spec: RunSpec, deps: ExecutorDeps, ws: RunWorkspace, containerId: string): Promise<CollectedOutputs> {
   const { settings } = deps;
   const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
+  let scanner: ThreadedScanner | undefined;
   try {
     // Collected again from scratch when a restarted node adopts the container.
     await rm(ws.outputs, { recursive: true, force: true });
     const tar = await deps.engine.readArchive(containerId, `${OUTPUTS_MOUNT}/.`);
     if (tar === null) return { leftOut: [], disclosure: [] };
-    const scanner = new DisclosureScanner(disclosureChecksOf(spec));
+    // The checks run in a worker thread beside the read-back (threaded-scanner.ts); a worker that
+    // fails costs no outputs, only findings saying which files were not checked.
+    scanner = new ThreadedScanner(disclosureChecksOf(spec));
     const manifest = await extractOutputsArchive(tar, ws.outputs, caps, { isReserved: isReservedForResults, scanner });
-    return { leftOut: manifest.leftOut, disclosure: scanner.findings() };
+    return { leftOut: manifest.leftOut, disclosure: await scanner.findings() };
   } catch (err) {
     deps.log.child({ container: containerId }).error({ err }, 'could not collect the outputs');
     await rm(ws.outputs, { recursive: true, force: true }).catch(() => undefined);
     // Nothing is delivered, so nothing is flagged.
     return { leftOut: [{ path: '.', reason: 'unreadable' }], disclosure: [] };
+  } finally {
+    await scanner?.close();
   }
 }
 

@@ -30,6 +30,7 @@ export const COMMA = 44;
 const QUOTE = 34;
 const LF4 = LF * 0x01010101;
 const NO_WORDS = new Int32Array(0);
+const MIN_WORDS_CHUNK = 256;
 
 // What the current cell can still be for the small-cell rule.
 const NONE = 0; // nothing but leading white space yet
@@ -89,9 +90,11 @@ export class CsvCheck {
     let rowHasContent = this.rowHasContent;
     // Where the header's bytes start in this chunk (-1: the header is read already).
     let headerFrom = records === 0 ? 0 : -1;
-    // The chunk's 4-byte-aligned words, for skipping the inside of cells that cannot be counts.
+    // The chunk's 4-byte-aligned words, for skipping the inside of cells that cannot be counts; a
+    // small chunk (a test's byte at a time, a socket's scrap) is read byte by byte instead, as making
+    // the view would cost more than it saves.
     const lead = (4 - (buf.byteOffset & 3)) & 3;
-    const wordCount = n > lead ? (n - lead) >> 2 : 0;
+    const wordCount = n - lead >= MIN_WORDS_CHUNK ? (n - lead) >> 2 : 0;
     const words = wordCount > 0 ? new Int32Array(buf.buffer, buf.byteOffset + lead, wordCount) : NO_WORDS;
     const delim4 = delim * 0x01010101;
     let i = 0;

@@ -30,7 +30,11 @@ import { clip, COMMA, CsvCheck, MAX_SMALL_CELL_FINDINGS_PER_FILE, TAB } from './
 
 /** One file being scanned: its bytes in order, then `end()`; `discard()` when the file is not delivered after all. */
 export interface DisclosureFileScan {
-  write(chunk: Buffer): void;
+  /**
+   * The next bytes. A promise asks the caller to wait before the next chunk (a scan off the event
+   * loop with its buffers full) and to leave `chunk` untouched until it resolves; it never rejects.
+   */
+  write(chunk: Buffer): void | Promise<void>;
   /** The file is complete: its findings join the scanner's. */
   end(): void;
   /** The file was not delivered (a cap, a broken stream): whatever it would have flagged is forgotten. */
@@ -118,7 +122,7 @@ class FileScan implements DisclosureFileScan {
     if (ext === null) this.flag('extension', 'no file extension');
     else if (!allowed.has(ext)) this.flag('extension', `${JSON.stringify(clip(ext, 40))} is not an allowed extension`);
     this.csv =
-      ext === '.csv' || ext === '.tsv'
+      ext !== null && CONTENT_EXTENSIONS.has(ext)
         ? new CsvCheck(ext === '.tsv' ? TAB : COMMA, checks.minCellCount, forbidden, (rule, detail) => this.flag(rule, detail))
         : null;
   }
@@ -166,6 +170,15 @@ export function clipPath(path: string): string {
   if (path.length <= MAX_FINDING_PATH) return path;
   const tail = Math.floor(MAX_FINDING_PATH / 2);
   return `${path.slice(0, MAX_FINDING_PATH - tail - 1)}…${path.slice(-tail)}`;
+}
+
+// The extensions whose bytes the checks read; every other file's checks need only its name and size.
+const CONTENT_EXTENSIONS: ReadonlySet<string> = new Set(['.csv', '.tsv']);
+
+/** Whether the checks read the file's bytes (a CSV/TSV) or only its name and size. */
+export function readsContent(relPath: string): boolean {
+  const ext = extensionOf(relPath);
+  return ext !== null && CONTENT_EXTENSIONS.has(ext);
 }
 
 /** The lower-case last `.ext` of the file's name, or null when its name has none (`Makefile`, `.env`, `data.`). */

@@ -17,6 +17,7 @@ import { outputsVolumeName } from '../executor/container-profile.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { archiveEntryPath, extractOutputsArchive } from './outputs-archive.js';
 import { DisclosureScanner } from './disclosure-scan.js';
+import { ThreadedScanner } from './threaded-scanner.js';
 import { DEFAULT_DISCLOSURE_CHECKS } from '../../scheduler/contract/disclosure.js';
 import type { OutputsManifest } from '../../scheduler/contract/run-spec.js';
 
@@ -215,6 +216,37 @@ describe('extractOutputsArchive with the disclosure checks', () => {
     ]);
     // The checks read the bytes; what is written is the same file.
     expect(fs.readFileSync(path.join(dest, 'tables/cohort.csv'), 'utf8')).toBe(rows);
+  });
+});
+
+describe('extractOutputsArchive with the checks in a worker thread', () => {
+  it('a large CSV read back through a ThreadedScanner is written whole and flags what the event loop flags', async () => {
+    const rows = ['region,ssn,n', ...Array.from({ length: 150_000 }, (_, i) => `r${i},x,${i === 120_000 ? 4 : 40 + (i % 9)}`)].join('\n');
+    const entries: Entry[] = [
+      { name: './summary.xlsx', body: 'PK' },
+      { name: './tables/', type: 'directory' },
+      { name: './tables/cohort.csv', body: rows },
+      { name: './notes.txt', body: 'fine' },
+    ];
+    const big = { maxFileBytes: 16 << 20, maxTotalBytes: 16 << 20 };
+    const checks = { ...DEFAULT_DISCLOSURE_CHECKS, maxCsvRows: 100_000 };
+    const workers: unknown[] = [];
+    const threaded = new ThreadedScanner(checks, { onWorker: (w) => workers.push(w) });
+    const inline = new DisclosureScanner(checks);
+    const dest = path.join(root, 'threaded');
+    const manifest = await extractOutputsArchive(archive(entries), dest, big, { scanner: threaded });
+    await extractOutputsArchive(archive(entries), path.join(root, 'threaded-inline'), big, { scanner: inline });
+    expect(workers).toHaveLength(1);
+    expect(manifest).toEqual({ files: 3, bytes: Buffer.byteLength(rows) + 6, leftOut: [] });
+    expect(fs.readFileSync(path.join(dest, 'tables/cohort.csv'), 'utf8')).toBe(rows);
+    const found = await threaded.findings();
+    expect(found).toEqual(inline.findings());
+    expect(found.map((f) => `${f.file} ${f.rule}`)).toEqual([
+      'summary.xlsx extension',
+      'tables/cohort.csv forbidden_column',
+      'tables/cohort.csv small_cell',
+      'tables/cohort.csv csv_rows',
+    ]);
   });
 });
 

@@ -186,12 +186,15 @@ export async function extractOutputsArchive(
           outcome = written > caps.maxFileBytes ? 'file_too_large' : 'total_too_large';
           continue;
         }
-        // Checked while the write is in flight: the disk and the checks share the chunk's time.
+        // Checked while the write is in flight: the disk and the checks share the chunk's time (a
+        // threaded scanner only copies the chunk; its promise, when its buffers are full, is the
+        // backpressure that keeps the worker's queue bounded).
         const writing = dest.write(chunk);
+        let scanning: void | Promise<void> = undefined;
         try {
-          scan?.write(chunk);
+          scanning = scan?.write(chunk);
         } finally {
-          await writing;
+          await Promise.all([writing, scanning]);
         }
         written += chunk.length;
       }

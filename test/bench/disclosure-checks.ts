@@ -19,11 +19,14 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance as eventLoop } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import { pack } from 'tar-stream';
 import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
 import { DisclosureScanner } from '../../daemon/results/disclosure-scan.js';
 import { extractOutputsArchive } from '../../daemon/results/outputs-archive.js';
-import { DEFAULT_DISCLOSURE_CHECKS } from '../../scheduler/contract/disclosure.js';
+import { ThreadedScanner } from '../../daemon/results/threaded-scanner.js';
+import { DEFAULT_DISCLOSURE_CHECKS, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from '../support/test-images.js';
 
 const MEGABYTES = Number(process.argv[2] ?? 256);
@@ -66,15 +69,24 @@ function tarOf(chunks: Buffer[], size: number): NodeJS.ReadableStream {
   return p as unknown as NodeJS.ReadableStream;
 }
 
-async function readBack(tar: () => Promise<NodeJS.ReadableStream>, size: number, scanner: DisclosureScanner | undefined): Promise<number> {
+/** How a round checks what it reads back: not at all, on the event loop (DisclosureScanner), or in a worker (ThreadedScanner). */
+type Mode = 'without' | 'inline' | 'threaded';
+
+/** Reads the tar back once; the time includes the findings (a threaded scan's last bytes and its answer). */
+async function readBack(tar: () => Promise<NodeJS.ReadableStream>, size: number, mode: Mode): Promise<{ ms: number; findings: DisclosureFinding[] }> {
   const dest = await mkdtemp(join(tmpdir(), 'secd-bench-disclosure-'));
+  const inline = mode === 'inline' ? new DisclosureScanner(CHECKS) : null;
+  const threaded = mode === 'threaded' ? new ThreadedScanner(CHECKS) : null;
+  const scanner = inline ?? threaded;
   try {
     const t0 = performance.now();
     const manifest = await extractOutputsArchive(await tar(), dest, { maxFileBytes: 2 ** 40, maxTotalBytes: 2 ** 40 }, scanner ? { scanner } : {});
+    const findings = inline ? inline.findings() : threaded ? await threaded.findings() : [];
     const ms = performance.now() - t0;
     if (manifest.files !== 1 || manifest.bytes !== size) throw new Error(`read back ${manifest.files} files, ${manifest.bytes} bytes: expected 1, ${size}`);
-    return ms;
+    return { ms, findings };
   } finally {
+    await threaded?.close();
     await rm(dest, { recursive: true, force: true });
   }
 }
@@ -85,28 +97,96 @@ function median(xs: number[]): number {
 }
 
 const mbps = (bytes: number, ms: number) => (bytes / 1e6 / (ms / 1000)).toFixed(0);
+const slower = (ms: number, base: number) => `${(((ms - base) / base) * 100).toFixed(1)} %`;
 
-/** Alternating rounds of reading back `size` bytes from `tar()`, without and with the checks: the medians and the slowdown. */
+/** Alternating rounds of reading back `size` bytes from `tar()` without checks, with them inline and in a worker: medians and slowdowns. */
 async function compare(label: string, tar: () => Promise<NodeJS.ReadableStream>, size: number): Promise<void> {
   process.stdout.write(`\n${label}: ${ROUNDS} alternating rounds after one warm-up each\n`);
-  await readBack(tar, size, undefined);
-  await readBack(tar, size, new DisclosureScanner(CHECKS));
-  const plain: number[] = [];
-  const checked: number[] = [];
+  const modes: Mode[] = ['without', 'inline', 'threaded'];
+  for (const mode of modes) await readBack(tar, size, mode);
+  const times: Record<Mode, number[]> = { without: [], inline: [], threaded: [] };
   let findings = 0;
   for (let r = 0; r < ROUNDS; r++) {
-    plain.push(await readBack(tar, size, undefined));
-    const scanner = new DisclosureScanner(CHECKS);
-    checked.push(await readBack(tar, size, scanner));
-    findings = scanner.findings().length;
-    process.stdout.write(`  round ${r + 1}: without ${mbps(size, plain[r]!)} MB/s, with checks ${mbps(size, checked[r]!)} MB/s\n`);
+    const round: Partial<Record<Mode, DisclosureFinding[]>> = {};
+    for (const mode of modes) {
+      const { ms, findings: found } = await readBack(tar, size, mode);
+      times[mode].push(ms);
+      round[mode] = found;
+    }
+    // The worker must find exactly what the event loop finds, or its speed means nothing.
+    if (JSON.stringify(round.threaded) !== JSON.stringify(round.inline)) throw new Error('the threaded scan found something else than the inline scan');
+    findings = round.inline!.length;
+    process.stdout.write(
+      `  round ${r + 1}: without ${mbps(size, times.without[r]!)} MB/s, checks inline ${mbps(size, times.inline[r]!)} MB/s, ` +
+        `checks in a worker ${mbps(size, times.threaded[r]!)} MB/s\n`,
+    );
   }
-  const mp = median(plain);
-  const mc = median(checked);
+  const [mp, mi, mt] = [median(times.without), median(times.inline), median(times.threaded)];
   process.stdout.write(
-    `  median: without checks ${mbps(size, mp)} MB/s, with checks ${mbps(size, mc)} MB/s (${findings} findings): ` +
-      `${(((mc - mp) / mp) * 100).toFixed(1)} % slower\n`,
+    `  median: without checks ${mbps(size, mp)} MB/s; checks inline ${mbps(size, mi)} MB/s (${slower(mi, mp)} slower); ` +
+      `checks in a worker ${mbps(size, mt)} MB/s (${slower(mt, mp)} slower); ${findings} findings\n`,
   );
+}
+
+/**
+ * The hand-off alone: `chunks` given to a worker that only hands each batch back, through 8 reused
+ * shared 1 MiB slabs (what ThreadedScanner does) or through a fresh 1 MiB ArrayBuffer per batch,
+ * transferred. Wall time, and the main thread's busy time (its event loop's utilisation).
+ */
+async function handOff(chunks: Buffer[], how: 'shared' | 'transfer'): Promise<{ ms: number; busyMs: number }> {
+  const SLAB = 1 << 20;
+  const code = `const { parentPort } = require('node:worker_threads');
+    parentPort.on('message', (m) => parentPort.postMessage(m.t === 'end' ? { t: 'end' } : { t: 'free', slab: m.slab, buf: m.buf }, m.buf ? [m.buf] : []));`;
+  const shared = Array.from({ length: 8 }, () => new SharedArrayBuffer(SLAB));
+  const worker = new Worker(code, { eval: true });
+  await new Promise((resolve) => worker.once('online', resolve));
+  const free = shared.map((_, i) => i);
+  let inFlight = 0;
+  let wake: (() => void) | null = null;
+  let ended: (() => void) | null = null;
+  worker.on('message', (m: { t: string; slab: number }) => {
+    if (m.t === 'end') return ended?.();
+    inFlight -= 1;
+    if (how === 'shared') free.push(m.slab);
+    wake?.();
+    wake = null;
+  });
+  const elu0 = eventLoop.eventLoopUtilization();
+  const t0 = performance.now();
+  let slab = -1;
+  let view: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+  let fill = 0;
+  const send = () => {
+    if (how === 'shared') worker.postMessage({ t: 'bytes', slab, len: fill });
+    else worker.postMessage({ t: 'bytes', slab: 0, len: fill, buf: view.buffer }, [view.buffer as ArrayBuffer]);
+    inFlight += 1;
+    slab = -1;
+  };
+  for (const chunk of chunks) {
+    for (let at = 0; at < chunk.length; ) {
+      if (slab < 0) {
+        while (inFlight >= 8) await new Promise<void>((resolve) => (wake = resolve));
+        slab = how === 'shared' ? free.pop()! : 0;
+        view = how === 'shared' ? Buffer.from(shared[slab]!) : Buffer.allocUnsafeSlow(SLAB);
+        fill = 0;
+      }
+      const n = chunk.copy(view, fill, at);
+      fill += n;
+      at += n;
+      if (fill === SLAB) send();
+    }
+    // As the read-back does: the next chunk comes on a later turn of the event loop.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  if (slab >= 0) send();
+  await new Promise<void>((resolve) => {
+    ended = resolve;
+    worker.postMessage({ t: 'end' });
+  });
+  const ms = performance.now() - t0;
+  const busyMs = eventLoop.eventLoopUtilization(elu0).active;
+  await worker.terminate();
+  return { ms, busyMs };
 }
 
 /** The CSV copied into a created (never started) busybox container's /outputs; null when Docker does not answer. */
@@ -159,6 +239,13 @@ async function main(): Promise<void> {
   }
 
   process.stdout.write(`\nthe scanner alone on the same chunks (no tar, no disk), median of ${ROUNDS}: ${mbps(size, median(alone))} MB/s\n`);
+  for (const how of ['shared', 'transfer'] as const) {
+    const runs = [];
+    for (let r = 0; r < ROUNDS; r++) runs.push(await handOff(chunks, how));
+    const ms = median(runs.map((x) => x.ms));
+    const busy = median(runs.map((x) => x.busyMs));
+    process.stdout.write(`the hand-off alone, ${how === 'shared' ? '8 shared 1 MiB slabs' : 'a transferred 1 MiB ArrayBuffer a batch'}: ${mbps(size, ms)} MB/s, main thread busy ${busy.toFixed(0)} ms\n`);
+  }
 }
 
 await main();
