@@ -14,8 +14,6 @@ import { NodeStore } from '../../storage/node-store.js';
 import { ConfigError } from '../config/config-file.js';
 import { loadLeaderConfig, type LeaderConfig } from '../config/leader-config.js';
 import { loadUpConfig, type UpConfig } from '../config/up-config.js';
-// A cycle (it imports this file's helpers), harmless: neither module uses the other while loading.
-import { registerReleaseAdminCommands } from './release-admin-command.js';
 
 /** The `--config` option every admin subcommand takes. */
 export const ADMIN_CONFIG_OPTION = ['--config <file>', 'leader.yml (or up.yml; default: secd up\'s embedded defaults under ./.secd)'] as const;
@@ -147,6 +145,5 @@ export function registerAdminCommand(program: Command): Command {
       }
     },
   );
-  registerReleaseAdminCommands(program);
   return admin;
 }

@@ -50,10 +50,16 @@ export const COMMAND_CATALOGUE: readonly CatalogueEntry[] = [
     name: 'admin',
     description: "operators' commands on the leader's database (nodes, datasets, grants, output release)",
     load: async () => {
-      const [admin, datasets, backup] = await Promise.all([import('./admin-command.js'), import('./dataset-admin-command.js'), import('./backup-command.js')]);
+      const [admin, datasets, release, backup] = await Promise.all([
+        import('./admin-command.js'),
+        import('./dataset-admin-command.js'),
+        import('./release-admin-command.js'),
+        import('./backup-command.js'),
+      ]);
       return (program) => {
         admin.registerAdminCommand(program);
         datasets.registerDatasetAdminCommands(program);
+        release.registerReleaseAdminCommands(program);
         backup.registerBackupCommand(program);
       };
     },
