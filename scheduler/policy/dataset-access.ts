@@ -118,14 +118,14 @@ export class RunDatasets {
     const { store } = this.deps;
     const byId = who.userId !== null && who.userId !== undefined;
     if (!byId && typeof owner !== 'string') {
-      // Nothing may be looked up by the name alone; say why instead of giving a silent empty set.
-      const wanted = requested ?? store.grants(who.user).map((g) => g.dataset);
-      if (wanted.length === 0) return { ok: true, datasets: [] };
+      // Nothing may be looked up by the name alone; say why instead of giving a silent empty set. The
+      // grants shown under the name only tell whether the run could have wanted any (they may be
+      // another account's, so they are not named).
+      const wants = requested === null ? store.grants(who.user).length > 0 : requested.length > 0;
+      if (!wants) return { ok: true, datasets: [] };
       return {
         ok: false,
-        reason:
-          `this run has no GitLab user id (it was recorded before secd kept one), so it is given no dataset ` +
-          `(it would need ${wanted.join(', ')}): push again to start a new run`,
+        reason: 'this run has no GitLab user id (it was recorded before secd kept one), so it is given no dataset: push again to start a new run',
       };
     }
     const grants = byId ? store.datasetsOf(who.userId!) : store.datasetsShownUnder(who.user);
