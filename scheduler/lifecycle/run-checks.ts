@@ -123,7 +123,8 @@ export class RunChecks {
       rejectRun(this.ctx, run.id, policy.reason);
       return;
     }
-    const access = deps.datasets?.forRun(run.user, policy.config.datasets);
+    // Grants follow the pusher's GitLab user id (the name is for display only).
+    const access = deps.datasets?.forRun({ user: run.user, userId: run.userId }, policy.config.datasets);
     if (access && !access.ok) {
       rejectRun(this.ctx, run.id, access.reason);
       return;
