@@ -1,5 +1,6 @@
 /** `secd run <dir>`: run a project folder locally exactly as the cluster would. */
 import type { Command } from 'commander';
+import { buildSection } from '../config/node-config.js';
 import { loadUpConfig } from '../config/up-config.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { createLogger } from '../wiring/logger.js';
@@ -12,7 +13,15 @@ export function registerRunCommand(program: Command): void {
     .description('run a project folder on this machine exactly as the cluster would; outputs land in <dir>/outputs/')
     .argument('<dir>', 'project folder with a Dockerfile (and optionally secd.yml)')
     .option('--config <file>', 'up.yml whose node: section and limits to use (default: embedded defaults)')
-    .action(async (dir: string, options: { config?: string }) => {
+    .option('--build-network <name>', "Docker network for the build's RUN steps, one that reaches only package mirrors (default: the config's build.network, else none)")
+    .option('--build-env <K=V>', 'a variable every RUN step sees, e.g. PIP_INDEX_URL=http://mirror/simple (repeatable; adds to the config\'s build.env)', (kv: string, all: string[]) => [...all, kv], [] as string[])
+    .action(async (dir: string, options: { config?: string; buildNetwork?: string; buildEnv: string[] }) => {
+      const build = buildOverrides(options.buildNetwork, options.buildEnv);
+      if (!build.ok) {
+        process.stderr.write(`secd: ${build.reason}\n`);
+        process.exitCode = 2;
+        return;
+      }
       const config = loadUpConfig(options.config ?? null, process.cwd());
       const log = createLogger({ fd: 2, level: process.env.SECD_LOG_LEVEL ?? 'warn' });
       const controller = new AbortController();
@@ -23,6 +32,7 @@ export function registerRunCommand(program: Command): void {
         engine: createDockerEngine({ logger: log }),
         log,
         signal: controller.signal,
+        build: build.value,
         out: { line: (text) => process.stdout.write(`${text}\n`), raw: (chunk) => process.stdout.write(chunk) },
       });
       if (!result.ok) {
@@ -37,4 +47,21 @@ export function registerRunCommand(program: Command): void {
       for (const f of outcome.disclosure ?? []) process.stdout.write(`secd: would be flagged at output review: ${f.file}: ${f.rule} — ${f.detail}\n`);
       process.exitCode = outcome.end === 'succeeded' ? 0 : 1;
     });
+}
+
+// The flags through the config's own schema, so a bad name is refused with the same words.
+function buildOverrides(network: string | undefined, pairs: string[]): { ok: true; value: { network?: string | null; env: Record<string, string> } } | { ok: false; reason: string } {
+  const env: Record<string, string> = {};
+  for (const kv of pairs) {
+    const i = kv.indexOf('=');
+    if (i <= 0) return { ok: false, reason: `--build-env ${JSON.stringify(kv)} must be NAME=value` };
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  const parsed = buildSection.safeParse({ ...(network !== undefined ? { network } : {}), env });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const flag = issue.path[0] === 'network' ? '--build-network' : `--build-env ${String(issue.path[1] ?? '')}`;
+    return { ok: false, reason: `${flag} ${issue.message}` };
+  }
+  return { ok: true, value: { ...(network !== undefined ? { network: parsed.data.network } : {}), env: parsed.data.env } };
 }

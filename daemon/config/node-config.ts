@@ -8,12 +8,32 @@
  * - `nvidia_smi` is a command: a bare name is looked up in PATH, a name with a slash is a path.
  * - A node's `cache_root` has no default in node.yml: caches must follow a researcher across nodes
  *   (an NFS mount in production), and a silent node-local default would hide that mistake.
+ * - `build` (DESIGN §12) is left out of the result when absent (builds get no network, no variables);
+ *   its `network` may not be `host`, which would give builds this machine's whole network.
  */
 import path from 'node:path';
 import { z } from 'zod';
 import { show } from '../../scheduler/common/describe-value.js';
 import { configParser, readConfigText, type ConfigEnv, type LoadContext, type ParseOptions } from './config-file.js';
+import { BUILD_ENV_NAME } from '../engine/build-env-dockerfile.js';
 import { bytesField, checkFileExists, GiB, nonNegativeInt, pathField, positiveInt, resolveSecret, urlField } from './config-fields.js';
+
+/** `build:` of node.yml and up.yml's node section: the network and variables of image builds (DESIGN §12). */
+export const buildSection = z
+  .strictObject({
+    network: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, { error: 'must be a Docker network name (letters, digits, "_", ".", "-")' })
+      .refine((n) => n !== 'host', { error: "must not be host: that is this machine's whole network; name a network that reaches only the mirrors" })
+      .optional(),
+    env: z
+      .record(z.string().regex(BUILD_ENV_NAME, { error: 'must be a variable name (letters, digits, "_", not starting with a digit)' }), z.string())
+      .default({}),
+  })
+  .transform((b) => ({ network: b.network === undefined || b.network === 'none' ? null : b.network, env: b.env }));
+
+/** The build settings with defaults: `network` null is no network. */
+export type BuildSettings = z.output<typeof buildSection>;
 
 /** Node ids appear in URLs, database rows and tokens: keep them to hostname-like characters. */
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -36,6 +56,7 @@ export function nodeShape(ctx: LoadContext) {
     memory_limit_bytes: bytesField.default(16 * GiB),
     pids_limit: positiveInt.default(4096),
     base_image_mirror: urlField(['http', 'https']).optional(),
+    build: buildSection.optional(),
   };
 }
 

@@ -130,8 +130,10 @@ export interface BuildRequest {
   dockerfile?: string;
   tag: string;
   labels?: Record<string, string>;
-  /** Network for RUN steps; `none` unless the operator opens one (the cluster has no registry anyway). */
+  /** Network for RUN steps; `none` unless the operator names one that reaches only the site's mirrors (DESIGN §12). */
   networkMode?: string;
+  /** Variables every RUN step sees, whether or not the Dockerfile declares an ARG for them (build.env). */
+  env?: Record<string, string>;
   /** Memory limit for RUN steps. */
   memoryBytes?: number;
   /** Every line of build output, in order, without its newline. */

@@ -8,7 +8,6 @@
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import Docker from 'dockerode';
-import { pack } from 'tar-fs';
 import {
   silentLogger,
   type AdoptRequest,
@@ -24,10 +23,10 @@ import {
 } from './container-engine.js';
 import { containerSupervisor, notStartedResult, type ContainerRecord, type SupervisedContainer } from './container-supervisor.js';
 import { assertSafeMounts } from '../executor/container-profile.js';
-import { contextIgnore } from './docker-ignore.js';
+import { dockerBuild } from './docker-build.js';
 import { recordOf, splitRepoTag } from './docker-records.js';
 import { messageOf, statusOf } from './engine-errors.js';
-import { demuxOutput, directoryTar, readBuildProgress, readImportProgress, type BuildProgress } from './engine-streams.js';
+import { demuxOutput, directoryTar, readImportProgress } from './engine-streams.js';
 
 /** How to reach the Docker Engine. */
 export interface DockerEngineOptions {
@@ -151,62 +150,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
   const demuxInto = (stream: NodeJS.ReadableStream, onLog: (chunk: Buffer) => void, ids: Record<string, unknown>) =>
     demuxOutput(stream, docker.modem.demuxStream.bind(docker.modem), onLog, (err) => log.warn({ ...ids, err: err.message }, 'container output stream failed'));
 
-  async function buildImage(req: BuildRequest): Promise<BuildResult> {
-    const ids = { tag: req.tag, context: req.contextDir };
-    if (req.signal?.aborted) return { ok: false, code: 'cancelled', reason: 'build cancelled' };
-    const dockerfile = req.dockerfile ?? 'Dockerfile';
-    const ignore = await contextIgnore(req.contextDir, dockerfile);
-    // strict:false skips sockets and fifos instead of failing; symlinks travel as links, never followed.
-    const context = pack(path.resolve(req.contextDir), { ignore, strict: false, dereference: false });
-    let contextError: Error | null = null;
-    context.on('error', (err: Error) => {
-      contextError = err;
-    });
-
-    const t0 = now().getTime();
-    log.info({ op: 'build', ...ids }, 'docker build');
-    let progress: BuildProgress;
-    try {
-      const stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
-        t: req.tag,
-        dockerfile,
-        labels: req.labels ?? {},
-        rm: true,
-        forcerm: true,
-        networkmode: req.networkMode ?? 'none',
-        ...(req.memoryBytes ? { memory: req.memoryBytes, memswap: req.memoryBytes } : {}),
-        ...(req.signal ? { abortSignal: req.signal } : {}),
-      } as Docker.ImageBuildOptions);
-      progress = await readBuildProgress(stream, req.onLog);
-    } catch (err) {
-      log.warn({ op: 'build', ...ids, ms: ms(t0), status: statusOf(err), err: messageOf(err) }, 'docker build failed');
-      if (req.signal?.aborted) return { ok: false, code: 'cancelled', reason: 'build cancelled' };
-      if (contextError !== null) {
-        const reason = `could not read the build context: ${(contextError as Error).message}`;
-        req.onLog(`ERROR: ${reason}`);
-        return { ok: false, code: 'build_failed', reason };
-      }
-      if (statusOf(err) !== undefined) {
-        const reason = messageOf(err);
-        req.onLog(`ERROR: ${reason}`);
-        return { ok: false, code: 'build_failed', reason };
-      }
-      throw err;
-    }
-    if (req.signal?.aborted) return { ok: false, code: 'cancelled', reason: 'build cancelled' };
-    if (progress.lastError !== null) {
-      log.info({ op: 'build', ...ids, ms: ms(t0), err: progress.lastError }, 'docker build done: failed');
-      return { ok: false, code: 'build_failed', reason: progress.lastError };
-    }
-    // Older engines only print "Successfully built <short id>"; the tag always resolves to the full id.
-    const imageId = progress.imageId ?? (await inspectImage(req.tag))?.id ?? null;
-    if (imageId === null) {
-      const reason = progress.shortId ? `built ${progress.shortId} but the tag ${req.tag} is missing` : 'the build ended without an image';
-      return { ok: false, code: 'build_failed', reason };
-    }
-    log.info({ op: 'build', ...ids, image: imageId, ms: ms(t0) }, 'docker build done');
-    return { ok: true, imageId };
-  }
+  const buildImage = (req: BuildRequest): Promise<BuildResult> => dockerBuild({ docker, log, now, inspectImage }, req);
 
   async function runContainer(req: ContainerRequest, hooks: RunHooks): Promise<ContainerRunResult> {
     // The profile is checked again here: whatever built the request, no run gets a network or the engine.

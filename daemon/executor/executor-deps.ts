@@ -6,6 +6,7 @@
 import type { Log } from '../../scheduler/common/log.js';
 import type { RunPhase } from '../../scheduler/contract/run-spec.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
+import type { BaseImageVariant } from '../ops/base-image-variants.js';
 
 /** Node settings the executor applies to every run. */
 export interface ExecutorSettings {
@@ -21,6 +22,10 @@ export interface ExecutorSettings {
   maxLogBytes: number;
   /** Where file datasets live on this node (node.yml dataset_root); null/absent: none. */
   datasetRoot?: string | null;
+  /** Docker network for the build's RUN steps (node.yml `build.network`, DESIGN §12); absent/null: none. */
+  buildNetwork?: string | null;
+  /** Variables every RUN step of a build sees (node.yml `build.env`), whether or not the Dockerfile declares an ARG. */
+  buildEnv?: Record<string, string>;
 }
 
 /** What the executor is given by main. */
@@ -29,8 +34,8 @@ export interface ExecutorDeps {
   log: Log;
   now(): Date;
   settings: ExecutorSettings;
-  /** Build `secd/base` if it is missing (progress lines go to the build log). */
-  ensureBaseImage(onProgress: (line: string) => void): Promise<void>;
+  /** Build `secd/base` (or the variant named) if it is missing (progress lines go to the build log). */
+  ensureBaseImage(onProgress: (line: string) => void, variant?: BaseImageVariant): Promise<void>;
 }
 
 /** Callbacks and options of one execution. */

@@ -15,7 +15,7 @@ import { errorText } from '../../scheduler/common/errors.js';
 import { cacheOwnerOf, resolveCacheDir } from '../../storage/cache-path.js';
 import { setLongTimeout } from '../engine/container-supervisor.js';
 import { containerRequestFor, outputsVolumeName } from './container-profile.js';
-import { dockerfileUsesBaseImage } from '../ops/base-image.js';
+import { baseImageVariantsIn } from '../ops/base-image-variants.js';
 import type { ExecuteOptions, ExecutorDeps } from './executor-deps.js';
 import { checkoutCommit } from './git-checkout.js';
 import { cancelReasonOf, clearExecution, containerHooks, describeContainerEnd, finishRun, formatHours, newLogCaptures } from './run-delivery.js';
@@ -87,7 +87,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     }
     const dockerfile = await readFile(join(srcDir, 'Dockerfile'), 'utf8').catch(() => null);
     if (dockerfile === null) throw new StepFailure('no Dockerfile at the root of the project');
-    if (dockerfileUsesBaseImage(dockerfile)) await deps.ensureBaseImage((line) => buildLine(`[secd base-image] ${line}`));
+    for (const variant of baseImageVariantsIn(dockerfile)) await deps.ensureBaseImage((line) => buildLine(`[secd base-image] ${line}`), variant);
     const tag = imageTagFor(spec.project);
     const previous = await engine.inspectImage(tag);
     const build = await engine.buildImage({
@@ -96,6 +96,9 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
       // No build labels: with the legacy builder each LABEL is one more container per build, and a
       // per-commit label would defeat the layer cache. The container carries secd.run/commit labels.
       memoryBytes: settings.memoryBytes,
+      // DESIGN §12: no network unless the node names one that reaches only its mirrors.
+      networkMode: settings.buildNetwork ?? 'none',
+      ...(settings.buildEnv && Object.keys(settings.buildEnv).length > 0 ? { env: settings.buildEnv } : {}),
       onLog: buildLine,
       signal: deadline.signal,
     });

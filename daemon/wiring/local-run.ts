@@ -14,6 +14,7 @@ import type { ContainerEngine } from '../engine/container-engine.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';
 import { executeRun } from '../executor/run-executor.js';
 import { readHead } from '../results/node-git.js';
+import { withImageSettings, type BuildOverrides } from './build-settings.js';
 import type { RunOutcome } from '../../scheduler/contract/run-spec.js';
 
 /** Where `secd run` writes what a person reads. */
@@ -29,7 +30,7 @@ export type LocalRunResult = { ok: true; runId: string; outcome: RunOutcome } | 
 export async function runLocalProject(
   dir: string,
   config: UpConfig,
-  deps: { engine: ContainerEngine; log: Log; out: LocalRunOutput; signal?: AbortSignal; now?: () => Date },
+  deps: { engine: ContainerEngine; log: Log; out: LocalRunOutput; signal?: AbortSignal; now?: () => Date; build?: BuildOverrides },
 ): Promise<LocalRunResult> {
   const now = deps.now ?? (() => new Date());
   const projectDir = resolve(dir);
@@ -63,7 +64,7 @@ export async function runLocalProject(
     createdAt: now().toISOString(),
     resultsRemote: null,
   };
-  const executor = nodeExecutorDeps(config.node, config.limits, deps.engine, deps.log, now);
+  const executor = withImageSettings(nodeExecutorDeps(config.node, config.limits, deps.engine, deps.log, now), deps.engine, config.node, deps.build);
   deps.out.line(`secd: run ${runId} of ${projectDir} (runfor ${policy.config.runforHours} h)`);
   const outcome = await executeRun(spec, executor, {
     onPhase: (phase) => deps.out.line(`secd: ${phase}`),

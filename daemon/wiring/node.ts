@@ -33,6 +33,7 @@ import { NodeAgent } from '../node/node-agent.js';
 import { NodeRuns } from '../node/node-runs.js';
 import { createGpuTelemetry } from '../telemetry/gpu-telemetry.js';
 import { createHostTelemetry } from '../telemetry/host-telemetry.js';
+import { withImageSettings } from './build-settings.js';
 
 /** How often the node pings the leader to notice a half-open connection. */
 const KEEPALIVE_MS = 15_000;
@@ -60,7 +61,7 @@ export async function startNode(config: NodeConfig, opts: StartNodeOptions): Pro
   const { log } = opts;
   const now = opts.now ?? (() => new Date());
   const engine = opts.engine ?? createDockerEngine({ logger: log });
-  const executor = nodeExecutorDeps(config, DEFAULT_LIMITS, engine, log, now);
+  const executor = withImageSettings(nodeExecutorDeps(config, DEFAULT_LIMITS, engine, log, now), engine, config);
   const runs = new NodeRuns({ executor, workDir: config.work_dir, log });
   const gpu = createGpuTelemetry({ command: config.nvidia_smi, log });
   const host = createHostTelemetry({ diskPath: config.cache_root, log });
