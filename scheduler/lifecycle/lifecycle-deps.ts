@@ -14,7 +14,13 @@ import type { ReleaseStore } from '../../storage/release-store.js';
 
 /** What verification of a push concluded (see verify-push.ts). */
 export type PushVerification =
-  | { ok: true; commits: string[]; head: { sha: string; fingerprint: string; username: string } }
+  | {
+      ok: true;
+      commits: string[];
+      head: { sha: string; fingerprint: string; username: string };
+      /** Commits accepted because a later signed commit of the pusher vouched for them (DESIGN §13). */
+      vouched?: Array<{ commit: string; by: string }>;
+    }
   | { ok: false; code: string; reason: string };
 
 /** A node the leader can give work to: the in-process node of `secd up`, or a websocket session. */
@@ -43,7 +49,14 @@ export interface LifecycleDeps {
   now(): Date;
   newRunId(): string;
   /** Verify every commit of a push (fetches into the project's mirror). */
-  verifyPush(input: { projectId: number; project: string; before: string; after: string }): Promise<PushVerification>;
+  verifyPush(input: {
+    projectId: number;
+    project: string;
+    before: string;
+    after: string;
+    /** The run's pusher: GitLab user id (null on rows from before ids were kept) and username. */
+    pusher?: { id: number | null; username: string };
+  }): Promise<PushVerification>;
   /** A file at a commit from the project's mirror, or null when absent. */
   readFileAt(projectId: number, sha: string, path: string): Promise<Buffer | null>;
   /** Where a node clones the run's commit from, and where it pushes results. */

@@ -44,8 +44,8 @@ describe('verifying a run', () => {
       ok: true,
       commits: [U, B],
       head: { sha: B, fingerprint: 'F'.repeat(40), username: 'jsmith' },
-      vouched: [{ commit: U, by: 'jsmith', in: B }],
-    } as PushVerification);
+      vouched: [{ commit: U, by: 'jsmith' }],
+    });
     f.lifecycle.acceptPush(aPush(), 'key-1', 'Push Hook');
     await f.settle();
     expect(asked).toEqual([{ projectId: 15, project: expect.any(String), before: A, after: B, pusher: { id: 4, username: 'jsmith' } }]);

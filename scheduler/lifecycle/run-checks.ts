@@ -14,37 +14,11 @@ import { isInFlight } from '../../storage/run-states.js';
 import { errorText } from '../common/errors.js';
 import { branchOfRef } from '../intake/push-event.js';
 import { resolveRunConfig } from '../policy/project-policy.js';
-import type { PushVerification } from './lifecycle-deps.js';
+import type { LifecycleDeps, PushVerification } from './lifecycle-deps.js';
 import { failRun, rejectRun, type LifecycleContext } from './lifecycle-context.js';
 
-/**
- * What the checks ask verification: LifecycleDeps.verifyPush's input plus the pusher. Passed as a
- * value of this type, so a verifyPush that accepts it (the leader's) reads the pusher while the deps
- * type still names only the older fields.
- */
-export interface VerifyPushRequest {
-  projectId: number;
-  project: string;
-  before: string;
-  after: string;
-  /** The run's pusher: GitLab user id (null on rows from before ids were kept) and username. */
-  pusher?: { id: number | null; username: string };
-}
-
-/** One vouch a verification reported (verify-push.ts's `vouched`). */
-interface VouchNote {
-  commit: string;
-  by: string;
-}
-
-/** The vouches of an accepted verification; none when the verifier reports none. */
-function vouchesOf(verification: PushVerification): VouchNote[] {
-  const vouched = (verification as { vouched?: unknown }).vouched;
-  if (!Array.isArray(vouched)) return [];
-  return vouched.filter(
-    (v): v is VouchNote => typeof v === 'object' && v !== null && typeof (v as VouchNote).commit === 'string' && typeof (v as VouchNote).by === 'string',
-  );
-}
+/** What the checks ask verification (LifecycleDeps.verifyPush's input). */
+export type VerifyPushRequest = Parameters<LifecycleDeps['verifyPush']>[0];
 
 /** The lifecycle's checks step, one chain of checks per project. */
 export class RunChecks {
@@ -92,7 +66,7 @@ export class RunChecks {
     }
     store.markVerified(run.projectId, verification.commits, verification.head.fingerprint);
     // Who vouched for which refused commit is part of the run's audit trail.
-    for (const vouch of vouchesOf(verification)) {
+    for (const vouch of verification.vouched ?? []) {
       store.note(run.id, `commit ${vouch.commit.slice(0, 8)} vouched for by ${vouch.by} (Secd-Vouches-For)`);
     }
     const n = verification.commits.length;

@@ -80,8 +80,9 @@ describe('a signed push becomes a results branch', () => {
     expect(JSON.parse(delivery.body).commits.map((c: { id: string }) => c.id)).not.toContain(shas[2]);
     const failed = cluster.gitlab.statuses.filter((s) => s.sha === shas[24] && s.state === 'failed');
     expect(failed[0]?.description).toContain(hidden);
-    // Leave the branch signed again for the following tests.
-    await ada.repo.commit('re-signed tip', { signer: ada.signer, committerEmail: ada.user.email, files: project('echo fine\n') });
+    // The unsigned commit stays in history: vouch for it from a signed commit on top (DESIGN §13), so
+    // the following tests start from a branch that runs.
+    await ada.repo.commit(`re-signed tip\n\nSecd-Vouches-For: ${shas[2]}`, { signer: ada.signer, committerEmail: ada.user.email, files: project('echo fine\n') });
   });
 
   it('a commit signed with a key GitLab does not hold is rejected as unknown key', async () => {
@@ -96,6 +97,8 @@ describe('a signed push becomes a results branch', () => {
     expect(run.state).toBe('rejected');
     expect(run.reason).toContain(sha.slice(0, 8));
     expect(run.reason.toLowerCase()).toContain('key');
+    // Take the refused commit back (the next test force-pushes): refused commits stay refused.
+    await ada.repo.git(['reset', '-q', '--hard', 'HEAD~1']);
   });
 
   it('tampered, expired-key and email-mismatch commits are rejected with the commit named', async () => {
@@ -105,16 +108,18 @@ describe('a signed push becomes a results branch', () => {
     expect(run.state).toBe('rejected');
     expect(run.reason).toContain(forged.slice(0, 8));
     expect(run.reason).toMatch(/signature/);
+    await ada.repo.git(['reset', '-q', '--hard', 'HEAD~1']);
 
     const mismatch = await ada.repo.commit('committed as someone else', {
       signer: ada.signer,
       committerEmail: 'not-ada@example.org',
       files: { 't.txt': '2' },
     });
-    run = await cluster.waitForRun((await ada.pushRun()).id);
+    run = await cluster.waitForRun((await ada.pushRun(undefined, { force: true })).id);
     expect(run.state).toBe('rejected');
     expect(run.reason).toContain(mismatch.slice(0, 8));
     expect(run.reason).toMatch(/email/);
+    await ada.repo.git(['reset', '-q', '--hard', 'HEAD~1']);
 
     const day = 24 * 3600 * 1000;
     const oldKey = await cluster.gpg.generateKey({ name: 'Ada (old)', email: ada.user.email, expire: '1d', createdAt: new Date(Date.now() - 30 * day) });
@@ -124,10 +129,13 @@ describe('a signed push becomes a results branch', () => {
       committerEmail: ada.user.email,
       files: { 't.txt': '3' },
     });
-    run = await cluster.waitForRun((await ada.pushRun()).id);
+    run = await cluster.waitForRun((await ada.pushRun(undefined, { force: true })).id);
     expect(run.state).toBe('rejected');
     expect(run.reason).toContain(expired.slice(0, 8));
     expect(run.reason).toMatch(/expired/);
+    // Back to the vouched, signed tip for the following tests: it runs.
+    await ada.repo.git(['reset', '-q', '--hard', 'HEAD~1']);
+    expect((await cluster.waitForRun((await ada.pushRun(undefined, { force: true })).id)).state).toBe('succeeded');
   });
 
   it('a newer push cancels the older running run, which still pushes what it had', async () => {
