@@ -292,20 +292,6 @@ export class DatasetStore {
     return rows.map(toDataset);
   }
 
-  /**
-   * The datasets of the bound grants shown under `username`, whichever account holds them. Only for
-   * the policy-time pre-check of a caller that knows no user id; never what a run is given.
-   */
-  datasetsShownUnder(username: string): StoredDataset[] {
-    const rows = this.db
-      .prepare(
-        `SELECT DISTINCT d.* FROM datasets d JOIN dataset_grants g ON g.dataset = d.name
-         WHERE g.user = ? COLLATE NOCASE AND g.user_id IS NOT NULL ORDER BY d.name`,
-      )
-      .all(username) as DbDataset[];
-    return rows.map(toDataset);
-  }
-
   /** Audit: what a run was given (once per run; a second call keeps the first record). */
   recordRunAccess(runId: string, mysqlUser: string | null, datasets: readonly Dataset[]): void {
     this.db

@@ -107,17 +107,10 @@ export class RunDatasets {
 
   constructor(private readonly deps: DatasetAccessDeps) {}
 
-  /**
-   * Policy time: the datasets the run's pusher gets when secd.yml asks for `requested` (null: all
-   * grants). A bare username (deprecated: callers that have not passed the run yet) is only a
-   * pre-check against bound grants shown under that name; what a run is given is decided by `open`,
-   * by user id.
-   */
-  forRun(owner: RunOwner | string, requested: readonly string[] | null): DatasetPolicy {
-    const who: RunOwner = typeof owner === 'string' ? { user: owner, userId: null } : owner;
+  /** Policy time: the datasets the run's pusher gets when secd.yml asks for `requested` (null: all grants). */
+  forRun(who: RunOwner, requested: readonly string[] | null): DatasetPolicy {
     const { store } = this.deps;
-    const byId = who.userId !== null && who.userId !== undefined;
-    if (!byId && typeof owner !== 'string') {
+    if (who.userId === null || who.userId === undefined) {
       // Nothing may be looked up by the name alone; say why instead of giving a silent empty set. The
       // grants shown under the name only tell whether the run could have wanted any (they may be
       // another account's, so they are not named).
@@ -128,7 +121,7 @@ export class RunDatasets {
         reason: 'this run has no GitLab user id (it was recorded before secd kept one), so it is given no dataset: push again to start a new run',
       };
     }
-    const grants = byId ? store.datasetsOf(who.userId!) : store.datasetsShownUnder(who.user);
+    const grants = store.datasetsOf(who.userId);
     let chosen: StoredDataset[] = grants;
     if (requested !== null) {
       chosen = [];
