@@ -47,7 +47,7 @@ function setup(files: Record<string, string>) {
   fixture = lifecycleFixture([node], ({ db, store }) => {
     policy = new DatasetStore(db);
     policy.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024' });
-    policy.grant('ada', 'sales');
+    policy.grant({ username: 'ada', userId: 1 }, 'sales');
     const datasets = new RunDatasets({
       store: policy,
       runs: store,

@@ -54,7 +54,7 @@ describe('outputs of a review dataset leave only after output checkers approve t
     const d = cluster.leader.datasetStore;
     expect(d.add({ name: 'ward', kind: 'mysql', mysqlDatabase: WARD }).ok).toBe(true); // review unless told direct
     expect(d.get('ward')).toMatchObject({ release: 'review', approvals: null });
-    d.grant('ada', 'ward');
+    d.grant({ username: 'ada', userId: ada.user.id }, 'ward');
   }, 120_000);
 
   afterAll(async () => {
