@@ -1,21 +1,21 @@
 /**
  * The worker thread of threaded-scanner.ts: the same DisclosureScanner, fed the bytes the main thread
- * copied into shared slabs, so that the checks run beside the read-back instead of on its event loop.
+ * copied into slabs and transferred here, so that the checks run beside the read-back instead of on
+ * its event loop.
  *
  * Messages are handled in the order they were posted, so a `findings` request is answered after every
- * byte before it was scanned. A slab is handed back (`free`) as soon as its bytes are scanned: nothing
- * of it is kept (the CSV parser copies the header bytes it keeps). Any error ends the worker after
+ * byte before it was scanned. A slab is transferred back (`free`) as soon as its bytes are scanned:
+ * nothing of it is kept (the CSV parser copies the header bytes it keeps). Any error ends the worker after
  * saying why; the main thread then reports the files it had sent here as not checked.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { DisclosureScanner, type DisclosureFileScan } from './disclosure-scan.js';
 import type { FromScanWorker, ScanWorkerData, ToScanWorker } from './threaded-scanner.js';
 
-const port = parentPort;
-if (!port) throw new Error('disclosure-worker.ts runs only as a worker thread (threaded-scanner.ts starts it)');
+if (!parentPort) throw new Error('disclosure-worker.ts runs only as a worker thread (threaded-scanner.ts starts it)');
+const port: MessagePort = parentPort;
 
-const { checks, slabs } = workerData as ScanWorkerData;
-const views = slabs.map((s) => Buffer.from(s));
+const { checks } = workerData as ScanWorkerData;
 const scanner = new DisclosureScanner(checks);
 const files = new Map<number, DisclosureFileScan>();
 const post = (m: FromScanWorker) => port.postMessage(m);
@@ -32,11 +32,10 @@ function handle(m: ToScanWorker): void {
       files.set(m.id, scanner.file(m.rel, m.size));
       return;
     case 'bytes': {
-      const view = views[m.slab];
-      if (!view || m.len > view.length) throw new Error(`disclosure worker: no slab ${m.slab} of ${m.len} bytes`);
-      // The scanner's own write is synchronous: the slab is free again once it returns.
-      void fileOf(m.id).write(view.subarray(0, m.len));
-      post({ t: 'free', slab: m.slab });
+      if (m.len > m.slab.byteLength) throw new Error(`disclosure worker: ${m.len} bytes in a slab of ${m.slab.byteLength}`);
+      // The scanner's own write is synchronous: the slab goes back as soon as it returns.
+      void fileOf(m.id).write(Buffer.from(m.slab, 0, m.len));
+      port.postMessage({ t: 'free', slab: m.slab } satisfies FromScanWorker, [m.slab]);
       return;
     }
     case 'end':
