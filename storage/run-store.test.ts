@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from './database.js';
+import { MIGRATIONS } from './migrations.js';
 import { RunStore } from './run-store.js';
 import { aNewRun } from '../test/support/run-rows.js';
 import { IN_FLIGHT_STATES, RUN_STATES, RUN_TRANSITIONS, isInFlight, isTerminal } from './run-states.js';
@@ -106,10 +107,14 @@ describe('run state table', () => {
   it('finds the run a push (project, ref, before, after) started, also in a database from before the index', () => {
     const dir = mkdtempSync(join(tmpdir(), 'secd-push-'));
     const file = join(dir, 'secd.db');
+    // A database as migrations 1-3 left it (before the index): every later migration runs on reopening.
     const old = openDatabase(file);
-    new RunStore(old).createRun(aRun({ id: 'r-old' }));
-    old.exec('DROP INDEX runs_push');
+    old.pragma('foreign_keys = OFF');
+    const tables = old.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>;
+    for (const { name } of tables) old.exec(`DROP TABLE "${name}"`);
+    for (const sql of MIGRATIONS.slice(0, 3)) old.exec(sql);
     old.pragma('user_version = 3');
+    new RunStore(old).createRun(aRun({ id: 'r-old' }));
     old.close();
     const store = new RunStore(openDatabase(file));
     const r = store.get('r-old')!;

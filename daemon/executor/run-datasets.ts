@@ -86,11 +86,8 @@ export async function finishRunDatasets(
     const cache = await resolveCacheDir(node.cacheRoot, cacheOwnerOf(spec), spec.cacheDir).catch(() => null);
     if (cache?.ok) {
       const size = await measureCache(cache.path);
-      // `path` (under cache_root: @<user id>/<cache_dir>) says which folder was used, so a researcher
-      // whose cache started empty after the upgrade to id-keyed caches can see why. RunReport's
-      // cache type (run-spec.ts) does not name it yet, hence the spread.
-      const used = { path: cache.relative };
-      report.cache = { dir: spec.cacheDir, ...used, mount_path: spec.mountPath, ...size };
+      // `path` (under cache_root: @<user id>/<cache_dir>) says which folder was used.
+      report.cache = { dir: spec.cacheDir, path: cache.relative, mount_path: spec.mountPath, ...size };
     }
   }
   return { report, bytes, refused };

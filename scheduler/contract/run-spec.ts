@@ -58,7 +58,7 @@ export interface RunReport {
   warnings: string[];
   outputs: { files: number; bytes: number; left_out: LeftOut[] };
   /** The researcher's cache after the run (absent: no cache_dir); symlinks are counted, never followed. */
-  cache?: { dir: string; mount_path: string; bytes: number; files: number };
+  cache?: { dir: string; mount_path: string; bytes: number; files: number; /** under cache_root: `@<user id>/<dir>` (or `<user>/<dir>` without an id) */ path?: string };
   /** What the run could read (absent: no datasets). Never a password. */
   datasets?: { names: string[]; mysql_user: string | null; bytes_from_server: number | null; bytes_to_server: number | null };
   /** How the run's outputs leave the cluster (DESIGN §10); absent: a run.json from before output release. */
