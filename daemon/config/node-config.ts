@@ -27,8 +27,14 @@ export const buildSection = z
       .refine((n) => n !== 'host', { error: "must not be host: that is this machine's whole network; name a network that reaches only the mirrors" })
       .optional(),
     env: z
-      .record(z.string().regex(BUILD_ENV_NAME, { error: 'must be a variable name (letters, digits, "_", not starting with a digit)' }), z.string())
-      .default({}),
+      .record(z.string(), z.string())
+      .default({})
+      .superRefine((env, zctx) => {
+        for (const name of Object.keys(env)) {
+          if (BUILD_ENV_NAME.test(name)) continue;
+          zctx.issues.push({ code: 'custom', input: name, path: [name], message: `${show(name)} must be a variable name (letters, digits, "_", not starting with a digit)` });
+        }
+      }),
   })
   .transform((b) => ({ network: b.network === undefined || b.network === 'none' ? null : b.network, env: b.env }));
 

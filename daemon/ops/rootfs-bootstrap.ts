@@ -220,7 +220,7 @@ export async function bootstrapRootfs(opts: BootstrapOptions, spec: VariantSpec,
     const archives = path.join(target, 'var/cache/apt/archives');
     for (const f of await fs.promises.readdir(archives).catch(() => [] as string[])) if (f.endsWith('.deb')) await fs.promises.rm(path.join(archives, f), { force: true });
     const lists = path.join(target, 'var/lib/apt/lists');
-    for (const f of await fs.promises.readdir(lists).catch(() => [] as string[])) if (f !== 'partial' && f !== 'lock') await fs.promises.rm(path.join(lists, f), { force: true });
+    for (const f of await fs.promises.readdir(lists).catch(() => [] as string[])) if (f !== 'partial' && f !== 'lock') await fs.promises.rm(path.join(lists, f), { recursive: true, force: true });
     for (const dir of await fs.promises.readdir(path.join(target, 'usr/lib')).catch(() => [] as string[])) {
       if (/^python3(\.\d+)?$/.test(dir)) await fs.promises.rm(path.join(target, 'usr/lib', dir, 'EXTERNALLY-MANAGED'), { force: true });
     }
