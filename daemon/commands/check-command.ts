@@ -62,15 +62,16 @@ export async function runCheck(dir: string, options: CheckOptions = {}): Promise
   if (!existsSync(start) || !statSync(start).isDirectory()) return { ok: false, usage: `${dir} is not a folder` };
   const git = (args: string[], settings: typeof COMMIT_LOG_SETTINGS = []) => runResearcherGit(args, start, settings);
   const orNull = (p: Promise<string>) => p.then((s) => s.trim(), () => null);
-  // Round one: where the repository is, the config, HEAD and its upstream; zod, yaml and the
-  // leader's policy and config load meanwhile.
-  const [[project, leader], top, configText, head, upstream] = await Promise.all([
+  // Round one: where the repository is, the config, and from status HEAD, its upstream and the
+  // working tree's changes; zod, yaml and the leader's policy load meanwhile.
+  const [[project, leader], top, configText, status] = await Promise.all([
     Promise.all([import('./check-project.js'), import('./check-leader.js')]),
     orNull(git(['rev-parse', '--show-toplevel'])),
     git(['config', '--list', '-z']).catch(() => ''),
-    orNull(git(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'])),
-    orNull(git(['rev-parse', '--abbrev-ref', '--symbolic-full-name', '@{upstream}'])),
+    git(['status', '--porcelain=v2', '--branch', '-z', '--untracked-files=normal']).then(parseStatus, () => null),
   ]);
+  const head = status?.head ?? null;
+  const upstream = status?.upstream ?? null;
   const leaderUrl = options.leader === undefined ? null : leader.parseLeaderUrl(options.leader);
   if (typeof leaderUrl === 'string') return { ok: false, usage: leaderUrl };
   const config = parseGitConfigList(configText);
@@ -78,14 +79,13 @@ export async function runCheck(dir: string, options: CheckOptions = {}): Promise
   const findings: Finding[] = [];
   if (top !== null && path.resolve(top) !== start) findings.push(note('files', `secd reads secd.yml and the Dockerfile at the repository root, ${top}`));
 
-  // Round two, side by side: the limits, the key, the commits, the tree and the working tree's changes.
+  // Round two, side by side: the limits, the key, the commits and the tree.
   const range = upstream ? `${upstream}..HEAD` : 'HEAD';
-  const [limitsAnswer, signing, log, tree, status, hooksDir] = await Promise.all([
+  const [limitsAnswer, signing, log, tree, hooksDir] = await Promise.all([
     leaderUrl === null ? { limits: leader.defaultCheckLimits(), findings: [] } : leader.leaderCheckLimits(leaderUrl, config.get('http.sslcainfo') ?? null),
     checkSigningSetup(config, root),
     head === null ? null : git(['log', `--format=${COMMIT_LOG_FORMAT}`, range, '--'], COMMIT_LOG_SETTINGS),
     head === null ? null : git(['ls-tree', '-r', '-l', '-z', '--full-tree', 'HEAD']).then(parseTree),
-    top === null ? null : git(['status', '--porcelain=v1', '-z', '--untracked-files=normal']).then(parseStatus),
     options.installHook && top !== null ? orNull(git(['rev-parse', '--path-format=absolute', '--git-path', 'hooks'])) : null,
   ]);
 
@@ -125,20 +125,41 @@ function parseTree(out: string): Map<string, number> {
   return tree;
 }
 
-/** `git status --porcelain=v1 -z`: paths with changes, and untracked ones (a folder ends in "/"). */
-function parseStatus(out: string): { changed: Set<string>; untracked: string[] } {
-  const changed = new Set<string>();
-  const untracked: string[] = [];
+/** What `git status --porcelain=v2 --branch -z` says: HEAD (null before the first commit), its upstream, changed and untracked paths. */
+interface StatusAnswer {
+  head: string | null;
+  upstream: string | null;
+  changed: Set<string>;
+  /** Untracked paths from the root; a folder ends in "/". */
+  untracked: string[];
+}
+
+function parseStatus(out: string): StatusAnswer {
+  const answer: StatusAnswer = { head: null, upstream: null, changed: new Set(), untracked: [] };
+  // An upstream whose ref is gone (deleted on the remote, pruned) gets no "branch.ab" line: treat it as none.
+  let upstream: string | null = null;
+  let ahead = false;
   const entries = out.split('\0');
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
-    if (e.length < 4) continue;
-    const code = e.slice(0, 2);
-    const p = e.slice(3);
-    if (code === '??') untracked.push(p);
-    else if (code !== '!!') changed.add(p);
-    // A rename or copy is followed by the path it came from.
-    if (code[0] === 'R' || code[0] === 'C') i++;
+    if (e.startsWith('# branch.oid ')) {
+      const oid = e.slice('# branch.oid '.length);
+      answer.head = /^[0-9a-f]{40,64}$/.test(oid) ? oid : null;
+    } else if (e.startsWith('# branch.upstream ')) {
+      upstream = e.slice('# branch.upstream '.length);
+    } else if (e.startsWith('# branch.ab ')) {
+      ahead = true;
+    } else if (e.startsWith('? ')) {
+      answer.untracked.push(e.slice(2));
+    } else if (e.startsWith('1 ') || e.startsWith('u ')) {
+      // "1 XY sub mH mI mW hH hI path" (8 fields before the path), "u" has 10.
+      answer.changed.add(e.split(' ').slice(e.startsWith('1 ') ? 8 : 10).join(' '));
+    } else if (e.startsWith('2 ')) {
+      // A rename or copy: "2 XY sub mH mI mW hH hI Xscore path", then the path it came from.
+      answer.changed.add(e.split(' ').slice(9).join(' '));
+      answer.changed.add(entries[++i] ?? '');
+    }
   }
-  return { changed, untracked };
+  answer.upstream = ahead ? upstream : null;
+  return answer;
 }

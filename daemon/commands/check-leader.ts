@@ -1,6 +1,8 @@
 /**
  * The limits `secd check` holds secd.yml to. Offline they are the leader's defaults
- * (daemon/config/leader-config.ts DEFAULT_LIMITS). With `--leader URL` the largest node's GPU count
+ * (daemon/config/leader-config.ts DEFAULT_LIMITS), written here as two numbers because loading the
+ * leader's config module (its schemas, built at import) costs a pre-push check more than the rest of
+ * its policy; check-leader.test.ts holds them equal. With `--leader URL` the largest node's GPU count
  * is read from the leader's public `GET /api/v1/nodes` (the nodes that are not down, as the leader
  * counts them); the API does not publish `limits.max_runfor_hours` or `limits.max_gpus_per_run`, so
  * those stay the defaults and the report says so. An HTTPS leader is trusted with the system's CAs
@@ -10,15 +12,16 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { rootCertificates } from 'node:tls';
-import { DEFAULT_LIMITS } from '../config/leader-config.js';
 import { note, warning, type Finding } from './check-findings.js';
 import type { CheckLimits } from './check-project.js';
+
+/** DEFAULT_LIMITS.max_runfor_hours and .max_gpus_per_run of leader-config.ts. */
+export const LEADER_DEFAULT_LIMITS = { maxRunforHours: 24, maxGpusPerRun: 8 } as const;
 
 /** The leader's defaults, as an offline check uses them. */
 export function defaultCheckLimits(): CheckLimits {
   return {
-    maxRunforHours: DEFAULT_LIMITS.max_runfor_hours,
-    maxGpusPerRun: DEFAULT_LIMITS.max_gpus_per_run,
+    ...LEADER_DEFAULT_LIMITS,
     largestNodeGpus: null,
     source: "the leader's default limits",
   };
