@@ -80,11 +80,12 @@ export async function runCheck(dir: string, options: CheckOptions = {}): Promise
   if (top !== null && path.resolve(top) !== start) findings.push(note('files', `secd reads secd.yml and the Dockerfile at the repository root, ${top}`));
 
   // Round two, side by side: the limits, the key, the commits and the tree.
-  const range = upstream ? `${upstream}..HEAD` : 'HEAD';
+  // With no upstream, the commits no remote-tracking branch has (all of HEAD in a repository without remotes).
+  const range = upstream ? [`${upstream}..HEAD`] : ['HEAD', '--not', '--remotes'];
   const [limitsAnswer, signing, log, tree, hooksDir] = await Promise.all([
     leaderUrl === null ? { limits: leader.defaultCheckLimits(), findings: [] } : leader.leaderCheckLimits(leaderUrl, config.get('http.sslcainfo') ?? null),
     checkSigningSetup(config, root),
-    head === null ? null : git(['log', `--format=${COMMIT_LOG_FORMAT}`, range, '--'], COMMIT_LOG_SETTINGS),
+    head === null ? null : git(['log', `--format=${COMMIT_LOG_FORMAT}`, ...range, '--'], COMMIT_LOG_SETTINGS),
     head === null ? null : git(['ls-tree', '-r', '-l', '-z', '--full-tree', 'HEAD']).then(parseTree),
     options.installHook && top !== null ? orNull(git(['rev-parse', '--path-format=absolute', '--git-path', 'hooks'])) : null,
   ]);
@@ -103,7 +104,7 @@ export async function runCheck(dir: string, options: CheckOptions = {}): Promise
   findings.push(...signing.findings);
   if (top === null) findings.push(noCommits('no_repository'));
   else if (head === null) findings.push(noCommits('no_commit'));
-  else findings.push(...checkCommits(parseCommitLog(log ?? ''), signing.own, upstream ? range : 'every commit of HEAD: the branch has no upstream yet'));
+  else findings.push(...checkCommits(parseCommitLog(log ?? ''), signing.own, upstream ? range[0]! : 'the commits of HEAD on no remote branch: HEAD has no upstream yet'));
   findings.push(...project.checkTrackedFiles(tree, status?.untracked ?? []));
   if (status && status.changed.size > 0) findings.push(uncommittedNote(status.changed.size));
   if (options.installHook) {

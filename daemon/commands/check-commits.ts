@@ -1,7 +1,7 @@
 /**
- * `secd check`'s look at the commits a push would send (`@{upstream}..HEAD`, or every commit of
- * HEAD when the branch has no upstream, as the leader checks every unverified ancestor of a new
- * branch): each signed, none bad, expired or revoked, the newest signed by the researcher's own key,
+ * `secd check`'s look at the commits a push would send (`@{upstream}..HEAD`; with no upstream, the
+ * commits of HEAD that no remote-tracking branch has, which is all of them in a repository that was
+ * never pushed, as the leader checks every unverified ancestor of a new branch): each signed, none bad, expired or revoked, the newest signed by the researcher's own key,
  * their own commits with an email of that key (DESIGN §13). A refused commit that a later commit of
  * the researcher's vouches for (`Secd-Vouches-For`) passes, as at the leader.
  *

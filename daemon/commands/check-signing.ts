@@ -227,6 +227,8 @@ export function sshPublicKey(line: string): { type: string; fingerprint: string;
   const [type, b64] = line.trim().split(/\s+/);
   if (type === undefined || b64 === undefined || !/^[A-Za-z0-9+/]+=*$/.test(b64)) return null;
   const blob = Buffer.from(b64, 'base64');
+  // The blob starts with its own type name (RFC 4253 §6.6): anything else is not a public key.
+  if (blob.length < 4 || blob.subarray(4, 4 + blob.readUInt32BE(0)).toString('latin1') !== type) return null;
   const fingerprint = `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
   let rsaBits: number | null = null;
   if (type === 'ssh-rsa') {

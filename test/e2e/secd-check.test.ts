@@ -70,12 +70,12 @@ describe('secd check', () => {
     expect(r.stdout).toContain('ok      secd.yml: valid: runfor 0.5 h, no GPU, no cache, all your granted datasets');
     expect(r.stdout).toContain('ok      Dockerfile: line 1: FROM secd/base, a secd image');
     expect(r.stdout).toContain(`ok      signing: GPG key ${key.fingerprint} signs, with user id ${DEFAULT_COMMITTER.email}`);
-    expect(r.stdout).toContain(`ok      commits: 2 commits to push (every commit of HEAD: the branch has no upstream yet), all signed; the newest by your key ${key.fingerprint}`);
+    expect(r.stdout).toContain(`ok      commits: 2 commits to push (the commits of HEAD on no remote branch: HEAD has no upstream yet), all signed; the newest by your key ${key.fingerprint}`);
     expect(lines(r, 'error')).toEqual([]);
     expect(r.stdout.trim().split('\n').at(-1)).toBe('secd check: a push would be accepted');
   });
 
-  it('checks only the commits the upstream lacks', async () => {
+  it('checks only the commits the remote lacks: past the upstream, or on no remote branch', async () => {
     const remote = await createBareRemote();
     try {
       const repo = await signedRepo();
@@ -86,6 +86,12 @@ describe('secd check', () => {
       const r = await check(repo.dir);
       expect(r.code, r.stdout).toBe(0);
       expect(r.stdout).toContain('ok      commits: 1 commit to push (origin/main..HEAD), all signed');
+      // A branch with no upstream: only what no remote branch has yet.
+      await repo.git(['switch', '--quiet', '-c', 'work']);
+      await repo.commit('On a branch', { files: { 'main.py': 'print(8)\n' }, signer: await signer() });
+      const branch = await check(repo.dir);
+      expect(branch.code, branch.stdout).toBe(0);
+      expect(branch.stdout).toContain('ok      commits: 2 commits to push (the commits of HEAD on no remote branch: HEAD has no upstream yet), all signed');
     } finally {
       await remote.close();
     }
