@@ -11,6 +11,7 @@
  * test machine: see docs/researcher.md "Before you push".
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
 import path from 'node:path';
 import { CommanderError, type Command } from 'commander';
 import { runResearcherGit } from '../results/node-git.js';
@@ -83,7 +84,7 @@ export async function runCheck(dir: string, options: CheckOptions = {}): Promise
   // With no upstream, the commits no remote-tracking branch has (all of HEAD in a repository without remotes).
   const range = upstream ? [`${upstream}..HEAD`] : ['HEAD', '--not', '--remotes'];
   const [limitsAnswer, signing, log, tree, hooksDir] = await Promise.all([
-    leaderUrl === null ? { limits: leader.defaultCheckLimits(), findings: [] } : leader.leaderCheckLimits(leaderUrl, config.get('http.sslcainfo') ?? null),
+    leaderUrl === null ? { limits: leader.defaultCheckLimits(), findings: [] } : leader.leaderCheckLimits(leaderUrl, leaderCaFile(config, leaderUrl)),
     checkSigningSetup(config, root),
     head === null ? null : git(['log', `--format=${COMMIT_LOG_FORMAT}`, ...range, '--'], COMMIT_LOG_SETTINGS),
     head === null ? null : git(['ls-tree', '-r', '-l', '-z', '--full-tree', 'HEAD']).then(parseTree),
@@ -112,6 +113,15 @@ export async function runCheck(dir: string, options: CheckOptions = {}): Promise
     else findings.push(note('hook', 'not a git repository: no hook written'));
   }
   return { ok: true, findings };
+}
+
+/**
+ * The CA file git trusts for the leader's URL: `http.<url>.sslCAInfo` for its origin, else
+ * `http.sslCAInfo`; a leading `~/` is the home folder, as git reads pathnames.
+ */
+function leaderCaFile(config: ReadonlyMap<string, string>, url: URL): string | null {
+  const file = config.get(`http.${url.origin}/.sslcainfo`) ?? config.get(`http.${url.origin}.sslcainfo`) ?? config.get('http.sslcainfo') ?? null;
+  return file !== null && file.startsWith('~/') ? path.join(homedir(), file.slice(2)) : file;
 }
 
 /** `git ls-tree -r -l -z`: path -> size in bytes (submodules 0). */

@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -262,6 +263,36 @@ describe('secd check', () => {
       expect(offline.stdout).toContain('note    secd.yml: whether a node has 4 GPUs only the leader knows');
     } finally {
       server.close();
+    }
+  });
+
+  it("--leader over HTTPS trusts the cluster CA that git trusts (http.sslCAInfo), and without it says it checked offline", async () => {
+    const certs = await mkdtemp(join(tmpdir(), 'secd-check-ca-'));
+    const f = (name: string) => join(certs, name);
+    const openssl = (args: string[]) => promisify(execFile)('openssl', args);
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    await openssl(['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=secd test cluster CA']);
+    await openssl(['req', ...ec, '-keyout', f('leader.key'), '-out', f('leader.csr'), '-subj', '/CN=127.0.0.1']);
+    await writeFile(f('san.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+    await openssl(['x509', '-req', '-in', f('leader.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('leader.pem'), '-days', '2', '-extfile', f('san.ext')]);
+    const server = https.createServer({ cert: await readFile(f('leader.pem')), key: await readFile(f('leader.key')) }, (_req, res) => {
+      res.end(JSON.stringify({ nodes: [{ id: 'gpu-01', state: 'up', gpus: [{}, {}, {}, {}] }] }));
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    try {
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const repo = await signedRepo();
+      await repo.commit('Signed', { files: GOOD_FILES, signer: await signer() });
+      const untrusted = await check(repo.dir, ['--leader', url]);
+      expect(untrusted.code).toBe(0);
+      expect(lines(untrusted, 'warning')).toEqual([expect.stringMatching(new RegExp(`^warning leader: could not read ${url}/api/v1/nodes: .*; checked offline$`))]);
+      await repo.git(['config', 'http.sslCAInfo', f('ca.pem')]);
+      const trusted = await check(repo.dir, ['--leader', url]);
+      expect(trusted.stdout).toContain(`note    leader: ${url}: 1 node up, the largest with 4 GPUs`);
+      expect(lines(trusted, 'warning')).toEqual([]);
+    } finally {
+      server.close();
+      await rm(certs, { recursive: true, force: true });
     }
   });
 
