@@ -1,7 +1,7 @@
 /**
- * The worker thread of threaded-scanner.ts: the same DisclosureScanner, fed the bytes the main thread
- * copied into slabs and transferred here, so that the checks run beside the read-back instead of on
- * its event loop.
+ * The worker thread of threaded-scanner.ts: the same rules as DisclosureScanner (disclosure-rules.ts),
+ * fed the bytes the main thread copied into slabs and transferred here, so that the checks run beside
+ * the read-back instead of on its event loop.
  *
  * Messages are handled in the order they were posted, so a `findings` request is answered after every
  * byte before it was scanned. A slab is transferred back (`free`) as soon as its bytes are scanned:
@@ -9,14 +9,15 @@
  * saying why; the main thread then reports the files it had sent here as not checked.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { DisclosureScanner, type DisclosureFileScan } from './disclosure-scan.js';
+// The rules without the schema check (the main thread's DisclosureScanner made it): no zod to load.
+import { RuleScanner, type DisclosureFileScan } from './disclosure-rules.js';
 import type { FromScanWorker, ScanWorkerData, ToScanWorker } from './threaded-scanner.js';
 
 if (!parentPort) throw new Error('disclosure-worker.ts runs only as a worker thread (threaded-scanner.ts starts it)');
 const port: MessagePort = parentPort;
 
-const { checks } = workerData as ScanWorkerData;
-const scanner = new DisclosureScanner(checks);
+const { checks, maxFindings } = workerData as ScanWorkerData;
+const scanner = new RuleScanner(checks, maxFindings);
 const files = new Map<number, DisclosureFileScan>();
 const post = (m: FromScanWorker) => port.postMessage(m);
 

@@ -1,6 +1,6 @@
 /**
- * The disclosure checks of a run's outputs off the event loop: a DisclosureScanner in a worker thread
- * (disclosure-worker.ts) reads each CSV/TSV while the main thread goes on writing the tar stream to
+ * The disclosure checks of a run's outputs off the event loop: DisclosureScanner's rules in a worker
+ * thread (disclosure-worker.ts) read each CSV/TSV while the main thread goes on writing the tar stream to
  * disk, so the checks overlap the read-back instead of adding to it.
  *
  * Hand-off: the main thread copies each chunk into one of SLABS 1 MiB ArrayBuffers and transfers it to
@@ -23,11 +23,13 @@
  */
 import { Worker } from 'node:worker_threads';
 import { clipPath, DisclosureScanner, readsContent, type DisclosureFileScan, type OutputsScanner } from './disclosure-scan.js';
-import type { DisclosureChecks, DisclosureFinding } from '../../scheduler/contract/disclosure.js';
+import { MAX_DISCLOSURE_FINDINGS, type DisclosureChecks, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
 
 /** What the worker is started with. */
 export interface ScanWorkerData {
+  /** Validated already, by the ThreadedScanner's own DisclosureScanner. */
   checks: DisclosureChecks;
+  maxFindings: number;
 }
 
 /** Main thread to worker, handled in order. */
@@ -159,7 +161,7 @@ class WorkerLink {
 
   constructor(checks: DisclosureChecks, onWorker: ((w: Worker) => void) | undefined) {
     for (let i = 0; i < SLABS; i++) this.free.push(new ArrayBuffer(SLAB_BYTES));
-    this.worker = startWorker({ checks });
+    this.worker = startWorker({ checks, maxFindings: MAX_DISCLOSURE_FINDINGS });
     this.worker.on('message', (m: FromScanWorker) => this.received(m));
     this.worker.on('error', (err) => this.fail(`the disclosure worker failed: ${err.message}`));
     this.worker.on('exit', (code) => {
