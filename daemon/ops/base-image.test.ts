@@ -156,7 +156,7 @@ describe('secd/base on the real engine', () => {
     try {
       const sdk = defaultSdkDir();
       const script = [
-        'import os, sys, numpy, pymysql',
+        'import os, sys, numpy, pymysql, pip',
         sdk ? 'import secd' : '',
         'print("numpy", numpy.__version__, "pymysql", pymysql.__version__)',
         'print("python", sys.version_info[0], os.environ["LANG"], os.environ["PYTHONUNBUFFERED"], os.environ["OUTPUT_PATH"])',

@@ -181,7 +181,8 @@ export async function bootstrapRootfs(opts: BootstrapOptions, spec: VariantSpec,
   const check = await checkMirrorRelease(mirror, spec, opts.fetchText);
   if (!check.ok) return check;
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    return { ok: false, code: 'not_root', reason: 'debootstrap needs root: run `secd base-image` as root' };
+    const command = `sudo secd base-image${spec.variant === 'base' ? '' : ` --variant ${spec.variant}`}`;
+    return { ok: false, code: 'not_root', reason: `debootstrap needs root: build ${spec.image} once on this machine with \`${command}\`` };
   }
   const cache = packageCacheDir(opts.cacheDir, suite);
   await fs.promises.mkdir(path.join(cache, 'partial'), { recursive: true });
