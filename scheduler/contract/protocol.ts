@@ -161,13 +161,37 @@ export const runOutcomeSchema = z.object({
   disclosure: z.array(disclosureFindingSchema).max(MAX_DISCLOSURE_FINDINGS + 1).optional(),
 });
 
+/** One MIG device (a slice of a MIG-mode GPU): what a run gets instead of the whole GPU. */
+export const migDeviceSchema = z.object({
+  /** `MIG-…`, as `nvidia-smi -L` lists it; what the container is given. */
+  uuid: z.string().min(1).max(PROTOCOL_LIMITS.gpuUuid),
+  /** The device's index within its GPU (`Device N` of `nvidia-smi -L`, `<index>` of `-q -x`). */
+  index: count,
+  /** The profile, such as `3g.40gb`. */
+  profile: z.string().min(1).max(PROTOCOL_LIMITS.token),
+  memory_total_bytes: count.nullable(),
+});
+
 /** One GPU as the node's inventory lists it. */
 export const inventoryGpuSchema = z.object({
   uuid: z.string().min(1).max(PROTOCOL_LIMITS.gpuUuid),
   index: count,
   name: clippedText(PROTOCOL_LIMITS.gpuName),
   memory_total_bytes: count.nullable(),
+  /**
+   * Whether MIG is on (null: the GPU or driver cannot say; absent: an older node). A MIG-mode GPU is
+   * never given whole: its `mig_devices` are.
+   */
+  mig_mode: z.boolean().nullable().optional(),
+  mig_devices: z.array(migDeviceSchema).max(PROTOCOL_LIMITS.gpus).optional(),
 });
+
+/**
+ * A GPU's health as the node reads it from nvidia-smi: `ok`; `busy_foreign` (processes that are not
+ * secd's); `lost` (`[GPU is lost]`, a GPU fallen off the bus, or one missing from a later report);
+ * `error` (`[Unknown Error]`, an Xid event, a GPU that needs a reset). Only `ok` GPUs are given out.
+ */
+export const gpuHealthSchema = z.enum(['ok', 'busy_foreign', 'lost', 'error']);
 
 /** Where a run the node holds stands: a phase, `assigned` (spec on disk, not started) or `finished` (result not yet acknowledged). */
 export const heldRunPhaseSchema = z.enum(['assigned', 'building', 'running', 'uploading', 'finished']);
@@ -193,6 +217,10 @@ export const gpuStatusSchema = z.object({
   processes: count,
   /** Busy with processes that are not secd's runs: the leader gives it to nobody. */
   foreign_busy: z.boolean(),
+  /** Absent: an older node (read as `busy_foreign` or `ok` from `foreign_busy`). */
+  health: gpuHealthSchema.optional(),
+  /** What nvidia-smi said of a GPU that is not `ok` or `busy_foreign` (one line), else null. */
+  problem: reasonText.nullable().optional(),
 });
 
 /** Host figures in a `status` message. */
@@ -234,6 +262,11 @@ export const statusMessage = z.object({
   host: hostStatusSchema,
   /** Present when the node's images changed since its last hello or status. */
   images: imagesField.optional(),
+  /**
+   * Set while nvidia-smi fails (a non-zero exit): `gpus` is then the last inventory that could be
+   * read, its readings unknown, kept rather than reported as zero GPUs. Absent or null: fresh.
+   */
+  gpus_stale: z.object({ since: isoTime, reason: reasonText }).nullable().optional(),
 });
 
 /** Node -> leader: the spec of this run is on the node's disk; stop re-sending `run.assign`. */
@@ -292,6 +325,10 @@ export type HeldRun = z.infer<typeof heldRunSchema>;
 export type InventoryGpu = z.infer<typeof inventoryGpuSchema>;
 /** One GPU's sample. */
 export type GpuStatus = z.infer<typeof gpuStatusSchema>;
+/** One MIG device of an inventory GPU. */
+export type MigDevice = z.infer<typeof migDeviceSchema>;
+/** A GPU's health. */
+export type GpuHealth = z.infer<typeof gpuHealthSchema>;
 /** Host figures of a status. */
 export type HostStatus = z.infer<typeof hostStatusSchema>;
 

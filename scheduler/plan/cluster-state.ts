@@ -3,13 +3,21 @@
  * best-fit and most-free queries never scan runs × nodes. Lives only for one `planRuns` call.
  */
 import { FreeBuckets } from './free-buckets.js';
-import type { Placement, PlanSnapshot, PlannedRun, Reservation } from './plan-types.js';
+import { gpuMeets, gpuUnitsOf, isPlainRequest } from './gpu-eligibility.js';
+import type { Placement, PlanSnapshot, PlannedGpu, PlannedRun, Reservation } from './plan-types.js';
 
 /** The cluster's free capacity while one plan is being made, with indexes for best-fit queries. */
 export class ClusterState {
   private readonly ids: string[];
   private readonly up: boolean[];
+  /** Per node: free whole GPUs (what a plain `gpu: n` takes), in index order; the buckets count these. */
   private readonly freeGpus: string[][];
+  /** Per node: free MIG devices, in index order (only runs asking for a profile take them). */
+  private readonly freeMig: string[][];
+  /** Per node: what each GPU and MIG device is (gpu-eligibility.ts). */
+  private readonly units: Map<string, PlannedGpu>[];
+  /** Per node: GPUs and MIG devices not foreign-busy, lost or in error (what it could free up for a claim). */
+  private readonly usable: PlannedGpu[][];
   private readonly capacity: number[];
   private readonly cpuFree: number[];
   private readonly images: Set<string>[];
@@ -46,16 +54,17 @@ export class ClusterState {
     }
     this.ids = nodes.map((n) => n.id);
     this.up = nodes.map((n) => n.state === 'up');
-    this.freeGpus = nodes.map((n, i) => {
-      const heldHere = held.get(i);
-      if (!heldHere && n.foreignBusyGpus.length === 0) return [...n.gpus];
+    // A GPU is free when it is usable (not foreign-busy, lost or in error) and no run holds it;
+    // whole GPUs and MIG devices are kept apart (gpu-eligibility.ts: a plain count gets no slice).
+    this.units = nodes.map((n) => new Map(gpuUnitsOf(n).map((u) => [u.uuid, u])));
+    this.usable = nodes.map((n, i) => {
       const foreign = new Set(n.foreignBusyGpus);
-      return n.gpus.filter((g) => !foreign.has(g) && !heldHere?.has(g));
+      return [...this.units[i]!.values()].filter((u) => !foreign.has(u.uuid));
     });
-    this.capacity = nodes.map((n) => {
-      const foreign = new Set(n.foreignBusyGpus);
-      return n.gpus.filter((g) => !foreign.has(g)).length;
-    });
+    const free = (i: number) => this.usable[i]!.filter((u) => !held.get(i)?.has(u.uuid));
+    this.freeGpus = nodes.map((_, i) => free(i).filter((u) => gpuMeets(u, undefined)).map((u) => u.uuid));
+    this.freeMig = nodes.map((_, i) => free(i).filter((u) => u.mig !== null && !u.migMode).map((u) => u.uuid));
+    this.capacity = nodes.map((_, i) => this.usable[i]!.filter((u) => gpuMeets(u, undefined)).length);
     this.cpuFree = nodes.map((n, i) => Math.max(0, n.cpuSlots - cpuRunning[i]!));
     this.images = nodes.map((n) => new Set(n.images));
     this.claimed = nodes.map(() => false);
@@ -86,34 +95,84 @@ export class ClusterState {
     });
   }
 
-  /** Whether some open node has `gpus` free GPUs now. */
-  fitsSomewhere(gpus: number): boolean {
-    return this.tightestFit(gpus) >= 0;
+  /** Whether some open node has free GPUs for `run` now. */
+  fitsSomewhere(run: PlannedRun): boolean {
+    return isPlainRequest(run.gpuRequest) ? this.tightestFit(run.gpus) >= 0 : this.constrainedFit(run) !== null;
   }
 
   /** Take resources for a run by rule 5, or null when it fits nowhere now. */
   place(run: PlannedRun): Placement | null {
-    return run.gpus > 0 ? this.placeGpuRun(run) : this.placeCpuRun(run);
+    if (run.gpus === 0) return this.placeCpuRun(run);
+    return isPlainRequest(run.gpuRequest) ? this.placeGpuRun(run) : this.placeConstrainedRun(run);
   }
 
   /** Claim the node closest to fitting a run that fits nowhere now (rule 4). */
   claim(run: PlannedRun): Reservation | null {
     let best = -1;
+    let bestFree: string[] = [];
     let bestImage = false;
     for (let i = 0; i < this.ids.length; i++) {
-      if (!this.up[i] || this.claimed[i] || this.capacity[i]! < run.gpus) continue;
-      const free = this.freeGpus[i]!.length;
+      if (!this.up[i] || this.claimed[i] || this.capacityFor(i, run) < run.gpus) continue;
+      const free = this.freeFor(i, run);
       const image = this.images[i]!.has(run.project);
-      const bestFree = best < 0 ? -1 : this.freeGpus[best]!.length;
-      if (free > bestFree || (free === bestFree && image && !bestImage)) {
+      if (best < 0 || free.length > bestFree.length || (free.length === bestFree.length && image && !bestImage)) {
         best = i;
+        bestFree = free;
         bestImage = image;
       }
     }
     if (best < 0) return null;
     this.claimed[best] = true;
-    const heldGpus = [...this.freeGpus[best]!];
-    return { runId: run.id, nodeId: this.ids[best]!, heldGpus, missing: run.gpus - heldGpus.length };
+    return { runId: run.id, nodeId: this.ids[best]!, heldGpus: [...bestFree], missing: run.gpus - bestFree.length };
+  }
+
+  // How many GPUs meeting the run's request the node could ever free up (usable ones, held or not).
+  private capacityFor(i: number, run: PlannedRun): number {
+    if (isPlainRequest(run.gpuRequest)) return this.capacity[i]!;
+    return this.usable[i]!.filter((u) => gpuMeets(u, run.gpuRequest)).length;
+  }
+
+  // The node's free GPUs (or MIG devices) that meet the run's request, in index order.
+  private freeFor(i: number, run: PlannedRun): string[] {
+    if (isPlainRequest(run.gpuRequest)) return this.freeGpus[i]!;
+    const pool = run.gpuRequest?.mig !== undefined ? this.freeMig[i]! : this.freeGpus[i]!;
+    return pool.filter((uuid) => gpuMeets(this.units[i]!.get(uuid)!, run.gpuRequest));
+  }
+
+  /**
+   * Rule 5 for a run that asks for a model, memory or MIG profile: the open node with the fewest
+   * free GPUs meeting the request that still fit, then one with the image, then the lowest id. A
+   * scan of the nodes (O(N·G)) rather than the buckets, which count whole GPUs only.
+   */
+  private constrainedFit(run: PlannedRun): { node: number; free: string[] } | null {
+    let best: { node: number; free: string[]; image: boolean } | null = null;
+    for (let i = 0; i < this.ids.length; i++) {
+      if (!this.up[i] || this.claimed[i]) continue;
+      const free = this.freeFor(i, run);
+      if (free.length < run.gpus) continue;
+      const image = this.images[i]!.has(run.project);
+      if (best === null || free.length < best.free.length || (free.length === best.free.length && image && !best.image)) {
+        best = { node: i, free, image };
+      }
+    }
+    return best;
+  }
+
+  private placeConstrainedRun(run: PlannedRun): Placement | null {
+    const fit = this.constrainedFit(run);
+    if (!fit) return null;
+    const node = fit.node;
+    const taken = new Set(fit.free.slice(0, run.gpus));
+    if (run.gpuRequest?.mig !== undefined) {
+      this.freeMig[node] = this.freeMig[node]!.filter((g) => !taken.has(g));
+    } else {
+      // Whole GPUs: the buckets count them, so the node is filed again under its new count.
+      const left = this.freeGpus[node]!.filter((g) => !taken.has(g));
+      this.freeGpus[node]!.splice(0, this.freeGpus[node]!.length, ...left);
+      this.gpuIndex.add(node);
+      for (const index of this.nodeGpuIndexes[node]!) index.add(node);
+    }
+    return { runId: run.id, nodeId: this.ids[node]!, gpus: [...taken] };
   }
 
   private tightestFit(gpus: number): number {
@@ -155,4 +214,35 @@ export class ClusterState {
     for (const index of this.nodeCpuIndexes[node]!) index.add(node);
     return { runId: run.id, nodeId: this.ids[node]!, gpus: [] };
   }
+
+  // Known start times (reservations.ts) ask for these three.
+
+  /** The up nodes, each with its free whole GPUs in index order (where reservations are planned). */
+  upNodes(): Array<{ id: string; free: readonly string[] }> {
+    return this.ids.flatMap((id, i) => (this.up[i] ? [{ id, free: [...this.freeGpus[i]!] }] : []));
+  }
+
+  /** Free whole GPUs of a node that is up and not claimed, in index order; null for any other node. */
+  openGpus(nodeId: string): readonly string[] | null {
+    const i = this.indexOf(nodeId);
+    return i >= 0 && this.up[i]! && !this.claimed[i]! ? this.freeGpus[i]! : null;
+  }
+
+  /** Stop offering these free GPUs of a node: reserved for a later start, or taken by a backfilled run. */
+  take(nodeId: string, gpus: readonly string[]): void {
+    const i = this.indexOf(nodeId);
+    if (i < 0 || gpus.length === 0) return;
+    const taken = new Set(gpus);
+    const left = this.freeGpus[i]!.filter((g) => !taken.has(g));
+    this.freeGpus[i]!.splice(0, this.freeGpus[i]!.length, ...left);
+    this.gpuIndex.add(i);
+    for (const index of this.nodeGpuIndexes[i]!) index.add(i);
+  }
+
+  private indexOf(nodeId: string): number {
+    if (!this.byId) this.byId = new Map(this.ids.map((id, i) => [id, i]));
+    return this.byId.get(nodeId) ?? -1;
+  }
+
+  private byId: Map<string, number> | undefined;
 }

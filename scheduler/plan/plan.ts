@@ -10,7 +10,9 @@
  *    draining or down: a node down for repair still belongs to the cluster and comes back with its
  *    GPUs), or a CPU-only run when no node takes CPU-only runs, can never start: the plan lists it
  *    as impossible with a reason and the leader rejects it. With no node known at all (a leader that
- *    has just restarted, before any node said hello) nothing is impossible: runs wait.
+ *    has just restarted, before any node said hello) nothing is impossible: runs wait. A run asking
+ *    for a GPU model, memory or MIG profile counts only the GPUs that meet it (gpu-eligibility.ts),
+ *    and a plain count only whole GPUs: a MIG-mode GPU is never given whole.
  * 2. Capacity. Only `up` nodes get runs. A node's free GPUs are its GPUs minus those held by running
  *    runs minus those busy with processes that are not secd's; its free CPU slots are `cpuSlots`
  *    minus its running CPU-only runs. A GPU is given to at most one run.
@@ -41,14 +43,17 @@
  * P placements and I images per node, plus O(N) per claim for N nodes — no runs × nodes scan.
  */
 import { ClusterState } from './cluster-state.js';
+import { eligibleGpus, gpuShortfall, isPlainRequest } from './gpu-eligibility.js';
 import { Heap } from './heap.js';
 import type { ImpossibleRun, Plan, PlanOptions, PlanSnapshot, PlannedRun, RunningRun } from './plan-types.js';
 
 export type {
+  GpuRequest,
   ImpossibleCode,
   ImpossibleRun,
   Placement,
   Plan,
+  PlannedGpu,
   PlannedNode,
   PlannedRun,
   PlanOptions,
@@ -80,12 +85,12 @@ export function planRuns(snapshot: PlanSnapshot, now: Date, options: Partial<Pla
   const plan: Plan = { placements: [], waiting: [], reservations: [], impossible: [] };
 
   // Rule 1, against every node the snapshot knows.
-  const largestNode = snapshot.nodes.reduce((max, n) => Math.max(max, n.gpus.length), 0);
+  const largestNode = snapshot.nodes.reduce((max, n) => Math.max(max, eligibleGpus(n, undefined).length), 0);
   const anyCpuSlots = snapshot.nodes.some((n) => n.cpuSlots > 0);
   const entries: QueuedEntry[] = [];
   const all = snapshot.queued.map((run) => ({ run, queuedMs: Date.parse(run.queuedAt), decided: false }));
   for (const entry of all.sort(byQueueOrder)) {
-    const impossible = snapshot.nodes.length === 0 ? null : impossibility(entry.run, largestNode, anyCpuSlots);
+    const impossible = snapshot.nodes.length === 0 ? null : impossibility(entry.run, snapshot, largestNode, anyCpuSlots);
     if (impossible) plan.impossible.push(impossible);
     else entries.push(entry);
   }
@@ -98,7 +103,7 @@ export function planRuns(snapshot: PlanSnapshot, now: Date, options: Partial<Pla
   for (const queue of [...queues].sort((a, b) => (userBefore(a, b) ? -1 : 1))) {
     const oldestGpuRun = queue.runs.find((e) => e.run.gpus > 0);
     if (!oldestGpuRun || nowMs - oldestGpuRun.queuedMs < reserveAfterMs) continue;
-    if (cluster.fitsSomewhere(oldestGpuRun.run.gpus)) continue;
+    if (cluster.fitsSomewhere(oldestGpuRun.run)) continue;
     const reservation = cluster.claim(oldestGpuRun.run);
     if (!reservation) continue;
     oldestGpuRun.decided = true;
@@ -126,7 +131,11 @@ export function planRuns(snapshot: PlanSnapshot, now: Date, options: Partial<Pla
   return plan;
 }
 
-function impossibility(run: PlannedRun, largestNode: number, anyCpuSlots: boolean): ImpossibleRun | null {
+function impossibility(run: PlannedRun, snapshot: PlanSnapshot, largestNode: number, anyCpuSlots: boolean): ImpossibleRun | null {
+  if (run.gpus > 0 && !isPlainRequest(run.gpuRequest)) {
+    const shortfall = gpuShortfall(snapshot.nodes, run.gpus, run.gpuRequest);
+    return shortfall === null ? null : { runId: run.id, code: 'no_matching_gpus', reason: shortfall };
+  }
   if (run.gpus > largestNode) {
     const asks = `asks for ${run.gpus} GPU${run.gpus === 1 ? '' : 's'}`;
     const has = largestNode === 0 ? 'no node has a GPU' : `the largest node has ${largestNode}`;
