@@ -123,7 +123,7 @@ export function checkCommits(newestFirst: readonly LoggedCommit[], own: OwnKey |
     extra =
       `to fix ${which} either rewrite the history signed: git rebase --exec 'git commit --amend --no-edit -S' ${base}` +
       ` (before pushing nothing else is needed; once pushed, git push --force-with-lease where the branch allows it); ` +
-      `or vouch for ${list.length === 1 ? 'it' : 'them'} without rewriting: git commit --allow-empty -S -m 'Vouch for unsigned commits' ${trailers}`;
+      `or vouch for ${list.length === 1 ? 'it' : 'them'} without rewriting: git commit --allow-empty -S -m 'Vouch for unsigned commits' ${trailers}, then git push (no force needed)`;
   }
   const line = refusalReason(first.v.code!, first.c.sha, `(${first.c.subject}) ${first.v.clause!}`, extra);
   out.push(error('commits', line));
