@@ -239,3 +239,57 @@ describe('a secd.yml too big to read (issue 13: one file froze the leader)', () 
     expect(r.config.datasets).toHaveLength(200);
   });
 });
+
+describe('gpu: asking for what each GPU must be', () => {
+  const MiB = 1024 * 1024;
+  // The cluster as the planner sees it: an H100 node and an A100 node with one GPU in MIG mode.
+  const gpuNodes: PolicyLimits['gpuNodes'] = [
+    { id: 'gpu-01', gpus: ['H-0'], gpuDetails: [{ uuid: 'H-0', name: 'NVIDIA H100 80GB HBM3', memoryBytes: 81559 * MiB, mig: null }] },
+    {
+      id: 'gpu-02',
+      gpus: ['A-0', 'MIG-a'],
+      gpuDetails: [
+        { uuid: 'A-0', name: 'NVIDIA A100-SXM4-80GB', memoryBytes: 81920 * MiB, mig: null, migMode: true },
+        { uuid: 'MIG-a', name: 'NVIDIA A100-SXM4-80GB', memoryBytes: 40192 * MiB, mig: { profile: '3g.40gb', gpu: 'A-0' } },
+      ],
+    },
+  ];
+  const withNodes: PolicyLimits = { ...limits, gpuNodes };
+
+  it.each([
+    ['gpu: { count: 2, model: H100, memory: 40GB }', { gpus: 2, gpuRequest: { model: 'H100', memoryBytes: 40e9 } }, limits],
+    ['gpu: { model: h100, memory: 80GB }', { gpus: 1, gpuRequest: { model: 'h100', memoryBytes: 80e9 } }, withNodes],
+    ['gpu: { memory: 40GiB }', { gpus: 1, gpuRequest: { memoryBytes: 40 * 1024 ** 3 } }, limits],
+    ['gpu: { count: 1, mig: 3G.40GB }', { gpus: 1, gpuRequest: { mig: '3g.40gb' } }, withNodes],
+    ['gpu: { count: 3 }', { gpus: 3 }, limits],
+  ])('%s is read as a count and a request', (yaml, expected, l) => {
+    const config = accepted(yaml, l).config;
+    expect({ gpus: config.gpus, ...(config.gpuRequest ? { gpuRequest: config.gpuRequest } : {}) }).toEqual(expected);
+  });
+
+  it('plain gpu: 2 keeps meaning two whole GPUs, with no request', () => {
+    expect(accepted('gpu: 2').config).toEqual({ ...DEFAULTS, gpus: 2 });
+  });
+
+  it.each([
+    ['gpu: { count: 1, modle: H100 }', 'secd.yml: gpu has an unknown key "modle" (known: count, model, memory, mig)'],
+    ['gpu: { count: 0, model: H100 }', 'secd.yml: gpu.count must be a whole number of GPUs, at least 1 (got 0; for none, write gpu: false)'],
+    ['gpu: { memory: lots }', 'secd.yml: gpu.memory must be a size such as 40GB or 40GiB, or a number of bytes (got "lots")'],
+    ['gpu: { mig: half }', 'secd.yml: gpu.mig must be a MIG profile such as 3g.40gb (got "half")'],
+    ['gpu: { count: 9, model: H100 }', "secd.yml: gpu asks for 9 GPUs, more than the leader's limit of 8"],
+  ])('%s is rejected naming the key', (yaml, reason) => {
+    expect(resolveRunConfig(yaml, withNodes)).toEqual({ ok: false, key: 'gpu', reason });
+  });
+
+  it('a request no node can ever meet is rejected at policy time, naming what is missing', () => {
+    expect(resolveRunConfig('gpu: { count: 2, model: H100, memory: 40GB }', withNodes)).toEqual({
+      ok: false,
+      key: 'gpu',
+      reason: 'secd.yml: gpu cannot be met: no node has 2 GPUs matching model H100 with at least 40 GB; largest: 1× NVIDIA H100 80GB HBM3 on gpu-01',
+    });
+    expect(resolveRunConfig('gpu: { mig: 1g.10gb }', withNodes)).toMatchObject({
+      ok: false,
+      reason: 'secd.yml: gpu cannot be met: no node has 1 MIG device 1g.10gb; none has even one',
+    });
+  });
+});

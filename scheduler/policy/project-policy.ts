@@ -20,12 +20,21 @@ import path from 'node:path';
 import { z } from 'zod';
 import { show } from '../common/describe-value.js';
 import { parseYamlWith, type YamlBounds } from '../common/yaml-schema.js';
+import { gpuShortfall } from '../plan/gpu-eligibility.js';
+import type { PlannedNode } from '../plan/plan-types.js';
+import { readGpuAsk } from './gpu-request-field.js';
 
 /** What the leader allows, and the largest GPU count any node has right now. */
 export interface PolicyLimits {
   maxRunforHours: number;
   maxGpusPerRun: number;
   largestNodeGpus: number;
+  /**
+   * The nodes' GPUs as the planner sees them: when given, a `gpu:` request for a model, memory or
+   * MIG profile that no node can ever meet is rejected here, naming what is missing (otherwise the
+   * planner rejects it at its first round, with the same sentence).
+   */
+  gpuNodes?: ReadonlyArray<Pick<PlannedNode, 'id' | 'gpus' | 'gpuDetails'>>;
 }
 
 /** Outcome of reading secd.yml: the run's settings, or one line naming the offending key. */
@@ -116,24 +125,28 @@ function secdYmlSchema(limits: PolicyLimits) {
         })
         .default(DEFAULT_RUNFOR_HOURS),
       gpu: z
-        .union([z.boolean(), z.number()], {
+        .union([z.boolean(), z.number(), z.record(z.string(), z.unknown())], {
           error: unlessNull((iss) => `must be true, false or a number of GPUs (got ${show(iss.input)})`),
         })
         .default(false)
         .transform((gpu, zctx) => {
-          const n = gpu === true ? 1 : gpu === false ? 0 : gpu;
-          const fail = (message: string) => {
-            zctx.issues.push({ code: 'custom', input: gpu, message });
+          const fail = (message: string, path: string[] = []) => {
+            zctx.issues.push({ code: 'custom', input: gpu, message, path });
             return z.NEVER;
           };
-          if (!Number.isInteger(n) || n < 0) return fail(`must be true, false or a whole number of GPUs (got ${show(gpu)})`);
+          const read = readGpuAsk(gpu);
+          if (!read.ok) return fail(read.message, read.path);
+          const n = read.ask.count;
           if (n > limits.maxGpusPerRun) {
             return fail(`asks for ${gpus(n)}, more than the leader's limit of ${limits.maxGpusPerRun}`);
           }
-          if (n > limits.largestNodeGpus) {
+          if (read.ask.request && limits.gpuNodes && limits.gpuNodes.length > 0) {
+            const shortfall = gpuShortfall(limits.gpuNodes, n, read.ask.request);
+            if (shortfall) return fail(`cannot be met: ${shortfall}`);
+          } else if (n > limits.largestNodeGpus) {
             return fail(`asks for ${gpus(n)}, but no node has ${gpus(n)} (the largest has ${limits.largestNodeGpus})`);
           }
-          return n;
+          return read.ask;
         }),
       cache_dir: z
         .string({ error: unlessNull((iss) => `must be a folder name like "models" (got ${show(iss.input)})`) })
@@ -172,7 +185,9 @@ function secdYmlSchema(limits: PolicyLimits) {
       runforHours: y.runfor,
       // Rounded to whole milliseconds, but never to zero: runfor > 0 must stop a run, not skip it.
       runforMs: Math.max(1, Math.round(y.runfor * 3_600_000)),
-      gpus: y.gpu,
+      gpus: y.gpu.count,
+      // Only a request that asks something beyond a count is kept: plain `gpu: 2` stays as it was.
+      ...(y.gpu.request ? { gpuRequest: y.gpu.request } : {}),
       cacheDir: y.cache_dir ?? null,
       mountPath: y.mount_path,
       datasets: y.datasets ?? null,
