@@ -16,8 +16,10 @@
  * 2. Capacity. Only `up` nodes get runs. A node's free GPUs are its GPUs minus those held by running
  *    runs minus those busy with processes that are not secd's; its free CPU slots are `cpuSlots`
  *    minus its running CPU-only runs. A GPU is given to at most one run.
- * 3. Fair share. Users take turns. Each turn goes to the user with the fewest GPUs in use (running
- *    plus placed by this plan), then the fewest runs in use, then the oldest queued run, then the
+ * 3. Fair share. Users take turns. Each turn goes to the user with the smallest share: decayed
+ *    GPU-hours of what they ran (`snapshot.usage`, fair-share.ts: halving every half-life) plus
+ *    `inUseGpuHours` for each GPU in use (running plus placed by this plan); then the fewest runs in
+ *    use, then the oldest queued run, then the
  *    user name, and considers that user's oldest undecided run (FIFO within a user). A run that does
  *    not fit waits and the user's next run is considered on their next turn, so smaller runs and
  *    CPU-only runs backfill around a waiting GPU run. Every placement raises the placed user's
@@ -30,7 +32,9 @@
  *    GPUs there (its CPU slots stay open), so its free GPUs accumulate round after round until the
  *    run fits; then the run takes its fair-share turn like any other. One claim per user, handed out
  *    lightest user first, so an old backlog cannot freeze the cluster. A run that fits gets no claim:
- *    a claim would only let it jump the fair-share order.
+ *    a claim would only let it jump the fair-share order. Where every GPU the run waits for has a
+ *    known end (running runs carry `startedAt` and `runforMs`), the claim is a reservation with a
+ *    start time instead, and holds no node idle: rule 6.
  * 5. Where. A GPU run goes to the node with the fewest free GPUs that still fit (best fit keeps large
  *    holes whole for large runs); among nodes equally tight, one that already holds the project's
  *    image; then the lowest node id. Best fit wins when it disagrees with the image: a rebuild costs
@@ -38,13 +42,23 @@
  *    slot, so every node with a free slot fits it equally: it goes to a node holding the image, then
  *    to the node with the most free slots (spreads the load), then the lowest id. A run gets the
  *    node's free GPUs in the node's index order.
+ * 6. Known start times (reservations.ts). `runfor` is a hard limit, so each GPU is free again by a
+ *    known time. A reservation gets the node where the run's GPUs are all free soonest, and that
+ *    time as its `startsAt`; besides each user's overdue run (rule 4), the first
+ *    `headReservations` GPU runs that fail their turn get one (EASY backfill: the head of the line).
+ *    A later run may take a reserved GPU that is free now only if it ends, by its own `runfor`,
+ *    by that reservation's start (it is tried there first: the gap would idle otherwise); GPUs no
+ *    reservation needs are taken by rule 5. So no run placed by a plan delays a reservation.
+ *    `waiting` lists the runs in line order: reservations first, then as their turns came.
  *
  * Cost: O(R log U + R·B + P·I) for R queued runs, U users, B distinct free counts (GPUs per node),
- * P placements and I images per node, plus O(N) per claim for N nodes — no runs × nodes scan.
+ * P placements and I images per node, plus O(N) per claim for N nodes — no runs × nodes scan —
+ * and O(N·G log G) per start time, O(Z·G) per backfill try over the Z nodes with reserved gaps.
  */
 import { ClusterState } from './cluster-state.js';
 import { eligibleGpus, gpuShortfall, isPlainRequest } from './gpu-eligibility.js';
 import { Heap } from './heap.js';
+import { KnownStarts } from './reservations.js';
 import type { ImpossibleRun, Plan, PlanOptions, PlanSnapshot, PlannedRun, RunningRun } from './plan-types.js';
 
 export type {
@@ -65,6 +79,12 @@ export type {
 /** Default wait before a GPU run claims a node: ten minutes. */
 export const DEFAULT_RESERVE_AFTER_MS = 10 * 60 * 1000;
 
+/** Default number of head-of-line start times (rule 6): EASY backfill's one. */
+export const DEFAULT_HEAD_RESERVATIONS = 1;
+
+/** Default weight of a GPU in use in the fair-share order: one GPU-hour (rule 3). */
+export const DEFAULT_IN_USE_GPU_HOURS = 1;
+
 interface QueuedEntry {
   run: PlannedRun;
   queuedMs: number;
@@ -77,11 +97,16 @@ interface UserQueue {
   next: number;
   gpusInUse: number;
   runsInUse: number;
+  /** Decayed GPU-hours of what the user ran (fair-share.ts). */
+  usage: number;
 }
 
 /** Place as many queued runs as fit, by the rules in this module's header. */
 export function planRuns(snapshot: PlanSnapshot, now: Date, options: Partial<PlanOptions> = {}): Plan {
   const reserveAfterMs = options.reserveAfterMs ?? DEFAULT_RESERVE_AFTER_MS;
+  let headReservations = options.headReservations ?? DEFAULT_HEAD_RESERVATIONS;
+  const inUseGpuHours = options.inUseGpuHours ?? DEFAULT_IN_USE_GPU_HOURS;
+  const userBefore = (a: UserQueue, b: UserQueue) => turnBefore(a, b, inUseGpuHours);
   const plan: Plan = { placements: [], waiting: [], reservations: [], impossible: [] };
 
   // Rule 1, against every node the snapshot knows.
@@ -96,15 +121,18 @@ export function planRuns(snapshot: PlanSnapshot, now: Date, options: Partial<Pla
   }
 
   const cluster = new ClusterState(snapshot, new Set(entries.map((e) => e.run.project)));
-  const queues = userQueues(entries, snapshot.running);
+  const queues = userQueues(entries, snapshot.running, snapshot.usage ?? {});
 
   // Rule 4: claims, lightest user first, before anyone takes a turn.
   const nowMs = now.getTime();
+  const starts = new KnownStarts(cluster, snapshot.running, nowMs);
+  // Rules 4 and 6: a start time where every GPU the run waits for has a known end; else a claim.
+  const startTime = (run: PlannedRun) => (isPlainRequest(run.gpuRequest) ? starts.reserve(run) : null);
   for (const queue of [...queues].sort((a, b) => (userBefore(a, b) ? -1 : 1))) {
     const oldestGpuRun = queue.runs.find((e) => e.run.gpus > 0);
     if (!oldestGpuRun || nowMs - oldestGpuRun.queuedMs < reserveAfterMs) continue;
     if (cluster.fitsSomewhere(oldestGpuRun.run)) continue;
-    const reservation = cluster.claim(oldestGpuRun.run);
+    const reservation = startTime(oldestGpuRun.run) ?? cluster.claim(oldestGpuRun.run);
     if (!reservation) continue;
     oldestGpuRun.decided = true;
     plan.reservations.push(reservation);
@@ -118,12 +146,19 @@ export function planRuns(snapshot: PlanSnapshot, now: Date, options: Partial<Pla
     const queue = turns.pop();
     const entry = queue.runs[queue.next++]!;
     entry.decided = true;
-    const placement = cluster.place(entry.run);
+    const plain = isPlainRequest(entry.run.gpuRequest);
+    const placement = (plain ? starts.backfill(entry.run) : null) ?? cluster.place(entry.run);
     if (placement) {
+      starts.placed(placement, entry.run.runforMs);
       plan.placements.push(placement);
       queue.gpusInUse += entry.run.gpus;
       queue.runsInUse += 1;
     } else {
+      const reservation = headReservations > 0 && plain ? starts.reserve(entry.run) : null;
+      if (reservation) {
+        plan.reservations.push(reservation);
+        headReservations--;
+      }
       plan.waiting.push(entry.run.id);
     }
     if (skipDecided(queue)) turns.push(queue);
@@ -147,12 +182,12 @@ function impossibility(run: PlannedRun, snapshot: PlanSnapshot, largestNode: num
   return null;
 }
 
-function userQueues(entries: QueuedEntry[], running: RunningRun[]): UserQueue[] {
+function userQueues(entries: QueuedEntry[], running: RunningRun[], usage: Record<string, number>): UserQueue[] {
   const byUser = new Map<string, UserQueue>();
   for (const entry of entries) {
     let queue = byUser.get(entry.run.user);
     if (!queue) {
-      queue = { user: entry.run.user, runs: [], next: 0, gpusInUse: 0, runsInUse: 0 };
+      queue = { user: entry.run.user, runs: [], next: 0, gpusInUse: 0, runsInUse: 0, usage: usage[entry.run.user] ?? 0 };
       byUser.set(entry.run.user, queue);
     }
     queue.runs.push(entry);
@@ -172,8 +207,10 @@ function skipDecided(queue: UserQueue): boolean {
   return queue.next < queue.runs.length;
 }
 
-function userBefore(a: UserQueue, b: UserQueue): boolean {
-  if (a.gpusInUse !== b.gpusInUse) return a.gpusInUse < b.gpusInUse;
+function turnBefore(a: UserQueue, b: UserQueue, inUseGpuHours: number): boolean {
+  const aShare = a.usage + a.gpusInUse * inUseGpuHours;
+  const bShare = b.usage + b.gpusInUse * inUseGpuHours;
+  if (aShare !== bShare) return aShare < bShare;
   if (a.runsInUse !== b.runsInUse) return a.runsInUse < b.runsInUse;
   const aHead = a.runs[a.next]!.queuedMs;
   const bHead = b.runs[b.next]!.queuedMs;

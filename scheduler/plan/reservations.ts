@@ -21,7 +21,7 @@
  * Cost: O(N·G log G) per reservation for N nodes of G GPUs, O(Z·G) per backfill attempt for Z nodes
  * with gaps; both are bounded by the number of reservations one plan makes.
  */
-import type { RunningRun } from './plan-types.js';
+import type { Placement, PlannedRun, Reservation, RunningRun } from './plan-types.js';
 
 /** One GPU as the timeline sees it. */
 interface Slot {
@@ -83,6 +83,11 @@ export class GpuTimeline {
       for (const [gpu, end] of heldEnd.get(node.id) ?? []) slots.push({ gpu, freeNow: false, availableAt: end, deadline: Infinity });
       this.slots.set(node.id, slots);
     }
+  }
+
+  /** Whether a node's GPU is free now (held by no run, placed by no plan). */
+  isFreeNow(nodeId: string, gpu: string): boolean {
+    return this.slots.get(nodeId)?.find((s) => s.gpu === gpu)?.freeNow ?? false;
   }
 
   /** A run took these GPUs now, until `endMs` at the latest. */
@@ -158,5 +163,66 @@ export class GpuTimeline {
       best = { nodeId, gpus: [...fromGaps, ...fromOpen], fromOpen, room };
     }
     return best && { nodeId: best.nodeId, gpus: best.gpus, fromOpen: best.fromOpen };
+  }
+}
+
+/** What the start times need of the cluster state (cluster-state.ts). */
+export interface OpenGpus {
+  upNodes(): Array<{ id: string; free: readonly string[] }>;
+  /** Free whole GPUs of an up, unclaimed node; null for any other node. */
+  openGpus(nodeId: string): readonly string[] | null;
+  take(nodeId: string, gpus: readonly string[]): void;
+}
+
+/**
+ * The planner's side of the timeline (rules 4 and 6 of plan.ts): start times for waiting runs that
+ * ask for whole GPUs, backfill into the gaps those leave, and every GPU placement recorded with its end.
+ */
+export class KnownStarts {
+  private readonly timeline: GpuTimeline;
+  private readonly open = (nodeId: string): boolean => this.cluster.openGpus(nodeId) !== null;
+
+  constructor(
+    private readonly cluster: OpenGpus,
+    running: readonly RunningRun[],
+    private readonly nowMs: number,
+  ) {
+    this.timeline = new GpuTimeline(cluster.upNodes(), running, nowMs);
+  }
+
+  /** A reservation with a start time for a run of whole GPUs that fits nowhere now, or null when no start is known. */
+  reserve(run: Pick<PlannedRun, 'id' | 'gpus' | 'runforMs'>): Reservation | null {
+    if (run.gpus <= 0) return null;
+    const start = this.timeline.earliestStart(run.gpus, this.open);
+    if (!start) return null;
+    const gaps = this.timeline.reserve(start, run.runforMs);
+    this.cluster.take(start.nodeId, gaps);
+    const free = new Set(gaps);
+    // Held: its GPUs free now, whether this reservation or an earlier one keeps them free.
+    const heldGpus = start.gpus.filter((g) => free.has(g) || this.timeline.isFreeNow(start.nodeId, g));
+    return {
+      runId: run.id,
+      nodeId: start.nodeId,
+      heldGpus,
+      missing: run.gpus - heldGpus.length,
+      startsAt: new Date(start.startsAtMs).toISOString(),
+      gpus: start.gpus,
+    };
+  }
+
+  /** A run of whole GPUs that ends in time placed into reserved GPUs free now (EASY backfill), or null. */
+  backfill(run: Pick<PlannedRun, 'id' | 'gpus' | 'runforMs'>): Placement | null {
+    if (run.gpus <= 0) return null;
+    const end = endIfPlacedNow(run.runforMs, this.nowMs);
+    const fit = this.timeline.backfill(run.gpus, end, (id) => this.cluster.openGpus(id) ?? [], this.open);
+    if (!fit) return null;
+    this.cluster.take(fit.nodeId, fit.fromOpen);
+    this.timeline.placed(fit.nodeId, fit.gpus, end);
+    return { runId: run.id, nodeId: fit.nodeId, gpus: fit.gpus };
+  }
+
+  /** A placement made elsewhere: its GPUs are busy until the run's end by `runfor`. */
+  placed(placement: Placement, runforMs: number | undefined): void {
+    if (placement.gpus.length > 0) this.timeline.placed(placement.nodeId, placement.gpus, endIfPlacedNow(runforMs, this.nowMs));
   }
 }
