@@ -66,10 +66,10 @@ export async function runCheck(dir: string, options: CheckOptions = {}): Promise
   if (!existsSync(start) || !statSync(start).isDirectory()) return { ok: false, usage: `${dir} is not a folder` };
   const git = (args: string[], settings: typeof COMMIT_LOG_SETTINGS = []) => runResearcherGit(args, start, settings);
   const orNull = (p: Promise<string>) => p.then((s) => s.trim(), () => null);
-  // Round one: where the repository is, the config, and from status HEAD, its upstream and the
-  // working tree's changes.
   // zod and yaml (the policy) load on this thread while git and gpg work in theirs, through both rounds.
   const policy = import('./check-project.js');
+  // Round one: where the repository is, the config, and from status HEAD, its upstream and the
+  // working tree's changes.
   const [leader, top, configText, status] = await Promise.all([
     import('./check-leader.js'),
     orNull(git(['rev-parse', '--show-toplevel'])),
@@ -85,8 +85,8 @@ export async function runCheck(dir: string, options: CheckOptions = {}): Promise
   const findings: Finding[] = [];
   if (top !== null && path.resolve(top) !== start) findings.push(note('files', `secd reads secd.yml and the Dockerfile at the repository root, ${top}`));
 
-  // Round two, side by side: the limits, the key, the commits and the tree.
-  // With no upstream, the commits no remote-tracking branch has (all of HEAD in a repository without remotes).
+  // Round two, side by side: the limits, the key, the commits and the tree. With no upstream, the
+  // commits are those no remote-tracking branch has (all of HEAD in a repository without remotes).
   const range = upstream ? [`${upstream}..HEAD`] : ['HEAD', '--not', '--remotes'];
   const [limitsAnswer, signing, log, tree, hooksDir] = await Promise.all([
     leaderUrl === null ? { limits: leader.defaultCheckLimits(), findings: [] } : leader.leaderCheckLimits(leaderUrl, leaderCaFile(config, leaderUrl)),
