@@ -142,7 +142,9 @@ async function aptInstall(target: string, spec: VariantSpec, mirror: string, cac
     const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', DEBIAN_FRONTEND: 'noninteractive', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
     const tracker = createPackageProgress();
     const errors: string[] = [];
+    let cudnnFailed = false;
     const onLine = (line: string) => {
+      if (/error processing package nvidia-cudnn/.test(line)) cudnnFailed = true;
       if (/^(E|W): /.test(line)) {
         progress(line);
         if (line.startsWith('E: ')) errors.push(line.slice(3));
@@ -163,6 +165,13 @@ async function aptInstall(target: string, spec: VariantSpec, mirror: string, cac
     );
     if (signal?.aborted) return { ok: false, code: 'cancelled', reason: 'base image build cancelled' };
     if (install.code !== 0) {
+      if (cudnnFailed) {
+        return {
+          ok: false,
+          code: 'apt_failed',
+          reason: `nvidia-cudnn could not be set up: it downloads cuDNN from developer.download.nvidia.com while it installs, so the machine building ${spec.image} must reach that site for this build`,
+        };
+      }
       const why = errors.find((e) => /Unable to locate package|has no installation candidate/.test(e)) ?? errors.at(-1) ?? install.tail.at(-1) ?? `exit code ${install.code}`;
       return { ok: false, code: 'apt_failed', reason: `apt-get could not install ${spec.image}'s packages from ${mirror} ${spec.suite}: ${why}` };
     }
