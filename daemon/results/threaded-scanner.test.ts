@@ -129,24 +129,27 @@ describe('ThreadedScanner', () => {
   });
 
   it('a worker that dies part way loses no bytes of the read-back: its files are named as not checked, later files are checked inline', async () => {
-    let worker: Worker | undefined;
-    const threaded = new ThreadedScanner(checks, { inlineBytes: 0, onWorker: (w) => (worker = w) });
+    const workers: Worker[] = [];
+    const threaded = new ThreadedScanner(checks, { inlineBytes: 0, onWorker: (w) => workers.push(w) });
     const before = threaded.file('early.csv', 10);
     await before.write(Buffer.from('ssn\n3\n'));
     before.end();
     const dying = threaded.file('tables/cohort.csv');
     const body = bigCsv(20_000);
     await dying.write(body.subarray(0, 100_000));
-    await worker!.terminate();
+    await workers[0]!.terminate();
     // Every write still returns, and soon: the read-back is never left waiting for a dead worker.
     for (let at = 100_000; at < body.length; at += 65_536) await dying.write(body.subarray(at, at + 65_536));
     dying.end();
-    await feed(threaded, [{ name: 'later.csv', body: Buffer.from('patient_id\n'), splits: [5] }]);
+    // Checked on the event loop, however large: no second worker is started.
+    await feed(threaded, [{ name: 'later.csv', body: Buffer.concat([Buffer.from('patient_id\n'), bigCsv(20_000)]), splits: [65_536] }]);
     const found = await threaded.findings();
+    expect(workers).toHaveLength(1);
     expect(found).toEqual([
       { file: 'early.csv', rule: 'more', detail: expect.stringMatching(/^not checked: the disclosure worker exited \(code \d+\) before it answered$/) },
       { file: 'tables/cohort.csv', rule: 'more', detail: expect.stringMatching(/^not checked: the disclosure worker exited/) },
       { file: 'later.csv', rule: 'forbidden_column', detail: 'column 1 "patient_id" is a forbidden column' },
+      ...(await onEventLoop([{ name: 'later.csv', body: Buffer.concat([Buffer.from('patient_id\n'), bigCsv(20_000)]), splits: [65_536] }])).slice(1),
     ]);
   });
 

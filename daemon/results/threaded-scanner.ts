@@ -21,6 +21,7 @@
  * `{ rule: 'more', detail: 'not checked: …' }` — the findings the checks would have made are left out,
  * and a reviewer sees which files to look at by hand.
  */
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { clipPath, DisclosureScanner, readsContent, type DisclosureFileScan, type OutputsScanner } from './disclosure-scan.js';
 import { MAX_DISCLOSURE_FINDINGS, type DisclosureChecks, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
@@ -56,7 +57,7 @@ const ANSWER_MS = 60_000;
 
 /** Tuning and test seams; the defaults are what a node uses. */
 export interface ThreadedScannerOptions {
-  /** CSV/TSV bytes scanned inline before the worker starts (0: every file goes to the worker). */
+  /** CSV/TSV bytes scanned inline before the worker starts (0: every file goes to the worker); INLINE_BYTES, or all of them on one core. */
   inlineBytes?: number;
   /** Called with the worker once started (tests use it to end the worker part way). */
   onWorker?: (worker: Worker) => void;
@@ -75,13 +76,18 @@ export class ThreadedScanner implements OutputsScanner {
     // Validates the checks here, with DisclosureScanner's message, before any worker starts.
     this.segments.push({ kind: 'inline', scanner: new DisclosureScanner(checks) });
     this.checks = checks;
-    this.inlineLeft = options.inlineBytes ?? INLINE_BYTES;
+    // With one core a worker could only take turns with the read-back: everything stays inline.
+    this.inlineLeft = options.inlineBytes ?? (availableParallelism() > 1 ? INLINE_BYTES : Infinity);
   }
 
   file(relPath: string, declaredSize?: number): DisclosureFileScan {
     if (this.closed) throw new Error('ThreadedScanner: file() after findings() or close()');
     let last = this.segments.at(-1)!;
-    if (last.kind === 'worker' && last.link.failure !== null) last = this.inline();
+    if (last.kind === 'worker' && last.link.failure !== null) {
+      // No second worker: whatever ended this one could end the next; the rest is checked here.
+      this.inlineLeft = Infinity;
+      last = this.inline();
+    }
     if (last.kind === 'inline') {
       const big = readsContent(relPath) && (this.inlineLeft <= 0 || (declaredSize ?? Infinity) > this.inlineLeft);
       if (!big) {
