@@ -1,7 +1,7 @@
 /** `secd base-image`: build secd/base or one of its variants from a Debian mirror. */
 import type { Command } from 'commander';
 import { buildBaseImage } from '../ops/base-image.js';
-import { BASE_IMAGE_VARIANTS, parseVariant, variantSpec } from '../ops/base-image-variants.js';
+import { parseVariant, variantSpec } from '../ops/base-image-variants.js';
 import { loadUpConfig } from '../config/up-config.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { createLogger } from '../wiring/logger.js';
@@ -11,7 +11,7 @@ export function registerBaseImageCommand(program: Command): void {
   program
     .command('base-image')
     .description('build secd/base (Debian stable, Python 3, pip, numpy, PyMySQL, the secd SDK) or a variant of it with debootstrap')
-    .option('--variant <name>', `base (secd/base), torch (secd/base:torch, PyTorch on the CPU) or torch-cuda (secd/base:torch-cuda); one of ${BASE_IMAGE_VARIANTS.join(', ')}`, 'base')
+    .option('--variant <name>', 'base (secd/base), torch (secd/base:torch: PyTorch on the CPU) or torch-cuda (secd/base:torch-cuda: PyTorch for CUDA, Debian trixie)', 'base')
     .option('--mirror <url>', 'Debian mirror (default: node.yml base_image_mirror, else this machine\'s apt sources)')
     .option('--config <file>', 'up.yml whose node: section names the work dir and mirror (default: embedded defaults)')
     .option('--refresh', 'run debootstrap again instead of re-importing the cached root filesystem (downloaded packages stay cached)')
