@@ -149,6 +149,11 @@ max_cpu_runs: 2
 # pids_limit: 4096
 # Debian mirror for building secd/base (default: this machine's apt sources):
 # base_image_mirror: http://deb.debian.org/debian
+# Builds have no network. To let RUN steps install packages, name a Docker network that reaches only
+# the site's mirrors, and the variables every RUN step gets (docs/sysadmin.md, Package mirrors for builds):
+# build:
+#   network: secd-build
+#   env: { PIP_INDEX_URL: "http://mirror.internal/simple", PIP_TRUSTED_HOST: mirror.internal }
 `;
 }
 
