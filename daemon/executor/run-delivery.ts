@@ -124,8 +124,8 @@ async function collectOutputs(spec: RunSpec, deps: ExecutorDeps, ws: RunWorkspac
     await rm(ws.outputs, { recursive: true, force: true });
     const tar = await deps.engine.readArchive(containerId, `${OUTPUTS_MOUNT}/.`);
     if (tar === null) return { leftOut: [], disclosure: [] };
-    // The checks run in a worker thread beside the read-back (threaded-scanner.ts); a worker that
-    // fails costs no outputs, only findings saying which files were not checked.
+    // The checks run in a worker thread beside the read-back where a core is free (threaded-scanner.ts);
+    // a worker that fails costs no outputs, only findings saying which files were not checked.
     scanner = new ThreadedScanner(disclosureChecksOf(spec));
     const manifest = await extractOutputsArchive(tar, ws.outputs, caps, { isReserved: isReservedForResults, scanner });
     return { leftOut: manifest.leftOut, disclosure: await scanner.findings() };

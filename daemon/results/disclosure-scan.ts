@@ -13,18 +13,20 @@
  *
  * Where they run: this class runs them on the calling thread (the logs, tests, small outputs);
  * ThreadedScanner (threaded-scanner.ts) runs the same rules (disclosure-rules.ts) in a worker thread
- * while a run's /outputs streams to disk, so that the checks overlap the read-back.
+ * while a run's /outputs streams to disk, where the machine has a core to spare, so that the checks
+ * overlap the read-back.
  *
- * Cost, measured (test/bench/disclosure-checks.ts, `npm run bench:disclosure`, a 2-vCPU VM): the
- * parser reads the benchmark's 256 MB CSV at 420-480 MB/s on an idle core (a bare two-compare byte
- * loop: about 700). On the event loop it slows an in-process read-back from about 600 to 330 MB/s and
- * the engine's (dockerd) read-back from 125-145 to 95-105 MB/s. In a worker it costs the event loop
- * only the copy into the hand-off buffers (90-120 ms per 256 MB), but the read-back still waits for
- * the parser whenever that is the slower side, and with the two vCPUs shared among dockerd, the node
- * and (while these figures were taken) other work at a load of 5-9, the worker gained little or lost:
- * 360 vs 330 MB/s in-process and 120 vs 105 through dockerd at a load of about 3, 190 vs 265 and 74
- * vs 86 at a load of 8. The goal of under 10 % is not met on this machine: it needs the parser
- * faster than the read-back on a core of its own.
+ * Cost, measured (test/bench/disclosure-checks.ts, `npm run bench:disclosure`, a 2-vCPU VM shared
+ * with other work at a load of 3-9, so figures moved by tens of percent between runs): the parser
+ * reads the benchmark's 256 MB CSV at 350-480 MB/s (a bare two-compare byte loop: about 700). On the
+ * event loop it slows an in-process read-back from about 600 to 265-335 MB/s (75-120 % slower) and
+ * the engine's (dockerd) read-back from 125-145 to 95-120 MB/s (10-30 %). In a worker it costs the
+ * event loop only the copy into the hand-off buffers (70-95 ms per 256 MB), but the read-back waits
+ * for the parser wherever that is the slower side, and on two shared vCPUs the worker seldom has a
+ * core of its own. In the same rounds, worker against event loop: at a load of 3, 346 against 325
+ * MB/s in-process and 124 against 120 through dockerd (74 and 14 % slower than without checks); at a
+ * load of 4.5, 232 against 266 and 99 against 120. Hence coreToSpare. The goal of under 10 % is not
+ * met here; it needs a free core and, in-process, a parser faster than the read-back.
  */
 import {
   disclosureChecksSchema,

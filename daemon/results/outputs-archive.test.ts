@@ -17,7 +17,7 @@ import { outputsVolumeName } from '../executor/container-profile.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { archiveEntryPath, extractOutputsArchive } from './outputs-archive.js';
 import { DisclosureScanner } from './disclosure-scan.js';
-import { ThreadedScanner } from './threaded-scanner.js';
+import { INLINE_BYTES, ThreadedScanner } from './threaded-scanner.js';
 import { DEFAULT_DISCLOSURE_CHECKS } from '../../scheduler/contract/disclosure.js';
 import type { OutputsManifest } from '../../scheduler/contract/run-spec.js';
 
@@ -231,7 +231,8 @@ describe('extractOutputsArchive with the checks in a worker thread', () => {
     const big = { maxFileBytes: 16 << 20, maxTotalBytes: 16 << 20 };
     const checks = { ...DEFAULT_DISCLOSURE_CHECKS, maxCsvRows: 100_000 };
     const workers: unknown[] = [];
-    const threaded = new ThreadedScanner(checks, { onWorker: (w) => workers.push(w) });
+    // The node's threshold, whatever this machine's load: a 1.5 MB CSV goes to the worker.
+    const threaded = new ThreadedScanner(checks, { inlineBytes: INLINE_BYTES, onWorker: (w) => workers.push(w) });
     const inline = new DisclosureScanner(checks);
     const dest = path.join(root, 'threaded');
     const manifest = await extractOutputsArchive(archive(entries), dest, big, { scanner: threaded });

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
 import { DEFAULT_DISCLOSURE_CHECKS, type DisclosureChecks, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
 import { DisclosureScanner, type OutputsScanner } from './disclosure-scan.js';
-import { ThreadedScanner } from './threaded-scanner.js';
+import { coreToSpare, INLINE_BYTES, ThreadedScanner } from './threaded-scanner.js';
 
 const checks: DisclosureChecks = { ...DEFAULT_DISCLOSURE_CHECKS, maxCsvRows: 3 };
 
@@ -56,7 +56,8 @@ describe('ThreadedScanner', () => {
       { name: 'counts.tsv', body: Buffer.from('region\tn\nnorth\t4\n'), splits: [3] },
     ];
     const workers: Worker[] = [];
-    const threaded = new ThreadedScanner(checks, { onWorker: (w) => workers.push(w) });
+    // The node's threshold, whatever this machine's load (with no core to spare it checks inline).
+    const threaded = new ThreadedScanner(checks, { inlineBytes: INLINE_BYTES, onWorker: (w) => workers.push(w) });
     await feed(threaded, files);
     const found = await threaded.findings();
     expect(workers).toHaveLength(1);
@@ -78,7 +79,7 @@ describe('ThreadedScanner', () => {
       { name: 'a.csv', body: Buffer.from('ssn,n\nx,3\n'), splits: [4] },
       { name: 'weights.pt', body: Buffer.alloc(64 << 20), splits: [8 << 20] },
     ];
-    const threaded = new ThreadedScanner(checks, { onWorker: (w) => workers.push(w) });
+    const threaded = new ThreadedScanner(checks, { inlineBytes: INLINE_BYTES, onWorker: (w) => workers.push(w) });
     await feed(threaded, files);
     expect(await threaded.findings()).toEqual(await onEventLoop(files));
     // 64 MiB of weights started no worker either: only a CSV/TSV's bytes are ever read.
@@ -151,6 +152,14 @@ describe('ThreadedScanner', () => {
       { file: 'later.csv', rule: 'forbidden_column', detail: 'column 1 "patient_id" is a forbidden column' },
       ...(await onEventLoop([{ name: 'later.csv', body: Buffer.concat([Buffer.from('patient_id\n'), bigCsv(20_000)]), splits: [65_536] }])).slice(1),
     ]);
+  });
+
+  it('starts a worker only where it has a core to itself: more than one, and the last minute\'s load leaves one free', () => {
+    expect(coreToSpare(1, 0)).toBe(false);
+    expect(coreToSpare(2, 0.9)).toBe(true);
+    expect(coreToSpare(2, 4.3)).toBe(false);
+    expect(coreToSpare(16, 3)).toBe(true);
+    expect(coreToSpare(16, 15.5)).toBe(false);
   });
 
   it('refuses checks that are not checks, naming the field, before a worker starts', () => {

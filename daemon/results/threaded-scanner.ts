@@ -1,27 +1,30 @@
 /**
  * The disclosure checks of a run's outputs off the event loop: DisclosureScanner's rules in a worker
- * thread (disclosure-worker.ts) read each CSV/TSV while the main thread goes on writing the tar stream to
- * disk, so the checks overlap the read-back instead of adding to it.
+ * thread (disclosure-worker.ts) read each CSV/TSV while the main thread goes on writing the tar
+ * stream to disk, so the checks overlap the read-back instead of adding to it.
  *
- * Hand-off: the main thread copies each chunk into one of SLABS 1 MiB ArrayBuffers and transfers it to
- * the worker when it is full or its file ends; the worker transfers it back once scanned, so the same
- * warm 8 MiB circulate. All slabs in flight is the backpressure: `write` then returns a promise and
- * the read-back waits for the worker. Measured against the alternatives (the benchmark's hand-off
- * lines): a fresh ArrayBuffer per batch costs new pages and garbage for every byte (about 7× the main
- * thread's time), and SharedArrayBuffer slabs, copy-free to hand over, make V8 read the bytes about
- * 40 % slower in the parser, which is the worker's whole job.
+ * Hand-off: the main thread copies each chunk into one of SLABS 1 MiB ArrayBuffers and transfers it
+ * to the worker when it is full or its file ends; the worker transfers it back once scanned, so the
+ * same warm 8 MiB circulate. All slabs in flight is the backpressure: `write` then returns a promise
+ * and the read-back waits for the worker. Measured against the alternatives (the benchmark's
+ * hand-off lines, and the parser alone, best of 16): a fresh ArrayBuffer per batch costs new pages
+ * and garbage, about twice the main thread's time (150-200 against 85-95 ms per 256 MB);
+ * SharedArrayBuffer slabs need no transfer, but V8's parser reads their bytes about 10 % slower
+ * (417 against 456 MB/s), and parsing is the worker's whole job.
  *
  * Small outputs are scanned inline: the worker starts only once the CSV/TSV bytes (as tar headers
- * declare them) pass INLINE_BYTES, as its start (tens of milliseconds) costs more than scanning that
- * much. Other files' checks need only their name and size, so their bytes never cross; while the
- * worker runs they are only named to it, which keeps the findings in the order of the files.
+ * declare them) pass INLINE_BYTES, as its start (30-70 ms) costs more than scanning that much; and
+ * everything is scanned inline when the machine has no core to spare (coreToSpare), where a worker
+ * was measured to slow the read-back down rather than overlap it. Other files' checks need only
+ * their name and size, so their bytes never cross; while the worker runs they are only named to it,
+ * which keeps the findings in the order of the files.
  *
- * A worker that dies, errs or does not answer loses no outputs: the read-back goes on, files after the
- * failure are scanned inline, and each delivered file the worker had been given gets one finding
- * `{ rule: 'more', detail: 'not checked: …' }` — the findings the checks would have made are left out,
- * and a reviewer sees which files to look at by hand.
+ * A worker that dies, errs or does not answer within ANSWER_MS loses no outputs: the read-back goes
+ * on, every later file is scanned inline (no second worker), and each delivered file the worker had
+ * been given gets one finding `{ rule: 'more', detail: 'not checked: …' }`: the findings the checks
+ * would have made are left out, and a reviewer sees which files to look at by hand.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { clipPath, DisclosureScanner, readsContent, type DisclosureFileScan, type OutputsScanner } from './disclosure-scan.js';
 import { MAX_DISCLOSURE_FINDINGS, type DisclosureChecks, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
@@ -57,10 +60,19 @@ const ANSWER_MS = 60_000;
 
 /** Tuning and test seams; the defaults are what a node uses. */
 export interface ThreadedScannerOptions {
-  /** CSV/TSV bytes scanned inline before the worker starts (0: every file goes to the worker); INLINE_BYTES, or all of them on one core. */
+  /** CSV/TSV bytes scanned inline before the worker starts (0: every file goes to the worker); INLINE_BYTES, or all of them with no core to spare. */
   inlineBytes?: number;
   /** Called with the worker once started (tests use it to end the worker part way). */
   onWorker?: (worker: Worker) => void;
+}
+
+/**
+ * Whether a worker would have a core to itself: more than one core, and the last minute's load (the
+ * read-back's own threads included) leaves one free. Without one the worker only takes turns with the
+ * read-back and adds its hand-off: measured on 2 vCPUs at a load of 4-8, 13-25 % slower than inline.
+ */
+export function coreToSpare(cores = availableParallelism(), load = loadavg()[0] ?? 0): boolean {
+  return cores > 1 && load <= cores - 1;
 }
 
 type Segment = { kind: 'inline'; scanner: DisclosureScanner } | { kind: 'worker'; link: WorkerLink; files: string[] };
@@ -76,8 +88,7 @@ export class ThreadedScanner implements OutputsScanner {
     // Validates the checks here, with DisclosureScanner's message, before any worker starts.
     this.segments.push({ kind: 'inline', scanner: new DisclosureScanner(checks) });
     this.checks = checks;
-    // With one core a worker could only take turns with the read-back: everything stays inline.
-    this.inlineLeft = options.inlineBytes ?? (availableParallelism() > 1 ? INLINE_BYTES : Infinity);
+    this.inlineLeft = options.inlineBytes ?? (coreToSpare() ? INLINE_BYTES : Infinity);
   }
 
   file(relPath: string, declaredSize?: number): DisclosureFileScan {
