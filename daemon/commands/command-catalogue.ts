@@ -33,7 +33,7 @@ export const COMMAND_CATALOGUE: readonly CatalogueEntry[] = [
   },
   {
     name: 'base-image',
-    description: 'build the secd/base image (Debian stable, Python 3, numpy, PyMySQL, the secd SDK) with debootstrap',
+    description: 'build secd/base (Debian stable, Python 3, pip, numpy, PyMySQL, the secd SDK) or a variant of it with debootstrap',
     load: async () => (await import('./base-image-command.js')).registerBaseImageCommand,
   },
   {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Log } from '../../scheduler/common/log.js';
 import type { LimitsConfig } from '../config/leader-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
-import { ensureBaseImage } from '../ops/base-image.js';
+import { baseImageEnsurer } from '../ops/base-image.js';
 import type { ExecutorDeps } from './executor-deps.js';
 
 /** The node keys the executor reads. */
@@ -32,7 +32,6 @@ export function nodeExecutorDeps(
   log: Log,
   now: () => Date,
 ): ExecutorDeps {
-  let baseImageBuild: ReturnType<typeof ensureBaseImage> | null = null;
   return {
     engine,
     log,
@@ -49,17 +48,7 @@ export function nodeExecutorDeps(
       maxOutputTotalBytes: limits.max_output_total_bytes,
       maxLogBytes: limits.max_log_bytes,
     },
-    async ensureBaseImage(onProgress) {
-      // Two runs asking at once share one build.
-      baseImageBuild ??= ensureBaseImage(engine, {
-        ...(node.base_image_mirror ? { mirror: node.base_image_mirror } : {}),
-        cacheDir: join(node.work_dir, 'base-image'),
-        onProgress,
-      }).finally(() => {
-        baseImageBuild = null;
-      });
-      const result = await baseImageBuild;
-      if (!result.ok) throw new Error(`the secd/base image could not be built: ${result.reason}`);
-    },
+    // Two runs asking for one variant at once share one build.
+    ensureBaseImage: baseImageEnsurer(engine, { mirror: node.base_image_mirror, cacheDir: join(node.work_dir, 'base-image') }),
   };
 }

@@ -19,6 +19,7 @@ import type { LimitsConfig } from '../config/leader-config.js';
 import type { LocalNodeConfig } from '../config/up-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';
+import { withImageSettings } from './build-settings.js';
 import { LocalNode } from '../node/local-node.js';
 import { createGpuTelemetry } from '../telemetry/gpu-telemetry.js';
 import { createHostTelemetry } from '../telemetry/host-telemetry.js';
@@ -49,7 +50,7 @@ export async function startInProcessNode(config: LocalNodeConfig, deps: InProces
   const log = deps.log.child({ node: config.node_id });
   const gpu = createGpuTelemetry({ command: config.nvidia_smi, log });
   const host = createHostTelemetry({ diskPath: config.cache_root, log });
-  const node = new LocalNode(config.node_id, nodeExecutorDeps(config, deps.limits, deps.engine, deps.log, deps.now), {
+  const node = new LocalNode(config.node_id, withImageSettings(nodeExecutorDeps(config, deps.limits, deps.engine, deps.log, deps.now), deps.engine, config), {
     hostname: osHostname(),
     maxCpuRuns: config.max_cpu_runs,
     reportIntervalMs: config.report_interval_ms,
