@@ -223,9 +223,13 @@ class WorkerLink {
     if (this.asked) return this.asked;
     this.asked = new Promise((resolve) => {
       if (this.failure !== null) return resolve({ reason: this.failure });
-      this.answer = resolve;
+      const late = setTimeout(() => this.fail(`the disclosure worker did not answer within ${ANSWER_MS / 1000} s`), ANSWER_MS);
+      late.unref();
+      this.answer = (found) => {
+        clearTimeout(late);
+        resolve(found);
+      };
       this.post({ t: 'findings' });
-      setTimeout(() => this.fail(`the disclosure worker did not answer within ${ANSWER_MS / 1000} s`), ANSWER_MS).unref();
     });
     return this.asked.finally(() => this.stop());
   }
