@@ -23,6 +23,7 @@ export function defaultCheckLimits(): CheckLimits {
   return {
     ...LEADER_DEFAULT_LIMITS,
     largestNodeGpus: null,
+    gpuNodes: null,
     source: "the leader's default limits",
   };
 }
@@ -58,15 +59,32 @@ export async function leaderCheckLimits(url: URL, caFile: string | null): Promis
   if (!Array.isArray(nodes)) {
     return { limits, findings: [warning('leader', `${nodesUrl.href} did not answer with a node list; checked offline`), unexposed] };
   }
-  const counts = nodes
-    .filter((n): n is { state: unknown; gpus: unknown[] } => typeof n === 'object' && n !== null && Array.isArray((n as { gpus?: unknown }).gpus))
-    .filter((n) => n.state !== 'down')
-    .map((n) => n.gpus.length);
+  const up = nodes
+    .filter((n): n is ApiNode => typeof n === 'object' && n !== null && Array.isArray((n as { gpus?: unknown }).gpus))
+    .filter((n) => n.state !== 'down');
+  const counts = up.map((n) => n.gpus.length);
   const largest = Math.max(0, ...counts);
+  // What the planner knows of each GPU, as far as the API shows it: its name and memory.
+  const gpuNodes = up.map((n, i) => {
+    const gpus = n.gpus.map((g, j) => ({
+      uuid: typeof g?.uuid === 'string' ? g.uuid : `gpu-${i}-${j}`,
+      name: typeof g?.name === 'string' ? g.name : '',
+      memoryBytes: typeof g?.memory_total_bytes === 'number' ? g.memory_total_bytes : null,
+      mig: null,
+    }));
+    return { id: typeof n.id === 'string' ? n.id : `node-${i}`, gpus: gpus.map((g) => g.uuid), gpuDetails: gpus };
+  });
   return {
-    limits: { ...limits, largestNodeGpus: largest, source: `the leader's default limits and ${url.origin}'s nodes` },
+    limits: { ...limits, largestNodeGpus: largest, gpuNodes, source: `the leader's default limits and ${url.origin}'s nodes` },
     findings: [note('leader', `${url.origin}: ${counts.length} node${counts.length === 1 ? '' : 's'} up, the largest with ${largest} GPU${largest === 1 ? '' : 's'}`), unexposed],
   };
+}
+
+/** A node of GET /api/v1/nodes, as far as the check reads it. */
+interface ApiNode {
+  id?: unknown;
+  state?: unknown;
+  gpus: Array<{ uuid?: unknown; name?: unknown; memory_total_bytes?: unknown } | null>;
 }
 
 /** GET `url` as text within 5 s; a status other than 200 is an error naming it. */

@@ -13,7 +13,8 @@
  * - The cluster has no registry: an image that is not secd's is a warning, not an error, since a
  *   sysadmin may have loaded it onto every node.
  */
-import { resolveRunConfig, type RunConfig } from '../../scheduler/policy/project-policy.js';
+import type { PlannedNode } from '../../scheduler/plan/plan-types.js';
+import { resolveRunConfig, type PolicyLimits, type RunConfig } from '../../scheduler/policy/project-policy.js';
 import { error, note, ok, warning, type Finding } from './check-findings.js';
 
 /** The limits secd.yml is checked against; `largestNodeGpus` null when no leader was asked. */
@@ -21,6 +22,8 @@ export interface CheckLimits {
   maxRunforHours: number;
   maxGpusPerRun: number;
   largestNodeGpus: number | null;
+  /** The nodes' GPUs (model and memory) from the leader, for a `gpu:` request of a kind; null offline. */
+  gpuNodes: ReadonlyArray<Pick<PlannedNode, 'id' | 'gpus' | 'gpuDetails'>> | null;
   /** Where they came from, for the report ("the leader's defaults", "http://…"). */
   source: string;
 }
@@ -45,11 +48,16 @@ const SECD_IMAGES = ['secd/base', 'secd/base:latest', 'secd/base:torch', 'secd/b
 export function checkSecdYml(file: ProjectFile, limits: CheckLimits): Finding[] {
   const out: Finding[] = [];
   const offline = limits.largestNodeGpus === null;
-  const result = resolveRunConfig(file.text, {
+  const base: PolicyLimits = {
     maxRunforHours: limits.maxRunforHours,
     maxGpusPerRun: limits.maxGpusPerRun,
     largestNodeGpus: limits.largestNodeGpus ?? limits.maxGpusPerRun,
-  });
+  };
+  let result = resolveRunConfig(file.text, base);
+  // A request for a model or memory is held to the nodes' GPUs when the leader named them; the API
+  // does not say which MIG profiles a node has, so a MIG request is left to the leader.
+  const request = result.ok ? result.config.gpuRequest : undefined;
+  if (request && request.mig === undefined && limits.gpuNodes !== null) result = resolveRunConfig(file.text, { ...base, gpuNodes: limits.gpuNodes });
   if (!result.ok) {
     out.push(error('secd.yml', `${result.reason.replace(/^secd\.yml: /, '')} (checked against ${limits.source})`));
     return out;
@@ -57,8 +65,9 @@ export function checkSecdYml(file: ProjectFile, limits: CheckLimits): Finding[] 
   const where = file.text === null ? 'no secd.yml: the defaults apply' : 'valid';
   out.push(ok('secd.yml', `${where}: ${describeConfig(result.config)} (limits: ${limits.maxRunforHours} h, ${limits.maxGpusPerRun} GPUs, from ${limits.source})`));
   for (const w of result.warnings) out.push(warning('secd.yml', `${w.replace(/^secd\.yml: /, '')}; the leader would keep this as a warning in run.json`));
-  if (offline && result.config.gpus > 0) {
-    out.push(note('secd.yml', `whether a node has ${result.config.gpus} GPU${result.config.gpus === 1 ? '' : 's'} only the leader knows (secd check --leader <url> asks it)`));
+  if (result.config.gpus > 0 && (offline || result.config.gpuRequest?.mig !== undefined)) {
+    const what = `${gpus(result.config.gpus)}${result.config.gpuRequest ? ` ${describeRequest(result.config.gpuRequest)}` : ''}`;
+    out.push(note('secd.yml', `whether a node has ${what} only the leader knows${offline ? ' (secd check --leader <url> asks it)' : ''}`));
   }
   if (result.config.datasets !== null && result.config.datasets.length > 0) {
     out.push(note('secd.yml', `the leader checks that you are granted ${result.config.datasets.join(', ')} (secd admin grants <you> lists them)`));
@@ -170,9 +179,23 @@ function commitState(topic: string, file: ProjectFile, without: string, required
   return [];
 }
 
+function gpus(n: number): string {
+  return `${n} GPU${n === 1 ? '' : 's'}`;
+}
+
+/** "(model H100, 40 GB each)", "(MIG 3g.40gb)". */
+function describeRequest(r: NonNullable<RunConfig['gpuRequest']>): string {
+  const parts = [
+    ...(r.mig !== undefined ? [`MIG ${r.mig}`] : []),
+    ...(r.model !== undefined ? [`model ${r.model}`] : []),
+    ...(r.memoryBytes !== undefined ? [`at least ${(r.memoryBytes / 1e9).toFixed(r.memoryBytes % 1e9 === 0 ? 0 : 1)} GB each`] : []),
+  ];
+  return `(${parts.join(', ')})`;
+}
+
 function describeConfig(c: RunConfig): string {
-  const gpus = c.gpus === 0 ? 'no GPU' : `${c.gpus} GPU${c.gpus === 1 ? '' : 's'}`;
+  const gpuText = c.gpus === 0 ? 'no GPU' : `${gpus(c.gpus)}${c.gpuRequest ? ` ${describeRequest(c.gpuRequest)}` : ''}`;
   const cache = c.cacheDir === null ? 'no cache' : `cache ${c.cacheDir} at ${c.mountPath}`;
   const datasets = c.datasets === null ? 'all your granted datasets' : c.datasets.length === 0 ? 'no datasets' : `datasets ${c.datasets.join(', ')}`;
-  return `runfor ${c.runforHours} h, ${gpus}, ${cache}, ${datasets}`;
+  return `runfor ${c.runforHours} h, ${gpuText}, ${cache}, ${datasets}`;
 }

@@ -245,7 +245,12 @@ describe('secd check', () => {
   it('--leader asks the leader for its nodes and says its limits are not published', async () => {
     const server = http.createServer((req, res) => {
       res.setHeader('content-type', 'application/json');
-      res.end(req.url === '/api/v1/nodes' ? JSON.stringify({ nodes: [{ id: 'gpu-01', state: 'up', gpus: [{}, {}] }, { id: 'gpu-02', state: 'down', gpus: [{}, {}, {}, {}] }] }) : '{}');
+      const a100 = (uuid: string) => ({ uuid, index: 0, name: 'NVIDIA A100-SXM4-40GB', memory_total_bytes: 42_949_672_960 });
+      const nodes = [
+        { id: 'gpu-01', state: 'up', gpus: [a100('GPU-a'), a100('GPU-b')] },
+        { id: 'gpu-02', state: 'down', gpus: [a100('GPU-c'), a100('GPU-d'), a100('GPU-e'), a100('GPU-f')] },
+      ];
+      res.end(req.url === '/api/v1/nodes' ? JSON.stringify({ nodes }) : '{}');
     });
     await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
     try {
@@ -261,6 +266,16 @@ describe('secd check', () => {
       const offline = await check(repo.dir);
       expect(offline.code).toBe(0);
       expect(offline.stdout).toContain('note    secd.yml: whether a node has 4 GPUs only the leader knows');
+
+      // A request for a kind of GPU is held to the models and memory the leader's nodes report.
+      await repo.commit('An H100', { files: { 'secd.yml': 'gpu: { count: 1, model: H100 }\n' }, signer: await signer() });
+      const h100 = await check(repo.dir, ['--leader', url]);
+      expect(h100.code).toBe(1);
+      expect(lines(h100, 'error')).toEqual([expect.stringContaining('secd.yml: gpu cannot be met: no node has 1 GPU matching model H100')]);
+      await repo.commit('An A100', { files: { 'secd.yml': 'gpu: { model: A100, memory: 40GB }\n' }, signer: await signer() });
+      const a100 = await check(repo.dir, ['--leader', url]);
+      expect(a100.code, a100.stdout).toBe(0);
+      expect(a100.stdout).toContain('ok      secd.yml: valid: runfor 3 h, 1 GPU (model A100, at least 40 GB each), no cache');
     } finally {
       server.close();
     }
