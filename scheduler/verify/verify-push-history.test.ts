@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createGpgHome, type GitSigner, type GpgHome, type GpgKey } from '../../test/support/gpg.js';
 import { KeyCache } from './key-cache.js';
-import { createPushScene, FakeGitLab, type PushScene } from './verify-push-fixture.js';
+import { createPushScene, FakeGitLab, type PushScene } from '../../test/support/verify-push-fixture.js';
 
 let gpg: GpgHome;
 let ada: GpgKey;

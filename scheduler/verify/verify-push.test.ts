@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createGpgHome, type GpgHome, type GpgKey } from '../../test/support/gpg.js';
 import { commitWithSignature, createSshKeyring, type SshKey, type SshKeyring } from '../../test/support/ssh-keys.js';
-import { ADA, createPushScene, FakeGitLab, type PushScene } from './verify-push-fixture.js';
+import { ADA, createPushScene, FakeGitLab, type PushScene } from '../../test/support/verify-push-fixture.js';
 import { verifyPush, ZERO_SHA } from './verify-push.js';
 
 const PROJECT = 42;

@@ -7,12 +7,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createBareRemote, createResearcherRepo, type ResearcherRepo } from '../../test/support/git-repo.js';
-import type { GitLabGpgKey, GitLabMember, GitLabSshKey } from '../gitlab/gitlab-port.js';
-import { GitMirror } from './git-mirror.js';
-import type { KeyCache } from './key-cache.js';
-import type { KeyringGitLab } from './member-keyring.js';
-import { verifyPush, ZERO_SHA, type PushVerdict, type VerifyPushInput } from './verify-push.js';
+import { createBareRemote, createResearcherRepo, type ResearcherRepo } from './git-repo.js';
+import type { GitLabGpgKey, GitLabMember, GitLabSshKey } from '../../scheduler/gitlab/gitlab-port.js';
+import { GitMirror } from '../../scheduler/verify/git-mirror.js';
+import type { KeyCache } from '../../scheduler/verify/key-cache.js';
+import type { KeyringGitLab } from '../../scheduler/verify/member-keyring.js';
+import { verifyPush, ZERO_SHA, type PushVerdict, type VerifyPushInput } from '../../scheduler/verify/verify-push.js';
 
 /** The project every scene's pushes belong to. */
 export const PROJECT = 42;
