@@ -59,7 +59,7 @@ import { ClusterState } from './cluster-state.js';
 import { eligibleGpus, gpuShortfall, isPlainRequest } from './gpu-eligibility.js';
 import { Heap } from './heap.js';
 import { KnownStarts } from './reservations.js';
-import type { ImpossibleRun, Plan, PlanOptions, PlanSnapshot, PlannedRun, RunningRun } from './plan-types.js';
+import type { ImpossibleRun, Plan, PlanOptions, PlanSnapshot, PlannedRun, Reservation, RunningRun } from './plan-types.js';
 
 export type {
   GpuRequest,
@@ -123,20 +123,42 @@ export function planRuns(snapshot: PlanSnapshot, now: Date, options: Partial<Pla
   const cluster = new ClusterState(snapshot, new Set(entries.map((e) => e.run.project)));
   const queues = userQueues(entries, snapshot.running, snapshot.usage ?? {});
 
-  // Rule 4: claims, lightest user first, before anyone takes a turn.
+  // Rules 4 and 6, before anyone takes a turn: each user's overdue GPU run gets a start time where
+  // every GPU it waits for has a known end, oldest run first (so a start time is pushed back only by
+  // older runs, never by newer ones: none starves); the others claim a node, lightest user first.
   const nowMs = now.getTime();
   const starts = new KnownStarts(cluster, snapshot.running, nowMs);
-  // Rules 4 and 6: a start time where every GPU the run waits for has a known end; else a claim.
-  const startTime = (run: PlannedRun) => (isPlainRequest(run.gpuRequest) ? starts.reserve(run) : null);
-  for (const queue of [...queues].sort((a, b) => (userBefore(a, b) ? -1 : 1))) {
-    const oldestGpuRun = queue.runs.find((e) => e.run.gpus > 0);
-    if (!oldestGpuRun || nowMs - oldestGpuRun.queuedMs < reserveAfterMs) continue;
-    if (cluster.fitsSomewhere(oldestGpuRun.run)) continue;
-    const reservation = startTime(oldestGpuRun.run) ?? cluster.claim(oldestGpuRun.run);
-    if (!reservation) continue;
-    oldestGpuRun.decided = true;
+  const hold = (entry: QueuedEntry, reservation: Reservation) => {
+    entry.decided = true;
     plan.reservations.push(reservation);
-    plan.waiting.push(oldestGpuRun.run.id);
+    plan.waiting.push(entry.run.id);
+  };
+  const overdue = [...queues]
+    .sort((a, b) => (userBefore(a, b) ? -1 : 1))
+    .flatMap((queue) => queue.runs.find((e) => e.run.gpus > 0) ?? [])
+    .filter((e) => nowMs - e.queuedMs >= reserveAfterMs);
+  for (const entry of [...overdue].sort(byQueueOrder)) {
+    if (!isPlainRequest(entry.run.gpuRequest) || entry.run.runforMs === undefined) continue;
+    if (cluster.fitsSomewhere(entry.run)) {
+      // Its start time has come: it starts now, before the turns, or the GPUs it waited for would go
+      // to lighter users and its start would slip round after round.
+      const placement = cluster.place(entry.run);
+      if (!placement) continue;
+      entry.decided = true;
+      starts.placed(placement, entry.run.runforMs);
+      plan.placements.push(placement);
+      const queue = queues.find((q) => q.user === entry.run.user)!;
+      queue.gpusInUse += entry.run.gpus;
+      queue.runsInUse += 1;
+      continue;
+    }
+    const reservation = starts.reserve(entry.run);
+    if (reservation) hold(entry, reservation);
+  }
+  for (const entry of overdue) {
+    if (entry.decided || cluster.fitsSomewhere(entry.run)) continue;
+    const reservation = cluster.claim(entry.run);
+    if (reservation) hold(entry, reservation);
   }
 
   // Rule 3: fair-share turns.
