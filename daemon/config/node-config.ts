@@ -10,6 +10,11 @@
  *   (an NFS mount in production), and a silent node-local default would hide that mistake.
  * - `build` (DESIGN §12) is left out of the result when absent (builds get no network, no variables);
  *   its `network` may not be `host`, which would give builds this machine's whole network.
+ * - `build.cgroup_parent` names the cgroup every build container is made under: the only bound on a
+ *   build's processes the legacy builder honours (RLIMIT_NPROC does not hold root). The sysadmin gives
+ *   that cgroup its pids limit (docs/sysadmin.md §13); absent, builds are not bounded in processes.
+ * - `disk_watermark_bytes` has no default here (run-delivery.ts's DEFAULT_DISK_WATERMARK_BYTES applies),
+ *   so a node.yml without it reads as before; 0 turns the watermark off.
  */
 import path from 'node:path';
 import { z } from 'zod';
@@ -35,8 +40,18 @@ export const buildSection = z
           zctx.issues.push({ code: 'custom', input: name, path: [name], message: `${show(name)} must be a variable name (letters, digits, "_", not starting with a digit)` });
         }
       }),
+    // A cgroupfs path (`/secd-build`) or, with dockerd's systemd cgroup driver, a slice (`secd-build.slice`).
+    cgroup_parent: z
+      .string()
+      .regex(/^(\/[A-Za-z0-9_.-]+)+$|^[A-Za-z0-9_.-]+\.slice$/, { error: 'must be a cgroup path like /secd-build or a systemd slice like secd-build.slice' })
+      .refine((p) => !p.split('/').includes('..'), { error: 'must not contain ".."' })
+      .optional(),
   })
-  .transform((b) => ({ network: b.network === undefined || b.network === 'none' ? null : b.network, env: b.env }));
+  .transform((b) => ({
+    network: b.network === undefined || b.network === 'none' ? null : b.network,
+    env: b.env,
+    ...(b.cgroup_parent !== undefined ? { cgroup_parent: b.cgroup_parent } : {}),
+  }));
 
 /** The build settings with defaults: `network` null is no network. */
 export type BuildSettings = z.output<typeof buildSection>;
@@ -61,6 +76,8 @@ export function nodeShape(ctx: LoadContext) {
     max_cpu_runs: nonNegativeInt.default(2),
     memory_limit_bytes: bytesField.default(16 * GiB),
     pids_limit: positiveInt.default(4096),
+    // Free bytes work_dir's filesystem must keep, or runs fail (see the header).
+    disk_watermark_bytes: bytesField.optional(),
     base_image_mirror: urlField(['http', 'https']).optional(),
     build: buildSection.optional(),
   };

@@ -5,6 +5,11 @@
  * that reaches only the site's mirrors, else `none`) and `env`, given to every RUN step through a
  * generated copy of the Dockerfile (build-env-dockerfile.ts). A failed step that looks like it wanted
  * the network gets the sentence that says why and what a sysadmin can do (build-network-hint.ts).
+ *
+ * Processes: a RUN step runs as root in a container the legacy builder makes without a pids limit,
+ * and root ignores RLIMIT_NPROC (a `nproc=100` build ulimit let 300 processes start, measured), so the
+ * build's `cgroupparent` is the bound: every build container is made under the node's
+ * `build.cgroup_parent`, whose pids limit the sysadmin sets (a fork bomb then gets EAGAIN).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,6 +28,8 @@ export interface DockerBuildDeps {
   log: EngineLogger;
   now(): Date;
   inspectImage(ref: string): Promise<ImageInfo | null>;
+  /** The cgroup build containers are made under (its pids limit bounds a build's processes). */
+  cgroupParent?: string;
 }
 
 // The build context as a tar stream; with build.env, the generated Dockerfile and .dockerignore are
@@ -84,7 +91,7 @@ export async function dockerBuild(deps: DockerBuildDeps, req: BuildRequest): Pro
   };
 
   const t0 = now().getTime();
-  log.info({ op: 'build', ...ids, network, env: Object.keys(env) }, 'docker build');
+  log.info({ op: 'build', ...ids, network, env: Object.keys(env), cgroupParent: deps.cgroupParent ?? null }, 'docker build');
   let progress: BuildProgress;
   try {
     const stream = await docker.buildImage(packed.context, {
@@ -96,6 +103,7 @@ export async function dockerBuild(deps: DockerBuildDeps, req: BuildRequest): Pro
       networkmode: network,
       ...(Object.keys(env).length > 0 ? { buildargs: env } : {}),
       ...(req.memoryBytes ? { memory: req.memoryBytes, memswap: req.memoryBytes } : {}),
+      ...(deps.cgroupParent ? { cgroupparent: deps.cgroupParent } : {}),
       ...(req.signal ? { abortSignal: req.signal } : {}),
     } as Docker.ImageBuildOptions);
     progress = await readBuildProgress(stream, onLog);

@@ -36,6 +36,11 @@ export interface DockerEngineOptions {
   logDrainMs?: number;
   /** The clock for timings and end times (default: the system clock; this adapter is the edge). */
   now?: () => Date;
+  /**
+   * The cgroup build containers are made under (node.yml `build.cgroup_parent`): its pids limit, set by
+   * the sysadmin, is what bounds a build's processes (the Engine API's build ulimits do not hold root).
+   */
+  buildCgroupParent?: string;
 }
 
 /** The Docker Engine behind secd's ContainerEngine port (legacy builder, Engine API >= 1.41). */
@@ -150,7 +155,7 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
   const demuxInto = (stream: NodeJS.ReadableStream, onLog: (chunk: Buffer) => void, ids: Record<string, unknown>) =>
     demuxOutput(stream, docker.modem.demuxStream.bind(docker.modem), onLog, (err) => log.warn({ ...ids, err: err.message }, 'container output stream failed'));
 
-  const buildImage = (req: BuildRequest): Promise<BuildResult> => dockerBuild({ docker, log, now, inspectImage }, req);
+  const buildImage = (req: BuildRequest): Promise<BuildResult> => dockerBuild({ docker, log, now, inspectImage, ...(opts.buildCgroupParent ? { cgroupParent: opts.buildCgroupParent } : {}) }, req);
 
   async function runContainer(req: ContainerRequest, hooks: RunHooks): Promise<ContainerRunResult> {
     // The profile is checked again here: whatever built the request, no run gets a network or the engine.

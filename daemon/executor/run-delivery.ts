@@ -9,7 +9,7 @@
  * `release.checks`, or the defaults for `secd run` and an older leader) and on both logs at delivery;
  * what they flag goes into run.json and the outcome, whatever the run's policy.
  */
-import { rm, rmdir } from 'node:fs/promises';
+import { rm, rmdir, statfs } from 'node:fs/promises';
 import type { ContainerRunResult, RunHooks } from '../engine/container-engine.js';
 import { OUTPUTS_MOUNT, outputsVolumeName } from './container-profile.js';
 import type { ExecuteOptions, ExecutorDeps, ExecutorSettings } from './executor-deps.js';
@@ -17,7 +17,8 @@ import { LogCapture } from './log-capture.js';
 import type { DatasetsAfterRun } from './run-datasets.js';
 import { loadJournal, runWorkspace, saveJournal, writeFileAtomic, type RunJournal, type RunWorkspace } from './run-workspace.js';
 import { DisclosureScanner } from '../results/disclosure-scan.js';
-import { extractOutputsArchive } from '../results/outputs-archive.js';
+import { extractOutputsArchive, readLimitOf } from '../results/outputs-archive.js';
+import type { OutputsCaps } from '../results/outputs-copy.js';
 import { ThreadedScanner } from '../results/threaded-scanner.js';
 import { isReservedForResults, pushResultsBranch, writeLocalResults } from '../results/results-branch.js';
 import { DEFAULT_DISCLOSURE_CHECKS, type DisclosureChecks, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
@@ -27,6 +28,63 @@ import type { LeftOut, RunEnd, RunOutcome, RunReport, RunSpec } from '../../sche
 export interface CollectedOutputs {
   leftOut: LeftOut[];
   disclosure: DisclosureFinding[];
+  /** Collection stopped early: why, and whether that fails the run (the node's disk) or only says so. */
+  stopped?: { reason: string; fails: boolean };
+}
+
+/**
+ * Node settings of the bounds on a run's disk and collection time; absent keys take the defaults below.
+ * (Meant as ExecutorSettings fields, from node.yml `disk_watermark_bytes`.)
+ */
+export interface RunBoundsSettings {
+  /** Free bytes the filesystem of work_dir must keep: under it no run starts and a collection stops. */
+  diskWatermarkBytes?: number;
+}
+
+const GiB = 2 ** 30;
+/** Room for the node's own journal, logs and git work on top of any one run's outputs. */
+export const DEFAULT_DISK_WATERMARK_BYTES = 2 * GiB;
+/**
+ * Collection's pace floor: the engine streams an archive at hundreds of MB/s here (two 8 GiB sparse
+ * files took 73-106 s), so a read bound at 16 MiB/s, plus a minute for the checks, is generous to a
+ * slow disk yet ends a stalled stream.
+ */
+const COLLECT_BYTES_PER_MS = (16 * 2 ** 20) / 1000;
+/** A run that was cancelled before collection gets this long: small outputs still come back, promptly. */
+export const CANCELLED_COLLECT_MS = 10_000;
+/** How often the node's free space is checked while collecting. */
+const DISK_CHECK_MS = 1000;
+
+/** How long collecting a run's /outputs may take under `caps`: a minute plus the read bound at 16 MiB/s. */
+export function collectDeadlineMs(caps: OutputsCaps): number {
+  return 60_000 + Math.ceil(readLimitOf(caps) / COLLECT_BYTES_PER_MS);
+}
+
+/** Bytes as reasons give them: GiB or MiB to three digits. */
+export function formatBytes(n: number): string {
+  return n >= GiB ? `${Number((n / GiB).toPrecision(3))} GiB` : `${Number((n / 2 ** 20).toPrecision(3))} MiB`;
+}
+
+/**
+ * Why this node must not start or go on collecting a run (the filesystem of work_dir has less free
+ * space than the watermark), or null. A filesystem that cannot be asked is not held against the run.
+ */
+export async function diskWatermarkReason(settings: ExecutorSettings & RunBoundsSettings): Promise<string | null> {
+  const watermark = settings.diskWatermarkBytes ?? DEFAULT_DISK_WATERMARK_BYTES;
+  if (watermark <= 0) return null;
+  const fs = await statfs(settings.workDir).catch(() => null);
+  if (fs === null) return null;
+  const free = fs.bavail * fs.bsize;
+  if (free >= watermark) return null;
+  return `node ${settings.nodeId} has ${formatBytes(free)} free in ${settings.workDir}, under its disk watermark of ${formatBytes(watermark)}`;
+}
+
+/** The run's end and reason once collection said how it went: a full disk fails the run, a deadline is told. */
+export function withCollection(ended: { end: RunEnd; reason: string }, outputs: CollectedOutputs | null): { end: RunEnd; reason: string } {
+  const stopped = outputs?.stopped;
+  if (!stopped) return ended;
+  if (stopped.fails) return { end: 'failed', reason: `${stopped.reason} (the run had ${ended.end === 'succeeded' ? 'succeeded' : `ended: ${ended.reason}`})` };
+  return { end: ended.end, reason: `${ended.reason}; ${stopped.reason}` };
 }
 
 /** How far a run got before delivery: what run.json and the outcome are made of. */
@@ -105,7 +163,7 @@ export function containerHooks(
     },
     ...(opts.signal ? { signal: opts.signal } : {}),
     onStarted: () => opts.onPhase('running', deps.now().toISOString()),
-    onExited: async (containerId) => collected(await collectOutputs(spec, deps, ws, containerId)),
+    onExited: async (containerId) => collected(await collectOutputs(spec, deps, ws, containerId, opts.signal)),
   };
 }
 
@@ -114,11 +172,43 @@ export function containerHooks(
  * goes: the node owns every file it writes there, whatever user and modes the container used. The
  * disclosure checks read each file as it streams to disk, so no output is read twice. A failure is
  * listed (the run's outputs are `unreadable`), never thrown: the logs are still delivered.
+ *
+ * Bounded: the read stops at the archive's read bound (outputs-archive.ts), at collectDeadlineMs, at a
+ * cancel that comes meanwhile (one that came before gets CANCELLED_COLLECT_MS) and when the node's disk
+ * falls under its watermark; what was written whole by then is delivered.
  */
-async function collectOutputs(spec: RunSpec, deps: ExecutorDeps, ws: RunWorkspace, containerId: string): Promise<CollectedOutputs> {
-  const { settings } = deps;
+export async function collectOutputs(
+  spec: RunSpec,
+  deps: ExecutorDeps,
+  ws: RunWorkspace,
+  containerId: string,
+  cancel?: AbortSignal,
+): Promise<CollectedOutputs> {
+  const settings: ExecutorSettings & RunBoundsSettings = deps.settings;
   const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
   let scanner: ThreadedScanner | undefined;
+  const stop = new AbortController();
+  let stopped: CollectedOutputs['stopped'];
+  const stopWith = (reason: string, fails: boolean) => {
+    if (stop.signal.aborted) return;
+    stopped = { reason, fails };
+    stop.abort(reason);
+  };
+  const limitMs = cancel?.aborted ? CANCELLED_COLLECT_MS : collectDeadlineMs(caps);
+  const deadline = setTimeout(
+    () => stopWith(`collecting the outputs stopped at its ${Math.round(limitMs / 1000)} s limit; files not read by then are listed as unreadable`, false),
+    limitMs,
+  );
+  const onCancel = () => stopWith(`collecting the outputs was stopped by the cancel (${cancelReasonOf(cancel)})`, false);
+  cancel?.addEventListener('abort', onCancel, { once: true });
+  let checking = false;
+  const disk = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    void diskWatermarkReason(settings)
+      .then((reason) => reason !== null && stopWith(`collecting the outputs stopped: ${reason}`, true))
+      .finally(() => (checking = false));
+  }, DISK_CHECK_MS);
   try {
     // Collected again from scratch when a restarted node adopts the container.
     await rm(ws.outputs, { recursive: true, force: true });
@@ -127,14 +217,17 @@ async function collectOutputs(spec: RunSpec, deps: ExecutorDeps, ws: RunWorkspac
     // The checks run in a worker thread beside the read-back where a core is free (threaded-scanner.ts);
     // a worker that fails costs no outputs, only findings saying which files were not checked.
     scanner = new ThreadedScanner(disclosureChecksOf(spec));
-    const manifest = await extractOutputsArchive(tar, ws.outputs, caps, { isReserved: isReservedForResults, scanner });
-    return { leftOut: manifest.leftOut, disclosure: await scanner.findings() };
+    const manifest = await extractOutputsArchive(tar, ws.outputs, caps, { isReserved: isReservedForResults, scanner, signal: stop.signal });
+    return { leftOut: manifest.leftOut, disclosure: await scanner.findings(), ...(stopped ? { stopped } : {}) };
   } catch (err) {
     deps.log.child({ container: containerId }).error({ err }, 'could not collect the outputs');
     await rm(ws.outputs, { recursive: true, force: true }).catch(() => undefined);
     // Nothing is delivered, so nothing is flagged.
-    return { leftOut: [{ path: '.', reason: 'unreadable' }], disclosure: [] };
+    return { leftOut: [{ path: '.', reason: 'unreadable' }], disclosure: [], ...(stopped ? { stopped } : {}) };
   } finally {
+    clearTimeout(deadline);
+    clearInterval(disk);
+    cancel?.removeEventListener('abort', onCancel);
     await scanner?.close();
   }
 }

@@ -8,6 +8,10 @@
  * The build counts against `runfor`: a build still going `runforMs` after the run started building
  * (checkout included) is aborted and the run ends `timed_out`, so a RUN step cannot hold a node past
  * the run's limit. The container then gets only what is left of `runforMs` after the build.
+ *
+ * A node whose work_dir has less free space than its disk watermark starts no run: the run fails at
+ * once with a reason naming the node, its free space and the watermark (run-delivery.ts checks it
+ * again while the outputs are collected).
  */
 import { cp, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,7 +22,18 @@ import { containerRequestFor, outputsVolumeName } from './container-profile.js';
 import { baseImageVariantsIn } from '../ops/base-image-variants.js';
 import type { ExecuteOptions, ExecutorDeps } from './executor-deps.js';
 import { checkoutCommit } from './git-checkout.js';
-import { cancelReasonOf, clearExecution, containerHooks, describeContainerEnd, finishRun, formatHours, newLogCaptures } from './run-delivery.js';
+import {
+  cancelReasonOf,
+  clearExecution,
+  containerHooks,
+  describeContainerEnd,
+  diskWatermarkReason,
+  finishRun,
+  formatHours,
+  newLogCaptures,
+  withCollection,
+  type CollectedOutputs,
+} from './run-delivery.js';
 import { finishRunDatasets, prepareRunDatasets, type PreparedDatasets } from './run-datasets.js';
 import { resultsStamp } from '../results/results-stamp.js';
 import { loadJournal, runWorkspace, saveJournal, writeFileAtomic } from './run-workspace.js';
@@ -61,6 +76,7 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   let datasets: PreparedDatasets | null = null;
   let outputsLeftOut: LeftOut[] = [];
   let outputsDisclosure: DisclosureFinding[] = [];
+  let collection: CollectedOutputs | null = null;
   let stopBuildClock = () => {};
 
   // Only the executor's own files: a node agent's spec.json (and nothing else) may already be there.
@@ -70,6 +86,8 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
   await engine.removeVolume(outputsVolumeName(spec.runId));
 
   try {
+    const full = await diskWatermarkReason(settings);
+    if (full !== null) throw new StepFailure(`not started: ${full}`);
     opts.onPhase('building', deps.now().toISOString());
     buildStartedAt = deps.now().toISOString();
     await saveJournal(ws, { stamp, phase: 'building', buildStartedAt, buildMs: null, imageId: null, ended: null });
@@ -140,13 +158,13 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     await saveJournal(ws, { ...running, containerId: null });
     const t1 = clock();
     const result = await engine.runContainer(request, {
-      ...containerHooks(spec, deps, ws, opts, runLog, (outputs) => ({ leftOut: outputsLeftOut, disclosure: outputsDisclosure } = outputs)),
+      ...containerHooks(spec, deps, ws, opts, runLog, (outputs) => ({ leftOut: outputsLeftOut, disclosure: outputsDisclosure } = collection = outputs)),
       onCreated: (containerId) => saveJournal(ws, { ...running, containerId }),
     });
     runMs = clock() - t1;
     startedAt = result.startedAt;
     exitCode = result.exitCode;
-    ({ end, reason } = describeContainerEnd(result, spec, signal));
+    ({ end, reason } = withCollection(describeContainerEnd(result, spec, signal), collection));
   } catch (err) {
     if (!(err instanceof StepFailure)) log.error({ err }, 'run step failed unexpectedly');
     end = err instanceof StepFailure ? err.end : 'failed';
@@ -249,12 +267,13 @@ export async function resumeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   const t1 = deps.now().getTime();
   let outputsLeftOut: LeftOut[] = [];
   let outputsDisclosure: DisclosureFinding[] = [];
+  let collection: CollectedOutputs | null = null;
   const result = await engine.adoptContainer(
     container.id,
     { timeoutMs: Math.max(1, spec.runforMs - (journal.buildMs ?? 0)), stopGraceMs: settings.stopGraceMs, keepContainer: false },
-    containerHooks(spec, deps, ws, opts, runLog, (outputs) => ({ leftOut: outputsLeftOut, disclosure: outputsDisclosure } = outputs)),
+    containerHooks(spec, deps, ws, opts, runLog, (outputs) => ({ leftOut: outputsLeftOut, disclosure: outputsDisclosure } = collection = outputs)),
   );
-  const { end, reason } = describeContainerEnd(result, spec, opts.signal);
+  const { end, reason } = withCollection(describeContainerEnd(result, spec, opts.signal), collection);
   const after = await finishRunDatasets(spec, datasets.ok ? datasets.value : null, settings);
   return finishRun(spec, deps, opts, {
     after,

@@ -9,6 +9,12 @@
  * and folders, links and special files listed and never written, caps checked before a byte is
  * written and again while streaming — and no name may land outside the destination. This is the only
  * module that imports tar-stream.
+ *
+ * A file left out is still streamed by the engine to get past it (a tar has no index), so reading is
+ * bounded too: once the bytes of the entries read, kept or skipped, would pass `readLimitBytes` the
+ * stream is dropped and the entry it stopped at is listed (an 8 GiB sparse file is 8 GiB of zeros on
+ * the wire). `signal` stops the read at once (a deadline, a cancel, a full disk): what was written
+ * whole is kept, the file in progress is removed and the rest is listed as `.`, unreadable.
  */
 import { constants as fsc } from 'node:fs';
 import { chmod, lstat, mkdir, open, unlink } from 'node:fs/promises';
@@ -32,6 +38,18 @@ import type { LeftOut, OutputsManifest } from '../../scheduler/contract/run-spec
 export interface ExtractOutputsOptions extends CopyOutputsOptions {
   /** Sees each delivered file's bytes as they are written; a file left out is discarded from it. */
   scanner?: OutputsScanner;
+  /** Bytes of entries read (delivered or skipped) after which reading stops; default readLimitOf(caps). */
+  readLimitBytes?: number;
+  /** Aborted: stop reading now (what came whole is kept). */
+  signal?: AbortSignal;
+}
+
+/**
+ * The default read bound: twice the total cap. Greedy delivery (sizeLeftOutReason) may skip files to
+ * keep smaller ones after them; past twice the cap, what is left is mostly what can never be delivered.
+ */
+export function readLimitOf(caps: OutputsCaps): number {
+  return 2 * caps.maxTotalBytes;
 }
 
 /** The entry's path relative to the archive root ('' for the root itself), or null when it would escape it. */
@@ -70,6 +88,8 @@ export async function extractOutputsArchive(
   options: ExtractOutputsOptions = {},
 ): Promise<OutputsManifest> {
   assertOutputsCaps(caps);
+  const readLimit = options.readLimitBytes ?? readLimitOf(caps);
+  if (!Number.isSafeInteger(readLimit) || readLimit < 0) throw new Error('extractOutputsArchive: readLimitBytes must be a non-negative integer');
   // Listen before the first await: an engine stream that fails meanwhile must not go unheard.
   const ex = extract();
   // The iterator listens for entries from its creation: one made after the first entry would miss it.
@@ -83,6 +103,12 @@ export async function extractOutputsArchive(
     if (!sourceEnded) ex.destroy(new Error('the archive stream closed before its end'));
   });
   source.pipe(ex as unknown as NodeJS.WritableStream);
+  const signal = options.signal;
+  const onAbort = () => {
+    ex.destroy(new Error('reading the outputs was stopped'));
+    source.destroy?.();
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
   const destRoot = resolve(destDir);
   await mkdir(destRoot, { recursive: true, mode: DELIVERED_DIR_MODE });
   await chmod(destRoot, DELIVERED_DIR_MODE);
@@ -100,7 +126,11 @@ export async function extractOutputsArchive(
   };
 
   let current: string | null = null;
+  // Bytes of file entries read so far, delivered or not: what the engine had to stream.
+  let read = 0;
+  let stopped = false;
   try {
+    if (signal?.aborted) throw new Error('reading the outputs was stopped');
     for await (const entry of { [Symbol.asyncIterator]: () => entries }) {
       const header = entry.header;
       const rel = archiveEntryPath(header.name);
@@ -129,6 +159,13 @@ export async function extractOutputsArchive(
           continue;
         }
         const size = header.size ?? 0;
+        if (read + size > readLimit) {
+          // Not read at all: its bytes, and whatever follows, would pass the read bound.
+          leaveOut(rel, size > caps.maxFileBytes ? 'file_too_large' : 'total_too_large', size);
+          stopped = true;
+          break;
+        }
+        read += size;
         const early = sizeLeftOutReason(size, manifest.bytes, caps);
         if (early) {
           leaveOut(rel, early, size);
@@ -136,14 +173,23 @@ export async function extractOutputsArchive(
         }
         await writeEntry(rel, size, entry as AsyncIterable<Buffer>, deliveredFileMode(header.mode ?? 0o644));
       } finally {
-        // Every entry's bytes must be consumed before the next header can be read.
-        entry.resume();
+        // Every entry's bytes must be consumed before the next header can be read (unless reading stops).
+        if (!stopped) entry.resume();
       }
+      current = null;
     }
   } catch (err) {
     if (!(err instanceof Error)) throw err;
     if (/escapes the destination/.test(err.message)) throw err;
     leaveOut(current ?? '.', 'unreadable');
+    // Stopped on purpose part way through a file: what came after it was never looked at either.
+    if (signal?.aborted && current !== null) leaveOut('.', 'unreadable');
+    source.destroy?.();
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  if (stopped) {
+    ex.destroy();
     source.destroy?.();
   }
   return manifest;
