@@ -11,6 +11,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { show } from '../../scheduler/common/describe-value.js';
 import { DEFAULT_DISCLOSURE_CHECKS, releasePolicySchema, type DisclosureChecks } from '../../scheduler/contract/disclosure.js';
+import { DEFAULT_FAIR_SHARE_HALF_LIFE_HOURS } from '../../scheduler/plan/fair-share.js';
 import { configParser, readConfigText, type ConfigEnv, type LoadContext } from './config-file.js';
 import {
   bytesField,
@@ -137,6 +138,8 @@ const limitsSchema = z.strictObject({
   max_output_file_bytes: bytesField.default(100 * MiB),
   max_output_total_bytes: bytesField.default(GiB),
   max_log_bytes: bytesField.default(2 * MiB),
+  // Fair share (scheduler/plan/fair-share.ts): what a user ran counts half as much after this long.
+  fair_share_half_life_hours: z.number().gt(0).lte(87_600).default(DEFAULT_FAIR_SHARE_HALF_LIFE_HOURS),
 });
 
 /**
