@@ -15,7 +15,7 @@ import { aRunSpec, commandRequest, ensureBusyboxImage, BUSYBOX_IMAGE } from '../
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { outputsVolumeName } from '../executor/container-profile.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
-import { archiveEntryPath, extractOutputsArchive } from './outputs-archive.js';
+import { archiveEntryPath, extractOutputsArchive, readLimitOf } from './outputs-archive.js';
 import { DisclosureScanner } from './disclosure-scan.js';
 import { INLINE_BYTES, ThreadedScanner } from './threaded-scanner.js';
 import { DEFAULT_DISCLOSURE_CHECKS } from '../../scheduler/contract/disclosure.js';
@@ -182,6 +182,90 @@ describe('extractOutputsArchive', () => {
     expect(manifest.files).toBe(1);
     expect(manifest.leftOut).toEqual([{ path: 'second.bin', reason: 'unreadable' }]);
     expect(listTree(dest)).toEqual(['first.txt 644']);
+  });
+});
+
+describe('extractOutputsArchive bounds its reading', () => {
+  /** A tar of `small` files and then one `hugeBytes` file whose zeros are made only as they are read. */
+  function lazyArchive(small: Entry[], hugeBytes: number, after: Entry[] = []): { stream: Readable; produced: () => number } {
+    const p = pack();
+    let produced = 0;
+    for (const e of small) p.entry({ name: e.name, type: 'file', mode: 0o644 }, e.body ?? '');
+    const body = p.entry({ name: './huge.bin', type: 'file', mode: 0o644, size: hugeBytes }, (err) => {
+      // Destroyed by the reader that stopped: nothing more to pack.
+      if (err) return;
+      for (const e of after) p.entry({ name: e.name, type: 'file', mode: 0o644 }, e.body ?? '');
+      p.finalize();
+    });
+    const zeros = Buffer.alloc(1 << 20);
+    const pump = () => {
+      while (produced < hugeBytes) {
+        produced += zeros.length;
+        if (!body.write(zeros)) return void body.once('drain', pump);
+      }
+      body.end();
+    };
+    pump();
+    // As a Node stream, like the engine's HTTP response (destroying it stops the packing).
+    return { stream: Readable.from(p as unknown as AsyncIterable<Buffer>), produced: () => produced };
+  }
+
+  it('stops before an entry that would pass the read bound: an 8 GiB file is listed, not streamed', async () => {
+    const dest = path.join(root, 'read-bound');
+    const { stream, produced } = lazyArchive([{ name: './metrics.csv', body: 'a,b\n1,2\n' }], 8 * 2 ** 30, [{ name: './after.txt', body: 'x' }]);
+    const t0 = Date.now();
+    const manifest = await extractOutputsArchive(stream, dest, { maxFileBytes: 1 << 20, maxTotalBytes: 4 << 20 });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(manifest).toEqual({ files: 1, bytes: 8, leftOut: [{ path: 'huge.bin', reason: 'file_too_large', size: 8 * 2 ** 30 }] });
+    // Only what the pipes buffered was ever made: far less than the file.
+    expect(produced()).toBeLessThan(64 << 20);
+    expect(listTree(dest)).toEqual(['metrics.csv 644']);
+  });
+
+  it('counts skipped entries against the bound too, greedily delivering until then', async () => {
+    const dest = path.join(root, 'read-bound-skipped');
+    const manifest = await extractOutputsArchive(
+      archive([
+        { name: './big.ckpt', body: 'x'.repeat(80) },
+        { name: './b.txt', body: 'b'.repeat(60) },
+        { name: './c.txt', body: 'c'.repeat(70) },
+        { name: './d.txt', body: 'd' },
+      ]),
+      dest,
+      { maxFileBytes: 70, maxTotalBytes: 100 },
+      { readLimitBytes: 200 },
+    );
+    // 80 skipped + 60 kept = 140 read; c's 70 would make 210, past readLimitBytes: reading stops there.
+    expect(manifest).toEqual({
+      files: 1,
+      bytes: 60,
+      leftOut: [
+        { path: 'big.ckpt', reason: 'file_too_large', size: 80 },
+        { path: 'c.txt', reason: 'total_too_large', size: 70 },
+      ],
+    });
+    expect(listTree(dest)).toEqual(['b.txt 644']);
+    await expect(extractOutputsArchive(archive([]), dest, roomy, { readLimitBytes: -1 })).rejects.toThrow(/readLimitBytes/);
+    expect(readLimitOf({ maxFileBytes: 70, maxTotalBytes: 100 })).toBe(340);
+  });
+
+  it('an abort mid-file keeps what came whole, removes the file in progress and lists the rest', async () => {
+    const dest = path.join(root, 'aborted');
+    // The engine is still streaming a file whose end never comes (a stalled or endless stream).
+    const { stream } = lazyArchive([{ name: './first.txt', body: 'first' }], 2 ** 40);
+    const stop = new AbortController();
+    setTimeout(() => stop.abort('deadline'), 300);
+    const t0 = Date.now();
+    const manifest = await extractOutputsArchive(stream, dest, { maxFileBytes: 2 ** 41, maxTotalBytes: 2 ** 41 }, { signal: stop.signal, readLimitBytes: 2 ** 42 });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(manifest.files).toBe(1);
+    expect(manifest.leftOut).toEqual([
+      { path: 'huge.bin', reason: 'unreadable' },
+      { path: '.', reason: 'unreadable' },
+    ]);
+    expect(listTree(dest)).toEqual(['first.txt 644']);
+    const already = await extractOutputsArchive(archive([{ name: './a.txt', body: 'a' }]), path.join(root, 'aborted-before'), roomy, { signal: AbortSignal.abort() });
+    expect(already).toEqual({ files: 0, bytes: 0, leftOut: [{ path: '.', reason: 'unreadable' }] });
   });
 });
 

@@ -45,11 +45,13 @@ export interface ExtractOutputsOptions extends CopyOutputsOptions {
 }
 
 /**
- * The default read bound: twice the total cap. Greedy delivery (sizeLeftOutReason) may skip files to
- * keep smaller ones after them; past twice the cap, what is left is mostly what can never be delivered.
+ * The default read bound: twice the total cap and twice the file cap. Greedy delivery
+ * (sizeLeftOutReason) skips files to keep smaller ones after them: this leaves room for a full cap's
+ * worth of skipped bytes and two files over the file cap (checkpoints before the metrics still cost
+ * no metrics); past it, what is left is mostly what could never be delivered.
  */
 export function readLimitOf(caps: OutputsCaps): number {
-  return 2 * caps.maxTotalBytes;
+  return 2 * caps.maxTotalBytes + 2 * caps.maxFileBytes;
 }
 
 /** The entry's path relative to the archive root ('' for the root itself), or null when it would escape it. */
