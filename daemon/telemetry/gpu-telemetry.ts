@@ -21,14 +21,19 @@
  * `nvidia-smi -x -q` at 388 ms wall against 7 ms for a `--query-gpu` run. Hence `stream` by default;
  * `poll` (one `-q -x` per sample) stays available.
  *
- * A missing or broken nvidia-smi reads as zero GPUs, never as an error (see gpu-reading.ts for the
- * N/A-is-null rule of every value).
+ * A missing nvidia-smi reads as zero GPUs, never as an error (see gpu-reading.ts for the
+ * N/A-is-null rule of every value). One that fails (a non-zero exit: a GPU fallen off the bus makes
+ * every call fail) keeps the last inventory, marked stale (`stale()`), each GPU its failure names
+ * lost; a GPU gone from a later report stays listed as lost (gpu-inventory.ts). Where a report shows
+ * a GPU in MIG mode, `nvidia-smi -L` names its MIG devices (nvidia-smi-list.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Log } from '../../scheduler/common/log.js';
 import type { InventoryGpu } from '../../scheduler/contract/protocol.js';
 import { firstLine, type GpuReading, type GpuSample, type NvidiaSmiFailure, type NvidiaSmiFailureCode } from './gpu-reading.js';
+import { staleReadings, toInventory, withMigDevices, withMissingAsLost } from './gpu-inventory.js';
+import { queryNvidiaSmiList } from './nvidia-smi-list.js';
 import { queryNvidiaSmiXml, type XmlReadResult } from './nvidia-smi-xml.js';
 import { createQueryGpuCsvReader, sampleFromQueryGpuRow, STREAM_QUERY_FIELDS } from './query-gpu-csv.js';
 
@@ -38,6 +43,8 @@ export interface GpuTelemetry {
   inventory(): Promise<InventoryGpu[]>;
   /** Each GPU's numbers and processes now. */
   sample(): Promise<GpuSample[]>;
+  /** Since when, and why, the GPUs listed are the last inventory read rather than a fresh one; null while fresh. */
+  stale(): { since: string; reason: string } | null;
   close(): void;
 }
 
@@ -61,12 +68,7 @@ export interface GpuTelemetryOptions {
   nowMs?: () => number;
 }
 
-// hello's inventory entry; the wire allows no negative size.
-function toInventory(g: GpuReading): InventoryGpu {
-  return { uuid: g.uuid, index: g.index, name: g.name, memory_total_bytes: g.memory_total_bytes === null ? null : Math.max(0, g.memory_total_bytes) };
-}
-
-function toSample({ name: _name, ...sample }: GpuReading): GpuSample {
+function toSample({ name: _name, mig_mode: _mig, mig_devices: _devices, pci_bus_id: _bus, ...sample }: GpuReading): GpuSample {
   return sample;
 }
 
@@ -108,32 +110,63 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
   let xmlInFlight: Promise<XmlReadResult> | null = null;
   let lastGood: { at: number; gpus: GpuReading[] } | null = null;
   let lastXml: { at: number; result: XmlReadResult } | null = null;
+  // Every GPU a good report has shown (and since when one is missing): a GPU that vanishes is lost, not gone.
+  const known = new Map<string, GpuReading>();
+  const missingSince = new Map<string, string>();
+  let staleness: { since: string; reason: string } | null = null;
+  // The GPUs the last report stands for (see gpusAfter).
+  let view: GpuReading[] = [];
 
   function refreshXml(): Promise<XmlReadResult> {
     if (!xmlInFlight) {
-      xmlInFlight = queryNvidiaSmiXml(opts.command, timeoutMs).then((result) => {
+      xmlInFlight = queryNvidiaSmiXml(opts.command, timeoutMs).then(async (raw) => {
+        let result = raw;
+        if (result.ok && result.gpus.some((g) => g.mig_mode === true)) {
+          const listed = await queryNvidiaSmiList(opts.command, timeoutMs);
+          if (!listed.ok) log.warn({}, `${listed.reason}: MIG devices are not offered until it answers`);
+          result = { ok: true, gpus: withMigDevices(result.gpus, listed.ok ? listed.migDevices : new Map()) };
+        }
         xmlInFlight = null;
         lastXml = { at: nowMs(), result };
-        if (result.ok) {
-          lastGood = { at: lastXml.at, gpus: result.gpus };
-          xmlReport.success();
-        } else {
-          // A driver that is gone says "missing"/"failed": the last good inventory would lie.
-          if (result.code === 'missing') lastGood = null;
-          xmlReport.failure(result);
-        }
+        view = gpusAfter(result);
+        if (result.ok) xmlReport.success();
+        else xmlReport.failure(result);
         return result;
       });
     }
     return xmlInFlight;
   }
 
-  // The GPUs a report stands for: a garbled or timed-out report keeps the previous inventory
-  // (the GPUs did not vanish because one answer was unreadable); a missing command means none.
+  // The GPUs a report stands for: a good one plus the GPUs earlier ones had (lost); a garbled or
+  // timed-out report keeps the previous inventory (the GPUs did not vanish because one answer was
+  // unreadable); a failing nvidia-smi keeps it marked stale; only a missing command means none.
   function gpusAfter(result: XmlReadResult): GpuReading[] {
-    if (result.ok) return result.gpus;
-    if (result.code === 'invalid-output' || result.code === 'timeout') return lastGood?.gpus ?? [];
-    return [];
+    const nowIso = new Date(nowMs()).toISOString();
+    if (result.ok) {
+      staleness = null;
+      for (const g of result.gpus) {
+        known.set(g.uuid, g);
+        missingSince.delete(g.uuid);
+      }
+      const gpus = withMissingAsLost(result.gpus, known, (uuid) => {
+        if (!missingSince.has(uuid)) missingSince.set(uuid, nowIso);
+        return missingSince.get(uuid)!;
+      });
+      lastGood = { at: nowMs(), gpus };
+      return gpus;
+    }
+    if (result.code === 'missing') {
+      lastGood = null;
+      known.clear();
+      staleness = null;
+      return [];
+    }
+    if (!lastGood) return [];
+    if (result.code === 'failed') {
+      staleness = { since: staleness?.since ?? nowIso, reason: result.reason };
+      return staleReadings(lastGood.gpus, result.output ?? '', result.reason);
+    }
+    return lastGood.gpus;
   }
 
   // --- the long-lived `--query-gpu … -lms` stream
@@ -229,7 +262,7 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       const parsed = reader.read(line);
       if (parsed.kind === 'row') {
-        const s = sampleFromQueryGpuRow(parsed.row);
+        const s = sampleFromQueryGpuRow(parsed.row, parsed.trouble);
         if (s.ok) {
           lastLineAt = nowMs();
           latest.set(s.sample.uuid, { sample: s.sample, at: lastLineAt });
@@ -282,12 +315,15 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
     const xml = lastXml ? lastXml.result : await refreshXml();
     if (lastXml && nowMs() - lastXml.at >= processRefreshMs) void refreshXml();
     if (!xml.ok && xml.code === 'missing') return [];
-    const listed = gpusAfter(xml);
+    const listed = view;
 
     ensureStream();
     const needsWait = listed.some((g) => (latest.get(g.uuid)?.at ?? 0) < streamStartedAt);
     if (needsWait && stream) await waitForLines(listed.map((g) => g.uuid));
-    if (pollFallback) return gpusAfter(await refreshXml()).map(toSample);
+    if (pollFallback) {
+      await refreshXml();
+      return view.map(toSample);
+    }
 
     const now = nowMs();
     const bySeen = new Map<string, GpuSample>();
@@ -298,6 +334,9 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
     const samples: GpuSample[] = listed.map((g) => {
       const s = bySeen.get(g.uuid);
       bySeen.delete(g.uuid);
+      // A GPU the report calls lost or in error, or whose stream line says so, is not read from the stream.
+      const trouble = g.health === 'lost' || g.health === 'error' ? g : s?.health === 'lost' || s?.health === 'error' ? s : null;
+      if (trouble) return { ...toSample(g), health: trouble.health, problem: trouble.problem ?? null, processes: g.processes };
       return {
         uuid: g.uuid,
         // The index is the minor number, as in inventory(); the stream's own index can differ.
@@ -319,12 +358,19 @@ export function createGpuTelemetry(opts: GpuTelemetryOptions): GpuTelemetry {
   return {
     async inventory() {
       if (closed) return [];
-      return gpusAfter(await refreshXml()).map(toInventory);
+      await refreshXml();
+      return view.map(toInventory);
     },
     async sample() {
       if (closed) return [];
-      if (mode === 'poll' || pollFallback) return gpusAfter(await refreshXml()).map(toSample);
+      if (mode === 'poll' || pollFallback) {
+        await refreshXml();
+        return view.map(toSample);
+      }
       return sampleStream();
+    },
+    stale() {
+      return staleness;
     },
     close() {
       closed = true;

@@ -27,7 +27,8 @@ describe("a node's reports", () => {
       ['GPU-theirs', 1, true],
       ['GPU-idle', 0, false],
     ]);
-    expect(status.gpus[0]).toEqual({ ...ours, processes: 1, foreign_busy: false });
+    expect(status.gpus[0]).toEqual({ ...ours, processes: 1, foreign_busy: false, health: 'ok', problem: null });
+    expect(status.gpus.map((g) => g.health)).toEqual(['ok', 'busy_foreign', 'ok']);
     // N/A stays null on the wire, and the message is one the leader accepts.
     expect(status.gpus[0]?.power_w).toBeNull();
     expect(statusMessageSchema.parse(status)).toEqual(status);

@@ -6,7 +6,9 @@
  * wire's words already (gpu-reading.ts, host-telemetry.ts): nothing here renames a field.
  *
  * The foreign-busy rule lives here and only here: a GPU with processes on it that none of this
- * node's runs holds is busy with someone else's work, and the leader gives it to nobody.
+ * node's runs holds is busy with someone else's work, and the leader gives it to nobody. Each GPU's
+ * `health` is decided here too: `lost` or `error` as telemetry read it (gpu-reading.ts), else
+ * `busy_foreign` by that rule, else `ok`. A status sent while nvidia-smi fails carries `gpus_stale`.
  */
 import type { Log } from '../../scheduler/common/log.js';
 import type { HelloMessage, HostStatus, StatusMessage } from '../../scheduler/contract/protocol.js';
@@ -16,7 +18,7 @@ import type { HostTelemetry } from './host-telemetry.js';
 
 /** Where a node's reports are read from (gpu-telemetry.ts and host-telemetry.ts in production). */
 export interface NodeSensors {
-  gpu: Pick<GpuTelemetry, 'inventory' | 'sample'>;
+  gpu: Pick<GpuTelemetry, 'inventory' | 'sample'> & Partial<Pick<GpuTelemetry, 'stale'>>;
   host: Pick<HostTelemetry, 'sample'>;
 }
 
@@ -38,7 +40,9 @@ export async function readStatus(sensors: NodeSensors, deps: { now(): Date; ours
     }),
     sensors.host.sample(),
   ]);
-  return composeStatus(deps.now(), gpus, host, deps.ours());
+  const status = composeStatus(deps.now(), gpus, host, deps.ours());
+  const stale = sensors.gpu.stale?.() ?? null;
+  return stale ? { ...status, gpus_stale: stale } : status;
 }
 
 /** The status message for one sample: a GPU with processes that no secd run holds is foreign-busy. */
@@ -46,7 +50,17 @@ export function composeStatus(at: Date, gpus: readonly GpuSample[], host: HostSt
   return {
     type: 'status',
     at: at.toISOString(),
-    gpus: gpus.map(({ processes, ...g }) => ({ ...g, processes: processes.length, foreign_busy: processes.length > 0 && !ours.has(g.uuid) })),
+    gpus: gpus.map(({ processes, ...g }) => {
+      const foreign = processes.length > 0 && !ours.has(g.uuid);
+      const troubled = g.health === 'lost' || g.health === 'error';
+      return {
+        ...g,
+        processes: processes.length,
+        foreign_busy: foreign,
+        health: troubled ? g.health! : foreign ? ('busy_foreign' as const) : ('ok' as const),
+        problem: troubled ? (g.problem ?? null) : null,
+      };
+    }),
     host,
   };
 }

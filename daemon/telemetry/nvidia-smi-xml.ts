@@ -16,7 +16,19 @@
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { z } from 'zod';
-import { bytesFromMiB, firstLine, integerOf, knownText, MIB, numberOf, type GpuProcess, type GpuReading, type NvidiaSmiFailure } from './gpu-reading.js';
+import {
+  bytesFromMiB,
+  firstLine,
+  integerOf,
+  knownText,
+  MIB,
+  numberOf,
+  troubleOf,
+  type GpuProcess,
+  type GpuReading,
+  type GpuTrouble,
+  type NvidiaSmiFailure,
+} from './gpu-reading.js';
 
 /** The outcome of reading one `-q -x` report. */
 export type XmlReadResult = { ok: true; gpus: GpuReading[] } | NvidiaSmiFailure;
@@ -59,9 +71,20 @@ const powerXml = {
   instant_power_draw: xmlText,
 };
 
+// `<mig_devices>` holds `<mig_device>`s on a MIG-mode GPU, and "None" (or nothing) otherwise.
+const migDeviceXml = z.object({ index: xmlText, fb_memory_usage: xmlGroup({ total: xmlText }) });
+const migDevicesXml = z
+  .union([z.string().transform(() => undefined), z.object({ mig_device: oneOrMany(migDeviceXml) })])
+  .optional()
+  .transform((m) => (m === undefined ? [] : m.mig_device));
+
 const gpuXml = z.object({
+  $: z.object({ id: z.string().optional() }).optional(),
   product_name: xmlText,
   uuid: z.string().min(1),
+  mig_mode: xmlGroup({ current_mig: xmlText }),
+  mig_devices: migDevicesXml,
+  gpu_reset_status: xmlGroup({ reset_required: xmlText, drain_and_reset_recommended: xmlText }),
   minor_number: xmlText,
   fb_memory_usage: xmlGroup({ total: xmlText, used: xmlText }),
   utilization: xmlGroup({ gpu_util: xmlText }),
@@ -91,6 +114,26 @@ function powerOf(readings: PowerXml): number | null {
   return numberOf(readings.power_draw) ?? numberOf(readings.average_power_draw) ?? numberOf(readings.instant_power_draw);
 }
 
+// What the report says of the GPU's health: a value printed as `[GPU is lost]` or `[Unknown Error]`
+// where a reading belongs, or a reset the driver asks for (after an Xid such as 79 or 48).
+function troubleOfGpu(g: z.infer<typeof gpuXml>): GpuTrouble | null {
+  const said = [g.product_name, g.fb_memory_usage?.total, g.fb_memory_usage?.used, g.temperature?.gpu_temp, g.utilization?.gpu_util];
+  for (const text of said) {
+    const trouble = troubleOf(text);
+    if (trouble) return trouble;
+  }
+  if (g.gpu_reset_status?.reset_required?.trim().toLowerCase() === 'yes') return { health: 'error', problem: 'nvidia-smi: the GPU requires a reset' };
+  if (g.gpu_reset_status?.drain_and_reset_recommended?.trim().toLowerCase() === 'yes') {
+    return { health: 'error', problem: 'nvidia-smi: drain and reset recommended' };
+  }
+  return null;
+}
+
+function migModeOf(text: string | undefined): boolean | null {
+  const t = knownText(text)?.toLowerCase();
+  return t === 'enabled' ? true : t === 'disabled' ? false : null;
+}
+
 function zodReason(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return 'unexpected structure';
@@ -103,8 +146,9 @@ export function readingsFromNodeNvidiaSmiJson(json: unknown): XmlReadResult {
   if (!parsed.success) {
     return { ok: false, code: 'invalid-output', reason: `nvidia-smi XML is not an nvidia_smi_log report (${zodReason(parsed.error)})` };
   }
-  const gpus = parsed.data.nvidia_smi_log.gpu.map(
-    (g, position): GpuReading => ({
+  const gpus = parsed.data.nvidia_smi_log.gpu.map((g, position): GpuReading => {
+    const trouble = troubleOfGpu(g);
+    return {
       uuid: g.uuid,
       // A minor number of N/A (seen on some virtualised platforms) falls back to document order.
       index: integerOf(g.minor_number) ?? position,
@@ -118,8 +162,16 @@ export function readingsFromNodeNvidiaSmiJson(json: unknown): XmlReadResult {
         return pid === null ? [] : [{ pid, name: knownText(p.process_name) ?? '', used_memory_bytes: bytesFromMiB(p.used_memory) }];
       }),
       name: knownText(g.product_name) ?? 'unknown GPU',
-    }),
-  );
+      ...(trouble ? { health: trouble.health, problem: trouble.problem } : {}),
+      mig_mode: migModeOf(g.mig_mode?.current_mig),
+      // UUIDs and profiles are not in the XML: nvidia-smi -L fills them in (gpu-inventory.ts).
+      mig_devices: g.mig_devices.flatMap((d) => {
+        const index = integerOf(d.index);
+        return index === null ? [] : [{ uuid: '', index, profile: '', memory_total_bytes: bytesFromMiB(d.fb_memory_usage?.total) }];
+      }),
+      pci_bus_id: knownText(g.$?.id) ?? null,
+    };
+  });
   gpus.sort((a, b) => a.index - b.index);
   return { ok: true, gpus };
 }
@@ -159,7 +211,8 @@ export function queryNvidiaSmiXml(command: string, timeoutMs: number): Promise<X
             // nvidia-smi prints its own failure ("couldn't communicate with the NVIDIA driver") on stdout.
             const said = firstLine(String(stdout)) || firstLine(String(stderr)) || e.message;
             const status = typeof e.code === 'number' ? `exit code ${e.code}` : String(e.code ?? e.signal ?? 'error');
-            resolve({ ok: false, code: 'failed', reason: `${command} -q -x failed (${status}): ${said}` });
+            const output = `${String(stdout)}\n${String(stderr)}`.slice(0, 64 * 1024);
+            resolve({ ok: false, code: 'failed', reason: `${command} -q -x failed (${status}): ${said}`, output });
           }
           return;
         }

@@ -3,7 +3,7 @@
  * samples. A streamed 7-field line parses in ~3 µs (test/bench/telemetry-cost.ts), which is why the
  * supervisor (gpu-telemetry.ts) samples numbers from this stream rather than from `-q -x`.
  */
-import { bytesFromMiB, integerOf, knownText, numberOf, type GpuSample } from './gpu-reading.js';
+import { bytesFromMiB, integerOf, knownText, numberOf, troubleOf, type GpuSample, type GpuTrouble } from './gpu-reading.js';
 
 /** The columns the long-lived stream asks for, in this order. */
 export const STREAM_QUERY_FIELDS = [
@@ -24,7 +24,7 @@ export type QueryGpuRow = Record<string, string | null>;
 export type QueryGpuLine =
   | { kind: 'blank' }
   | { kind: 'header'; fields: string[] }
-  | { kind: 'row'; row: QueryGpuRow }
+  | { kind: 'row'; row: QueryGpuRow; /** A value printed as `[GPU is lost]` or `[Unknown Error]`. */ trouble: GpuTrouble | null }
   | { kind: 'invalid'; reason: string };
 
 // "memory.total [MiB]" → "memory.total"
@@ -57,16 +57,18 @@ export function createQueryGpuCsvReader(fields: readonly string[] = STREAM_QUERY
         return { kind: 'invalid', reason: `expected ${columns.length} comma-separated values, got ${cells.length}: ${text.slice(0, 120)}` };
       }
       const row: QueryGpuRow = {};
+      let trouble: GpuTrouble | null = null;
       columns.forEach((name, i) => {
         row[name] = knownText(cells[i]);
+        trouble ??= troubleOf(cells[i]);
       });
-      return { kind: 'row', row };
+      return { kind: 'row', row, trouble };
     },
   };
 }
 
 /** One GPU's numbers from a `--query-gpu` row (units in the values, if any, are ignored). */
-export function sampleFromQueryGpuRow(row: QueryGpuRow): { ok: true; sample: GpuSample } | { ok: false; reason: string } {
+export function sampleFromQueryGpuRow(row: QueryGpuRow, trouble: GpuTrouble | null = null): { ok: true; sample: GpuSample } | { ok: false; reason: string } {
   const uuid = row['uuid'];
   const index = integerOf(row['index'] ?? undefined);
   if (!uuid || !/^(GPU|MIG)-/.test(uuid)) return { ok: false, reason: `row has no GPU uuid (got ${JSON.stringify(uuid ?? null)})` };
@@ -83,6 +85,7 @@ export function sampleFromQueryGpuRow(row: QueryGpuRow): { ok: true; sample: Gpu
       temperature_c: numberOf(v('temperature.gpu')),
       power_w: numberOf(v('power.draw')),
       processes: [],
+      ...(trouble ? { health: trouble.health, problem: trouble.problem } : {}),
     },
   };
 }

@@ -3,6 +3,10 @@
  * it, re-read on every call, so a test can change what the "GPUs" report while secd is running.
  *
  *   nvidia-smi -q -x                                   → gpu.xml (a recorded report, verbatim)
+ *   nvidia-smi -L                                      → gpu.list (the fixture's `<name>.L.txt`
+ *                                                        beside it, or one line per GPU of gpu.xml)
+ *   any call while a file `fail` is there              → prints `fail`, exits with `fail.rc` (a
+ *                                                        driver that lost a GPU: setFakeNvidiaSmiFailure)
  *   nvidia-smi --query-gpu=a,b --format=csv[,noheader][,nounits] [-lms N | --loop-ms=N]
  *                                                      → the requested columns of gpu.csv, every N ms
  *
@@ -35,7 +39,7 @@ export function nvidiaSmiFixture(name: string): string {
 }
 
 /** What the fake prints: a fixture (file name in test/fixtures/nvidia-smi, or a path) or literal output. */
-export type FakeNvidiaSmiFixture = string | { xml?: string; csv?: string };
+export type FakeNvidiaSmiFixture = string | { xml?: string; csv?: string; list?: string };
 
 /** A value to make a fake GPU report: a number, null for `N/A`, or a raw token such as `[Not Supported]`. */
 export type FakeValue = number | null | string;
@@ -55,7 +59,9 @@ const SCRIPT = (dir: string) => `#!/bin/sh
 # Fake nvidia-smi (test/support/fake-nvidia-smi.ts): answers from the files in its folder.
 dir=${shellQuote(dir)}
 printf '%s\\n' "$*" >> "$dir/calls.txt"
+if [ -f "$dir/fail" ]; then cat "$dir/fail"; exit "$(cat "$dir/fail.rc" 2>/dev/null || echo 15)"; fi
 if [ "$*" = "-q -x" ] || [ "$*" = "-x -q" ]; then exec cat "$dir/gpu.xml"; fi
+if [ "$*" = "-L" ]; then exec cat "$dir/gpu.list"; fi
 query= format= lms= want_ms=
 for arg do
   if [ -n "$want_ms" ]; then lms=$arg; want_ms=; continue; fi
@@ -103,6 +109,7 @@ if [ -z "$lms" ]; then rows "$header"; exit $?; fi
 echo $$ > "$dir/stream.pid"
 secs=$(awk -v ms="$lms" 'BEGIN { printf "%.3f", ms / 1000 }')
 while :; do
+  if [ -f "$dir/fail" ]; then cat "$dir/fail"; exit "$(cat "$dir/fail.rc" 2>/dev/null || echo 15)"; fi
   rows "$header" || exit $?
   header=0
   sleep "$secs"
@@ -227,12 +234,26 @@ ${gpus.join('')}</nvidia_smi_log>
 `;
 }
 
-async function outputsOf(fixture: FakeNvidiaSmiFixture): Promise<{ xml: string; csv: string }> {
+// `nvidia-smi -L` for a report without a recorded listing: one line per GPU, no MIG devices.
+function listFromXml(xml: string): string {
+  return gpuBlocks(xml)
+    .map((block, i) => `GPU ${i}: ${tag(block, 'product_name') ?? 'N/A'} (UUID: ${tag(block, 'uuid') ?? 'N/A'})\n`)
+    .join('');
+}
+
+async function outputsOf(fixture: FakeNvidiaSmiFixture): Promise<{ xml: string; csv: string; list: string }> {
   if (typeof fixture === 'string') {
     const file = fixture.includes('/') ? fixture : nvidiaSmiFixture(fixture);
     const text = await fs.readFile(file, 'utf8');
-    return file.endsWith('.csv') ? outputsOf({ csv: text }) : outputsOf({ xml: text });
+    // A recorded `-L` listing beside an XML fixture (`<name>.L.txt`) is what `-L` prints.
+    const list = await fs.readFile(file.replace(/\.xml$/, '.L.txt'), 'utf8').catch(() => undefined);
+    return file.endsWith('.csv') ? outputsOf({ csv: text }) : outputsOf({ xml: text, ...(list !== undefined && file.endsWith('.xml') ? { list } : {}) });
   }
+  const { xml, csv } = await outputsWithout(fixture);
+  return { xml, csv, list: fixture.list ?? listFromXml(xml) };
+}
+
+async function outputsWithout(fixture: { xml?: string; csv?: string }): Promise<{ xml: string; csv: string }> {
   const { xml, csv } = fixture;
   if (xml !== undefined && csv !== undefined) return { xml, csv };
   if (xml !== undefined) return { xml, csv: gpuBlocks(xml).length > 0 || xml.includes('<nvidia_smi_log') ? tableFromXml(xml) : xml };
@@ -247,9 +268,10 @@ async function outputsOf(fixture: FakeNvidiaSmiFixture): Promise<{ xml: string; 
 export async function writeFakeNvidiaSmi(dir: string, fixture: FakeNvidiaSmiFixture): Promise<string> {
   const absolute = path.resolve(dir);
   await fs.mkdir(absolute, { recursive: true });
-  const { xml, csv } = await outputsOf(fixture);
+  const { xml, csv, list } = await outputsOf(fixture);
   await writeAtomically(path.join(absolute, 'gpu.xml'), xml);
   await writeAtomically(path.join(absolute, 'gpu.csv'), csv);
+  await writeAtomically(path.join(absolute, 'gpu.list'), list);
   const script = path.join(absolute, 'nvidia-smi');
   await writeAtomically(script, SCRIPT(absolute));
   await fs.chmod(script, 0o755);
