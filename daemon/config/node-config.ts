@@ -14,7 +14,7 @@
  *   build's processes the legacy builder honours (RLIMIT_NPROC does not hold root). The sysadmin gives
  *   that cgroup its pids limit (docs/sysadmin.md §13); absent, builds are not bounded in processes.
  * - `disk_watermark_bytes` has no default here (run-delivery.ts's DEFAULT_DISK_WATERMARK_BYTES applies),
- *   so a node.yml without it reads as before; 0 turns the watermark off.
+ *   so a node.yml without it reads as before.
  */
 import path from 'node:path';
 import { z } from 'zod';
