@@ -19,7 +19,19 @@ import type { RunEvent, RunRow } from '../storage/run-store.js';
 const reading = z.number().nullable();
 const runState = z.enum(RUN_STATES);
 
-/** One GPU of a node, with the run that holds it (from SQLite) or null. */
+/** One MIG device of a MIG-mode GPU, with the run that holds it or null. */
+export const apiMigDeviceSchema = z.object({
+  uuid: z.string(),
+  index: z.number(),
+  profile: z.string(),
+  memory_total_bytes: reading,
+  run_id: z.string().nullable(),
+});
+
+/**
+ * One GPU of a node, with the run that holds it (from SQLite) or null. The fields after `run_id`
+ * are absent in the answers of a leader from before MIG and GPU health were reported.
+ */
 export const apiGpuSchema = z.object({
   uuid: z.string(),
   index: z.number(),
@@ -30,6 +42,13 @@ export const apiGpuSchema = z.object({
   temperature_c: reading,
   power_w: reading,
   run_id: z.string().nullable(),
+  /** `ok`, `busy_foreign` (processes that are not secd's), `lost` or `error`: only `ok` GPUs are given out. */
+  health: z.enum(['ok', 'busy_foreign', 'lost', 'error']).optional(),
+  /** What nvidia-smi said of a lost GPU or one in error, else null. */
+  problem: z.string().nullable().optional(),
+  /** MIG on (its devices are what runs get), off, or null: the node cannot say. */
+  mig_mode: z.boolean().nullable().optional(),
+  mig_devices: z.array(apiMigDeviceSchema).optional(),
 });
 
 /** A node as GET /api/v1/nodes lists it. */
@@ -41,6 +60,10 @@ export const apiNodeSchema = z.object({
   cpus: z.number(),
   memory_bytes: z.number(),
   load: reading,
+  /** Free host memory from the last status, or null before one (absent: an older leader). */
+  memory_free_bytes: reading.optional(),
+  /** Set while the node's nvidia-smi fails: its GPUs are the last inventory read, since then. */
+  gpus_stale: z.object({ since: z.string(), reason: z.string() }).nullable().optional(),
   /** Runs in flight on the node. */
   runs: z.array(z.string()),
   gpus: z.array(apiGpuSchema),
@@ -218,6 +241,8 @@ export function toApiNode(v: NodeView, runs: readonly RunRow[]): ApiNode {
     cpus: host?.cpus ?? v.hello?.inventory.cpus ?? 0,
     memory_bytes: host?.memory_total_bytes ?? v.hello?.inventory.memory_bytes ?? 0,
     load: host?.load ?? null,
+    memory_free_bytes: host?.memory_free_bytes ?? null,
+    gpus_stale: v.status?.gpus_stale ?? null,
     runs: runs.map((r) => r.id),
     gpus: (v.hello?.inventory.gpus ?? []).map((g, i) => {
       // Samples come in inventory order; look further only when a node reports otherwise.
@@ -232,6 +257,11 @@ export function toApiNode(v: NodeView, runs: readonly RunRow[]): ApiNode {
         temperature_c: s?.temperature_c ?? null,
         power_w: s?.power_w ?? null,
         run_id: holder.get(g.uuid) ?? null,
+        // An older node sends no health: its foreign-busy flag says as much as it knows.
+        health: s ? (s.health ?? (s.foreign_busy ? 'busy_foreign' : 'ok')) : 'ok',
+        problem: s?.problem ?? null,
+        mig_mode: g.mig_mode ?? null,
+        mig_devices: (g.mig_mode ? (g.mig_devices ?? []) : []).map((d) => ({ ...d, run_id: holder.get(d.uuid) ?? null })),
       };
     }),
   };

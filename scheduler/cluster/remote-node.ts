@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { encodeMessage, helloMessage, type LeaderMessage, type StatusMessage } from '../contract/protocol.js';
 import type { NodeHandle } from '../lifecycle/run-lifecycle.js';
 import type { RunSpec } from '../contract/run-spec.js';
-import { foreignBusyGpus, gpusOf, type NodeHello } from './node-view.js';
+import type { PlannedGpu } from '../plan/plan-types.js';
+import { gpusOf, plannerGpusOf, troubledGpus, unavailableGpus, type NodeHello } from './node-view.js';
 
 /** One open connection to a node, as the registry needs it. */
 export interface NodeConnection {
@@ -111,8 +112,19 @@ export class RemoteNode implements NodeHandle {
     return gpusOf(this.hello);
   }
 
+  // Foreign-busy, lost or in error: the planner and the plan check give none of these out.
   foreignBusyGpus(): string[] {
-    return foreignBusyGpus(this.status);
+    return unavailableGpus(this.hello, this.status);
+  }
+
+  /** What each GPU and MIG device is (model, memory, MIG profile), for requests by model, memory or profile. */
+  gpuDetails(): PlannedGpu[] {
+    return plannerGpusOf(this.hello);
+  }
+
+  /** GPUs the node reports lost or in error, with what nvidia-smi said (runs on them are stopped). */
+  gpuTroubles(): Array<{ uuid: string; health: 'lost' | 'error'; problem: string }> {
+    return troubledGpus(this.status);
   }
 
   cpuSlots(): number {

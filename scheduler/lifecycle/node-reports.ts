@@ -3,11 +3,19 @@
  * still holds, and nodes that stay away (their runs end `lost`). The node says what a run is; only
  * the lifecycle writes `state`, through the one transition table, so a late or repeated report is
  * a value the table refuses, logged and dropped.
+ *
+ * A GPU lost under a run (the node's status says `lost` or `error`; daemon/telemetry) stops the run:
+ * the leader cancels it on its node with the reason, the node stops the container and still delivers
+ * what the run wrote, and its result, `cancelled` by the node's words, is recorded as `failed` with
+ * the GPU's reason while the node still reports that GPU in trouble (derived at the result, not
+ * remembered, so a leader restart in between loses nothing).
  */
 import { IN_FLIGHT_STATES, isInFlight } from '../../storage/run-states.js';
 import type { CommitStatusState } from '../gitlab/gitlab-port.js';
 import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
+import type { RunRow } from '../../storage/run-store.js';
 import type { LifecycleContext } from './lifecycle-context.js';
+import type { NodeHandle } from './lifecycle-deps.js';
 import { handOver } from './hand-over.js';
 
 /** Default wait for a down node before its runs end `lost`: ten minutes. */
@@ -32,14 +40,45 @@ export function recordPhase(ctx: LifecycleContext, nodeId: string, runId: string
   if (phase === 'building' || phase === 'running') ctx.postStatus(runId, 'running', reason);
 }
 
+/** A handle that reports its GPUs' troubles (scheduler/cluster/remote-node.ts; NodeHandle does not carry it yet). */
+type TroubleHandle = NodeHandle & { gpuTroubles?(): Array<{ uuid: string; health: 'lost' | 'error'; problem: string }> };
+
+/** Why a run's GPU is gone (lost or in error on its node now), or null. */
+function gpuLossOf(ctx: LifecycleContext, run: Pick<RunRow, 'node' | 'gpus'>): string | null {
+  if (run.node === null || run.gpus.length === 0) return null;
+  const handle = ctx.deps.nodes().find((n) => n.id === run.node) as TroubleHandle | undefined;
+  const troubles = handle?.gpuTroubles?.() ?? [];
+  if (troubles.length === 0) return null;
+  // A MIG device is gone with its GPU: the handle lists the GPU, the run holds the device.
+  const unavailable = new Set(handle!.foreignBusyGpus());
+  const hit = troubles.find((t) => run.gpus.includes(t.uuid)) ?? (run.gpus.some((g) => unavailable.has(g) && g.startsWith('MIG-')) ? troubles[0] : undefined);
+  if (!hit) return null;
+  return `GPU ${hit.uuid} on node ${run.node} is ${hit.health === 'lost' ? 'lost' : 'in error'} (${hit.problem})`;
+}
+
+/** Cancel, on their nodes, the runs in flight whose GPU the node reports lost or in error (see the module comment). */
+export function stopRunsOnTroubledGpus(ctx: LifecycleContext): void {
+  const { store, log } = ctx.deps;
+  for (const run of store.inStates(IN_FLIGHT_STATES)) {
+    if (run.state === 'uploading') continue;
+    const loss = gpuLossOf(ctx, run);
+    if (!loss) continue;
+    log.warn({ runId: run.id, node: run.node, gpus: run.gpus }, `stopping the run: ${loss}`);
+    ctx.deps.nodes().find((n) => n.id === run.node)?.cancel(run.id, `stopped by secd: ${loss}`);
+  }
+}
+
 /** A node finished a run: record the end, free its GPUs, tell GitLab, and plan again. */
-export function recordResult(ctx: LifecycleContext, nodeId: string, runId: string, outcome: RunOutcome): void {
+export function recordResult(ctx: LifecycleContext, nodeId: string, runId: string, given: RunOutcome): void {
   const { store, log } = ctx.deps;
   const run = store.get(runId);
   if (!run || run.node !== nodeId) {
     log.warn({ runId, nodeId }, 'result for a run this node does not hold');
     return;
   }
+  // Cancelled because its GPU was lost: that is a failure, and the GPU is why.
+  const loss = given.end === 'cancelled' ? gpuLossOf(ctx, run) : null;
+  const outcome: RunOutcome = loss ? { ...given, end: 'failed', reason: `failed: ${loss}` } : given;
   if (run.state === 'assigned' || run.state === 'building' || run.state === 'running') {
     // The node's `uploading` report was lost with a connection (or a leader restart): every run
     // passes through it before its end, so record it first.

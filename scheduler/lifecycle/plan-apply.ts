@@ -10,12 +10,14 @@
 import type { RunRow, RunStore } from '../../storage/run-store.js';
 import { IN_FLIGHT_STATES } from '../../storage/run-states.js';
 import type { Log } from '../common/log.js';
-import { planRuns, type Placement, type Plan, type PlannedNode, type PlanSnapshot, type RunningRun } from '../plan/plan.js';
+import { planRuns, type Placement, type Plan, type PlannedGpu, type PlannedNode, type PlanSnapshot, type RunningRun } from '../plan/plan.js';
 import { checkPlan, type RejectedPlacement } from '../plan/plan-check.js';
 import type { RunConfig } from '../policy/project-policy.js';
 import { rejectRun, type LifecycleContext } from './lifecycle-context.js';
 import type { NodeHandle } from './lifecycle-deps.js';
+import { halfLifeOf, postQueuePlaces, withKnownTimes } from './queue-times.js';
 import { handOver } from './hand-over.js';
+import { stopRunsOnTroubledGpus } from './node-reports.js';
 
 /** What applying one plan did: the runs now assigned, and the placements refused (runs still queued). */
 export interface AppliedPlan {
@@ -61,9 +63,15 @@ export function applyPlan(plan: Pick<Plan, 'placements'>, nodes: readonly Planne
  */
 export function scheduleRound(ctx: LifecycleContext): number {
   const { store, log } = ctx.deps;
+  // A GPU lost under a run is seen here first (a status changed what its node can give: plan again).
+  stopRunsOnTroubledGpus(ctx);
   const snapshot = readSnapshot(store, () => ctx.deps.nodes().map(plannedNode));
   if (snapshot.queued.length === 0) return 0;
-  const plan = planRuns(snapshot, ctx.deps.now());
+  // Start times and fair share need runfor, start times and decayed usage; waiting runs are told their place.
+  const now = ctx.deps.now();
+  const timed = withKnownTimes(store, snapshot, now, halfLifeOf(ctx.deps.settings));
+  const plan = planRuns(timed, now);
+  postQueuePlaces(ctx, timed, plan, now);
   for (const impossible of plan.impossible) {
     log.info({ runId: impossible.runId, code: impossible.code }, 'run can never start here: rejected');
     rejectRun(ctx, impossible.runId, `no node can run it: ${impossible.reason}`);
@@ -87,15 +95,34 @@ export function scheduleRound(ctx: LifecycleContext): number {
 export function readSnapshot(store: RunStore, nodes: () => PlannedNode[]): PlanSnapshot {
   const { queued, inFlight } = store.inTransaction(() => ({ queued: store.inStates(['queued']), inFlight: store.inStates(IN_FLIGHT_STATES) }));
   return {
-    queued: queued.map((r) => ({ id: r.id, user: r.user, project: r.project, gpus: (r.config as RunConfig).gpus, queuedAt: r.createdAt })),
+    queued: queued.map((r) => {
+      const config = r.config as RunConfig;
+      return { id: r.id, user: r.user, project: r.project, gpus: config.gpus, ...(config.gpuRequest ? { gpuRequest: config.gpuRequest } : {}), queuedAt: r.createdAt };
+    }),
     running: runningRuns(inFlight),
     nodes: queued.length === 0 ? [] : nodes(),
   };
 }
 
+/**
+ * A handle that also says what each GPU is (scheduler/cluster/remote-node.ts): until NodeHandle
+ * carries `gpuDetails`, the planner asks for it where a handle has it, and a handle without it has
+ * whole GPUs of unknown model and memory (a `MIG-` UUID still a MIG device).
+ */
+type DetailedHandle = NodeHandle & { gpuDetails?(): PlannedGpu[] };
+
 /** A node as the planner sees it: what it has; the planner subtracts what runs and foreign processes use. */
-function plannedNode(h: NodeHandle): PlannedNode {
-  return { id: h.id, state: h.state(), gpus: h.gpus(), foreignBusyGpus: h.foreignBusyGpus(), cpuSlots: h.cpuSlots(), images: h.images?.() ?? [] };
+export function plannedNode(h: DetailedHandle): PlannedNode {
+  const details = h.gpuDetails?.();
+  return {
+    id: h.id,
+    state: h.state(),
+    gpus: h.gpus(),
+    foreignBusyGpus: h.foreignBusyGpus(),
+    cpuSlots: h.cpuSlots(),
+    images: h.images?.() ?? [],
+    ...(details ? { gpuDetails: details } : {}),
+  };
 }
 
 /** Runs in flight as holders of their node's GPUs or CPU slot. */

@@ -41,9 +41,12 @@ let historyWindow = 600;
 
 /**
  * @typedef {{ uuid: string, index: number, name: string, memory_total_bytes: number|null, memory_used_bytes: number|null,
- *   utilization_pct: number|null, temperature_c: number|null, power_w: number|null, run_id: string|null }} Gpu
+ *   utilization_pct: number|null, temperature_c: number|null, power_w: number|null, run_id: string|null,
+ *   health?: string, problem?: string|null, mig_mode?: boolean|null,
+ *   mig_devices?: { uuid: string, index: number, profile: string, memory_total_bytes: number|null, run_id: string|null }[] }} Gpu
  * @typedef {{ id: string, hostname: string, state: string, last_seen: string|null, cpus: number, memory_bytes: number,
- *   memory_free_bytes?: number|null, load: number|null, runs: string[], gpus: Gpu[] }} ApiNode
+ *   memory_free_bytes?: number|null, load: number|null, runs: string[], gpus: Gpu[],
+ *   gpus_stale?: { since: string, reason: string }|null }} ApiNode
  * @typedef {{ id: string, project: string, user: string, commit: string, state: string, reason: string, node: string|null,
  *   gpus: string[], created_at: string, started_at: string|null, finished_at: string|null,
  *   review?: { approvals: number, approvals_required: number }|null }} Run
@@ -168,7 +171,13 @@ function drawNode(entry) {
   setText(r, 'gpus', n.gpus.length ? `${busy} / ${n.gpus.length}` : 'none');
   setText(r, 'runs', String(n.runs.length));
   const stateNote = n.state === 'up' ? '' : ` (${n.state})`;
-  setText(entry.block, 'caption', `${n.id}${stateNote} · ${n.gpus.length} ${n.gpus.length === 1 ? 'GPU' : 'GPUs'}, ${busy} held by runs`);
+  const lost = n.gpus.filter((g) => g.health === 'lost' || g.health === 'error').length;
+  const foreign = n.gpus.filter((g) => g.health === 'busy_foreign').length;
+  const notes = [lost ? `${lost} lost or in error` : '', foreign ? `${foreign} busy with other programs` : '', n.gpus_stale ? `nvidia-smi failing since ${n.gpus_stale.since}: ${n.gpus_stale.reason}` : '']
+    .filter(Boolean)
+    .map((t) => `, ${t}`)
+    .join('');
+  setText(entry.block, 'caption', `${n.id}${stateNote} · ${n.gpus.length} ${n.gpus.length === 1 ? 'GPU' : 'GPUs'}, ${busy} held by runs${notes}`);
   setAttr(r, 'id', 'title', n.hostname && n.hostname !== n.id ? `host ${n.hostname}` : n.id);
 }
 
@@ -194,7 +203,18 @@ function makeGpuRow(nodeId, g) {
 /** @param {GpuRow} r @param {Gpu} g */
 function drawGpu(r, g) {
   setText(r, 'index', `#${g.index}`);
-  setText(r, 'name', g.name);
+  // A MIG-mode GPU is given out as its MIG devices: they are listed under it, each with its run.
+  const devices = g.mig_mode ? (g.mig_devices ?? []).map((d) => `${d.profile} ${d.run_id ? `→ ${d.run_id}` : 'free'}`) : [];
+  const health = g.health === 'lost' ? 'LOST' : g.health === 'error' ? 'ERROR' : g.health === 'busy_foreign' ? 'busy (not secd)' : '';
+  setText(r, 'name', [health, g.name, devices.length ? `MIG: ${devices.join(', ')}` : g.mig_mode ? 'MIG: no devices' : ''].filter(Boolean).join(' · '));
+  setAttr(r, 'name', 'title', g.problem ?? '');
+  const troubled = g.health === 'lost' || g.health === 'error';
+  if (r.last.troubled !== String(troubled)) {
+    r.last.troubled = String(troubled);
+    r.row.classList.toggle('gpu-lost', troubled);
+    // Red whatever the stylesheet: a lost GPU is given to nobody and needs an operator.
+    r.row.style.color = troubled ? '#b00020' : '';
+  }
   const u = g.utilization_pct;
   setText(r, 'util', u === null ? 'N/A' : `${Math.round(u)} %`);
   setWidth(r, 'utilbar', u);
