@@ -212,7 +212,14 @@ export async function collectOutputs(
   try {
     // Collected again from scratch when a restarted node adopts the container.
     await rm(ws.outputs, { recursive: true, force: true });
-    const tar = await deps.engine.readArchive(containerId, `${OUTPUTS_MOUNT}/.`);
+    // An engine that never answers is held to the same deadline as one that streams forever.
+    const stoppedFirst = new Promise<'stopped'>((resolve) => stop.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
+    const reading = deps.engine.readArchive(containerId, `${OUTPUTS_MOUNT}/.`);
+    const tar = await Promise.race([reading, stoppedFirst]);
+    if (tar === 'stopped') {
+      void reading.then((t) => (t as (NodeJS.ReadableStream & { destroy?(): void }) | null)?.destroy?.(), () => undefined);
+      return { leftOut: [{ path: '.', reason: 'unreadable' }], disclosure: [], ...(stopped ? { stopped } : {}) };
+    }
     if (tar === null) return { leftOut: [], disclosure: [] };
     // The checks run in a worker thread beside the read-back where a core is free (threaded-scanner.ts);
     // a worker that fails costs no outputs, only findings saying which files were not checked.

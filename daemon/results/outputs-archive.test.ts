@@ -203,7 +203,7 @@ describe('extractOutputsArchive bounds its reading', () => {
         produced += zeros.length;
         if (!body.write(zeros)) return void body.once('drain', pump);
       }
-      body.end();
+      (body as unknown as { end(): void }).end();
     };
     pump();
     // As a Node stream, like the engine's HTTP response (destroying it stops the packing).

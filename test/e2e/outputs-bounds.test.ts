@@ -2,7 +2,7 @@
  * Finding 4 of the security review, for real on Docker: a run's outputs cannot stall or fill its node.
  * Two 8 GiB sparse files (8 GiB of zeros each on the wire) are listed in seconds, not streamed to the
  * end; a cancel that comes while the outputs are read stops the read at once and delivers what came
- * whole; a node under its disk watermark starts no run, and one that falls under it while collecting
+ * whole (an engine that never answers too); a node under its disk watermark starts no run, and one that falls under it while collecting
  * fails the run naming the node, its free space and the watermark.
  */
 import { randomBytes } from 'node:crypto';
@@ -91,7 +91,7 @@ async function run(
 }
 
 describe('outputs that would stall or fill the node, on Docker', () => {
-  it('two 8 GiB sparse files are listed within seconds, not streamed; the small file is delivered when it comes first', async () => {
+  it('two 8 GiB sparse files are listed within seconds, not streamed, and neither is delivered', async () => {
     const { outcome, ms, runJson, delivered } = await run(
       'sparse',
       'echo kept > /outputs/a-small.txt; truncate -s 8G /outputs/sparse1.bin; truncate -s 8G /outputs/sparse2.bin\n',
@@ -126,6 +126,24 @@ describe('outputs that would stall or fill the node, on Docker', () => {
     expect(delivered.length).toBeLessThan(40);
     for (const f of delivered) expect((await readFile(join(outcome.outputsPath!, f))).length).toBe(256 * 1024);
     expect(runJson!.outputs.left_out).toContainEqual({ path: '.', reason: 'unreadable' });
+  }, 120_000);
+
+  it('an engine that never answers the archive request is held to the same stop', async () => {
+    const stop = new AbortController();
+    const silent = new Proxy(engine, {
+      get(target, prop, receiver) {
+        if (prop !== 'readArchive') return Reflect.get(target, prop, receiver) as unknown;
+        return () => {
+          setTimeout(() => stop.abort('cancelled by the test'), 1000);
+          return new Promise<never>(() => {});
+        };
+      },
+    });
+    const { outcome, ms, runJson, delivered } = await run('silent', 'echo x > /outputs/x.txt\n', { engine: silent, signal: stop.signal });
+    expect(ms).toBeLessThan(8000);
+    expect(outcome.reason).toBe('succeeded; collecting the outputs was stopped by the cancel (cancelled by the test)');
+    expect(delivered).toEqual([]);
+    expect(runJson!.outputs.left_out).toEqual([{ path: '.', reason: 'unreadable' }]);
   }, 120_000);
 
   it('a node under its disk watermark starts no run, and one that falls under it while collecting fails the run', async () => {
