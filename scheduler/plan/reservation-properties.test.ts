@@ -165,7 +165,7 @@ describe('start times over rounds', () => {
         const nodes = [0, 1].map((i): PlannedNode => ({ id: `n${i}`, state: 'up', gpus: Array.from({ length: 8 }, (_, g) => `n${i}-g${g}`), foreignBusyGpus: [], cpuSlots: 0, images: [] }));
         const sim = runs.map((r, i): SimRun => ({ id: `r${i}`, user: r.user, project: 'lab/a', gpus: r.gpus, queuedAt: new Date(nowMs + r.arriveMin * MIN).toISOString(), runforMs: r.runforMin * MIN, durationMs: Math.max(MIN, Math.round(r.usedShare * r.runforMin) * MIN) }));
         // However the work is ordered, all of it fits end to end in the sum of the runfors plus the arrivals.
-        const bound = 120 + sim.reduce((sum, r) => sum + r.runforMs / MIN + 1, 0);
+        const bound = 120 + sim.reduce((sum, r) => sum + r.runforMs! / MIN + 1, 0);
         const { started } = simulate(nodes, sim, bound, headReservations);
         expect(sim.filter((r) => !started.has(r.id)).map((r) => r.id)).toEqual([]);
       }),
