@@ -75,8 +75,12 @@ describe('a leader and three node processes', () => {
       temperature_c: 26,
       power_w: 34.44,
       run_id: null,
+      health: 'ok',
+      problem: null,
+      mig_mode: null,
+      mig_devices: [],
     });
-    expect(k80.gpus[1]).toMatchObject({ uuid: K80_FOREIGN, memory_used_bytes: 587 * MiB, utilization_pct: 99, temperature_c: 64, power_w: 135.72 });
+    expect(k80.gpus[1]).toMatchObject({ uuid: K80_FOREIGN, health: 'busy_foreign', memory_used_bytes: 587 * MiB, utilization_pct: 99, temperature_c: 64, power_w: 135.72 });
     expect(k80.gpus[3]).toMatchObject({ uuid: 'GPU-30bc2701-3bc2-5f35-0ebd-9867a077e138', temperature_c: 28, power_w: null });
 
     const rtx = byId.get('rtx')!;
