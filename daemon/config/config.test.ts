@@ -58,6 +58,7 @@ describe('leader.yml', () => {
       max_output_file_bytes: 100 * MiB,
       max_output_total_bytes: 1024 * MiB,
       max_log_bytes: 2 * MiB,
+      fair_share_half_life_hours: 168,
     });
     expect(cfg.node_timeout_ms).toBe(20_000);
     expect(cfg.lost_after_ms).toBe(600_000);

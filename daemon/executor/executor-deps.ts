@@ -26,6 +26,8 @@ export interface ExecutorSettings {
   buildNetwork?: string | null;
   /** Variables every RUN step of a build sees (node.yml `build.env`), whether or not the Dockerfile declares an ARG. */
   buildEnv?: Record<string, string>;
+  /** Free space under work_dir below which runs are not started or fail while collecting (node.yml disk_watermark_bytes). */
+  diskWatermarkBytes?: number;
 }
 
 /** What the executor is given by main. */

@@ -19,6 +19,8 @@ export interface ExecutorNodeConfig {
   memory_limit_bytes: number;
   pids_limit: number;
   base_image_mirror: string | null;
+  /** node.yml disk_watermark_bytes (absent: run-delivery.ts's default). */
+  disk_watermark_bytes?: number | undefined;
 }
 
 /** Grace between SIGTERM and SIGKILL when a run is stopped. */
@@ -47,6 +49,7 @@ export function nodeExecutorDeps(
       maxOutputFileBytes: limits.max_output_file_bytes,
       maxOutputTotalBytes: limits.max_output_total_bytes,
       maxLogBytes: limits.max_log_bytes,
+      ...(node.disk_watermark_bytes !== undefined ? { diskWatermarkBytes: node.disk_watermark_bytes } : {}),
     },
     // Two runs asking for one variant at once share one build.
     ensureBaseImage: baseImageEnsurer(engine, { mirror: node.base_image_mirror, cacheDir: join(node.work_dir, 'base-image') }),

@@ -154,6 +154,9 @@ max_cpu_runs: 2
 # build:
 #   network: secd-build
 #   env: { PIP_INDEX_URL: "http://mirror.internal/simple", PIP_TRUSTED_HOST: mirror.internal }
+#   cgroup_parent: /secd-build     # a cgroup with a pids limit the sysadmin made (docs/sysadmin.md §13)
+# Runs are not started, and fail while collecting outputs, below this much free space in work_dir:
+# disk_watermark_bytes: 2GiB
 `;
 }
 
