@@ -9,6 +9,7 @@ import type { RunEvent, RunRow, RunStore } from '../storage/run-store.js';
 import { assertNever, isTerminal, RUN_STATES, type RunState } from '../storage/run-states.js';
 import { classifyDelivery } from '../scheduler/intake/intake.js';
 import type { Log } from '../scheduler/common/log.js';
+import type { GitLabCheckState } from '../scheduler/gitlab/gitlab-check.js';
 import type { RunLifecycle } from '../scheduler/lifecycle/run-lifecycle.js';
 import { toApiRun, toApiRunDetail, type ApiNode } from './api-schema.js';
 import type { LeaderMetrics } from './metrics.js';
@@ -28,6 +29,8 @@ export interface LeaderServerDeps {
   intake: { webhookSecret: string; runBranch: string; reviewProject?: string } | null;
   /** Whether the database accepts writes. */
   healthy(): boolean;
+  /** The GitLab token check's latest outcome for /healthz (scheduler/gitlab/gitlab-check.ts); null: not configured. */
+  gitlabCheck?: () => GitLabCheckState | null;
   /** The nodes' view for /api/v1/nodes. */
   nodes(): ApiNode[];
   /** PEM certificate and key: serve https (and wss for nodes) instead of http. */
@@ -166,7 +169,10 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
 
   app.get('/healthz', async (_req, reply) => {
     const ok = deps.healthy();
-    return reply.code(ok ? 200 : 503).send({ ok });
+    // A GitLab that refuses the token is shown, not made a 503: the leader itself is fine, and a
+    // supervisor restarting it would not fix the token. Monitoring reads `gitlab.state`.
+    const gitlab = deps.gitlabCheck?.() ?? null;
+    return reply.code(ok ? 200 : 503).send(gitlab ? { ok, gitlab } : { ok });
   });
 
   app.get('/api/v1/runs', async (req, reply) => {

@@ -15,7 +15,8 @@ import { RunDatasets } from '../../scheduler/policy/dataset-access.js';
 import { createMysqlDatasetServer } from '../../scheduler/policy/mysql-grants.js';
 import { DatasetStore } from '../../storage/dataset-store.js';
 import { createGitLabClient } from '../../scheduler/gitlab/gitlab-client.js';
-import type { CommitStatusState, GitLabApi } from '../../scheduler/gitlab/gitlab-port.js';
+import { startGitLabWatches, type GitLabWatches } from '../../scheduler/gitlab/gitlab-check.js';
+import type { CommitStatusState, GitLabApi, GitLabReviewApi } from '../../scheduler/gitlab/gitlab-port.js';
 import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 import { NodeRegistry } from '../../scheduler/cluster/node-registry.js';
@@ -54,6 +55,8 @@ export interface RunningLeader {
   /** The status page's live feed: the node registry pushes each status report in (`status.onNodeStatus`). */
   status: StatusFeed;
   metrics: LeaderMetrics;
+  /** The GitLab token check and webhook delivery watch (null without a `gitlab:` section). */
+  gitlabWatches: GitLabWatches | null;
   /** Datasets, grants and the per-run dataset audit (what `secd admin dataset|grant` edit). */
   datasetStore: DatasetStore;
   /** Output release records (policies, reviews, approvals). */
@@ -70,6 +73,8 @@ export interface StartLeaderOptions {
   now?: () => Date;
   /** Replace the GitLab client (tests of failure paths). */
   gitlab?: GitLabApi;
+  /** Where plain lines for the person starting the leader go (GitLab problems); default stderr. */
+  say?: (line: string) => void;
 }
 
 /** Add `oauth2:<token>@` to an http(s) URL: GitLab's way for a token to speak git. */
@@ -97,6 +102,8 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   const gitlabCfg = config.gitlab;
   const { gitlab, mirrorOf, projectGitUrl } = projectAccess(config, opts.gitlab);
   const releaseStore = new ReleaseStore(db, now);
+  const say = opts.say ?? ((line: string) => void process.stderr.write(`${line}\n`));
+  let gitlabWatches: GitLabWatches | null = null;
 
   const local = opts.localNode ? await startInProcessNode(opts.localNode, { limits: config.limits, engine: opts.engine, log, now }) : null;
   const localNode = local?.node ?? null;
@@ -169,6 +176,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     log: log.child({ component: 'http' }),
     intake: gitlabCfg ? { webhookSecret: gitlabCfg.webhook_secret, runBranch: gitlabCfg.run_branch, reviewProject: config.release.review_project } : null,
     healthy: () => isWritable(db),
+    gitlabCheck: () => gitlabWatches?.token?.current() ?? null,
     nodes: apiNodes,
     status,
     metrics,
@@ -177,6 +185,21 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     ...(config.tls ? { https: { cert: readFileSync(config.tls.cert_file, 'utf8'), key: readFileSync(config.tls.key_file, 'utf8') } } : {}),
   });
   const endpoint = attachNodes(server, registry, log.child({ component: 'nodes' }));
+  if (gitlabCfg) {
+    const review = gitlab as GitLabApi & { getCurrentUser?: GitLabReviewApi['getCurrentUser'] };
+    gitlabWatches = startGitLabWatches({
+      gitlabUrl: gitlabCfg.url,
+      currentUser: review.getCurrentUser ? () => review.getCurrentUser!() : null,
+      hookUrl: `${config.public_url.replace(/\/+$/, '')}/v1/hook`,
+      log: log.child({ component: 'gitlab' }),
+      say,
+      now,
+    });
+    // Any request to the hook, even one with a wrong secret, proves GitLab reaches the leader.
+    server.addHook('onRequest', async (req) => {
+      if (req.url.split('?')[0] === '/v1/hook') gitlabWatches?.hook.delivered();
+    });
+  }
 
   const { host } = config.listen;
   await server.listen({ host, port: config.listen.port });
@@ -218,9 +241,11 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     nodeStore,
     status,
     metrics,
+    gitlabWatches,
     datasetStore,
     releaseStore,
     async close() {
+      gitlabWatches?.close();
       clearInterval(sweep);
       clearInterval(releasePoll);
       local?.close();
