@@ -205,9 +205,10 @@ function drawGpu(r, g) {
   setText(r, 'index', `#${g.index}`);
   // A MIG-mode GPU is given out as its MIG devices: they are listed under it, each with its run.
   const devices = g.mig_mode ? (g.mig_devices ?? []).map((d) => `${d.profile} ${d.run_id ? `→ ${d.run_id}` : 'free'}`) : [];
-  const health = g.health === 'lost' ? 'LOST' : g.health === 'error' ? 'ERROR' : g.health === 'busy_foreign' ? 'busy (not secd)' : '';
+  const health = g.health === 'lost' ? 'LOST' : g.health === 'error' ? 'ERROR' : '';
   setText(r, 'name', [health, g.name, devices.length ? `MIG: ${devices.join(', ')}` : g.mig_mode ? 'MIG: no devices' : ''].filter(Boolean).join(' · '));
-  setAttr(r, 'name', 'title', g.problem ?? '');
+  // Busy with programs that are not secd's: given to nobody, said on hover and in the node's caption.
+  setAttr(r, 'name', 'title', g.problem ?? (g.health === 'busy_foreign' ? "busy with processes that are not secd's" : ''));
   const troubled = g.health === 'lost' || g.health === 'error';
   if (r.last.troubled !== String(troubled)) {
     r.last.troubled = String(troubled);
