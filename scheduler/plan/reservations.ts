@@ -60,6 +60,7 @@ export class GpuTimeline {
   private readonly slots = new Map<string, Slot[]>();
   /** Nodes with a reserved GPU that is free now, in id order (where backfill looks). */
   private readonly gapNodes: string[] = [];
+  private smallestUnknown = Number.POSITIVE_INFINITY;
 
   /**
    * `nodes`: each up node's id, its GPUs free now and its GPUs held by running runs (foreign-busy and
@@ -106,6 +107,9 @@ export class GpuTimeline {
    * with more of those GPUs free now, then the lowest id), or null when no node's GPUs have known ends.
    */
   earliestStart(gpus: number, eligible: (nodeId: string) => boolean): StartTime | null {
+    // Free times only move later while a plan is made, and nodes only close: once no start is known
+    // for g GPUs, none is for g or more (the runs without a known start then cost O(1), not a scan).
+    if (gpus >= this.smallestUnknown) return null;
     let best: (StartTime & { freeNow: number }) | null = null;
     for (const [nodeId, slots] of this.slots) {
       if (slots.length < gpus || !eligible(nodeId)) continue;
@@ -117,6 +121,7 @@ export class GpuTimeline {
         best = { nodeId, startsAtMs, gpus: soonest.map((s) => s.gpu), freeNow };
       }
     }
+    if (!best) this.smallestUnknown = gpus;
     return best && { nodeId: best.nodeId, startsAtMs: best.startsAtMs, gpus: best.gpus };
   }
 
