@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
 import type { PushVerification } from './lifecycle-deps.js';
-import type { VerifyPushRequest } from './run-checks.js';
+import { withSecdYmlWarnings, type VerifyPushRequest } from './run-checks.js';
 import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
 
 const A = 'a'.repeat(40);
@@ -61,5 +61,34 @@ describe('verifying a run', () => {
     await f.settle();
     expect(f.store.get('run-1')).toMatchObject({ state: 'rejected', reason });
     expect(f.statuses.at(-1)).toMatchObject({ sha: B, state: 'failed', description: reason.slice(0, 255) });
+  });
+});
+
+describe('secd.yml warnings in the commit status', () => {
+  it('an unknown key is kept on the queued run with its near miss, as the status text says it', async () => {
+    t = lifecycleFixture([], () => ({
+      newRunId: () => 'run-1',
+      verifyPush: () => Promise.resolve({ ok: true, commits: [B], head: { sha: B, fingerprint: 'F'.repeat(40), username: 'jsmith' }, vouched: [] }),
+      readFileAt: (_p, _sha, path) =>
+        Promise.resolve(path === 'Dockerfile' ? Buffer.from('FROM busybox\n') : path === 'secd.yml' ? Buffer.from('run_for: 1\n') : null),
+    }));
+    t.lifecycle.acceptPush(aPush(), 'key-1', 'Push Hook');
+    await t.settle();
+    const run = t.store.get('run-1')!;
+    expect(run.state).toBe('queued');
+    expect(withSecdYmlWarnings('queued: waiting for a node', run.warnings)).toBe(
+      'queued: waiting for a node; secd.yml: unknown key "run_for" ignored (did you mean "runfor"?)',
+    );
+  });
+
+  it('warnings that do not fit in 255 characters are counted, not cut mid-word', () => {
+    const many = Array.from({ length: 12 }, (_, i) => `secd.yml: unknown key "extra_key_number_${i}" ignored`);
+    const text = withSecdYmlWarnings('queued: waiting for a node', many);
+    expect(text.length).toBeLessThanOrEqual(255);
+    expect(text).toMatch(/^queued: waiting for a node; secd\.yml: unknown key "extra_key_number_0" ignored; /);
+    const shown = (text.match(/extra_key_number_/g) ?? []).length;
+    expect(shown).toBeGreaterThan(1);
+    expect(text.endsWith(`; ${12 - shown} more on the run page`)).toBe(true);
+    expect(withSecdYmlWarnings('queued: waiting for a node', [])).toBe('queued: waiting for a node');
   });
 });

@@ -64,6 +64,11 @@ describe('settings a researcher writes', () => {
     expect(r.config).toEqual(DEFAULTS);
     expect(r.warnings).toEqual(['secd.yml: unknown key "gpus" ignored (did you mean "gpu"?)', 'secd.yml: unknown key "notes" ignored']);
   });
+
+  it('run_for and Run-For are near misses of runfor', () => {
+    expect(accepted('run_for: 1\n').warnings).toEqual(['secd.yml: unknown key "run_for" ignored (did you mean "runfor"?)']);
+    expect(accepted('Run-For: 1\n').warnings).toEqual(['secd.yml: unknown key "Run-For" ignored (did you mean "runfor"?)']);
+  });
 });
 
 describe('an invalid secd.yml rejects the run with a reason naming the key', () => {
