@@ -114,6 +114,12 @@ function resultsBranch(run: RunRow): string {
   return run.branch ? `<code>${escapeHtml(run.branch)}</code> (outputs and logs are there, in the project's repository)` : '—';
 }
 
+/** Where a failed build's build.log is: the results branch, or the node's kept folder when no branch was pushed. */
+function buildLogPlace(run: RunRow): string {
+  if (run.branch) return `<code>_secd/build.log</code> on branch <code>${escapeHtml(run.branch)}</code>`;
+  return `not pushed: on node ${text(run.node)}, in <code>kept/${escapeHtml(run.id)}/build.log</code> under its work_dir when the results could not be pushed`;
+}
+
 /** When the run first entered `state`, from its audit trail. */
 export function firstAt(events: readonly RunEvent[], state: RunState): string | null {
   return events.find((e) => e.to === state)?.at ?? null;
@@ -123,7 +129,9 @@ export function firstAt(events: readonly RunEvent[], state: RunState): string | 
 export function renderRunMain(run: RunRow, events: readonly RunEvent[], gpuLabel: GpuLabel = () => null, release: RunReleaseRow | null = null): string {
   const queuedAt = firstAt(events, 'queued');
   const assignedAt = firstAt(events, 'assigned');
-  const runningAt = run.startedAt ?? firstAt(events, 'running');
+  // A build that failed never ran: no "Ran" row, whatever start time the node reported.
+  const failedBuild = run.state === 'failed' && firstAt(events, 'building') !== null && firstAt(events, 'running') === null;
+  const runningAt = failedBuild ? null : (run.startedAt ?? firstAt(events, 'running'));
   const uploadingAt = firstAt(events, 'uploading');
   const endAt = run.finishedAt;
   // A reviewed run's results were pushed when it was held; the review took the rest.
@@ -158,7 +166,7 @@ export function renderRunMain(run: RunRow, events: readonly RunEvent[], gpuLabel
 <dt>Node</dt><dd>${text(run.node)}</dd>
 <dt>GPUs</dt><dd>${gpus}</dd>
 <dt>Results branch</dt><dd>${resultsBranch(run)}</dd>
-${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${warnings}
+${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${failedBuild ? `<dt>Build log</dt><dd>${buildLogPlace(run)}</dd>` : ''}${warnings}
 </dl></section>
 ${release ? renderReleaseSection(run.state, release) : ''}<section aria-labelledby="timings-h"><h2 id="timings-h">Timings</h2>
 <div class="scroll" role="region" aria-labelledby="timings-caption" tabindex="0"><table>
@@ -167,9 +175,10 @@ ${release ? renderReleaseSection(run.state, release) : ''}<section aria-labelled
 <tr><th scope="row">Pushed</th><td>${time(run.createdAt)}</td><td class="num">—</td></tr>
 <tr><th scope="row">Verified and queued</th><td>${time(queuedAt)}</td><td class="num">${between(run.createdAt, queuedAt)}</td></tr>
 <tr><th scope="row">Waited for a node</th><td>${time(assignedAt)}</td><td class="num">${between(queuedAt, assignedAt)}</td></tr>
-<tr><th scope="row">Built the image, started the container</th><td>${time(runningAt)}</td><td class="num">${between(assignedAt, runningAt)}</td></tr>
+${failedBuild ? `<tr><th scope="row">Build failed</th><td>${time(endAt)}</td><td class="num">${between(assignedAt, endAt)}</td></tr>
+` : `<tr><th scope="row">Built the image, started the container</th><td>${time(runningAt)}</td><td class="num">${between(assignedAt, runningAt)}</td></tr>
 <tr><th scope="row">Ran</th><td>${time(uploadingAt)}</td><td class="num">${between(runningAt, uploadingAt)}</td></tr>
-<tr><th scope="row">${heldAt ? 'Pushed the results for review' : 'Pushed the results'}</th><td>${time(pushedAt)}</td><td class="num">${between(uploadingAt, pushedAt)}</td></tr>
+`}<tr><th scope="row">${heldAt ? 'Pushed the results for review' : 'Pushed the results'}</th><td>${time(pushedAt)}</td><td class="num">${between(uploadingAt, pushedAt)}</td></tr>
 ${heldAt ? `<tr><th scope="row">Reviewed</th><td>${time(endAt)}</td><td class="num">${between(heldAt, endAt)}</td></tr>
 ` : ''}<tr><th scope="row">Total</th><td>${time(endAt)}</td><td class="num">${between(run.createdAt, endAt)}</td></tr>
 </tbody></table></div></section>
