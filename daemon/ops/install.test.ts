@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installSecd, type InstallHost } from './install.js';
+import { hiddenFromService, installSecd, type InstallHost } from './install.js';
 import { packagedUnitsDir, renderUnit } from './install-templates.js';
 
 describe('renderUnit', () => {
@@ -58,5 +58,37 @@ describe('installSecd on this machine (root = "/", with a host)', () => {
       detail: 'could not hand it to secd (Operation not permitted); on an NFS export, set the owner on the server',
     });
     expect(await readFile(join(root, '/etc/systemd/system/secd-node.service'), 'utf8')).toContain('ExecStart=/usr/bin/secd node --config /etc/secd/node.yml');
+  });
+});
+
+describe('a secd the units cannot see', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'secd-install-hidden-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['/tmp/secd-1.4/bin/secd', 'PrivateTmp=yes'],
+    ['/var/tmp/node/bin/node', 'PrivateTmp=yes'],
+    ['/home/ada/secd/bin/secd', 'ProtectHome=yes'],
+  ])('%s gets a warning naming %s', async (program, setting) => {
+    const result = await installSecd({ role: 'leader', root, staging: true, secdCommand: [program], unitsDir: packagedUnitsDir()!, hostname: 'leader-01' }, null);
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    if (!result.ok) return;
+    const warning = result.steps.find((s) => s.action === 'warning' && s.path === program);
+    expect(warning?.detail).toContain(`the units run with ${setting}, so the service cannot see ${program}`);
+  });
+
+  it('a secd under /usr/local gets no such warning', async () => {
+    const result = await installSecd({ role: 'leader', root, staging: true, secdCommand: ['/usr/local/bin/secd'], unitsDir: packagedUnitsDir()!, hostname: 'leader-01' }, null);
+    expect(result.ok && result.steps.filter((s) => s.action === 'warning' && s.path === '/usr/local/bin/secd')).toEqual([]);
+  });
+
+  it('the hidden folders are read from the units, not assumed', () => {
+    expect(hiddenFromService(['[Service]\nPrivateTmp=yes\n'])).toEqual([{ dirs: ['/tmp', '/var/tmp'], setting: 'PrivateTmp=yes' }]);
+    expect(hiddenFromService(['[Service]\nPrivateTmp=no\n'])).toEqual([]);
   });
 });

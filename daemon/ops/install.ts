@@ -82,8 +82,18 @@ export type InstallResult =
   | { ok: true; steps: InstallStep[]; nextSteps: string[] }
   | { ok: false; code: InstallFailureCode; reason: string };
 
-// Folders the service must not find elsewhere: ProtectHome=yes hides these from both units.
-const HIDDEN_BY_PROTECT_HOME = ['/home', '/root', '/run/user'];
+/**
+ * Folders the units hide from the service, read from the units themselves so the warning follows
+ * them: ProtectHome=yes hides the home folders, PrivateTmp=yes gives the service its own empty /tmp
+ * and /var/tmp (a secd unpacked under /tmp is simply not there for it).
+ */
+export function hiddenFromService(unitTexts: readonly string[]): Array<{ dirs: string[]; setting: string }> {
+  const has = (line: RegExp) => unitTexts.some((t) => line.test(t));
+  return [
+    ...(has(/^ProtectHome=(yes|read-only|tmpfs)\s*$/m) ? [{ dirs: ['/home', '/root', '/run/user'], setting: 'ProtectHome=yes' }] : []),
+    ...(has(/^PrivateTmp=(yes|true|on|1)\s*$/m) ? [{ dirs: ['/tmp', '/var/tmp'], setting: 'PrivateTmp=yes' }] : []),
+  ];
+}
 
 /** Prepare this machine (or a staging tree) for one role; see the file comment. */
 export async function installSecd(opts: InstallOptions, host: InstallHost | null): Promise<InstallResult> {
@@ -102,12 +112,14 @@ export async function installSecd(opts: InstallOptions, host: InstallHost | null
     }
   }
 
+  const hidden = hiddenFromService(units.map((u) => u.text));
   for (const word of opts.secdCommand) {
-    if (HIDDEN_BY_PROTECT_HOME.some((h) => word === h || word.startsWith(`${h}/`))) {
+    const rule = hidden.find((h) => h.dirs.some((d) => word === d || word.startsWith(`${d}/`)));
+    if (rule) {
       steps.push({
         action: 'warning',
         path: word,
-        detail: `the units run with ProtectHome=yes, so the service cannot see ${word}: install Node.js and secd outside /home, /root and /run/user (e.g. /usr/local or /opt)`,
+        detail: `the units run with ${rule.setting}, so the service cannot see ${word}: install Node.js and secd outside ${hidden.flatMap((h) => h.dirs).join(', ')} (e.g. /usr/local or /opt)`,
       });
     }
   }
