@@ -1,6 +1,6 @@
 /** `secd up`: a leader and its in-process node in one process. */
 import type { Command } from 'commander';
-import { loadUpConfig } from '../config/up-config.js';
+import { loadUpConfig, setsListen, withPublicUrl } from '../config/up-config.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { createLogger } from '../wiring/logger.js';
 import { startLeader } from '../wiring/leader.js';
@@ -12,8 +12,15 @@ export function registerUpCommand(program: Command): void {
     .command('up')
     .description('run a leader and a node in one process (embedded defaults: state under ./.secd, 127.0.0.1:8080)')
     .option('--config <file>', 'up.yml')
-    .action(async (options: { config?: string }) => {
-      const config = loadUpConfig(options.config ?? null, process.cwd());
+    .option('--public-url <url>', 'the URL GitLab and nodes use; an unset listen follows it')
+    .action(async (options: { config?: string; publicUrl?: string }) => {
+      const file = options.config ?? null;
+      let config = loadUpConfig(file, process.cwd());
+      if (options.publicUrl !== undefined) {
+        const override = withPublicUrl(config, options.publicUrl, setsListen(file, process.cwd()));
+        config = override.config;
+        for (const note of override.notes) process.stderr.write(`secd up: ${note}\n`);
+      }
       const log = createLogger();
       const leader = await startLeader(config, { log, engine: createDockerEngine({ logger: log }), localNode: config.node });
       process.stdout.write(`secd up: leader at ${leader.url} (status page ${leader.url}/), node ${config.node.node_id}\n`);
