@@ -13,7 +13,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { Log } from '../../scheduler/common/log.js';
 import type { StatusMessage } from '../../scheduler/contract/protocol.js';
-import { foreignBusyChanged, foreignBusyGpus, gpusOf, type NodeView } from '../../scheduler/cluster/node-view.js';
+import { foreignBusyChanged, gpusOf, plannerGpusOf, troubledGpus, unavailableGpus, type NodeView } from '../../scheduler/cluster/node-view.js';
 import type { NodeHandle, RunLifecycle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import type { LimitsConfig } from '../config/leader-config.js';
 import type { LocalNodeConfig } from '../config/up-config.js';
@@ -64,7 +64,10 @@ export async function startInProcessNode(config: LocalNodeConfig, deps: InProces
     // It runs in the leader's process: while there is a leader, it is up.
     state: () => 'up',
     gpus: () => gpusOf(node.hello()),
-    foreignBusyGpus: () => foreignBusyGpus(node.status()),
+    // Lost GPUs as well as foreign-busy ones are given to nobody; MIG devices and models for requests.
+    foreignBusyGpus: () => unavailableGpus(node.hello(), node.status()),
+    gpuDetails: () => plannerGpusOf(node.hello()),
+    gpuTroubles: () => troubledGpus(node.status()),
     cpuSlots: () => config.max_cpu_runs,
     images: () => node.images(),
     assign: (spec) => node.assign(spec),

@@ -9,6 +9,7 @@ import type { RunDatasets } from '../policy/dataset-access.js';
 import type { GitLabApi } from '../gitlab/gitlab-port.js';
 import type { Log } from '../common/log.js';
 import type { RunSpec } from '../contract/run-spec.js';
+import type { PlannedGpu } from '../plan/plan-types.js';
 import type { ReleaseDesk } from '../release/release-desk.js';
 import type { ReleaseStore } from '../../storage/release-store.js';
 
@@ -35,6 +36,10 @@ export interface NodeHandle {
   cpuSlots(): number;
   /** Projects whose image the node holds (the planner prefers such a node); absent = none known. */
   images?(): string[];
+  /** Each GPU and MIG device with its model, memory and MIG profile (requests by model/memory/MIG); absent: plain GPUs. */
+  gpuDetails?(): PlannedGpu[];
+  /** GPUs the node reports lost or failing: their runs are stopped with the reason. */
+  gpuTroubles?(): Array<{ uuid: string; health: 'lost' | 'error'; problem: string }>;
   /** Start a run; idempotent by run id. */
   assign(spec: RunSpec): void;
   /** Stop a run; its partial outputs are still delivered. */
@@ -80,5 +85,7 @@ export interface LifecycleDeps {
     maxGpusPerRun: number;
     /** How long a down node's runs wait for it before they end `lost` (default 10 min). */
     lostAfterMs?: number;
+    /** Half-life of the GPU-hours fair share counts (leader.yml limits.fair_share_half_life_hours; default 168). */
+    fairShareHalfLifeHours?: number;
   };
 }
