@@ -113,7 +113,7 @@ describe('status page of a running cluster with a `secd node`', () => {
 
     const recent = page.locator('#recent-body');
     await expect.poll(() => recent.locator(`tr[data-run="${quick}"]`).innerText(), { timeout: 5000 }).toMatch(/lab\/quick\s+ada\s+succeeded/);
-    await expect.poll(() => page.locator(`#queue-body tr[data-run="${big}"]`).innerText(), { timeout: 5000 }).toMatch(/lab\/big\s+bob\s+queued\s+waiting for a node/);
+    await expect.poll(() => page.locator(`#queue-body tr[data-run="${big}"]`).innerText(), { timeout: 5000 }).toMatch(/lab\/big\s+bob\s+queued\s+queued: 1st in line for 1 GPU/);
     expect(await recent.locator(`tr[data-run="${big}"]`).innerText()).toMatch(/queued/);
     await page.screenshot({ path: `${ARTIFACTS}/status-page-live.png`, fullPage: true });
   });
