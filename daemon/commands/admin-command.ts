@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { nodeIdSchema } from '../../scheduler/contract/protocol.js';
 import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
-import { NodeStore } from '../../storage/node-store.js';
+import { NodeStore, type NodeRow } from '../../storage/node-store.js';
+import { table } from './admin-table.js';
 import { ConfigError } from '../config/config-file.js';
 import { loadLeaderConfig, type LeaderConfig } from '../config/leader-config.js';
 import { loadUpConfig, type UpConfig } from '../config/up-config.js';
@@ -114,7 +115,10 @@ export function registerAdminCommand(program: Command): Command {
     async (id: string, options: { config?: string }) => {
       const nodeId = checkNodeId(id);
       const token = await withLeaderDatabase(options.config, (db) => new NodeStore(db).issueToken(nodeId));
-      process.stdout.write(`secd admin: new token for node ${nodeId}; the leader keeps only its hash, so copy it now into that node's token: or token_file:\n`);
+      // Where the token goes, as docs/sysadmin.md section 4 says: the node unit's credential file.
+      process.stdout.write(
+        `secd admin: new token for node ${nodeId} (its previous token no longer works). The leader keeps only a hash, so copy the last line now into /etc/secd/credentials/token on ${nodeId} (without systemd: the file node.yml's token_file names) and restart it: systemctl restart secd-node\n`,
+      );
       process.stdout.write(`${token}\n`);
     },
   );
@@ -138,12 +142,52 @@ export function registerAdminCommand(program: Command): Command {
   adminAction(
     node.command('list').description('every node with its switches and when the leader last heard from it'),
     async (options: { config?: string }) => {
-      const rows = await withLeaderDatabase(options.config, (db) => new NodeStore(db).list());
-      for (const r of rows) {
-        const flags = [r.revoked ? 'revoked' : '', r.draining ? 'draining' : ''].filter(Boolean).join(',') || '-';
-        process.stdout.write(`${r.id}\t${flags}\tlast seen ${r.lastSeen ?? 'never'}\thost ${r.hostname ?? '-'}\n`);
-      }
+      const config = loadAdminConfig(options.config);
+      const rows = await withDatabase(config.data_dir, (db) => new NodeStore(db).list());
+      const live = await liveNodes(config);
+      process.stdout.write(`${nodeTable(rows, live, new Date())}\n`);
+      if (!live.ok) process.stdout.write(`(${live.why}: LAST SEEN is each node's last hello or disconnect as the database has it)\n`);
     },
   );
   return admin;
+}
+
+/** What the running leader says of its nodes (GET /api/v1/nodes), or why it could not be asked. */
+type LiveNodes = { ok: true; nodes: Map<string, { state: string; lastSeen: string | null }> } | { ok: false; why: string };
+
+// The database's last_seen is written at a node's hello and disconnect only: a connected node's
+// true "last seen" (seconds ago) is in the running leader's memory, so ask it first.
+async function liveNodes(config: AdminConfig): Promise<LiveNodes> {
+  const url = `${config.public_url.replace(/\/+$/, '')}/api/v1/nodes`;
+  try {
+    const token = config.api.read_token;
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000), headers: token ? { authorization: `Bearer ${token}` } : {} });
+    if (!res.ok) return { ok: false, why: `the leader at ${url} answered ${res.status}` };
+    const body = (await res.json()) as { nodes?: Array<{ id?: unknown; state?: unknown; last_seen?: unknown }> };
+    const nodes = new Map<string, { state: string; lastSeen: string | null }>();
+    for (const n of body.nodes ?? []) {
+      if (typeof n.id === 'string') nodes.set(n.id, { state: String(n.state ?? '-'), lastSeen: typeof n.last_seen === 'string' ? n.last_seen : null });
+    }
+    return { ok: true, nodes };
+  } catch (err) {
+    return { ok: false, why: `the leader at ${url} did not answer (${err instanceof Error ? err.message : String(err)})` };
+  }
+}
+
+/** The node list as a table: the leader's live view where it has one, the database's otherwise. */
+export function nodeTable(rows: readonly NodeRow[], live: LiveNodes, now: Date): string {
+  const body = rows.map((r) => {
+    const seen = live.ok ? live.nodes.get(r.id) : undefined;
+    const state = !live.ok ? '?' : seen ? seen.state : 'not connected';
+    const switches = [r.revoked ? 'revoked' : '', r.draining ? 'draining' : ''].filter(Boolean).join(',') || '-';
+    return [r.id, state, switches, ago(seen?.lastSeen ?? r.lastSeen, now), r.hostname ?? '-'];
+  });
+  return table(['NODE', 'STATE', 'SWITCHES', 'LAST SEEN', 'HOST'], body);
+}
+
+function ago(at: string | null, now: Date): string {
+  if (!at) return 'never';
+  const s = Math.max(0, Math.round((now.getTime() - Date.parse(at)) / 1000));
+  const rel = s < 120 ? `${s} s ago` : s < 7200 ? `${Math.round(s / 60)} min ago` : s < 172_800 ? `${Math.round(s / 3600)} h ago` : `${Math.round(s / 86_400)} d ago`;
+  return `${at.replace(/\.\d{3}Z$/, 'Z')} (${rel})`;
 }
