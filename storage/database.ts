@@ -1,14 +1,20 @@
 /**
  * Opens the leader's SQLite database (WAL) and brings its schema up to date.
- * The only file that imports better-sqlite3.
+ * The only file that imports better-sqlite3 (wal-checkpointer.ts loads it in its worker by path).
  */
 import Database from 'better-sqlite3';
 import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MIGRATIONS } from './migrations.js';
+import { startWalCheckpointer } from './wal-checkpointer.js';
+
+/** How often the checkpointer folds the WAL back into a file database. */
+const CHECKPOINT_EVERY_MS = 1000;
 
 /** The database handle every store receives; main opens it once and hands it down. */
 export type SqliteDatabase = Database.Database;
+/** A prepared statement of it, taking positional or named parameters. */
+export type SqliteStatement = Database.Statement<unknown[]>;
 
 /** Open (creating if needed) the database at `path` (":memory:" for tests) and migrate it. */
 export function openDatabase(path: string): SqliteDatabase {
@@ -20,6 +26,17 @@ export function openDatabase(path: string): SqliteDatabase {
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   migrate(db);
+  if (path !== ':memory:') {
+    // Checkpoints fsync; they run in a worker, not inside whichever commit crosses the threshold
+    // (that was a webhook answer's p99: see wal-checkpointer.ts).
+    db.pragma('wal_autocheckpoint = 0');
+    const checkpointer = startWalCheckpointer(path, CHECKPOINT_EVERY_MS);
+    const close = db.close.bind(db);
+    db.close = () => {
+      checkpointer.stop();
+      return close();
+    };
+  }
   return db;
 }
 

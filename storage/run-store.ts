@@ -3,7 +3,7 @@
  * Every state change goes through `transition`, which checks the one table in run-states.ts and
  * appends the audit event in the same transaction.
  */
-import type { SqliteDatabase } from './database.js';
+import type { SqliteDatabase, SqliteStatement as Statement } from './database.js';
 import { canTransition, isTerminal, RUN_STATES, type RunState } from './run-states.js';
 
 /** A run as stored (camelCase; the API maps it to snake_case). */
@@ -138,17 +138,31 @@ function toRow(r: DbRun): RunRow {
 
 /** Queries and the only writer of the `runs` table. */
 export class RunStore {
+  /**
+   * Prepared statements by SQL text. Preparing is most of a short query's cost, and the webhook
+   * answer runs five of them; the texts are fixed (or one per set of states), so the map stays small.
+   */
+  private readonly statements = new Map<string, Statement>();
+
   constructor(
     private readonly db: SqliteDatabase,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
+  private sql(text: string): Statement {
+    let stmt = this.statements.get(text);
+    if (!stmt) {
+      stmt = this.db.prepare(text);
+      this.statements.set(text, stmt);
+    }
+    return stmt;
+  }
+
   /** Insert a run in state `received` with its first audit event. */
   createRun(run: NewRun, reason = 'push received'): RunRow {
     const at = this.now().toISOString();
     this.db.transaction(() => {
-      this.db
-        .prepare(
+      this.sql(
           `INSERT INTO runs (id, project_id, project, ref, before_sha, commit_sha, user, user_id, delivery_key, fetch_url, state, reason, created_at)
            VALUES (@id, @projectId, @project, @ref, @beforeSha, @commit, @user, @userId, @deliveryKey, @fetchUrl, 'received', @reason, @at)`,
         )
@@ -160,7 +174,7 @@ export class RunStore {
 
   /** One run, or undefined. */
   get(id: string): RunRow | undefined {
-    const r = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as DbRun | undefined;
+    const r = this.sql('SELECT * FROM runs WHERE id = ?').get(id) as DbRun | undefined;
     return r ? toRow(r) : undefined;
   }
 
@@ -168,15 +182,14 @@ export class RunStore {
   list(opts: { state?: RunState; limit?: number } = {}): RunRow[] {
     const limit = Math.max(1, Math.min(opts.limit ?? 100, 1000));
     const rows = opts.state
-      ? this.db.prepare('SELECT * FROM runs WHERE state = ? ORDER BY created_at DESC, rowid DESC LIMIT ?').all(opts.state, limit)
-      : this.db.prepare('SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?').all(limit);
+      ? this.sql('SELECT * FROM runs WHERE state = ? ORDER BY created_at DESC, rowid DESC LIMIT ?').all(opts.state, limit)
+      : this.sql('SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?').all(limit);
     return (rows as DbRun[]).map(toRow);
   }
 
   /** The first run started by the push that moved `ref` of a project from `before` to `after`, if any. */
   findPush(projectId: number, ref: string, before: string, after: string): RunRow | undefined {
-    const r = this.db
-      .prepare('SELECT * FROM runs WHERE project_id = ? AND ref = ? AND before_sha = ? AND commit_sha = ? ORDER BY created_at ASC, rowid ASC LIMIT 1')
+    const r = this.sql('SELECT * FROM runs WHERE project_id = ? AND ref = ? AND before_sha = ? AND commit_sha = ? ORDER BY created_at ASC, rowid ASC LIMIT 1')
       .get(projectId, ref, before, after) as DbRun | undefined;
     return r ? toRow(r) : undefined;
   }
@@ -185,16 +198,14 @@ export class RunStore {
   inStates(states: readonly RunState[]): RunRow[] {
     if (states.length === 0) return [];
     const marks = states.map(() => '?').join(',');
-    const rows = this.db
-      .prepare(`SELECT * FROM runs WHERE state IN (${marks}) ORDER BY created_at ASC, rowid ASC`)
+    const rows = this.sql(`SELECT * FROM runs WHERE state IN (${marks}) ORDER BY created_at ASC, rowid ASC`)
       .all(...states) as DbRun[];
     return rows.map(toRow);
   }
 
   /** A project's runs that have not ended, oldest first. */
   activeRunsOfProject(projectId: number): RunRow[] {
-    const rows = this.db
-      .prepare('SELECT * FROM runs WHERE project_id = ? ORDER BY created_at ASC, rowid ASC')
+    const rows = this.sql('SELECT * FROM runs WHERE project_id = ? ORDER BY created_at ASC, rowid ASC')
       .all(projectId) as DbRun[];
     return rows.map(toRow).filter((r) => !isTerminal(r.state));
   }
@@ -242,8 +253,7 @@ export class RunStore {
 
   /** The audit trail of one run, oldest first. */
   events(id: string): RunEvent[] {
-    const rows = this.db
-      .prepare('SELECT at, from_state, to_state, reason FROM run_events WHERE run_id = ? ORDER BY seq')
+    const rows = this.sql('SELECT at, from_state, to_state, reason FROM run_events WHERE run_id = ? ORDER BY seq')
       .all(id) as Array<{ at: string; from_state: string | null; to_state: string; reason: string }>;
     return rows.map((r) => ({ at: r.at, from: r.from_state as RunState | null, to: r.to_state as RunState, reason: r.reason }));
   }
@@ -254,11 +264,10 @@ export class RunStore {
    */
   claimDelivery<T>(key: string, event: string, onFirst: () => T): { first: true; value: T } | { first: false; outcome: unknown } {
     return this.db.transaction(() => {
-      const seen = this.db.prepare('SELECT outcome FROM deliveries WHERE key = ?').get(key) as { outcome: string } | undefined;
+      const seen = this.sql('SELECT outcome FROM deliveries WHERE key = ?').get(key) as { outcome: string } | undefined;
       if (seen) return { first: false as const, outcome: JSON.parse(seen.outcome) as unknown };
       const value = onFirst();
-      this.db
-        .prepare('INSERT INTO deliveries (key, received_at, event, outcome) VALUES (?, ?, ?, ?)')
+      this.sql('INSERT INTO deliveries (key, received_at, event, outcome) VALUES (?, ?, ?, ?)')
         .run(key, this.now().toISOString(), event, JSON.stringify(value ?? null));
       return { first: true as const, value };
     })();
@@ -266,13 +275,13 @@ export class RunStore {
 
   /** Whether a commit of this project already passed verification. */
   isVerified(projectId: number, sha: string): boolean {
-    return this.db.prepare('SELECT 1 FROM verified_commits WHERE project_id = ? AND sha = ?').get(projectId, sha) !== undefined;
+    return this.sql('SELECT 1 FROM verified_commits WHERE project_id = ? AND sha = ?').get(projectId, sha) !== undefined;
   }
 
   /** Record commits that passed verification, so a later first push of another branch skips them. */
   markVerified(projectId: number, shas: readonly string[], signer: string): void {
     const at = this.now().toISOString();
-    const insert = this.db.prepare(
+    const insert = this.sql(
       'INSERT OR IGNORE INTO verified_commits (project_id, sha, signer, verified_at) VALUES (?, ?, ?, ?)',
     );
     this.db.transaction(() => {
@@ -293,12 +302,11 @@ export class RunStore {
       values.push(state);
     }
     if (sets.length === 0) return;
-    this.db.prepare(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
+    this.sql(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
   }
 
   private appendEvent(id: string, from: RunState | null, to: RunState, reason: string, at: string): void {
-    this.db
-      .prepare('INSERT INTO run_events (run_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)')
+    this.sql('INSERT INTO run_events (run_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)')
       .run(id, at, from, to, reason);
   }
 }

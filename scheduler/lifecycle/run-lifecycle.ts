@@ -82,8 +82,19 @@ export class RunLifecycle {
     }
     const { run_id: runId, duplicate } = claimed.value;
     if (duplicate) return { run_id: runId, duplicate: true };
-    this.ctx.postStatus(runId, 'pending', 'verifying the pushed commits');
-    this.checks.enqueue(push.project.id, runId);
+    // The run is stored: everything else waits until the answer is on its way. Started here, the
+    // status post and the checks would run their first synchronous steps (a git spawn costs
+    // milliseconds) in the microtasks before the HTTP layer writes the answer. setImmediate runs
+    // after this turn's I/O, so the 200 leaves first; idle() still waits for them.
+    this.track(
+      new Promise<void>((started) =>
+        setImmediate(() => {
+          this.ctx.postStatus(runId, 'pending', 'verifying the pushed commits');
+          this.checks.enqueue(push.project.id, runId);
+          started();
+        }),
+      ),
+    );
     return { run_id: runId, duplicate: false };
   }
 
