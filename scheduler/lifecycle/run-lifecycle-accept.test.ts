@@ -1,0 +1,64 @@
+/**
+ * acceptPush is what the webhook answer waits for: the run and the delivery are stored before it
+ * returns, and nothing else (status post, verification) starts until the answer has been written.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+
+function aPush(after: string): PushEvent {
+  const body = JSON.parse(readFileSync(join(import.meta.dirname, '../../test/fixtures/gitlab/push_event_webhook.json'), 'utf8')) as Record<string, unknown>;
+  const parsed = parsePushEvent({ ...body, before: 'a'.repeat(40), after, checkout_sha: after, commits: [], total_commits_count: 1 });
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.push;
+}
+
+let t: LifecycleFixture | undefined;
+afterEach(() => t?.close());
+
+describe('acceptPush', () => {
+  it('stores the run and the delivery before returning, and starts verification only after this turn of the event loop', async () => {
+    let seq = 0;
+    const verified: string[] = [];
+    t = lifecycleFixture([fakeNode('n1')], () => ({
+      newRunId: () => `run-${++seq}`,
+      verifyPush: ({ after }) => {
+        verified.push(after);
+        return Promise.resolve({ ok: false, reason: 'test: not signed' });
+      },
+    }));
+    const f = t;
+    const answer = f.lifecycle.acceptPush(aPush('b'.repeat(40)), 'key-1', 'Push Hook');
+    expect(answer).toEqual({ run_id: 'run-1', duplicate: false });
+    // Stored: a retry of the same delivery is a duplicate at once.
+    expect(f.store.get('run-1')?.state).toBe('received');
+    expect(f.lifecycle.acceptPush(aPush('b'.repeat(40)), 'key-1', 'Push Hook')).toEqual({ run_id: 'run-1', duplicate: true });
+    // Microtasks (where the HTTP layer writes the answer) run before any background step.
+    await Promise.resolve();
+    await new Promise((r) => process.nextTick(r));
+    expect(verified).toEqual([]);
+    expect(f.statuses).toEqual([]);
+    await f.settle();
+    expect(verified).toEqual(['b'.repeat(40)]);
+    expect(f.statuses.map((s) => s.state)).toContain('pending');
+    expect(f.store.get('run-1')?.state).toBe('rejected');
+  });
+
+  it('idle() waits for the deferred start, so a close right after the answer loses nothing', async () => {
+    let seq = 0;
+    let verifications = 0;
+    t = lifecycleFixture([fakeNode('n1')], () => ({
+      newRunId: () => `run-${++seq}`,
+      verifyPush: () => {
+        verifications++;
+        return Promise.resolve({ ok: false, reason: 'test: not signed' });
+      },
+    }));
+    t.lifecycle.acceptPush(aPush('c'.repeat(40)), 'key-2', 'Push Hook');
+    await t.lifecycle.idle();
+    expect(verifications).toBe(1);
+    expect(t.store.get('run-1')?.state).toBe('rejected');
+  });
+});
