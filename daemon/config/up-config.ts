@@ -15,7 +15,8 @@ import { pathField } from './config-fields.js';
 import { finishLeader, gitlabSchema, leaderShape } from './leader-config.js';
 import { finishNode, nodeShape } from './node-config.js';
 
-function upSchema(ctx: LoadContext) {
+/** up.yml's schema (exported for the config reference test, test/docs-config-reference.test.ts). */
+export function upSchema(ctx: LoadContext) {
   const nodeSection = z
     .strictObject({
       ...nodeShape(ctx),
