@@ -200,6 +200,12 @@ describe('secd install --root', () => {
     expect(await readFile(join(target, 'etc/group'), 'utf8')).toMatch(/^docker:x:\d+:secd$/m);
   });
 
+  it('warns about a secd under /tmp, which the units\' PrivateTmp=yes hides from the service', async () => {
+    const r = await secd(['install', '--role', 'node', '--root', join(work, 'tmp-secd'), '--leader', 'ws://leader:8080/v1/nodes', '--secd-command', '/tmp/secd-1.4/bin/secd']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('the units run with PrivateTmp=yes, so the service cannot see /tmp/secd-1.4/bin/secd');
+  });
+
   it('refuses a --leader URL that is not ws:// or wss:// and names the option', async () => {
     const r = await secd(['install', '--role', 'node', '--root', join(work, 'bad'), '--leader', 'http://leader:8080']);
     expect(r.code).toBe(2);
