@@ -9,6 +9,7 @@ import type { ReleaseStore } from '../../storage/release-store.js';
 import type { RunStore } from '../../storage/run-store.js';
 import type { CommitStatusState, GitLabApi } from '../gitlab/gitlab-port.js';
 import { errorText } from '../common/errors.js';
+import { withSecdYmlWarnings } from './status-words.js';
 import type { Log } from '../common/log.js';
 
 /** The status's name in GitLab's pipeline widget. */
@@ -46,7 +47,9 @@ export class CommitStatuses {
           state,
           name: channel === 'run' ? STATUS_NAME : RELEASE_STATUS_NAME,
           target_url: `${this.deps.publicUrl.replace(/\/$/, '')}/runs/${run.id}`,
-          description: oneLine(description),
+          // The run's own status carries secd.yml's warnings (an unknown key runs with the default):
+          // GitLab refuses a second pending, so the first status that goes out after them says so.
+          description: oneLine(channel === 'run' ? withSecdYmlWarnings(description, run.warnings) : description),
         });
         if (channel === 'run') this.deps.store.update(runId, { statusPosted: state });
         else releases?.update(runId, { statusPosted: state });

@@ -20,29 +20,8 @@ import { failRun, rejectRun, type LifecycleContext } from './lifecycle-context.j
 /** What the checks ask verification (LifecycleDeps.verifyPush's input). */
 export type VerifyPushRequest = Parameters<LifecycleDeps['verifyPush']>[0];
 
-/** GitLab keeps 255 characters of a commit status description. */
-const STATUS_ROOM = 255;
-
-/**
- * A commit status description followed by secd.yml's warnings: an unknown key (`run_for: 1`)
- * otherwise runs with the default and says so only inside run.json, where nobody looks. Warnings
- * that do not fit GitLab's 255 characters are counted; the run page lists them all.
- */
-export function withSecdYmlWarnings(description: string, warnings: readonly string[]): string {
-  if (warnings.length === 0) return description;
-  // "secd.yml: " once, then each warning without it.
-  const items = warnings.map((w) => w.replace(/^secd\.yml: /, ''));
-  const countOf = (shown: number) => (shown < items.length ? `; ${items.length - shown} more on the run page` : '');
-  let text = `${description}; secd.yml: ${items[0]}`;
-  let shown = 1;
-  for (const item of items.slice(1)) {
-    if (`${text}; ${item}${countOf(shown + 1)}`.length > STATUS_ROOM) break;
-    text += `; ${item}`;
-    shown += 1;
-  }
-  text += countOf(shown);
-  return text.length > STATUS_ROOM ? `${text.slice(0, STATUS_ROOM - 1)}…` : text;
-}
+// Every `secd` status carries secd.yml's warnings (commit-statuses.ts); re-exported for its tests.
+export { withSecdYmlWarnings } from './status-words.js';
 
 /** The lifecycle's checks step, one chain of checks per project. */
 export class RunChecks {
@@ -137,7 +116,7 @@ export class RunChecks {
       warnings: policy.warnings,
     });
     if (!queued.ok) return;
-    this.ctx.postStatus(run.id, 'pending', withSecdYmlWarnings('queued: waiting for a node', policy.warnings));
+    this.ctx.postStatus(run.id, 'pending', 'queued: waiting for a node');
     this.supersedeOlderRuns(queued.run);
     this.ctx.scheduleSoon();
   }
