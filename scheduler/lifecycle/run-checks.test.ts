@@ -79,6 +79,10 @@ describe('secd.yml warnings in the commit status', () => {
     expect(withSecdYmlWarnings('queued: waiting for a node', run.warnings)).toBe(
       'queued: waiting for a node; secd.yml: unknown key "run_for" ignored (did you mean "runfor"?)',
     );
+    // GitLab takes one pending: the next status that reaches it carries the warning.
+    t.lifecycle.postStatus('run-1', 'running', 'building the image');
+    await t.settle();
+    expect(t.statuses.at(-1)).toMatchObject({ state: 'running', description: expect.stringContaining('building the image; secd.yml: unknown key "run_for" ignored') });
   });
 
   it('warnings that do not fit in 255 characters are counted, not cut mid-word', () => {
