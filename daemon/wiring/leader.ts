@@ -165,6 +165,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
       maxRunforHours: config.limits.max_runfor_hours,
       maxGpusPerRun: config.limits.max_gpus_per_run,
       lostAfterMs: config.lost_after_ms,
+      fairShareHalfLifeHours: config.limits.fair_share_half_life_hours,
     },
   });
   local?.attach(lifecycle, onNodeStatus);

@@ -14,6 +14,7 @@ import { isInFlight } from '../../storage/run-states.js';
 import { errorText } from '../common/errors.js';
 import { branchOfRef } from '../intake/push-event.js';
 import { resolveRunConfig } from '../policy/project-policy.js';
+import { plannedNode } from './plan-apply.js';
 import type { LifecycleDeps, PushVerification } from './lifecycle-deps.js';
 import { failRun, rejectRun, type LifecycleContext } from './lifecycle-context.js';
 
@@ -95,6 +96,8 @@ export class RunChecks {
       maxRunforHours: deps.settings.maxRunforHours,
       maxGpusPerRun: deps.settings.maxGpusPerRun,
       largestNodeGpus,
+      // A model, memory or MIG request no node can ever meet is refused now, naming what is missing.
+      gpuNodes: deps.nodes().map(plannedNode),
     });
     if (!policy.ok) {
       rejectRun(this.ctx, run.id, policy.reason);
