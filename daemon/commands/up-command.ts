@@ -22,7 +22,7 @@ export function registerUpCommand(program: Command): void {
         for (const note of override.notes) process.stderr.write(`secd up: ${note}\n`);
       }
       const log = createLogger();
-      const leader = await startLeader(config, { log, engine: createDockerEngine({ logger: log }), localNode: config.node });
+      const leader = await startLeader(config, { log, engine: createDockerEngine({ logger: log, ...(config.node.build?.cgroup_parent ? { buildCgroupParent: config.node.build.cgroup_parent } : {}) }), localNode: config.node });
       process.stdout.write(`secd up: leader at ${leader.url} (status page ${leader.url}/), node ${config.node.node_id}\n`);
       if (!config.gitlab) process.stdout.write('secd up: no gitlab: section in the config, so pushes cannot start runs yet\n');
       stopOnSignals(log, () => leader.close());
