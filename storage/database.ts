@@ -1,12 +1,16 @@
 /**
  * Opens the leader's SQLite database (WAL) and brings its schema up to date.
- * The only file that imports better-sqlite3 (wal-checkpointer.ts loads it in its worker by path).
+ * The only file that imports better-sqlite3 (it hands its path to wal-checkpointer.ts's worker).
  */
 import Database from 'better-sqlite3';
 import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { MIGRATIONS } from './migrations.js';
 import { startWalCheckpointer } from './wal-checkpointer.js';
+
+/** Where the SQLite library is: the checkpointer's worker loads it from there. */
+export const SQLITE_MODULE = createRequire(import.meta.url).resolve('better-sqlite3');
 
 /** How often the checkpointer folds the WAL back into a file database. */
 const CHECKPOINT_EVERY_MS = 1000;
@@ -30,7 +34,7 @@ export function openDatabase(path: string): SqliteDatabase {
     // Checkpoints fsync; they run in a worker, not inside whichever commit crosses the threshold
     // (that was a webhook answer's p99: see wal-checkpointer.ts).
     db.pragma('wal_autocheckpoint = 0');
-    const checkpointer = startWalCheckpointer(path, CHECKPOINT_EVERY_MS);
+    const checkpointer = startWalCheckpointer(path, CHECKPOINT_EVERY_MS, SQLITE_MODULE);
     const close = db.close.bind(db);
     db.close = () => {
       checkpointer.stop();

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase, type SqliteDatabase } from './database.js';
+import { openDatabase, SQLITE_MODULE, type SqliteDatabase } from './database.js';
 import { startWalCheckpointer } from './wal-checkpointer.js';
 
 const dirs: string[] = [];
@@ -49,12 +49,12 @@ describe('WAL checkpoints', () => {
   });
 
   it('refuses a period that is not a positive whole number of ms', () => {
-    expect(() => startWalCheckpointer(freshPath(), 0)).toThrow(/everyMs must be a positive integer \(got 0\)/);
+    expect(() => startWalCheckpointer(freshPath(), 0, SQLITE_MODULE)).toThrow(/everyMs must be a positive integer \(got 0\)/);
   });
 
   it('reports a database it cannot open', async () => {
     const errors: string[] = [];
-    startWalCheckpointer(join(freshPath(), 'missing', 'x.db'), 10, (m) => errors.push(m));
+    startWalCheckpointer(join(freshPath(), 'missing', 'x.db'), 10, SQLITE_MODULE, (m) => errors.push(m));
     const deadline = Date.now() + 5_000;
     while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(errors.join('\n')).toMatch(/unable to open|does not exist|directory/i);

@@ -8,9 +8,9 @@
  * checkpoints PASSIVE-ly (never waiting for, or blocking, the writer) every `everyMs`.
  *
  * The worker is evaluated from a string (CommonJS), so it runs the same from dist/ and from the
- * TypeScript sources under vitest; better-sqlite3 is resolved here and handed over by path.
+ * TypeScript sources under vitest; database.ts (the one importer of the SQLite library) hands over
+ * the library's path.
  */
-import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 const WORKER = `
@@ -34,10 +34,9 @@ export interface WalCheckpointer {
  * Start checkpointing the database file at `path` every `everyMs` from a worker thread. The
  * worker never keeps the process alive; `onError` hears a checkpoint that failed (the next one tries again).
  */
-export function startWalCheckpointer(path: string, everyMs: number, onError: (message: string) => void = () => {}): WalCheckpointer {
+export function startWalCheckpointer(path: string, everyMs: number, sqliteModule: string, onError: (message: string) => void = () => {}): WalCheckpointer {
   if (!Number.isInteger(everyMs) || everyMs <= 0) throw new Error(`startWalCheckpointer: everyMs must be a positive integer (got ${everyMs})`);
-  const module = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(WORKER, { eval: true, workerData: { module, path, everyMs } });
+  const worker = new Worker(WORKER, { eval: true, workerData: { module: sqliteModule, path, everyMs } });
   worker.unref();
   worker.on('message', (m: { error?: string }) => {
     if (m.error) onError(m.error);

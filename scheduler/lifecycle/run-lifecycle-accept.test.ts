@@ -26,7 +26,7 @@ describe('acceptPush', () => {
       newRunId: () => `run-${++seq}`,
       verifyPush: ({ after }) => {
         verified.push(after);
-        return Promise.resolve({ ok: false, reason: 'test: not signed' });
+        return Promise.resolve({ ok: false as const, code: 'unsigned', reason: 'test: not signed' });
       },
     }));
     const f = t;
@@ -53,7 +53,7 @@ describe('acceptPush', () => {
       newRunId: () => `run-${++seq}`,
       verifyPush: () => {
         verifications++;
-        return Promise.resolve({ ok: false, reason: 'test: not signed' });
+        return Promise.resolve({ ok: false as const, code: 'unsigned', reason: 'test: not signed' });
       },
     }));
     t.lifecycle.acceptPush(aPush('c'.repeat(40)), 'key-2', 'Push Hook');
