@@ -153,6 +153,10 @@ export function lifecycleFixture(
       await settle();
     },
     runIn,
-    close: () => db.close(),
+    // Stop planning first (close() marks the lifecycle closed at once): a queued round must not meet a closed database.
+    close: () => {
+      void lifecycle.close();
+      db.close();
+    },
   };
 }
