@@ -22,10 +22,21 @@ const checkpoint = () => {
   try { db.pragma('wal_checkpoint(PASSIVE)'); } catch (err) { parentPort.postMessage({ error: String(err && err.message || err) }); }
 };
 const timer = setInterval(checkpoint, workerData.everyMs);
-parentPort.on('message', () => { clearInterval(timer); checkpoint(); db.close(); parentPort.close(); });
+parentPort.on('message', () => {
+  clearInterval(timer);
+  checkpoint();
+  db.close();
+  const closed = new Int32Array(workerData.closed);
+  Atomics.store(closed, 0, 1);
+  Atomics.notify(closed, 0);
+  parentPort.close();
+});
 `;
 
-/** A running checkpointer; `stop` checkpoints once more and closes its connection. */
+/** Longest stop() waits for the worker to close its connection. */
+const STOP_WAIT_MS = 2000;
+
+/** A running checkpointer; `stop` checkpoints once more, closes its connection and returns when it is closed. */
 export interface WalCheckpointer {
   stop(): void;
 }
@@ -36,7 +47,10 @@ export interface WalCheckpointer {
  */
 export function startWalCheckpointer(path: string, everyMs: number, sqliteModule: string, onError: (message: string) => void = () => {}): WalCheckpointer {
   if (!Number.isInteger(everyMs) || everyMs <= 0) throw new Error(`startWalCheckpointer: everyMs must be a positive integer (got ${everyMs})`);
-  const worker = new Worker(WORKER, { eval: true, workerData: { module: sqliteModule, path, everyMs } });
+  // Set by the worker once its connection is closed: stop() waits for it, so that when the leader's
+  // db.close() returns no connection of secd's holds the file (a backup or a removal may follow).
+  const closed = new SharedArrayBuffer(4);
+  const worker = new Worker(WORKER, { eval: true, workerData: { module: sqliteModule, path, everyMs, closed } });
   worker.unref();
   worker.on('message', (m: { error?: string }) => {
     if (m.error) onError(m.error);
@@ -48,6 +62,8 @@ export function startWalCheckpointer(path: string, everyMs: number, sqliteModule
       if (stopped) return;
       stopped = true;
       worker.postMessage('stop');
+      // At most 2 s: a worker that never started (an unopenable file) has nothing to close.
+      Atomics.wait(new Int32Array(closed), 0, 0, STOP_WAIT_MS);
     },
   };
 }

@@ -77,7 +77,7 @@ describe('MIG devices and lost GPUs through node processes', () => {
 
     // The only A100 is in MIG mode: a whole one can never be given.
     const refused = await cluster.waitForRunState(wholeRun, ['rejected']);
-    expect(refused.reason).toBe('no node can run it: no node has 1 GPU matching model A100; none has even one');
+    expect(refused.reason).toBe('secd.yml: gpu cannot be met: no node has 1 GPU matching model A100; none has even one');
   });
 
   it('a GPU lost mid-run: that run fails saying so, the machine’s other GPUs finish their work, the lost GPU goes to nobody', async () => {
