@@ -318,20 +318,12 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
   let branch: string | null = null;
   let outputsPath: string | null = null;
   let resultsCommit: string | null = null;
+  // The outcome of a run whose results did not get where they go: failed, with why.
+  const undelivered = (why: string): RunOutcome => ({ end: 'failed', reason: why, exitCode, imageId, branch: null, outputsPath: null, startedAt, finishedAt, disclosure });
   if (opts.local) {
     const local = await writeLocalResults({ ...delivery, destRoot: opts.local.resultsRoot });
     if (!local.ok) {
-      return {
-        end: 'failed',
-        reason: `results could not be written: ${local.reason}`,
-        exitCode,
-        imageId,
-        branch: null,
-        outputsPath: null,
-        startedAt,
-        finishedAt,
-        disclosure,
-      };
+      return undelivered(`results could not be written: ${local.reason}`);
     }
     outputsPath = local.folder;
   } else if (spec.resultsRemote) {
@@ -348,17 +340,9 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
       // Nothing of the run is deleted: its outputs stay on the node (work_dir/kept/ once the leader has the result).
       await saveJournal(ws, Object.assign(journal, { undelivered: pushed.reason })).catch((err: unknown) => log.warn({ err }, 'could not journal the failed delivery'));
       log.error({ reason: pushed.reason, code: pushed.code }, 'results could not be pushed; workspace kept');
-      return {
-        end: 'failed',
-        reason: `results could not be pushed (${pushed.reason}); they are kept on node ${settings.nodeId}; the run had ${end === 'succeeded' ? 'succeeded' : `ended: ${reason}`}`,
-        exitCode,
-        imageId,
-        branch: null,
-        outputsPath: null,
-        startedAt,
-        finishedAt,
-        disclosure,
-      };
+      return undelivered(
+        `results could not be pushed (${pushed.reason}); they are kept on node ${settings.nodeId}; the run had ${end === 'succeeded' ? 'succeeded' : `ended: ${reason}`}`,
+      );
     }
     branch = pushed.branch;
     outputsPath = pushed.path;
