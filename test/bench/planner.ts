@@ -12,23 +12,12 @@
  */
 import { planRuns, DEFAULT_RESERVE_AFTER_MS, type Plan, type PlannedNode, type PlannedRun, type PlanSnapshot, type RunningRun } from '../../scheduler/plan/plan.js';
 import { checkPlan, type FreshState } from '../../scheduler/plan/plan-check.js';
+import { seededRandom } from './seeded-random.js';
 
 const RUNS = Number(process.argv[2] ?? 10_000);
 const NODES = Number(process.argv[3] ?? 500);
 const GPUS_PER_NODE = 8;
 const NOW = new Date('2026-01-01T12:00:00Z');
-
-/** Deterministic pseudo-random numbers (mulberry32), so every run of the benchmark plans the same cluster. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Mix {
   name: string;
@@ -56,7 +45,7 @@ function gpuSize(r: () => number): number {
 }
 
 function buildSnapshot(mix: Mix, seed: number): PlanSnapshot {
-  const r = random(seed);
+  const r = seededRandom(seed);
   const project = () => `group/project-${Math.floor(r() * mix.projects)}`;
   const nodes: PlannedNode[] = [];
   const running: RunningRun[] = [];

@@ -20,6 +20,7 @@
  */
 import { planRuns, type PlannedNode, type PlannedRun, type RunningRun } from '../../scheduler/plan/plan.js';
 import { UsageLedger, DEFAULT_FAIR_SHARE_HALF_LIFE_HOURS } from '../../scheduler/plan/fair-share.js';
+import { seededRandom } from './seeded-random.js';
 
 const RUNS = Number(process.argv[2] ?? 20_000);
 const SEED = Number(process.argv[3] ?? 7);
@@ -34,18 +35,6 @@ const MIN = 60_000;
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 0, 5, 0, 0, 0);
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface TraceRun {
   id: string;
   user: string;
@@ -56,7 +45,7 @@ interface TraceRun {
 }
 
 function makeTrace(count: number, seed: number): TraceRun[] {
-  const r = random(seed);
+  const r = seededRandom(seed);
   const normal = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   // Zipf-like activity: user k submits in proportion to 1/(k+1).
   const weights = Array.from({ length: USERS }, (_, k) => 1 / (k + 1));
