@@ -64,7 +64,7 @@ export async function runLocalProject(
     createdAt: now().toISOString(),
     resultsRemote: null,
   };
-  const executor = withImageSettings(nodeExecutorDeps(config.node, config.limits, deps.engine, deps.log, now), deps.engine, config.node, deps.build);
+  const executor = withImageSettings(nodeExecutorDeps(config.node, config.limits, deps.engine, deps.log, now), config.node, deps.build);
   deps.out.line(`secd: run ${runId} of ${projectDir} (runfor ${policy.config.runforHours} h)`);
   const outcome = await executeRun(spec, executor, {
     onPhase: (phase) => deps.out.line(`secd: ${phase}`),

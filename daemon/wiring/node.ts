@@ -61,7 +61,7 @@ export async function startNode(config: NodeConfig, opts: StartNodeOptions): Pro
   const { log } = opts;
   const now = opts.now ?? (() => new Date());
   const engine = opts.engine ?? createDockerEngine({ logger: log, ...(config.build?.cgroup_parent ? { buildCgroupParent: config.build.cgroup_parent } : {}) });
-  const executor = withImageSettings(nodeExecutorDeps(config, DEFAULT_LIMITS, engine, log, now), engine, config);
+  const executor = withImageSettings(nodeExecutorDeps(config, DEFAULT_LIMITS, engine, log, now), config);
   const runs = new NodeRuns({ executor, workDir: config.work_dir, log });
   const gpu = createGpuTelemetry({ command: config.nvidia_smi, log });
   const host = createHostTelemetry({ diskPath: config.cache_root, log });

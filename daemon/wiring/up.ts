@@ -50,7 +50,7 @@ export async function startInProcessNode(config: LocalNodeConfig, deps: InProces
   const log = deps.log.child({ node: config.node_id });
   const gpu = createGpuTelemetry({ command: config.nvidia_smi, log });
   const host = createHostTelemetry({ diskPath: config.cache_root, log });
-  const node = new LocalNode(config.node_id, withImageSettings(nodeExecutorDeps(config, deps.limits, deps.engine, deps.log, deps.now), deps.engine, config), {
+  const node = new LocalNode(config.node_id, withImageSettings(nodeExecutorDeps(config, deps.limits, deps.engine, deps.log, deps.now), config), {
     hostname: osHostname(),
     maxCpuRuns: config.max_cpu_runs,
     reportIntervalMs: config.report_interval_ms,
