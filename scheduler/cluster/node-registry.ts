@@ -13,6 +13,7 @@
  */
 import type { NodeStore } from '../../storage/node-store.js';
 import type { Log } from '../common/log.js';
+import { failpoint } from '../common/failpoints.js';
 import { encodeMessage, parseNodeMessage, PROTOCOL_VERSION, type HeldRun, type HelloMessage, type StatusMessage } from '../contract/protocol.js';
 import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
 import { foreignBusyChanged, nodeHelloOf, type NodeView } from './node-view.js';
@@ -244,7 +245,9 @@ export class NodeRegistry {
         node.pendingAssign.delete(msg.run_id);
         node.pendingCancel.delete(msg.run_id);
         // Recorded first, acknowledged after: a crash in between means the node sends it again.
+        failpoint('leader.result.received');
         this.reports?.onResult(node.id, msg.run_id, msg.outcome);
+        failpoint('leader.result.recorded');
         node.send({ type: 'run.result.ack', run_id: msg.run_id });
         return;
       default: {

@@ -17,6 +17,7 @@ import type { RunRow } from '../../storage/run-store.js';
 import type { LifecycleContext } from './lifecycle-context.js';
 import type { NodeHandle } from './lifecycle-deps.js';
 import { handOver } from './hand-over.js';
+import { onResultOfEndedRun, recordedEndOf } from './ended-runs.js';
 
 /** Default wait for a down node before its runs end `lost`: ten minutes. */
 const DEFAULT_LOST_AFTER_MS = 600_000;
@@ -79,6 +80,13 @@ export function recordResult(ctx: LifecycleContext, nodeId: string, runId: strin
   // Cancelled because its GPU was lost: that is a failure, and the GPU is why.
   const loss = given.end === 'cancelled' ? gpuLossOf(ctx, run) : null;
   const outcome: RunOutcome = loss ? { ...given, end: 'failed', reason: `failed: ${loss}` } : given;
+  // Ended (or held for review) already: the node re-sends until acknowledged (ended-runs.ts). Nothing
+  // moves: a held run's re-sent result must not end it past its review.
+  const recorded = recordedEndOf(ctx, run);
+  if (recorded !== null) {
+    onResultOfEndedRun(ctx, nodeId, run, recorded, given, outcome);
+    return;
+  }
   if (run.state === 'assigned' || run.state === 'building' || run.state === 'running') {
     // The node's `uploading` report was lost with a connection (or a leader restart): every run
     // passes through it before its end, so record it first.

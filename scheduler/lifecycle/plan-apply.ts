@@ -10,6 +10,7 @@
 import type { RunRow, RunStore } from '../../storage/run-store.js';
 import { IN_FLIGHT_STATES } from '../../storage/run-states.js';
 import type { Log } from '../common/log.js';
+import { failpoint } from '../common/failpoints.js';
 import { planRuns, type Placement, type Plan, type PlannedGpu, type PlannedNode, type PlanSnapshot, type RunningRun } from '../plan/plan.js';
 import { checkPlan, type RejectedPlacement } from '../plan/plan-check.js';
 import type { RunConfig } from '../policy/project-policy.js';
@@ -80,6 +81,8 @@ export function scheduleRound(ctx: LifecycleContext): number {
   // The nodes as they are now, not as the planner saw them.
   const handles = ctx.deps.nodes();
   const { applied, rejected } = applyPlan(plan, handles.map(plannedNode), ctx.deps);
+  // Committed, no node told yet: a restarted leader sends `assigned` runs again when their node says hello.
+  if (applied.length > 0) failpoint('leader.plan.applied');
   for (const { placement, run } of applied) {
     log.info({ runId: placement.runId, node: placement.nodeId, gpus: placement.gpus }, 'run assigned');
     ctx.deps.onAssigned?.(run);

@@ -10,8 +10,9 @@
  * goes on as before: the check protects the current run, it is not a gate GitLab's outage closes.
  */
 import type { RunRow } from '../../storage/run-store.js';
-import { isInFlight } from '../../storage/run-states.js';
+import { IN_FLIGHT_STATES, isInFlight } from '../../storage/run-states.js';
 import { errorText } from '../common/errors.js';
+import { failpoint } from '../common/failpoints.js';
 import { branchOfRef } from '../intake/push-event.js';
 import { resolveRunConfig } from '../policy/project-policy.js';
 import { plannedNode } from './plan-apply.js';
@@ -69,6 +70,8 @@ export class RunChecks {
       return;
     }
     store.markVerified(run.projectId, verification.commits, verification.head.fingerprint);
+    // Killed here, the run is still `received`: a restart verifies it again (its commits count as verified).
+    failpoint('leader.checks.verified');
     // Who vouched for which refused commit is part of the run's audit trail.
     for (const vouch of verification.vouched ?? []) {
       store.note(run.id, `commit ${vouch.commit.slice(0, 8)} vouched for by ${vouch.by} (Secd-Vouches-For)`);
@@ -119,6 +122,8 @@ export class RunChecks {
       warnings: policy.warnings,
     });
     if (!queued.ok) return;
+    // Killed here, nothing is lost: resume() plans it, re-posts its status and supersedes older runs.
+    failpoint('leader.checks.queued');
     this.ctx.postStatus(run.id, 'pending', 'queued: waiting for a node');
     this.supersedeOlderRuns(queued.run);
     this.ctx.scheduleSoon();
@@ -138,6 +143,22 @@ export class RunChecks {
     }
     if (head === null || head === run.commit) return null;
     return `a newer push exists: branch ${JSON.stringify(branch)} is at ${head.slice(0, 8)}, not ${run.commit.slice(0, 8)}; this push does not run`;
+  }
+
+  /**
+   * After a restart: a run queued just before the leader died may not have superseded the older runs
+   * of its branch yet. Each project's newest queued-or-later run of a branch does it now (what
+   * queueing it would have done; a run superseded already is not active any more).
+   */
+  supersedeAfterRestart(): void {
+    const { store } = this.ctx.deps;
+    const newest = new Map<string, RunRow>();
+    for (const run of store.inStates(['queued', ...IN_FLIGHT_STATES])) {
+      const key = `${run.projectId}\u0000${run.ref}`;
+      const seen = newest.get(key);
+      if (!seen || run.createdAt >= seen.createdAt) newest.set(key, run);
+    }
+    for (const run of newest.values()) this.supersedeOlderRuns(run);
   }
 
   /** Older runs of the same branch end `cancelled`; one already on a node is stopped there. */

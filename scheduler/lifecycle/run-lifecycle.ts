@@ -12,7 +12,9 @@
 import type { PushEvent } from '../intake/push-event.js';
 import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
 import type { CommitStatusState } from '../gitlab/gitlab-port.js';
+import { failpoint } from '../common/failpoints.js';
 import { CommitStatuses } from './commit-statuses.js';
+import { isFinalStatus, postMissingFinalStatuses } from './ended-runs.js';
 import type { LifecycleContext } from './lifecycle-context.js';
 import type { LifecycleDeps } from './lifecycle-deps.js';
 import { reconcileHeldRuns, recordPhase, recordResult, sweepLostRuns } from './node-reports.js';
@@ -42,7 +44,13 @@ export class RunLifecycle {
     this.ctx = {
       deps,
       assigning: new Set(),
-      postStatus: (runId, state, description, channel) => this.track(statuses.post(runId, state, description, channel)),
+      postStatus: (runId, state, description, channel) =>
+        this.track(
+          statuses.post(runId, state, description, channel).then(() => {
+            // GitLab took (or refused) the run's final status: crash tests stop the leader after it.
+            if (channel !== 'release' && isFinalStatus(state)) failpoint('leader.status.final');
+          }),
+        ),
       track: (p) => this.track(p),
       scheduleSoon: () => this.scheduleSoon(),
       closed: () => this.isClosed,
@@ -82,6 +90,9 @@ export class RunLifecycle {
     }
     const { run_id: runId, duplicate } = claimed.value;
     if (duplicate) return { run_id: runId, duplicate: true };
+    // Stored (the delivery and its run in one transaction), not answered yet: GitLab sees the
+    // connection drop, and a restarted leader checks the `received` run (resume()).
+    failpoint('leader.intake.stored');
     // The run is stored: everything else waits until the answer is on its way. Started here, the
     // status post and the checks would run their first synchronous steps (a git spawn costs
     // milliseconds) in the microtasks before the HTTP layer writes the answer. setImmediate runs
@@ -98,9 +109,15 @@ export class RunLifecycle {
     return { run_id: runId, duplicate: false };
   }
 
-  /** After a restart: carry every unfinished run on from where SQLite says it is. */
+  /**
+   * After a restart: carry every unfinished run on from where SQLite says it is. Each step a killed
+   * leader may have left half done is done again here: checks of `received`/`verified` runs, older
+   * runs a queued one supersedes, final statuses GitLab never took (ended-runs.ts), then planning.
+   */
   resume(): void {
     for (const run of this.deps.store.inStates(['received', 'verified'])) this.checks.enqueue(run.projectId, run.id);
+    this.checks.supersedeAfterRestart();
+    postMissingFinalStatuses(this.ctx);
     this.scheduleSoon();
     // Held runs wait for their review as they did before the restart: look at each once now.
     if (this.deps.release) this.pollReleases();

@@ -18,6 +18,7 @@
  *   names it in a `Secd-Vouches-For: <full sha>` trailer (vouch-trailers.ts); the verdict lists who
  *   vouched for what, for the run's events.
  */
+import { failpoint } from '../common/failpoints.js';
 import { signatureKind, verifyCommitSignature, type KeyOwner, type ObjectFormat } from './commit-signature.js';
 import { parseCommit } from './commit-object.js';
 import type { GitMirror } from './git-mirror.js';
@@ -130,6 +131,8 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
   if (!(await mirror.hasCommit(input.after))) {
     return { ok: false, code: 'fetch_failed', commit: headShort, reason: `commit ${headShort} is not in the repository any more` };
   }
+  // Crash tests stop the leader here: the mirror holds the push, nothing is checked yet.
+  failpoint('leader.verify.fetched');
 
   const answer = await keyringAnswer;
   if (!answer.ok) {
@@ -180,6 +183,8 @@ export async function verifyPush(input: VerifyPushInput, deps: VerifyPushDeps): 
   if (refused.length > 0) return refusal(refused, pusher);
 
   const signed = head.verdict as Accepted;
+  // Every commit checked, nothing recorded yet.
+  failpoint('leader.verify.checked');
   return {
     ok: true,
     commits,

@@ -1,0 +1,156 @@
+/**
+ * Runs met again after they ended (issue 16): a result the node re-sends until acknowledged, a
+ * result that disagrees with the recorded end, a held run's result sent twice, and what a restarted
+ * leader does for a run whose final status never reached GitLab or whose newer push never superseded
+ * it. A real in-memory run store, fake nodes and GitLab, and a log that keeps every line.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Log } from '../common/log.js';
+import type { RunOutcome } from '../contract/run-spec.js';
+import type { RunReleaseRow, ReleaseStore } from '../../storage/release-store.js';
+import type { ReleaseDesk } from '../release/release-desk.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+
+interface Line {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  msg: string;
+  obj: object;
+}
+
+function recordingLog(lines: Line[]): Log {
+  const at = (level: Line['level']) => (obj: object, msg = '') => void lines.push({ level, msg, obj });
+  const log: Log = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => log };
+  return log;
+}
+
+const outcome: RunOutcome = {
+  end: 'succeeded',
+  reason: 'succeeded; results on branch secd-x',
+  exitCode: 0,
+  imageId: 'sha256:1',
+  branch: 'secd-x',
+  outputsPath: 'outputs/x',
+  startedAt: '2026-01-01T00:00:01.000Z',
+  finishedAt: '2026-01-01T00:00:09.000Z',
+};
+
+let fixture: LifecycleFixture | undefined;
+afterEach(() => fixture?.close());
+
+function setup(release?: { store: Pick<ReleaseStore, 'get'> }) {
+  const lines: Line[] = [];
+  const node = fakeNode('gpu-01', { gpus: ['GPU-A'] });
+  fixture = lifecycleFixture([node], () => ({
+    log: recordingLog(lines),
+    ...(release ? { release: { desk: unusedDesk, store: release.store as ReleaseStore } } : {}),
+  }));
+  return { ...fixture, node, lines, loud: () => lines.filter((l) => l.level === 'warn' || l.level === 'error') };
+}
+
+/** A release desk no test here reaches: every method throws. */
+const unusedDesk = new Proxy({} as ReleaseDesk, {
+  get: (_t, name) => () => {
+    throw new Error(`the release desk was asked to ${String(name)}`);
+  },
+});
+
+describe('a result for a run that already ended', () => {
+  it('the same result re-sent (the node sends it until acked) is acknowledged quietly and changes nothing', async () => {
+    const t = setup();
+    const { id } = t.runIn('uploading');
+    t.lifecycle.onResult('gpu-01', id, outcome);
+    await t.settle();
+    const ended = t.store.get(id)!;
+    expect(ended).toMatchObject({ state: 'succeeded', branch: 'secd-x', statusPosted: 'success' });
+    const events = t.store.events(id).length;
+
+    t.lifecycle.onResult('gpu-01', id, { ...outcome, reason: 'sent again' });
+    await t.settle();
+    expect(t.store.get(id)).toMatchObject({ state: 'succeeded', reason: outcome.reason, branch: 'secd-x' });
+    expect(t.store.events(id)).toHaveLength(events);
+    expect(t.statuses.filter((s) => s.state === 'success')).toHaveLength(1);
+    expect(t.loud()).toEqual([]);
+    expect(t.lines.some((l) => l.level === 'debug' && /re-sent for a run that already ended/.test(l.msg))).toBe(true);
+    expect(t.lines.some((l) => /state table does not allow/.test(l.msg))).toBe(false);
+  });
+
+  it('a re-sent result whose final status never reached GitLab (the leader died first) posts it, once', async () => {
+    const t = setup();
+    const { id } = t.runIn('uploading');
+    // Ended in the database, as a leader killed before its status post leaves it.
+    t.store.transition(id, 'succeeded', outcome.reason, { branch: 'secd-x' });
+    t.lifecycle.onResult('gpu-01', id, outcome);
+    t.lifecycle.onResult('gpu-01', id, outcome);
+    await t.settle();
+    expect(t.statuses.map((s) => s.state)).toEqual(['success']);
+    expect(t.store.get(id)?.statusPosted).toBe('success');
+    expect(t.loud()).toEqual([]);
+  });
+
+  it('a result that disagrees with the recorded end (another end, another branch) is logged as an error and the recorded end stands', async () => {
+    const t = setup();
+    const { id } = t.runIn('running');
+    t.store.transition(id, 'lost', 'node gpu-01 has been unreachable for 10 min');
+    t.lifecycle.onResult('gpu-01', id, outcome);
+    await t.settle();
+    expect(t.store.get(id)).toMatchObject({ state: 'lost', branch: null });
+    const errors = t.lines.filter((l) => l.level === 'error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.msg).toBe('a node reported a result that disagrees with the recorded end of the run; the recorded end stands');
+    expect(errors[0]!.obj).toMatchObject({ runId: id, recorded: { end: 'lost', branch: null }, reported: { end: 'succeeded', branch: 'secd-x' } });
+
+    const { id: other } = t.runIn('uploading');
+    t.lifecycle.onResult('gpu-01', other, outcome);
+    t.lifecycle.onResult('gpu-01', other, { ...outcome, branch: 'secd-y' });
+    await t.settle();
+    expect(t.store.get(other)).toMatchObject({ state: 'succeeded', branch: 'secd-x' });
+    expect(t.lines.filter((l) => l.level === 'error').map((l) => l.obj)).toContainEqual(
+      expect.objectContaining({ runId: other, recorded: { end: 'succeeded', branch: 'secd-x' }, reported: expect.objectContaining({ branch: 'secd-y' }) }),
+    );
+  });
+
+  it("a held run's result sent again leaves it held for its review (it does not end past the review)", async () => {
+    const rows = new Map<string, Pick<RunReleaseRow, 'policy' | 'nodeEnd' | 'reviewBranch'>>();
+    const t = setup({ store: { get: (runId: string) => rows.get(runId) as RunReleaseRow | undefined } });
+    const { id } = t.runIn('uploading');
+    rows.set(id, { policy: 'review', nodeEnd: 'succeeded', reviewBranch: 'secd-x' });
+    t.store.transition(id, 'held', 'outputs held for review (0/2 approvals)');
+    t.lifecycle.onResult('gpu-01', id, outcome);
+    await t.settle();
+    expect(t.store.get(id)?.state).toBe('held');
+    expect(t.statuses).toEqual([]);
+    expect(t.loud()).toEqual([]);
+  });
+});
+
+describe('a leader that starts again after it was killed', () => {
+  it('posts the final status of a run that ended while its post was on its way, and none GitLab already took', async () => {
+    const t = setup();
+    const { id: unposted } = t.runIn('uploading');
+    t.store.transition(unposted, 'failed', 'the build failed');
+    const { id: posted } = t.runIn('uploading');
+    t.store.transition(posted, 'succeeded', outcome.reason);
+    t.store.update(posted, { statusPosted: 'success' });
+    const { id: stillRunning } = t.runIn('running');
+    t.lifecycle.resume();
+    await t.settle();
+    expect(t.statuses.map((s) => [s.sha, s.state, s.description])).toEqual([[t.store.get(unposted)!.commit, 'failed', 'the build failed']]);
+    expect(t.store.get(stillRunning)?.statusPosted).toBeNull();
+    // Started once more, it posts nothing new.
+    t.lifecycle.resume();
+    await t.settle();
+    expect(t.statuses).toHaveLength(1);
+  });
+
+  it('a run queued just before the kill supersedes the older runs of its branch when the leader starts again', async () => {
+    const t = setup();
+    const older = t.runIn('queued', { project: 'lab/same' });
+    const newer = t.runIn('queued', { project: 'lab/same' });
+    // The fixture gives each run its own project id: make them one project, as two pushes are.
+    t.db.prepare('UPDATE runs SET project_id = 7 WHERE id IN (?, ?)').run(older.id, newer.id);
+    t.lifecycle.resume();
+    await t.settle();
+    expect(t.store.get(older.id)).toMatchObject({ state: 'cancelled', reason: expect.stringContaining(`superseded by a newer push`) });
+    expect(t.store.get(newer.id)?.state).not.toBe('cancelled');
+  });
+});

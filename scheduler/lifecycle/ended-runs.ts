@@ -1,0 +1,95 @@
+/**
+ * Runs that have already ended, as the leader meets them again after a crash or a lost ack.
+ *
+ * - A node sends a run's result until the leader acknowledges it, so a leader killed between
+ *   recording the result and sending the ack gets the same result again from the node: an expected
+ *   case, acknowledged quietly (debug). A result that disagrees with the recorded end (another end
+ *   state, another branch) is a real error: the recorded end stands and the log says both.
+ * - A run's final commit status is posted after its end is committed; a leader killed in between
+ *   posts it when it starts again (`postMissingFinalStatuses`), and when the node re-sends the result.
+ *   `statusPosted` on the run says what GitLab took, so nothing is posted twice, except in the
+ *   window between GitLab taking a post and the leader recording it (GitLab then shows the same
+ *   final state twice: reading GitLab's statuses back would close it; the port has no such call).
+ */
+import type { RunRow } from '../../storage/run-store.js';
+import { isTerminal, type RunState } from '../../storage/run-states.js';
+import type { RunOutcome } from '../contract/run-spec.js';
+import type { CommitStatusState } from '../gitlab/gitlab-port.js';
+import type { LifecycleContext } from './lifecycle-context.js';
+
+/** How far back a restarted leader looks for ended runs whose final status GitLab never took. */
+export const FINAL_STATUS_LOOKBACK_MS = 24 * 3600_000;
+
+/** The `secd` commit status a run ending in `state` gets; null while it has not ended. */
+export function finalStatusOf(state: RunState): CommitStatusState | null {
+  if (!isTerminal(state)) return null;
+  return state === 'succeeded' ? 'success' : state === 'cancelled' ? 'canceled' : 'failed';
+}
+
+/** Whether `state` is one of the final commit statuses (success, failed, canceled). */
+export function isFinalStatus(state: CommitStatusState): boolean {
+  return state === 'success' || state === 'failed' || state === 'canceled';
+}
+
+/** What the leader recorded of the end a node reported: a review run's node end and review branch, or the run's end and branch. */
+export interface RecordedEnd {
+  end: string;
+  branch: string | null;
+}
+
+/** The end recorded for a run that ended (or is held for review), or null while it is still going. */
+export function recordedEndOf(ctx: LifecycleContext, run: RunRow): RecordedEnd | null {
+  const release = ctx.deps.release?.store.get(run.id);
+  // A review run's node end and branch are the release record's (the run's branch is the released one).
+  if (release?.policy === 'review' && release.nodeEnd !== null && (run.state === 'held' || isTerminal(run.state))) {
+    return { end: release.nodeEnd, branch: release.reviewBranch };
+  }
+  if (isTerminal(run.state)) return { end: run.state, branch: run.branch };
+  return null;
+}
+
+/**
+ * A result for a run that already ended: quiet when it says what was recorded (and the final status
+ * goes out if it never did), an error when it disagrees. `mapped` is the outcome as the leader reads
+ * it now (a cancel by a lost GPU reads as failed).
+ */
+export function onResultOfEndedRun(ctx: LifecycleContext, nodeId: string, run: RunRow, recorded: RecordedEnd, given: RunOutcome, mapped: RunOutcome): void {
+  const { log } = ctx.deps;
+  const sameEnd = recorded.end === given.end || recorded.end === mapped.end;
+  if (sameEnd && recorded.branch === given.branch) {
+    log.debug({ runId: run.id, nodeId, end: recorded.end, branch: recorded.branch }, 'a result re-sent for a run that already ended (the node sends it until acknowledged): acknowledged again');
+    postFinalStatusIfMissing(ctx, run);
+    return;
+  }
+  log.error(
+    {
+      runId: run.id,
+      nodeId,
+      state: run.state,
+      recorded,
+      reported: { end: given.end, branch: given.branch, reason: given.reason },
+    },
+    'a node reported a result that disagrees with the recorded end of the run; the recorded end stands',
+  );
+}
+
+/** Post a run's final status again when GitLab never took it (see the module comment). */
+function postFinalStatusIfMissing(ctx: LifecycleContext, run: RunRow): void {
+  const final = finalStatusOf(run.state);
+  if (final !== null && run.statusPosted !== final) ctx.postStatus(run.id, final, run.reason);
+}
+
+/** After a restart: the final status of every run that ended within the lookback and whose status GitLab never took. */
+export function postMissingFinalStatuses(ctx: LifecycleContext): number {
+  const { store, now } = ctx.deps;
+  const since = now().getTime() - FINAL_STATUS_LOOKBACK_MS;
+  let posted = 0;
+  for (const run of store.list({ limit: 1000 })) {
+    const final = finalStatusOf(run.state);
+    if (final === null || run.statusPosted === final) continue;
+    if (run.finishedAt === null || Date.parse(run.finishedAt) < since) continue;
+    ctx.postStatus(run.id, final, run.reason);
+    posted += 1;
+  }
+  return posted;
+}
