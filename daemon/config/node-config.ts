@@ -15,6 +15,9 @@
  *   that cgroup its pids limit (docs/sysadmin.md §13); absent, builds are not bounded in processes.
  * - `disk_watermark_bytes` has no default here (run-delivery.ts's DEFAULT_DISK_WATERMARK_BYTES applies),
  *   so a node.yml without it reads as before.
+ * - `outputs_volume` (absent: `disk`, uncapped while the run writes, as before): `quota` caps each
+ *   run's /outputs at the outputs total cap with an XFS project quota (the node refuses to start where
+ *   Docker has no quota support); `tmpfs` caps it in memory, counted against the run's memory limit.
  */
 import path from 'node:path';
 import { z } from 'zod';
@@ -78,6 +81,8 @@ export function nodeShape(ctx: LoadContext) {
     pids_limit: positiveInt.default(4096),
     // Free bytes work_dir's filesystem must keep, or runs fail (see the header).
     disk_watermark_bytes: bytesField.optional(),
+    // How /outputs is capped on disk while a run writes (daemon/engine/outputs-volume.ts); absent: disk.
+    outputs_volume: z.enum(['disk', 'quota', 'tmpfs'], { error: 'must be disk, quota or tmpfs' }).optional(),
     base_image_mirror: urlField(['http', 'https']).optional(),
     build: buildSection.optional(),
   };

@@ -3,6 +3,9 @@
  * daemon/engine/docker-engine.ts (the one file that imports dockerode); the executor's and the node
  * runs' tests use the in-memory test/doubles/fake-container-engine.ts behind the same port.
  */
+import type { OutputsVolumeRequest } from './outputs-volume.js';
+
+export type { OutputsVolumeMode, OutputsVolumeRequest } from './outputs-volume.js';
 
 /** A host path made visible in the container (caches, datasets); /outputs is a volume, see VolumeMount. */
 export interface BindMount {
@@ -214,7 +217,17 @@ export interface ContainerEngine {
    * path ending in `/.` gives its content as `./name` entries. null when the container or path is gone.
    */
   readArchive(containerId: string, path: string): Promise<NodeJS.ReadableStream | null>;
-  /** Removes a named volume: true when removed, false when it was not there or a container still uses it. */
+  /**
+   * Creates a run's outputs volume capped in size before its container (outputs-volume.ts: `quota` or
+   * `tmpfs`, the latter kept mounted by a holder container until removeVolume). Repeatable.
+   */
+  createOutputsVolume(req: OutputsVolumeRequest): Promise<void>;
+  /** null when volumes can be capped by quota here (node.yml `outputs_volume: quota`), else the engine's sentence why not. */
+  probeOutputsQuota(): Promise<string | null>;
+  /**
+   * Removes a named volume, and first the holder keeping a `tmpfs` one mounted: true when removed,
+   * false when it was not there or a container still uses it.
+   */
   removeVolume(name: string): Promise<boolean>;
   /** Removes an image by reference; false when it was not there. */
   removeImage(ref: string): Promise<boolean>;

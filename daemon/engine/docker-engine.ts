@@ -27,6 +27,7 @@ import { dockerBuild } from './docker-build.js';
 import { recordOf, splitRepoTag } from './docker-records.js';
 import { messageOf, statusOf } from './engine-errors.js';
 import { demuxOutput, directoryTar, readImportProgress } from './engine-streams.js';
+import { createOutputsVolume, probeOutputsQuota, removeHolders } from './outputs-volume.js';
 
 /** How to reach the Docker Engine. */
 export interface DockerEngineOptions {
@@ -310,7 +311,12 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
       }
     },
 
+    createOutputsVolume: (req) => createOutputsVolume(docker, call, req),
+
+    probeOutputsQuota: () => probeOutputsQuota(docker, call),
+
     async removeVolume(name) {
+      await removeHolders(docker, call, name);
       try {
         await call('volume.remove', { volume: name }, () => docker.getVolume(name).remove(), [404, 409]);
         return true;

@@ -5,7 +5,7 @@
  */
 import type { Log } from '../../scheduler/common/log.js';
 import type { RunPhase } from '../../scheduler/contract/run-spec.js';
-import type { ContainerEngine } from '../engine/container-engine.js';
+import type { ContainerEngine, OutputsVolumeMode } from '../engine/container-engine.js';
 import type { BaseImageVariant } from '../ops/base-image-variants.js';
 
 /** Node settings the executor applies to every run. */
@@ -28,6 +28,10 @@ export interface ExecutorSettings {
   buildEnv?: Record<string, string>;
   /** Free space under work_dir below which runs are not started or fail while collecting (node.yml disk_watermark_bytes). */
   diskWatermarkBytes?: number;
+  /** How each run's /outputs volume is capped while it runs (node.yml outputs_volume); absent: `disk`, uncapped. */
+  outputsVolume?: OutputsVolumeMode;
+  /** The image a `tmpfs` volume's holder sleeps in (absent: secd/base, built on first use). */
+  outputsHolderImage?: string;
 }
 
 /** What the executor is given by main. */

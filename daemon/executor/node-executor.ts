@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { Log } from '../../scheduler/common/log.js';
 import type { LimitsConfig } from '../config/leader-config.js';
-import type { ContainerEngine } from '../engine/container-engine.js';
+import type { ContainerEngine, OutputsVolumeMode } from '../engine/container-engine.js';
 import { baseImageEnsurer } from '../ops/base-image.js';
 import type { ExecutorDeps } from './executor-deps.js';
 
@@ -21,6 +21,8 @@ export interface ExecutorNodeConfig {
   base_image_mirror: string | null;
   /** node.yml disk_watermark_bytes (absent: run-delivery.ts's default). */
   disk_watermark_bytes?: number | undefined;
+  /** node.yml outputs_volume (absent: disk). */
+  outputs_volume?: OutputsVolumeMode | undefined;
 }
 
 /** Grace between SIGTERM and SIGKILL when a run is stopped. */
@@ -50,6 +52,7 @@ export function nodeExecutorDeps(
       maxOutputTotalBytes: limits.max_output_total_bytes,
       maxLogBytes: limits.max_log_bytes,
       ...(node.disk_watermark_bytes !== undefined ? { diskWatermarkBytes: node.disk_watermark_bytes } : {}),
+      ...(node.outputs_volume !== undefined ? { outputsVolume: node.outputs_volume } : {}),
     },
     // Two runs asking for one variant at once share one build.
     ensureBaseImage: baseImageEnsurer(engine, { mirror: node.base_image_mirror, cacheDir: join(node.work_dir, 'base-image') }),

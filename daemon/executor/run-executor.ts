@@ -22,6 +22,7 @@ import { containerRequestFor, outputsVolumeName } from './container-profile.js';
 import { baseImageVariantsIn } from '../ops/base-image-variants.js';
 import type { ExecuteOptions, ExecutorDeps } from './executor-deps.js';
 import { checkoutCommit } from './git-checkout.js';
+import { prepareOutputsVolume } from './outputs-cap.js';
 import {
   cancelReasonOf,
   clearExecution,
@@ -151,6 +152,8 @@ export async function executeRun(spec: RunSpec, deps: ExecutorDeps, opts: Execut
     );
     request.name = runContainerName(spec.runId);
     request.timeoutMs = spec.runforMs - buildMs;
+    const capped = await prepareOutputsVolume(spec, deps, (line) => buildLine(`[secd base-image] ${line}`));
+    if (capped !== null) throw new StepFailure(capped);
     // From here a restarted node adopts the container whose id the journal holds (resumeRun); it is
     // journaled once created and before it starts, so a container that ever ran is one recorded here.
     await writeFileAtomic(ws.buildLog, buildLog.toBuffer());

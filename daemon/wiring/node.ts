@@ -29,6 +29,7 @@ import type { NodeConfig } from '../config/node-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';
+import { outputsVolumeProblem } from '../executor/outputs-cap.js';
 import { NodeAgent } from '../node/node-agent.js';
 import { NodeRuns } from '../node/node-runs.js';
 import { createGpuTelemetry } from '../telemetry/gpu-telemetry.js';
@@ -62,6 +63,8 @@ export async function startNode(config: NodeConfig, opts: StartNodeOptions): Pro
   const now = opts.now ?? (() => new Date());
   const engine = opts.engine ?? createDockerEngine({ logger: log, ...(config.build?.cgroup_parent ? { buildCgroupParent: config.build.cgroup_parent } : {}) });
   const executor = withImageSettings(nodeExecutorDeps(config, DEFAULT_LIMITS, engine, log, now), config);
+  const unusable = await outputsVolumeProblem(config.outputs_volume, engine);
+  if (unusable !== null) throw new Error(`node.yml: ${unusable}`);
   const runs = new NodeRuns({ executor, workDir: config.work_dir, log });
   const gpu = createGpuTelemetry({ command: config.nvidia_smi, log });
   const host = createHostTelemetry({ diskPath: config.cache_root, log });

@@ -19,6 +19,7 @@ import type { LimitsConfig } from '../config/leader-config.js';
 import type { LocalNodeConfig } from '../config/up-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';
+import { outputsVolumeProblem } from '../executor/outputs-cap.js';
 import { withImageSettings } from './build-settings.js';
 import { LocalNode } from '../node/local-node.js';
 import { createGpuTelemetry } from '../telemetry/gpu-telemetry.js';
@@ -48,6 +49,8 @@ export interface InProcessNodeDeps {
 /** Create the node and take its first readings (it is attached and recovered by the leader). */
 export async function startInProcessNode(config: LocalNodeConfig, deps: InProcessNodeDeps): Promise<InProcessNode> {
   const log = deps.log.child({ node: config.node_id });
+  const unusable = await outputsVolumeProblem(config.outputs_volume, deps.engine);
+  if (unusable !== null) throw new Error(`node: ${unusable}`);
   const gpu = createGpuTelemetry({ command: config.nvidia_smi, log });
   const host = createHostTelemetry({ diskPath: config.cache_root, log });
   const node = new LocalNode(config.node_id, withImageSettings(nodeExecutorDeps(config, deps.limits, deps.engine, deps.log, deps.now), config), {

@@ -26,6 +26,7 @@ import type {
   ContainerRequest,
   ContainerRunResult,
   ImageInfo,
+  OutputsVolumeRequest,
   RunContainer,
   RunHooks,
 } from '../../daemon/engine/container-engine.js';
@@ -84,6 +85,8 @@ export class FakeEngineState {
   readonly images = new Map<string, ImageInfo>();
   readonly containers = new Map<string, FakeContainerState>();
   readonly volumes = new Set<string>();
+  /** Volumes a holder container keeps mounted (`tmpfs` outputs volumes), by volume name. */
+  readonly volumeHolders = new Set<string>();
   readonly exitWaiters = new Map<string, Array<() => void>>();
   counter = 0;
 
@@ -296,8 +299,22 @@ export class FakeContainerEngine implements ContainerEngine {
     return outputsTar(c.outputs);
   }
 
+  /** Records the capped volume (and, for tmpfs, its holder as `volumeHolders`); no size is enforced here. */
+  async createOutputsVolume(req: OutputsVolumeRequest): Promise<void> {
+    await this.enter('createOutputsVolume', req.volume);
+    this.state.volumes.add(req.volume);
+    if (req.mode === 'tmpfs') this.state.volumeHolders.add(req.volume);
+  }
+
+  /** This fake has no quota support to speak of: it says so as Docker on ext4 does. */
+  async probeOutputsQuota(): Promise<string | null> {
+    await this.enter('probeOutputsQuota', '');
+    return 'quota size requested but no quota support';
+  }
+
   async removeVolume(name: string): Promise<boolean> {
     await this.enter('removeVolume', name);
+    this.state.volumeHolders.delete(name);
     return this.state.volumes.delete(name);
   }
 
