@@ -30,8 +30,11 @@ export class RunLifecycle {
   private replanning = false;
   private isClosed = false;
   private readonly pending = new Set<Promise<unknown>>();
+  /** Runs whose final commit status is being posted now. */
+  private readonly finalInFlight = new Set<string>();
   private readonly ctx: LifecycleContext;
   private readonly checks: RunChecks;
+  private readonly statuses: CommitStatuses;
 
   constructor(private readonly deps: LifecycleDeps) {
     const statuses = new CommitStatuses({
@@ -40,17 +43,28 @@ export class RunLifecycle {
       gitlab: deps.gitlab,
       log: deps.log,
       publicUrl: deps.settings.publicUrl,
+      nodes: deps.nodes,
+      now: deps.now,
     });
+    this.statuses = statuses;
     this.ctx = {
       deps,
       assigning: new Set(),
-      postStatus: (runId, state, description, channel) =>
+      postStatus: (runId, state, description, channel) => {
+        const final = channel !== 'release' && isFinalStatus(state);
+        // One final status per run: a second ask while the first is on its way (a result re-sent in
+        // the same moment) is dropped; once it is settled, `statusPosted` says whether GitLab took it.
+        if (final && this.finalInFlight.has(runId)) return;
+        if (final) this.finalInFlight.add(runId);
         this.track(
           statuses.post(runId, state, description, channel).then(() => {
+            if (!final) return;
+            this.finalInFlight.delete(runId);
             // GitLab took (or refused) the run's final status: crash tests stop the leader after it.
-            if (channel !== 'release' && isFinalStatus(state)) failpoint('leader.status.final');
+            failpoint('leader.status.final');
           }),
-        ),
+        );
+      },
       track: (p) => this.track(p),
       scheduleSoon: () => this.scheduleSoon(),
       closed: () => this.isClosed,
@@ -161,6 +175,8 @@ export class RunLifecycle {
   /** End `lost` every run whose node has been down longer than `lostAfterMs`; call it periodically. */
   sweepLostRuns(): void {
     sweepLostRuns(this.ctx);
+    // The same one-second tick sends status words held back a minute and a running run's time left.
+    if (!this.isClosed) for (const p of this.statuses.flush()) this.track(p);
   }
 
   /** Plan on the next tick (many events in one tick give one planning round). */
