@@ -67,8 +67,10 @@ describe('the node agent', () => {
   let sockets: Array<{ handlers: ClientSocketHandlers; sent: NodeMessage[]; closed: boolean }>;
   let runs: ReturnType<typeof fakeRuns>;
   let agent: NodeAgent;
+  let diskLow: string | null;
 
   beforeEach(() => {
+    diskLow = null;
     vi.useFakeTimers({ now: Date.parse('2026-01-01T00:00:00Z') });
     sockets = [];
     runs = fakeRuns();
@@ -102,6 +104,7 @@ describe('the node agent', () => {
       random: () => 0.5,
       backoff: { initialMs: 500, maxMs: 15_000 },
       resendMs: 3000,
+      diskLow: async () => diskLow,
     };
     agent = new NodeAgent(deps);
   });
@@ -114,6 +117,21 @@ describe('the node agent', () => {
   const fromLeader = (m: LeaderMessage) => current().handlers.message(encodeMessage(m));
   const welcome = () => fromLeader({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: 20_000 });
   const flush = () => vi.advanceTimersByTimeAsync(0);
+
+  it("a status says while the disk is under its watermark, in the node's words, and stops saying it once there is room", async () => {
+    agent.start();
+    current().handlers.open();
+    await flush();
+    welcome();
+    diskLow = 'node gpu-01 has 1.2 GiB free in /var/lib/secd-node, under its disk watermark of 2 GiB';
+    await vi.advanceTimersByTimeAsync(2000);
+    const statuses = () => current().sent.filter((m) => m.type === 'status');
+    expect(statuses().at(-1)).toMatchObject({ type: 'status', disk_low: diskLow });
+    diskLow = null;
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(statuses().length).toBeGreaterThanOrEqual(2);
+    expect(statuses().at(-1)).not.toHaveProperty('disk_low');
+  });
 
   it('reconnect delays double from the first one up to the cap, each drawn from its upper half', () => {
     const b = { initialMs: 500, maxMs: 15_000 };

@@ -36,6 +36,8 @@ export interface NodeAgentDeps {
   backoff?: { initialMs: number; maxMs: number };
   /** How long an unacknowledged result waits before it is sent again. */
   resendMs?: number;
+  /** Why work_dir's disk is under the node's watermark, or null when it has room (sent with every status). */
+  diskLow?(): Promise<string | null>;
 }
 
 /** Reconnect delays: 0.5 s doubling to 15 s, each drawn from [d/2, d). */
@@ -213,6 +215,8 @@ export class NodeAgent {
     this.sampling = true;
     try {
       const status = await readStatus(this.deps, { now: () => this.deps.now(), ours: () => this.deps.runs.gpusInUse(), log: this.log });
+      const diskLow = await this.deps.diskLow?.().catch(() => null);
+      if (diskLow) status.disk_low = diskLow;
       const images = this.deps.runs.images();
       if (images.join('\n') !== this.imagesSent) {
         status.images = images;

@@ -131,6 +131,11 @@ export class RemoteNode implements NodeHandle {
     return this.hello?.max_cpu_runs ?? 0;
   }
 
+  /** The node's own sentence while its disk is under its watermark (from its last status), else null. */
+  diskLow(): string | null {
+    return this.status?.disk_low ?? null;
+  }
+
   images(): string[] {
     return this.imageProjects;
   }

@@ -58,6 +58,8 @@ export const PROTOCOL_LIMITS = {
   heldRuns: 10_000,
   /** Characters of a reason or message shown to a person. */
   reason: 2_000,
+  /** Characters of a failed build's last build.log lines in a result (BUILD_LOG_TAIL_LINES of them). */
+  buildLogTail: 8_000,
   /** Warnings in a spec (the rest are summed up in one line). */
   warnings: 100,
   /** Characters of a path, URL or image id. */
@@ -72,6 +74,10 @@ export function clippedText(max: number) {
 }
 
 const reasonText = clippedText(PROTOCOL_LIMITS.reason);
+/** Lines a failed build's result carries of its build.log: the last ones, where the error is. */
+export const BUILD_LOG_TAIL_LINES = 20;
+/** Text of which the end matters (a log's tail): cut at the front. */
+const tailText = (max: number) => z.string().transform((s) => (s.length > max ? `…${s.slice(s.length - max + 1)}` : s));
 const pathText = z.string().max(PROTOCOL_LIMITS.path);
 
 const isoTime = z.string().max(PROTOCOL_LIMITS.token).refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 time');
@@ -159,6 +165,11 @@ export const runOutcomeSchema = z.object({
   resultsCommit: z.string().refine(isCommitId, 'must be a full commit sha').nullable().optional(),
   /** What the disclosure checks flagged in the outputs and logs (absent: an older node). */
   disclosure: z.array(disclosureFindingSchema).max(MAX_DISCLOSURE_FINDINGS + 1).optional(),
+  /**
+   * A failed build's last build.log lines, for the run page; only for a `direct` run (a review run's
+   * logs wait for review with its outputs). Absent: every other run, and an older node.
+   */
+  buildLogTail: tailText(PROTOCOL_LIMITS.buildLogTail).optional(),
 });
 
 /** One MIG device (a slice of a MIG-mode GPU): what a run gets instead of the whole GPU. */
@@ -267,6 +278,11 @@ export const statusMessage = z.object({
    * read, its readings unknown, kept rather than reported as zero GPUs. Absent or null: fresh.
    */
   gpus_stale: z.object({ since: isoTime, reason: reasonText }).nullable().optional(),
+  /**
+   * Set while work_dir's filesystem has less free space than the node's disk watermark: the node's
+   * sentence (free space, watermark). The leader places no new run there meanwhile. Absent or null: fine.
+   */
+  disk_low: reasonText.nullable().optional(),
 });
 
 /** Node -> leader: the spec of this run is on the node's disk; stop re-sending `run.assign`. */

@@ -38,6 +38,8 @@ export interface NodeHandle {
   images?(): string[];
   /** Each GPU and MIG device with its model, memory and MIG profile (requests by model/memory/MIG); absent: plain GPUs. */
   gpuDetails?(): PlannedGpu[];
+  /** Set while the node's disk is under its watermark (the node's sentence); absent or null: it has room. */
+  diskLow?(): string | null;
   /** GPUs the node reports lost or failing: their runs are stopped with the reason. */
   gpuTroubles?(): Array<{ uuid: string; health: 'lost' | 'error'; problem: string }>;
   /** Start a run; idempotent by run id. */

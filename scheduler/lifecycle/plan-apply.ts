@@ -117,6 +117,7 @@ type DetailedHandle = NodeHandle & { gpuDetails?(): PlannedGpu[] };
 /** A node as the planner sees it: what it has; the planner subtracts what runs and foreign processes use. */
 export function plannedNode(h: DetailedHandle): PlannedNode {
   const details = h.gpuDetails?.();
+  const diskLow = h.diskLow?.() ?? null;
   return {
     id: h.id,
     state: h.state(),
@@ -125,6 +126,7 @@ export function plannedNode(h: DetailedHandle): PlannedNode {
     cpuSlots: h.cpuSlots(),
     images: h.images?.() ?? [],
     ...(details ? { gpuDetails: details } : {}),
+    ...(diskLow !== null ? { diskLow } : {}),
   };
 }
 

@@ -53,7 +53,8 @@ export class ClusterState {
       }
     }
     this.ids = nodes.map((n) => n.id);
-    this.up = nodes.map((n) => n.state === 'up');
+    // A node under its disk watermark keeps its runs and gets no new one until it has room again.
+    this.up = nodes.map((n) => n.state === 'up' && n.diskLow === undefined);
     // A GPU is free when it is usable (not foreign-busy, lost or in error) and no run holds it;
     // whole GPUs and MIG devices are kept apart (gpu-eligibility.ts: a plain count gets no slice).
     this.units = nodes.map((n) => new Map(gpuUnitsOf(n).map((u) => [u.uuid, u])));

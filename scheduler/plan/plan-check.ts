@@ -99,6 +99,7 @@ function refusalOf(
   if (state !== 'queued') return { code: 'run_not_queued', reason: `run ${p.runId} is ${state} now, not queued` };
   if (!node) return { code: 'node_gone', reason: `node ${p.nodeId} is gone (forgotten or revoked)` };
   if (node.state !== 'up') return { code: 'node_not_up', reason: `node ${p.nodeId} is ${node.state} now` };
+  if (node.diskLow !== undefined) return { code: 'node_not_up', reason: `node ${p.nodeId} is under its disk watermark now: ${node.diskLow}` };
   if (p.gpus.length === 0) {
     const free = node.cpuSlots - (cpuInUse.get(p.nodeId) ?? 0);
     return free > 0 ? null : { code: 'no_cpu_slot', reason: `node ${p.nodeId} has no free CPU slot now` };

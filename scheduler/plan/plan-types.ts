@@ -75,6 +75,8 @@ export interface PlannedNode {
   cpuSlots: number;
   /** Projects whose image the node already holds (a run there skips most of its build). */
   images: string[];
+  /** Set while the node's disk is under its watermark (its sentence): it takes no new run, like a draining node. */
+  diskLow?: string;
 }
 
 /** Input of one planning round. */
