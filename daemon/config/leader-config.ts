@@ -217,6 +217,8 @@ export function leaderShape(ctx: LoadContext, defaults: { dataDir: string }) {
     limits: limitsSchema.prefault({}),
     node_timeout_ms: positiveInt.default(20_000),
     lost_after_ms: positiveInt.default(600_000),
+    /** How often the leader looks for pushes whose webhook never arrived (DESIGN §11; scheduler/reconcile). */
+    reconcile_interval_ms: positiveInt.min(1000, { error: 'must be at least 1000 (every project costs GitLab calls each round)' }).default(60_000),
     tls: tlsSchema(ctx).optional(),
     api: apiSchema(ctx).prefault({}),
     release: releaseSchema.prefault({}),

@@ -4,6 +4,7 @@
  * node that up.ts wires, and treats it like any node (its view beside the registry's, its handle
  * beside theirs).
  */
+import { mysqlAdminWarnings } from './mysql-admin-warnings.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -32,6 +33,8 @@ import { buildLeaderServer } from '../../web/leader-server.js';
 import { createLeaderMetrics, queuedToAssignedSeconds, type LeaderMetrics } from '../../web/metrics.js';
 import { StatusFeed } from '../../web/status-feed.js';
 import { countRunsByState } from '../../storage/run-counts.js';
+import { runHeads } from '../../storage/run-heads.js';
+import { startMissedPushReconciler } from '../../scheduler/reconcile/reconciler.js';
 import type { LocalNodeConfig, UpConfig } from '../config/up-config.js';
 import type { ContainerEngine } from '../engine/container-engine.js';
 import type { LocalNode } from '../node/local-node.js';
@@ -171,11 +174,12 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
   local?.attach(lifecycle, onNodeStatus);
   registry.attach(lifecycle);
 
+  const intake = gitlabCfg ? { webhookSecret: gitlabCfg.webhook_secret, runBranch: gitlabCfg.run_branch, reviewProject: config.release.review_project } : null;
   const server = buildLeaderServer({
     store,
     lifecycle,
     log: log.child({ component: 'http' }),
-    intake: gitlabCfg ? { webhookSecret: gitlabCfg.webhook_secret, runBranch: gitlabCfg.run_branch, reviewProject: config.release.review_project } : null,
+    intake,
     healthy: () => isWritable(db),
     gitlabCheck: () => gitlabWatches?.token?.current() ?? null,
     nodes: apiNodes,
@@ -224,6 +228,8 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     lifecycle.onNodeHello(localNode.id, hello.runs.map((r) => ({ runId: r.run_id, phase: r.phase })));
   }
   lifecycle.resume();
+  // Pushes whose webhook never came (GitLab does not retry): looked for now and every interval (DESIGN §11).
+  const reconciler = intake ? startMissedPushReconciler({ gitlab, runs: runHeads(db), intake, acceptPush: (...a) => lifecycle.acceptPush(...a), log: log.child({ component: 'reconcile' }), intervalMs: config.reconcile_interval_ms }) : null;
   registry.start();
   const sweep = setInterval(() => lifecycle.sweepLostRuns(), Math.min(1000, config.lost_after_ms));
   sweep.unref();
@@ -247,6 +253,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     releaseStore,
     async close() {
       gitlabWatches?.close();
+      await reconciler?.close();
       clearInterval(sweep);
       clearInterval(releasePoll);
       local?.close();
@@ -313,6 +320,7 @@ function leaderReleaseDesk(config: LeaderSettings, w: ReleaseWiring): ReleaseDes
 // The dataset step: policy over the dataset store, temporary accounts on the configured MySQL.
 function leaderDatasets(config: LeaderSettings, datasetStore: DatasetStore, store: RunStore, log: Log): RunDatasets {
   const mysqlCfg = config.mysql;
+  if (mysqlCfg) for (const warning of mysqlAdminWarnings(mysqlCfg)) log.warn({ mysql_host: mysqlCfg.host }, warning);
   return new RunDatasets({
     store: datasetStore,
     runs: store,

@@ -12,6 +12,7 @@ import {
   gitlabMemberList,
   gitlabMergeRequestSchema,
   gitlabProjectSchema,
+  gitlabPushEventList,
   gitlabSshKeyList,
   gitlabUserDetailSchema,
   gitlabUserList,
@@ -91,6 +92,18 @@ describe('GitLab answers as GitLab documents them', () => {
       ok: true,
       value: { approved_by: [{ user: { id: 1, username: 'root' } }] },
     });
+  });
+
+  it('a push event reads as its pusher and push_data; a created branch has no commit_from, a bulk push no ref', () => {
+    const read = parseGitLabAnswer(gitlabPushEventList, fixture('api_project_events_pushed.json'));
+    expect(read).toMatchObject({ ok: true, value: [{ id: 4, author: { id: 1, username: 'root' }, push_data: { ref: 'master', commit_to: 'c5feabde2d8cd023215af4d2ceeb7a64839fc428' } }] });
+    const sample = (JSON.parse(fixture('api_project_events_pushed.json')) as Array<{ push_data: Record<string, unknown> }>)[0]!;
+    const created = { ...sample, push_data: { ...sample.push_data, action: 'created', commit_from: null } };
+    const bulk = { ...sample, push_data: { ...sample.push_data, ref: null, commit_from: null, commit_to: null, ref_count: 5 } };
+    const both = parseGitLabAnswer(gitlabPushEventList, JSON.stringify([created, bulk]));
+    expect(both.ok && both.value.map((e) => [e.push_data.commit_from, e.push_data.ref])).toEqual([[null, 'master'], [null, null]]);
+    const noAuthor = { ...sample, author: undefined };
+    expect(parseGitLabAnswer(gitlabPushEventList, JSON.stringify([noAuthor]))).toMatchObject({ ok: false, field: 'answer[0].author' });
   });
 
   it('a project whose repository is empty has no default branch', () => {

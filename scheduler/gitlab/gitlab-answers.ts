@@ -11,6 +11,8 @@ import { dotted } from '../common/describe-value.js';
 import { errorText } from '../common/errors.js';
 
 const id = z.number().int().positive();
+/** A commit id: 40 hex digits (64 in a SHA-256 repository). */
+const commitId = z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a commit id');
 
 /** GET /projects/:id (fields secd reads). */
 export const gitlabProjectSchema = z.object({
@@ -88,6 +90,31 @@ export const gitlabBranchSchema = z.object({
   commit: z.object({ id: z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a commit id') }),
 });
 
+/**
+ * One entry of GET /projects/:id/events?action=pushed (fields secd reads): who pushed what where.
+ * `push_data.commit_from` is null for a created branch (its webhook's `before` is forty zeros),
+ * `commit_to` null for a deleted one; a push of more refs than GitLab's `push_event_activities_limit`
+ * (3 by default) is one "bulk push" event with `ref` and both commits null. `author` is the pusher
+ * (the Event entity's `author_username` repeats `author.username`; GitLab's doc sample disagrees with
+ * itself there, so the nested user, whose id is `author_id`, is what secd reads).
+ */
+export const gitlabPushEventSchema = z.object({
+  id,
+  author_id: id,
+  author: z.object({ id, username: z.string().min(1), name: z.string() }),
+  /** absent from the doc's sample push event; GitLab's entity always sends it */
+  created_at: z.string().optional(),
+  push_data: z.object({
+    /** "pushed", "created" or "removed" */
+    action: z.string().min(1),
+    /** "branch" or "tag" */
+    ref_type: z.string().min(1),
+    commit_from: commitId.nullable(),
+    commit_to: commitId.nullable(),
+    ref: z.string().nullable(),
+  }),
+});
+
 /** A user as GitLab names one inside another answer (`closed_by`, `approved_by[].user`). */
 const userRef = z.object({ id, username: z.string().min(1) });
 
@@ -132,6 +159,9 @@ export type GitLabUserDetail = z.infer<typeof gitlabUserDetailSchema>;
 /** One entry of GET /users?username=. */
 export type GitLabUser = z.infer<typeof gitlabUserSchema>;
 
+/** One entry of GET /projects/:id/events?action=pushed (fields secd reads). */
+export type GitLabPushEvent = z.infer<typeof gitlabPushEventSchema>;
+
 /** One merge request (fields secd reads). */
 export type GitLabMergeRequest = z.infer<typeof gitlabMergeRequestSchema>;
 /** GET /projects/:id/merge_requests/:iid/approvals (fields secd reads). */
@@ -147,6 +177,8 @@ export const gitlabSshKeyList = z.array(gitlabSshKeySchema);
 export const gitlabEmailList = z.array(gitlabEmailSchema);
 /** GET /users?username=. */
 export const gitlabUserList = z.array(gitlabUserSchema);
+/** GET /projects/:id/events?action=pushed, one page. */
+export const gitlabPushEventList = z.array(gitlabPushEventSchema);
 /** GET /projects/:id/merge_requests, one page. */
 export const gitlabMergeRequestList = z.array(gitlabMergeRequestSchema);
 

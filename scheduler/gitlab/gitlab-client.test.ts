@@ -209,6 +209,30 @@ describe('the GitLab client reading what a server answers', () => {
     await expect(client.getBranchHead(3, 'broken')).rejects.toMatchObject({ name: 'GitLabAnswerError', field: 'answer.commit.id' });
   });
 
+  it('the documented push events read as who pushed which commit where; one page of 100, newest first, is asked for', async () => {
+    answers.set('/api/v4/projects/15/events', fixture('api_project_events_pushed.json'));
+    const client = createGitLabClient({ url, token: TOKEN });
+    const events = await client.listPushEvents(15);
+    expect(events).toEqual([
+      {
+        id: 4,
+        author_id: 1,
+        author: { id: 1, username: 'root', name: 'Dmitriy Zaporozhets' },
+        push_data: {
+          action: 'pushed',
+          ref_type: 'branch',
+          commit_from: '50d4420237a9de7be1304607147aec22e4a14af7',
+          commit_to: 'c5feabde2d8cd023215af4d2ceeb7a64839fc428',
+          ref: 'master',
+        },
+      },
+    ]);
+    const broken = JSON.parse(fixture('api_project_events_pushed.json')) as Array<{ push_data: Record<string, unknown> }>;
+    broken[0]!.push_data.commit_to = 'c5feabde';
+    answers.set('/api/v4/projects/16/events', JSON.stringify(broken));
+    await expect(client.listPushEvents(16)).rejects.toMatchObject({ name: 'GitLabAnswerError', field: 'answer[0].push_data.commit_to' });
+  });
+
   it('the documented approvals answer reads as the users who approved; a malformed one names the field', async () => {
     answers.set('/api/v4/projects/1/merge_requests/5/approvals', fixture('merge_request_approvals_api.json'));
     const client = createGitLabClient({ url, token: TOKEN });

@@ -16,6 +16,7 @@ import {
   gitlabMergeRequestList,
   gitlabMergeRequestSchema,
   gitlabProjectSchema,
+  gitlabPushEventList,
   gitlabSshKeyList,
   gitlabUserDetailSchema,
   gitlabUserList,
@@ -25,6 +26,7 @@ import {
   type GitLabMember,
   type GitLabMergeRequest,
   type GitLabProject,
+  type GitLabPushEvent,
   type GitLabSshKey,
   type GitLabUser,
 } from './gitlab-answers.js';
@@ -48,7 +50,7 @@ interface Answer {
 
 /** Everything the HTTP adapter offers: the run path's calls, user lookup and output review. */
 export type GitLabClient = GitLabApi &
-  Required<Pick<GitLabApi, 'getBranchHead' | 'listUserSshKeys' | 'listUserEmails'>> &
+  Required<Pick<GitLabApi, 'getBranchHead' | 'listUserSshKeys' | 'listUserEmails' | 'listPushEvents'>> &
   GitLabUserLookup &
   GitLabReviewApi;
 
@@ -161,6 +163,10 @@ export function createGitLabClient(opts: GitLabClientOptions): GitLabClient {
       const read = parseGitLabAnswer(gitlabBranchSchema, answer.body);
       if (!read.ok) throw new GitLabAnswerError(answer.status, path, answer.body, read.field, read.problem);
       return read.value.commit.id;
+    },
+    async listPushEvents(projectId: number): Promise<GitLabPushEvent[]> {
+      // One page: the reconciler looks for the push of a current head, which is among the newest.
+      return (await getJson(`/projects/${projectId}/events?action=pushed&sort=desc&per_page=100`, gitlabPushEventList)).value;
     },
     async postCommitStatus(projectId: number, sha: string, status: CommitStatus): Promise<void> {
       const path = `/projects/${projectId}/statuses/${sha}`;

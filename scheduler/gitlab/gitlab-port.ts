@@ -3,9 +3,9 @@
  * from their schemas in gitlab-answers.ts). The only HTTP adapter is scheduler/gitlab/gitlab-client.ts;
  * tests of logic use fakes, tests of the adapter use test/doubles/gitlab-double.ts.
  */
-import type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabSshKey, GitLabUser } from './gitlab-answers.js';
+import type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabPushEvent, GitLabSshKey, GitLabUser } from './gitlab-answers.js';
 
-export type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabSshKey, GitLabUser } from './gitlab-answers.js';
+export type { GitLabGpgKey, GitLabMember, GitLabMergeRequest, GitLabProject, GitLabPushEvent, GitLabSshKey, GitLabUser } from './gitlab-answers.js';
 
 /** States GitLab accepts on POST /projects/:id/statuses/:sha. */
 export type CommitStatusState = 'pending' | 'running' | 'success' | 'failed' | 'canceled' | 'skipped';
@@ -51,6 +51,12 @@ export interface GitLabApi {
    * is absent (an adapter or a fake that cannot tell) the lifecycle skips the "still the head?" check.
    */
   getBranchHead?(projectId: number, branch: string): Promise<string | null>;
+  /**
+   * GET /projects/:id/events?action=pushed, the newest page only (at most 100, newest first): who
+   * pushed which commit to which ref. The reconciler (scheduler/reconcile) reads the pusher of a
+   * head no webhook announced from it. Optional: without it no missed push is looked for.
+   */
+  listPushEvents?(projectId: number): Promise<GitLabPushEvent[]>;
 }
 
 /**

@@ -4,7 +4,8 @@
  * sent the way GitLab sends them (shapes from test/fixtures/gitlab/*.json, behaviour from
  * GitLab's Git::BranchHooksService, Git::TagHooksService and Gitlab::DataBuilder::Push), and the
  * merge requests of output review with their approvals, notes and Merge Request Hooks, users' SSH
- * keys (usage, expiry) and secondary emails, and the push event GitLab's "Test" button sends.
+ * keys (usage, expiry) and secondary emails, the push event GitLab's "Test" button sends, and the
+ * project activity (push events, GET /projects/:id/events) GitLab records for every push.
  *
  * It is a library for integration tests and the benchmark, compiled into dist/ too: plain node:http,
  * no test-runner imports. Everything it did is kept in inspectable lists (statuses, deliveries,
@@ -24,6 +25,7 @@ import { HookSender, type RawSend, type RecordedDelivery } from './gitlab/hook-s
 import { sendJson } from './gitlab/http-helpers.js';
 import { MergeRequests, type DoubleMergeRequest, type ForgedHook } from './gitlab/merge-requests.js';
 import { PushEventBuilder } from './gitlab/push-events.js';
+import { ProjectEvents } from './gitlab/project-events.js';
 import { BOT_USER_ID } from './gitlab/double-state.js';
 import { RestApi, type RecordedApiRequest, type RecordedStatus, type RejectedStatus } from './gitlab/rest-api.js';
 
@@ -128,9 +130,10 @@ export async function startGitLabDouble(opts: StartOptions): Promise<GitLabDoubl
   const state = new DoubleState(opts);
   const hooks = new HookSender(state);
   const mergeRequests = new MergeRequests(state, hooks);
-  const api = new RestApi(state, mergeRequests);
+  const projectEvents = new ProjectEvents(state);
+  const api = new RestApi(state, mergeRequests, projectEvents);
   const events = new PushEventBuilder(state);
-  const git = new GitSmartHttp(state, events, hooks, mergeRequests);
+  const git = new GitSmartHttp(state, events, hooks, mergeRequests, projectEvents);
   const server = createServer((req, res) => {
     route(req, res, api, git).catch((err: unknown) => {
       state.internalErrors.push(`request ${req.method} ${req.url}: ${String(err)}`);

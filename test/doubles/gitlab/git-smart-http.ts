@@ -13,6 +13,7 @@ import type { HookSender } from './hook-sender.js';
 import type { MergeRequests } from './merge-requests.js';
 import { safeEqual, sendText } from './http-helpers.js';
 import type { PushEventBuilder, RefMap } from './push-events.js';
+import type { ProjectEvents } from './project-events.js';
 
 /** One git smart-HTTP request the double answered. */
 export interface RecordedGitRequest {
@@ -41,6 +42,7 @@ export class GitSmartHttp {
     private readonly events: PushEventBuilder,
     private readonly hooks: HookSender,
     private readonly mergeRequests: MergeRequests,
+    private readonly projectEvents: ProjectEvents,
   ) {}
 
   /** Answer one request for `/<projectPath>.git<rest>`. */
@@ -98,6 +100,8 @@ export class GitSmartHttp {
         return this.events.build(project, identity.user, before, after);
       });
       for (const event of events) {
+        // GitLab records the push in the project's activity whether or not any hook is reached.
+        this.projectEvents.record(project, identity.user, event);
         this.hooks.send(project, event);
         // GitLab's MergeRequests::RefreshService: an open merge request from a pushed branch moves with it.
         this.mergeRequests.refresh(project, event);

@@ -2,7 +2,7 @@
  * The REST calls of scheduler/gitlab/gitlab-port.ts, answered as GitLab answers them: the admin token
  * by `PRIVATE-TOKEN` or `Authorization: Bearer`, paginated members with GitLab's headers, GPG keys,
  * SSH keys and emails of a user, a user as an administrator sees one (with the primary `email`),
- * users by name, projects, a branch and its head commit, commit statuses with GitLab's parameter
+ * users by name, projects, a branch and its head commit, a project's push events (project-events.ts), commit statuses with GitLab's parameter
  * checks and its status state machine (so pending or running posted twice is a 400, as on GitLab),
  * and merge requests (handed to merge-requests.ts). Every answer is recorded.
  */
@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DoubleProject, DoubleState, DoubleUser, Identity } from './double-state.js';
 import { apiUserJson, HttpError, lastSegment, readBody, safeEqual, sendJson } from './http-helpers.js';
 import type { MergeRequests } from './merge-requests.js';
+import type { ProjectEvents } from './project-events.js';
 
 /** Commit-status states GitLab accepts. */
 export type DoubleStatusState = 'pending' | 'running' | 'success' | 'failed' | 'canceled' | 'skipped';
@@ -78,6 +79,7 @@ export class RestApi {
   constructor(
     private readonly state: DoubleState,
     private readonly mergeRequests: MergeRequests,
+    private readonly projectEvents: ProjectEvents,
   ) {}
 
   /** Answer one request; `path` is what follows /api/v4. */
@@ -127,6 +129,9 @@ export class RestApi {
         sendJson(res, 200, { ...this.userJson(user), email: user.email, confirmed_at: '2024-01-01T00:00:00.000Z', is_admin: false });
       } else if (method === 'GET' && seg.length === 5 && seg[0] === 'projects' && seg[2] === 'repository' && seg[3] === 'branches') {
         sendJson(res, 200, await this.branchJson(this.apiProject(seg[1]!), seg[4]!));
+      } else if (method === 'GET' && seg.length === 3 && seg[0] === 'projects' && seg[2] === 'events') {
+        const page = this.projectEvents.list(this.apiProject(seg[1]!), query);
+        sendJson(res, 200, page.slice, page.headers);
       } else if (method === 'POST' && seg.length === 4 && seg[0] === 'projects' && seg[2] === 'statuses') {
         status = 201;
         await this.postStatus(req, res, seg[1]!, seg[3]!, query);
