@@ -1,285 +1,66 @@
 /**
- * The end of a run on the node: its container's /outputs collected through the engine, then the
- * delivery of outputs, logs and `_secd/run.json` (a results branch, or a folder for `secd run`),
- * journaled first so that a node restarted during delivery delivers again, exactly once: each results
- * commit is journaled before it is pushed, and only a branch at one of those counts as delivered. A
+ * The last two steps of a run on a node, `deliver` and `clean`, each safe to repeat after a crash at
+ * any point (DESIGN §1, "derive, don't remember"):
+ *
+ * deliver (journal `uploading`): the ended container and its outputs volume are removed (the end is
+ * journaled, so nothing is lost), then the outputs, `_secd/run.json` and both logs go where they go
+ * (a results branch, or a folder for `secd run`). Exactly once: each results commit is journaled
+ * before it is pushed, and a branch already on the remote counts as delivered only at one of those —
+ * checked first, with or without the run's checkout (a checkout that is gone is made again only when
+ * the branch is not there). The outcome is journaled (`delivered`) before anything is deleted. A
  * delivery that fails deletes nothing: the journal says `undelivered` and the run's folder is kept.
  *
- * The disclosure checks (DESIGN §10) run on every file as /outputs is read back (the spec's
- * `release.checks`, or the defaults for `secd run` and an older leader) and on both logs at delivery;
- * what they flag goes into run.json and the outcome, whatever the run's policy.
- */
-import { rm, rmdir, statfs } from 'node:fs/promises';
-import type { ContainerRunResult, RunHooks } from '../engine/container-engine.js';
-import { OUTPUTS_MOUNT, outputsVolumeName } from './container-profile.js';
-import type { ExecuteOptions, ExecutorDeps, ExecutorSettings } from './executor-deps.js';
-import { LogCapture } from './log-capture.js';
-import type { DatasetsAfterRun } from './run-datasets.js';
-import { loadJournal, runWorkspace, saveJournal, writeFileAtomic, type RunJournal, type RunWorkspace } from './run-workspace.js';
-import { DisclosureScanner } from '../results/disclosure-scan.js';
-import { extractOutputsArchive, readLimitOf } from '../results/outputs-archive.js';
-import type { OutputsCaps } from '../results/outputs-copy.js';
-import { ThreadedScanner } from '../results/threaded-scanner.js';
-import { isReservedForResults, pushResultsBranch, writeLocalResults } from '../results/results-branch.js';
-import { DEFAULT_DISCLOSURE_CHECKS, type DisclosureChecks, type DisclosureFinding } from '../../scheduler/contract/disclosure.js';
-import type { LeftOut, RunEnd, RunOutcome, RunReport, RunSpec } from '../../scheduler/contract/run-spec.js';
-
-/** What collecting a container's /outputs gave: what was left out, and what the checks flagged in the rest. */
-export interface CollectedOutputs {
-  leftOut: LeftOut[];
-  disclosure: DisclosureFinding[];
-  /** Collection stopped early: why, and whether that fails the run (the node's disk) or only says so. */
-  stopped?: { reason: string; fails: boolean };
-}
-
-/**
- * Node settings of the bounds on a run's disk and collection time; absent keys take the defaults below.
- * (Meant as ExecutorSettings fields, from node.yml `disk_watermark_bytes`.)
- */
-export interface RunBoundsSettings {
-  /** Free bytes the filesystem of work_dir must keep: under it no run starts and a collection stops. */
-  diskWatermarkBytes?: number;
-}
-
-const GiB = 2 ** 30;
-/** Room for the node's own journal, logs and git work on top of any one run's outputs. */
-export const DEFAULT_DISK_WATERMARK_BYTES = 2 * GiB;
-/**
- * Collection's pace floor: the engine streams an archive at hundreds of MB/s here (two 8 GiB sparse
- * files took 73-106 s), so a read bound at 16 MiB/s, plus a minute for the checks, is generous to a
- * slow disk yet ends a stalled stream.
- */
-const COLLECT_BYTES_PER_MS = (16 * 2 ** 20) / 1000;
-/** A run that was cancelled before collection gets this long: small outputs still come back, promptly. */
-export const CANCELLED_COLLECT_MS = 10_000;
-/** How often the node's free space is checked while collecting. */
-const DISK_CHECK_MS = 1000;
-
-/** How long collecting a run's /outputs may take under `caps`: a minute plus the read bound at 16 MiB/s. */
-export function collectDeadlineMs(caps: OutputsCaps): number {
-  return 60_000 + Math.ceil(readLimitOf(caps) / COLLECT_BYTES_PER_MS);
-}
-
-/** Bytes as reasons give them: GiB or MiB to three digits. */
-export function formatBytes(n: number): string {
-  return n >= GiB ? `${Number((n / GiB).toPrecision(3))} GiB` : `${Number((n / 2 ** 20).toPrecision(3))} MiB`;
-}
-
-/**
- * Why this node must not start or go on collecting a run (the filesystem of work_dir has less free
- * space than the watermark), or null. A filesystem that cannot be asked is not held against the run.
- */
-export async function diskWatermarkReason(settings: ExecutorSettings & RunBoundsSettings): Promise<string | null> {
-  const watermark = settings.diskWatermarkBytes ?? DEFAULT_DISK_WATERMARK_BYTES;
-  if (watermark <= 0) return null;
-  const fs = await statfs(settings.workDir).catch(() => null);
-  if (fs === null) return null;
-  const free = fs.bavail * fs.bsize;
-  if (free >= watermark) return null;
-  return `node ${settings.nodeId} has ${formatBytes(free)} free in ${settings.workDir}, under its disk watermark of ${formatBytes(watermark)}`;
-}
-
-/** The run's end and reason once collection said how it went: a full disk fails the run, a deadline is told. */
-export function withCollection(ended: { end: RunEnd; reason: string }, outputs: CollectedOutputs | null): { end: RunEnd; reason: string } {
-  const stopped = outputs?.stopped;
-  if (!stopped) return ended;
-  if (stopped.fails) return { end: 'failed', reason: `${stopped.reason} (the run had ${ended.end === 'succeeded' ? 'succeeded' : `ended: ${ended.reason}`})` };
-  return { end: ended.end, reason: `${ended.reason}; ${stopped.reason}` };
-}
-
-/** How far a run got before delivery: what run.json and the outcome are made of. */
-export interface Ending {
-  /** Datasets and cache after the container (absent: the run never got that far on this daemon). */
-  after?: DatasetsAfterRun;
-  /** What collecting /outputs left out; absent or empty when nothing was (or none was collected). */
-  outputsLeftOut?: LeftOut[];
-  /** What the disclosure checks flagged in the collected outputs (the logs are checked by finishRun). */
-  outputsDisclosure?: DisclosureFinding[];
-  stamp: string;
-  end: RunEnd;
-  reason: string;
-  exitCode: number | null;
-  imageId: string | null;
-  buildStartedAt: string | null;
-  startedAt: string | null;
-  buildMs: number | null;
-  runMs: number | null;
-  buildLog: Buffer;
-  runLog: Buffer;
-}
-
-/** The build and run log captures of one run, each holding its head and tail within the cap. */
-export function newLogCaptures(settings: ExecutorSettings): { buildLog: LogCapture; runLog: LogCapture } {
-  const half = Math.max(1024, Math.floor(settings.maxLogBytes / 2));
-  return { buildLog: new LogCapture({ headBytes: half, tailBytes: half }), runLog: new LogCapture({ headBytes: half, tailBytes: half }) };
-}
-
-/** The run's end and the reason a researcher reads, from how its container ended. */
-export function describeContainerEnd(result: ContainerRunResult, spec: RunSpec, signal: AbortSignal | undefined): { end: RunEnd; reason: string } {
-  switch (result.end) {
-    case 'exited':
-      return result.exitCode === 0
-        ? { end: 'succeeded', reason: 'succeeded' }
-        : {
-            end: 'failed',
-            reason: `the container exited with code ${result.exitCode}${result.oomKilled ? ' (killed: out of memory)' : ''}`,
-          };
-    case 'timed_out':
-      return { end: 'timed_out', reason: `stopped at its runfor limit of ${formatHours(spec.runforMs)}` };
-    case 'cancelled':
-      return { end: 'cancelled', reason: cancelReasonOf(signal) };
-    case 'start_failed':
-      return { end: 'failed', reason: `the container could not start: ${result.reason ?? 'unknown error'}` };
-  }
-}
-
-/** The reason a cancelled run gives: the abort's own (`signal.reason`, a sentence), or "cancelled". */
-export function cancelReasonOf(signal: AbortSignal | undefined): string {
-  return typeof signal?.reason === 'string' ? signal.reason : 'cancelled';
-}
-
-/** The checks a run's outputs and logs get: its leader's, or the defaults (`secd run`, an older leader). */
-export function disclosureChecksOf(spec: RunSpec): DisclosureChecks {
-  return spec.release?.checks ?? DEFAULT_DISCLOSURE_CHECKS;
-}
-
-/**
- * The container's callbacks, the same for a run started here and one adopted after a restart: its
- * output into the run log (and to the caller), `running` once it runs, and its /outputs collected
- * before it goes, what was left out and what the checks flagged handed to `collected`.
- */
-export function containerHooks(
-  spec: RunSpec,
-  deps: ExecutorDeps,
-  ws: RunWorkspace,
-  opts: ExecuteOptions,
-  runLog: LogCapture,
-  collected: (outputs: CollectedOutputs) => void,
-): RunHooks {
-  return {
-    onLog: (chunk) => {
-      runLog.append(chunk);
-      opts.onRunLog?.(chunk);
-    },
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    onStarted: () => opts.onPhase('running', deps.now().toISOString()),
-    onExited: async (containerId) => collected(await collectOutputs(spec, deps, ws, containerId, opts.signal)),
-  };
-}
-
-/**
- * Read an ended container's /outputs through the engine into the run's folder, before the container
- * goes: the node owns every file it writes there, whatever user and modes the container used. The
- * disclosure checks read each file as it streams to disk, so no output is read twice. A failure is
- * listed (the run's outputs are `unreadable`), never thrown: the logs are still delivered.
+ * clean (journal `delivered`): the checkout, outputs and logs are removed; the journal stays until
+ * the leader has the result (the node agent removes the folder), so a node killed meanwhile reports
+ * the journaled outcome and never runs the run again.
  *
- * Bounded: the read stops at the archive's read bound (outputs-archive.ts), at collectDeadlineMs, at a
- * cancel that comes meanwhile (one that came before gets CANCELLED_COLLECT_MS) and when the node's disk
- * falls under its watermark; what was written whole by then is delivered.
+ * The disclosure checks (DESIGN §10) ran on every file as /outputs was read back; the logs are
+ * checked here; what they flag goes into run.json and the outcome, whatever the run's policy.
  */
-export async function collectOutputs(
-  spec: RunSpec,
-  deps: ExecutorDeps,
-  ws: RunWorkspace,
-  containerId: string,
-  cancel?: AbortSignal,
-): Promise<CollectedOutputs> {
-  const settings: ExecutorSettings & RunBoundsSettings = deps.settings;
-  const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
-  let scanner: ThreadedScanner | undefined;
-  const stop = new AbortController();
-  let stopped: CollectedOutputs['stopped'];
-  const stopWith = (reason: string, fails: boolean) => {
-    if (stop.signal.aborted) return;
-    stopped = { reason, fails };
-    stop.abort(reason);
-  };
-  const limitMs = cancel?.aborted ? CANCELLED_COLLECT_MS : collectDeadlineMs(caps);
-  const deadline = setTimeout(
-    () => stopWith(`collecting the outputs stopped at its ${Math.round(limitMs / 1000)} s limit; files not read by then are listed as unreadable`, false),
-    limitMs,
-  );
-  const onCancel = () => stopWith(`collecting the outputs was stopped by the cancel (${cancelReasonOf(cancel)})`, false);
-  cancel?.addEventListener('abort', onCancel, { once: true });
-  let checking = false;
-  const disk = setInterval(() => {
-    if (checking) return;
-    checking = true;
-    void diskWatermarkReason(settings)
-      .then((reason) => reason !== null && stopWith(`collecting the outputs stopped: ${reason}`, true))
-      .finally(() => (checking = false));
-  }, DISK_CHECK_MS);
-  try {
-    // Collected again from scratch when a restarted node adopts the container.
-    await rm(ws.outputs, { recursive: true, force: true });
-    // An engine that never answers is held to the same deadline as one that streams forever.
-    const stoppedFirst = new Promise<'stopped'>((resolve) => stop.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
-    const reading = deps.engine.readArchive(containerId, `${OUTPUTS_MOUNT}/.`);
-    const tar = await Promise.race([reading, stoppedFirst]);
-    if (tar === 'stopped') {
-      void reading.then((t) => (t as (NodeJS.ReadableStream & { destroy?(): void }) | null)?.destroy?.(), () => undefined);
-      return { leftOut: [{ path: '.', reason: 'unreadable' }], disclosure: [], ...(stopped ? { stopped } : {}) };
-    }
-    if (tar === null) return { leftOut: [], disclosure: [] };
-    // The checks run in a worker thread beside the read-back where a core is free (threaded-scanner.ts);
-    // a worker that fails costs no outputs, only findings saying which files were not checked.
-    scanner = new ThreadedScanner(disclosureChecksOf(spec));
-    const manifest = await extractOutputsArchive(tar, ws.outputs, caps, { isReserved: isReservedForResults, scanner, signal: stop.signal });
-    return { leftOut: manifest.leftOut, disclosure: await scanner.findings(), ...(stopped ? { stopped } : {}) };
-  } catch (err) {
-    deps.log.child({ container: containerId }).error({ err }, 'could not collect the outputs');
-    await rm(ws.outputs, { recursive: true, force: true }).catch(() => undefined);
-    // Nothing is delivered, so nothing is flagged.
-    return { leftOut: [{ path: '.', reason: 'unreadable' }], disclosure: [], ...(stopped ? { stopped } : {}) };
-  } finally {
-    clearTimeout(deadline);
-    clearInterval(disk);
-    cancel?.removeEventListener('abort', onCancel);
-    await scanner?.close();
-  }
-}
+import { readFile, rm, rmdir } from 'node:fs/promises';
+import { failpoint } from '../../scheduler/common/failpoints.js';
+import { outputsVolumeName } from './container-profile.js';
+import { checkoutCommit, hasCommit } from './git-checkout.js';
+import { runContainerName } from './run-build.js';
+import { disclosureChecksOf } from './run-collection.js';
+import type { RunContext } from './run-context.js';
+import { saveJournal, type RunJournal } from './run-workspace.js';
+import { DisclosureScanner } from '../results/disclosure-scan.js';
+import { findOwnResultsBranch, pushResultsBranch, writeLocalResults, type ResultsBranchResult } from '../results/results-branch.js';
+import type { RunOutcome, RunReport } from '../../scheduler/contract/run-spec.js';
 
-/** Removes the executor's files in a run's folder; the node agent's spec.json and result.json are not its to remove. */
-export async function clearExecution(ws: RunWorkspace): Promise<void> {
-  for (const path of [ws.src, ws.outputs, ws.buildLog, ws.runLog, ws.journal]) await rm(path, { recursive: true, force: true });
-}
+export { collectDeadlineMs, CANCELLED_COLLECT_MS, DEFAULT_DISK_WATERMARK_BYTES, formatHours, type RunBoundsSettings } from './run-collection.js';
 
-/** Deliver outputs and logs (journaled first, so a restart during delivery delivers again) and say how the run ended. */
-export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: ExecuteOptions, e: Ending): Promise<RunOutcome> {
-  const { settings } = deps;
-  const log = deps.log.child({ runId: spec.runId });
-  const ws = runWorkspace(settings.workDir, spec.runId);
-  const { stamp, end, exitCode, imageId, startedAt } = e;
-  let reason = e.reason;
-  await writeFileAtomic(ws.runLog, e.runLog).catch(() => undefined);
-  await writeFileAtomic(ws.buildLog, e.buildLog).catch(() => undefined);
-  // An earlier try's results commits (and its container's id) carry over: a retry must know its own push.
-  const earlier = await loadJournal(ws).catch(() => null);
-  const journal: RunJournal = {
-    stamp,
-    phase: 'uploading',
-    buildStartedAt: e.buildStartedAt,
-    buildMs: e.buildMs,
-    imageId,
-    ...(earlier?.containerId !== undefined ? { containerId: earlier.containerId } : {}),
-    resultsCommits: earlier?.stamp === stamp ? (earlier.resultsCommits ?? []) : [],
-    ...(e.outputsLeftOut ? { outputsLeftOut: e.outputsLeftOut } : {}),
-    ...(e.outputsDisclosure ? { outputsDisclosure: e.outputsDisclosure } : {}),
-    ended: { end, reason, exitCode, startedAt, runMs: e.runMs },
-  };
-  await saveJournal(ws, journal).catch((err: unknown) => log.warn({ err }, 'could not journal the end of the run'));
-  // The outputs are collected and the container is gone (one kept for debugging keeps its volume too:
-  // removal then says false), so a failed delivery below leaves nothing of the run on the engine.
-  await deps.engine.removeVolume(outputsVolumeName(spec.runId)).catch((err: unknown) => log.warn({ err }, 'could not remove the outputs volume'));
+/** What deliver did: the journal of a delivered run (clean comes next), or the final outcome of one that was not. */
+export type Delivered = { journal: RunJournal; outcome?: undefined } | { outcome: RunOutcome; journal?: undefined };
+
+/** Step `deliver`, see the header. */
+export async function deliverRun(ctx: RunContext, journal: RunJournal): Promise<Delivered> {
+  const { spec, deps, ws, opts, log } = ctx;
+  const { settings, engine } = deps;
+  const ended = journal.ended!;
+  journal = { ...journal };
+  failpoint('node.deliver.begin');
+  // The end is journaled: the container and its volume have nothing more to give (one kept for
+  // debugging keeps its volume too: removal then says false).
+  if (journal.containerId) await engine.removeContainer(journal.containerId);
+  await engine.removeContainer(runContainerName(spec.runId));
+  failpoint('node.deliver.container-removed');
+  await engine.removeVolume(outputsVolumeName(spec.runId)).catch((err: unknown) => log.warn({ err }, 'could not remove the outputs volume'));
+  failpoint('node.deliver.volume-removed');
 
   opts.onPhase('uploading', deps.now().toISOString());
   const finishedAt = deps.now().toISOString();
+  const buildLog = await readFile(ws.buildLog).catch(() => Buffer.alloc(0));
+  const runLog = await readFile(ws.runLog).catch(() => Buffer.alloc(0));
   // Logs are outputs like any other file (DESIGN §10): checked as they are delivered, after the outputs.
   const scanner = new DisclosureScanner(disclosureChecksOf(spec));
-  scanner.add(e.outputsDisclosure ?? []);
-  scanner.scanBuffer('_secd/build.log', e.buildLog);
-  scanner.scanBuffer('_secd/run.log', e.runLog);
+  scanner.add(journal.outputsDisclosure ?? []);
+  scanner.scanBuffer('_secd/build.log', buildLog);
+  scanner.scanBuffer('_secd/run.log', runLog);
   const disclosure = scanner.findings();
+  const after = journal.after as { report: Partial<RunReport>; bytes: RunOutcome['datasetBytes'] } | undefined;
+  const { end, exitCode, startedAt } = ended;
   const report: Omit<RunReport, 'outputs'> = {
     run_id: spec.runId,
     project: spec.project,
@@ -288,88 +69,120 @@ export async function finishRun(spec: RunSpec, deps: ExecutorDeps, opts: Execute
     signer_fingerprint: spec.signer,
     node: settings.nodeId,
     gpus: spec.gpus,
-    image_id: imageId,
+    image_id: journal.imageId,
     state: end,
-    reason,
+    reason: ended.reason,
     exit_code: exitCode,
     created_at: spec.createdAt,
-    build_started_at: e.buildStartedAt,
+    build_started_at: journal.buildStartedAt,
     started_at: startedAt,
     finished_at: finishedAt,
-    timings_ms: { build: e.buildMs, run: e.runMs },
+    timings_ms: { build: journal.buildMs, run: ended.runMs },
     runfor_ms: spec.runforMs,
     warnings: spec.warnings,
-    ...e.after?.report,
+    ...after?.report,
     release: spec.release?.policy ?? 'direct',
     disclosure,
   };
   const caps = { maxFileBytes: settings.maxOutputFileBytes, maxTotalBytes: settings.maxOutputTotalBytes };
-  const delivery = {
-    runId: spec.runId,
-    stamp,
-    outputsDir: ws.outputs,
-    leftOut: e.outputsLeftOut ?? [],
-    report,
-    buildLog: e.buildLog,
-    runLog: e.runLog,
-    caps,
-  };
-
-  let branch: string | null = null;
-  let outputsPath: string | null = null;
-  let resultsCommit: string | null = null;
-  // The outcome of a run whose results did not get where they go: failed, with why.
-  const undelivered = (why: string): RunOutcome => ({ end: 'failed', reason: why, exitCode, imageId, branch: null, outputsPath: null, startedAt, finishedAt, disclosure });
-  if (opts.local) {
-    const local = await writeLocalResults({ ...delivery, destRoot: opts.local.resultsRoot });
-    if (!local.ok) {
-      return undelivered(`results could not be written: ${local.reason}`);
-    }
-    outputsPath = local.folder;
-  } else if (spec.resultsRemote) {
-    const ownCommits = [...(journal.resultsCommits ?? [])];
-    const pushed = await pushResultsBranch({
-      ...delivery,
-      repoDir: ws.src,
-      remoteUrl: spec.resultsRemote,
-      ownCommits,
-      // Journaled before the push: after a crash, a branch at this commit is this run's own push.
-      recordCommit: (commit) => saveJournal(ws, Object.assign(journal, { resultsCommits: [...ownCommits, commit] })),
-    });
-    if (!pushed.ok) {
-      // Nothing of the run is deleted: its outputs stay on the node (work_dir/kept/ once the leader has the result).
-      await saveJournal(ws, Object.assign(journal, { undelivered: pushed.reason })).catch((err: unknown) => log.warn({ err }, 'could not journal the failed delivery'));
-      log.error({ reason: pushed.reason, code: pushed.code }, 'results could not be pushed; workspace kept');
-      return undelivered(
-        `results could not be pushed (${pushed.reason}); they are kept on node ${settings.nodeId}; the run had ${end === 'succeeded' ? 'succeeded' : `ended: ${reason}`}`,
-      );
-    }
-    branch = pushed.branch;
-    outputsPath = pushed.path;
-    resultsCommit = pushed.commit;
-  }
-  await clearExecution(ws).catch(() => undefined);
-  // Empty unless a node agent keeps its spec and result there until the leader acknowledges.
-  await rmdir(ws.dir).catch(() => undefined);
-  if (end === 'succeeded' && branch) reason = `succeeded; results on branch ${branch}`;
-  const datasetBytes = e.after?.bytes ?? null;
-  return {
+  const delivery = { runId: spec.runId, stamp: journal.stamp, outputsDir: ws.outputs, leftOut: journal.outputsLeftOut ?? [], report, buildLog, runLog, caps };
+  const outcome = (branch: string | null, outputsPath: string | null, resultsCommit: string | null): RunOutcome => ({
     end,
-    reason,
+    reason: end === 'succeeded' && branch ? `succeeded; results on branch ${branch}` : ended.reason,
     exitCode,
-    imageId,
+    imageId: journal.imageId,
     branch,
     outputsPath,
     startedAt,
     finishedAt,
-    ...(datasetBytes ? { datasetBytes } : {}),
+    ...(after?.bytes ? { datasetBytes: after.bytes } : {}),
     ...(resultsCommit ? { resultsCommit } : {}),
     disclosure,
-  };
+  });
+  // The outcome of a run whose results did not get where they go: failed, with why.
+  const undelivered = (why: string): RunOutcome => ({ end: 'failed', reason: why, exitCode, imageId: journal.imageId, branch: null, outputsPath: null, startedAt, finishedAt, disclosure });
+
+  let done: RunOutcome;
+  if (opts.local) {
+    const local = await writeLocalResults({ ...delivery, destRoot: opts.local.resultsRoot });
+    if (!local.ok) return { outcome: undelivered(`results could not be written: ${local.reason}`) };
+    done = outcome(null, local.folder, null);
+  } else if (spec.resultsRemote) {
+    const pushed = await pushOnce(ctx, journal, delivery);
+    if (!pushed.ok) {
+      // Nothing of the run is deleted: its outputs stay on the node (work_dir/kept/ once the leader has the result).
+      await saveJournal(ws, { ...journal, undelivered: pushed.reason }).catch((err: unknown) => log.warn({ err }, 'could not journal the failed delivery'));
+      log.error({ reason: pushed.reason, code: pushed.code }, 'results could not be pushed; workspace kept');
+      const had = end === 'succeeded' ? 'succeeded' : `ended: ${ended.reason}`;
+      return { outcome: undelivered(`results could not be pushed (${pushed.reason}); they are kept on node ${settings.nodeId}; the run had ${had}`) };
+    }
+    failpoint('node.deliver.pushed');
+    done = outcome(pushed.branch, pushed.path, pushed.commit);
+  } else {
+    done = outcome(null, null, null);
+  }
+  // Before anything is deleted: from here a restarted node only cleans up and reports this.
+  const delivered: RunJournal = { ...journal, phase: 'delivered', outcome: done };
+  await saveJournal(ws, delivered);
+  failpoint('node.deliver.journaled');
+  return { journal: delivered };
 }
 
-/** A duration as a researcher reads it in reasons: hours to three digits (`0.01 h`). */
-export function formatHours(ms: number): string {
-  const hours = ms / 3_600_000;
-  return `${Number(hours.toPrecision(3))} h`;
+/** Step `clean`, see the header: the folder's files go, the journaled outcome is the run's. */
+export async function cleanRun(ctx: RunContext, journal: RunJournal): Promise<RunOutcome> {
+  const { ws, opts } = ctx;
+  failpoint('node.clean.begin');
+  const files: Array<[string, string]> = [
+    [ws.src, 'src'],
+    [ws.outputs, 'outputs'],
+    [ws.buildLog, 'build-log'],
+    [ws.runLog, 'run-log'],
+  ];
+  for (const [path, name] of files) {
+    await rm(path, { recursive: true, force: true });
+    failpoint(`node.clean.${name}-removed`);
+  }
+  if (opts.local) {
+    // `secd run` has no agent to report to: nothing of the run stays on disk.
+    await rm(ws.journal, { force: true });
+    await rmdir(ws.dir).catch(() => undefined);
+  }
+  return journal.outcome!;
+}
+
+// The push, exactly once: a branch already at a journaled commit is delivered; otherwise the
+// checkout (made again when it is gone) gets the results commit, journaled, then pushed.
+async function pushOnce(ctx: RunContext, journal: RunJournal, delivery: Omit<Parameters<typeof pushResultsBranch>[0], 'repoDir' | 'remoteUrl'>): Promise<ResultsBranchResult> {
+  const { spec, ws } = ctx;
+  const remoteUrl = spec.resultsRemote!;
+  const ownCommits = [...(journal.resultsCommits ?? [])];
+  const there = await findOwnResultsBranch({ runId: spec.runId, stamp: journal.stamp, remoteUrl, ownCommits, cwd: ws.dir });
+  if (!there.ok) return there;
+  if (there.found) {
+    ctx.log.info({ branch: there.found.branch, commit: there.found.commit }, 'the results branch is already on the remote at the commit journaled for it');
+    return { ok: true, ...there.found, manifest: { files: 0, bytes: 0, leftOut: [] } };
+  }
+  if (!(await hasCommit(ws.src, spec.commit))) {
+    ctx.log.info({}, 'the checkout is gone: checking the commit out again to deliver');
+    await rm(ws.src, { recursive: true, force: true });
+    try {
+      await checkoutCommit(spec.source, spec.commit, ws.src);
+    } catch (err) {
+      return { ok: false, code: 'bad_commit', reason: err instanceof Error ? err.message : String(err) };
+    }
+    failpoint('node.deliver.checked-out');
+  }
+  return pushResultsBranch({
+    ...delivery,
+    repoDir: ws.src,
+    remoteUrl,
+    ownCommits,
+    // Journaled before the push: after a crash, a branch at this commit is this run's own push.
+    recordCommit: async (commit) => {
+      // On the journal deliver goes on with: a failed push keeps it, a delivered one carries it.
+      journal.resultsCommits = [...ownCommits, commit];
+      await saveJournal(ws, journal);
+      failpoint('node.deliver.commit-recorded');
+    },
+  });
 }

@@ -51,8 +51,13 @@ export function runWorkspace(workDir: string, runId: string): RunWorkspace {
 export const journalSchema = z.object({
   /** Names the results folder and branch: a resumed run must deliver under the same name. */
   stamp: z.string(),
-  /** The last step reached. */
-  phase: z.enum(['building', 'running', 'uploading']),
+  /**
+   * The last step reached: `building` (prepare and build: repeated from the start), `running` (the
+   * image is built; the container is made and waited for), `uploading` (the container has ended and
+   * its outputs and logs are in this folder: deliver them), `delivered` (the results are where they go
+   * and `outcome` says how the run ended: only the folder's files are left to remove).
+   */
+  phase: z.enum(['building', 'running', 'uploading', 'delivered']),
   buildStartedAt: z.string().nullable(),
   buildMs: z.number().nullable(),
   imageId: z.string().nullable(),
@@ -81,6 +86,15 @@ export const journalSchema = z.object({
    * a run delivered after a restart reports them without reading its outputs again. Absent: none collected.
    */
   outputsDisclosure: z.array(disclosureFindingSchema).optional(),
+  /** Datasets and cache after the container (the run.json fields and the socket's bytes); absent: none measured. */
+  after: z
+    .object({
+      report: z.record(z.string(), z.unknown()),
+      bytes: z.object({ fromServer: z.number(), toServer: z.number() }).nullable(),
+    })
+    .optional(),
+  /** How the run ended, once delivered (phase `delivered`): what a restarted node reports. */
+  outcome: runOutcomeSchema.optional(),
   /** How the container ended (set with phase `uploading`); the end and reason the run will report. */
   ended: z
     .object({

@@ -2,13 +2,16 @@
  * The runs a networked node holds, kept on its disk so nothing is lost when the daemon restarts:
  * an assignment is acknowledged only once `work_dir/runs/<id>/spec.json` exists, and a result is kept
  * in `result.json` until the leader acknowledges it. After a restart, `recover()` derives every run
- * from those files and the engine (see resumeRun): finished runs report their result again, the
- * container each journal recorded is adopted (never one found by its `secd.run` label alone),
- * interrupted builds start over. A run whose results were not delivered keeps its folder.
+ * from those files and the engine (see resumeRun): finished runs report their result again, every
+ * other run goes through the executor's loop again from the step its folder says it reached (the
+ * container each journal recorded is adopted, never one found by its `secd.run` label alone;
+ * interrupted builds start over; a delivered run only cleans up). A run whose results were not
+ * delivered keeps its folder.
  */
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorText } from '../../scheduler/common/errors.js';
+import { failpoint } from '../../scheduler/common/failpoints.js';
 import type { Log } from '../../scheduler/common/log.js';
 import type { HeldRun } from '../../scheduler/contract/protocol.js';
 import type { ExecutorDeps } from '../executor/executor-deps.js';
@@ -181,20 +184,24 @@ export class NodeRuns {
         this.events?.phase(spec.runId, phase, at);
       },
     };
-    const task = (resume ? resumeRun(spec, this.deps.executor, opts) : executeRun(spec, this.deps.executor, opts))
-      .catch((err: unknown): RunOutcome => {
+    const task = (async () => {
+      let outcome: RunOutcome;
+      try {
+        outcome = await (resume ? resumeRun(spec, this.deps.executor, opts) : executeRun(spec, this.deps.executor, opts));
+      } catch (err) {
         this.deps.log.error({ err, runId: spec.runId }, 'executor crashed');
-        return failedOutcome(`the node failed while running it: ${errorText(err)}`, this.deps.executor.now());
-      })
-      .then(async (outcome) => {
-        // On disk before anyone hears of it: the result survives a restart until acknowledged.
-        await saveResult(ws, outcome).catch((err: unknown) => this.deps.log.error({ err, runId: spec.runId }, 'could not save the result'));
-        entry.phase = 'finished';
-        entry.outcome = outcome;
-        if (outcome.imageId) await this.rememberImage(spec.project).catch(() => undefined);
-        this.deps.log.info({ runId: spec.runId, end: outcome.end, reason: outcome.reason }, 'run ended');
-        this.events?.result(spec.runId, outcome);
-      });
+        outcome = failedOutcome(`the node failed while running it: ${errorText(err)}`, this.deps.executor.now());
+      }
+      failpoint('node.result.saving');
+      // On disk before anyone hears of it: the result survives a restart until acknowledged.
+      await saveResult(ws, outcome).catch((err: unknown) => this.deps.log.error({ err, runId: spec.runId }, 'could not save the result'));
+      failpoint('node.result.saved');
+      entry.phase = 'finished';
+      entry.outcome = outcome;
+      if (outcome.imageId) await this.rememberImage(spec.project).catch(() => undefined);
+      this.deps.log.info({ runId: spec.runId, end: outcome.end, reason: outcome.reason }, 'run ended');
+      this.events?.result(spec.runId, outcome);
+    })().catch((err: unknown) => this.deps.log.error({ err, runId: spec.runId }, 'the run\'s end could not be recorded'));
     this.tasks.add(task);
     void task.finally(() => this.tasks.delete(task));
   }

@@ -199,6 +199,38 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   return { ok: true, branch, commit: head, path: relFolder, manifest };
 }
 
+/** Where to look for a run's own results branch: the run, its stamp, the remote, and the commits secd journaled for it. */
+export interface OwnBranchQuery {
+  runId: string;
+  stamp: string;
+  remoteUrl: string;
+  /** The results commits journaled before each push; only a branch at one of these is the run's own. */
+  ownCommits: readonly string[];
+  /** Any folder git may run in (no repository needed: the run's checkout may be gone). */
+  cwd: string;
+  caFile?: string;
+}
+
+/**
+ * The run's results branch when the remote already has it at a commit secd journaled for it (a push
+ * that landed before the node could note it), else null: what a delivery checks first, with or
+ * without its checkout. A remote that cannot be asked is a failure, never "not there".
+ */
+export async function findOwnResultsBranch(q: OwnBranchQuery): Promise<{ ok: true; found: { branch: string; commit: string; path: string } | null } | ResultsFailure> {
+  const branch = resultsBranchName(q.stamp, q.runId);
+  if (q.ownCommits.length === 0) return { ok: true, found: null };
+  const remote = gitRemote(q.remoteUrl);
+  const git = (args: string[]) => runGit(args, { cwd: q.cwd, settings: remote.settings, caFile: q.caFile ?? null });
+  let head: string | null;
+  try {
+    head = await remoteBranchHead(git, remote.url, branch);
+  } catch (e) {
+    return { ok: false, code: 'push_failed', reason: redactCredentials(`could not read results branch ${branch} on the remote: ${describeGitFailure(e)}`, remote.secrets) };
+  }
+  if (head === null || !q.ownCommits.includes(head)) return { ok: true, found: null };
+  return { ok: true, found: { branch, commit: head, path: `outputs/${outputsFolderName(q.stamp, q.runId)}` } };
+}
+
 // The commit the remote's branch points at now (`git ls-remote`), or null when it has no such branch.
 async function remoteBranchHead(git: (args: string[]) => Promise<string>, url: string, branch: string): Promise<string | null> {
   const ref = `refs/heads/${branch}`;

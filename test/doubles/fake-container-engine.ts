@@ -76,6 +76,8 @@ export interface FakeContainerState {
   outputs: Record<string, string>;
   /** Runs until stopped (no exit code of its own). */
   runsUntilStopped: boolean;
+  /** What it does once started (a container made but not started keeps its script for whoever starts it). */
+  script: FakeContainerScript;
 }
 
 /** What every connection to one fake engine shares: the engine outlives its daemons. */
@@ -127,6 +129,7 @@ export class FakeEngineState {
       log: Buffer.alloc(0),
       outputs: {},
       runsUntilStopped: script.exitCode === undefined && !script.oomKilled,
+      script,
     };
     this.containers.set(c.id, c);
     return c;
@@ -278,7 +281,7 @@ export class FakeContainerEngine implements ContainerEngine {
         await this.removeUnlessKept(c, req.keepContainer);
         return this.notStarted('cancelled', null, id);
       }
-      this.state.start(c, { exitCode: 0 });
+      this.state.start(c, c.script);
     }
     // The limit counts from the container's own start; its whole log comes back once it has ended.
     const left = c.state === 'running' ? req.timeoutMs - (this.state.now().getTime() - Date.parse(c.startedAt ?? '')) : null;
