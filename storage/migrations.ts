@@ -164,4 +164,8 @@ export const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX dataset_grants_unbound ON dataset_grants(user, dataset) WHERE user_id IS NULL;
   CREATE INDEX dataset_grants_dataset ON dataset_grants(dataset);
   `,
+  // 7: a failed build's last build.log lines, as a direct run's node sent them (the run page shows them).
+  `
+  ALTER TABLE runs ADD COLUMN build_log_tail TEXT;
+  `,
 ];

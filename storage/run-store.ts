@@ -29,6 +29,8 @@ export interface RunRow {
   imageId: string | null;
   branch: string | null;
   statusPosted: string | null;
+  /** A failed build's last build.log lines (a direct run's; null for every other run). */
+  buildLogTail: string | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -44,7 +46,7 @@ export type NewRun = Pick<
 export type RunPatch = Partial<
   Pick<
     RunRow,
-    'reason' | 'signer' | 'config' | 'warnings' | 'node' | 'gpus' | 'exitCode' | 'imageId' | 'branch' | 'statusPosted' | 'startedAt' | 'finishedAt'
+    'reason' | 'signer' | 'config' | 'warnings' | 'node' | 'gpus' | 'exitCode' | 'imageId' | 'branch' | 'statusPosted' | 'buildLogTail' | 'startedAt' | 'finishedAt'
   >
 >;
 
@@ -84,6 +86,7 @@ interface DbRun {
   image_id: string | null;
   branch: string | null;
   status_posted: string | null;
+  build_log_tail: string | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -100,6 +103,7 @@ const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   imageId: 'image_id',
   branch: 'branch',
   statusPosted: 'status_posted',
+  buildLogTail: 'build_log_tail',
   startedAt: 'started_at',
   finishedAt: 'finished_at',
 };
@@ -130,6 +134,7 @@ function toRow(r: DbRun): RunRow {
     imageId: r.image_id,
     branch: r.branch,
     statusPosted: r.status_posted,
+    buildLogTail: r.build_log_tail ?? null,
     createdAt: r.created_at,
     startedAt: r.started_at,
     finishedAt: r.finished_at,

@@ -13,7 +13,7 @@ import type { GitLabCheckState } from '../scheduler/gitlab/gitlab-check.js';
 import type { RunLifecycle } from '../scheduler/lifecycle/run-lifecycle.js';
 import { toApiRun, toApiRunDetail, type ApiNode } from './api-schema.js';
 import type { LeaderMetrics } from './metrics.js';
-import { renderRunMain, renderRunPage, renderStatusPage, type GpuLabel } from './pages.js';
+import { gpuModelsOf, renderRunMain, renderRunPage, renderStatusPage, type GpuLabel } from './pages.js';
 import { loadStaticAssets } from './static-assets.js';
 import { EventStreams } from './event-streams.js';
 import { hideEventReasons, hideIdentity, hideReleaseRow, hideRowIdentity, READ_COOKIE, ReadAccess } from './read-access.js';
@@ -212,7 +212,8 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8');
     if (!run) return reply.code(404).send(renderRunPage(assets, null, []));
     const [shown, events, release] = visibleRun(req.headers, run);
-    return reply.send(renderRunPage(assets, shown, events, gpuLabels(deps.nodes()), release));
+    const nodes = deps.nodes();
+    return reply.send(renderRunPage(assets, shown, events, gpuLabels(nodes), release, { gpuModel: gpuModelsOf(nodes) }));
   });
 
   // What the run page's script swaps in while the run is unfinished.
@@ -222,7 +223,8 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     if (!run) return reply.code(404).send({ error: `no run ${id}` });
     reply.header('cache-control', 'no-store');
     const [shown, events, release] = visibleRun(req.headers, run);
-    return { html: renderRunMain(shown, events, gpuLabels(deps.nodes()), release), live: !isTerminal(run.state) };
+    const nodes = deps.nodes();
+    return { html: renderRunMain(shown, events, gpuLabels(nodes), release, { gpuModel: gpuModelsOf(nodes) }), live: !isTerminal(run.state) };
   });
 
   app.get('/', async (_req, reply) =>

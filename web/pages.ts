@@ -2,14 +2,20 @@
  * The leader's HTML: the cluster status page at `/` (a shell that web/assets/status.js fills from the
  * live event stream) and one run at `/runs/:id` (the commit status link; rendered here, refreshed in
  * place by web/assets/run.js while the run is unfinished). They show states, reasons, placements and
- * times only — never outputs, logs or credentials, which belong to the researcher's repository. The
- * run page also shows how its outputs leave (web/release-section.ts); the status page only how many
- * approvals each held run has.
+ * times — never outputs or credentials, which belong to the researcher's repository. The run page
+ * leads with what the commit status says in words (scheduler/lifecycle/status-words.ts); one log
+ * part only: the last build.log lines of a failed build, and only for a `direct` run, whose logs go
+ * straight to the researcher anyway (a `review` run's logs wait for review with its outputs, DESIGN
+ * §10), and only to a reader who may see the run's reason (web/read-access.ts). The run page also
+ * shows how its outputs leave (web/release-section.ts); the status page only how many approvals each
+ * held run has.
  */
 import type { RunReleaseRow } from '../storage/release-store.js';
 import type { RunEvent, RunRow } from '../storage/run-store.js';
 import { isTerminal, type RunState } from '../storage/run-states.js';
 import { redactCredentials } from '../scheduler/common/redact.js';
+import { runWords, type GpuModel } from '../scheduler/lifecycle/status-words.js';
+import type { ApiNode } from './api-schema.js';
 import { assetUrl, type AssetTable } from './static-assets.js';
 import { escapeHtml, text, time } from './html-text.js';
 import { renderReleaseSection } from './release-section.js';
@@ -88,6 +94,56 @@ export function renderStatusPage(assets: AssetTable): string {
 /** How the run page names a GPU: node, index and model when the leader knows it, else the UUID. */
 export type GpuLabel = (uuid: string) => string | null;
 
+/** A GPU's (or MIG device's) model as its node reports it, for the run's words; null when unknown. */
+export type GpuModelOf = (uuid: string) => GpuModel | null;
+
+/** What the run page's words need besides the run: the GPUs' models and the time (default: now). */
+export interface RunWordsContext {
+  gpuModel?: GpuModelOf;
+  now?: Date;
+}
+
+/** Each GPU's and MIG device's model from the nodes' reports. */
+export function gpuModelsOf(nodes: readonly ApiNode[]): GpuModelOf {
+  const models = new Map<string, GpuModel>();
+  for (const n of nodes) {
+    for (const g of n.gpus) {
+      models.set(g.uuid, { name: g.name, migProfile: null });
+      for (const d of g.mig_devices ?? []) models.set(d.uuid, { name: g.name, migProfile: d.profile });
+    }
+  }
+  return (uuid) => models.get(uuid) ?? null;
+}
+
+/** The run's words, as its commit status says them (status-words.ts): node, GPUs and time left while it runs. */
+export function runPageWords(run: RunRow, events: readonly RunEvent[], ctx: RunWordsContext = {}): string {
+  const runforMs = (run.config as { runforMs?: unknown } | null)?.runforMs;
+  return runWords(
+    {
+      state: run.state,
+      reason: run.reason,
+      node: run.node,
+      gpus: run.gpus.map((u) => ctx.gpuModel?.(u) ?? null),
+      runforMs: typeof runforMs === 'number' ? runforMs : null,
+      clockFrom: firstAt(events, 'building') ?? run.startedAt,
+    },
+    ctx.now ?? new Date(),
+  );
+}
+
+/**
+ * The end of a failed build's log, for a `direct` run only (`release` null: the leader has no output
+ * release, so every run is direct); empty for every other run and for a reader who may not see it
+ * (read-access.ts clears the tail).
+ */
+function buildLogTailPart(run: RunRow, failedBuild: boolean, release: RunReleaseRow | null): string {
+  if (!failedBuild || !run.buildLogTail || (release !== null && release.policy !== 'direct')) return '';
+  return `<section aria-labelledby="build-log-h"><h2 id="build-log-h">End of the build log</h2>
+<p class="muted">The last lines of <code>build.log</code>; the whole log is ${buildLogPlace(run)}.</p>
+<pre class="log" id="build-log-tail" tabindex="0">${escapeHtml(redactCredentials(run.buildLogTail))}</pre></section>
+`;
+}
+
 
 /** "3 min 4 s" */
 export function formatDuration(ms: number): string {
@@ -126,7 +182,13 @@ export function firstAt(events: readonly RunEvent[], state: RunState): string | 
 }
 
 /** The changing part of the run page (what run.js swaps in while the run is unfinished). */
-export function renderRunMain(run: RunRow, events: readonly RunEvent[], gpuLabel: GpuLabel = () => null, release: RunReleaseRow | null = null): string {
+export function renderRunMain(
+  run: RunRow,
+  events: readonly RunEvent[],
+  gpuLabel: GpuLabel = () => null,
+  release: RunReleaseRow | null = null,
+  words: RunWordsContext = {},
+): string {
   const queuedAt = firstAt(events, 'queued');
   const assignedAt = firstAt(events, 'assigned');
   // A build that failed never ran: no "Ran" row, whatever start time the node reported.
@@ -157,7 +219,7 @@ export function renderRunMain(run: RunRow, events: readonly RunEvent[], gpuLabel
     ? `<dt>secd.yml warnings</dt><dd><ul class="plain">${run.warnings.map((w) => `<li>${escapeHtml(redactCredentials(w))}</li>`).join('')}</ul></dd>`
     : '';
   return `<h1>Run <code>${escapeHtml(run.id)}</code> ${pill(run.state)}</h1>
-<p class="lead" id="reason">${text(redactCredentials(run.reason))}</p>
+<p class="lead" id="reason">${text(redactCredentials(runPageWords(run, events, words)))}</p>
 <section aria-labelledby="details-h"><h2 id="details-h">Details</h2><dl class="facts">
 <dt>Project</dt><dd>${text(run.project)}</dd>
 <dt>Commit</dt><dd><code>${escapeHtml(run.commit)}</code></dd>
@@ -168,7 +230,7 @@ export function renderRunMain(run: RunRow, events: readonly RunEvent[], gpuLabel
 <dt>Results branch</dt><dd>${resultsBranch(run)}</dd>
 ${run.exitCode !== null ? `<dt>Exit code</dt><dd>${run.exitCode}</dd>` : ''}${failedBuild ? `<dt>Build log</dt><dd>${buildLogPlace(run)}</dd>` : ''}${warnings}
 </dl></section>
-${release ? renderReleaseSection(run.state, release) : ''}<section aria-labelledby="timings-h"><h2 id="timings-h">Timings</h2>
+${buildLogTailPart(run, failedBuild, release)}${release ? renderReleaseSection(run.state, release) : ''}<section aria-labelledby="timings-h"><h2 id="timings-h">Timings</h2>
 <div class="scroll" role="region" aria-labelledby="timings-caption" tabindex="0"><table>
 <caption><span class="cap" id="timings-caption">When each step ended and how long it took (UTC)</span></caption>
 <thead><tr>${th('Step')}${th('At')}${th('Took', 'num')}</tr></thead><tbody>
@@ -190,7 +252,14 @@ ${heldAt ? `<tr><th scope="row">Reviewed</th><td>${time(endAt)}</td><td class="n
 }
 
 /** One run: state, reason, placement, timings and its event history; null → "not found". */
-export function renderRunPage(assets: AssetTable, run: RunRow | null, events: readonly RunEvent[], gpuLabel?: GpuLabel, release: RunReleaseRow | null = null): string {
+export function renderRunPage(
+  assets: AssetTable,
+  run: RunRow | null,
+  events: readonly RunEvent[],
+  gpuLabel?: GpuLabel,
+  release: RunReleaseRow | null = null,
+  words: RunWordsContext = {},
+): string {
   if (!run) {
     return page(
       assets,
@@ -204,7 +273,7 @@ export function renderRunPage(assets: AssetTable, run: RunRow | null, events: re
     assets,
     `secd — run ${run.id} (${run.state})`,
     `<header class="top"><p><a href="/">← Cluster status</a></p>${live ? '<p class="muted" id="live-note">Updates itself until the run ends.</p>' : ''}</header>
-<main id="run" data-run="${escapeHtml(run.id)}" data-live="${live}">${renderRunMain(run, events, gpuLabel, release)}</main>`,
+<main id="run" data-run="${escapeHtml(run.id)}" data-live="${live}">${renderRunMain(run, events, gpuLabel, release, words)}</main>`,
     live ? [`<script type="module" src="${assetUrl(assets, 'run.js')}"></script>`] : [],
   );
 }

@@ -88,6 +88,8 @@ export function hideRowIdentity(run: RunRow): RunRow {
     warnings: [],
     imageId: null,
     statusPosted: null,
+    // What the build printed can name the project and its files as plainly as the reason.
+    buildLogTail: null,
   };
 }
 

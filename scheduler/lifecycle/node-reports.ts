@@ -107,6 +107,8 @@ export function recordResult(ctx: LifecycleContext, nodeId: string, runId: strin
     branch: outcome.branch,
     ...(outcome.startedAt ? { startedAt: run.startedAt ?? outcome.startedAt } : {}),
     finishedAt: outcome.finishedAt,
+    // A direct run's failed build: its last build.log lines for the run page (a review run returned above).
+    ...(outcome.buildLogTail ? { buildLogTail: outcome.buildLogTail } : {}),
   });
   if (!result.ok) {
     log.warn({ runId, outcome: outcome.end, result }, 'ignored a result the state table does not allow');

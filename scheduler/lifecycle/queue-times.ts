@@ -7,10 +7,9 @@
  *   store, never remembered, so a restarted leader plans as the old one did. Runs ended more than
  *   twenty half-lives ago (a millionth of their weight) are skipped.
  * - A waiting run's place goes into its `reason` (the run page and the API show it) whenever the
- *   sentence changes, and into its commit status only with its first `pending`: GitLab refuses a
- *   second `pending` for the same status (commit-statuses.ts skips a repeated state), so a later
- *   move in the line cannot be posted there. A run whose `pending` GitLab already took (the
- *   "verifying" one, as a rule) keeps that text beside its commit; its page says where it stands.
+ *   sentence changes, and is handed to its commit status each time: commit-statuses.ts decides
+ *   when GitLab gets it (at once the first time, then at most once a minute, and not at all where
+ *   GitLab refuses a repeated `pending`).
  */
 import type { RunRow, RunStore } from '../../storage/run-store.js';
 import { IN_FLIGHT_STATES, type RunState } from '../../storage/run-states.js';
@@ -61,12 +60,12 @@ function runforOf(row: RunRow | undefined): number | undefined {
   return typeof ms === 'number' && ms > 0 ? ms : undefined;
 }
 
-/** Tell each waiting run of `plan` where it stands: its reason when the sentence changed, its first pending status. */
+/** Tell each waiting run of `plan` where it stands when the sentence changed: its reason, and its pending status. */
 export function postQueuePlaces(ctx: LifecycleContext, snapshot: PlanSnapshot, plan: Pick<Plan, 'waiting' | 'reservations'>, now: Date): void {
   const { store } = ctx.deps;
   const byId = new Map(snapshot.queued.map((q) => [q.id, q]));
   const places = queuePlaces(plan, (id) => byId.get(id)?.gpus ?? 0);
-  const first: Array<{ id: string; note: string }> = [];
+  const changed: Array<{ id: string; note: string }> = [];
   store.inTransaction(() => {
     for (const [id, place] of places) {
       const run = byId.get(id);
@@ -75,10 +74,10 @@ export function postQueuePlaces(ctx: LifecycleContext, snapshot: PlanSnapshot, p
       const note = queueNote(place, run.gpus, run.gpuRequest, now);
       if (row.reason === note) continue;
       store.update(id, { reason: note });
-      if (row.statusPosted !== 'pending') first.push({ id, note });
+      changed.push({ id, note });
     }
   });
-  for (const { id, note } of first) ctx.postStatus(id, 'pending', note);
+  for (const { id, note } of changed) ctx.postStatus(id, 'pending', note);
 }
 
 /** The leader's `limits.fair_share_half_life_hours` where the lifecycle's settings carry it, else the default. */
