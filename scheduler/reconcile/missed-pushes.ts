@@ -14,8 +14,9 @@
  * - The pusher is whoever GitLab's push event says pushed that head (`author` of the newest event
  *   whose `push_data.commit_to` is the head on that branch), never the commit's author or committer:
  *   DESIGN §13's identity rules (membership, the head signed by the pusher's own key) then apply as
- *   to any push. No such event (a bulk push of many refs, events expired after 3 years): the head is
- *   left alone and logged, since running it as nobody, or as a guess, is worse than not running it.
+ *   to any push. No such event (a bulk push of many refs, more than the newest 100 pushes ago,
+ *   events expired after 3 years): the head is left alone and logged, since running it as nobody,
+ *   or as a guess, is worse than not running it.
  * - The push's `before` is the event's `commit_from` (forty zeros for a created branch), GitLab's
  *   own `before` for that push, not "the last head secd ran": with the same (project, ref, before,
  *   after) as the webhook GitLab tried to send, intake's replay check (`findPush`) makes a late or

@@ -209,6 +209,9 @@ describe('the reconciler', () => {
     expect((await r.round()).get(7)).toEqual({ kind: 'unknown_pusher', commit: B });
     expect(f.store.list()).toHaveLength(1);
     expect(log.warnings.join('\n')).toMatch(/do not say who pushed it.*"commit":"b{40}"/);
+    // Said once per head, not every round.
+    expect((await r.round()).get(7)).toEqual({ kind: 'unknown_pusher', commit: B });
+    expect(log.warnings.filter((w) => w.includes('do not say who pushed it'))).toHaveLength(1);
   });
 
   it('never reads the review project\'s or an empty project\'s branches', async () => {

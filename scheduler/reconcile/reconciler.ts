@@ -57,6 +57,8 @@ export class MissedPushReconciler {
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** The head each project was last warned about (no pusher known): warned once, not every round. */
+  private readonly warnedHeads = new Map<number, string>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -110,7 +112,9 @@ export class MissedPushReconciler {
     const push = pushOfHead(await gitlab.listPushEvents(projectId), choice.branch, commit);
     const where = { project_id: projectId, project: project.path_with_namespace, ref: head.ref, commit };
     if (!push) {
-      log.warn(where, 'reconcile: a head no run covers, but GitLab\'s push events do not say who pushed it; not run (push again to run it)');
+      const say = this.warnedHeads.get(projectId) === commit ? log.debug.bind(log) : log.warn.bind(log);
+      say(where, 'reconcile: a head no run covers, but GitLab\'s push events do not say who pushed it; not run (push again to run it)');
+      this.warnedHeads.set(projectId, commit);
       return { kind: 'unknown_pusher', commit };
     }
     const deliveryKey = reconcileDeliveryKey(projectId, head.ref, push);
