@@ -23,6 +23,7 @@ import { outputsVolumeName } from './container-profile.js';
 import { checkoutCommit, hasCommit } from './git-checkout.js';
 import { runContainerName } from './run-build.js';
 import { disclosureChecksOf } from './run-collection.js';
+import { buildLogTailFor, carriesBuildLogTail } from './build-log-tail.js';
 import type { RunContext } from './run-context.js';
 import { saveJournal, type RunJournal } from './run-workspace.js';
 import { DisclosureScanner } from '../results/disclosure-scan.js';
@@ -59,6 +60,8 @@ export async function deliverRun(ctx: RunContext, journal: RunJournal): Promise<
   scanner.scanBuffer('_secd/build.log', buildLog);
   scanner.scanBuffer('_secd/run.log', runLog);
   const disclosure = scanner.findings();
+  // A direct run's failed build: its last build.log lines go with the result, for the run page.
+  const tail = carriesBuildLogTail(spec, ended, journal.imageId) ? { buildLogTail: buildLogTailFor(spec, buildLog) } : {};
   const after = journal.after as { report: Partial<RunReport>; bytes: RunOutcome['datasetBytes'] } | undefined;
   const { end, exitCode, startedAt } = ended;
   const report: Omit<RunReport, 'outputs'> = {
@@ -98,9 +101,10 @@ export async function deliverRun(ctx: RunContext, journal: RunJournal): Promise<
     ...(after?.bytes ? { datasetBytes: after.bytes } : {}),
     ...(resultsCommit ? { resultsCommit } : {}),
     disclosure,
+    ...tail,
   });
   // The outcome of a run whose results did not get where they go: failed, with why.
-  const undelivered = (why: string): RunOutcome => ({ end: 'failed', reason: why, exitCode, imageId: journal.imageId, branch: null, outputsPath: null, startedAt, finishedAt, disclosure });
+  const undelivered = (why: string): RunOutcome => ({ end: 'failed', reason: why, exitCode, imageId: journal.imageId, branch: null, outputsPath: null, startedAt, finishedAt, disclosure, ...tail });
 
   let done: RunOutcome;
   if (opts.local) {
