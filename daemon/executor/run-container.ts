@@ -17,8 +17,9 @@ import { cacheOwnerOf, resolveCacheDir } from '../../storage/cache-path.js';
 import type { ContainerRunResult, RunHooks } from '../engine/container-engine.js';
 import { resultsStamp } from '../results/results-stamp.js';
 import { containerRequestFor } from './container-profile.js';
+import { prepareOutputsVolume } from './outputs-cap.js';
 import { runContainerName } from './run-build.js';
-import { collectOutputs, describeContainerEnd, withCollection, type CollectedOutputs } from './run-collection.js';
+import { cancelReasonOf, collectOutputs, describeContainerEnd, withCollection, type CollectedOutputs } from './run-collection.js';
 import { carried, StepFailure, type RunContext } from './run-context.js';
 import { finishRunDatasets, prepareRunDatasets } from './run-datasets.js';
 import { saveJournal, writeFileAtomic, type RunJournal } from './run-workspace.js';
@@ -60,12 +61,16 @@ export async function startContainer(ctx: RunContext, journal: RunJournal, resum
   request.timeoutMs = spec.runforMs - (journal.buildMs ?? 0);
   // Kept once ended: collect reads it, and deliver removes it once its end is journaled.
   request.keepContainer = true;
+  const capped = await prepareOutputsVolume(spec, deps, (line) => ctx.buildLine(`[secd base-image] ${line}`));
+  if (capped !== null) throw new StepFailure(capped);
   ctx.containerClockMs = deps.now().getTime();
+  let current = journal;
   const result = await engine.runContainer(request, {
-    ...containerHooks(ctx),
+    ...containerHooks(ctx, () => current),
     // Journaled once created and before it starts: a container that ever ran is one recorded here.
     onCreated: async (containerId) => {
-      await saveJournal(ws, { ...journal, containerId });
+      current = { ...journal, containerId };
+      await saveJournal(ws, current);
       failpoint('node.start.created');
     },
   });
@@ -101,7 +106,14 @@ export async function adoptContainer(ctx: RunContext, journal: RunJournal): Prom
   const datasets = await prepareRunDatasets(spec, { datasetRoot: settings.datasetRoot ?? null, runDir: ws.dir });
   ctx.datasets = datasets.ok ? datasets.value : null;
   const timeoutMs = Math.max(1, spec.runforMs - (journal.buildMs ?? 0));
-  const result = await engine.adoptContainer(container.id, { timeoutMs, stopGraceMs: settings.stopGraceMs, keepContainer: true }, containerHooks(ctx));
+  const hooks = containerHooks(ctx, () => journal);
+  if (journal.stopping?.why === 'cancelled') {
+    // Cancelled before the restart: the cancel is carried out now, with its reason.
+    const cancel = new AbortController();
+    cancel.abort(journal.stopping.reason);
+    hooks.signal = cancel.signal;
+  }
+  const result = await engine.adoptContainer(container.id, { timeoutMs, stopGraceMs: settings.stopGraceMs, keepContainer: true }, hooks);
   failpoint('node.wait.ended');
   return { journal: { ...journal, containerId: container.id }, result };
 }
@@ -117,7 +129,10 @@ export async function collectRun(ctx: RunContext, { journal, result }: EndedCont
   failpoint('node.collect.collected');
   const after = await finishRunDatasets(spec, ctx.datasets, deps.settings);
   ctx.datasets = null;
-  const { end, reason } = withCollection(describeContainerEnd(result, spec, opts.signal), collected);
+  const described = withCollection(describeContainerEnd(stoppedBySecd(result, journal), spec, opts.signal), collected);
+  const end = described.end;
+  // A cancel journaled before a restart keeps the canceller's words.
+  const reason = end === 'cancelled' && journal.stopping?.why === 'cancelled' && !opts.signal?.aborted ? journal.stopping.reason : described.reason;
   const runMs =
     ctx.containerClockMs !== null
       ? deps.now().getTime() - ctx.containerClockMs
@@ -171,10 +186,26 @@ export async function reloadLogs(ctx: RunContext, journal: RunJournal): Promise<
   ctx.buildLog.append(await readFile(ctx.ws.buildLog).catch(() => Buffer.alloc(0)));
 }
 
+/**
+ * How the container ended, counting a stop secd journaled before a restart: a container found exited
+ * with the stop signal's status (SIGTERM 143, SIGKILL 137) after secd began stopping it was stopped
+ * by secd, not ended by itself.
+ */
+function stoppedBySecd(result: ContainerRunResult, journal: RunJournal): ContainerRunResult {
+  const why = journal.stopping?.why;
+  if (why === undefined || result.end !== 'exited' || (result.exitCode !== 143 && result.exitCode !== 137)) return result;
+  return { ...result, end: why };
+}
+
 // The container's callbacks, the same for a run started here and one adopted after a restart.
-function containerHooks(ctx: RunContext): RunHooks {
-  const { opts, deps } = ctx;
+function containerHooks(ctx: RunContext, current: () => RunJournal): RunHooks {
+  const { opts, deps, ws } = ctx;
   return {
+    onStopping: async (why) => {
+      const reason = why === 'cancelled' ? cancelReasonOf(opts.signal) : 'runfor';
+      await saveJournal(ws, { ...current(), stopping: { why, reason } });
+      failpoint('node.wait.stopping');
+    },
     onLog: (chunk) => {
       ctx.runLog.append(chunk);
       opts.onRunLog?.(chunk);
