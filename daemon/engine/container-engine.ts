@@ -184,6 +184,12 @@ export interface RunHooks {
    * there, so a container that ever ran is one the node recorded. A throw removes it, never started.
    */
   onCreated?(containerId: string): Promise<void>;
+  /**
+   * Awaited before secd stops a running container (its limit, a cancel), with why: the executor
+   * journals it, so a node restarted after the stop still knows the end was secd's and not the
+   * container's own. A throw is logged and the stop goes ahead.
+   */
+  onStopping?(why: 'timed_out' | 'cancelled'): Promise<void>;
   /** Called once the container is running, with its id (the executor reports `running` then). */
   onStarted?(containerId: string): void;
   /**

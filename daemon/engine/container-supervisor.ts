@@ -97,7 +97,14 @@ export function containerSupervisor(ctx: SupervisorContext): ContainerSupervisor
       if (stopReason !== null) return;
       stopReason = why;
       log.info({ ...ids, why }, 'stopping container');
-      stopping = c.stop(graceSeconds).catch((err: unknown) => {
+      stopping = (async () => {
+        try {
+          await hooks.onStopping?.(why);
+        } catch (err) {
+          log.error({ ...ids, err: ctx.describeError(err) }, 'could not note why the container is stopped; stopping it anyway');
+        }
+        return c.stop(graceSeconds);
+      })().catch((err: unknown) => {
         log.error({ ...ids, err: ctx.describeError(err) }, 'could not stop the container');
         return false;
       });

@@ -67,6 +67,11 @@ export const journalSchema = z.object({
    * Absent: a journal from before secd recorded it.
    */
   containerId: z.string().nullable().optional(),
+  /**
+   * secd began stopping the container (its runfor limit, a cancel), journaled before the stop: a node
+   * restarted after it reports the run's end as secd's stop, with the canceller's reason.
+   */
+  stopping: z.object({ why: z.enum(['timed_out', 'cancelled']), reason: z.string() }).optional(),
   /** Every results commit made for the run's branch, each recorded before it was pushed. */
   resultsCommits: z.array(z.string()).optional(),
   /** Why the results could not be delivered: the run's folder is kept on the node (keepRunFolder). */

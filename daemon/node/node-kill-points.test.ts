@@ -18,6 +18,7 @@ import { FakeContainerEngine, type FakeBuild, type FakeContainerScript } from '.
 import { createBareRemote, createResearcherRepo } from '../../test/support/git-repo.js';
 import { aNodeLife, armNodeLives, asLife, killAt, resultsBranches } from '../../test/support/node-crash-harness.js';
 import { aRunSpec, busyboxProject } from '../../test/support/test-images.js';
+import { formatHours } from '../executor/run-collection.js';
 import { runGit } from '../results/node-git.js';
 
 const NOW = new Date('2026-03-05T14:07:09.000Z');
@@ -40,6 +41,8 @@ interface Kind {
   reason: string;
   /** A file of the results folder and what it must hold. */
   file: [string, string];
+  /** The run's runfor (default a minute). */
+  runforMs?: number;
 }
 
 const KINDS: Kind[] = [
@@ -58,6 +61,14 @@ const KINDS: Kind[] = [
     file: ['error.txt', 'row 7\n'],
   },
   {
+    name: 'a run stopped at its runfor limit while it works',
+    container: { log: 'epoch 1\n', outputs: { 'checkpoint.txt': 'epoch 1\n' } },
+    runforMs: 150,
+    end: 'timed_out',
+    reason: `stopped at its runfor limit of ${formatHours(150)}`,
+    file: ['checkpoint.txt', 'epoch 1\n'],
+  },
+  {
     name: 'a run whose build fails',
     container: {},
     build: { outcome: 'fail', reason: 'unknown instruction: RUNN' },
@@ -68,12 +79,12 @@ const KINDS: Kind[] = [
 ];
 
 /** A researcher's pushed project, its remote, and the spec the leader sends for its run. */
-async function aPushedRun(runId: string) {
+async function aPushedRun(runId: string, runforMs = 60_000) {
   const repo = await createResearcherRepo();
   const remote = await createBareRemote();
   const commit = await repo.commit('train', { files: busyboxProject('echo training\n') });
   await repo.push(remote.url);
-  const spec: RunSpec = aRunSpec(runId, { commit, source: remote.url, resultsRemote: remote.url });
+  const spec: RunSpec = aRunSpec(runId, { commit, source: remote.url, resultsRemote: remote.url, runforMs });
   return {
     spec,
     remote,
@@ -93,7 +104,7 @@ function engineFor(kind: Kind): FakeContainerEngine {
 /** The points an undisturbed run of `kind` passes, in order (`name@hit`). */
 async function pointsOf(kind: Kind): Promise<string[]> {
   const root = await mkdtemp(join(tmpdir(), 'secd-kill-points-'));
-  const run = await aPushedRun('kp0');
+  const run = await aPushedRun('kp0', kind.runforMs);
   try {
     const life = aNodeLife(root, engineFor(kind), now);
     return await asLife(async () => {
@@ -112,7 +123,7 @@ async function pointsOf(kind: Kind): Promise<string[]> {
  */
 async function killRound(kind: Kind, point: string, runId: string, alterDisk?: (runDir: string) => Promise<void>): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'secd-kill-round-'));
-  const run = await aPushedRun(runId);
+  const run = await aPushedRun(runId, kind.runforMs);
   try {
     const engine = engineFor(kind);
     const first = aNodeLife(join(root, 'first'), engine, now);

@@ -371,10 +371,17 @@ export class FakeContainerEngine implements ContainerEngine {
       if (c.log.length > 0) hooks.onLog(Buffer.from(c.log));
     };
     let stopReason: 'timed_out' | 'cancelled' | null = null;
+    let stopping: Promise<void> = Promise.resolve();
     const stop = (why: 'timed_out' | 'cancelled') => {
       if (this.halted || stopReason !== null || c.state === 'exited') return;
       stopReason = why;
-      this.state.exit(c, 143);
+      // As the adapter's supervisor does: the caller hears why first (a throw does not stop the stop).
+      stopping = Promise.resolve()
+        .then(() => hooks.onStopping?.(why))
+        .catch(() => undefined)
+        .then(() => {
+          if (!this.halted) this.state.exit(c, 143);
+        });
     };
     const onAbort = () => stop('cancelled');
     let timer: NodeJS.Timeout | undefined;
@@ -389,6 +396,7 @@ export class FakeContainerEngine implements ContainerEngine {
     }
     try {
       await this.live(this.state.exited(c));
+      await this.live(stopping);
     } finally {
       clearTimeout(timer);
       hooks.signal?.removeEventListener('abort', onAbort);
