@@ -46,13 +46,18 @@ function asset(path: string): StaticAsset {
   };
 }
 
+/** The status page's script and the modules it imports (web/assets/status*.js). */
+const STATUS_MODULES = ['status.js', 'status-dom.js', 'status-charts.js', 'status-nodes.js', 'status-runs.js'];
+
 /** Read every file the pages use. */
 export function loadStaticAssets(): AssetTable {
   const own = ownAssetsDir();
   const require = createRequire(import.meta.url);
   const uplotDir = dirname(require.resolve('uplot/package.json'));
   return new Map<string, StaticAsset>([
-    ['status.js', asset(join(own, 'status.js'))],
+    // status.js is an ES module that imports its parts by relative URL (/assets/status-dom.js …):
+    // they are served without `?v=`, so revalidated by ETag, and always the version status.js expects.
+    ...STATUS_MODULES.map((name) => [name, asset(join(own, name))] as const),
     ['run.js', asset(join(own, 'run.js'))],
     ['secd.css', asset(join(own, 'secd.css'))],
     ['favicon.svg', asset(join(own, 'favicon.svg'))],
