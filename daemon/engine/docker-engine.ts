@@ -197,22 +197,10 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
     }
     const destroyOutput = () => (output as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
     const outputDone = demuxInto(output, hooks.onLog, ids);
-
-    try {
-      await call('container.start', ids, () => container.start());
-    } catch (err) {
-      destroyOutput();
-      await cleanup();
-      if (statusOf(err) === undefined) throw err;
-      return notStartedResult('start_failed', `could not start the container: ${messageOf(err)}`, c.id, now());
-    }
-    return supervisor.supervise(c, {
-      limits: req,
-      hooks,
-      timeLeftMs: req.timeoutMs,
-      startedAt: now().toISOString(),
+    return follow(container, c, { status: 'created', running: false, startedAt: null }, req, hooks, {
       endMessage: 'container run ended',
-      async deliverOutput() {
+      close: destroyOutput,
+      async deliver() {
         // The engine closes the stream once the container's pipes drain; give it a bounded while.
         let drainTimer: NodeJS.Timeout | undefined;
         const drained = await Promise.race([
@@ -232,37 +220,13 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
 
   async function adoptContainer(id: string, req: AdoptRequest, hooks: RunHooks): Promise<ContainerRunResult> {
     const container = docker.getContainer(id);
-    const gone = (reason: string) => notStartedResult('start_failed', reason, id, now());
-    let info = await supervised(container, { container: id }).inspect();
-    if (!info) return gone('the container is gone');
+    const info = await supervised(container, { container: id }).inspect();
+    if (!info) return notStartedResult('start_failed', 'the container is gone', id, now());
     const ids = { run: info.labels['secd.run'], container: id, adopted: true };
-    const c = supervised(container, ids);
-    const cleanup = () => supervisor.removeUnlessKept(c, req.keepContainer);
-    if (info.status === 'created') {
-      // Created but never started (the daemon stopped in between): start it now, as runContainer would have.
-      if (hooks.signal?.aborted) {
-        await cleanup();
-        return notStartedResult('cancelled', null, id, now());
-      }
-      try {
-        await call('container.start', ids, () => container.start());
-      } catch (err) {
-        if (statusOf(err) === undefined) throw err;
-        await cleanup();
-        return gone(`could not start the container: ${messageOf(err)}`);
-      }
-      info = await c.inspect();
-      if (!info) return gone('the container is gone');
-    }
-    const startedMs = Date.parse(info.startedAt ?? now().toISOString());
-    return supervisor.supervise(c, {
-      limits: req,
-      hooks,
-      // The limit counts from the container's own start: a restart of the daemon does not extend it.
-      timeLeftMs: info.running ? req.timeoutMs - (now().getTime() - startedMs) : null,
-      startedAt: info.startedAt,
+    return follow(container, supervised(container, ids), info, req, hooks, {
       endMessage: 'adopted container ended',
-      async deliverOutput() {
+      close: () => {},
+      async deliver() {
         // Attached output died with the previous daemon: the engine's log holds all of it (json-file, capped).
         try {
           const raw = await call('container.logs', ids, () => container.logs({ stdout: true, stderr: true, follow: false }));
@@ -271,6 +235,52 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
           if (statusOf(err) !== 404) log.warn({ ...ids, err: messageOf(err) }, 'could not read the container log');
         }
       },
+    });
+  }
+
+  /**
+   * One road for a container this daemon just made and one it found after a restart: start it if it
+   * is only created (the daemon may have stopped in between), then supervise it to its end, its
+   * limit counted from its own start (a restart of the daemon does not extend it). Only where the
+   * output comes from differs: the stream attached before start, or the engine's log.
+   */
+  async function follow(
+    container: Docker.Container,
+    c: SupervisedContainer,
+    state: Pick<ContainerRecord, 'status' | 'running' | 'startedAt'>,
+    req: AdoptRequest,
+    hooks: RunHooks,
+    output: { endMessage: string; close(): void; deliver(): Promise<void> },
+  ): Promise<ContainerRunResult> {
+    let { running, startedAt } = state;
+    if (state.status === 'created') {
+      const notStarted = async (end: 'cancelled' | 'start_failed', reason: string | null) => {
+        output.close();
+        await supervisor.removeUnlessKept(c, req.keepContainer);
+        return notStartedResult(end, reason, c.id, now());
+      };
+      if (hooks.signal?.aborted) return notStarted('cancelled', null);
+      try {
+        await call('container.start', c.ids, () => container.start());
+      } catch (err) {
+        if (statusOf(err) === undefined) {
+          output.close();
+          await supervisor.removeUnlessKept(c, req.keepContainer);
+          throw err;
+        }
+        return notStarted('start_failed', `could not start the container: ${messageOf(err)}`);
+      }
+      running = true;
+      startedAt = now().toISOString();
+    }
+    const startedMs = Date.parse(startedAt ?? now().toISOString());
+    return supervisor.supervise(c, {
+      limits: req,
+      hooks,
+      timeLeftMs: running ? req.timeoutMs - (now().getTime() - startedMs) : null,
+      startedAt,
+      endMessage: output.endMessage,
+      deliverOutput: () => output.deliver(),
     });
   }
 

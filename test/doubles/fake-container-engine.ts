@@ -259,12 +259,7 @@ export class FakeContainerEngine implements ContainerEngine {
       await this.removeUnlessKept(c, req.keepContainer);
       throw err;
     }
-    if (script.refuse !== undefined) {
-      await this.removeUnlessKept(c, req.keepContainer);
-      return this.notStarted('start_failed', `could not start the container: ${script.refuse}`, c.id);
-    }
-    this.state.start(c, script);
-    return this.supervise(c, req.timeoutMs, req.keepContainer, hooks, 'attached');
+    return this.follow(c, req, hooks, 'attached');
   }
 
   async findRunContainers(): Promise<RunContainer[]> {
@@ -276,16 +271,23 @@ export class FakeContainerEngine implements ContainerEngine {
     await this.enter('adoptContainer', id);
     const c = this.state.containers.get(id);
     if (!c) return this.notStarted('start_failed', 'the container is gone', id);
+    return this.follow(c, req, hooks, 'logs');
+  }
+
+  // As the adapter's one road for run and adopt: start it if it is only created, then supervise it,
+  // the limit counted from its own start; only where its output comes from differs.
+  private async follow(c: FakeContainerState, req: AdoptRequest, hooks: RunHooks, output: 'attached' | 'logs'): Promise<ContainerRunResult> {
     if (c.state === 'created') {
-      if (hooks.signal?.aborted) {
+      if (hooks.signal?.aborted || c.script.refuse !== undefined) {
         await this.removeUnlessKept(c, req.keepContainer);
-        return this.notStarted('cancelled', null, id);
+        return c.script.refuse !== undefined ? this.notStarted('start_failed', `could not start the container: ${c.script.refuse}`, c.id) : this.notStarted('cancelled', null, c.id);
       }
       this.state.start(c, c.script);
+      // Started here: watched from its start, even when it ended at once.
+      return this.supervise(c, req.timeoutMs, req.keepContainer, hooks, output);
     }
-    // The limit counts from the container's own start; its whole log comes back once it has ended.
     const left = c.state === 'running' ? req.timeoutMs - (this.state.now().getTime() - Date.parse(c.startedAt ?? '')) : null;
-    return this.supervise(c, left, req.keepContainer, hooks, 'logs');
+    return this.supervise(c, left, req.keepContainer, hooks, output);
   }
 
   async removeContainer(id: string): Promise<void> {
