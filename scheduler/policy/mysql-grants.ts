@@ -1,21 +1,14 @@
 /**
- * The dataset server adapter: temporary MySQL/MariaDB accounts for runs. The only file that imports
- * mysql2. Statements are built from names already checked by storage/dataset-path.ts (database
+ * The dataset server adapter: temporary MySQL/MariaDB accounts for runs. Its connections come from
+ * storage/sql/mysql-client.ts (the only file that imports mysql2). Statements are built from names already checked by storage/dataset-path.ts (database
  * names) and by this module (account names), and values go through mysql2's escaping. Run accounts
  * get a connection limit and statement limits (RUN_ACCOUNT_LIMITS in dataset-access.ts).
  */
-import mysql from 'mysql2/promise';
 import { mysqlDatabaseProblem } from '../../storage/dataset-path.js';
+import { createMysqlConnection, createMysqlPromisePool, type MysqlEndpoint, type MysqlLogin } from '../../storage/sql/mysql-client.js';
 import { RUN_ACCOUNT_LIMITS, type DatasetServer, type RunAccount } from './dataset-access.js';
 
-/** Where a MySQL server listens: TCP, or a unix socket. */
-export type MysqlEndpoint = { host: string; port: number } | { socketPath: string };
-
-/** A login. */
-export interface MysqlLogin {
-  user: string;
-  password: string;
-}
+export type { MysqlEndpoint, MysqlLogin };
 
 /** One open connection, in secd's terms (tests, the benchmark and `secd admin` use it). */
 export interface MysqlSession {
@@ -28,20 +21,9 @@ export interface MysqlSession {
 
 const ACCOUNT = /^[A-Za-z0-9_]{1,80}$/;
 
-function endpointOptions(endpoint: MysqlEndpoint): { host: string; port: number } | { socketPath: string } {
-  return 'socketPath' in endpoint ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port };
-}
-
 /** Open one connection; rejects with the server's error (e.g. code ER_ACCESS_DENIED_ERROR). */
 export async function connectMysql(endpoint: MysqlEndpoint, login: MysqlLogin, database?: string): Promise<MysqlSession> {
-  const conn = await mysql.createConnection({
-    ...endpointOptions(endpoint),
-    user: login.user,
-    password: login.password,
-    ...(database ? { database } : {}),
-    connectTimeout: 10_000,
-    multipleStatements: false,
-  });
+  const conn = await createMysqlConnection({ endpoint, login, ...(database ? { database } : {}) });
   return {
     async query(sql, params) {
       const [rows] = await conn.query(sql, params);
@@ -83,15 +65,7 @@ function checkAccount(user: string): void {
 
 /** The admin side of the dataset server, over a small connection pool. */
 export function createMysqlDatasetServer(endpoint: MysqlEndpoint, admin: MysqlLogin): DatasetServer {
-  const pool = mysql.createPool({
-    ...endpointOptions(endpoint),
-    user: admin.user,
-    password: admin.password,
-    connectionLimit: 2,
-    connectTimeout: 10_000,
-    enableKeepAlive: true,
-    multipleStatements: false,
-  });
+  const pool = createMysqlPromisePool({ endpoint, login: admin, connectionLimit: 2 });
   const run = async (sql: string, params?: unknown[]): Promise<unknown[]> => {
     const [rows] = await pool.query(sql, params);
     return Array.isArray(rows) ? (rows as unknown[]) : [rows];
