@@ -30,6 +30,7 @@ import type { ContainerEngine } from '../engine/container-engine.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { nodeExecutorDeps } from '../executor/node-executor.js';
 import { outputsVolumeProblem } from '../executor/outputs-cap.js';
+import { diskWatermarkReason } from '../executor/run-collection.js';
 import { NodeAgent } from '../node/node-agent.js';
 import { NodeRuns } from '../node/node-runs.js';
 import { createGpuTelemetry } from '../telemetry/gpu-telemetry.js';
@@ -74,6 +75,8 @@ export async function startNode(config: NodeConfig, opts: StartNodeOptions): Pro
     hostname: opts.hostname ?? osHostname(),
     maxCpuRuns: config.max_cpu_runs,
     reportIntervalMs: config.report_interval_ms,
+    // The leader places no new run here while this says the disk is under the watermark.
+    diskLow: () => diskWatermarkReason(executor.settings),
     runs,
     gpu,
     host,
