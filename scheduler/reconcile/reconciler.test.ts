@@ -242,6 +242,9 @@ describe('the reconciler', () => {
     expect(first.get(7)).toMatchObject({ kind: 'failed', error: expect.stringMatching(/500/) });
     expect(first.get(8)?.kind).toBe('started');
     expect(log.warnings.join('\n')).toMatch(/will retry next round.*"project_id":7/);
+    // Failing the same way again is not said again.
+    expect((await r.round()).get(7)?.kind).toBe('failed');
+    expect(log.warnings.filter((w) => w.includes('will retry next round'))).toHaveLength(1);
     gitlab.failing.delete(7);
     expect((await r.round()).get(7)?.kind).toBe('started');
     await f.settle();

@@ -59,6 +59,8 @@ export class MissedPushReconciler {
   private closed = false;
   /** The head each project was last warned about (no pusher known): warned once, not every round. */
   private readonly warnedHeads = new Map<number, string>();
+  /** The GitLab error each project was last warned about. */
+  private readonly warnedFailures = new Map<number, string>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -75,7 +77,14 @@ export class MissedPushReconciler {
     for (const id of ids) {
       if (this.closed) break;
       const outcome = await this.checkProject(id).catch((err: unknown): ProjectOutcome => ({ kind: 'failed', error: errorText(err) }));
-      if (outcome.kind === 'failed') this.deps.log.warn({ project_id: id, err: outcome.error }, 'reconcile: could not read the project from GitLab (will retry next round)');
+      if (outcome.kind === 'failed') {
+        // The same failure again (a deleted project's 404, say) is said once, then only at debug level.
+        const say = this.warnedFailures.get(id) === outcome.error ? this.deps.log.debug.bind(this.deps.log) : this.deps.log.warn.bind(this.deps.log);
+        say({ project_id: id, err: outcome.error }, 'reconcile: could not read the project from GitLab (will retry next round)');
+        this.warnedFailures.set(id, outcome.error);
+      } else {
+        this.warnedFailures.delete(id);
+      }
       outcomes.set(id, outcome);
     }
     return outcomes;
