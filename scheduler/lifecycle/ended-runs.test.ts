@@ -37,7 +37,7 @@ const outcome: RunOutcome = {
 let fixture: LifecycleFixture | undefined;
 afterEach(() => fixture?.close());
 
-function setup(release?: { store: Pick<ReleaseStore, 'get'> }) {
+function setup(release?: { store: Pick<ReleaseStore, 'get'> & Partial<Pick<ReleaseStore, 'update'>> }) {
   const lines: Line[] = [];
   const node = fakeNode('gpu-01', { gpus: ['GPU-A'] });
   fixture = lifecycleFixture([node], () => ({
@@ -47,11 +47,14 @@ function setup(release?: { store: Pick<ReleaseStore, 'get'> }) {
   return { ...fixture, node, lines, loud: () => lines.filter((l) => l.level === 'warn' || l.level === 'error') };
 }
 
-/** A release desk no test here reaches: every method throws. */
+/** A release desk no test here reaches, but for a restart's look at held runs (none held): every other method throws. */
 const unusedDesk = new Proxy({} as ReleaseDesk, {
-  get: (_t, name) => () => {
-    throw new Error(`the release desk was asked to ${String(name)}`);
-  },
+  get: (_t, name) =>
+    name === 'pollHeld'
+      ? () => Promise.resolve()
+      : () => {
+          throw new Error(`the release desk was asked to ${String(name)}`);
+        },
 });
 
 describe('a result for a run that already ended', () => {
@@ -140,6 +143,31 @@ describe('a leader that starts again after it was killed', () => {
     t.lifecycle.resume();
     await t.settle();
     expect(t.statuses).toHaveLength(1);
+  });
+
+  it('a review released just before the kill gets its secd/release and secd statuses, once', async () => {
+    const rows = new Map<string, Pick<RunReleaseRow, 'policy' | 'nodeEnd' | 'reviewBranch' | 'outcome' | 'decidedBy' | 'decidedAt' | 'statusPosted'>>();
+    const t = setup({
+      store: {
+        get: (runId: string) => rows.get(runId) as RunReleaseRow | undefined,
+        update: (runId, patch) => void Object.assign(rows.get(runId)!, patch),
+      },
+    });
+    const { id } = t.runIn('uploading');
+    t.store.transition(id, 'held', 'outputs held for review (0/1 approvals)');
+    t.store.transition(id, 'succeeded', 'succeeded; released after review by alice; results on branch secd-x', { branch: 'secd-x' });
+    const row = { policy: 'review' as const, nodeEnd: 'succeeded', reviewBranch: 'secd-x', outcome: 'released' as const, decidedBy: 'alice', decidedAt: t.now().toISOString(), statusPosted: 'pending' };
+    rows.set(id, row);
+    t.lifecycle.resume();
+    await t.settle();
+    expect(t.statuses.map((s) => [s.name, s.state, s.description])).toEqual([
+      ['secd/release', 'success', 'released after review by alice'],
+      ['secd', 'success', 'succeeded; released after review by alice; results on branch secd-x'],
+    ]);
+    expect(row.statusPosted).toBe('success');
+    t.lifecycle.resume();
+    await t.settle();
+    expect(t.statuses).toHaveLength(2);
   });
 
   it('a run queued just before the kill supersedes the older runs of its branch when the leader starts again', async () => {

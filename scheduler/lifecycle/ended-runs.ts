@@ -79,17 +79,38 @@ function postFinalStatusIfMissing(ctx: LifecycleContext, run: RunRow): void {
   if (final !== null && run.statusPosted !== final) ctx.postStatus(run.id, final, run.reason);
 }
 
-/** After a restart: the final status of every run that ended within the lookback and whose status GitLab never took. */
+/**
+ * After a restart: the final status of every run that ended within the lookback and whose status
+ * GitLab never took, and of a reviewed run its `secd/release` status (released or withheld) too.
+ */
 export function postMissingFinalStatuses(ctx: LifecycleContext): number {
   const { store, now } = ctx.deps;
   const since = now().getTime() - FINAL_STATUS_LOOKBACK_MS;
   let posted = 0;
   for (const run of store.list({ limit: 1000 })) {
     const final = finalStatusOf(run.state);
-    if (final === null || run.statusPosted === final) continue;
-    if (run.finishedAt === null || Date.parse(run.finishedAt) < since) continue;
+    if (final === null) continue;
+    // A reviewed run ends when its review is decided, which may be days after its node finished.
+    const times = [run.finishedAt, ctx.deps.release?.store.get(run.id)?.decidedAt].map((t) => Date.parse(t ?? '')).filter(Number.isFinite);
+    if (times.length === 0 || Math.max(...times) < since) continue;
+    const release = missingReleaseStatus(ctx, run.id);
+    if (release) {
+      ctx.postStatus(run.id, release.state, release.description, 'release');
+      posted += 1;
+    }
+    if (run.statusPosted === final) continue;
     ctx.postStatus(run.id, final, run.reason);
     posted += 1;
   }
   return posted;
+}
+
+/** The `secd/release` status a decided review never got posted, in the release desk's words. */
+function missingReleaseStatus(ctx: LifecycleContext, runId: string): { state: CommitStatusState; description: string } | null {
+  const row = ctx.deps.release?.store.get(runId);
+  if (!row || row.outcome === null) return null;
+  const state: CommitStatusState = row.outcome === 'released' ? 'success' : 'failed';
+  if (row.statusPosted === state) return null;
+  const by = row.decidedBy ?? 'an unknown reviewer';
+  return { state, description: row.outcome === 'released' ? `released after review by ${by}` : `outputs withheld at review by ${by}` };
 }

@@ -17,6 +17,7 @@ import type { RunRow } from '../../storage/run-store.js';
 import type { LifecycleContext } from './lifecycle-context.js';
 import type { NodeHandle } from './lifecycle-deps.js';
 import { handOver } from './hand-over.js';
+import { failpoint } from '../common/failpoints.js';
 import { onResultOfEndedRun, recordedEndOf } from './ended-runs.js';
 
 /** Default wait for a down node before its runs end `lost`: ten minutes. */
@@ -38,6 +39,8 @@ export function recordPhase(ctx: LifecycleContext, nodeId: string, runId: string
     ctx.deps.log.warn({ runId, phase, result }, 'ignored a phase report the state table does not allow');
     return;
   }
+  // The phase recorded, its status not posted: a restarted leader hears the phase again in the node's hello.
+  failpoint('leader.phase.recorded');
   if (phase === 'building' || phase === 'running') ctx.postStatus(runId, 'running', reason);
 }
 

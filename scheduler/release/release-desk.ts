@@ -18,6 +18,7 @@
 import type { ReleaseStore, RunReleaseRow } from '../../storage/release-store.js';
 import type { RunRow, RunStore } from '../../storage/run-store.js';
 import type { RunState } from '../../storage/run-states.js';
+import { failpoint } from '../common/failpoints.js';
 import { errorText } from '../common/errors.js';
 import type { Log } from '../common/log.js';
 import type { DisclosureChecks, ReleasePolicy, RunRelease } from '../contract/disclosure.js';
@@ -314,6 +315,8 @@ export class ReleaseDesk {
       log.warn({ runId: run.id, code: pushed.code, reason: pushed.reason }, 'could not push the released results (will retry)');
       return;
     }
+    // Crash tests: pushed, nothing recorded (a restart's poll pushes again: the same commit is no change).
+    failpoint('leader.release.pushed');
     const by = reviewers.join(', ');
     const end = (row.nodeEnd ?? 'succeeded') as RunState;
     const released = `released after review by ${by}`;
@@ -321,6 +324,8 @@ export class ReleaseDesk {
     releases.update(run.id, { outcome: 'released', decidedBy: by, decidedAt: this.deps.now().toISOString() });
     const done = runs.transition(run.id, end, reason, { branch, ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}) });
     if (!done.ok) return;
+    // Crash tests: released and recorded, no status posted, the merge request open.
+    failpoint('leader.release.ended');
     this.deps.postStatus(run.id, 'success', released, 'release');
     this.deps.postStatus(run.id, statusOfEnd(end), reason, 'run');
     const projectId = row.reviewProjectId!;
