@@ -15,6 +15,10 @@
  * - Kysely runs one SQLite statement or transaction at a time (its driver holds a mutex over the one
  *   connection); MySQL gets a pool, at least two connections (the migration runner holds one for
  *   its lock and migrates on another).
+ * - While today's synchronous stores still write through the same SQLite handle, a Kysely
+ *   transaction open across an `await` would take their writes into it (better-sqlite3 nests a
+ *   transaction inside an open one as a savepoint). So nothing in the leader writes through Kysely
+ *   on SQLite until the stores move over together.
  */
 import { Kysely, MysqlDialect, SqliteDialect, sql, type RawBuilder } from 'kysely';
 import type { SqliteDatabase } from '../database.js';
