@@ -121,19 +121,28 @@ async function pointsOf(kind: Kind): Promise<string[]> {
  * One round: the run killed at `point`, the node restarted; what it reports, the remote's branches
  * and what is left of the run. Returns the restarted node's outcome.
  */
-async function killRound(kind: Kind, point: string, runId: string, alterDisk?: (runDir: string) => Promise<void>): Promise<void> {
+async function killRound(kind: Kind, point: string, runId: string, alterDisk?: (runDir: string) => Promise<void>, thenKill?: 'next'): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), 'secd-kill-round-'));
   const run = await aPushedRun(runId, kind.runforMs);
   try {
-    const engine = engineFor(kind);
+    let engine = engineFor(kind);
     const first = aNodeLife(join(root, 'first'), engine, now);
     const killed = await killAt(point, { engine, workDir: first.workDir, runs: first.runs }, () => first.runs.assign(run.spec), join(root, 'next'), run.remote.dir);
     expect(killed.nextRoot, `${point} was never reached`).not.toBeNull();
     await alterDisk?.(join(root, 'next', 'work', 'runs', runId));
     const commitsAtKill = await runGit(['rev-list', '--all'], { cwd: run.remote.dir });
+    let lastRoot = join(root, 'next');
+    if (thenKill) {
+      // The restarted node is killed again as soon as it carries the run on.
+      engine = engine.reconnect();
+      const second = aNodeLife(lastRoot, engine, now);
+      const again = await killAt(thenKill, { engine, workDir: second.workDir, runs: second.runs }, () => second.runs.recover(), join(root, 'third'), run.remote.dir);
+      point = `${point} then ${again.point}`;
+      if (again.nextRoot !== null) lastRoot = again.nextRoot;
+    }
 
     const engine2 = engine.reconnect();
-    const next = aNodeLife(join(root, 'next'), engine2, now);
+    const next = aNodeLife(lastRoot, engine2, now);
     await asLife(async () => {
       await next.runs.recover();
       await next.runs.idle();
@@ -148,7 +157,7 @@ async function killRound(kind: Kind, point: string, runId: string, alterDisk?: (
     const branches = resultsBranches(run.remote.dir);
     expect([...branches.keys()], point).toEqual([branchOf(runId)]);
     expect(outcome.resultsCommit, point).toBe(branches.get(branchOf(runId)));
-    if (point.startsWith('node.deliver.pushed') || point.startsWith('node.clean') || point.startsWith('node.result')) {
+    if (/^node\.(deliver\.pushed|deliver\.journaled|clean|result)/.test(point)) {
       // Pushed before the kill: the restart pushed nothing more.
       expect(await runGit(['rev-list', '--all'], { cwd: run.remote.dir }), point).toBe(commitsAtKill);
     }
@@ -161,6 +170,7 @@ async function killRound(kind: Kind, point: string, runId: string, alterDisk?: (
     await next.runs.acknowledge(runId);
     expect(await readdir(join(next.workDir, 'runs')), point).toEqual([]);
     await expect(readdir(join(next.workDir, 'kept')), point).rejects.toThrow();
+    return point;
   } finally {
     await run.close();
     await rm(root, { recursive: true, force: true });
@@ -174,6 +184,10 @@ describe('a node killed between its results push and the journal update', () => 
 
   it('restarts with its checkout gone (as an older node left it, mid-cleanup) and finds its branch by the journaled commit', async () => {
     await killRound(KINDS[0]!, 'node.deliver.pushed@1', 'kp-gone', (runDir) => rm(join(runDir, 'src'), { recursive: true, force: true }));
+  });
+
+  it('restarts before its push with its checkout gone, checks the commit out again and pushes once', async () => {
+    await killRound(KINDS[0]!, 'node.deliver.begin@1', 'kp-recheckout', (runDir) => rm(join(runDir, 'src'), { recursive: true, force: true }));
   });
 
   it('restarts after a kill while the delivered run\'s checkout was being removed, and still ends succeeded with its branch', async () => {
@@ -193,3 +207,13 @@ for (const kind of KINDS) {
     }, 180_000);
   });
 }
+
+describe('a run that succeeds, the node killed at each point and killed again as soon as it carries the run on', () => {
+  it('ends once, as it truly ended, with one results branch and nothing left behind', async () => {
+    const kind = KINDS[0]!;
+    const points = await pointsOf(kind);
+    const rounds: string[] = [];
+    for (const point of points) rounds.push(await killRound(kind, point, `kk${rounds.length + 1}`, undefined, 'next'));
+    console.log(`killed twice: ${rounds.length} rounds: ${rounds.join(', ')}`);
+  }, 180_000);
+});

@@ -221,7 +221,7 @@ describe('a node restarted with a run in each phase', () => {
     expect(engine2.containers()).toEqual([]);
   });
 
-  it('running, stopped before its new container was journaled: the run starts over and is delivered once', async () => {
+  it('running, stopped before its new container was journaled: the container is made again from the built image, and the run is delivered once', async () => {
     const spec = await aPushedRun('c1');
     const engine = new FakeContainerEngine({ now: () => NOW });
     const died = haltWhen(engine, (call) => call.op === 'runContainer');
@@ -235,6 +235,8 @@ describe('a node restarted with a run in each phase', () => {
 
     expect(next.results.get('c1')).toMatchObject({ end: 'succeeded', branch: branchOf('c1') });
     expect(await readBranch('c1', 'again.txt')).toBe('ran once\n');
+    // The image was built before the restart: the step carried on is the container's, not the build's.
+    expect(next.phases.map(([, p]) => p)).toEqual(['running', 'uploading']);
   });
 
   it('running: a container carrying the run\'s labels that the node did not make is neither adopted nor removed', async () => {

@@ -12,12 +12,17 @@
  * branch already on the remote is this run's own earlier push only when its head is a results commit
  * secd recorded before pushing it (`recordCommit`, `ownCommits`); any other head is someone else's,
  * left as it is and reported (`branch_taken`).
+ *
+ * Every step is repeatable after a crash: the branch starts again from the run's commit, the folder
+ * is written again, and only a commit recorded before its push is ever taken as pushed (failpoints
+ * `node.deliver.*` mark each step for the kill-point tests).
  */
 import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { copyOutputs, type OutputsCaps } from './outputs-copy.js';
 import { outputsFolderName, resultsBranchName } from './results-stamp.js';
 import { isErrno } from '../../scheduler/common/errors.js';
+import { failpoint } from '../../scheduler/common/failpoints.js';
 import { redactCredentials } from '../../scheduler/common/redact.js';
 import { describeGitFailure, gitRemote, runGit, type GitSetting } from './node-git.js';
 import type { LeftOut, OutputsManifest, RunReport } from '../../scheduler/contract/run-spec.js';
@@ -125,6 +130,7 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   } catch (e) {
     return fail('commit_failed', `could not start branch ${branch}`, e);
   }
+  failpoint('node.deliver.branch-started');
 
   // The repository's tree is the researcher's: an `outputs` symlink would point the copy (and the
   // cleanup below) at an arbitrary host path.
@@ -143,6 +149,7 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
   const written = await writeResultsFolder(folder, input);
   if (!written.ok) return written;
   const { manifest } = written;
+  failpoint('node.deliver.folder-written');
 
   try {
     await neutraliseAttributes(git, repoDir);
@@ -154,6 +161,7 @@ export async function pushResultsBranch(input: ResultsBranchInput): Promise<Resu
     return fail('commit_failed', 'could not commit the results', e);
   }
   const head = (await git(['rev-parse', 'HEAD'])).trim();
+  failpoint('node.deliver.committed');
   try {
     await input.recordCommit?.(head);
   } catch (e) {

@@ -74,7 +74,9 @@ export function armNodeLives(): () => void {
     life.seen.set(name, hit);
     const point = `${name}@${hit}`;
     life.passed.push(point);
-    if (life.kill?.point !== point) return;
+    // `next`: whatever point the life passes first (a restarted node killed as soon as it carries on).
+    if (life.kill?.point !== point && life.kill?.point !== 'next') return;
+    life.kill.point = point;
     life.kill.atKill();
     life.dead = true;
     throw new Crash(name);
@@ -92,10 +94,13 @@ export async function asLife(fn: () => Promise<void>): Promise<string[]> {
 export interface KillRound {
   /** Where the copy of the work dir at the kill lives (pass to aNodeLife). */
   nextRoot: string | null;
+  /** The point it died at (`name@hit`). */
+  point: string;
 }
 
 /**
- * Run `first` (a life's start: assign or recover) until `point` (`name@hit`) is passed, kill it there
+ * Run `first` (a life's start: assign or recover) until `point` (`name@hit`, or `next`: the first
+ * point it passes) is passed, kill it there
  * and copy its work dir under `nextRoot`. Resolves once it died, or once it finished without passing
  * the point (then `nextRoot` is null). Throws when the dead life changed the remote after its kill.
  */
@@ -128,12 +133,12 @@ export async function killAt(
     await first();
     return Promise.race([death, life.runs.idle().then(() => 'finished' as const)]);
   });
-  if (ended === 'finished' && !ctx.dead) return { nextRoot: null };
+  if (ended === 'finished' && !ctx.dead) return { nextRoot: null, point };
   // Let the dead life run into its next point, then check it left the remote alone.
   await new Promise((resolve) => setTimeout(resolve, 20));
   const refsNow = refsOf(remoteDir);
   if (refsNow !== refsAtKill) throw new Error(`the killed node changed the remote after ${point}:\n${refsAtKill}\n---\n${refsNow}`);
-  return { nextRoot };
+  return { nextRoot, point: ctx.kill!.point };
 }
 
 function refsOf(remoteDir: string): string {
