@@ -44,8 +44,10 @@ export async function deliverRun(ctx: RunContext, journal: RunJournal): Promise<
   failpoint('node.deliver.begin');
   // The end is journaled: the container and its volume have nothing more to give (one kept for
   // debugging keeps its volume too: removal then says false).
-  if (journal.containerId) await engine.removeContainer(journal.containerId);
-  await engine.removeContainer(runContainerName(spec.runId));
+  // A container the engine will not remove now costs no delivery: it is logged, and found again by its label.
+  const removeContainer = (id: string) => engine.removeContainer(id).catch((err: unknown) => log.warn({ err, container: id }, 'could not remove the run container'));
+  if (journal.containerId) await removeContainer(journal.containerId);
+  await removeContainer(runContainerName(spec.runId));
   failpoint('node.deliver.container-removed');
   await engine.removeVolume(outputsVolumeName(spec.runId)).catch((err: unknown) => log.warn({ err }, 'could not remove the outputs volume'));
   failpoint('node.deliver.volume-removed');
@@ -127,7 +129,13 @@ export async function deliverRun(ctx: RunContext, journal: RunJournal): Promise<
   }
   // Before anything is deleted: from here a restarted node only cleans up and reports this.
   const delivered: RunJournal = { ...journal, phase: 'delivered', outcome: done };
-  await saveJournal(ws, delivered);
+  try {
+    await saveJournal(ws, delivered);
+  } catch (err) {
+    // Delivered all the same: the files stay, and a restart finds the branch at its journaled commit.
+    log.error({ err }, 'could not journal the delivery; the run folder is left as it is');
+    return { outcome: done };
+  }
   failpoint('node.deliver.journaled');
   return { journal: delivered };
 }
@@ -142,13 +150,15 @@ export async function cleanRun(ctx: RunContext, journal: RunJournal): Promise<Ru
     [ws.buildLog, 'build-log'],
     [ws.runLog, 'run-log'],
   ];
+  // The run is delivered: a file that will not go is the operator's to remove, never the run's failure.
+  const warn = (err: unknown) => ctx.log.warn({ err }, 'could not remove a file of a delivered run');
   for (const [path, name] of files) {
-    await rm(path, { recursive: true, force: true });
+    await rm(path, { recursive: true, force: true }).catch(warn);
     failpoint(`node.clean.${name}-removed`);
   }
   if (opts.local) {
     // `secd run` has no agent to report to: nothing of the run stays on disk.
-    await rm(ws.journal, { force: true });
+    await rm(ws.journal, { force: true }).catch(warn);
     await rmdir(ws.dir).catch(() => undefined);
   }
   return journal.outcome!;
