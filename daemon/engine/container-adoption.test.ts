@@ -83,6 +83,47 @@ describe('adopting a run container after a restart', () => {
     expect(adopted).toMatchObject({ end: 'timed_out', exitCode: 143 });
   });
 
+  it('a container only created when its daemon died is started by the adopter, and its whole log read back', async () => {
+    const req = requestFor('echo from-the-adopter');
+    let made!: (id: string) => void;
+    const created = new Promise<string>((resolve) => (made = resolve));
+    // The first daemon dies in onCreated: its container is made, journaled, and never started.
+    const first = engine.runContainer({ ...req, keepContainer: true }, {
+      onLog: () => {},
+      onCreated: async (id) => {
+        made(id);
+        throw new Error('the daemon died here');
+      },
+    });
+    await expect(first).rejects.toThrow('the daemon died here');
+    const id = await created;
+    expect((await engine.findRunContainers()).find((c) => c.id === id)?.state).toBe('created');
+
+    const log = new LogCapture();
+    const phases: string[] = [];
+    const adopted = await engine.adoptContainer(id, { timeoutMs: 30_000, stopGraceMs: 1000, keepContainer: false }, { onLog: (c) => log.append(c), onStarted: () => phases.push('running') });
+
+    expect(adopted).toMatchObject({ end: 'exited', exitCode: 0, containerId: id });
+    expect(log.toBuffer().toString()).toBe('from-the-adopter\n');
+    expect(phases).toEqual(['running']);
+    expect((await engine.findRunContainers()).find((c) => c.id === id)).toBeUndefined();
+  });
+
+  it('says why before it stops a container at its limit, and stops it even when noting that fails', async () => {
+    const req = requestFor('sleep 30');
+    const said: string[] = [];
+    const result = await engine.runContainer({ ...req, timeoutMs: 500 }, {
+      onLog: () => {},
+      onStopping: async (why) => {
+        said.push(why);
+        throw new Error('the journal could not be written');
+      },
+    });
+
+    expect(said).toEqual(['timed_out']);
+    expect(result).toMatchObject({ end: 'timed_out', exitCode: 143 });
+  });
+
   it('delivers a container that ended while no daemon watched it, and says so when one is gone', async () => {
     const req = requestFor('echo finished-alone; exit 3');
     const kept = await engine.runContainer({ ...req, keepContainer: true }, { onLog: () => {} });
