@@ -6,14 +6,16 @@
  * cold for the example: a fresh copy of the folder and, for `secd run`, a fresh working folder, so
  * neither has the @secd.cache of an earlier round and both generate the digits (`secd run` has no
  * datasets) and preprocess them. Prints the medians of both wall times, the overhead and the ratio,
- * and the script's own time (its metrics.json `seconds`) on each side. Goal (issue 10): within 2 %.
+ * and the script's own time (its metrics.json `seconds`) on each side, so that what secd adds around
+ * the container (build, start, stop, outputs read back: wall minus the script's own time) shows even
+ * when neighbours' load makes the training itself vary by seconds. Goal (issue 10): within 2 %.
  *
  * Needs secd/base:torch: built here when missing (about 6 minutes and 380 MB the first time).
  * Run: npm run build && npm run bench:train-overhead [-- rounds]   (default 5)
  */
 import { execFile } from 'node:child_process';
 import { readdir, readFile, cp, mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
@@ -108,14 +110,18 @@ for (let i = 0; i < ROUNDS; i++) {
 for (const image of images) await run('docker', ['rmi', image]).catch(() => undefined);
 
 const s = (xs: Sample[], k: keyof Sample) => median(xs.map((x) => x[k]));
+const outside = (xs: Sample[]) => median(xs.map((x) => x.wallS - x.scriptS));
 const list = (xs: Sample[]) => xs.map((x) => x.wallS.toFixed(1)).join(' ');
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)} s`;
 const overhead = s(secd, 'wallS') - s(bare, 'wallS');
+const paired = median(secd.map((x, i) => x.wallS - bare[i]!.wallS));
 process.stdout.write(
   [
-    `train-overhead: examples/pytorch on the CPU, ${ROUNDS} rounds, ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}`,
-    `  secd run                              median ${s(secd, 'wallS').toFixed(2)} s  (script's own ${s(secd, 'scriptS').toFixed(2)} s)  [${list(secd)}]`,
-    `  docker build -q && docker run --rm    median ${s(bare, 'wallS').toFixed(2)} s  (script's own ${s(bare, 'scriptS').toFixed(2)} s)  [${list(bare)}]`,
-    `  overhead ${overhead >= 0 ? '+' : ''}${overhead.toFixed(2)} s, ratio ${(s(secd, 'wallS') / s(bare, 'wallS')).toFixed(3)} (goal: within 2 %)`,
+    `train-overhead: examples/pytorch on the CPU, ${ROUNDS} rounds, ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}, ${new Date().toISOString().slice(0, 10)}`,
+    `  secd run                              median ${s(secd, 'wallS').toFixed(2)} s; script's own ${s(secd, 'scriptS').toFixed(2)} s, outside it ${outside(secd).toFixed(2)} s  [${list(secd)}]`,
+    `  docker build -q && docker run --rm    median ${s(bare, 'wallS').toFixed(2)} s; script's own ${s(bare, 'scriptS').toFixed(2)} s, outside it ${outside(bare).toFixed(2)} s  [${list(bare)}]`,
+    `  overhead ${signed(overhead)}, ratio ${(s(secd, 'wallS') / s(bare, 'wallS')).toFixed(3)} (goal: within 2 %); median of the rounds' differences ${signed(paired)}`,
+    `  outside the script (build, container start and stop, outputs): secd ${signed(outside(secd) - outside(bare))} over by hand`,
     '',
   ].join('\n'),
 );
