@@ -181,6 +181,8 @@ export const gitlabUserList = z.array(gitlabUserSchema);
 export const gitlabPushEventList = z.array(gitlabPushEventSchema);
 /** GET /projects/:id/merge_requests, one page. */
 export const gitlabMergeRequestList = z.array(gitlabMergeRequestSchema);
+/** GET /projects/:id/repository/commits/:sha/statuses (fields secd reads): the newest status of each name. */
+export const gitlabCommitStatusList = z.array(z.object({ name: z.string(), status: z.string(), target_url: z.string().nullable().default(null) }));
 
 /** An answer read: the value, or the first wrong field (`answer[0].access_level`) and what is wrong with it. */
 export type GitLabAnswer<T> = { ok: true; value: T } | { ok: false; field: string; problem: string };

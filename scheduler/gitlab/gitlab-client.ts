@@ -10,6 +10,7 @@ import type { z } from 'zod';
 import {
   gitlabApprovalsSchema,
   gitlabBranchSchema,
+  gitlabCommitStatusList,
   gitlabEmailList,
   gitlabGpgKeyList,
   gitlabMemberList,
@@ -50,7 +51,7 @@ interface Answer {
 
 /** Everything the HTTP adapter offers: the run path's calls, user lookup and output review. */
 export type GitLabClient = GitLabApi &
-  Required<Pick<GitLabApi, 'getBranchHead' | 'listUserSshKeys' | 'listUserEmails' | 'listPushEvents'>> &
+  Required<Pick<GitLabApi, 'getBranchHead' | 'listUserSshKeys' | 'listUserEmails' | 'listPushEvents' | 'listCommitStatuses'>> &
   GitLabUserLookup &
   GitLabReviewApi;
 
@@ -167,6 +168,10 @@ export function createGitLabClient(opts: GitLabClientOptions): GitLabClient {
     async listPushEvents(projectId: number): Promise<GitLabPushEvent[]> {
       // One page: the reconciler looks for the push of a current head, which is among the newest.
       return (await getJson(`/projects/${projectId}/events?action=pushed&sort=desc&per_page=100`, gitlabPushEventList)).value;
+    },
+    async listCommitStatuses(projectId: number, sha: string): Promise<Array<{ name: string; status: string; target_url: string | null }>> {
+      // GitLab's default answers the newest status of each name, which is all a restart asks.
+      return (await getJson(`/projects/${projectId}/repository/commits/${sha}/statuses?per_page=100`, gitlabCommitStatusList)).value;
     },
     async postCommitStatus(projectId: number, sha: string, status: CommitStatus): Promise<void> {
       const path = `/projects/${projectId}/statuses/${sha}`;

@@ -57,6 +57,12 @@ export interface GitLabApi {
    * head no webhook announced from it. Optional: without it no missed push is looked for.
    */
   listPushEvents?(projectId: number): Promise<GitLabPushEvent[]>;
+  /**
+   * The newest commit status of each name on a commit (GET /projects/:id/repository/commits/:sha/statuses).
+   * A restarted leader reads it before posting a final status it may have posted just before it
+   * died (scheduler/lifecycle/ended-runs.ts). Optional: without it that status is posted again.
+   */
+  listCommitStatuses?(projectId: number, sha: string): Promise<Array<{ name: string; status: string; target_url: string | null }>>;
 }
 
 /**

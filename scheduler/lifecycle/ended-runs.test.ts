@@ -9,7 +9,8 @@ import type { Log } from '../common/log.js';
 import type { RunOutcome } from '../contract/run-spec.js';
 import type { RunReleaseRow, ReleaseStore } from '../../storage/release-store.js';
 import type { ReleaseDesk } from '../release/release-desk.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+import type { GitLabApi } from '../gitlab/gitlab-port.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture, type PostedStatus } from './lifecycle-fixtures.js';
 
 interface Line {
   level: 'debug' | 'info' | 'warn' | 'error';
@@ -37,14 +38,16 @@ const outcome: RunOutcome = {
 let fixture: LifecycleFixture | undefined;
 afterEach(() => fixture?.close());
 
-function setup(release?: { store: Pick<ReleaseStore, 'get'> & Partial<Pick<ReleaseStore, 'update'>> }) {
+function setup(release?: { store: Pick<ReleaseStore, 'get'> & Partial<Pick<ReleaseStore, 'update'>> }, gitlab?: (posted: PostedStatus[]) => GitLabApi) {
   const lines: Line[] = [];
   const node = fakeNode('gpu-01', { gpus: ['GPU-A'] });
+  const posted: PostedStatus[] = [];
   fixture = lifecycleFixture([node], () => ({
     log: recordingLog(lines),
+    ...(gitlab ? { gitlab: gitlab(posted) } : {}),
     ...(release ? { release: { desk: unusedDesk, store: release.store as ReleaseStore } } : {}),
   }));
-  return { ...fixture, node, lines, loud: () => lines.filter((l) => l.level === 'warn' || l.level === 'error') };
+  return { ...fixture, node, lines, posted, loud: () => lines.filter((l) => l.level === 'warn' || l.level === 'error') };
 }
 
 /** A release desk no test here reaches, but for a restart's look at held runs (none held): every other method throws. */
@@ -143,6 +146,32 @@ describe('a leader that starts again after it was killed', () => {
     t.lifecycle.resume();
     await t.settle();
     expect(t.statuses).toHaveLength(1);
+  });
+
+  it('a final status GitLab took just before the kill (not yet written down) is not posted again; another run\'s is no proof', async () => {
+    // GitLab as it stands after the kill: the newest secd status of each commit, with its run's URL.
+    const shown = new Map<string, { name: string; status: string; target_url: string | null }>();
+    const t = setup(undefined, (posted) => ({
+      getProject: () => Promise.reject(new Error('unused')),
+      listProjectMembers: () => Promise.resolve([]),
+      listUserGpgKeys: () => Promise.resolve([]),
+      postCommitStatus: (_p, sha, status) => {
+        posted.push({ sha, ...status });
+        return Promise.resolve();
+      },
+      listCommitStatuses: (_p, sha) => Promise.resolve(shown.has(sha) ? [shown.get(sha)!] : []),
+    }));
+    const { id: taken, sha: takenSha } = t.runIn('uploading');
+    t.store.transition(taken, 'succeeded', outcome.reason);
+    shown.set(takenSha, { name: 'secd', status: 'success', target_url: `http://127.0.0.1:8080/runs/${taken}` });
+    const { id: other, sha: otherSha } = t.runIn('uploading');
+    t.store.transition(other, 'succeeded', outcome.reason);
+    shown.set(otherSha, { name: 'secd', status: 'success', target_url: 'http://127.0.0.1:8080/runs/an-earlier-run' });
+    t.lifecycle.resume();
+    await t.settle();
+    expect(t.posted.map((s) => [s.sha, s.state])).toEqual([[otherSha, 'success']]);
+    expect(t.store.get(taken)?.statusPosted).toBe('success');
+    expect(t.lines.some((l) => /GitLab already shows the final status/.test(l.msg))).toBe(true);
   });
 
   it('a review released just before the kill gets its secd/release and secd statuses, once', async () => {

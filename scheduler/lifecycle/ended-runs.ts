@@ -7,14 +7,18 @@
  *   state, another branch) is a real error: the recorded end stands and the log says both.
  * - A run's final commit status is posted after its end is committed; a leader killed in between
  *   posts it when it starts again (`postMissingFinalStatuses`), and when the node re-sends the result.
- *   `statusPosted` on the run says what GitLab took, so nothing is posted twice, except in the
- *   window between GitLab taking a post and the leader recording it (GitLab then shows the same
- *   final state twice: reading GitLab's statuses back would close it; the port has no such call).
+ *   `statusPosted` on the run says what GitLab took, so nothing is posted twice; for a post GitLab
+ *   took just before the leader died, before it could write that down, the restarted leader reads
+ *   the commit's statuses back from GitLab (GitLabApi.listCommitStatuses) and posts nothing when
+ *   the run's final status is there.
  */
 import type { RunRow } from '../../storage/run-store.js';
 import { isTerminal, type RunState } from '../../storage/run-states.js';
 import type { RunOutcome } from '../contract/run-spec.js';
 import type { CommitStatusState } from '../gitlab/gitlab-port.js';
+import { errorText } from '../common/errors.js';
+import { failpoint } from '../common/failpoints.js';
+import type { GitLabApi } from '../gitlab/gitlab-port.js';
 import type { LifecycleContext } from './lifecycle-context.js';
 
 /** How far back a restarted leader looks for ended runs whose final status GitLab never took. */
@@ -76,7 +80,39 @@ export function onResultOfEndedRun(ctx: LifecycleContext, nodeId: string, run: R
 /** Post a run's final status again when GitLab never took it (see the module comment). */
 function postFinalStatusIfMissing(ctx: LifecycleContext, run: RunRow): void {
   const final = finalStatusOf(run.state);
-  if (final !== null && run.statusPosted !== final) ctx.postStatus(run.id, final, run.reason);
+  if (final !== null && run.statusPosted !== final) ensureStatus(ctx, run, 'run', final, run.reason);
+}
+
+/** The names of a run's two statuses (commit-statuses.ts's STATUS_NAME and RELEASE_STATUS_NAME). */
+const STATUS_NAMES = { run: 'secd', release: 'secd/release' } as const;
+
+/**
+ * Post a status the leader has no record of GitLab taking, unless GitLab shows it already for this
+ * run (its target URL names the run): the leader may have died after GitLab took it and before it
+ * wrote that down. Without GitLab's list (or when reading it fails) the status is posted.
+ */
+function ensureStatus(ctx: LifecycleContext, run: RunRow, channel: 'run' | 'release', state: CommitStatusState, description: string): void {
+  const key = `${channel}:${run.id}`;
+  if (ctx.finalChecks.has(key)) return;
+  ctx.finalChecks.add(key);
+  const { gitlab, log } = ctx.deps;
+  const check = (async () => {
+    if (gitlab.listCommitStatuses) {
+      try {
+        const shown = (await gitlab.listCommitStatuses(run.projectId, run.commit)).find((s) => s.name === STATUS_NAMES[channel]);
+        if (shown?.status === state && (shown.target_url ?? '').endsWith(`/runs/${run.id}`)) {
+          if (channel === 'run') ctx.deps.store.update(run.id, { statusPosted: state });
+          else ctx.deps.release?.store.update(run.id, { statusPosted: state });
+          log.info({ runId: run.id, state, channel }, 'GitLab already shows the final status (taken just before a restart): not posted again');
+          return;
+        }
+      } catch (err) {
+        log.warn({ runId: run.id, err: errorText(err) }, 'could not read the commit statuses from GitLab: posting the final status');
+      }
+    }
+    ctx.postStatus(run.id, state, description, channel);
+  })().finally(() => ctx.finalChecks.delete(key));
+  ctx.track(check);
 }
 
 /**
@@ -95,11 +131,11 @@ export function postMissingFinalStatuses(ctx: LifecycleContext): number {
     if (times.length === 0 || Math.max(...times) < since) continue;
     const release = missingReleaseStatus(ctx, run.id);
     if (release) {
-      ctx.postStatus(run.id, release.state, release.description, 'release');
+      ensureStatus(ctx, run, 'release', release.state, release.description);
       posted += 1;
     }
     if (run.statusPosted === final) continue;
-    ctx.postStatus(run.id, final, run.reason);
+    ensureStatus(ctx, run, 'run', final, run.reason);
     posted += 1;
   }
   return posted;
@@ -113,4 +149,18 @@ function missingReleaseStatus(ctx: LifecycleContext, runId: string): { state: Co
   if (row.statusPosted === state) return null;
   const by = row.decidedBy ?? 'an unknown reviewer';
   return { state, description: row.outcome === 'released' ? `released after review by ${by}` : `outputs withheld at review by ${by}` };
+}
+
+/**
+ * `gitlab` as the commit-status poster uses it, with the failpoint `leader.status.taken` passed once
+ * GitLab took a run's final status and before the leader records that (crash tests kill it there).
+ * Every other call is the API's own (through the prototype).
+ */
+export function withFailpointAfterFinalPosts(gitlab: GitLabApi): GitLabApi {
+  const wrapped = Object.create(gitlab) as GitLabApi;
+  wrapped.postCommitStatus = async (projectId, sha, status) => {
+    await gitlab.postCommitStatus(projectId, sha, status);
+    if (status.name === STATUS_NAMES.run && isFinalStatus(status.state)) failpoint('leader.status.taken');
+  };
+  return wrapped;
 }

@@ -12,6 +12,8 @@ export interface LifecycleContext {
   readonly deps: LifecycleDeps;
   /** Runs whose dataset account is being created: their node gets the spec once it exists. */
   readonly assigning: Set<string>;
+  /** Runs whose missing final status is being looked up in GitLab (ended-runs.ts): one look at a time. */
+  readonly finalChecks: Set<string>;
   /** Post a commit status in order (commit-statuses.ts), tracked for idle(); `release` is the run's secd/release status. */
   postStatus(runId: string, state: CommitStatusState, description: string, channel?: 'run' | 'release'): void;
   /** Keep a background step for idle() to wait on. */

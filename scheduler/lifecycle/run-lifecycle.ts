@@ -14,7 +14,7 @@ import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
 import type { CommitStatusState } from '../gitlab/gitlab-port.js';
 import { failpoint } from '../common/failpoints.js';
 import { CommitStatuses } from './commit-statuses.js';
-import { isFinalStatus, postMissingFinalStatuses } from './ended-runs.js';
+import { isFinalStatus, postMissingFinalStatuses, withFailpointAfterFinalPosts } from './ended-runs.js';
 import type { LifecycleContext } from './lifecycle-context.js';
 import type { LifecycleDeps } from './lifecycle-deps.js';
 import { reconcileHeldRuns, recordPhase, recordResult, sweepLostRuns } from './node-reports.js';
@@ -40,7 +40,7 @@ export class RunLifecycle {
     const statuses = new CommitStatuses({
       store: deps.store,
       ...(deps.release ? { releases: deps.release.store } : {}),
-      gitlab: deps.gitlab,
+      gitlab: withFailpointAfterFinalPosts(deps.gitlab),
       log: deps.log,
       publicUrl: deps.settings.publicUrl,
       nodes: deps.nodes,
@@ -50,6 +50,7 @@ export class RunLifecycle {
     this.ctx = {
       deps,
       assigning: new Set(),
+      finalChecks: new Set(),
       postStatus: (runId, state, description, channel) => {
         const final = channel !== 'release' && isFinalStatus(state);
         // One final status per run: a second ask while the first is on its way (a result re-sent in

@@ -36,7 +36,9 @@ const KILL_POINTS = [
   'leader.result.received',
   // the result recorded, the node not acknowledged, the final status not posted
   'leader.result.recorded',
-  // the final commit status posted
+  // GitLab took the final commit status, the leader has not written that down
+  'leader.status.taken',
+  // the final commit status posted and recorded
   'leader.status.final',
 ] as const;
 

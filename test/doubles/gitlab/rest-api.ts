@@ -132,6 +132,8 @@ export class RestApi {
       } else if (method === 'GET' && seg.length === 3 && seg[0] === 'projects' && seg[2] === 'events') {
         const page = this.projectEvents.list(this.apiProject(seg[1]!), query);
         sendJson(res, 200, page.slice, page.headers);
+      } else if (method === 'GET' && seg.length === 6 && seg[0] === 'projects' && seg[3] === 'commits' && seg[5] === 'statuses') {
+        sendJson(res, 200, await this.commitStatuses(this.apiProject(seg[1]!), seg[4]!, query));
       } else if (method === 'POST' && seg.length === 4 && seg[0] === 'projects' && seg[2] === 'statuses') {
         status = 201;
         await this.postStatus(req, res, seg[1]!, seg[3]!, query);
@@ -323,6 +325,19 @@ export class RestApi {
       web_url: `${web}/-/tree/${branch}`,
       commit: { id: sha, short_id: sha.slice(0, 8), web_url: `${web}/-/commit/${sha}` },
     };
+  }
+
+  /**
+   * GET /projects/:id/repository/commits/:sha/statuses, newest first: the newest status of each name,
+   * or with `all=true` every status record (a pending -> running -> success record is one, as on GitLab).
+   */
+  private async commitStatuses(project: DoubleProject, rev: string, query: URLSearchParams): Promise<unknown[]> {
+    const sha = await this.resolveCommit(project, rev);
+    if (sha === null) throw new HttpError(404, { message: '404 Commit Not Found' });
+    const mine = this.statuses.filter((s) => s.projectId === project.id && s.sha === sha).reverse();
+    const key = (s: RecordedStatus) => (query.get('all') === 'true' ? String(s.id) : s.name);
+    const shown = mine.filter((s, i) => mine.findIndex((o) => key(o) === key(s)) === i);
+    return shown.map((s) => ({ id: s.id, sha: s.sha, ref: s.ref, status: s.state, name: s.name, target_url: s.target_url, description: s.description, created_at: s.at }));
   }
 
   private async resolveCommit(project: DoubleProject, rev: string): Promise<string | null> {
