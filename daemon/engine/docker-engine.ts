@@ -179,8 +179,10 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
     const cleanup = () => supervisor.removeUnlessKept(c, req.keepContainer);
 
     try {
-      await hooks.onCreated?.(container.id);
+      // Mount points first: once onCreated has journaled it, a restarted node may start this container
+      // as it is, so it must be ready to start by then.
       await openMountPoints(container, req.writableMountPoints ?? [], ids);
+      await hooks.onCreated?.(container.id);
     } catch (err) {
       await cleanup();
       if (statusOf(err) === undefined) throw err;
