@@ -15,8 +15,8 @@ import { createBareRemote, createResearcherRepo } from '../../test/support/git-r
 import { aRunSpec, busyboxProject, testExecutorSettings } from '../../test/support/test-images.js';
 import { DEFAULT_DISCLOSURE_CHECKS } from '../../scheduler/contract/disclosure.js';
 import type { ExecutorDeps } from './executor-deps.js';
-import { executeRun, resumeRun } from './run-executor.js';
-import { runWorkspace, saveJournal } from './run-workspace.js';
+import { executeRun, nextStep, resumeRun } from './run-executor.js';
+import { runWorkspace, saveJournal, type RunJournal } from './run-workspace.js';
 
 const NOW = new Date('2026-03-05T14:07:09.000Z');
 const FOLDER = (runId: string) => `2026-03-05_14.07.09-${runId}`;
@@ -274,5 +274,20 @@ describe('executeRun, without Docker', () => {
       await repo.close();
       await remote.close();
     }
+  });
+});
+
+describe('the step a restarted node takes, derived from the journal alone', () => {
+  const at = (over: Partial<RunJournal>): RunJournal => ({ stamp: 's', phase: 'building', buildStartedAt: null, buildMs: null, imageId: null, ended: null, ...over });
+  it.each([
+    ['no journal', null, 'prepare'],
+    ['building', at({ phase: 'building' }), 'prepare'],
+    ['built, no container yet', at({ phase: 'running', imageId: 'sha256:1', containerId: null }), 'start'],
+    ['container journaled', at({ phase: 'running', containerId: 'c1' }), 'wait'],
+    ['a journal from before container ids (found by name)', at({ phase: 'running' }), 'wait'],
+    ['container ended, outputs collected', at({ phase: 'uploading' }), 'deliver'],
+    ['results delivered', at({ phase: 'delivered' }), 'clean'],
+  ] as const)('%s', (_, journal, step) => {
+    expect(nextStep(journal)).toBe(step);
   });
 });
