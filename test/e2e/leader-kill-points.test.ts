@@ -152,6 +152,15 @@ describe('a leader killed at any step of a run', () => {
         const listed = await cluster.waitFor(`the run of ${point} in the API`, () => runOf(cluster, project));
         const run = await cluster.waitForRunState(listed.id, ENDED, 60_000);
         await expectDeliveredOnce(cluster, point, project, commit, run, ['secd']);
+        if (point === 'leader.intake.stored') {
+          // GitLab saw the connection drop; the run was stored all the same, and a redelivery of the
+          // same delivery (same Idempotency-Key) is answered with that run, started nothing new.
+          const dropped = cluster.gitlab.deliveries.find((d) => (JSON.parse(d.body) as { after?: string }).after === commit)!;
+          expect(dropped.status).toBeNull();
+          const again = await cluster.gitlab.redeliver(dropped.index);
+          expect(again.status).toBe(200);
+          expect(JSON.parse(again.responseBody)).toMatchObject({ action: 'duplicate', run_id: run.id });
+        }
       }
       // Nothing waits, nothing was posted twice while later rounds ran, and one run per push.
       const { runs } = await cluster.getJson('/api/v1/runs?limit=500', apiRunsAnswerSchema);
