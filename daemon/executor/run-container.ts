@@ -165,11 +165,10 @@ export async function endEarly(ctx: RunContext, journal: RunJournal | null, err:
   ctx.buildLine(`[secd] ${reason}`);
   const after = await finishRunDatasets(spec, ctx.datasets, deps.settings);
   ctx.datasets = null;
-  const base = journal ?? { stamp: resultsStamp(deps.now()), buildStartedAt: null, buildMs: null, imageId: null };
   await writeFileAtomic(ws.runLog, ctx.runLog.toBuffer());
   await writeFileAtomic(ws.buildLog, ctx.buildLog.toBuffer());
   const ended: RunJournal = {
-    ...carried({ ...base, phase: 'building', ended: null }),
+    ...(journal ? carried(journal) : { stamp: resultsStamp(deps.now()), buildStartedAt: null, buildMs: null, imageId: null }),
     phase: 'uploading',
     resultsCommits: [],
     after: { report: after.report, bytes: after.bytes },
@@ -180,7 +179,7 @@ export async function endEarly(ctx: RunContext, journal: RunJournal | null, err:
   return ended;
 }
 
-/** The logs a restarted daemon carries on with: the build log from the folder, and the run log once the container had ended. */
+/** The build log a restarted daemon carries on with, from the folder (the run log is read back from the container, or by deliver from the folder). */
 export async function reloadLogs(ctx: RunContext, journal: RunJournal): Promise<void> {
   if (journal.phase === 'building') return;
   ctx.buildLog.append(await readFile(ctx.ws.buildLog).catch(() => Buffer.alloc(0)));
