@@ -321,8 +321,13 @@ export class ReleaseDesk {
     const end = (row.nodeEnd ?? 'succeeded') as RunState;
     const released = `released after review by ${by}`;
     const reason = end === 'succeeded' ? `succeeded; ${released}; results on branch ${branch}` : `${row.nodeReason ?? end}; ${released}; outputs on branch ${branch}`;
-    releases.update(run.id, { outcome: 'released', decidedBy: by, decidedAt: this.deps.now().toISOString() });
-    const done = runs.transition(run.id, end, reason, { branch, ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}) });
+    // The decision and the run's end in one transaction: a leader killed between them left the run
+    // held with its review decided, which no later look took up again (evaluateNow skips decided rows).
+    const done = runs.inTransaction(() => {
+      releases.update(run.id, { outcome: 'released', decidedBy: by, decidedAt: this.deps.now().toISOString() });
+      failpoint('leader.release.deciding');
+      return runs.transition(run.id, end, reason, { branch, ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}) });
+    });
     if (!done.ok) return;
     // Crash tests: released and recorded, no status posted, the merge request open.
     failpoint('leader.release.ended');
@@ -340,8 +345,12 @@ export class ReleaseDesk {
   /** The review was closed without the approvals: nothing reaches the researcher. */
   private withhold(run: RunRow, by: string): void {
     const reason = `outputs withheld at review by ${by}`;
-    this.deps.releases.update(run.id, { outcome: 'withheld', decidedBy: by, decidedAt: this.deps.now().toISOString() });
-    if (!this.deps.runs.transition(run.id, 'withheld', reason).ok) return;
+    // One transaction, as for a release.
+    const done = this.deps.runs.inTransaction(() => {
+      this.deps.releases.update(run.id, { outcome: 'withheld', decidedBy: by, decidedAt: this.deps.now().toISOString() });
+      return this.deps.runs.transition(run.id, 'withheld', reason);
+    });
+    if (!done.ok) return;
     this.deps.postStatus(run.id, 'failed', reason, 'release');
     this.deps.postStatus(run.id, 'failed', reason, 'run');
   }

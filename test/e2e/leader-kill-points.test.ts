@@ -42,8 +42,12 @@ const KILL_POINTS = [
   'leader.status.final',
 ] as const;
 
-/** The kill points of a review run: the held result re-sent, the release pushed, the release recorded. */
-const REVIEW_KILL_POINTS = ['leader.result.recorded', 'leader.release.pushed', 'leader.release.ended'] as const;
+/**
+ * The kill points of a review run: the held result re-sent; the release pushed, nothing recorded;
+ * inside the release's write (the review decided, the run not ended: rolled back together); the
+ * release recorded, no status posted.
+ */
+const REVIEW_KILL_POINTS = ['leader.result.recorded', 'leader.release.pushed', 'leader.release.deciding', 'leader.release.ended'] as const;
 const REVIEW = 'secd/output-review';
 
 const ENDED = ['succeeded', 'failed', 'lost', 'rejected', 'cancelled', 'timed_out', 'withheld'];
