@@ -14,7 +14,7 @@ import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
 import type { CommitStatusState } from '../gitlab/gitlab-port.js';
 import { failpoint } from '../common/failpoints.js';
 import { CommitStatuses } from './commit-statuses.js';
-import { isFinalStatus, postMissingFinalStatuses, withFailpointAfterFinalPosts } from './ended-runs.js';
+import { FINAL_STATUS_LOOKBACK_MS, isFinalStatus, postMissingFinalStatuses, withFailpointAfterFinalPosts } from './ended-runs.js';
 import type { LifecycleContext } from './lifecycle-context.js';
 import type { LifecycleDeps } from './lifecycle-deps.js';
 import { reconcileHeldRuns, recordPhase, recordResult, sweepLostRuns } from './node-reports.js';
@@ -134,8 +134,12 @@ export class RunLifecycle {
     this.checks.supersedeAfterRestart();
     postMissingFinalStatuses(this.ctx);
     this.scheduleSoon();
-    // Held runs wait for their review as they did before the restart: look at each once now.
-    if (this.deps.release) this.pollReleases();
+    // Held runs wait for their review as they did before the restart: look at each once now. A
+    // review released just before the kill may still have its merge request open.
+    if (this.deps.release) {
+      this.pollReleases();
+      this.track(this.deps.release.desk.closeReleasedReviews(new Date(this.deps.now().getTime() - FINAL_STATUS_LOOKBACK_MS)));
+    }
   }
 
   /**

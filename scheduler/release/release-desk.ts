@@ -178,6 +178,24 @@ export class ReleaseDesk {
     for (const row of this.deps.releases.held()) await this.evaluate(row.runId);
   }
 
+  /**
+   * After a restart: a review released since `since` whose merge request is still open (the leader
+   * died between ending the run and closing it) gets its note and is closed, as the release would have.
+   */
+  async closeReleasedReviews(since: Date): Promise<void> {
+    const { gitlab, log } = this.deps;
+    for (const row of this.deps.releases.list({ outcome: 'released', limit: 100 })) {
+      if (row.mrIid === null || row.reviewProjectId === null || row.decidedAt === null || Date.parse(row.decidedAt) < since.getTime()) continue;
+      try {
+        if ((await gitlab.getMergeRequest(row.reviewProjectId, row.mrIid)).state !== 'opened') continue;
+        await gitlab.addMergeRequestNote(row.reviewProjectId, row.mrIid, releasedNote((row.decidedBy ?? '').split(', '), row.reviewBranch ?? '', row.reviewCommit ?? ''));
+        await gitlab.closeMergeRequest(row.reviewProjectId, row.mrIid);
+      } catch (err) {
+        log.warn({ runId: row.runId, err: errorText(err) }, 'released, but could not comment on or close the merge request');
+      }
+    }
+  }
+
   /** One look at a held run, after any look already running for it; never rejects. */
   evaluate(runId: string): Promise<void> {
     const previous = this.chains.get(runId) ?? Promise.resolve();

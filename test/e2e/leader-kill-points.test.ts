@@ -208,6 +208,14 @@ describe('a leader killed at any step of a run', () => {
         );
         expect(transitions(run).filter((s) => ENDED.includes(s) || s === 'held'), point).toEqual(['held', 'succeeded']);
         expect(run.reason, point).toContain('released after review by checker');
+        // Its review is closed with one release note, whenever the leader died.
+        await cluster.waitFor(`the review of ${point} to be closed`, async () => {
+          const mr = cluster.gitlab.mergeRequests(reviewId).find((m) => m.title.includes(`${project}@`));
+          return mr?.state === 'closed' ? mr : undefined;
+        }, 20_000);
+        const review = cluster.gitlab.mergeRequests(reviewId).filter((m) => m.title.includes(`${project}@`));
+        expect(review, point).toHaveLength(1);
+        expect(review[0]!.notes.filter((n) => n.body.startsWith('Released after review')), point).toHaveLength(1);
         await expectDeliveredOnce(cluster, point, project, commit, run, ['secd', 'secd/release']);
       }
       expect((await cluster.getJson('/api/v1/runs?state=queued', apiRunsAnswerSchema)).runs).toEqual([]);
