@@ -16,7 +16,7 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile, cp, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
 import { ensureBaseImage } from '../../daemon/ops/base-image.js';
@@ -26,6 +26,8 @@ const ROOT = resolve(import.meta.dirname, '../../..');
 const CLI = join(ROOT, 'dist/daemon/cli.js');
 const EXAMPLE = join(ROOT, 'examples/pytorch');
 const ROUNDS = Number(process.argv[2] ?? 5);
+/** The copies' folder name, and so the project name of secd's image (removed at the end). */
+const PROJECT = 'secd-train-bench';
 
 /** One side's round: its wall time and the seconds the training script reported itself. */
 interface Sample {
@@ -45,8 +47,9 @@ function scriptSeconds(stdout: string): number {
   return (JSON.parse(line) as { seconds: number }).seconds;
 }
 
+/** A fresh copy of the example, always named PROJECT (so secd's one image per project is reused). */
 async function freshCopy(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'secd-train-bench-'));
+  const dir = join(await mkdtemp(join(tmpdir(), 'secd-train-bench-')), PROJECT);
   await cp(EXAMPLE, dir, { recursive: true, filter: (src) => !src.includes('/outputs') });
   return dir;
 }
@@ -64,7 +67,7 @@ async function throughSecd(): Promise<Sample> {
     if (!stdout.includes('succeeded')) throw new Error(`secd run did not succeed:\n${stdout.slice(-2000)}`);
     return { wallS, scriptS: metrics.seconds };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await rm(dirname(dir), { recursive: true, force: true });
     await rm(cwd, { recursive: true, force: true });
   }
 }
@@ -78,7 +81,7 @@ async function byHand(): Promise<Sample & { image: string }> {
     const { stdout } = await run('docker', ['run', '--rm', '--network', 'none', id.trim()], { maxBuffer: 2 ** 26 });
     return { wallS: (performance.now() - t0) / 1000, scriptS: scriptSeconds(stdout), image: id.trim() };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await rm(dirname(dir), { recursive: true, force: true });
   }
 }
 
@@ -107,7 +110,7 @@ for (let i = 0; i < ROUNDS; i++) {
   }
   process.stderr.write(`round ${i + 1}/${ROUNDS}: secd run ${secd.at(-1)!.wallS.toFixed(1)} s, by hand ${bare.at(-1)!.wallS.toFixed(1)} s\n`);
 }
-for (const image of images) await run('docker', ['rmi', image]).catch(() => undefined);
+for (const image of [...images, `secd-project/${PROJECT}:latest`]) await run('docker', ['rmi', image]).catch(() => undefined);
 
 const s = (xs: Sample[], k: keyof Sample) => median(xs.map((x) => x[k]));
 const outside = (xs: Sample[]) => median(xs.map((x) => x.wallS - x.scriptS));
