@@ -128,19 +128,27 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     const decision = classifyDelivery({ headers: req.headers, rawBody }, deps.intake);
     const event = String(req.headers['x-gitlab-event'] ?? '');
     let body: Record<string, unknown>;
+    // Each authorized delivery tells the lifecycle the hooks still come, so accepted pushes'
+    // background work waits for a pause (scheduler/lifecycle/intake-gate.ts; acceptPush tells it
+    // itself). A refused one does not: a stranger must not hold secd's work back. (`?.`: the route's
+    // tests hand in partial lifecycles.)
+    const hooksStillComing = () => deps.lifecycle.webhookArrived?.();
     switch (decision.kind) {
       case 'unauthorized':
         deps.log.warn({ event, remote: req.ip }, 'webhook refused: bad or missing X-Gitlab-Token');
         observe('unauthorized');
         return reply.code(401).send({ error: decision.message });
       case 'malformed':
+        hooksStillComing();
         deps.log.info({ event, error: decision.message }, 'webhook refused: malformed body');
         observe('malformed');
         return reply.code(400).send({ error: decision.message });
       case 'ignored':
+        hooksStillComing();
         body = { action: 'ignored', reason: decision.reason };
         break;
       case 'merge_request': {
+        hooksStillComing();
         // Only which merge request is taken from the hook: the lifecycle's release desk reads the
         // review itself from GitLab, in the background (DESIGN §10).
         const looked = deps.lifecycle.onMergeRequestEvent(decision.projectId, decision.iid);

@@ -21,7 +21,7 @@ import type { CommitStatusState, GitLabApi, GitLabReviewApi } from '../../schedu
 import { errorText } from '../../scheduler/common/errors.js';
 import type { Log } from '../../scheduler/common/log.js';
 import { NodeRegistry } from '../../scheduler/cluster/node-registry.js';
-import { RunLifecycle, type NodeHandle } from '../../scheduler/lifecycle/run-lifecycle.js';
+import { RunLifecycle, type LifecycleDeps, type NodeHandle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import { NodeStore } from '../../storage/node-store.js';
 import { IN_FLIGHT_STATES } from '../../storage/run-states.js';
 import { KeyCache } from '../../scheduler/verify/key-cache.js';
@@ -78,6 +78,8 @@ export interface StartLeaderOptions {
   gitlab?: GitLabApi;
   /** Where plain lines for the person starting the leader go (GitLab problems); default stderr. */
   say?: (line: string) => void;
+  /** Pace accepted pushes' background work otherwise than the defaults (scheduler/lifecycle/intake-gate.ts; benchmarks). */
+  intakeGate?: LifecycleDeps['settings']['intakeGate'];
 }
 
 /** Add `oauth2:<token>@` to an http(s) URL: GitLab's way for a token to speak git. */
@@ -169,6 +171,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
       maxGpusPerRun: config.limits.max_gpus_per_run,
       lostAfterMs: config.lost_after_ms,
       fairShareHalfLifeHours: config.limits.fair_share_half_life_hours,
+      ...(opts.intakeGate ? { intakeGate: opts.intakeGate } : {}),
     },
   });
   local?.attach(lifecycle, onNodeStatus);

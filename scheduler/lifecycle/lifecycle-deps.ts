@@ -12,6 +12,7 @@ import type { RunSpec } from '../contract/run-spec.js';
 import type { PlannedGpu } from '../plan/plan-types.js';
 import type { ReleaseDesk } from '../release/release-desk.js';
 import type { ReleaseStore } from '../../storage/release-store.js';
+import type { IntakeGateOptions } from './intake-gate.js';
 
 /** What verification of a push concluded (see verify-push.ts). */
 export type PushVerification =
@@ -89,5 +90,7 @@ export interface LifecycleDeps {
     lostAfterMs?: number;
     /** Half-life of the GPU-hours fair share counts (leader.yml limits.fair_share_half_life_hours; default 168). */
     fairShareHalfLifeHours?: number;
+    /** How accepted pushes' background work is paced around webhook bursts (intake-gate.ts); default INTAKE_GATE_DEFAULTS. */
+    intakeGate?: Partial<IntakeGateOptions>;
   };
 }

@@ -18,6 +18,7 @@ import { resolveRunConfig } from '../policy/project-policy.js';
 import { plannedNode } from './plan-apply.js';
 import type { LifecycleDeps, PushVerification } from './lifecycle-deps.js';
 import { failRun, rejectRun, type LifecycleContext } from './lifecycle-context.js';
+import type { IntakeGate } from './intake-gate.js';
 
 /** What the checks ask verification (LifecycleDeps.verifyPush's input). */
 export type VerifyPushRequest = Parameters<LifecycleDeps['verifyPush']>[0];
@@ -29,15 +30,25 @@ export { withSecdYmlWarnings } from './status-words.js';
 export class RunChecks {
   private readonly projectChains = new Map<number, Promise<void>>();
 
-  constructor(private readonly ctx: LifecycleContext) {}
+  constructor(
+    private readonly ctx: LifecycleContext,
+    private readonly gate: IntakeGate,
+  ) {}
 
-  /** Check a run once the runs of its project enqueued before it are checked. */
+  /**
+   * Check a run once the runs of its project enqueued before it are checked, the webhooks paused
+   * and one of the gate's slots is free (intake-gate.ts: a check's git spawns must not fall between
+   * the answers of a burst, nor a burst over many projects start a fetch for each at once).
+   */
   enqueue(projectId: number, runId: string): void {
     const previous = this.projectChains.get(projectId) ?? Promise.resolve();
-    const next = previous.then(() => this.check(runId)).catch((err: unknown) => {
-      this.ctx.deps.log.error({ err, runId }, 'checking a run failed');
-      failRun(this.ctx, runId, `secd could not check this push: ${errorText(err)}`);
-    });
+    const next = previous
+      .then(() => this.gate.whenQuiet())
+      .then(() => this.gate.withSlot(() => this.check(runId)))
+      .catch((err: unknown) => {
+        this.ctx.deps.log.error({ err, runId }, 'checking a run failed');
+        failRun(this.ctx, runId, `secd could not check this push: ${errorText(err)}`);
+      });
     this.projectChains.set(projectId, next);
     this.ctx.track(next);
   }

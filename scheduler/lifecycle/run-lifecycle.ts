@@ -19,6 +19,7 @@ import type { LifecycleContext } from './lifecycle-context.js';
 import type { LifecycleDeps } from './lifecycle-deps.js';
 import { reconcileHeldRuns, recordPhase, recordResult, sweepLostRuns } from './node-reports.js';
 import { scheduleRound } from './plan-apply.js';
+import { IntakeGate } from './intake-gate.js';
 import { RunChecks } from './run-checks.js';
 
 export type { LifecycleDeps, NodeHandle, PushVerification } from './lifecycle-deps.js';
@@ -35,8 +36,11 @@ export class RunLifecycle {
   private readonly ctx: LifecycleContext;
   private readonly checks: RunChecks;
   private readonly statuses: CommitStatuses;
+  /** Holds accepted pushes' background work until the webhooks pause (intake-gate.ts). */
+  private readonly gate: IntakeGate;
 
   constructor(private readonly deps: LifecycleDeps) {
+    this.gate = new IntakeGate(deps.settings.intakeGate);
     const statuses = new CommitStatuses({
       store: deps.store,
       ...(deps.release ? { releases: deps.release.store } : {}),
@@ -70,7 +74,7 @@ export class RunLifecycle {
       scheduleSoon: () => this.scheduleSoon(),
       closed: () => this.isClosed,
     };
-    this.checks = new RunChecks(this.ctx);
+    this.checks = new RunChecks(this.ctx, this.gate);
   }
 
   /**
@@ -108,20 +112,23 @@ export class RunLifecycle {
     // Stored (the delivery and its run in one transaction), not answered yet: GitLab sees the
     // connection drop, and a restarted leader checks the `received` run (resume()).
     failpoint('leader.intake.stored');
-    // The run is stored: everything else waits until the answer is on its way. Started here, the
-    // status post and the checks would run their first synchronous steps (a git spawn costs
-    // milliseconds) in the microtasks before the HTTP layer writes the answer. setImmediate runs
-    // after this turn's I/O, so the 200 leaves first; idle() still waits for them.
+    // The run is stored: everything else waits until the answer is on its way, and until the
+    // webhooks pause (intake-gate.ts): started at once, the status post and the checks (a git spawn
+    // blocks the loop for milliseconds) would run while GitLab's next delivery waits. idle() still
+    // waits for them.
+    this.gate.arrived();
     this.track(
-      new Promise<void>((started) =>
-        setImmediate(() => {
-          this.ctx.postStatus(runId, 'pending', 'verifying the pushed commits');
-          this.checks.enqueue(push.project.id, runId);
-          started();
-        }),
-      ),
+      this.gate.whenQuiet().then(() => {
+        this.ctx.postStatus(runId, 'pending', 'verifying the pushed commits');
+        this.checks.enqueue(push.project.id, runId);
+      }),
     );
     return { run_id: runId, duplicate: false };
+  }
+
+  /** An authorized webhook arrived (any kind): accepted pushes' background work waits for the hooks to pause. */
+  webhookArrived(): void {
+    this.gate.arrived();
   }
 
   /**
@@ -208,6 +215,8 @@ export class RunLifecycle {
   /** Stop starting new work. */
   async close(): Promise<void> {
     this.isClosed = true;
+    // Work held for a pause starts now (and sees closed()): shutdown does not wait out a burst.
+    this.gate.open();
     await this.idle();
   }
 

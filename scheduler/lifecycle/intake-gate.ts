@@ -1,0 +1,140 @@
+/**
+ * When the background work of accepted pushes may start: not between two webhook answers of a burst.
+ *
+ * Each accepted push leaves work behind (its first commit status, then its checks: git fetches whose
+ * spawns block the event loop for 2-30 ms each, fork of a large process on a loaded machine, GitLab
+ * calls, SQLite writes). Started at once, that work runs while GitLab's next delivery waits: at 200
+ * pushes in a row it was the webhook answer's p99 (test/bench/webhook-latency.ts, split setup: p99
+ * 20-39 ms with it, 5-9 ms without, the machine's own floor 3-9 ms). So work waits until the hooks
+ * pause for `quietMs`, or until it has waited `maxWaitMs` (a steady stream of hooks must not starve
+ * verification); a single push pays `quietMs` once. And at most `maxChecks` checks run at once
+ * across projects (each project's own checks run one at a time anyway, in push order): a burst over
+ * many projects does not start a fetch per project at the same moment.
+ *
+ * The clock is the process's monotonic one, not the lifecycle's: this is about the event loop, and a
+ * test's frozen domain clock must not stop the work.
+ */
+
+/** How the gate paces work; see the header. */
+export interface IntakeGateOptions {
+  /** The pause in accepted pushes after which waiting work starts (ms). */
+  quietMs: number;
+  /** The longest any work waits for such a pause (ms). */
+  maxWaitMs: number;
+  /** How many checks may run at once across projects. */
+  maxChecks: number;
+}
+
+/** The defaults: a pause of 10 ms, at most 1 s of waiting, 4 checks at once. */
+export const INTAKE_GATE_DEFAULTS: IntakeGateOptions = { quietMs: 10, maxWaitMs: 1000, maxChecks: 4 };
+
+/** How many waiters one turn of the loop starts. */
+const RELEASE_BATCH = 4;
+
+interface Waiter {
+  since: number;
+  start: () => void;
+}
+
+/** The gate of one lifecycle. */
+export class IntakeGate {
+  private readonly opts: IntakeGateOptions;
+  private lastArrival = Number.NEGATIVE_INFINITY;
+  private readonly waiting: Waiter[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private running = 0;
+  private readonly slotQueue: Array<() => void> = [];
+  private opened = false;
+
+  constructor(
+    opts: Partial<IntakeGateOptions> = {},
+    private readonly clock: () => number = () => performance.now(),
+  ) {
+    this.opts = { ...INTAKE_GATE_DEFAULTS, ...opts };
+    for (const [k, v] of Object.entries(this.opts)) {
+      if (!Number.isFinite(v) || v < 0 || (k === 'maxChecks' && (!Number.isInteger(v) || v < 1))) {
+        throw new Error(`IntakeGate: ${k} must be ${k === 'maxChecks' ? 'an integer of at least 1' : 'a number of ms ≥ 0'} (got ${v})`);
+      }
+    }
+  }
+
+  /** An accepted push was just answered (or is being): the burst goes on. */
+  arrived(): void {
+    this.lastArrival = this.clock();
+  }
+
+  /**
+   * Resolves once the hooks paused for quietMs, or after maxWaitMs; after open() (or with quietMs 0)
+   * on the next turn of the loop. Never within the current turn: a webhook's answer is written first.
+   */
+  whenQuiet(): Promise<void> {
+    if (this.opened || this.opts.quietMs === 0) return new Promise((r) => setImmediate(r));
+    return new Promise((start) => {
+      this.waiting.push({ since: this.clock(), start });
+      this.arm();
+    });
+  }
+
+  /** Run `fn` when one of the maxChecks slots is free. */
+  async withSlot<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.opts.maxChecks) await new Promise<void>((r) => this.slotQueue.push(r));
+    else this.running += 1;
+    try {
+      return await fn();
+    } finally {
+      const next = this.slotQueue.shift();
+      // The slot passes straight to the next in line (running stays the same), or is freed.
+      if (next) next();
+      else this.running -= 1;
+    }
+  }
+
+  /** Stop waiting for pauses (shutdown): whatever waits starts now, and so does anything later. */
+  open(): void {
+    this.opened = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = null;
+    this.immediate = null;
+    for (const w of this.waiting.splice(0)) w.start();
+  }
+
+  private arm(): void {
+    if (this.timer || this.immediate || this.waiting.length === 0) return;
+    const now = this.clock();
+    const quietAt = this.lastArrival + this.opts.quietMs;
+    const overdueAt = this.waiting[0]!.since + this.opts.maxWaitMs;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.release();
+    }, Math.max(0, Math.min(quietAt, overdueAt) - now));
+  }
+
+  /**
+   * Start a few waiters (in a pause the oldest, in a burst only what waited too long), then come
+   * back on the next turn for more: the loop reads any hook that arrived in between first, and a
+   * hook that did closes the gate again. Released all at once, 200 pushes' status posts would be
+   * one long turn.
+   */
+  private release(): void {
+    const now = this.clock();
+    const quiet = now - this.lastArrival >= this.opts.quietMs;
+    const ready = quiet ? this.waiting.splice(0, RELEASE_BATCH) : this.takeOverdue(now);
+    for (const w of ready) w.start();
+    if (ready.length > 0 && this.waiting.length > 0) {
+      this.immediate = setImmediate(() => {
+        this.immediate = null;
+        this.release();
+      });
+      return;
+    }
+    this.arm();
+  }
+
+  private takeOverdue(now: number): Waiter[] {
+    let n = 0;
+    while (n < this.waiting.length && n < RELEASE_BATCH && now - this.waiting[n]!.since >= this.opts.maxWaitMs) n++;
+    return this.waiting.splice(0, n);
+  }
+}
