@@ -12,7 +12,7 @@
  * (checkout included) is aborted and the run ends `timed_out`. A node whose work_dir has less free
  * space than its disk watermark starts no run.
  */
-import { cp, mkdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failpoint } from '../../scheduler/common/failpoints.js';
 import { setLongTimeout } from '../engine/container-supervisor.js';
@@ -60,12 +60,15 @@ export async function prepareRun(ctx: RunContext, earlier: RunJournal | null): P
   if (full !== null) throw new StepFailure(`not started: ${full}`);
   opts.onPhase('building', deps.now().toISOString());
   if (opts.local) {
+    // Entry by entry, not the folder at once: with `secd run .` the work dir (./.secd) is inside the
+    // project, and fs.cp refuses to copy a folder into itself before any filter is asked.
     const from = opts.local.dir;
-    await cp(from, ws.src, {
-      recursive: true,
-      verbatimSymlinks: true,
-      filter: (source) => !BUILD_EXCLUDES.has(source.slice(from.length + 1).split('/')[0] ?? ''),
-    });
+    await mkdir(ws.src, { recursive: true });
+    for (const entry of await readdir(from)) {
+      // A work_dir configured inside the project is not part of it either.
+      if (BUILD_EXCLUDES.has(entry) || ws.src.startsWith(`${join(from, entry)}/`)) continue;
+      await cp(join(from, entry), join(ws.src, entry), { recursive: true, verbatimSymlinks: true });
+    }
   } else {
     await checkoutCommit(spec.source, spec.commit, ws.src);
   }

@@ -57,6 +57,20 @@ describe('secd run <dir>', () => {
     expect(await readdir(join(dir, 'outputs'))).toHaveLength(2);
   });
 
+  it('runs `secd run .` from inside the project, whose default work dir (./.secd) is then inside it too', async () => {
+    const dir = await projectDir('here', {
+      Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCOPY run.sh /run.sh\nCMD ["/bin/sh", "/run.sh"]\n`,
+      'run.sh': 'ls -a / > $OUTPUT_PATH/root.txt\n',
+      'secd.yml': 'runfor: 0.05\n',
+    });
+    const result = await secd(['run', '.'], dir);
+    expect(result.code, result.stderr + result.stdout).toBe(0);
+    expect(existsSync(join(dir, '.secd', 'work'))).toBe(true);
+    // The work dir was not built into the image (nor copied into itself).
+    const again = await secd(['run', '.'], dir);
+    expect(again.code, again.stderr + again.stdout).toBe(0);
+  });
+
   it('exits non-zero and says why when the program fails', async () => {
     const dir = await projectDir('fails', {
       Dockerfile: `FROM ${BUSYBOX_IMAGE}\nCMD ["/bin/sh", "-c", "echo broken >&2; exit 3"]\n`,
