@@ -4,6 +4,7 @@ import { buildSection } from '../config/node-config.js';
 import { loadUpConfig } from '../config/up-config.js';
 import { createDockerEngine } from '../engine/docker-engine.js';
 import { createLogger } from '../wiring/logger.js';
+import { parseLocalDatasets } from '../wiring/local-datasets.js';
 import { runLocalProject } from '../wiring/local-run.js';
 
 /** Add `secd run` to the program. */
@@ -15,10 +16,13 @@ export function registerRunCommand(program: Command): void {
     .option('--config <file>', 'up.yml whose node: section and limits to use (default: embedded defaults)')
     .option('--build-network <name>', "Docker network for the build's RUN steps, one that reaches only package mirrors (default: the config's build.network, else none)")
     .option('--build-env <K=V>', 'a variable every RUN step sees, e.g. PIP_INDEX_URL=http://mirror/simple (repeatable; adds to the config\'s build.env)', (kv: string, all: string[]) => [...all, kv], [] as string[])
-    .action(async (dir: string, options: { config?: string; buildNetwork?: string; buildEnv: string[] }) => {
+    .option('--dataset <NAME=DIR>', 'a folder of yours the run reads at /datasets/NAME, as a file dataset on the cluster (repeatable; secd.yml datasets: chooses among them)', (kv: string, all: string[]) => [...all, kv], [] as string[])
+    .action(async (dir: string, options: { config?: string; buildNetwork?: string; buildEnv: string[]; dataset: string[] }) => {
       const build = buildOverrides(options.buildNetwork, options.buildEnv);
-      if (!build.ok) {
-        process.stderr.write(`secd: ${build.reason}\n`);
+      const datasets = await parseLocalDatasets(options.dataset, process.cwd());
+      const refused = !build.ok ? build.reason : !datasets.ok ? datasets.reason : null;
+      if (refused !== null || !build.ok || !datasets.ok) {
+        process.stderr.write(`secd: ${refused}\n`);
         process.exitCode = 2;
         return;
       }
@@ -33,6 +37,7 @@ export function registerRunCommand(program: Command): void {
         log,
         signal: controller.signal,
         build: build.value,
+        datasets: datasets.datasets,
         out: { line: (text) => process.stdout.write(`${text}\n`), raw: (chunk) => process.stdout.write(chunk) },
       });
       if (!result.ok) {

@@ -54,5 +54,10 @@ export interface ExecuteOptions {
   /** Abort to cancel; `signal.reason` (a string) becomes the run's reason. */
   signal?: AbortSignal;
   /** `secd run <dir>`: build this folder's working tree and write results under `resultsRoot`. */
-  local?: { dir: string; resultsRoot: string };
+  local?: {
+    dir: string;
+    resultsRoot: string;
+    /** `secd run --dataset NAME=DIR`: host folders mounted read-only at /datasets/NAME, as a file dataset is on a node. */
+    datasets?: Array<{ name: string; dir: string }>;
+  };
 }

@@ -14,6 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { errorText } from '../../scheduler/common/errors.js';
 import { failpoint } from '../../scheduler/common/failpoints.js';
 import { cacheOwnerOf, resolveCacheDir } from '../../storage/cache-path.js';
+import { DATASETS_MOUNT } from '../../storage/dataset-path.js';
 import type { ContainerRunResult, RunHooks } from '../engine/container-engine.js';
 import { resultsStamp } from '../results/results-stamp.js';
 import { containerRequestFor } from './container-profile.js';
@@ -36,7 +37,7 @@ export interface EndedContainer {
  * meanwhile means the run starts over (null).
  */
 export async function startContainer(ctx: RunContext, journal: RunJournal, resumed: boolean): Promise<EndedContainer | null> {
-  const { spec, deps, ws } = ctx;
+  const { spec, deps, ws, opts } = ctx;
   const { engine, settings } = deps;
   failpoint('node.start.begin');
   if (resumed) {
@@ -52,9 +53,11 @@ export async function startContainer(ctx: RunContext, journal: RunJournal, resum
   const prepared = await prepareRunDatasets(spec, { datasetRoot: settings.datasetRoot ?? null, runDir: ws.dir });
   if (!prepared.ok) throw new StepFailure(prepared.reason);
   ctx.datasets = prepared.value;
+  // `secd run --dataset`: the researcher's own folders, where a node mounts its file datasets.
+  const localDatasets = (opts.local?.datasets ?? []).map((d) => ({ source: d.dir, target: `${DATASETS_MOUNT}/${d.name}`, readOnly: true }));
   const request = containerRequestFor(
     spec,
-    { cacheHostDir, extraMounts: prepared.value.mounts },
+    { cacheHostDir, extraMounts: [...prepared.value.mounts, ...localDatasets] },
     { imageId: journal.imageId!, memoryBytes: settings.memoryBytes, pidsLimit: settings.pidsLimit, stopGraceMs: settings.stopGraceMs },
   );
   request.name = runContainerName(spec.runId);

@@ -15,6 +15,7 @@ import { nodeExecutorDeps } from '../executor/node-executor.js';
 import { executeRun } from '../executor/run-executor.js';
 import { readHead } from '../results/node-git.js';
 import { withImageSettings, type BuildOverrides } from './build-settings.js';
+import { chooseLocalDatasets, type LocalDataset } from './local-datasets.js';
 import type { RunOutcome } from '../../scheduler/contract/run-spec.js';
 
 /** Where `secd run` writes what a person reads. */
@@ -30,7 +31,16 @@ export type LocalRunResult = { ok: true; runId: string; outcome: RunOutcome } | 
 export async function runLocalProject(
   dir: string,
   config: UpConfig,
-  deps: { engine: ContainerEngine; log: Log; out: LocalRunOutput; signal?: AbortSignal; now?: () => Date; build?: BuildOverrides },
+  deps: {
+    engine: ContainerEngine;
+    log: Log;
+    out: LocalRunOutput;
+    signal?: AbortSignal;
+    now?: () => Date;
+    build?: BuildOverrides;
+    /** `--dataset NAME=DIR` folders (local-datasets.ts). */
+    datasets?: readonly LocalDataset[];
+  },
 ): Promise<LocalRunResult> {
   const now = deps.now ?? (() => new Date());
   const projectDir = resolve(dir);
@@ -46,6 +56,8 @@ export async function runLocalProject(
   });
   if (!policy.ok) return { ok: false, reason: policy.reason };
   for (const warning of policy.warnings) deps.out.line(`secd: warning: ${warning}`);
+  const served = chooseLocalDatasets(deps.datasets ?? [], policy.config.datasets ?? null);
+  for (const note of served.notes) deps.out.line(`secd: note: ${note}`);
 
   const runId = newRunId();
   const spec = {
@@ -59,7 +71,7 @@ export async function runLocalProject(
     gpus: [],
     cacheDir: policy.config.cacheDir,
     mountPath: policy.config.mountPath,
-    env: {},
+    env: served.env,
     warnings: policy.warnings,
     createdAt: now().toISOString(),
     resultsRemote: null,
@@ -70,7 +82,7 @@ export async function runLocalProject(
     onPhase: (phase) => deps.out.line(`secd: ${phase}`),
     onBuildLog: (line) => deps.out.line(line),
     onRunLog: (chunk) => deps.out.raw(chunk),
-    local: { dir: projectDir, resultsRoot: join(projectDir, 'outputs') },
+    local: { dir: projectDir, resultsRoot: join(projectDir, 'outputs'), datasets: served.datasets },
     ...(deps.signal ? { signal: deps.signal } : {}),
   });
   return { ok: true, runId, outcome };
