@@ -22,7 +22,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Log } from '../../scheduler/common/log.js';
+import { silentLog, type Log } from '../../scheduler/common/log.js';
 import type { RecordedDelivery } from '../doubles/gitlab-double.js';
 import type { Cluster } from '../support/cluster-harness.js';
 import { loopLines, watchLoop, type LoopReport } from './leader-loop.js';
@@ -63,8 +63,8 @@ export function summary(ms: readonly number[]): Latency {
   return { n: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms) };
 }
 
-/** Send the bodies from a separate process and return each answer's time. */
-function sendFromOtherProcess(url: string, headers: Record<string, string>, bodies: string[], keyPrefix: string): Promise<number[]> {
+/** Send the bodies from a separate process and return each answer's time; `onStarted` once it is spawned. */
+function sendFromOtherProcess(url: string, headers: Record<string, string>, bodies: string[], keyPrefix: string, onStarted = () => {}): Promise<number[]> {
   const client = join(import.meta.dirname, 'hook-client.js');
   return new Promise((resolve, reject) => {
     const child = execFile(process.execPath, [client], { maxBuffer: 2 ** 26 }, (err, stdout) => {
@@ -74,6 +74,7 @@ function sendFromOtherProcess(url: string, headers: Record<string, string>, bodi
       if (bad >= 0) return reject(new Error(`delivery ${bad} answered ${out.statuses[bad]}`));
       resolve(out.ms);
     });
+    onStarted();
     child.stdin!.end(JSON.stringify({ url, headers, bodies, keyPrefix }));
   });
 }
@@ -118,12 +119,14 @@ async function sendBursts(setup: WebhookFigures['setup'], t: BurstTarget, n: num
   const routeFrom = { accepted: t.handler.ms.get('accepted')?.length ?? 0, ignored: t.handler.ms.get('ignored')?.length ?? 0 };
   const floor = await floorOf(headers, accepted);
   const stamp = Date.now();
-  let watch = watchLoop({ store: t.store });
-  const acceptedMs = await sendFromOtherProcess(t.template.url, headers, accepted, `bench-accepted-${stamp}-`);
-  const loopAccepted = watch.stop();
-  watch = watchLoop({ store: t.store });
-  const ignoredMs = await sendFromOtherProcess(t.template.url, headers, ignored, `bench-ignored-${stamp}-`);
-  const loopIgnored = watch.stop();
+  // Each window opens once the sender is spawned (that spawn is the benchmark's, not the leader's).
+  const burst = async (bodies: string[], prefix: string): Promise<[number[], LoopReport]> => {
+    const watches: Array<ReturnType<typeof watchLoop>> = [];
+    const ms = await sendFromOtherProcess(t.template.url, headers, bodies, prefix, () => watches.push(watchLoop({ store: t.store })));
+    return [ms, watches[0]!.stop()];
+  };
+  const [acceptedMs, loopAccepted] = await burst(accepted, `bench-accepted-${stamp}-`);
+  const [ignoredMs, loopIgnored] = await burst(ignored, `bench-ignored-${stamp}-`);
   await t.settle();
   const route = (action: 'accepted' | 'ignored') => summary((t.handler.ms.get(action) ?? []).slice(routeFrom[action]));
   return {
@@ -153,7 +156,10 @@ export async function measureWebhook(cluster: Cluster, handler: HandlerTimes, n 
 /** The honest setup: the double in its own process, the leader in this one (split-leader.ts); `ungated`: the gate off. */
 export async function measureSplitWebhook(n = 200, setup: 'split' | 'ungated' = 'split'): Promise<WebhookFigures> {
   const { startSplitLeader } = await import('./split-leader.js');
-  const handler = handlerTimes();
+  // The leader logs as `secd leader` does (pino JSON lines, written asynchronously), to /dev/null.
+  const { createLogger } = await import('../../daemon/wiring/logger.js');
+  const { openSync } = await import('node:fs');
+  const handler = handlerTimes(createLogger({ fd: openSync('/dev/null', 'w') }));
   const split = await startSplitLeader(handler.log, setup === 'ungated' ? UNGATED : undefined);
   try {
     const [template] = await split.push({ 'a.txt': 'a' }, 'no dockerfile');
@@ -189,17 +195,18 @@ export interface HandlerTimes {
 }
 
 /**
- * A Log that keeps only the leader's own time for each answered hook (its 'webhook answered' line:
- * from the route's start to the answer), by action; hand it to the leader. The difference to what
+ * A Log that passes everything to `inner` and keeps the leader's own time for each answered hook
+ * (its 'webhook answered' line: from the route's start to the answer), by action; hand it to the leader. The difference to what
  * the sender measures is the wait for the event loop and the network.
  */
-export function handlerTimes(): HandlerTimes {
+export function handlerTimes(inner: Log = silentLog): HandlerTimes {
   const ms = new Map<string, number[]>();
-  const log: Log = {
-    debug() {},
-    warn() {},
-    error() {},
+  const tap = (through: Log): Log => ({
+    debug: (obj, msg) => through.debug(obj, msg),
+    warn: (obj, msg) => through.warn(obj, msg),
+    error: (obj, msg) => through.error(obj, msg),
     info(obj: object, msg?: string) {
+      through.info(obj, msg);
       const o = obj as { action?: unknown; ms?: unknown };
       if (msg !== 'webhook answered' || typeof o.ms !== 'number') return;
       const action = String(o.action);
@@ -207,9 +214,9 @@ export function handlerTimes(): HandlerTimes {
       list.push(o.ms);
       ms.set(action, list);
     },
-    child: () => log,
-  };
-  return { log, ms };
+    child: (bindings) => tap(through.child(bindings)),
+  });
+  return { log: tap(inner), ms };
 }
 
 export function latencyLine(label: string, l: Latency): string {
