@@ -84,6 +84,24 @@ describe('work after a push waits for the webhooks to pause', () => {
     for (const [queuedAt, at] of started) expect(at - queuedAt).toBe(100);
   });
 
+  it('work that already waited maxWaitMs elsewhere (behind its project\'s earlier checks) does not wait again in a burst', async () => {
+    const gate = new IntakeGate({ quietMs: 10, maxWaitMs: 100, maxChecks: 4 }, clock);
+    const t0 = Date.now();
+    const queuedAt = gate.now();
+    await vi.advanceTimersByTimeAsync(150);
+    const started: number[] = [];
+    gate.arrived();
+    void gate.whenQuiet(queuedAt).then(() => started.push(Date.now() - t0));
+    void gate.whenQuiet().then(() => started.push(Date.now() - t0));
+    for (let i = 0; i < 5; i++) {
+      await vi.advanceTimersByTimeAsync(5);
+      gate.arrived();
+    }
+    // The first started on the next turn; the second still waits for a pause.
+    expect(started).toHaveLength(1);
+    expect(started[0]).toBeLessThanOrEqual(151);
+  });
+
   it('after open() (shutdown) waiting work starts at once and later work on the next turn', async () => {
     const gate = new IntakeGate({ quietMs: 10, maxWaitMs: 1000, maxChecks: 4 }, clock);
     const started: string[] = [];

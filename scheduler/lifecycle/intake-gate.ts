@@ -17,7 +17,7 @@
 
 /** How the gate paces work; see the header. */
 export interface IntakeGateOptions {
-  /** The pause in accepted pushes after which waiting work starts (ms). */
+  /** The pause in webhooks after which waiting work starts (ms). */
   quietMs: number;
   /** The longest any work waits for such a pause (ms). */
   maxWaitMs: number;
@@ -59,21 +59,28 @@ export class IntakeGate {
     }
   }
 
-  /** An accepted push was just answered (or is being): the burst goes on. */
+  /** A webhook arrived (an accepted push, or any other delivery with the right token): the burst goes on. */
   arrived(): void {
     this.lastArrival = this.clock();
   }
 
   /**
-   * Resolves once the hooks paused for quietMs, or after maxWaitMs; after open() (or with quietMs 0)
-   * on the next turn of the loop. Never within the current turn: a webhook's answer is written first.
+   * Resolves once the hooks paused for quietMs, or maxWaitMs after `since` (default now: a check
+   * passes the moment its push was accepted, so one that already waited behind its project's
+   * earlier checks does not wait again); after open() (or with quietMs 0) on the next turn of the
+   * loop. Never within the current turn: a webhook's answer is written first.
    */
-  whenQuiet(): Promise<void> {
+  whenQuiet(since: number = this.clock()): Promise<void> {
     if (this.opened || this.opts.quietMs === 0) return new Promise((r) => setImmediate(r));
     return new Promise((start) => {
-      this.waiting.push({ since: this.clock(), start });
+      this.waiting.push({ since, start });
       this.arm();
     });
+  }
+
+  /** The gate's clock now (what `whenQuiet` takes as `since`). */
+  now(): number {
+    return this.clock();
   }
 
   /** Run `fn` when one of the maxChecks slots is free. */
@@ -104,7 +111,7 @@ export class IntakeGate {
     if (this.timer || this.immediate || this.waiting.length === 0) return;
     const now = this.clock();
     const quietAt = this.lastArrival + this.opts.quietMs;
-    const overdueAt = this.waiting[0]!.since + this.opts.maxWaitMs;
+    const overdueAt = Math.min(...this.waiting.map((w) => w.since)) + this.opts.maxWaitMs;
     this.timer = setTimeout(() => {
       this.timer = null;
       this.release();
@@ -133,8 +140,11 @@ export class IntakeGate {
   }
 
   private takeOverdue(now: number): Waiter[] {
-    let n = 0;
-    while (n < this.waiting.length && n < RELEASE_BATCH && now - this.waiting[n]!.since >= this.opts.maxWaitMs) n++;
-    return this.waiting.splice(0, n);
+    const overdue: Waiter[] = [];
+    for (let i = 0; i < this.waiting.length && overdue.length < RELEASE_BATCH; ) {
+      if (now - this.waiting[i]!.since >= this.opts.maxWaitMs) overdue.push(...this.waiting.splice(i, 1));
+      else i++;
+    }
+    return overdue;
   }
 }

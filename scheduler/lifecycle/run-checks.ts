@@ -42,8 +42,10 @@ export class RunChecks {
    */
   enqueue(projectId: number, runId: string): void {
     const previous = this.projectChains.get(projectId) ?? Promise.resolve();
+    // Waiting behind the project's earlier checks counts as waiting for the pause (whenQuiet's `since`).
+    const since = this.gate.now();
     const next = previous
-      .then(() => this.gate.whenQuiet())
+      .then(() => this.gate.whenQuiet(since))
       .then(() => this.gate.withSlot(() => this.check(runId)))
       .catch((err: unknown) => {
         this.ctx.deps.log.error({ err, runId }, 'checking a run failed');
