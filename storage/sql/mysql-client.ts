@@ -68,6 +68,11 @@ export function createMysqlPromisePool(o: MysqlPoolOptions): MysqlPromisePool {
 export function createMysqlConnection(o: MysqlConnectOptions): Promise<MysqlPromiseConnection> {
   return new Promise((resolve, reject) => {
     const conn = mysql.createConnection(commonOptions(o));
+    // A session the server ends while it is idle (a run's account dropped, its sessions killed; the
+    // server restarted) emits 'error' with no query to reject: without a listener that is an uncaught
+    // exception that ends the process. A query in flight still gets the error through its promise, and
+    // the session is closed from then on.
+    conn.on('error', () => undefined);
     conn.connect((err) => (err ? (conn.destroy(), reject(err)) : resolve(conn.promise())));
   });
 }
