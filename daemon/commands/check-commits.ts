@@ -12,7 +12,7 @@
  */
 import type { SignatureFailureCode } from '../../scheduler/verify/signature-codes.js';
 import { refusalReason } from '../../scheduler/verify/signature-reasons.js';
-import { VOUCH_TRAILER, vouchedCommits } from '../../scheduler/verify/vouch-trailers.js';
+import { LISTED_COMMITS, VOUCH_TRAILER, vouchCommand, vouchedCommits, whichCommits } from '../../scheduler/verify/vouch-trailers.js';
 import { error, note, ok, type Finding } from './check-findings.js';
 import type { OwnKey } from './check-signing.js';
 
@@ -118,17 +118,19 @@ export function checkCommits(newestFirst: readonly LoggedCommit[], own: OwnKey |
   if (first.v.code !== 'not_pushers_key') {
     const list = refused.filter((r) => r.v.code !== 'not_pushers_key');
     const base = first.c.parent ?? '--root';
-    const trailers = list.map((r) => `--trailer '${VOUCH_TRAILER}: ${r.c.sha}'`).join(' ');
-    const which = list.length === 1 ? 'this commit' : `these ${list.length} commits (${list.map((r) => r.c.sha.slice(0, 8)).join(', ')})`;
+    const shas = list.map((r) => r.c.sha);
     extra =
-      `to fix ${which} either rewrite the history signed: git rebase --exec 'git commit --amend --no-edit -S' ${base}` +
+      `to fix ${whichCommits(shas)} either rewrite the history signed: git rebase --exec 'git commit --amend --no-edit -S' ${base}` +
       ` (before pushing nothing else is needed; once pushed, git push --force-with-lease where the branch allows it); ` +
-      `or vouch for ${list.length === 1 ? 'it' : 'them'} without rewriting: git commit --allow-empty -S -m 'Vouch for unsigned commits' ${trailers}, then git push (no force needed)`;
+      `or vouch for ${list.length === 1 ? 'it' : 'them'} without rewriting: ${vouchCommand(shas, first.c.parent ?? null)}, then git push (no force needed)`;
   }
   const line = refusalReason(first.v.code!, first.c.sha, `(${first.c.subject}) ${first.v.clause!}`, extra);
   out.push(error('commits', line));
   if (refused.length > 1) {
-    out.push(error('commits', `${refused.length - 1} more commit${refused.length === 2 ? '' : 's'} would be refused: ${refused.slice(1).map((r) => `${r.c.sha.slice(0, 8)} (${r.v.code})`).join(', ')}`));
+    const rest = refused.slice(1);
+    const named = rest.slice(0, LISTED_COMMITS).map((r) => `${r.c.sha.slice(0, 8)} (${r.v.code})`).join(', ');
+    const more = rest.length > LISTED_COMMITS ? ` and ${rest.length - LISTED_COMMITS} more` : '';
+    out.push(error('commits', `${rest.length} more commit${rest.length === 1 ? '' : 's'} would be refused: ${named}${more}`));
   }
   return out;
 }

@@ -27,7 +27,7 @@ import { loadMemberKeyring, type KeyringGitLab, type MemberKeyring } from './mem
 import type { SignatureFailureCode } from './signature-codes.js';
 import { refusalReason } from './signature-reasons.js';
 import { verifySshCommitSignature } from './ssh-signature.js';
-import { VOUCH_TRAILER, vouchedCommits } from './vouch-trailers.js';
+import { vouchCommand, vouchedCommits, whichCommits } from './vouch-trailers.js';
 import { errorText } from '../common/errors.js';
 import { redactCredentials, urlSecrets } from '../common/redact.js';
 import { isCommitId } from '../contract/commit-id.js';
@@ -279,13 +279,12 @@ function refusal(refused: Array<{ index: number; c: Checked }>, pusher: KeyOwner
   let extra: string | undefined;
   if (fixable.length > 0 && verdict.code !== 'not_pushers_key') {
     const base = fixable[0]!.parent ?? '--root';
-    const trailers = fixable.map((c) => `--trailer '${VOUCH_TRAILER}: ${c.sha}'`).join(' ');
-    const which = fixable.length === 1 ? 'this commit' : `these ${fixable.length} commits (${fixable.map((c) => short(c.sha)).join(', ')})`;
+    const shas = fixable.map((c) => c.sha);
     extra =
-      `to fix ${which} either rewrite the history signed: git rebase --exec 'git commit --amend --no-edit -S' ${base}, ` +
+      `to fix ${whichCommits(shas)} either rewrite the history signed: git rebase --exec 'git commit --amend --no-edit -S' ${base}, ` +
       `then git push --force-with-lease (only where the branch allows force pushes); ` +
       `or vouch for ${fixable.length === 1 ? 'it' : 'them'} as ${pusher.username} without rewriting: ` +
-      `git commit --allow-empty -S -m 'Vouch for unsigned commits' ${trailers}, then git push (no force needed)`;
+      `${vouchCommand(shas, fixable[0]!.parent ?? null)}, then git push (no force needed)`;
   }
   const reason = verdict.openpgp
     ? refusalReason(verdict.code, first.sha, verdict.reason, extra)

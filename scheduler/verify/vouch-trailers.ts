@@ -64,3 +64,27 @@ export function vouchedCommits(message: string): string[] {
   }
   return out;
 }
+
+/** How many commits a refusal names, and a vouch command lists one by one; past it, git lists them. */
+export const LISTED_COMMITS = 5;
+
+/** "this commit" or "these 311 commits (a1b2c3d4, …, and 306 more)", oldest first. */
+export function whichCommits(shas: readonly string[]): string {
+  if (shas.length === 1) return 'this commit';
+  const named = shas.slice(0, LISTED_COMMITS).map((s) => s.slice(0, 8));
+  const more = shas.length > LISTED_COMMITS ? ` and ${shas.length - LISTED_COMMITS} more` : '';
+  return `these ${shas.length} commits (${named.join(', ')}${more})`;
+}
+
+/**
+ * The signed empty commit that vouches for `shas` (oldest first; `base` the parent of the oldest, null
+ * at the root). Up to LISTED_COMMITS it names each with `--trailer`; past that (a history imported
+ * unsigned) git lists the range itself into the message's last paragraph, one trailer a line.
+ */
+export function vouchCommand(shas: readonly string[], base: string | null): string {
+  const start = "git commit --allow-empty -S -m 'Vouch for unsigned commits'";
+  if (shas.length <= LISTED_COMMITS) return `${start} ${shas.map((s) => `--trailer '${VOUCH_TRAILER}: ${s}'`).join(' ')}`;
+  const last = shas[shas.length - 1]!;
+  const range = base === null ? last : `${base}..${last}`;
+  return `${start} -m "$(git rev-list --reverse ${range} | sed 's/^/${VOUCH_TRAILER}: /')"`;
+}
