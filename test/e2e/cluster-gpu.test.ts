@@ -50,10 +50,12 @@ describe('a leader and three node processes', () => {
   });
 
   it('lists every node and GPU with the values nvidia-smi reports, N/A as null', async () => {
-    const nodes = await cluster.waitFor('telemetry from both GPU nodes', async () => {
+    // The leader picks up a node registered with `secd admin node-token` on its next registry tick
+    // (every second): on a loaded machine the GPU nodes can report before that tick came.
+    const nodes = await cluster.waitFor('telemetry from both GPU nodes, and the impostor registered', async () => {
       const list = await cluster.apiNodes();
       const ready = list.filter((n) => n.gpus.length > 0 && n.gpus.every((g) => g.temperature_c !== null));
-      return ready.length === 2 ? list : undefined;
+      return ready.length === 2 && list.some((n) => n.id === 'impostor') ? list : undefined;
     });
     const byId = new Map(nodes.map((n) => [n.id, n]));
     expect([...byId.keys()].sort()).toEqual(['cpu', 'impostor', 'k80', 'rtx']);
