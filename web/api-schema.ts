@@ -64,6 +64,8 @@ export const apiNodeSchema = z.object({
   memory_free_bytes: reading.optional(),
   /** Set while the node's nvidia-smi fails: its GPUs are the last inventory read, since then. */
   gpus_stale: z.object({ since: z.string(), reason: z.string() }).nullable().optional(),
+  /** Present while the node's disk is under its watermark (its own sentence): it gets no new run meanwhile. */
+  disk_low: z.string().optional(),
   /** Runs in flight on the node. */
   runs: z.array(z.string()),
   gpus: z.array(apiGpuSchema),
@@ -243,6 +245,7 @@ export function toApiNode(v: NodeView, runs: readonly RunRow[]): ApiNode {
     load: host?.load ?? null,
     memory_free_bytes: host?.memory_free_bytes ?? null,
     gpus_stale: v.status?.gpus_stale ?? null,
+    ...(v.status?.disk_low ? { disk_low: v.status.disk_low } : {}),
     runs: runs.map((r) => r.id),
     gpus: (v.hello?.inventory.gpus ?? []).map((g, i) => {
       // Samples come in inventory order; look further only when a node reports otherwise.

@@ -12,7 +12,7 @@ import { chartObserver, gpuRows } from './status-charts.js';
  *   mig_devices?: { uuid: string, index: number, profile: string, memory_total_bytes: number|null, run_id: string|null }[] }} Gpu
  * @typedef {{ id: string, hostname: string, state: string, last_seen: string|null, cpus: number, memory_bytes: number,
  *   memory_free_bytes?: number|null, load: number|null, runs: string[], gpus: Gpu[],
- *   gpus_stale?: { since: string, reason: string }|null }} ApiNode
+ *   gpus_stale?: { since: string, reason: string }|null, disk_low?: string }} ApiNode
  * @typedef {import('./status-dom.js').Row} Row
  * @typedef {import('./status-charts.js').GpuRow} GpuRow
  * @typedef {{ data: ApiNode, row: Row, block: Row, body: HTMLTableSectionElement, gpus: Map<string, GpuRow> }} NodeEntry
@@ -45,7 +45,7 @@ function drawNode(entry) {
   const stateNote = n.state === 'up' ? '' : ` (${n.state})`;
   const lost = n.gpus.filter((g) => g.health === 'lost' || g.health === 'error').length;
   const foreign = n.gpus.filter((g) => g.health === 'busy_foreign').length;
-  const notes = [lost ? `${lost} lost or in error` : '', foreign ? `${foreign} busy with other programs` : '', n.gpus_stale ? `nvidia-smi failing since ${n.gpus_stale.since}: ${n.gpus_stale.reason}` : '']
+  const notes = [lost ? `${lost} lost or in error` : '', foreign ? `${foreign} busy with other programs` : '', n.gpus_stale ? `nvidia-smi failing since ${n.gpus_stale.since}: ${n.gpus_stale.reason}` : '', n.disk_low ? `no new runs: ${n.disk_low}` : '']
     .filter(Boolean)
     .map((t) => `, ${t}`)
     .join('');
