@@ -92,18 +92,27 @@ export async function buildRun(ctx: RunContext, journal: RunJournal): Promise<Ru
     for (const variant of baseImageVariantsIn(dockerfile)) await deps.ensureBaseImage((line) => ctx.buildLine(`[secd base-image] ${line}`), variant);
     const tag = imageTagFor(spec.project);
     const previous = await engine.inspectImage(tag);
-    const build = await engine.buildImage({
-      contextDir: ws.src,
-      tag,
-      // No build labels: with the legacy builder each LABEL is one more container per build, and a
-      // per-commit label would defeat the layer cache. The container carries secd.run/commit labels.
-      memoryBytes: settings.memoryBytes,
-      // DESIGN §12: no network unless the node names one that reaches only its mirrors.
-      networkMode: settings.buildNetwork ?? 'none',
-      ...(settings.buildEnv && Object.keys(settings.buildEnv).length > 0 ? { env: settings.buildEnv } : {}),
-      onLog: ctx.buildLine,
-      signal: deadline.signal,
-    });
+    const buildOnce = () =>
+      engine.buildImage({
+        contextDir: ws.src,
+        tag,
+        // No build labels: with the legacy builder each LABEL is one more container per build, and a
+        // per-commit label would defeat the layer cache. The container carries secd.run/commit labels.
+        memoryBytes: settings.memoryBytes,
+        // DESIGN §12: no network unless the node names one that reaches only its mirrors.
+        networkMode: settings.buildNetwork ?? 'none',
+        ...(settings.buildEnv && Object.keys(settings.buildEnv).length > 0 ? { env: settings.buildEnv } : {}),
+        onLog: ctx.buildLine,
+        signal: deadline.signal,
+      });
+    let build = await buildOnce();
+    // A cached layer this build was about to build on can be removed under it when another build on
+    // the same engine replaces its project's old image (the legacy builder shares layers by content):
+    // the engine then says "unable to find image sha256:…". Once more finds or rebuilds that layer.
+    if (!build.ok && build.code !== 'cancelled' && /unable to find image "?sha256:/.test(build.reason) && !deadline.signal.aborted) {
+      ctx.buildLine(`[secd] a cached layer went away during the build (${build.reason}); building once more`);
+      build = await buildOnce();
+    }
     buildMs = deps.now().getTime() - t0;
     deadline.stop();
     // A cancel that came first stays a cancel; the executor's clock catches a build that just made it.

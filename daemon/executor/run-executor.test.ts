@@ -98,6 +98,22 @@ describe('executeRun, without Docker', () => {
     expect(await report()).toMatchObject({ state: 'failed', reason: 'docker build failed: unknown instruction: RUNN', started_at: null, image_id: null });
   });
 
+  it('a build whose cached layer went away under it (another build replaced its image) is built once more, and says so', async () => {
+    const gone = 'unable to find image "sha256:7b2d87ea5efcae89484f5406b41020915074e76ee675ed2070e67f4f20b97633"';
+    engine.scriptBuild({ outcome: 'fail', reason: gone }, { outcome: 'succeed' });
+    engine.scriptContainer({ exitCode: 0 });
+
+    const { outcome, read } = await runLocally(aRunSpec('lg1'));
+
+    expect(outcome).toMatchObject({ end: 'succeeded' });
+    expect(engine.calls.filter((c) => c.op === 'buildImage')).toHaveLength(2);
+    expect(await read('_secd/build.log')).toContain(`[secd] a cached layer went away during the build (${gone}); building once more`);
+    // Only once: a layer gone a second time is the run's failure.
+    engine.scriptBuild({ outcome: 'fail', reason: gone }, { outcome: 'fail', reason: gone });
+    const twice = await runLocally(aRunSpec('lg2'));
+    expect(twice.outcome).toMatchObject({ end: 'failed', reason: `docker build failed: ${gone}` });
+  });
+
   it('a build cancelled while it works ends cancelled with the canceller\'s reason, and its log is delivered', async () => {
     engine.scriptBuild({ outcome: 'hang', log: ['Step 2/3 : RUN make'] });
     const ac = new AbortController();
