@@ -7,6 +7,7 @@ import type { Log } from '../../scheduler/common/log.js';
 import type { RunPhase } from '../../scheduler/contract/run-spec.js';
 import type { ContainerEngine, OutputsVolumeMode } from '../engine/container-engine.js';
 import type { BaseImageVariant } from '../ops/base-image-variants.js';
+import type { ImageJanitor } from './image-janitor.js';
 
 /** Node settings the executor applies to every run. */
 export interface ExecutorSettings {
@@ -40,6 +41,8 @@ export interface ExecutorDeps {
   log: Log;
   now(): Date;
   settings: ExecutorSettings;
+  /** The node's builds and the old project images they leave (absent: an old image is removed at once). */
+  images?: ImageJanitor;
   /** Build `secd/base` (or the variant named) if it is missing (progress lines go to the build log). */
   ensureBaseImage(onProgress: (line: string) => void, variant?: BaseImageVariant): Promise<void>;
 }

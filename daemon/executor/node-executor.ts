@@ -8,6 +8,7 @@ import type { LimitsConfig } from '../config/leader-config.js';
 import type { ContainerEngine, OutputsVolumeMode } from '../engine/container-engine.js';
 import { baseImageEnsurer } from '../ops/base-image.js';
 import type { ExecutorDeps } from './executor-deps.js';
+import { imageJanitor } from './image-janitor.js';
 
 /** The node keys the executor reads. */
 export interface ExecutorNodeConfig {
@@ -54,6 +55,8 @@ export function nodeExecutorDeps(
       ...(node.disk_watermark_bytes !== undefined ? { diskWatermarkBytes: node.disk_watermark_bytes } : {}),
       ...(node.outputs_volume !== undefined ? { outputsVolume: node.outputs_volume } : {}),
     },
+    // One per node: old project images go only while none of its builds runs.
+    images: imageJanitor((imageId) => engine.removeImage(imageId)),
     // Two runs asking for one variant at once share one build.
     ensureBaseImage: baseImageEnsurer(engine, { mirror: node.base_image_mirror, cacheDir: join(node.work_dir, 'base-image') }),
   };

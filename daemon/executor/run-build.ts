@@ -88,6 +88,8 @@ export async function buildRun(ctx: RunContext, journal: RunJournal): Promise<Ru
   const deadline = buildDeadline(spec.runforMs - (deps.now().getTime() - t0), signal);
   let buildMs: number;
   let imageId: string;
+  // Old images of the node's projects are removed only between builds (image-janitor.ts).
+  const buildEnded = deps.images ? await deps.images.begin() : () => {};
   try {
     for (const variant of baseImageVariantsIn(dockerfile)) await deps.ensureBaseImage((line) => ctx.buildLine(`[secd base-image] ${line}`), variant);
     const tag = imageTagFor(spec.project);
@@ -124,10 +126,12 @@ export async function buildRun(ctx: RunContext, journal: RunJournal): Promise<Ru
     if (previous && previous.id !== imageId) {
       // One image per project: the tag moved, so the old image would only pile up. Its layers shared
       // with the new one stay; an old image still used by a running container is kept by Docker.
-      await engine.removeImage(previous.id).catch(() => false);
+      if (deps.images) deps.images.retire(previous.id);
+      else await engine.removeImage(previous.id).catch(() => false);
     }
   } finally {
     deadline.stop();
+    buildEnded();
   }
   failpoint('node.build.built');
   if (signal?.aborted) throw new StepFailure(cancelReasonOf(signal), 'cancelled');
