@@ -328,13 +328,22 @@ export function createDockerEngine(opts: DockerEngineOptions = {}): ContainerEng
     probeOutputsQuota: () => probeOutputsQuota(docker, call),
 
     async removeVolume(name) {
-      await removeHolders(docker, call, name);
+      const remove = () => call('volume.remove', { volume: name }, () => docker.getVolume(name).remove(), [404, 409]);
       try {
-        await call('volume.remove', { volume: name }, () => docker.getVolume(name).remove(), [404, 409]);
+        await remove();
         return true;
       } catch (err) {
         if (statusOf(err) === 404) return false;
-        // 409: a container (one kept for debugging) still uses it; it goes when that container does.
+        if (statusOf(err) !== 409) throw err;
+      }
+      // 409: in use. A tmpfs volume's holder goes with it (looked for only here, so a plain volume
+      // costs no extra call); a container kept for debugging keeps it until that container goes.
+      if ((await removeHolders(docker, call, name)) === 0) return false;
+      try {
+        await remove();
+        return true;
+      } catch (err) {
+        if (statusOf(err) === 404) return false;
         if (statusOf(err) === 409) return false;
         throw err;
       }

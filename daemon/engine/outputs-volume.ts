@@ -91,8 +91,8 @@ export async function createOutputsVolume(docker: Docker, call: Call, req: Outpu
   }
 }
 
-/** Removes the holders of `volume` (there is at most one; none for `disk` and `quota` volumes). */
-export async function removeHolders(docker: Docker, call: Call, volume: string): Promise<void> {
+/** Removes the holders of `volume` (at most one; none for `disk` and `quota` volumes) and says how many there were. */
+export async function removeHolders(docker: Docker, call: Call, volume: string): Promise<number> {
   const holders = await call('container.list', { label: `${HOLDER_LABEL}=${volume}` }, () =>
     docker.listContainers({ all: true, filters: { label: [`${HOLDER_LABEL}=${volume}`] } }),
   );
@@ -103,6 +103,7 @@ export async function removeHolders(docker: Docker, call: Call, volume: string):
       if (statusOf(err) !== 404) throw err;
     }
   }
+  return holders.length;
 }
 
 /**
