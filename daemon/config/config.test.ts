@@ -272,7 +272,7 @@ describe('node.yml', () => {
       { hostname: 'gpu-01.cluster' },
     );
     expect(cfg).toEqual({
-      leader: 'wss://leader.internal/v1/nodes',
+      leader: ['wss://leader.internal/v1/nodes'],
       token: 't',
       node_id: 'gpu-01.cluster',
       work_dir: '/var/lib/secd-node',

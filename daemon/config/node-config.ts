@@ -18,6 +18,10 @@
  * - `outputs_volume` (absent: `disk`, uncapped while the run writes, as before): `quota` caps each
  *   run's /outputs at the outputs total cap with an XFS project quota (the node refuses to start where
  *   Docker has no quota support); `tmpfs` caps it in memory, counted against the run's memory limit.
+ * - `leader` (DESIGN §11) is one ws(s):// URL or a list of them (leaders sharing one state database,
+ *   of which one is active); parsed, it is always a list in the order written, which is the order the
+ *   node tries them. Two entries naming the same URL (host case, default port and trailing "/" aside)
+ *   are refused: a repeated leader would only be tried twice per sweep.
  */
 import path from 'node:path';
 import { z } from 'zod';
@@ -58,6 +62,46 @@ export const buildSection = z
 
 /** The build settings with defaults: `network` null is no network. */
 export type BuildSettings = z.output<typeof buildSection>;
+
+const leaderUrl = urlField(['ws', 'wss']);
+
+/** `leader:` one ws(s):// URL or a non-empty list of them, parsed to a list with no URL twice (see the header). */
+export const leaderUrlsField = z
+  .union([z.string(), z.array(z.unknown())], {
+    error: (iss) => (iss.input === undefined ? 'is required' : `must be a ws:// or wss:// URL or a list of them (got ${show(iss.input)})`),
+  })
+  .transform((value, zctx) => {
+    const list = typeof value === 'string' ? [value] : value;
+    if (list.length === 0) {
+      zctx.issues.push({ code: 'custom', input: value, message: 'must name at least one leader URL' });
+      return z.NEVER;
+    }
+    const urls: string[] = [];
+    const seen = new Map<string, number>();
+    list.forEach((item, i) => {
+      const at = typeof value === 'string' ? [] : [i];
+      const checked = leaderUrl.safeParse(item);
+      if (!checked.success) {
+        const message = typeof item === 'string' ? (checked.error.issues[0]?.message ?? 'must be a ws:// or wss:// URL') : `must be a ws:// or wss:// URL (got ${show(item)})`;
+        zctx.issues.push({ code: 'custom', input: item, path: at, message });
+        return;
+      }
+      const same = sameUrlKey(checked.data);
+      const first = seen.get(same);
+      if (first !== undefined) {
+        zctx.issues.push({ code: 'custom', input: item, path: at, message: `names the same leader as leader[${first}] (${show(checked.data)}): list each leader once` });
+        return;
+      }
+      seen.set(same, i);
+      urls.push(checked.data);
+    });
+    return urls;
+  });
+
+/** What makes two leader URLs the same: WHATWG normal form (host case, default port) less trailing "/". */
+function sameUrlKey(url: string): string {
+  return new URL(url).href.replace(/\/+$/, '');
+}
 
 /** Node ids appear in URLs, database rows and tokens: keep them to hostname-like characters. */
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -112,7 +156,7 @@ export function finishNode<T extends { node_id?: string | undefined; dataset_roo
 function nodeSchema(ctx: LoadContext) {
   return z
     .strictObject({
-      leader: urlField(['ws', 'wss']),
+      leader: leaderUrlsField,
       token: z.string().optional(),
       token_file: z.string().min(1).optional(),
       ...nodeShape(ctx),

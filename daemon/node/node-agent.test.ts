@@ -88,7 +88,8 @@ describe('the node agent', () => {
         sample: async () => [busyGpu, otherGpu],
       },
       host: { sample: async () => ({ load: 0.5, cpus: 8, memory_total_bytes: 1000, memory_free_bytes: 500, disk_total_bytes: null, disk_free_bytes: null }) },
-      connect: (handlers) => {
+      leaders: ['ws://leader.internal:8080/v1/nodes'],
+      connect: (_url, handlers) => {
         const entry = { handlers, sent: [] as NodeMessage[], closed: false };
         sockets.push(entry);
         const socket: ClientSocket = {

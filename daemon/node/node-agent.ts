@@ -1,9 +1,26 @@
 /**
  * `secd node`'s connection to the leader: says hello with its inventory and the runs it holds,
  * reports GPU and host telemetry every `report_interval_ms`, executes what the leader assigns, and
- * reports phases and results. A lost connection is retried with capped exponential backoff and
- * jitter (so a restarted leader is not hit by every node at once); nothing is lost meanwhile, since
- * the runs and their results live on disk (NodeRuns) and are listed again in the next hello.
+ * reports phases and results. Nothing is lost while it is disconnected, since the runs and their
+ * results live on disk (NodeRuns) and are listed again in the next hello.
+ *
+ * Several leaders (DESIGN §11): node.yml's `leader:` may list every leader sharing one state
+ * database; exactly one is active and the others answer the upgrade with 503. Choices made here:
+ * - A sweep tries the leaders in the order written, starting with the one that last accepted (the
+ *   first at start). A connection that ends before the leader's welcome (503 from a standby, 401, a
+ *   connection error, a welcome from an ex-leader) moves on to the next URL at once; only once a whole
+ *   sweep failed does the capped exponential backoff with jitter apply, so a restarted leader is not
+ *   hit by every node at once. With one leader this is the old single-URL behaviour exactly.
+ * - Losing a welcomed connection counts as one failed sweep for the backoff: the next sweep starts
+ *   after the first (jittered) delay, with the leader just lost, then the others.
+ * - connectClient (scheduler/common/websocket.ts) reports a refused upgrade only as text ("the
+ *   leader answered 503: …"), so the agent treats every failed connect alike; the status is read
+ *   from that text for the log's wording only.
+ * - Every leader -> node message carries the sender's lease `epoch`. The agent remembers the newest
+ *   seen on any connection (for its lifetime: a restarted node learns it again from the first
+ *   welcome) and drops a message of an older epoch with a warning naming both, then closes that
+ *   connection, since it comes from an ex-leader; the next sweep starts after that leader. A message
+ *   without an epoch is accepted (older leaders) until the protocol makes the field required.
  */
 import type { Log } from '../../scheduler/common/log.js';
 import {
@@ -26,8 +43,10 @@ export interface NodeAgentDeps {
   runs: Pick<NodeRuns, 'attach' | 'assign' | 'cancel' | 'acknowledge' | 'held' | 'pendingResults' | 'gpusInUse' | 'images'>;
   gpu: NodeSensors['gpu'];
   host: NodeSensors['host'];
-  /** Open one connection to the leader (scheduler/common/websocket.ts's connectClient in production). */
-  connect(handlers: ClientSocketHandlers): ClientSocket;
+  /** The leaders' websocket URLs in the order node.yml lists them (at least one). */
+  leaders: readonly string[];
+  /** Open one connection to the leader at `url` (scheduler/common/websocket.ts's connectClient in production). */
+  connect(url: string, handlers: ClientSocketHandlers): ClientSocket;
   log: Log;
   now(): Date;
   /** [0, 1) for jitter; injectable for tests. */
@@ -40,20 +59,36 @@ export interface NodeAgentDeps {
   diskLow?(): Promise<string | null>;
 }
 
-/** Reconnect delays: 0.5 s doubling to 15 s, each drawn from [d/2, d). */
+/** Reconnect delays after a failed sweep of the leaders: 0.5 s doubling to 15 s, each drawn from [d/2, d). */
 export const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 15_000 };
 
-/** The delay before reconnect attempt `attempt` (0-based): capped exponential with jitter in [d/2, d). */
+/** The delay after failed sweep `attempt` (0-based): capped exponential with jitter in [d/2, d). */
 export function reconnectDelay(attempt: number, backoff: { initialMs: number; maxMs: number }, random: number): number {
   const d = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30));
   return Math.round(d / 2 + (random * d) / 2);
 }
 
+/** One connection attempt: the socket, which leader it goes to, and whether it was found stale. */
+interface Link {
+  socket: ClientSocket;
+  /** Index into `leaders`. */
+  leader: number;
+  /** Closed by us for an older epoch: its messages are ignored until it reports closed. */
+  stale: boolean;
+}
+
 /** A node's link to its leader. */
 export class NodeAgent {
-  private socket: ClientSocket | null = null;
+  private link: Link | null = null;
   private welcomed = false;
+  /** Failed sweeps (or lost connections) since the last welcome: picks the backoff delay. */
   private attempt = 0;
+  /** The leader that last accepted, where every sweep starts. */
+  private preferred = 0;
+  /** Leaders tried and failed in the current sweep. */
+  private triedInSweep = 0;
+  /** The newest leader epoch seen on any message, or null before the first. */
+  private newestEpoch: number | null = null;
   private stopped = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
@@ -65,6 +100,7 @@ export class NodeAgent {
   private readonly log: Log;
 
   constructor(private readonly deps: NodeAgentDeps) {
+    if (deps.leaders.length === 0) throw new Error('NodeAgent needs at least one leader URL');
     this.log = deps.log.child({ component: 'node-agent' });
     // Attached before the runs recover, so that nothing they report is missed.
     deps.runs.attach({
@@ -77,7 +113,17 @@ export class NodeAgent {
 
   /** Whether the leader welcomed the current connection. */
   get connected(): boolean {
-    return this.welcomed;
+    return this.welcomed && this.link !== null && !this.link.stale;
+  }
+
+  /** The URL of the leader that welcomed the current connection, or null while not connected. */
+  get leader(): string | null {
+    return this.connected ? this.deps.leaders[this.link!.leader]! : null;
+  }
+
+  /** The newest leader epoch this node has seen, or null before any message carried one. */
+  get epoch(): number | null {
+    return this.newestEpoch;
   }
 
   /** Start connecting (and keep reconnecting until stop()); call it after `runs.recover()`, so hello lists every run. */
@@ -94,50 +140,83 @@ export class NodeAgent {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.resendTimer) clearInterval(this.resendTimer);
-    this.socket?.close(1000, 'node stopping');
-    this.socket = null;
+    this.link?.socket.close(1000, 'node stopping');
+    this.link = null;
     this.welcomed = false;
   }
 
   private connect(): void {
     if (this.stopped) return;
-    let socket: ClientSocket | null = null;
-    socket = this.deps.connect({
+    const leader = (this.preferred + this.triedInSweep) % this.deps.leaders.length;
+    const url = this.deps.leaders[leader]!;
+    // The link exists before the socket, so that a `closed` reported during connect still counts.
+    const link = { leader, stale: false } as Link;
+    this.link = link;
+    link.socket = this.deps.connect(url, {
       open: () => {
-        void this.sayHello(socket!).catch((err: unknown) => {
-          this.log.error({ err }, 'could not say hello');
-          socket?.close(1011, 'hello failed');
+        if (this.link !== link) return;
+        void this.sayHello(link).catch((err: unknown) => {
+          this.log.error({ err, leader: url }, 'could not say hello');
+          link.socket.close(1011, 'hello failed');
         });
       },
       message: (text) => {
-        if (this.socket === socket) this.onMessage(socket!, text);
+        if (this.link === link && !link.stale) this.onMessage(link, text);
       },
       closed: (why) => {
-        if (this.socket !== socket) return;
-        this.socket = null;
+        if (this.link !== link) return;
+        this.link = null;
         const wasWelcomed = this.welcomed;
         this.welcomed = false;
         if (this.statusTimer) clearInterval(this.statusTimer);
         this.statusTimer = null;
         if (this.stopped) return;
-        const delay = reconnectDelay(this.attempt, this.deps.backoff ?? DEFAULT_BACKOFF, (this.deps.random ?? Math.random)());
-        this.attempt++;
-        if (wasWelcomed) this.log.warn({ why, retry_in_ms: delay }, 'lost the leader');
-        else if (/answered 401/.test(why)) this.log.error({ why, retry_in_ms: delay }, 'the leader refused this node: check its token (secd admin node-token)');
-        else this.log.info({ why, retry_in_ms: delay }, 'could not reach the leader');
-        this.reconnectTimer = setTimeout(() => {
-          this.reconnectTimer = null;
-          this.connect();
-        }, delay);
+        this.afterClose(link, url, why, wasWelcomed);
       },
     });
-    this.socket = socket;
   }
 
-  private async sayHello(socket: ClientSocket): Promise<void> {
+  /** Where to go after a connection ended: the next leader at once, or a new sweep after the backoff. */
+  private afterClose(link: Link, url: string, why: string, wasWelcomed: boolean): void {
+    const n = this.deps.leaders.length;
+    if (wasWelcomed) {
+      // A new sweep, from the leader just lost, or from the one after it when that one is an ex-leader.
+      this.preferred = link.stale ? (link.leader + 1) % n : link.leader;
+      this.triedInSweep = 0;
+      this.retryLater(why, { leader: url }, 'lost the leader', 'warn');
+      return;
+    }
+    if (/answered 401/.test(why)) this.log.error({ leader: url, why }, 'the leader refused this node: check its token (secd admin node-token)');
+    else if (/answered 503/.test(why)) this.log.info({ leader: url, why }, 'this leader is a standby');
+    else this.log.info({ leader: url, why }, 'could not reach this leader');
+    this.triedInSweep++;
+    if (this.triedInSweep < n) {
+      this.schedule(0);
+      return;
+    }
+    this.triedInSweep = 0;
+    this.retryLater(why, { leaders: this.deps.leaders }, n === 1 ? 'could not reach the leader' : 'no leader accepted this node', 'info');
+  }
+
+  /** Start the next sweep after the backoff delay for `attempt`, and count it. */
+  private retryLater(why: string, fields: object, message: string, level: 'info' | 'warn'): void {
+    const delay = reconnectDelay(this.attempt, this.deps.backoff ?? DEFAULT_BACKOFF, (this.deps.random ?? Math.random)());
+    this.attempt++;
+    this.log[level]({ ...fields, why, retry_in_ms: delay }, message);
+    this.schedule(delay);
+  }
+
+  private schedule(delay: number): void {
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connect();
+    }, delay);
+  }
+
+  private async sayHello(link: Link): Promise<void> {
     const inventory = await readInventory(this.deps);
-    if (this.socket !== socket) return;
-    socket.send(
+    if (this.link !== link) return;
+    link.socket.send(
       encodeMessage({
         type: 'hello',
         protocol: PROTOCOL_VERSION,
@@ -152,18 +231,22 @@ export class NodeAgent {
     this.imagesSent = this.deps.runs.images().join('\n');
   }
 
-  private onMessage(socket: ClientSocket, text: string): void {
+  private onMessage(link: Link, text: string): void {
+    const url = this.deps.leaders[link.leader]!;
     const parsed = parseLeaderMessage(text);
     if (!parsed.ok) {
-      this.log.warn({ reason: parsed.reason }, 'dropped a message from the leader');
+      this.log.warn({ leader: url, reason: parsed.reason }, 'dropped a message from the leader');
       return;
     }
     const msg: LeaderMessage = parsed.message;
+    if (!this.fromCurrentLeader(link, msg)) return;
     switch (msg.type) {
       case 'welcome':
         this.welcomed = true;
         this.attempt = 0;
-        this.log.info({ nodeTimeoutMs: msg.node_timeout_ms }, 'connected to the leader');
+        this.triedInSweep = 0;
+        this.preferred = link.leader;
+        this.log.info({ leader: url, epoch: msg.epoch ?? null, nodeTimeoutMs: msg.node_timeout_ms }, 'connected to the leader');
         this.resultSentAt.clear();
         this.resendResults(0);
         void this.report();
@@ -172,7 +255,7 @@ export class NodeAgent {
       case 'run.assign':
         void this.deps.runs.assign(msg.spec).then(
           () => {
-            if (this.socket === socket) this.send({ type: 'run.ack', run_id: msg.spec.runId });
+            if (this.link === link) this.send({ type: 'run.ack', run_id: msg.spec.runId });
           },
           (err: unknown) => this.log.error({ err, runId: msg.spec.runId }, 'could not take the assignment (it will be sent again)'),
         );
@@ -185,7 +268,7 @@ export class NodeAgent {
         void this.deps.runs.acknowledge(msg.run_id).catch((err: unknown) => this.log.warn({ err, runId: msg.run_id }, 'could not remove a run folder'));
         return;
       case 'error':
-        this.log.error({ code: msg.code }, `the leader refused this node: ${msg.message}`);
+        this.log.error({ leader: url, code: msg.code }, `the leader refused this node: ${msg.message}`);
         return;
       default: {
         const never: never = msg;
@@ -194,9 +277,28 @@ export class NodeAgent {
     }
   }
 
+  /**
+   * Whether `msg` may be acted on: one without an epoch, or of the newest epoch seen so far (which
+   * it then becomes). One of an older epoch comes from an ex-leader: dropped, and its link closed.
+   */
+  private fromCurrentLeader(link: Link, msg: LeaderMessage): boolean {
+    if (msg.epoch === undefined) return true;
+    if (this.newestEpoch === null || msg.epoch >= this.newestEpoch) {
+      this.newestEpoch = msg.epoch;
+      return true;
+    }
+    this.log.warn(
+      { leader: this.deps.leaders[link.leader], type: msg.type, epoch: msg.epoch, newest_epoch: this.newestEpoch },
+      `dropped a ${msg.type} of leader epoch ${msg.epoch}, older than epoch ${this.newestEpoch} already seen: closing the connection to this ex-leader`,
+    );
+    link.stale = true;
+    link.socket.close(1008, `leader epoch ${msg.epoch} is older than ${this.newestEpoch}`);
+    return false;
+  }
+
   private send(message: NodeMessage): boolean {
-    if (!this.socket || !this.welcomed) return false;
-    this.socket.send(encodeMessage(message));
+    if (!this.link || this.link.stale || !this.welcomed) return false;
+    this.link.socket.send(encodeMessage(message));
     return true;
   }
 

@@ -10,12 +10,12 @@
  *   Node's `ca` option would otherwise replace the system roots.
  * - Closing stops the connection and the telemetry but not the runs: their containers keep going
  *   and the next start adopts them (drain the node first to retire it).
- * - It warns at start when it runs on the leader's machine (the leader URL's host is loopback or one
- *   of this machine's addresses): its runs' dataset sessions then reach the dataset server from the
- *   leader's address, the one an admin account restricted to the leader (docs/sysadmin.md §5) may
- *   log in from, and only the dataset socket's own-account check stands between them. The node
- *   cannot know the dataset server's accounts, and a run's dataset address only arrives with the
- *   run, so the leader's address is the cheap, early thing to compare.
+ * - It warns at start when it runs on a leader's machine (the host of one of `leader:`'s URLs is
+ *   loopback or one of this machine's addresses): its runs' dataset sessions then reach the dataset
+ *   server from the leader's address, the one an admin account restricted to the leader
+ *   (docs/sysadmin.md §5) may log in from, and only the dataset socket's own-account check stands
+ *   between them. The node cannot know the dataset server's accounts, and a run's dataset address
+ *   only arrives with the run, so the leader's address is the cheap, early thing to compare.
  */
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
@@ -58,7 +58,7 @@ export interface StartNodeOptions {
   hostname?: string;
 }
 
-/** Recover the runs `config.work_dir` holds, then connect to `config.leader` and keep reconnecting. */
+/** Recover the runs `config.work_dir` holds, then connect to one of `config.leader` and keep reconnecting. */
 export async function startNode(config: NodeConfig, opts: StartNodeOptions): Promise<RunningNode> {
   const { log } = opts;
   const now = opts.now ?? (() => new Date());
@@ -82,10 +82,12 @@ export async function startNode(config: NodeConfig, opts: StartNodeOptions): Pro
     host,
     log,
     now,
-    connect: (handlers) =>
+    // Tried in order from the one that last accepted (node-agent.ts); a standby answers 503.
+    leaders: config.leader,
+    connect: (url, handlers) =>
       connectClient(
         {
-          url: config.leader,
+          url,
           headers: { authorization: `Bearer ${config.token}`, 'x-secd-node': config.node_id },
           ...(ca ? { ca } : {}),
           keepAliveMs: KEEPALIVE_MS,
@@ -95,17 +97,19 @@ export async function startNode(config: NodeConfig, opts: StartNodeOptions): Pro
   });
   await runs.recover();
   agent.start();
-  void leaderOnThisHost(config.leader).then(
-    (address) => {
-      if (address === null) return;
-      log.warn(
-        { leader: config.leader, address },
-        "this node runs on the leader's machine: its runs reach the dataset server from the leader's address, where the admin account may log in; " +
-          "each run's socket admits only the run's own account, but prefer nodes on other machines (docs/sysadmin.md, Security)",
-      );
-    },
-    () => undefined,
-  );
+  for (const leader of config.leader) {
+    void leaderOnThisHost(leader).then(
+      (address) => {
+        if (address === null) return;
+        log.warn(
+          { leader, address },
+          "this node runs on the leader's machine: its runs reach the dataset server from the leader's address, where the admin account may log in; " +
+            "each run's socket admits only the run's own account, but prefer nodes on other machines (docs/sysadmin.md, Security)",
+        );
+      },
+      () => undefined,
+    );
+  }
   return {
     agent,
     runs,

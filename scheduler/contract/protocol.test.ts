@@ -73,6 +73,22 @@ describe('the leader <-> node protocol', () => {
     for (const m of messages) expect(parseLeaderMessage(encodeMessage(m))).toEqual({ ok: true, message: m });
   });
 
+  it("every leader message carries the leader's epoch, a whole number from 0; one without it still parses (older leaders)", () => {
+    const messages: LeaderMessage[] = [
+      { type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: 20_000, epoch: 7 },
+      { type: 'run.assign', spec, epoch: 7 },
+      { type: 'run.result.ack', run_id: 'abc123defg', epoch: 0 },
+      { type: 'run.cancel', run_id: 'abc123defg', reason: 'superseded by a newer push', epoch: 7 },
+      { type: 'error', code: 'protocol', message: 'this leader speaks protocol 1', epoch: 7 },
+    ];
+    for (const m of messages) {
+      expect(parseLeaderMessage(encodeMessage(m))).toEqual({ ok: true, message: m });
+      for (const epoch of [-1, 1.5, '7']) {
+        expect(parseLeaderMessage(JSON.stringify({ ...m, epoch })), `${m.type} ${epoch}`).toEqual({ ok: false, reason: expect.stringContaining(`"${m.type}" rejected: epoch: `) });
+      }
+    }
+  });
+
   it('a malformed message is a reason naming the field, never an exception', () => {
     const bad = parseNodeMessage(JSON.stringify({ ...hello, inventory: { gpus: [{ uuid: 'GPU-1', index: -1, name: 'x', memory_total_bytes: 0 }], cpus: 1, memory_bytes: 1 } }));
     expect(bad).toEqual({ ok: false, reason: expect.stringMatching(/^message "hello" rejected: inventory\.gpus\.0\.index: /) });

@@ -13,6 +13,11 @@
  *   `run.result.ack`, which the leader sends only once the result is in SQLite.
  * - `hello` lists every run the node still holds, so a restarted leader (or a node back from a
  *   network cut) reconciles instead of guessing.
+ * - Every leader -> node message carries `epoch`, the sending leader's lease epoch (DESIGN §11;
+ *   leaders sharing one state database, one active at a time, each takeover a higher epoch). The node
+ *   remembers the newest it has seen and drops a message of an older one, closing that connection:
+ *   it comes from an ex-leader. Optional for now (a message without it is accepted) until every
+ *   leader-side sender stamps it.
  */
 import { z } from 'zod';
 import { RUN_ID_PATTERN } from './run-id.js';
@@ -294,6 +299,9 @@ export const runEventMessage = z.object({ type: z.literal('run.event'), run_id: 
 /** Node -> leader: a run ended (re-sent until `run.result.ack`). */
 export const runResultMessage = z.object({ type: z.literal('run.result'), run_id: runIdSchema, outcome: runOutcomeSchema });
 
+/** The sending leader's lease epoch, on every leader -> node message (see the header). */
+const leaderEpoch = { epoch: z.number().int().nonnegative().optional() };
+
 /** Leader -> node: the hello was accepted. */
 export const welcomeMessage = z.object({
   type: z.literal('welcome'),
@@ -301,19 +309,20 @@ export const welcomeMessage = z.object({
   node_id: nodeIdSchema,
   /** How often the leader expects `status`; a node silent for `node_timeout_ms` is down. */
   node_timeout_ms: z.number().int().positive(),
+  ...leaderEpoch,
 });
 
 /** Leader -> node: run this (idempotent by run id; re-sent until `run.ack`). */
-export const runAssignMessage = z.object({ type: z.literal('run.assign'), spec: runSpecSchema });
+export const runAssignMessage = z.object({ type: z.literal('run.assign'), spec: runSpecSchema, ...leaderEpoch });
 
 /** Leader -> node: the result is recorded; forget it. */
-export const runResultAckMessage = z.object({ type: z.literal('run.result.ack'), run_id: runIdSchema });
+export const runResultAckMessage = z.object({ type: z.literal('run.result.ack'), run_id: runIdSchema, ...leaderEpoch });
 
 /** Leader -> node: stop this run; its partial outputs are still delivered. */
-export const runCancelMessage = z.object({ type: z.literal('run.cancel'), run_id: runIdSchema, reason: reasonText.pipe(z.string().min(1)) });
+export const runCancelMessage = z.object({ type: z.literal('run.cancel'), run_id: runIdSchema, reason: reasonText.pipe(z.string().min(1)), ...leaderEpoch });
 
 /** Leader -> node: why the leader is about to close the connection (protocol mismatch, revoked...). */
-export const errorMessage = z.object({ type: z.literal('error'), code: z.string().min(1).max(PROTOCOL_LIMITS.token), message: reasonText });
+export const errorMessage = z.object({ type: z.literal('error'), code: z.string().min(1).max(PROTOCOL_LIMITS.token), message: reasonText, ...leaderEpoch });
 
 /** Every message a node sends. */
 export const nodeMessageSchema = z.discriminatedUnion('type', [helloMessage, statusMessage, runAckMessage, runEventMessage, runResultMessage]);
