@@ -57,18 +57,6 @@ export function migrate(db: SqliteDatabase): void {
   }
 }
 
-/** True when a write succeeds: what /healthz reports. */
-export function isWritable(db: SqliteDatabase): boolean {
-  try {
-    db.prepare('INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at').run(
-      new Date().toISOString(),
-    );
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** What a backup holds: its schema version and size, for the operator's log. */
 export interface BackupSummary {
   userVersion: number;

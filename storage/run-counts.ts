@@ -1,14 +1,20 @@
 /**
  * How many runs are in each state, straight from the `runs` table (indexed by state): what /metrics
  * reports as the queue length and as finished-run totals, which therefore survive leader restarts.
+ * On either engine; MySQL hands COUNT(*) back as a BIGINT (a string with some drivers' settings),
+ * so every count passes through Number().
  */
-import type { SqliteDatabase } from './database.js';
 import { RUN_STATES, type RunState } from './run-states.js';
+import type { StateScope } from './sql/state-scope.js';
 
 /** Count runs per state; every state is present (0 when none). */
-export function countRunsByState(db: SqliteDatabase): Record<RunState, number> {
+export async function countRunsByState(scope: StateScope): Promise<Record<RunState, number>> {
   const counts = Object.fromEntries(RUN_STATES.map((s) => [s, 0])) as Record<RunState, number>;
-  const rows = db.prepare('SELECT state, COUNT(*) AS n FROM runs GROUP BY state').all() as Array<{ state: string; n: number }>;
-  for (const r of rows) if (r.state in counts) counts[r.state as RunState] = r.n;
+  const rows = await scope.db
+    .selectFrom('runs')
+    .select((eb) => ['state', eb.fn.countAll<number | string | bigint>().as('n')])
+    .groupBy('state')
+    .execute();
+  for (const r of rows) if (r.state in counts) counts[r.state as RunState] = Number(r.n);
   return counts;
 }

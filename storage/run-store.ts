@@ -1,10 +1,26 @@
 /**
- * Runs, their append-only audit trail, webhook deliveries and verified commits in SQLite.
- * Every state change goes through `transition`, which checks the one table in run-states.ts and
- * appends the audit event in the same transaction.
+ * Runs, their append-only audit trail, webhook deliveries and verified commits, on either engine of
+ * the state (SQLite or MySQL/MariaDB, through the store's StateScope). Every state change goes
+ * through `transition`, which checks the one table in run-states.ts and appends the audit event in
+ * the same transaction.
+ *
+ * Choices made here:
+ * - Reads go to `scope.db`; every write, even one statement, goes through `scope.write` (that is
+ *   where a fenced leader's epoch is checked). Inside a write the work is done by a RunStore over
+ *   the transaction's scope, so nothing inside touches the outer connection.
+ * - On MySQL several connections write at once (one leader's async paths, `secd admin`, a second
+ *   leader): `transition` and `note` read the run FOR UPDATE, so the check of the state table and
+ *   the write see the same row. SQLite runs one transaction at a time.
+ * - A delivery is claimed by inserting its key: the deliveries primary key decides which of two
+ *   leaders that got the same delivery at once creates the run; the other waits on the key, gets
+ *   the duplicate-key error and answers with the outcome the first one stored.
+ * - Ties of created_at are broken by insert order: rowid on SQLite, runs.seq on MySQL.
+ * - MySQL may hand integers back as strings (BIGINT, aggregates): they pass through Number().
  */
-import type { SqliteDatabase, SqliteStatement as Statement } from './database.js';
+import { sql, type Selectable, type Updateable } from 'kysely';
 import { canTransition, isTerminal, RUN_STATES, type RunState } from './run-states.js';
+import { runsInsertOrder, type RunsTable } from './sql/run-tables.js';
+import type { StateScope } from './sql/state-scope.js';
 
 /** A run as stored (camelCase; the API maps it to snake_case). */
 export interface RunRow {
@@ -64,35 +80,12 @@ export type TransitionResult =
   | { ok: false; code: 'not_found' }
   | { ok: false; code: 'illegal_transition'; from: RunState };
 
-interface DbRun {
-  id: string;
-  project_id: number;
-  project: string;
-  ref: string;
-  before_sha: string;
-  commit_sha: string;
-  user: string;
-  user_id: number | null;
-  delivery_key: string | null;
-  fetch_url: string;
-  state: string;
-  reason: string;
-  signer: string | null;
-  config: string | null;
-  warnings: string;
-  node: string | null;
-  gpus: string;
-  exit_code: number | null;
-  image_id: string | null;
-  branch: string | null;
-  status_posted: string | null;
-  build_log_tail: string | null;
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-}
+/** What claiming a delivery found: the first time, `onFirst`'s value; again, the stored outcome. */
+export type DeliveryClaim<T> = { first: true; value: T } | { first: false; outcome: unknown };
 
-const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
+type DbRun = Selectable<RunsTable>;
+
+const PATCH_COLUMNS = {
   reason: 'reason',
   signer: 'signer',
   config: 'config',
@@ -106,21 +99,24 @@ const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   buildLogTail: 'build_log_tail',
   startedAt: 'started_at',
   finishedAt: 'finished_at',
-};
+} as const satisfies Record<keyof RunPatch, keyof RunsTable>;
 
 const JSON_FIELDS = new Set<keyof RunPatch>(['config', 'warnings', 'gpus']);
+
+/** How many verified commits one INSERT carries (well under SQLite's bound on parameters). */
+const VERIFIED_PER_INSERT = 500;
 
 function toRow(r: DbRun): RunRow {
   if (!(RUN_STATES as readonly string[]).includes(r.state)) throw new Error(`run ${r.id} has unknown state ${r.state}`);
   return {
     id: r.id,
-    projectId: r.project_id,
+    projectId: Number(r.project_id),
     project: r.project,
     ref: r.ref,
     beforeSha: r.before_sha,
     commit: r.commit_sha,
     user: r.user,
-    userId: r.user_id,
+    userId: r.user_id === null ? null : Number(r.user_id),
     deliveryKey: r.delivery_key,
     fetchUrl: r.fetch_url,
     state: r.state as RunState,
@@ -130,7 +126,7 @@ function toRow(r: DbRun): RunRow {
     warnings: JSON.parse(r.warnings) as string[],
     node: r.node,
     gpus: JSON.parse(r.gpus) as string[],
-    exitCode: r.exit_code,
+    exitCode: r.exit_code === null ? null : Number(r.exit_code),
     imageId: r.image_id,
     branch: r.branch,
     statusPosted: r.status_posted,
@@ -141,177 +137,256 @@ function toRow(r: DbRun): RunRow {
   };
 }
 
+/** True when `err` is MySQL's duplicate-key error (ER_DUP_ENTRY). */
+function isDuplicateKey(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { errno?: unknown; code?: unknown };
+  return e.errno === 1062 || e.code === 'ER_DUP_ENTRY';
+}
+
 /** Queries and the only writer of the `runs` table. */
 export class RunStore {
-  /**
-   * Prepared statements by SQL text. Preparing is most of a short query's cost, and the webhook
-   * answer runs five of them; the texts are fixed (or one per set of states), so the map stays small.
-   */
-  private readonly statements = new Map<string, Statement>();
-
   constructor(
-    private readonly db: SqliteDatabase,
+    private readonly scope: StateScope,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  private sql(text: string): Statement {
-    let stmt = this.statements.get(text);
-    if (!stmt) {
-      stmt = this.db.prepare(text);
-      this.statements.set(text, stmt);
-    }
-    return stmt;
-  }
-
   /** Insert a run in state `received` with its first audit event. */
-  createRun(run: NewRun, reason = 'push received'): RunRow {
-    const at = this.now().toISOString();
-    this.db.transaction(() => {
-      this.sql(
-          `INSERT INTO runs (id, project_id, project, ref, before_sha, commit_sha, user, user_id, delivery_key, fetch_url, state, reason, created_at)
-           VALUES (@id, @projectId, @project, @ref, @beforeSha, @commit, @user, @userId, @deliveryKey, @fetchUrl, 'received', @reason, @at)`,
-        )
-        .run({ ...run, reason, at });
-      this.appendEvent(run.id, null, 'received', reason, at);
-    })();
-    return this.get(run.id)!;
+  async createRun(run: NewRun, reason = 'push received'): Promise<RunRow> {
+    return this.write(async (runs) => {
+      const at = runs.now().toISOString();
+      await runs.scope.db
+        .insertInto('runs')
+        .values({
+          id: run.id, project_id: run.projectId, project: run.project, ref: run.ref, before_sha: run.beforeSha, commit_sha: run.commit,
+          user: run.user, user_id: run.userId, delivery_key: run.deliveryKey, fetch_url: run.fetchUrl,
+          state: 'received', reason, warnings: '[]', gpus: '[]', created_at: at,
+        })
+        .execute();
+      await runs.appendEvent(run.id, null, 'received', reason, at);
+      return runs.mustGet(run.id);
+    });
   }
 
   /** One run, or undefined. */
-  get(id: string): RunRow | undefined {
-    const r = this.sql('SELECT * FROM runs WHERE id = ?').get(id) as DbRun | undefined;
+  async get(id: string): Promise<RunRow | undefined> {
+    const r = await this.scope.db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
     return r ? toRow(r) : undefined;
   }
 
   /** Runs newest first, optionally in one state. */
-  list(opts: { state?: RunState; limit?: number } = {}): RunRow[] {
+  async list(opts: { state?: RunState; limit?: number } = {}): Promise<RunRow[]> {
     const limit = Math.max(1, Math.min(opts.limit ?? 100, 1000));
-    const rows = opts.state
-      ? this.sql('SELECT * FROM runs WHERE state = ? ORDER BY created_at DESC, rowid DESC LIMIT ?').all(opts.state, limit)
-      : this.sql('SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?').all(limit);
-    return (rows as DbRun[]).map(toRow);
+    const rows = await this.scope.db
+      .selectFrom('runs')
+      .selectAll()
+      .$if(opts.state !== undefined, (q) => q.where('state', '=', opts.state!))
+      .orderBy('created_at', 'desc')
+      .orderBy(runsInsertOrder(this.scope.engine), 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map(toRow);
   }
 
   /** The first run started by the push that moved `ref` of a project from `before` to `after`, if any. */
-  findPush(projectId: number, ref: string, before: string, after: string): RunRow | undefined {
-    const r = this.sql('SELECT * FROM runs WHERE project_id = ? AND ref = ? AND before_sha = ? AND commit_sha = ? ORDER BY created_at ASC, rowid ASC LIMIT 1')
-      .get(projectId, ref, before, after) as DbRun | undefined;
+  async findPush(projectId: number, ref: string, before: string, after: string): Promise<RunRow | undefined> {
+    const r = await this.scope.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('ref', '=', ref)
+      .where('before_sha', '=', before)
+      .where('commit_sha', '=', after)
+      .orderBy('created_at', 'asc')
+      .orderBy(runsInsertOrder(this.scope.engine), 'asc')
+      .limit(1)
+      .executeTakeFirst();
     return r ? toRow(r) : undefined;
   }
 
   /** Runs in any of `states`, oldest first (what the lifecycle resumes after a restart). */
-  inStates(states: readonly RunState[]): RunRow[] {
+  async inStates(states: readonly RunState[]): Promise<RunRow[]> {
     if (states.length === 0) return [];
-    const marks = states.map(() => '?').join(',');
-    const rows = this.sql(`SELECT * FROM runs WHERE state IN (${marks}) ORDER BY created_at ASC, rowid ASC`)
-      .all(...states) as DbRun[];
+    const rows = await this.scope.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('state', 'in', [...states])
+      .orderBy('created_at', 'asc')
+      .orderBy(runsInsertOrder(this.scope.engine), 'asc')
+      .execute();
     return rows.map(toRow);
   }
 
   /** A project's runs that have not ended, oldest first. */
-  activeRunsOfProject(projectId: number): RunRow[] {
-    const rows = this.sql('SELECT * FROM runs WHERE project_id = ? ORDER BY created_at ASC, rowid ASC')
-      .all(projectId) as DbRun[];
+  async activeRunsOfProject(projectId: number): Promise<RunRow[]> {
+    const rows = await this.scope.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .orderBy('created_at', 'asc')
+      .orderBy(runsInsertOrder(this.scope.engine), 'asc')
+      .execute();
     return rows.map(toRow).filter((r) => !isTerminal(r.state));
   }
 
   /** Move a run to `to` if the table allows it, setting `patch` and appending the audit event. */
-  transition(id: string, to: RunState, reason: string, patch: RunPatch = {}): TransitionResult {
-    return this.db.transaction((): TransitionResult => {
-      const current = this.get(id);
+  async transition(id: string, to: RunState, reason: string, patch: RunPatch = {}): Promise<TransitionResult> {
+    return this.write(async (runs): Promise<TransitionResult> => {
+      const current = await runs.lockRun(id);
       if (!current) return { ok: false, code: 'not_found' };
       if (!canTransition(current.state, to)) return { ok: false, code: 'illegal_transition', from: current.state };
-      const at = this.now().toISOString();
+      const at = runs.now().toISOString();
       const full: RunPatch = { ...patch, reason };
       if (isTerminal(to) && patch.finishedAt === undefined) full.finishedAt = at;
-      this.writePatch(id, full, to);
-      this.appendEvent(id, current.state, to, reason, at);
-      return { ok: true, run: this.get(id)! };
-    })();
+      await runs.writePatch(id, full, to);
+      await runs.appendEvent(id, current.state, to, reason, at);
+      return { ok: true, run: await runs.mustGet(id) };
+    });
   }
 
   /**
    * Run `fn` in one transaction: its reads see one state of the database (other processes, such as
-   * `secd admin`, write it too) and its writes land together or not at all. Transitions inside join it.
+   * `secd admin`, write it too) and its writes land together or not at all. `fn` gets a RunStore
+   * bound to that transaction: call it, never this one, inside.
    */
-  inTransaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+  async inTransaction<T>(fn: (runs: RunStore) => Promise<T>): Promise<T> {
+    return this.write(fn);
   }
 
   /** Set fields that are not the state (what was posted to GitLab, the node's observations). */
-  update(id: string, patch: RunPatch): void {
-    this.writePatch(id, patch, null);
+  async update(id: string, patch: RunPatch): Promise<void> {
+    if (!Object.values(patch).some((v) => v !== undefined)) return;
+    await this.write((runs) => runs.writePatch(id, patch, null));
   }
 
   /**
    * Append an audit event that changes no state (an approval counted, a merge request opened): it
    * reads as `from` = `to` = the run's current state. False when there is no such run.
    */
-  note(id: string, reason: string): boolean {
-    return this.db.transaction((): boolean => {
-      const current = this.get(id);
+  async note(id: string, reason: string): Promise<boolean> {
+    return this.write(async (runs) => {
+      const current = await runs.lockRun(id);
       if (!current) return false;
-      this.appendEvent(id, current.state, current.state, reason, this.now().toISOString());
+      await runs.appendEvent(id, current.state, current.state, reason, runs.now().toISOString());
       return true;
-    })();
+    });
   }
 
   /** The audit trail of one run, oldest first. */
-  events(id: string): RunEvent[] {
-    const rows = this.sql('SELECT at, from_state, to_state, reason FROM run_events WHERE run_id = ? ORDER BY seq')
-      .all(id) as Array<{ at: string; from_state: string | null; to_state: string; reason: string }>;
+  async events(id: string): Promise<RunEvent[]> {
+    const rows = await this.scope.db
+      .selectFrom('run_events')
+      .select(['at', 'from_state', 'to_state', 'reason'])
+      .where('run_id', '=', id)
+      .orderBy('seq')
+      .execute();
     return rows.map((r) => ({ at: r.at, from: r.from_state as RunState | null, to: r.to_state as RunState, reason: r.reason }));
   }
 
   /**
-   * Remember a webhook delivery; false when the key was seen before (a re-sent delivery).
-   * `onFirst` runs in the same transaction, so a crash can't record the key without its run.
+   * Remember a webhook delivery; `first: false` with the stored outcome when the key was seen before
+   * (a re-sent delivery, or the same one at another leader at the same moment). `onFirst` runs in
+   * the same transaction, and only for the claim that inserted the key, so a crash can't record the
+   * key without its run and two leaders never both create one.
    */
-  claimDelivery<T>(key: string, event: string, onFirst: () => T): { first: true; value: T } | { first: false; outcome: unknown } {
-    return this.db.transaction(() => {
-      const seen = this.sql('SELECT outcome FROM deliveries WHERE key = ?').get(key) as { outcome: string } | undefined;
-      if (seen) return { first: false as const, outcome: JSON.parse(seen.outcome) as unknown };
-      const value = onFirst();
-      this.sql('INSERT INTO deliveries (key, received_at, event, outcome) VALUES (?, ?, ?, ?)')
-        .run(key, this.now().toISOString(), event, JSON.stringify(value ?? null));
-      return { first: true as const, value };
-    })();
+  async claimDelivery<T>(key: string, event: string, onFirst: (runs: RunStore) => Promise<T>): Promise<DeliveryClaim<T>> {
+    return this.write(async (runs): Promise<DeliveryClaim<T>> => {
+      const db = runs.scope.db;
+      const seen = await db.selectFrom('deliveries').select('outcome').where('key', '=', key).executeTakeFirst();
+      if (seen) return { first: false, outcome: JSON.parse(seen.outcome) as unknown };
+      if (!(await runs.insertDelivery(key, event))) {
+        // Another leader's claim committed the key while this one waited on it. A locking read sees
+        // that commit even where this transaction's snapshot predates it (REPEATABLE READ).
+        const stored = await db.selectFrom('deliveries').select('outcome').where('key', '=', key).modifyEnd(sql`lock in share mode`).executeTakeFirst();
+        if (!stored) throw new Error(`delivery ${key} was refused as a duplicate but no stored outcome was found`);
+        return { first: false, outcome: JSON.parse(stored.outcome) as unknown };
+      }
+      const value = await onFirst(runs);
+      await db.updateTable('deliveries').set({ outcome: JSON.stringify(value ?? null) }).where('key', '=', key).execute();
+      return { first: true, value };
+    });
   }
 
   /** Whether a commit of this project already passed verification. */
-  isVerified(projectId: number, sha: string): boolean {
-    return this.sql('SELECT 1 FROM verified_commits WHERE project_id = ? AND sha = ?').get(projectId, sha) !== undefined;
+  async isVerified(projectId: number, sha: string): Promise<boolean> {
+    const r = await this.scope.db.selectFrom('verified_commits').select('sha').where('project_id', '=', projectId).where('sha', '=', sha).executeTakeFirst();
+    return r !== undefined;
   }
 
   /** Record commits that passed verification, so a later first push of another branch skips them. */
-  markVerified(projectId: number, shas: readonly string[], signer: string): void {
+  async markVerified(projectId: number, shas: readonly string[], signer: string): Promise<void> {
+    if (shas.length === 0) return;
     const at = this.now().toISOString();
-    const insert = this.sql(
-      'INSERT OR IGNORE INTO verified_commits (project_id, sha, signer, verified_at) VALUES (?, ?, ?, ?)',
-    );
-    this.db.transaction(() => {
-      for (const sha of shas) insert.run(projectId, sha, signer, at);
-    })();
+    await this.write(async (runs) => {
+      for (let i = 0; i < shas.length; i += VERIFIED_PER_INSERT) {
+        const values = shas.slice(i, i + VERIFIED_PER_INSERT).map((sha) => ({ project_id: projectId, sha, signer, verified_at: at }));
+        // An already verified commit keeps its first record (INSERT OR IGNORE before).
+        const insert = runs.scope.db.insertInto('verified_commits').values(values);
+        await (runs.scope.engine === 'mysql'
+          ? insert.onDuplicateKeyUpdate((eb) => ({ sha: eb.ref('verified_commits.sha') }))
+          : insert.onConflict((oc) => oc.columns(['project_id', 'sha']).doNothing())
+        ).execute();
+      }
+    });
   }
 
-  private writePatch(id: string, patch: RunPatch, state: RunState | null): void {
-    const sets: string[] = [];
-    const values: unknown[] = [];
-    for (const [key, value] of Object.entries(patch) as Array<[keyof RunPatch, unknown]>) {
+  /** `fn` in one transaction of this store's scope, over a store bound to it. */
+  private write<T>(fn: (runs: RunStore) => Promise<T>): Promise<T> {
+    return this.scope.write((trx) => fn(new RunStore(trx, this.now)));
+  }
+
+  /** Inside a write: the run, locked against other writers until the transaction ends (MySQL). */
+  private async lockRun(id: string): Promise<RunRow | undefined> {
+    const r = await this.scope.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('id', '=', id)
+      .$if(this.scope.engine === 'mysql', (q) => q.forUpdate())
+      .executeTakeFirst();
+    return r ? toRow(r) : undefined;
+  }
+
+  /** Inside a write: a run this transaction just wrote. */
+  private async mustGet(id: string): Promise<RunRow> {
+    const run = await this.get(id);
+    if (!run) throw new Error(`run ${id} vanished inside the transaction that wrote it`);
+    return run;
+  }
+
+  /**
+   * Inside a write: insert the delivery's key with a placeholder outcome; false when the key is
+   * already there. MySQL answers a key another open transaction inserted by waiting for it to end.
+   */
+  private async insertDelivery(key: string, event: string): Promise<boolean> {
+    const insert = this.scope.db
+      .insertInto('deliveries')
+      .values({ key, received_at: this.now().toISOString(), event, outcome: 'null' });
+    if (this.scope.engine === 'sqlite') {
+      const r = await insert.onConflict((oc) => oc.column('key').doNothing()).executeTakeFirst();
+      return Number(r.numInsertedOrUpdatedRows ?? 0n) === 1;
+    }
+    // Not INSERT IGNORE: it would also turn a too-long key into a warning and store it cut.
+    try {
+      await insert.execute();
+      return true;
+    } catch (err) {
+      if (isDuplicateKey(err)) return false;
+      throw err;
+    }
+  }
+
+  private async writePatch(id: string, patch: RunPatch, state: RunState | null): Promise<void> {
+    const set: Record<string, unknown> = {};
+    for (const [field, value] of Object.entries(patch) as Array<[keyof RunPatch, unknown]>) {
       if (value === undefined) continue;
-      sets.push(`${PATCH_COLUMNS[key]} = ?`);
-      values.push(JSON_FIELDS.has(key) ? JSON.stringify(value) : value);
+      set[PATCH_COLUMNS[field]] = JSON_FIELDS.has(field) ? JSON.stringify(value) : value;
     }
-    if (state) {
-      sets.push('state = ?');
-      values.push(state);
-    }
-    if (sets.length === 0) return;
-    this.sql(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
+    if (state) set.state = state;
+    if (Object.keys(set).length === 0) return;
+    await this.scope.db.updateTable('runs').set(set as Updateable<RunsTable>).where('id', '=', id).execute();
   }
 
-  private appendEvent(id: string, from: RunState | null, to: RunState, reason: string, at: string): void {
-    this.sql('INSERT INTO run_events (run_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)')
-      .run(id, at, from, to, reason);
+  private async appendEvent(id: string, from: RunState | null, to: RunState, reason: string, at: string): Promise<void> {
+    await this.scope.db.insertInto('run_events').values({ run_id: id, at, from_state: from, to_state: to, reason }).execute();
   }
 }
