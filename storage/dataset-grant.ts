@@ -1,7 +1,11 @@
 /**
  * Grants as stored since migration 6: keyed by GitLab user id, the username kept for display
- * (DESIGN §13). The queries live in dataset-store.ts; these are its shapes and checks.
+ * (DESIGN §13). The queries live in dataset-store.ts; these are its shapes, checks and the one
+ * comparison it shares (a username without case, on both engines).
  */
+import { sql, type RawBuilder, type Selectable } from 'kysely';
+import type { DatasetGrantsTable } from './sql/cluster-tables.js';
+
 /** The GitLab account a grant is for: its id (the key) and its username (for display). */
 export interface GrantAccount {
   username: string;
@@ -30,19 +34,24 @@ export interface IdSeenUnderName {
 }
 
 /** A dataset_grants row. */
-export interface DbGrant {
-  user: string;
-  user_id: number | null;
-  dataset: string;
-  granted_at: string;
-  bound: string | null;
-  bound_at: string | null;
-}
+export type DbGrant = Selectable<DatasetGrantsTable>;
+
+/** The columns of a grant, named (MySQL's table has two more that no one reads: cluster-tables.ts). */
+export const GRANT_COLUMNS = ['user', 'user_id', 'dataset', 'granted_at', 'bound', 'bound_at'] as const;
 
 /** A grant row as secd shows it. */
 export function toGrant(r: DbGrant): DatasetGrant {
   const bound = r.bound === 'gitlab' || r.bound === 'operator' || r.bound === 'migrate' ? r.bound : null;
-  return { user: r.user, userId: r.user_id, dataset: r.dataset, grantedAt: r.granted_at, bound, boundAt: r.bound_at };
+  return { user: r.user, userId: r.user_id === null ? null : Number(r.user_id), dataset: r.dataset, grantedAt: r.granted_at, bound, boundAt: r.bound_at };
+}
+
+/**
+ * `column` names `username` without regard to case (GitLab's rule for usernames), the same on both
+ * engines: lower() on both sides, which SQLite applies to ASCII letters only (as COLLATE NOCASE
+ * did) and MySQL to every letter; GitLab usernames are ASCII.
+ */
+export function nameIs(column: string, username: string): RawBuilder<boolean> {
+  return sql<boolean>`lower(${sql.ref(column)}) = lower(${username})`;
 }
 
 /** Why `account` cannot hold a grant, or null. */

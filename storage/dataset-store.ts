@@ -7,10 +7,18 @@
  * by. Grants made before migration 6 know only a name: they are honoured for no one until bound to
  * an id (`bindUnbound`, on an operator's word), because GitLab lets a released name be taken by a
  * different account.
+ *
+ * One Kysely text for SQLite and MySQL. Names compare exactly (SQLite's BINARY collation, MySQL's
+ * utf8mb4_bin), except a grant's username where GitLab's own rule applies (no case: lower() on both
+ * sides, as SQLite's COLLATE NOCASE did). Every write goes through `scope.write` (the active
+ * leader's epoch rides with it, state-scope.ts); a check and the write it guards share one
+ * transaction.
  */
-import type { SqliteDatabase } from './database.js';
+import { sql, type Selectable } from 'kysely';
 import { datasetNameProblem, datasetPathProblem, mysqlDatabaseProblem } from './dataset-path.js';
-import { accountProblem, toGrant, type DatasetGrant, type DbGrant, type GrantAccount, type GrantBinding, type IdSeenUnderName } from './dataset-grant.js';
+import { accountProblem, GRANT_COLUMNS, nameIs, toGrant, type DatasetGrant, type GrantAccount, type GrantBinding, type IdSeenUnderName } from './dataset-grant.js';
+import type { DatasetsTable, RunDatasetsTable } from './sql/cluster-tables.js';
+import type { StateScope } from './sql/state-scope.js';
 
 export type { DatasetGrant, GrantAccount, GrantBinding, IdSeenUnderName } from './dataset-grant.js';
 
@@ -53,15 +61,7 @@ export type PolicyChange<T = void> =
   | ({ ok: true } & ([T] extends [void] ? unknown : { value: T }))
   | { ok: false; code: 'invalid' | 'exists' | 'unknown_dataset' | 'not_granted'; reason: string };
 
-interface DbDataset {
-  name: string;
-  kind: string;
-  mysql_database: string | null;
-  path: string | null;
-  created_at: string;
-  release: string;
-  approvals: number | null;
-}
+type DbDataset = Selectable<DatasetsTable>;
 
 function toSource(r: DbDataset): Dataset {
   if (r.kind === 'mysql' && r.mysql_database !== null) return { name: r.name, kind: 'mysql', mysqlDatabase: r.mysql_database };
@@ -71,7 +71,7 @@ function toSource(r: DbDataset): Dataset {
 
 function toDataset(r: DbDataset): StoredDataset {
   // The column's CHECK allows only these two; anything else is a bug, and `review` is the safe reading.
-  return { ...toSource(r), release: r.release === 'direct' ? 'direct' : 'review', approvals: r.approvals };
+  return { ...toSource(r), release: r.release === 'direct' ? 'direct' : 'review', approvals: r.approvals === null ? null : Number(r.approvals) };
 }
 
 /** The source alone (the audit record of what a run was given keeps the shape it always had). */
@@ -94,7 +94,7 @@ function policyProblem(change: Partial<DatasetReleasePolicy>): string | null {
 /** Queries and the only writer of datasets, dataset_grants and run_datasets. */
 export class DatasetStore {
   constructor(
-    private readonly db: SqliteDatabase,
+    private readonly scope: StateScope,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -104,75 +104,87 @@ export class DatasetStore {
    * default for data nobody has decided about yet (the column's own default, `direct`, is only for
    * rows that existed before migration 5).
    */
-  add(dataset: Dataset, policy: Partial<DatasetReleasePolicy> = {}): PolicyChange<StoredDataset> {
+  async add(dataset: Dataset, policy: Partial<DatasetReleasePolicy> = {}): Promise<PolicyChange<StoredDataset>> {
     const problem =
       datasetNameProblem(dataset.name) ??
       (dataset.kind === 'mysql' ? mysqlDatabaseProblem(dataset.mysqlDatabase) : datasetPathProblem(dataset.path)) ??
       policyProblem(policy);
     if (problem) return { ok: false, code: 'invalid', reason: problem };
-    if (this.get(dataset.name)) return { ok: false, code: 'exists', reason: `dataset ${dataset.name} already exists` };
-    this.db
-      .prepare('INSERT INTO datasets (name, kind, mysql_database, path, created_at, release, approvals) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(
-        dataset.name,
-        dataset.kind,
-        dataset.kind === 'mysql' ? dataset.mysqlDatabase : null,
-        dataset.kind === 'path' ? dataset.path : null,
-        this.now().toISOString(),
-        policy.release ?? 'review',
-        policy.approvals ?? null,
-      );
-    return { ok: true, value: this.get(dataset.name)! };
+    return this.scope.write(async (trx): Promise<PolicyChange<StoredDataset>> => {
+      const store = new DatasetStore(trx, this.now);
+      if (await store.get(dataset.name)) return { ok: false, code: 'exists', reason: `dataset ${dataset.name} already exists` };
+      await trx.db
+        .insertInto('datasets')
+        .values({
+          name: dataset.name,
+          kind: dataset.kind,
+          mysql_database: dataset.kind === 'mysql' ? dataset.mysqlDatabase : null,
+          path: dataset.kind === 'path' ? dataset.path : null,
+          created_at: this.now().toISOString(),
+          release: policy.release ?? 'review',
+          approvals: policy.approvals ?? null,
+        })
+        .execute();
+      return { ok: true, value: (await store.get(dataset.name))! };
+    });
   }
 
   /**
    * Change a dataset's release policy; fields left out keep their value. Runs already handed to a
    * node keep the policy they were decided with (release-store.ts); the change applies from the next.
    */
-  setPolicy(name: string, change: Partial<DatasetReleasePolicy>): PolicyChange<{ before: DatasetReleasePolicy; after: DatasetReleasePolicy }> {
+  async setPolicy(name: string, change: Partial<DatasetReleasePolicy>): Promise<PolicyChange<{ before: DatasetReleasePolicy; after: DatasetReleasePolicy }>> {
     if (change.release === undefined && change.approvals === undefined) {
       return { ok: false, code: 'invalid', reason: 'nothing to change: give release ("direct" or "review"), approvals (a number, or null for release.approvals) or both' };
     }
     const problem = policyProblem(change);
     if (problem) return { ok: false, code: 'invalid', reason: problem };
-    return this.db.transaction((): PolicyChange<{ before: DatasetReleasePolicy; after: DatasetReleasePolicy }> => {
-      const current = this.get(name);
+    return this.scope.write(async (trx): Promise<PolicyChange<{ before: DatasetReleasePolicy; after: DatasetReleasePolicy }>> => {
+      const current = await new DatasetStore(trx, this.now).get(name);
       if (!current) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(name) };
       const before: DatasetReleasePolicy = { release: current.release, approvals: current.approvals };
       const after: DatasetReleasePolicy = {
         release: change.release ?? before.release,
         approvals: change.approvals === undefined ? before.approvals : change.approvals,
       };
-      this.db.prepare('UPDATE datasets SET release = ?, approvals = ? WHERE name = ?').run(after.release, after.approvals, name);
+      await trx.db.updateTable('datasets').set({ release: after.release, approvals: after.approvals }).where('name', '=', name).execute();
       return { ok: true, value: { before, after } };
-    })();
+    });
   }
 
   /** Remove a dataset and every grant of it (runs already given it keep it until they end). */
-  remove(name: string): PolicyChange<{ grantsRemoved: number }> {
-    return this.db.transaction((): PolicyChange<{ grantsRemoved: number }> => {
-      if (!this.get(name)) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(name) };
-      const grants = this.db.prepare('DELETE FROM dataset_grants WHERE dataset = ?').run(name).changes;
-      this.db.prepare('DELETE FROM datasets WHERE name = ?').run(name);
-      return { ok: true, value: { grantsRemoved: grants } };
-    })();
+  async remove(name: string): Promise<PolicyChange<{ grantsRemoved: number }>> {
+    return this.scope.write(async (trx): Promise<PolicyChange<{ grantsRemoved: number }>> => {
+      if (!(await new DatasetStore(trx, this.now).get(name))) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(name) };
+      // The foreign key cascades too; deleting them first is what counts them.
+      const grants = await trx.db.deleteFrom('dataset_grants').where('dataset', '=', name).executeTakeFirst();
+      await trx.db.deleteFrom('datasets').where('name', '=', name).execute();
+      return { ok: true, value: { grantsRemoved: Number(grants.numDeletedRows) } };
+    });
   }
 
   /** One dataset with its policy, or undefined. */
-  get(name: string): StoredDataset | undefined {
-    const r = this.db.prepare('SELECT * FROM datasets WHERE name = ?').get(name) as DbDataset | undefined;
+  async get(name: string): Promise<StoredDataset | undefined> {
+    const r = await this.scope.db.selectFrom('datasets').selectAll().where('name', '=', name).executeTakeFirst();
     return r ? toDataset(r) : undefined;
   }
 
   /** Every dataset with its policy, by name. */
-  list(): DatasetEntry[] {
-    const rows = this.db
-      .prepare(
-        `SELECT d.*, (SELECT COUNT(*) FROM dataset_grants g WHERE g.dataset = d.name AND g.user_id IS NOT NULL) AS users
-         FROM datasets d ORDER BY d.name`,
+  async list(): Promise<DatasetEntry[]> {
+    const rows = await this.scope.db
+      .selectFrom('datasets as d')
+      .selectAll('d')
+      .select((eb) =>
+        eb
+          .selectFrom('dataset_grants as g')
+          .select((g) => g.fn.countAll<number>().as('n'))
+          .whereRef('g.dataset', '=', 'd.name')
+          .where('g.user_id', 'is not', null)
+          .as('users'),
       )
-      .all() as Array<DbDataset & { users: number }>;
-    return rows.map((r) => ({ ...toDataset(r), createdAt: r.created_at, users: r.users }));
+      .orderBy('d.name')
+      .execute();
+    return rows.map((r) => ({ ...toDataset(r), createdAt: r.created_at, users: Number(r.users ?? 0) }));
   }
 
   /**
@@ -181,28 +193,35 @@ export class DatasetStore {
    * this account instead of being kept beside it: the operator granting again is the word that binds.
    * The stored name follows the account's current spelling.
    */
-  grant(account: GrantAccount, dataset: string, how: Exclude<GrantBinding, 'migrate'> = 'gitlab'): PolicyChange<{ created: boolean }> {
-    if (!this.get(dataset)) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(dataset) };
+  async grant(account: GrantAccount, dataset: string, how: Exclude<GrantBinding, 'migrate'> = 'gitlab'): Promise<PolicyChange<{ created: boolean }>> {
+    if (!(await this.get(dataset))) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(dataset) };
     const problem = accountProblem(account);
     if (problem) return { ok: false, code: 'invalid', reason: problem };
-    return this.db.transaction((): PolicyChange<{ created: boolean }> => {
+    return this.scope.write(async (trx): Promise<PolicyChange<{ created: boolean }>> => {
       const at = this.now().toISOString();
-      const held = this.db.prepare('UPDATE dataset_grants SET user = ? WHERE user_id = ? AND dataset = ?').run(account.username, account.userId, dataset);
-      if (held.changes === 1) {
+      const held = await trx.db
+        .updateTable('dataset_grants')
+        .set({ user: account.username })
+        .where('user_id', '=', account.userId)
+        .where('dataset', '=', dataset)
+        .executeTakeFirst();
+      if (Number(held.numUpdatedRows) === 1) {
         // The account already has it; a name-only row of the same name is this grant's shadow.
-        this.db.prepare('DELETE FROM dataset_grants WHERE user_id IS NULL AND user = ? COLLATE NOCASE AND dataset = ?').run(account.username, dataset);
+        await trx.db.deleteFrom('dataset_grants').where('user_id', 'is', null).where(nameIs('user', account.username)).where('dataset', '=', dataset).execute();
         return { ok: true, value: { created: false } };
       }
-      const bound = this.db
-        .prepare('UPDATE dataset_grants SET user = ?, user_id = ?, bound = ?, bound_at = ? WHERE user_id IS NULL AND user = ? COLLATE NOCASE AND dataset = ?')
-        .run(account.username, account.userId, how, at, account.username, dataset);
-      if (bound.changes === 0) {
-        this.db
-          .prepare('INSERT INTO dataset_grants (user, user_id, dataset, granted_at, bound, bound_at) VALUES (?, ?, ?, ?, ?, ?)')
-          .run(account.username, account.userId, dataset, at, how, at);
+      const bound = await trx.db
+        .updateTable('dataset_grants')
+        .set({ user: account.username, user_id: account.userId, bound: how, bound_at: at })
+        .where('user_id', 'is', null)
+        .where(nameIs('user', account.username))
+        .where('dataset', '=', dataset)
+        .executeTakeFirst();
+      if (Number(bound.numUpdatedRows) === 0) {
+        await trx.db.insertInto('dataset_grants').values({ user: account.username, user_id: account.userId, dataset, granted_at: at, bound: how, bound_at: at }).execute();
       }
       return { ok: true, value: { created: true } };
-    })();
+    });
   }
 
   /**
@@ -211,14 +230,11 @@ export class DatasetStore {
    * reused) is refused rather than guessed: the caller names the id. Runs already holding the grant
    * keep it until they end: a revoke stops new runs.
    */
-  revoke(who: string | { userId: number }, dataset: string): PolicyChange<{ userId: number | null }> {
-    if (!this.get(dataset)) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(dataset) };
-    return this.db.transaction((): PolicyChange<{ userId: number | null }> => {
-      const rows = (
-        typeof who === 'string'
-          ? this.db.prepare('SELECT user, user_id FROM dataset_grants WHERE user = ? COLLATE NOCASE AND dataset = ?').all(who, dataset)
-          : this.db.prepare('SELECT user, user_id FROM dataset_grants WHERE user_id = ? AND dataset = ?').all(who.userId, dataset)
-      ) as Array<{ user: string; user_id: number | null }>;
+  async revoke(who: string | { userId: number }, dataset: string): Promise<PolicyChange<{ userId: number | null }>> {
+    if (!(await this.get(dataset))) return { ok: false, code: 'unknown_dataset', reason: unknownDataset(dataset) };
+    return this.scope.write(async (trx): Promise<PolicyChange<{ userId: number | null }>> => {
+      const query = trx.db.selectFrom('dataset_grants').select(['user', 'user_id']).where('dataset', '=', dataset);
+      const rows = await (typeof who === 'string' ? query.where(nameIs('user', who)) : query.where('user_id', '=', who.userId)).orderBy('user_id').execute();
       const label = typeof who === 'string' ? who : `GitLab user ${who.userId}`;
       if (rows.length === 0) return { ok: false, code: 'not_granted', reason: `${label} has no grant on dataset ${dataset}` };
       if (rows.length > 1) {
@@ -230,135 +246,142 @@ export class DatasetStore {
         };
       }
       const row = rows[0]!;
-      if (row.user_id === null) {
-        this.db.prepare('DELETE FROM dataset_grants WHERE user_id IS NULL AND user = ? AND dataset = ?').run(row.user, dataset);
-      } else {
-        this.db.prepare('DELETE FROM dataset_grants WHERE user_id = ? AND dataset = ?').run(row.user_id, dataset);
-      }
-      return { ok: true, value: { userId: row.user_id } };
-    })();
+      const userId = row.user_id === null ? null : Number(row.user_id);
+      const gone = trx.db.deleteFrom('dataset_grants').where('dataset', '=', dataset);
+      await (userId === null ? gone.where('user_id', 'is', null).where('user', '=', row.user) : gone.where('user_id', '=', userId)).execute();
+      return { ok: true, value: { userId } };
+    });
   }
 
   /** Grants shown under one name (any account that carried it), or of everyone, by name then dataset. */
-  grants(user?: string): DatasetGrant[] {
-    const rows = (
-      user === undefined
-        ? this.db.prepare('SELECT * FROM dataset_grants ORDER BY user, user_id, dataset').all()
-        : this.db.prepare('SELECT * FROM dataset_grants WHERE user = ? COLLATE NOCASE ORDER BY user_id, dataset').all(user)
-    ) as DbGrant[];
+  async grants(user?: string): Promise<DatasetGrant[]> {
+    const query = this.scope.db.selectFrom('dataset_grants').select(GRANT_COLUMNS);
+    const rows = await (user === undefined
+      ? query.orderBy('user').orderBy('user_id').orderBy('dataset')
+      : query.where(nameIs('user', user)).orderBy('user_id').orderBy('dataset')
+    ).execute();
     return rows.map(toGrant);
   }
 
   /** Name-only grants (made before migration 6): honoured for no one until bound. */
-  unboundGrants(): DatasetGrant[] {
-    const rows = this.db.prepare('SELECT * FROM dataset_grants WHERE user_id IS NULL ORDER BY user, dataset').all() as DbGrant[];
+  async unboundGrants(): Promise<DatasetGrant[]> {
+    const rows = await this.scope.db.selectFrom('dataset_grants').select(GRANT_COLUMNS).where('user_id', 'is', null).orderBy('user').orderBy('dataset').execute();
     return rows.map(toGrant);
   }
 
   /**
    * Bind a name-only grant to an account (`grants migrate --bind`); false when there is no such
    * name-only grant any more. If the account already holds a grant of the dataset, the name-only one
-   * is dropped as its duplicate.
+   * is dropped as its duplicate. The name is matched exactly: it is one `unboundGrants` listed.
    */
-  bindUnbound(user: string, dataset: string, userId: number): boolean {
+  async bindUnbound(user: string, dataset: string, userId: number): Promise<boolean> {
     if (!(Number.isSafeInteger(userId) && userId >= 1)) throw new Error(`bindUnbound: ${userId} is not a GitLab user id`);
-    return this.db.transaction((): boolean => {
-      const has = this.db.prepare('SELECT 1 FROM dataset_grants WHERE user_id = ? AND dataset = ?').get(userId, dataset) !== undefined;
-      const changed = has
-        ? this.db.prepare('DELETE FROM dataset_grants WHERE user_id IS NULL AND user = ? AND dataset = ?').run(user, dataset).changes
-        : this.db
-            .prepare("UPDATE dataset_grants SET user_id = ?, bound = 'migrate', bound_at = ? WHERE user_id IS NULL AND user = ? AND dataset = ?")
-            .run(userId, this.now().toISOString(), user, dataset).changes;
-      return changed === 1;
-    })();
+    return this.scope.write(async (trx) => {
+      const has = await trx.db.selectFrom('dataset_grants').select('dataset').where('user_id', '=', userId).where('dataset', '=', dataset).executeTakeFirst();
+      const result = has
+        ? await trx.db.deleteFrom('dataset_grants').where('user_id', 'is', null).where('user', '=', user).where('dataset', '=', dataset).executeTakeFirst()
+        : await trx.db
+            .updateTable('dataset_grants')
+            .set({ user_id: userId, bound: 'migrate', bound_at: this.now().toISOString() })
+            .where('user_id', 'is', null)
+            .where('user', '=', user)
+            .where('dataset', '=', dataset)
+            .executeTakeFirst();
+      return Number('numDeletedRows' in result ? result.numDeletedRows : result.numUpdatedRows) === 1;
+    });
   }
 
-  /** The user ids secd's runs recorded under `username` (GitLab compares names without case). */
-  idsSeenUnder(username: string): IdSeenUnderName[] {
-    const rows = this.db
-      .prepare(
-        `SELECT user_id, COUNT(*) AS runs, MIN(created_at) AS first_run, MAX(created_at) AS last_run FROM runs
-         WHERE user = ? COLLATE NOCASE AND user_id IS NOT NULL GROUP BY user_id ORDER BY MIN(created_at)`,
-      )
-      .all(username) as Array<{ user_id: number; runs: number; first_run: string; last_run: string }>;
-    return rows.map((r) => ({ userId: r.user_id, runs: r.runs, firstRun: r.first_run, lastRun: r.last_run }));
+  /** The user ids secd's runs recorded under `username` (GitLab compares names without case), oldest first. */
+  async idsSeenUnder(username: string): Promise<IdSeenUnderName[]> {
+    const rows = await this.scope.db
+      .selectFrom('runs')
+      .select((eb) => ['user_id', eb.fn.countAll<number>().as('runs'), eb.fn.min('created_at').as('first_run'), eb.fn.max('created_at').as('last_run')])
+      .where(nameIs('user', username))
+      .where('user_id', 'is not', null)
+      .groupBy('user_id')
+      .orderBy((eb) => eb.fn.min('created_at'))
+      .orderBy('user_id')
+      .execute();
+    return rows.map((r) => ({ userId: Number(r.user_id), runs: Number(r.runs), firstRun: r.first_run, lastRun: r.last_run }));
   }
 
   /** The datasets the GitLab account `userId` may read, with their policies, by name. */
-  datasetsOf(userId: number): StoredDataset[] {
-    const rows = this.db
-      .prepare('SELECT d.* FROM datasets d JOIN dataset_grants g ON g.dataset = d.name WHERE g.user_id = ? ORDER BY d.name')
-      .all(userId) as DbDataset[];
+  async datasetsOf(userId: number): Promise<StoredDataset[]> {
+    const rows = await this.scope.db.selectFrom('datasets as d').innerJoin('dataset_grants as g', 'g.dataset', 'd.name').selectAll('d').where('g.user_id', '=', userId).orderBy('d.name').execute();
     return rows.map(toDataset);
   }
 
   /** Audit: what a run was given (once per run; a second call keeps the first record). */
-  recordRunAccess(runId: string, mysqlUser: string | null, datasets: readonly Dataset[]): void {
-    this.db
-      .prepare('INSERT OR IGNORE INTO run_datasets (run_id, mysql_user, datasets, granted_at) VALUES (?, ?, ?, ?)')
-      .run(runId, mysqlUser, JSON.stringify(datasets.map(sourceOf)), this.now().toISOString());
+  async recordRunAccess(runId: string, mysqlUser: string | null, datasets: readonly Dataset[]): Promise<void> {
+    await this.scope.write(async (trx) => {
+      const insert = trx.db
+        .insertInto('run_datasets')
+        .values({ run_id: runId, mysql_user: mysqlUser, datasets: JSON.stringify(datasets.map(sourceOf)), granted_at: this.now().toISOString() });
+      // Only the duplicate key is let pass (not INSERT IGNORE: on MySQL that would also swallow a
+      // run that does not exist, which SQLite refuses).
+      await (trx.engine === 'mysql'
+        ? insert.onDuplicateKeyUpdate({ run_id: (eb) => eb.ref('run_id') })
+        : insert.onConflict((oc) => oc.column('run_id').doNothing())
+      ).execute();
+    });
   }
 
   /** Audit: the run's temporary account is gone. */
-  markDropped(runId: string): void {
-    this.db
-      .prepare('UPDATE run_datasets SET dropped_at = ? WHERE run_id = ? AND dropped_at IS NULL')
-      .run(this.now().toISOString(), runId);
+  async markDropped(runId: string): Promise<void> {
+    await this.scope.write((trx) =>
+      trx.db.updateTable('run_datasets').set({ dropped_at: this.now().toISOString() }).where('run_id', '=', runId).where('dropped_at', 'is', null).execute(),
+    );
   }
 
   /** Audit: bytes the node's dataset socket carried for the run. */
-  recordBytes(runId: string, bytes: { fromServer: number; toServer: number }): void {
-    this.db
-      .prepare('UPDATE run_datasets SET bytes_from_server = ?, bytes_to_server = ? WHERE run_id = ?')
-      .run(bytes.fromServer, bytes.toServer, runId);
+  async recordBytes(runId: string, bytes: { fromServer: number; toServer: number }): Promise<void> {
+    await this.scope.write((trx) =>
+      trx.db.updateTable('run_datasets').set({ bytes_from_server: bytes.fromServer, bytes_to_server: bytes.toServer }).where('run_id', '=', runId).execute(),
+    );
   }
 
   /** The audit record of one run, or undefined when it was given nothing. */
-  runAccess(runId: string): RunDatasetAccess | undefined {
-    const r = this.db.prepare('SELECT * FROM run_datasets WHERE run_id = ?').get(runId) as DbAccess | undefined;
+  async runAccess(runId: string): Promise<RunDatasetAccess | undefined> {
+    const r = await this.scope.db.selectFrom('run_datasets').selectAll().where('run_id', '=', runId).executeTakeFirst();
     return r ? toAccess(r) : undefined;
   }
 
   /** Audit: the runs that were given `dataset`, newest first, with their user. */
-  runsGiven(dataset: string, limit = 100): Array<RunDatasetAccess & { user: string }> {
-    const rows = this.db
-      .prepare(
-        `SELECT a.*, r.user AS user FROM run_datasets a JOIN runs r ON r.id = a.run_id
-         WHERE EXISTS (SELECT 1 FROM json_each(a.datasets) j WHERE json_extract(j.value, '$.name') = ?)
-         ORDER BY a.granted_at DESC LIMIT ?`,
-      )
-      .all(dataset, Math.max(1, Math.min(limit, 10_000))) as Array<DbAccess & { user: string }>;
+  async runsGiven(dataset: string, limit = 100): Promise<Array<RunDatasetAccess & { user: string }>> {
+    // Whether the run's JSON list names the dataset: SQLite walks it with json_each; MySQL and
+    // MariaDB ask JSON_CONTAINS whether some element has that name (strings compare exactly on both).
+    const given =
+      this.scope.engine === 'mysql'
+        ? sql<boolean>`JSON_CONTAINS(a.datasets, JSON_OBJECT('name', ${dataset}))`
+        : sql<boolean>`EXISTS (SELECT 1 FROM json_each(a.datasets) j WHERE json_extract(j.value, '$.name') = ${dataset})`;
+    const rows = await this.scope.db
+      .selectFrom('run_datasets as a')
+      .innerJoin('runs as r', 'r.id', 'a.run_id')
+      .selectAll('a')
+      .select('r.user as user')
+      .where(given)
+      .orderBy('a.granted_at', 'desc')
+      .limit(Math.max(1, Math.min(limit, 10_000)))
+      .execute();
     return rows.map((r) => ({ ...toAccess(r), user: r.user }));
   }
 
   /** Runs whose temporary MySQL account has not been dropped yet, oldest first. */
-  openAccesses(): RunDatasetAccess[] {
-    const rows = this.db
-      .prepare('SELECT * FROM run_datasets WHERE dropped_at IS NULL AND mysql_user IS NOT NULL ORDER BY granted_at')
-      .all() as DbAccess[];
+  async openAccesses(): Promise<RunDatasetAccess[]> {
+    const rows = await this.scope.db.selectFrom('run_datasets').selectAll().where('dropped_at', 'is', null).where('mysql_user', 'is not', null).orderBy('granted_at').execute();
     return rows.map(toAccess);
   }
 }
 
-interface DbAccess {
-  run_id: string;
-  mysql_user: string | null;
-  datasets: string;
-  granted_at: string;
-  dropped_at: string | null;
-  bytes_from_server: number | null;
-  bytes_to_server: number | null;
-}
-
-function toAccess(r: DbAccess): RunDatasetAccess {
+function toAccess(r: Selectable<RunDatasetsTable>): RunDatasetAccess {
   return {
     runId: r.run_id,
     mysqlUser: r.mysql_user,
     datasets: JSON.parse(r.datasets) as Dataset[],
     grantedAt: r.granted_at,
     droppedAt: r.dropped_at,
-    bytesFromServer: r.bytes_from_server,
-    bytesToServer: r.bytes_to_server,
+    bytesFromServer: r.bytes_from_server === null ? null : Number(r.bytes_from_server),
+    bytesToServer: r.bytes_to_server === null ? null : Number(r.bytes_to_server),
   };
 }
 

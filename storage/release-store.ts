@@ -6,8 +6,15 @@
  *
  * The types are spelled here rather than imported from scheduler/contract: storage imports nothing
  * of the scheduler. They are the same shapes (ReleasePolicy, DisclosureFinding).
+ *
+ * One Kysely text for SQLite and MySQL; every write goes through `scope.write` (the active leader's
+ * epoch rides with it, state-scope.ts). Listings break ties between records of the same millisecond
+ * by insertion order: SQLite's rowid, MySQL's `seq` column (cluster-tables.ts).
  */
-import type { SqliteDatabase } from './database.js';
+import { sql, type Selectable, type Updateable } from 'kysely';
+import type { RunReleasesTable } from './sql/cluster-tables.js';
+import type { StateEngine } from './sql/state-database.js';
+import type { StateScope } from './sql/state-scope.js';
 
 /** `direct`: results to the researcher at once; `review`: held until checkers approve. */
 export type StoredReleasePolicy = 'direct' | 'review';
@@ -63,29 +70,9 @@ export type ReleasePatch = Partial<
   >
 >;
 
-interface DbRelease {
-  run_id: string;
-  policy: string;
-  approvals_required: number;
-  datasets: string;
-  findings: string;
-  review_project_id: number | null;
-  review_branch: string | null;
-  review_commit: string | null;
-  review_path: string | null;
-  node_end: string | null;
-  node_reason: string | null;
-  mr_iid: number | null;
-  mr_url: string | null;
-  approvals: string;
-  outcome: string | null;
-  decided_by: string | null;
-  decided_at: string | null;
-  status_posted: string | null;
-  created_at: string;
-}
+type DbRelease = Selectable<RunReleasesTable>;
 
-const COLUMNS: Record<keyof ReleasePatch, string> = {
+const COLUMNS: Record<keyof ReleasePatch, keyof RunReleasesTable> = {
   findings: 'findings',
   reviewProjectId: 'review_project_id',
   reviewBranch: 'review_branch',
@@ -107,16 +94,16 @@ function toRow(r: DbRelease): RunReleaseRow {
   return {
     runId: r.run_id,
     policy: r.policy === 'review' ? 'review' : 'direct',
-    approvalsRequired: r.approvals_required,
+    approvalsRequired: Number(r.approvals_required),
     datasets: JSON.parse(r.datasets) as string[],
     findings: JSON.parse(r.findings) as StoredFinding[],
-    reviewProjectId: r.review_project_id,
+    reviewProjectId: r.review_project_id === null ? null : Number(r.review_project_id),
     reviewBranch: r.review_branch,
     reviewCommit: r.review_commit,
     reviewPath: r.review_path,
     nodeEnd: r.node_end,
     nodeReason: r.node_reason,
-    mrIid: r.mr_iid,
+    mrIid: r.mr_iid === null ? null : Number(r.mr_iid),
     mrUrl: r.mr_url,
     approvals: JSON.parse(r.approvals) as CountedApproval[],
     outcome: r.outcome === 'released' || r.outcome === 'withheld' ? r.outcome : null,
@@ -127,10 +114,15 @@ function toRow(r: DbRelease): RunReleaseRow {
   };
 }
 
+/** The column that orders records inserted in the same millisecond (`table` is the table or its alias). */
+function insertOrder(engine: StateEngine, table: string) {
+  return sql.ref(`${table}.${engine === 'mysql' ? 'seq' : 'rowid'}`);
+}
+
 /** The only writer of `run_releases`. */
 export class ReleaseStore {
   constructor(
-    private readonly db: SqliteDatabase,
+    private readonly scope: StateScope,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -138,58 +130,77 @@ export class ReleaseStore {
    * Record a run's policy when it is handed to a node. The first decision stands: a run handed over
    * again (a node back without it) keeps the policy it ran under, whatever a data owner changed since.
    */
-  decide(runId: string, d: { policy: StoredReleasePolicy; approvalsRequired: number; datasets: readonly string[] }): RunReleaseRow {
-    this.db
-      .prepare('INSERT OR IGNORE INTO run_releases (run_id, policy, approvals_required, datasets, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(runId, d.policy, d.approvalsRequired, JSON.stringify(d.datasets), this.now().toISOString());
-    return this.get(runId)!;
+  async decide(runId: string, d: { policy: StoredReleasePolicy; approvalsRequired: number; datasets: readonly string[] }): Promise<RunReleaseRow> {
+    return this.scope.write(async (trx) => {
+      const insert = trx.db.insertInto('run_releases').values({
+        run_id: runId,
+        policy: d.policy,
+        approvals_required: d.approvalsRequired,
+        datasets: JSON.stringify(d.datasets),
+        findings: '[]',
+        approvals: '[]',
+        created_at: this.now().toISOString(),
+      });
+      // Only the duplicate key is let pass (not INSERT IGNORE: on MySQL that would also swallow a
+      // run that does not exist, which SQLite refuses).
+      await (trx.engine === 'mysql'
+        ? insert.onDuplicateKeyUpdate({ run_id: (eb) => eb.ref('run_id') })
+        : insert.onConflict((oc) => oc.column('run_id').doNothing())
+      ).execute();
+      return (await new ReleaseStore(trx, this.now).get(runId))!;
+    });
   }
 
-  get(runId: string): RunReleaseRow | undefined {
-    const r = this.db.prepare('SELECT * FROM run_releases WHERE run_id = ?').get(runId) as DbRelease | undefined;
+  /** One run's record, or undefined. */
+  async get(runId: string): Promise<RunReleaseRow | undefined> {
+    const r = await this.scope.db.selectFrom('run_releases').selectAll().where('run_id', '=', runId).executeTakeFirst();
     return r ? toRow(r) : undefined;
   }
 
-  update(runId: string, patch: ReleasePatch): void {
-    const sets: string[] = [];
-    const values: unknown[] = [];
+  /** Set the fields `patch` gives (undefined ones are left as they are). */
+  async update(runId: string, patch: ReleasePatch): Promise<void> {
+    const values: Updateable<RunReleasesTable> = {};
+    const set = values as Record<string, unknown>;
     for (const [key, value] of Object.entries(patch) as Array<[keyof ReleasePatch, unknown]>) {
       if (value === undefined) continue;
-      sets.push(`${COLUMNS[key]} = ?`);
-      values.push(JSON_COLUMNS.has(key) ? JSON.stringify(value) : value);
+      set[COLUMNS[key]] = JSON_COLUMNS.has(key) ? JSON.stringify(value) : value;
     }
-    if (sets.length === 0) return;
-    this.db.prepare(`UPDATE run_releases SET ${sets.join(', ')} WHERE run_id = ?`).run(...values, runId);
+    if (Object.keys(set).length === 0) return;
+    await this.scope.write((trx) => trx.db.updateTable('run_releases').set(values).where('run_id', '=', runId).execute());
   }
 
   /** Records of runs now `held` (waiting for review), oldest first. */
-  held(): RunReleaseRow[] {
-    const rows = this.db
-      .prepare(
-        `SELECT rr.* FROM run_releases rr JOIN runs r ON r.id = rr.run_id
-         WHERE r.state = 'held' ORDER BY rr.created_at ASC, rr.rowid ASC`,
-      )
-      .all() as DbRelease[];
+  async held(): Promise<RunReleaseRow[]> {
+    const rows = await this.scope.db
+      .selectFrom('run_releases as rr')
+      .innerJoin('runs as r', 'r.id', 'rr.run_id')
+      .selectAll('rr')
+      .where('r.state', '=', 'held')
+      .orderBy('rr.created_at', 'asc')
+      .orderBy(insertOrder(this.scope.engine, 'rr'), 'asc')
+      .execute();
     return rows.map(toRow);
   }
 
   /** The held run whose review is merge request `iid` of project `projectId`, if any. */
-  heldByMergeRequest(projectId: number, iid: number): RunReleaseRow | undefined {
-    const r = this.db
-      .prepare(
-        `SELECT rr.* FROM run_releases rr JOIN runs r ON r.id = rr.run_id
-         WHERE r.state = 'held' AND rr.review_project_id = ? AND rr.mr_iid = ?`,
-      )
-      .get(projectId, iid) as DbRelease | undefined;
+  async heldByMergeRequest(projectId: number, iid: number): Promise<RunReleaseRow | undefined> {
+    const r = await this.scope.db
+      .selectFrom('run_releases as rr')
+      .innerJoin('runs as r', 'r.id', 'rr.run_id')
+      .selectAll('rr')
+      .where('r.state', '=', 'held')
+      .where('rr.review_project_id', '=', projectId)
+      .where('rr.mr_iid', '=', iid)
+      .executeTakeFirst();
     return r ? toRow(r) : undefined;
   }
 
   /** The newest records, newest first (audit listings). */
-  list(opts: { limit?: number; outcome?: 'released' | 'withheld' } = {}): RunReleaseRow[] {
+  async list(opts: { limit?: number; outcome?: 'released' | 'withheld' } = {}): Promise<RunReleaseRow[]> {
     const limit = Math.max(1, Math.min(opts.limit ?? 100, 1000));
-    const rows = opts.outcome
-      ? this.db.prepare('SELECT * FROM run_releases WHERE outcome = ? ORDER BY created_at DESC, rowid DESC LIMIT ?').all(opts.outcome, limit)
-      : this.db.prepare('SELECT * FROM run_releases ORDER BY created_at DESC, rowid DESC LIMIT ?').all(limit);
-    return (rows as DbRelease[]).map(toRow);
+    let query = this.scope.db.selectFrom('run_releases').selectAll();
+    if (opts.outcome) query = query.where('outcome', '=', opts.outcome);
+    const rows = await query.orderBy('created_at', 'desc').orderBy(insertOrder(this.scope.engine, 'run_releases'), 'desc').limit(limit).execute();
+    return rows.map(toRow);
   }
 }
