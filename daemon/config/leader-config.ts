@@ -13,6 +13,7 @@ import { show } from '../../scheduler/common/describe-value.js';
 import { DEFAULT_DISCLOSURE_CHECKS, releasePolicySchema, type DisclosureChecks } from '../../scheduler/contract/disclosure.js';
 import { DEFAULT_FAIR_SHARE_HALF_LIFE_HOURS } from '../../scheduler/plan/fair-share.js';
 import { configParser, readConfigText, type ConfigEnv, type LoadContext } from './config-file.js';
+import { stateShape } from './state-config.js';
 import {
   bytesField,
   checkFileExists,
@@ -250,7 +251,7 @@ export function finishLeader<T extends { listen: { host: string; port: number };
 
 function leaderSchema(ctx: LoadContext) {
   return z
-    .strictObject({ ...leaderShape(ctx, { dataDir: '/var/lib/secd' }), gitlab: gitlabSchema(ctx) })
+    .strictObject({ ...leaderShape(ctx, { dataDir: '/var/lib/secd' }), ...stateShape(ctx), gitlab: gitlabSchema(ctx) })
     .transform((c, zctx) => finishLeader(c, zctx));
 }
 

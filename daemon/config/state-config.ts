@@ -1,9 +1,8 @@
 /**
  * The leader's `state:` and `ha:` keys (DESIGN §11): where the leader keeps its state — the embedded
  * SQLite file (default, one leader) or a MariaDB/MySQL database shared by any number of leaders —
- * and how long the active leader's lease lasts. Not yet part of leader.yml: `stateShape` is spread
- * into leader-config.ts's `leaderShape` once the stores have moved to storage/sql (the docs
- * reference test then wants both keys documented).
+ * and how long the active leader's lease lasts. Spread into leader.yml's schema (leader-config.ts);
+ * `secd up` always keeps its state in SQLite (one process, one machine).
  *
  * Choices the design leaves open, made here:
  * - `state.mysql.password` follows the secret rule of config-fields.ts (inline, `password_file`, or

@@ -54,9 +54,30 @@ function commonOptions(o: MysqlConnectOptions) {
   };
 }
 
-/** A callback pool (Kysely's MysqlDialect takes it as is). */
-export function createMysqlCallbackPool(o: MysqlPoolOptions): MysqlCallbackPool {
-  return mysql.createPool({ ...commonOptions(o), connectionLimit: o.connectionLimit, enableKeepAlive: true });
+/** MySQL's answer to a SET of a variable the server does not have (MySQL lacks MariaDB's idle_transaction_timeout). */
+const ER_UNKNOWN_SYSTEM_VARIABLE = 1193;
+
+/**
+ * A callback pool (Kysely's MysqlDialect takes it as is). `sessionInit` statements run first on every
+ * new connection, before any query of the pool's users; one the server does not know
+ * (ER_UNKNOWN_SYSTEM_VARIABLE) is skipped, any other failure is told to `onInitError`.
+ */
+export function createMysqlCallbackPool(
+  o: MysqlPoolOptions & { sessionInit?: readonly string[]; onInitError?: (statement: string, err: Error) => void },
+): MysqlCallbackPool {
+  const pool = mysql.createPool({ ...commonOptions(o), connectionLimit: o.connectionLimit, enableKeepAlive: true });
+  const init = o.sessionInit ?? [];
+  if (init.length > 0) {
+    pool.on('connection', (conn) => {
+      // Queued on the new connection before the pool hands it out, so they run before anything else.
+      for (const statement of init) {
+        conn.query(statement, (err: (Error & { errno?: number }) | null) => {
+          if (err && err.errno !== ER_UNKNOWN_SYSTEM_VARIABLE) o.onInitError?.(statement, err);
+        });
+      }
+    });
+  }
+  return pool;
 }
 
 /** A promise pool (the dataset server's admin side). */

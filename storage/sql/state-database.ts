@@ -15,10 +15,8 @@
  * - Kysely runs one SQLite statement or transaction at a time (its driver holds a mutex over the one
  *   connection); MySQL gets a pool, at least two connections (the migration runner holds one for
  *   its lock and migrates on another).
- * - While today's synchronous stores still write through the same SQLite handle, a Kysely
- *   transaction open across an `await` would take their writes into it (better-sqlite3 nests a
- *   transaction inside an open one as a savepoint). So nothing in the leader writes through Kysely
- *   on SQLite until the stores move over together.
+ * - Every store reads and writes through this one Kysely instance (storage/state-stores.ts), so a
+ *   transaction open across an `await` holds the connection and nothing else slips into it.
  */
 import { Kysely, MysqlDialect, SqliteDialect, sql, type RawBuilder } from 'kysely';
 import type { SqliteDatabase } from '../database.js';
@@ -36,12 +34,28 @@ export interface StateDatabase {
   close(): Promise<void>;
 }
 
+/** How many prepared SQLite statements are kept. */
+const STATEMENT_CACHE_SIZE = 500;
+
 /** Kysely over a SQLite handle opened by storage/database.ts. */
 export function stateOverSqlite(handle: SqliteDatabase): StateDatabase {
+  // Preparing is most of a short query's cost (the webhook answer runs several): statements are kept
+  // by their text. Kysely runs one statement at a time on this connection, so sharing one is safe.
+  // The texts are few (IN lists vary by count), and the map is emptied should it ever grow large.
+  const statements = new Map<string, ReturnType<SqliteDatabase['prepare']>>();
+  const prepare = (text: string) => {
+    let stmt = statements.get(text);
+    if (!stmt) {
+      if (statements.size >= STATEMENT_CACHE_SIZE) statements.clear();
+      stmt = handle.prepare(text);
+      statements.set(text, stmt);
+    }
+    return stmt;
+  };
   const db = new Kysely<StateTables>({
     dialect: new SqliteDialect({
       // Kysely's driver closes its database on destroy: hand it a view whose close does nothing.
-      database: { prepare: (text: string) => handle.prepare(text), close: () => undefined },
+      database: { prepare, close: () => undefined },
     }),
   });
   return { engine: 'sqlite', db, close: () => db.destroy() };
@@ -54,6 +68,14 @@ export interface MysqlStateOptions {
   database: string;
   /** Pool size; at least 2 (default 8). */
   connectionLimit?: number;
+  /**
+   * Seconds after which the server ends a session left idle inside an open transaction (MariaDB's
+   * idle_transaction_timeout; MySQL has no such variable and skips it). A leader paused (SIGSTOP, a
+   * frozen VM) in the middle of a fenced transaction keeps the lease row locked while its session
+   * lives, so a standby's takeover would wait on that lock; the server ends such a session instead.
+   * Also the session's innodb_lock_wait_timeout, so no statement waits on a lock longer.
+   */
+  idleTransactionTimeoutS?: number;
 }
 
 /** Kysely over a mysql2 pool on `database` (which must exist: secd does not create databases). */
@@ -62,7 +84,10 @@ export function openMysqlState(o: MysqlStateOptions): StateDatabase {
   if (!Number.isInteger(connectionLimit) || connectionLimit < 2) {
     throw new Error(`the MySQL state pool needs at least 2 connections (got ${connectionLimit})`);
   }
-  const pool = createMysqlCallbackPool({ endpoint: o.endpoint, login: o.login, database: o.database, connectionLimit });
+  const idle = o.idleTransactionTimeoutS;
+  if (idle !== undefined && (!Number.isInteger(idle) || idle < 1)) throw new Error(`idleTransactionTimeoutS must be a whole number of seconds, at least 1 (got ${idle})`);
+  const sessionInit = idle === undefined ? [] : [`SET SESSION idle_transaction_timeout = ${idle}`, `SET SESSION innodb_lock_wait_timeout = ${idle}`];
+  const pool = createMysqlCallbackPool({ endpoint: o.endpoint, login: o.login, database: o.database, connectionLimit, sessionInit });
   const db = new Kysely<StateTables>({ dialect: new MysqlDialect({ pool }) });
   return { engine: 'mysql', db, close: () => db.destroy() };
 }

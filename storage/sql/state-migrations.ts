@@ -5,10 +5,13 @@
  * (`ifNotExists`, `orIgnore`): MySQL commits DDL as it goes, so a runner that died between a
  * migration and its record runs it again.
  *
- * Today's stores keep their own SQLite migrations (storage/migrations.ts, `user_version`); their
- * tables join this list as each store moves to Kysely.
+ * On SQLite the stores' tables come from storage/migrations.ts (`user_version`, applied when the
+ * file is opened), so an existing leader's file keeps its schema; on MySQL migration 0002 creates
+ * the same tables in their final shape.
  */
 import type { Kysely } from 'kysely';
+import { createClusterTablesMysql } from './cluster-tables.js';
+import { createRunTablesMysql } from './run-tables.js';
 import type { StateEngine } from './state-database.js';
 
 /** One step of the schema. */
@@ -45,6 +48,16 @@ export const STATE_MIGRATIONS: readonly StateMigration[] = [
         .orIgnore()
         .values({ name: LEADER_LEASE, holder: '', epoch: 0, expires_at_ms: 0, acquired_at_ms: 0, renewed_at_ms: 0 })
         .execute();
+    },
+  },
+  {
+    // The stores' tables (runs, deliveries, nodes, datasets, releases) on MySQL; SQLite has them
+    // from storage/migrations.ts.
+    name: '0002-leader-state',
+    async up(db, engine) {
+      if (engine !== 'mysql') return;
+      await createRunTablesMysql(db);
+      await createClusterTablesMysql(db);
     },
   },
 ];

@@ -1,12 +1,14 @@
 /**
- * The tables the leader's state database holds on both engines, as Kysely sees them. Only the
- * tables already moved to storage/sql are here (today: the lease); the stores' tables join them as
- * each store moves (see docs/sysadmin.md, "Leader state on MariaDB (in progress)").
+ * The tables the leader's state database holds on both engines, as Kysely sees them: the lease and
+ * the migration bookkeeping here, the runs' tables in run-tables.ts, nodes, datasets and releases in
+ * cluster-tables.ts.
  *
  * Times are whole milliseconds since the epoch by the DATABASE's clock (state-clock.ts): leaders on
  * different machines compare them, and only the database's clock is the same for all of them.
  */
 import type { Generated } from 'kysely';
+import type { ClusterTables } from './cluster-tables.js';
+import type { RunTables } from './run-tables.js';
 
 /** One row per lease (today only `leader`): who holds it, its epoch, until when. */
 export interface LeaseTable {
@@ -39,7 +41,7 @@ export interface StateMigrationLockTable {
 }
 
 /** Every table of the state database Kysely knows about. */
-export interface StateTables {
+export interface StateTables extends RunTables, ClusterTables {
   secd_lease: LeaseTable;
   secd_state_migrations: StateMigrationTable;
   secd_state_migration_lock: StateMigrationLockTable;

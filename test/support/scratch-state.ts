@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
 import { openMysqlState, stateOverSqlite, type StateDatabase, type StateEngine } from '../../storage/sql/state-database.js';
 import { adminSession, MARIADB, MARIADB_ADMIN, testTag } from './mariadb.js';
+import { migrateState } from '../../storage/sql/state-migrate.js';
+import { plainScope } from '../../storage/sql/state-scope.js';
+import { stateStores, type StateStores } from '../../storage/state-stores.js';
 
 /** Both engines, for `describe.each`. */
 export const STATE_ENGINES: readonly StateEngine[] = ['sqlite', 'mysql'];
@@ -72,6 +75,41 @@ export async function scratchState(engine: StateEngine): Promise<ScratchState> {
       } finally {
         await a.close();
       }
+    },
+  };
+}
+
+/** A migrated scratch database on `engine` with every store over it (plain, unfenced writes). */
+export interface ScratchStores extends StateStores {
+  state: StateDatabase;
+  /** The scratch database (another handle: `scratch.open()`). */
+  scratch: ScratchState;
+  /** Close it and remove the database. */
+  dispose(): Promise<void>;
+}
+
+/** Fresh stores on `engine` (default SQLite), as the leader builds them. */
+export async function scratchStores(engine: StateEngine = 'sqlite', now: () => Date = () => new Date()): Promise<ScratchStores> {
+  const scratch = await scratchState(engine);
+  const state = scratch.open();
+  await migrateState(state);
+  return { ...stateStores(plainScope(state), now), state, scratch, dispose: () => scratch.dispose() };
+}
+
+/**
+ * Stores over an in-memory SQLite database, migrated: the quick kind for unit tests of code above
+ * the stores. Nothing to dispose beyond `close()`.
+ */
+export async function memoryStores(now: () => Date = () => new Date()): Promise<StateStores & { state: StateDatabase; close(): Promise<void> }> {
+  const handle = openDatabase(':memory:');
+  const state = stateOverSqlite(handle);
+  await migrateState(state);
+  return {
+    ...stateStores(plainScope(state), now),
+    state,
+    async close() {
+      await state.close();
+      handle.close();
     },
   };
 }
