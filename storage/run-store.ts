@@ -200,8 +200,30 @@ export class RunStore {
       .orderBy('created_at', 'asc')
       .orderBy(runsInsertOrder(this.scope.engine), 'asc')
       .limit(1)
+      // Inside a write on MySQL the lookup locks the index range it read (next-key locks), so two
+      // leaders storing the same push under two delivery keys at once cannot both find none and both
+      // create a run: one waits, or loses a deadlock and runs again (the scope retries) to find the other's.
+      .$if(this.scope.inTransaction && this.scope.engine === 'mysql', (q) => q.forUpdate())
       .executeTakeFirst();
     return r ? toRow(r) : undefined;
+  }
+
+  /**
+   * Inside a write: the runs of `ids` that are `queued`, each locked for this transaction — on MySQL
+   * with `FOR UPDATE SKIP LOCKED`, so a run another transaction holds right now (an operator's
+   * cancel, a newer push superseding it) is left out of this claim instead of waited for; the planner
+   * sees it again next round. On SQLite the write transaction already excludes other writers.
+   */
+  async claimQueued(ids: readonly string[]): Promise<RunRow[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.scope.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('id', 'in', [...ids])
+      .where('state', '=', 'queued')
+      .$if(this.scope.inTransaction && this.scope.engine === 'mysql', (q) => q.forUpdate().skipLocked())
+      .execute();
+    return rows.map(toRow);
   }
 
   /** Runs in any of `states`, oldest first (what the lifecycle resumes after a restart). */

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { LoadContext } from '../daemon/config/config-file.js';
 import { gitlabSchema, leaderShape, parseLeaderConfig } from '../daemon/config/leader-config.js';
 import { nodeShape, parseNodeConfig } from '../daemon/config/node-config.js';
+import { stateShape } from '../daemon/config/state-config.js';
 import { parseUpConfig, upSchema } from '../daemon/config/up-config.js';
 
 type File = 'leader.yml' | 'node.yml' | 'up.yml';
@@ -50,7 +51,7 @@ function keysOf(schema: z.ZodType, prefix = ''): string[] {
 const NODE_YML_ONLY = ['leader', 'token', 'token_file', 'ca_file'];
 
 function schemaKeys(): Record<File, Set<string>> {
-  const leader = keysOf(z.strictObject({ ...leaderShape(ctx, { dataDir: '/var/lib/secd' }), gitlab: gitlabSchema(ctx) }));
+  const leader = keysOf(z.strictObject({ ...leaderShape(ctx, { dataDir: '/var/lib/secd' }), ...stateShape(ctx), gitlab: gitlabSchema(ctx) }));
   const node = [...keysOf(z.strictObject(nodeShape(ctx))), 'work_dir', 'cache_root', ...NODE_YML_ONLY];
   const up = keysOf(upSchema(ctx));
   return { 'leader.yml': new Set(leader), 'node.yml': new Set(node), 'up.yml': new Set(up) };

@@ -118,7 +118,7 @@ describe("the researcher guide's refusals match the code", () => {
     for (const b of beginnings) expect(policyKeys, `the guide has no row for "${b}"`).toContain(`\`${b}\``);
   });
 
-  it("says what the dataset step's refusals say", () => {
+  it("says what the dataset step's refusals say", async () => {
     const clinic = { name: 'clinic', kind: 'mysql', mysqlDatabase: 'clinic_visits' };
     const datasets = (grants: unknown[], server: boolean, unbound: unknown[] = []) =>
       new RunDatasets({
@@ -139,21 +139,21 @@ describe("the researcher guide's refusals match the code", () => {
     const ada = { user: 'ada', userId: 7 };
     const row = policy.find((r) => r[0] === '`secd.yml: datasets`')!.join(' | ');
     const reasons = {
-      'which ada is not granted': datasets([], true).forRun(ada, ['clinic']),
-      'but no dataset has that name': datasets([], true).forRun(ada, ['nope']),
-      'granted to the name ada before secd bound grants to GitLab accounts': datasets([], true, [{ dataset: 'clinic', user: 'ada' }]).forRun(ada, ['clinic']),
+      'which ada is not granted': await datasets([], true).forRun(ada, ['clinic']),
+      'but no dataset has that name': await datasets([], true).forRun(ada, ['nope']),
+      'granted to the name ada before secd bound grants to GitLab accounts': await datasets([], true, [{ dataset: 'clinic', user: 'ada' }]).forRun(ada, ['clinic']),
     };
     for (const [words, result] of Object.entries(reasons)) {
       expect(result).toMatchObject({ ok: false, reason: expect.stringContaining(words) });
       expect((result as { reason: string }).reason.startsWith('secd.yml: datasets ')).toBe(true);
       expect(row, `the datasets row does not quote "${words}"`).toContain(words);
     }
-    const noServer = datasets([clinic], false).forRun(ada, null);
+    const noServer = await datasets([clinic], false).forRun(ada, null);
     const shown = (noServer as { reason: string }).reason.replace('clinic', '…');
     const cell = policyKeys.find((k) => k.startsWith('`dataset … is a MySQL database'));
     expect(cell, 'no row for a MySQL dataset on a leader without a dataset server').toBeDefined();
     expect(shown.startsWith(cell!.slice(1, -1))).toBe(true);
-    const noId = datasets([clinic], true).forRun({ user: 'ada', userId: null }, ['clinic']);
+    const noId = await datasets([clinic], true).forRun({ user: 'ada', userId: null }, ['clinic']);
     const idCell = policyKeys.find((k) => k.startsWith('`this run has no GitLab user id'));
     expect(idCell, 'no row for a run without a GitLab user id').toBeDefined();
     expect((noId as { reason: string }).reason.startsWith(idCell!.slice(1, -1))).toBe(true);

@@ -1,17 +1,15 @@
 /**
  * What the leader's web surface shows of output release (DESIGN §10), through the real server with
- * app.inject over a real SQLite run store and release store: the API's release object, the findings
+ * app.inject over real run and release stores (in-memory SQLite): the API's release object, the findings
  * on one run, the run page's Output release section, the status page's held runs — and what an
  * anonymous reader of a private leader no longer learns from them.
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase } from '../storage/database.js';
-import { ReleaseStore } from '../storage/release-store.js';
-import { RunStore } from '../storage/run-store.js';
 import { silentLog } from '../scheduler/common/log.js';
 import type { RunLifecycle } from '../scheduler/lifecycle/run-lifecycle.js';
+import { memoryStores } from '../test/support/scratch-state.js';
 import { aRelease, aRun } from '../test/support/status-page-fixtures.js';
 import { apiRunDetailSchema, apiRunsAnswerSchema } from './api-schema.js';
 import { buildLeaderServer } from './leader-server.js';
@@ -24,25 +22,31 @@ const FINDINGS = [
 ];
 
 const apps: FastifyInstance[] = [];
+const opened: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
   for (const app of apps.splice(0)) await app.close();
+  for (const s of opened.splice(0)) await s.close();
 });
 
-function leader(readToken: string | null = null) {
-  const db = openDatabase(':memory:');
-  const store = new RunStore(db);
-  const releases = new ReleaseStore(db);
-  const app = buildLeaderServer({ store, lifecycle: {} as RunLifecycle, log: silentLog, intake: null, healthy: () => true, nodes: () => [], releases, readToken });
+async function stores() {
+  const s = await memoryStores();
+  opened.push(s);
+  return s;
+}
+
+async function leader(readToken: string | null = null) {
+  const { runs: store, releases } = await stores();
+  const app = buildLeaderServer({ store, lifecycle: {} as RunLifecycle, log: silentLog, intake: null, healthy: async () => true, nodes: async () => [], releases, readToken });
   apps.push(app);
-  const held = aRun(store, { state: 'held', user: 'alice-researcher', project: 'oncology/tumour', node: 'gpu-01' });
-  aRelease(releases, held.id, { approvalsRequired: 2, datasets: ['tumour_registry'], findings: FINDINGS, approvedBy: ['bob-checker'], mrUrl: MR });
-  const queued = aRun(store, { state: 'queued' });
-  const released = aRun(store, { state: 'succeeded', user: 'alice-researcher' });
-  aRelease(releases, released.id, { approvedBy: ['bob-checker', 'carol-checker'], mrUrl: MR, outcome: 'released' });
-  const withheld = aRun(store, { state: 'withheld' });
-  aRelease(releases, withheld.id, { approvedBy: ['bob-checker'], mrUrl: MR, outcome: 'withheld', decidedBy: 'olga-owner' });
-  const direct = aRun(store, { state: 'succeeded' });
-  aRelease(releases, direct.id, { policy: 'direct', approvalsRequired: 2, datasets: [], findings: [FINDINGS[1]!] });
+  const held = await aRun(store, { state: 'held', user: 'alice-researcher', project: 'oncology/tumour', node: 'gpu-01' });
+  await aRelease(releases, held.id, { approvalsRequired: 2, datasets: ['tumour_registry'], findings: FINDINGS, approvedBy: ['bob-checker'], mrUrl: MR });
+  const queued = await aRun(store, { state: 'queued' });
+  const released = await aRun(store, { state: 'succeeded', user: 'alice-researcher' });
+  await aRelease(releases, released.id, { approvedBy: ['bob-checker', 'carol-checker'], mrUrl: MR, outcome: 'released' });
+  const withheld = await aRun(store, { state: 'withheld' });
+  await aRelease(releases, withheld.id, { approvedBy: ['bob-checker'], mrUrl: MR, outcome: 'withheld', decidedBy: 'olga-owner' });
+  const direct = await aRun(store, { state: 'succeeded' });
+  await aRelease(releases, direct.id, { policy: 'direct', approvalsRequired: 2, datasets: [], findings: [FINDINGS[1]!] });
   return { app, held, queued, released, withheld, direct };
 }
 
@@ -54,7 +58,7 @@ const get = async (app: FastifyInstance, url: string, headers: Record<string, st
 
 describe('output release in the API', () => {
   it('lists each run with its release: a held run has 1 of 2 approvals, its reviewer, its merge request and how many findings', async () => {
-    const { app, held, queued, withheld } = leader();
+    const { app, held, queued, withheld } = await leader();
     const answer = apiRunsAnswerSchema.parse((await get(app, '/api/v1/runs')).json());
     const byId = new Map(answer.runs.map((r) => [r.id, r]));
     expect(byId.get(held.id)).toMatchObject({
@@ -68,7 +72,7 @@ describe('output release in the API', () => {
   });
 
   it('shows one run with every finding: file, rule and detail', async () => {
-    const { app, held } = leader();
+    const { app, held } = await leader();
     const run = apiRunDetailSchema.parse((await get(app, `/api/v1/runs/${held.id}`)).json());
     expect(run.release?.disclosure).toEqual(FINDINGS);
     expect(run.release?.findings).toBe(2);
@@ -76,7 +80,7 @@ describe('output release in the API', () => {
   });
 
   it('an anonymous reader of a private leader sees the policy, counts, outcome and rules, never who reviewed, the merge request or which files', async () => {
-    const { app, held, withheld } = leader(TOKEN);
+    const { app, held, withheld } = await leader(TOKEN);
     const list = apiRunsAnswerSchema.parse((await get(app, '/api/v1/runs')).json());
     expect(list.runs.find((r) => r.id === held.id)?.release).toMatchObject({ policy: 'review', approvals: 1, approvals_required: 2, findings: 2, reviewers: ['(hidden)'], review_url: null });
     expect(list.runs.find((r) => r.id === withheld.id)?.release).toMatchObject({ outcome: 'withheld', decided_by: '(hidden)' });
@@ -100,7 +104,7 @@ describe('output release in the API', () => {
 
 describe('output release on the run page', () => {
   it('a held run says how many approvals it has, links its merge request and lists its findings, escaped', async () => {
-    const { app, held } = leader();
+    const { app, held } = await leader();
     const html = (await get(app, `/runs/${held.id}`)).body;
     expect(html).toMatch(/<h1>Run <code>run\d+<\/code> <span class="pill state-held">held<\/span><\/h1>/);
     expect(html).toContain('review: 2 approvals from output checkers');
@@ -115,7 +119,7 @@ describe('output release on the run page', () => {
   });
 
   it('once decided it shows the outcome and the reviewers', async () => {
-    const { app, released, withheld, direct } = leader();
+    const { app, released, withheld, direct } = await leader();
     expect((await get(app, `/runs/${released.id}`)).body).toContain('released after review by bob-checker, carol-checker at <time');
     const w = (await get(app, `/runs/${withheld.id}`)).body;
     expect(w).toContain('<span class="pill state-withheld">withheld</span>');
@@ -128,19 +132,17 @@ describe('output release on the run page', () => {
   });
 
   it('a run with no release record has no release section, and a clean run says its outputs passed', async () => {
-    const { app, queued, released } = leader();
+    const { app, queued, released } = await leader();
     expect((await get(app, `/runs/${queued.id}`)).body).not.toContain('Output release');
     expect((await get(app, `/runs/${released.id}`)).body).toContain('None: every output passed the automated checks.');
   });
 
   it('a merge request URL that is not http(s) is shown as text, never as a link', async () => {
-    const db = openDatabase(':memory:');
-    const store = new RunStore(db);
-    const releases = new ReleaseStore(db);
-    const app = buildLeaderServer({ store, lifecycle: {} as RunLifecycle, log: silentLog, intake: null, healthy: () => true, nodes: () => [], releases });
+    const { runs: store, releases } = await stores();
+    const app = buildLeaderServer({ store, lifecycle: {} as RunLifecycle, log: silentLog, intake: null, healthy: async () => true, nodes: async () => [], releases });
     apps.push(app);
-    const run = aRun(store, { state: 'held' });
-    aRelease(releases, run.id, { mrUrl: 'javascript:alert(1)' });
+    const run = await aRun(store, { state: 'held' });
+    await aRelease(releases, run.id, { mrUrl: 'javascript:alert(1)' });
     const html = (await get(app, `/runs/${run.id}`)).body;
     expect(html).not.toContain('href="javascript:');
     expect(html).toContain('(merge request: javascript:alert(1))');
@@ -149,7 +151,7 @@ describe('output release on the run page', () => {
 
 describe('output release on the status page', () => {
   it('lists held runs with their approval count and nothing of their files, findings or reviewers', async () => {
-    const { app, held } = leader();
+    const { app, held } = await leader();
     const status = (await get(app, '/api/v1/status')).json() as { held: Array<{ id: string; state: string; review: unknown }>; held_total: number; recent: Array<{ id: string; review: unknown }> };
     expect(status.held_total).toBe(1);
     expect(status.held.map((r) => [r.id, r.state, r.review])).toEqual([[held.id, 'held', { approvals: 1, approvals_required: 2 }]]);
@@ -165,15 +167,14 @@ describe('merge-request hooks at /v1/hook', () => {
   const hook = (app: FastifyInstance, body: unknown, token = 'hook-secret') =>
     app.inject({ method: 'POST', url: '/v1/hook', headers: { 'x-gitlab-token': token, 'x-gitlab-event': 'Merge Request Hook', 'content-type': 'application/json' }, payload: JSON.stringify(body) });
   // The lifecycle's part: which held run the merge request reviews (it reads the review from GitLab itself).
-  const withHandler = (onMergeRequestEvent: (projectId: number, iid: number) => { run_id: string | null }) => {
-    const db = openDatabase(':memory:');
+  const withHandler = async (onMergeRequestEvent: (projectId: number, iid: number) => Promise<{ run_id: string | null }>) => {
     const app = buildLeaderServer({
-      store: new RunStore(db),
+      store: (await stores()).runs,
       lifecycle: { onMergeRequestEvent } as unknown as RunLifecycle,
       log: silentLog,
       intake: { webhookSecret: 'hook-secret', runBranch: 'main' },
-      healthy: () => true,
-      nodes: () => [],
+      healthy: async () => true,
+      nodes: async () => [],
     });
     apps.push(app);
     return app;
@@ -181,7 +182,7 @@ describe('merge-request hooks at /v1/hook', () => {
 
   it('hands the merge request named by a hook to the lifecycle, which says which held run it reviews', async () => {
     const asked: Array<[number, number]> = [];
-    const app = withHandler((projectId, iid) => {
+    const app = await withHandler(async (projectId, iid) => {
       asked.push([projectId, iid]);
       return { run_id: iid === 1 ? 'run0000301' : null };
     });
@@ -195,7 +196,7 @@ describe('merge-request hooks at /v1/hook', () => {
 
   it('a hook with a wrong token or without an iid reaches nothing', async () => {
     const asked: number[] = [];
-    const app = withHandler((_p, iid) => (asked.push(iid), { run_id: null }));
+    const app = await withHandler(async (_p, iid) => (asked.push(iid), { run_id: null }));
     expect((await hook(app, sample, 'guess')).statusCode).toBe(401);
     const bad = await hook(app, { ...sample, object_attributes: {} });
     expect(bad.statusCode).toBe(400);

@@ -1,7 +1,8 @@
 /**
  * The leader's HTTP surface: GitLab webhook, JSON API, health, and the run page that commit statuses
  * link to. `buildLeaderServer(deps)` returns an app that is not listening; only main calls listen,
- * tests call `app.inject()`.
+ * tests call `app.inject()`. Every read of the leader's state is async (storage/state-stores.ts):
+ * the routes await it, asking for a run's events and its release record side by side.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { RunReleaseRow } from '../storage/release-store.js';
@@ -27,12 +28,17 @@ export interface LeaderServerDeps {
   log: Log;
   /** null when GitLab is not configured: the hook then answers 503 and says so. */
   intake: { webhookSecret: string; runBranch: string; reviewProject?: string } | null;
-  /** Whether the database accepts writes. */
-  healthy(): boolean;
+  /** Whether the state database accepts writes (storage/state-health.ts isStateWritable). */
+  healthy(): Promise<boolean>;
+  /**
+   * This leader's role and epoch for /healthz (DESIGN §11: `{ "role": "active" | "standby", "epoch": N }`);
+   * without it the server says `active`, epoch 0 (a server built alone, in tests).
+   */
+  role?: () => { role: 'active' | 'standby'; epoch: number };
   /** The GitLab token check's latest outcome for /healthz (scheduler/gitlab/gitlab-check.ts); null: not configured. */
   gitlabCheck?: () => GitLabCheckState | null;
-  /** The nodes' view for /api/v1/nodes. */
-  nodes(): ApiNode[];
+  /** The nodes' view for /api/v1/nodes (web/api-nodes.ts: async, it reads the runs in flight). */
+  nodes(): Promise<ApiNode[]>;
   /** PEM certificate and key: serve https (and wss for nodes) instead of http. */
   https?: { cert: string; key: string };
   /** The status page's live feed; without one the server makes its own from `nodes()` and `store`. */
@@ -58,8 +64,8 @@ export interface LeaderServerDeps {
 
 /** What the server reads of output release: one run's record, and every held run's. */
 export interface ReleaseSource {
-  get(runId: string): RunReleaseRow | undefined;
-  held(): RunReleaseRow[];
+  get(runId: string): Promise<RunReleaseRow | undefined>;
+  held(): Promise<RunReleaseRow[]>;
 }
 
 // The pages load nothing from anywhere but the leader: the browser enforces it too.
@@ -110,8 +116,9 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     });
   }
   const status =
-    deps.status ?? new StatusFeed({ nodes: deps.nodes, store: deps.store, now: () => new Date(), ...(deps.releases ? { releases: deps.releases } : {}) });
-  const releaseOf = (runId: string): RunReleaseRow | null => deps.releases?.get(runId) ?? null;
+    deps.status ??
+    new StatusFeed({ nodes: deps.nodes, store: deps.store, now: () => new Date(), log: deps.log, ...(deps.releases ? { releases: deps.releases } : {}) });
+  const releaseOf = async (runId: string): Promise<RunReleaseRow | null> => (deps.releases ? ((await deps.releases.get(runId)) ?? null) : null);
   if (!deps.status) {
     status.start();
     app.addHook('onClose', async () => status.close());
@@ -151,7 +158,7 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
         hooksStillComing();
         // Only which merge request is taken from the hook: the lifecycle's release desk reads the
         // review itself from GitLab, in the background (DESIGN §10).
-        const looked = deps.lifecycle.onMergeRequestEvent(decision.projectId, decision.iid);
+        const looked = await deps.lifecycle.onMergeRequestEvent(decision.projectId, decision.iid);
         body =
           looked.run_id === null
             ? { action: 'ignored', reason: `merge request !${decision.iid} of project ${decision.projectId} reviews no held run` }
@@ -161,7 +168,7 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
         break;
       }
       case 'accepted': {
-        const accepted = deps.lifecycle.acceptPush(decision.push, decision.deliveryKey, event);
+        const accepted = await deps.lifecycle.acceptPush(decision.push, decision.deliveryKey, event);
         body = accepted.duplicate
           ? { action: 'duplicate', run_id: accepted.run_id, reason: 'this delivery was received before' }
           : { action: 'accepted', run_id: accepted.run_id };
@@ -176,11 +183,15 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
   });
 
   app.get('/healthz', async (_req, reply) => {
-    const ok = deps.healthy();
+    // A check that fails outright is a database that does not answer: unhealthy, never a 500.
+    const ok = await deps.healthy().catch(() => false);
     // A GitLab that refuses the token is shown, not made a 503: the leader itself is fine, and a
     // supervisor restarting it would not fix the token. Monitoring reads `gitlab.state`.
     const gitlab = deps.gitlabCheck?.() ?? null;
-    return reply.code(ok ? 200 : 503).send(gitlab ? { ok, gitlab } : { ok });
+    // Active and standby leaders are both healthy while the database takes writes (a load balancer
+    // sends webhooks to either); `role` says which one plans.
+    const { role, epoch } = deps.role?.() ?? { role: 'active' as const, epoch: 0 };
+    return reply.code(ok ? 200 : 503).send({ ok, role, epoch, ...(gitlab ? { gitlab } : {}) });
   });
 
   app.get('/api/v1/runs', async (req, reply) => {
@@ -192,46 +203,46 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
       return reply.code(400).send({ error: `limit must be an integer from 1 to 1000 (got "${q.limit}")` });
     }
-    const runs = deps.store.list({ ...(q.state ? { state: q.state as RunState } : {}), limit });
+    const runs = await deps.store.list({ ...(q.state ? { state: q.state as RunState } : {}), limit });
+    const releases = await Promise.all(runs.map((r) => releaseOf(r.id)));
     const all = access.allows(req.headers);
-    return { runs: runs.map((r) => (all ? toApiRun(r, releaseOf(r.id)) : hideIdentity(toApiRun(r, releaseOf(r.id))))) };
+    return { runs: runs.map((r, i) => (all ? toApiRun(r, releases[i] ?? null) : hideIdentity(toApiRun(r, releases[i] ?? null)))) };
   });
 
   app.get('/api/v1/runs/:id', async (req, reply) => {
     const { id } = req.params as { id: string };
-    const run = deps.store.get(id);
+    const run = await deps.store.get(id);
     if (!run) return reply.code(404).send({ error: `no run ${id}` });
-    if (!access.allows(req.headers)) return hideIdentity(toApiRunDetail(run, releaseOf(id), hideEventReasons(deps.store.events(id))));
-    return toApiRunDetail(run, releaseOf(id), deps.store.events(id));
+    const [release, events] = await Promise.all([releaseOf(id), deps.store.events(id)]);
+    if (!access.allows(req.headers)) return hideIdentity(toApiRunDetail(run, release, hideEventReasons(events)));
+    return toApiRunDetail(run, release, events);
   });
 
-  app.get('/api/v1/nodes', async () => ({ nodes: deps.nodes() }));
+  app.get('/api/v1/nodes', async () => ({ nodes: await deps.nodes() }));
 
   // A run, its audit trail and its release as this reader may see them.
-  const visibleRun = (headers: import('node:http').IncomingHttpHeaders, run: RunRow): [RunRow, RunEvent[], RunReleaseRow | null] => {
-    const release = releaseOf(run.id);
-    if (access.allows(headers)) return [run, deps.store.events(run.id), release];
-    return [hideRowIdentity(run), hideEventReasons(deps.store.events(run.id)), release && hideReleaseRow(release)];
+  const visibleRun = async (headers: import('node:http').IncomingHttpHeaders, run: RunRow): Promise<[RunRow, RunEvent[], RunReleaseRow | null]> => {
+    const [release, events] = await Promise.all([releaseOf(run.id), deps.store.events(run.id)]);
+    if (access.allows(headers)) return [run, events, release];
+    return [hideRowIdentity(run), hideEventReasons(events), release && hideReleaseRow(release)];
   };
 
   app.get('/runs/:id', async (req, reply) => {
     const { id } = req.params as { id: string };
-    const run = deps.store.get(id);
+    const run = await deps.store.get(id);
     reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8');
     if (!run) return reply.code(404).send(renderRunPage(assets, null, []));
-    const [shown, events, release] = visibleRun(req.headers, run);
-    const nodes = deps.nodes();
+    const [[shown, events, release], nodes] = await Promise.all([visibleRun(req.headers, run), deps.nodes()]);
     return reply.send(renderRunPage(assets, shown, events, gpuLabels(nodes), release, { gpuModel: gpuModelsOf(nodes) }));
   });
 
   // What the run page's script swaps in while the run is unfinished.
   app.get('/runs/:id/main', async (req, reply) => {
     const { id } = req.params as { id: string };
-    const run = deps.store.get(id);
+    const run = await deps.store.get(id);
     if (!run) return reply.code(404).send({ error: `no run ${id}` });
     reply.header('cache-control', 'no-store');
-    const [shown, events, release] = visibleRun(req.headers, run);
-    const nodes = deps.nodes();
+    const [[shown, events, release], nodes] = await Promise.all([visibleRun(req.headers, run), deps.nodes()]);
     return { html: renderRunMain(shown, events, gpuLabels(nodes), release, { gpuModel: gpuModelsOf(nodes) }), live: !isTerminal(run.state) };
   });
 
@@ -276,7 +287,7 @@ export function buildLeaderServer(deps: LeaderServerDeps): FastifyInstance {
 
   // What the status page starts from, as JSON (also handy for scripts).
   app.get('/api/v1/status', async (req) => {
-    const snapshot = status.snapshot();
+    const snapshot = await status.snapshot();
     if (access.allows(req.headers)) return snapshot;
     return { ...snapshot, queue: snapshot.queue.map(hideIdentity), held: snapshot.held.map(hideIdentity), recent: snapshot.recent.map(hideIdentity) };
   });

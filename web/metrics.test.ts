@@ -8,8 +8,17 @@ function counts(over: Partial<Record<RunState, number>>): Record<RunState, numbe
 }
 
 async function scrape(c: Record<RunState, number>): Promise<Map<string, Array<{ labels?: Record<string, string>; value?: string }>>> {
-  const metrics = createLeaderMetrics({ nodes: () => [], runCounts: () => c });
+  let reads = 0;
+  const metrics = createLeaderMetrics({
+    nodes: async () => [],
+    runCounts: async () => {
+      reads++;
+      return c;
+    },
+  });
   const { body } = await metrics.render();
+  // Every run gauge and counter of one scrape shares one read of the counts.
+  expect(reads).toBe(1);
   return new Map(parsePrometheusTextFormat(body).map((f) => [f.name, f.metrics as Array<{ labels?: Record<string, string>; value?: string }>]));
 }
 

@@ -13,9 +13,10 @@ import type { EventStreamStats } from './event-streams.js';
 
 /** Where the scrape-time figures come from. */
 export interface MetricsSources {
-  nodes(): ApiNode[];
-  /** Runs per state (every state present). */
-  runCounts(): Record<RunState, number>;
+  /** Every node as the API shows it (web/api-nodes.ts). */
+  nodes(): Promise<ApiNode[]>;
+  /** Runs per state (every state present), read from the state database (storage/run-counts.ts). */
+  runCounts(): Promise<Record<RunState, number>>;
 }
 
 /** What the rest of the leader records, and what /metrics serves. */
@@ -54,19 +55,20 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
   const registers = [registry];
 
   // The node and GPU gauges share one read of the nodes per scrape (render() clears it): the first collect reads.
-  let scrapedNodes: ApiNode[] | null = null;
-  const scrapeNodes = (): ApiNode[] => (scrapedNodes ??= sources.nodes());
-  const gpus = (): Array<{ node: string; g: ApiGpu }> =>
-    scrapeNodes().flatMap((n) => n.gpus.map((g) => ({ node: n.id, g })));
+  let scrapedNodes: Promise<ApiNode[]> | null = null;
+  const scrapeNodes = (): Promise<ApiNode[]> => (scrapedNodes ??= sources.nodes());
+  const gpus = async (): Promise<Array<{ node: string; g: ApiGpu }>> =>
+    (await scrapeNodes()).flatMap((n) => n.gpus.map((g) => ({ node: n.id, g })));
 
   new Gauge({
     name: 'secd_node_up',
     help: '1 while the node is connected (state up or draining), 0 when it is down.',
     labelNames: ['node'] as const,
     registers,
-    collect() {
+    async collect() {
+      const nodes = await scrapeNodes();
       this.reset();
-      for (const n of scrapeNodes()) this.set({ node: n.id }, n.state === 'down' ? 0 : 1);
+      for (const n of nodes) this.set({ node: n.id }, n.state === 'down' ? 0 : 1);
     },
   });
 
@@ -76,10 +78,11 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
       help,
       labelNames: ['node', 'uuid'] as const,
       registers,
-      collect() {
+      async collect() {
+        const all = await gpus();
         this.reset();
         // N/A from the hardware is left out (absent), never reported as 0.
-        for (const { node, g } of gpus()) {
+        for (const { node, g } of all) {
           const v = value(g);
           if (v !== null) this.set({ node, uuid: g.uuid }, v);
         }
@@ -94,23 +97,23 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
   gpuGauge('secd_gpu_power_watts', 'GPU power draw, watts.', (g) => g.power_w);
   gpuGauge('secd_gpu_assigned', '1 while a secd run holds the GPU.', (g) => (g.run_id === null ? 0 : 1));
 
-  // Run counts share one query per scrape too.
-  let counts: Record<RunState, number> | null = null;
-  const runCounts = (): Record<RunState, number> => (counts ??= sources.runCounts());
+  // Run counts share one query per scrape too (its promise; prom-client awaits async collects).
+  let counts: Promise<Record<RunState, number>> | null = null;
+  const runCounts = (): Promise<Record<RunState, number>> => (counts ??= sources.runCounts());
   new Gauge({
     name: 'secd_runs_queued',
     help: 'Runs waiting for a node (state queued).',
     registers,
-    collect() {
-      this.set(runCounts().queued);
+    async collect() {
+      this.set((await runCounts()).queued);
     },
   });
   new Gauge({
     name: 'secd_runs_in_progress',
     help: 'Runs assigned to a node and not finished (assigned, building, running, uploading).',
     registers,
-    collect() {
-      const c = runCounts();
+    async collect() {
+      const c = await runCounts();
       this.set(c.assigned + c.building + c.running + c.uploading);
     },
   });
@@ -119,8 +122,8 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
     name: 'secd_runs_held',
     help: 'Runs whose outputs wait for output checkers (state held, DESIGN §10).',
     registers,
-    collect() {
-      this.set(runCounts().held);
+    async collect() {
+      this.set((await runCounts()).held);
     },
   });
   // Counted from the runs table, so the totals survive restarts and never double-count a run;
@@ -130,9 +133,9 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
     help: 'Runs that reached a terminal state, by state.',
     labelNames: ['state'] as const,
     registers,
-    collect() {
+    async collect() {
+      const c = await runCounts();
       this.reset();
-      const c = runCounts();
       for (const state of FINISHED_STATES) this.inc({ state }, c[state]);
     },
   });

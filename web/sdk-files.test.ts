@@ -9,33 +9,36 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase } from '../storage/database.js';
-import { RunStore } from '../storage/run-store.js';
 import { silentLog } from '../scheduler/common/log.js';
 import type { RunLifecycle } from '../scheduler/lifecycle/run-lifecycle.js';
+import { memoryStores } from '../test/support/scratch-state.js';
 import { buildLeaderServer } from './leader-server.js';
 import { defaultSdkDir, loadSdkFiles, SDK_WHEEL_NAME } from './sdk-files.js';
 
 const WHEEL = 'secd-0.1.0-py3-none-any.whl';
 const apps: FastifyInstance[] = [];
 const dirs: string[] = [];
+const opened: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
   for (const app of apps.splice(0)) await app.close();
+  for (const s of opened.splice(0)) await s.close();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 /** A dist/sdk-like folder with the given files, and a leader serving it. */
-function leader(files: Record<string, Buffer | string>, readToken: string | null = null) {
+async function leader(files: Record<string, Buffer | string>, readToken: string | null = null) {
   const dir = mkdtempSync(join(tmpdir(), 'secd-sdk-files-'));
   dirs.push(dir);
   for (const [name, body] of Object.entries(files)) writeFileSync(join(dir, name), body);
+  const stores = await memoryStores();
+  opened.push(stores);
   const app = buildLeaderServer({
-    store: new RunStore(openDatabase(':memory:')),
+    store: stores.runs,
     lifecycle: {} as RunLifecycle,
     log: silentLog,
     intake: null,
-    healthy: () => true,
-    nodes: () => [],
+    healthy: async () => true,
+    nodes: async () => [],
     readToken,
     sdkDir: dir,
   });
@@ -48,7 +51,7 @@ const sha = createHash('sha256').update(wheelBody).digest('hex');
 
 describe('the leader serves the SDK at /sdk/', () => {
   it('lists the wheel as a link with its sha256 and shows the pip command for the address the reader used', async () => {
-    const { app } = leader({ [WHEEL]: wheelBody });
+    const { app } = await leader({ [WHEEL]: wheelBody });
     const page = await app.inject({ url: '/sdk/', headers: { host: 'secd.cluster.example:8443' } });
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
@@ -63,7 +66,7 @@ describe('the leader serves the SDK at /sdk/', () => {
   });
 
   it('serves the wheel byte for byte with its length, and answers 304 to its ETag', async () => {
-    const { app } = leader({ [WHEEL]: wheelBody });
+    const { app } = await leader({ [WHEEL]: wheelBody });
     const got = await app.inject({ url: `/sdk/${WHEEL}` });
     expect(got.statusCode).toBe(200);
     expect(got.headers['content-type']).toBe('application/octet-stream');
@@ -78,7 +81,7 @@ describe('the leader serves the SDK at /sdk/', () => {
   });
 
   it('serves only the SDK wheels of its folder, never another file there or a path out of it', async () => {
-    const { app, dir } = leader({ [WHEEL]: wheelBody, 'notes.txt': 'private', 'other-1.0-py3-none-any.whl': 'x', '.secd-0.1.0-py3-none-any.whl.partial': 'x' });
+    const { app, dir } = await leader({ [WHEEL]: wheelBody, 'notes.txt': 'private', 'other-1.0-py3-none-any.whl': 'x', '.secd-0.1.0-py3-none-any.whl.partial': 'x' });
     mkdirSync(join(dir, 'secd-9.9.9-py3-none-any.whl')); // a folder with a wheel's name is not a wheel
     const page = await app.inject({ url: '/sdk/' });
     expect(page.body.match(/<li>/g)).toHaveLength(1);
@@ -92,13 +95,13 @@ describe('the leader serves the SDK at /sdk/', () => {
   });
 
   it('is public on a leader with a read token: the SDK is secd\'s own code, not who pushed what', async () => {
-    const { app } = leader({ [WHEEL]: wheelBody }, 'read-token-0123456789abcdef');
+    const { app } = await leader({ [WHEEL]: wheelBody }, 'read-token-0123456789abcdef');
     expect((await app.inject({ url: '/sdk/' })).body).toContain(WHEEL);
     expect((await app.inject({ url: `/sdk/${WHEEL}` })).rawPayload.equals(wheelBody)).toBe(true);
   });
 
   it('says how to get a wheel when the build made none', async () => {
-    const { app, dir } = leader({});
+    const { app, dir } = await leader({});
     const page = await app.inject({ url: '/sdk/' });
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain('built without it. <code>npm run build</code> writes it to');

@@ -1,17 +1,30 @@
 /**
  * What the status page shows, kept current for every open page: the nodes (from the node registry),
  * the queue, the runs held for output review with their approval counts, and the recent runs (from
- * SQLite) and each GPU's utilisation history. A page gets one
+ * the state database) and each GPU's utilisation history. A page gets one
  * snapshot when it connects and then only what changed, computed once per change for all pages
  * (never per page), so 100 nodes × 8 GPUs and many open pages cost the leader little.
  *
  * The node registry pushes each status report in with `onNodeStatus` (history at the node's own
  * sample times, and an update out within ~100 ms); without it the feed samples `nodes()` once per
  * `pollMs`, so the page works with any source of nodes.
+ *
+ * The runs are read from the async stores (storage/state-stores.ts). Choices made for that:
+ * - Ticks run one at a time, in the order asked (a chain); a tick first awaits its reads (the nodes,
+ *   and the runs on a full tick), then computes and sends the update in one synchronous step, so
+ *   pages always get diffs against what they were last sent. The timer skips a poll while a tick
+ *   is still in flight.
+ * - The reads of a tick (nodes, queue, held runs, their records, recent runs) are separate queries,
+ *   not one snapshot: a run that moves between them can show in its old place until the next tick.
+ * - A page that subscribes before the first read gets its snapshot once that read is done; a
+ *   failed read is logged (`log`) and pages keep the last view; a page waiting for its first
+ *   snapshot is ended instead (its browser reconnects).
  */
 import type { RunReleaseRow } from '../storage/release-store.js';
 import type { RunRow } from '../storage/run-store.js';
 import type { RunState } from '../storage/run-states.js';
+import { errorText } from '../scheduler/common/errors.js';
+import type { Log } from '../scheduler/common/log.js';
 import { GpuHistory, type GpuSample } from './gpu-history.js';
 import { toStatusRun, type ApiNode, type StatusRun } from './api-schema.js';
 import { hideIdentity } from './read-access.js';
@@ -60,11 +73,14 @@ export interface FeedListener {
 
 /** What the feed reads. */
 export interface StatusFeedDeps {
-  nodes(): ApiNode[];
-  store: { inStates(states: readonly RunState[]): RunRow[]; list(opts: { limit?: number }): RunRow[] };
+  /** Every node as the API shows it (web/api-nodes.ts). */
+  nodes(): Promise<ApiNode[]>;
+  store: { inStates(states: readonly RunState[]): Promise<RunRow[]>; list(opts: { limit?: number }): Promise<RunRow[]> };
   /** Held runs' release records (storage/release-store.ts), for their approval counts; without it held runs show none. */
-  releases?: { held(): RunReleaseRow[] };
+  releases?: { held(): Promise<RunReleaseRow[]> };
   now(): Date;
+  /** Where a failed read of the runs on a timer is reported (nobody awaits those ticks); without it, nowhere. */
+  log?: Log;
   history?: GpuHistory;
   /** How often nodes and runs are read without being told (ms). */
   pollMs?: number;
@@ -103,6 +119,10 @@ export class StatusFeed {
   private pollTimer: NodeJS.Timeout | null = null;
   private soonTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  // Ticks queue here, one after another; `inFlight` counts those asked and not yet settled.
+  private chain: Promise<void> = Promise.resolve();
+  private inFlight = 0;
+  private priming: Promise<void> | null = null;
 
   constructor(private readonly deps: StatusFeedDeps) {
     this.history = deps.history ?? new GpuHistory();
@@ -111,7 +131,9 @@ export class StatusFeed {
   /** Start sampling and broadcasting on a timer (main calls this; tests may tick by hand). */
   start(): void {
     if (this.pollTimer || this.closed) return;
-    this.pollTimer = setInterval(() => this.tick(true), this.deps.pollMs ?? 1000);
+    this.pollTimer = setInterval(() => {
+      if (this.inFlight === 0) this.background(true);
+    }, this.deps.pollMs ?? 1000);
     this.pollTimer.unref();
   }
 
@@ -133,13 +155,41 @@ export class StatusFeed {
     this.soon(true);
   }
 
-  /** Add a page: it gets a snapshot now, then updates. Returns the unsubscribe function. */
+  /**
+   * Add a page: it gets a snapshot, then updates. The snapshot is sent at once when the feed has read
+   * its sources before, else when that first read is done (`ready()`). Returns the unsubscribe function.
+   */
   subscribe(listener: FeedListener): () => void {
-    if (!this.primed) this.tick(true);
-    this.listeners.add(listener);
-    const snapshot = this.snapshot();
-    listener.send('snapshot', JSON.stringify(listener.hidden ? hideRuns(snapshot) : snapshot));
-    return () => this.listeners.delete(listener);
+    let gone = false;
+    const join = () => {
+      if (gone) return;
+      if (this.closed) {
+        listener.end();
+        return;
+      }
+      this.listeners.add(listener);
+      const snapshot = this.view();
+      listener.send('snapshot', JSON.stringify(listener.hidden ? hideRuns(snapshot) : snapshot));
+    };
+    if (this.primed) join();
+    else {
+      this.ready().then(join, (err: unknown) => {
+        this.deps.log?.warn({ err: errorText(err) }, 'status feed: the first read of the runs failed; the page is ended and reconnects');
+        if (!gone) listener.end();
+      });
+    }
+    return () => {
+      gone = true;
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Settles once the feed has read its sources at least once (at once if it has). */
+  ready(): Promise<void> {
+    if (this.primed || this.closed) return Promise.resolve();
+    return (this.priming ??= this.tick(true).finally(() => {
+      this.priming = null;
+    }));
   }
 
   /** Pages connected now. */
@@ -147,9 +197,13 @@ export class StatusFeed {
     return this.listeners.size;
   }
 
-  /** The whole view as of the last tick (what a new page starts from). */
-  snapshot(): StatusSnapshot {
-    if (!this.primed) this.tick(true);
+  /** The whole view as of the last tick (what a new page starts from); the first read is awaited. */
+  async snapshot(): Promise<StatusSnapshot> {
+    await this.ready();
+    return this.view();
+  }
+
+  private view(): StatusSnapshot {
     const nowMs = this.deps.now().getTime();
     const series: StatusSnapshot['history']['series'] = {};
     for (const n of this.nodes) {
@@ -172,13 +226,43 @@ export class StatusFeed {
 
   /**
    * Read the sources, record polled history and send pages what changed. `full` also re-reads every
-   * node and the runs; otherwise only the nodes that pushed a report since the last tick.
+   * node and the runs; otherwise only the nodes that pushed a report since the last tick. Ticks run
+   * one at a time in the order asked; the promise settles when this one has (rejected: a read of
+   * the runs failed, and nothing was sent).
    */
-  tick(full = true): void {
+  tick(full = true): Promise<void> {
+    this.inFlight++;
+    const run = this.chain.then(() => this.runTick(full)).finally(() => this.inFlight--);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A tick nobody awaits (timers): a failure is logged, never left unhandled. */
+  private background(full: boolean): void {
+    this.tick(full).catch((err: unknown) => {
+      this.deps.log?.warn({ err: errorText(err) }, 'status feed: reading the runs failed; pages keep the last view');
+    });
+  }
+
+  /** The runs a full tick shows, read before anything is computed or sent. */
+  private async readRuns(): Promise<{ waiting: RunRow[]; heldRuns: RunRow[]; recent: RunRow[]; reviews: Map<string, RunReleaseRow> }> {
+    // One read of the held runs' records per tick serves both tables (no query per run).
+    const [waiting, heldRuns, recent, records] = await Promise.all([
+      this.deps.store.inStates(WAITING),
+      this.deps.store.inStates(['held']),
+      this.deps.store.list({ limit: this.deps.recentRuns ?? 50 }),
+      this.deps.releases ? this.deps.releases.held() : Promise.resolve([]),
+    ]);
+    return { waiting, heldRuns, recent, reviews: new Map(records.map((r) => [r.runId, r])) };
+  }
+
+  private async runTick(full: boolean): Promise<void> {
+    if (this.closed) return;
+    const [all, runs] = await Promise.all([this.deps.nodes(), full ? this.readRuns() : null]);
+    // From here on nothing awaits: the update is computed and sent in one step.
     if (this.closed) return;
     const nowMs = this.deps.now().getTime();
     this.lastTickMs = nowMs;
-    const all = this.deps.nodes();
     const update: StatusUpdate = { at: new Date(nowMs).toISOString() };
 
     if (full) {
@@ -211,8 +295,8 @@ export class StatusFeed {
     }
     if (changed.length || update.removed) this.nodes = [...all].sort((a, b) => collator.compare(a.id, b.id));
 
-    if (full) {
-      const waiting = this.deps.store.inStates(WAITING);
+    if (runs) {
+      const { waiting, heldRuns, reviews } = runs;
       const queue = waiting.slice(0, this.deps.maxQueue ?? 500).map((r) => toStatusRun(r));
       const queueJson = JSON.stringify(queue);
       if (queueJson !== this.queueJson || waiting.length !== this.queueTotal) {
@@ -222,9 +306,6 @@ export class StatusFeed {
         update.queue = queue;
         update.queue_total = waiting.length;
       }
-      // One read of the held runs' records per tick serves both tables (no query per run).
-      const reviews = new Map((this.deps.releases?.held() ?? []).map((r) => [r.runId, r]));
-      const heldRuns = this.deps.store.inStates(['held']);
       const held = heldRuns.slice(0, this.deps.maxQueue ?? 500).map((r) => toStatusRun(r, reviews.get(r.id) ?? null));
       const heldJson = JSON.stringify(held);
       if (heldJson !== this.heldJson || heldRuns.length !== this.heldTotal) {
@@ -234,7 +315,7 @@ export class StatusFeed {
         update.held = held;
         update.held_total = heldRuns.length;
       }
-      const recent = this.deps.store.list({ limit: this.deps.recentRuns ?? 50 }).map((r) => toStatusRun(r, reviews.get(r.id) ?? null));
+      const recent = runs.recent.map((r) => toStatusRun(r, reviews.get(r.id) ?? null));
       const recentJson = JSON.stringify(recent);
       if (recentJson !== this.recentJson) {
         this.recentJson = recentJson;
@@ -296,7 +377,7 @@ export class StatusFeed {
       this.soonTimer = null;
       const full = this.pendingFull;
       this.pendingFull = false;
-      this.tick(full);
+      this.background(full);
     }, wait);
     this.soonTimer.unref();
   }

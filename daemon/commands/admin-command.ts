@@ -3,14 +3,17 @@
  * mode, so they run while the leader does; the leader picks changes up within a second).
  *
  * This file holds the `admin` command itself, what every admin subcommand shares (the config it
- * reads, the database, `--config` and the one-line refusals) and the node subcommands. Other areas
+ * reads, the database's stores, `--config` and the one-line refusals) and the node subcommands.
+ * An admin command opens the state as the leader does (storage/state-stores.ts over a plain,
+ * unfenced scope, migrated first) and closes both handles when it is done. Other areas
  * add theirs in their own files to `adminGroup(program)`, finishing each with `adminAction`.
  */
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { nodeIdSchema } from '../../scheduler/contract/protocol.js';
-import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
-import { NodeStore, type NodeRow } from '../../storage/node-store.js';
+import type { NodeRow, NodeStore } from '../../storage/node-store.js';
+import { plainScope } from '../../storage/sql/state-scope.js';
+import { openStateDatabase } from '../wiring/leader-state.js';
+import { stateStores, type StateStores } from '../../storage/state-stores.js';
 import { table } from './admin-table.js';
 import { ConfigError } from '../config/config-file.js';
 import { loadLeaderConfig, type LeaderConfig } from '../config/leader-config.js';
@@ -41,24 +44,24 @@ export function loadAdminConfig(configFile: string | undefined): AdminConfig {
   }
 }
 
-/** The leader's data_dir, from the config {@link loadAdminConfig} finds. */
-export function leaderDataDir(configFile: string | undefined): string {
-  return loadAdminConfig(configFile).data_dir;
-}
-
-/** Open the leader's database in `dataDir` for one admin command and close it afterwards. */
-export async function withDatabase<T>(dataDir: string, fn: (db: SqliteDatabase) => T | Promise<T>): Promise<T> {
-  const db = openDatabase(join(dataDir, 'secd.db'));
+/**
+ * Open the state of the leader `config` configures (SQLite or MySQL, migrated as the leader would),
+ * run `fn` on its stores and close everything afterwards, whether `fn` succeeded or not. An
+ * operator's change is written as any leader's intake is: not fenced, so it lands whichever leader
+ * is active.
+ */
+export async function withStores<T>(config: AdminConfig, fn: (stores: StateStores) => Promise<T>): Promise<T> {
+  const opened = await openStateDatabase({ state: 'state' in config ? config.state : { engine: 'sqlite' }, dataDir: config.data_dir });
   try {
-    return await fn(db);
+    return await fn(stateStores(plainScope(opened.state)));
   } finally {
-    db.close();
+    await opened.close();
   }
 }
 
-/** Open the database of the leader `configFile` configures; see withDatabase. */
-export async function withLeaderDatabase<T>(configFile: string | undefined, fn: (db: SqliteDatabase) => T | Promise<T>): Promise<T> {
-  return withDatabase(leaderDataDir(configFile), fn);
+/** Open the state of the leader `configFile` configures; see withStores. */
+export async function withLeaderStores<T>(configFile: string | undefined, fn: (stores: StateStores) => Promise<T>): Promise<T> {
+  return withStores(loadAdminConfig(configFile), fn);
 }
 
 function checkNodeId(id: string): string {
@@ -114,7 +117,7 @@ export function registerAdminCommand(program: Command): Command {
       .argument('<node id>', 'the node_id in that node\'s node.yml'),
     async (id: string, options: { config?: string }) => {
       const nodeId = checkNodeId(id);
-      const token = await withLeaderDatabase(options.config, (db) => new NodeStore(db).issueToken(nodeId));
+      const token = await withLeaderStores(options.config, (s) => s.nodes.issueToken(nodeId));
       // Where the token goes, as docs/sysadmin.md section 4 says: the node unit's credential file.
       process.stdout.write(
         `secd admin: new token for node ${nodeId} (its previous token no longer works). The leader keeps only a hash, so copy the last line now into /etc/secd/credentials/token on ${nodeId} (without systemd: the file node.yml's token_file names) and restart it: systemctl restart secd-node\n`,
@@ -124,10 +127,10 @@ export function registerAdminCommand(program: Command): Command {
   );
 
   const node = admin.command('node').description('drain, undrain, revoke or list nodes');
-  const flag = (name: string, description: string, apply: (store: NodeStore, id: string) => boolean, done: (id: string) => string) =>
+  const flag = (name: string, description: string, apply: (store: NodeStore, id: string) => Promise<boolean>, done: (id: string) => string) =>
     adminAction(node.command(name).description(description).argument('<node id>'), async (id: string, options: { config?: string }) => {
       const nodeId = checkNodeId(id);
-      const changed = await withLeaderDatabase(options.config, (db) => apply(new NodeStore(db), nodeId));
+      const changed = await withLeaderStores(options.config, (s) => apply(s.nodes, nodeId));
       if (!changed) throw new AdminError(`no node ${nodeId} is known (issue it a token with "secd admin node-token ${nodeId}")`);
       process.stdout.write(`secd admin: ${done(nodeId)}\n`);
     });
@@ -143,7 +146,7 @@ export function registerAdminCommand(program: Command): Command {
     node.command('list').description('every node with its switches and when the leader last heard from it'),
     async (options: { config?: string }) => {
       const config = loadAdminConfig(options.config);
-      const rows = await withDatabase(config.data_dir, (db) => new NodeStore(db).list());
+      const rows = await withStores(config, (s) => s.nodes.list());
       const live = await liveNodes(config);
       process.stdout.write(`${nodeTable(rows, live, new Date())}\n`);
       if (!live.ok) process.stdout.write(`(${live.why}: LAST SEEN is each node's last hello or disconnect as the database has it)\n`);

@@ -29,14 +29,15 @@ import { createMysqlDatasetServer } from '../../scheduler/policy/mysql-grants.js
 import { errorText } from '../../scheduler/common/errors.js';
 import { relativeDatasetPath, resolveDatasetDir } from '../../storage/dataset-path.js';
 import { unboundVerdict } from '../../storage/dataset-grant.js';
-import { DatasetStore, type Dataset, type DatasetGrant, type DatasetReleasePolicy } from '../../storage/dataset-store.js';
+import type { Dataset, DatasetGrant, DatasetReleasePolicy, DatasetStore } from '../../storage/dataset-store.js';
 import type { GitLabConfig, MysqlConfig } from '../config/leader-config.js';
-import { adminAction, adminGroup, AdminError, loadAdminConfig, withDatabase } from './admin-command.js';
+import { adminAction, adminGroup, AdminError, loadAdminConfig, withStores, type AdminConfig } from './admin-command.js';
 import { table } from './admin-table.js';
 
 /** What the dataset commands need from leader.yml or up.yml. */
 interface AdminSettings {
-  dataDir: string;
+  /** The whole config: where the leader's state is. */
+  config: AdminConfig;
   mysql: MysqlConfig | null;
   gitlab: GitLabConfig | null;
   datasetRoot: string | null;
@@ -50,7 +51,7 @@ function loadSettings(configFile: string | undefined): AdminSettings {
   const c = loadAdminConfig(configFile);
   // A leader.yml has no node section: nodes check file datasets under their own dataset_root.
   return {
-    dataDir: c.data_dir,
+    config: c,
     mysql: c.mysql,
     gitlab: c.gitlab,
     datasetRoot: 'node' in c ? c.node.dataset_root : null,
@@ -58,8 +59,8 @@ function loadSettings(configFile: string | undefined): AdminSettings {
   };
 }
 
-async function withStore<T>(settings: AdminSettings, fn: (store: DatasetStore) => T | Promise<T>): Promise<T> {
-  return withDatabase(settings.dataDir, (db) => fn(new DatasetStore(db)));
+async function withStore<T>(settings: AdminSettings, fn: (store: DatasetStore) => Promise<T>): Promise<T> {
+  return withStores(settings.config, (s) => fn(s.datasets));
 }
 
 function say(line: string): void {
@@ -201,7 +202,7 @@ export function registerDatasetAdminCommands(program: Command): void {
         entry = { name, kind: 'path', path: rel.path };
       }
       // Check names before reaching out to the dataset server.
-      const precheck = await withStore(settings, (s) => (s.get(name) ? `dataset ${name} already exists` : null));
+      const precheck = await withStore(settings, async (s) => ((await s.get(name)) ? `dataset ${name} already exists` : null));
       if (precheck) throw new AdminError(precheck);
       if (entry.kind === 'mysql') await checkMysqlDatabase(settings, entry.mysqlDatabase);
       if (entry.kind === 'path' && settings.datasetRoot !== null) {
@@ -287,8 +288,8 @@ export function registerDatasetAdminCommands(program: Command): void {
       .argument('<name>')
       .option('--limit <n>', 'newest runs to show', '50'),
     async (name: string, options: { limit: string; config?: string }) => {
-      const rows = await withStore(loadSettings(options.config), (s) => {
-        if (!s.get(name)) throw new AdminError(`no dataset named ${name} (see "secd admin dataset list")`);
+      const rows = await withStore(loadSettings(options.config), async (s) => {
+        if (!(await s.get(name))) throw new AdminError(`no dataset named ${name} (see "secd admin dataset list")`);
         return s.runsGiven(name, Number(options.limit) || 50);
       });
       if (rows.length === 0) {
@@ -315,7 +316,7 @@ export function registerDatasetAdminCommands(program: Command): void {
     async (user: string, name: string, options: { skipUserCheck?: boolean; userId?: string; config?: string }) => {
       if (!USERNAME.test(user)) throw new AdminError(`"${user}" is not a GitLab username`);
       const settings = loadSettings(options.config);
-      const known = await withStore(settings, (s) => s.get(name) !== undefined);
+      const known = await withStore(settings, async (s) => (await s.get(name)) !== undefined);
       if (!known) throw new AdminError(`no dataset named ${name} (see "secd admin dataset list")`);
       const account = await grantAccount(settings, user, options);
       const granted = await withStore(settings, (s) =>
@@ -376,15 +377,15 @@ export function registerDatasetAdminCommands(program: Command): void {
         const key = g.user.toLowerCase();
         if (!ids.has(key)) ids.set(key, (await lookUpGitLabUser(settings, g.user)) ?? null);
       }
-      await withStore(settings, (s) => {
+      await withStore(settings, async (s) => {
         let bound = 0;
         for (const g of unbound) {
-          const verdict = unboundVerdict(ids.get(g.user.toLowerCase())?.id ?? null, s.idsSeenUnder(g.user));
+          const verdict = unboundVerdict(ids.get(g.user.toLowerCase())?.id ?? null, await s.idsSeenUnder(g.user));
           if (!verdict.bind) {
             say(`secd admin: ${g.user} on ${g.dataset}: left name-only (counts for no one): ${verdict.why}; grant it again by hand once you know whose it is`);
           } else if (!options.bind) {
             say(`secd admin: ${g.user} on ${g.dataset}: would bind to GitLab user ${verdict.userId}: ${verdict.why}`);
-          } else if (s.bindUnbound(g.user, g.dataset, verdict.userId)) {
+          } else if (await s.bindUnbound(g.user, g.dataset, verdict.userId)) {
             bound++;
             say(`secd admin: audit: bound ${g.user}'s grant on ${g.dataset} (granted ${g.grantedAt}) to GitLab user ${verdict.userId}: ${verdict.why}`);
           }

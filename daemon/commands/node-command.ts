@@ -24,7 +24,7 @@ export function registerNodeCommand(program: Command): void {
       const node = await startNode(config, { log });
       return {
         log,
-        banner: `secd node: ${config.node_id} connecting to ${config.leader}`,
+        banner: `secd node: ${config.node_id} connecting to ${config.leader.join(', ')}`,
         close: () => node.close(),
         stopNote: 'stopping (runs keep going; the next start adopts them)',
       };

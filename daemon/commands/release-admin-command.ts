@@ -12,9 +12,9 @@
  * - `--json` prints the same facts in snake_case, like the HTTP API, for scripts and audits.
  */
 import type { Command } from 'commander';
-import { ReleaseStore, type RunReleaseRow } from '../../storage/release-store.js';
-import { RunStore, type RunEvent, type RunRow } from '../../storage/run-store.js';
-import { adminAction, adminGroup, AdminError, loadAdminConfig, withDatabase } from './admin-command.js';
+import type { RunReleaseRow } from '../../storage/release-store.js';
+import type { RunEvent, RunRow } from '../../storage/run-store.js';
+import { adminAction, adminGroup, AdminError, loadAdminConfig, withStores } from './admin-command.js';
 import { table } from './admin-table.js';
 
 /** One line of `release list`: a run, its record and since when it has been held. */
@@ -193,16 +193,16 @@ export function registerReleaseAdminCommands(program: Command): void {
     async (options: { all?: boolean; limit: string; json?: boolean; config?: string }) => {
       const limit = parseLimit(options.limit);
       const now = new Date();
-      const rows = await withDatabase(loadAdminConfig(options.config).data_dir, (db) => {
-        const runs = new RunStore(db);
-        const releases = new ReleaseStore(db);
+      const rows = await withStores(loadAdminConfig(options.config), async ({ runs, releases }) => {
         const records = options.all
-          ? releases.list({ limit: 1000 }).filter((r) => r.policy === 'review' || r.outcome !== null).slice(0, limit)
-          : releases.held();
-        return records.flatMap((release): ListedRelease[] => {
-          const run = runs.get(release.runId);
-          return run ? [{ run, release, heldAt: heldSince(runs.events(run.id)) }] : [];
-        });
+          ? (await releases.list({ limit: 1000 })).filter((r) => r.policy === 'review' || r.outcome !== null).slice(0, limit)
+          : await releases.held();
+        const listed: ListedRelease[] = [];
+        for (const release of records) {
+          const run = await runs.get(release.runId);
+          if (run) listed.push({ run, release, heldAt: heldSince(await runs.events(run.id)) });
+        }
+        return listed;
       });
       if (options.json) {
         say(JSON.stringify(listJson(rows, now), null, 2));
@@ -239,11 +239,10 @@ export function registerReleaseAdminCommands(program: Command): void {
       .argument('<run id>')
       .option('--json', 'print JSON'),
     async (id: string, options: { json?: boolean; config?: string }) => {
-      const found = await withDatabase(loadAdminConfig(options.config).data_dir, (db) => {
-        const runs = new RunStore(db);
-        const run = runs.get(id);
+      const found = await withStores(loadAdminConfig(options.config), async ({ runs, releases }) => {
+        const run = await runs.get(id);
         if (!run) return null;
-        return { run, release: new ReleaseStore(db).get(id), events: runs.events(id) };
+        return { run, release: await releases.get(id), events: await runs.events(id) };
       });
       if (found === null) throw new AdminError(`no run ${id} (held runs: "secd admin release list"; decided ones: "secd admin release list --all")`);
       if (options.json) {

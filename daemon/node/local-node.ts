@@ -16,7 +16,8 @@ import { readInventory, readStatus, type NodeSensors } from '../telemetry/node-r
 /** Where the node reports what it observes (the leader, in-process). */
 export interface NodeReports {
   onPhase(nodeId: string, runId: string, phase: RunPhase, at: string): void;
-  onResult(nodeId: string, runId: string, outcome: RunOutcome): void;
+  /** May answer once the result is recorded; `false`: it was not (the run stays unacknowledged). */
+  onResult(nodeId: string, runId: string, outcome: RunOutcome): void | Promise<boolean | void>;
   /** Each status, as a networked node would send it. */
   onStatus(nodeId: string, status: StatusMessage): void;
 }
@@ -162,10 +163,12 @@ export class LocalNode {
     }
   }
 
-  // In-process, "sent" is "recorded": the result is acknowledged as soon as the lifecycle has it.
+  // In-process, "sent" is "recorded": the result is acknowledged once the lifecycle has stored it.
+  // One it could not store keeps its run folder: the next start reports it again (recover()).
   private deliver(runId: string, outcome: RunOutcome): void {
     if (!this.reports) return;
-    this.reports.onResult(this.id, runId, outcome);
-    void this.runs.acknowledge(runId).catch((err: unknown) => this.opts.log.warn({ err, runId }, 'could not remove a run folder'));
+    void Promise.resolve(this.reports.onResult(this.id, runId, outcome))
+      .then((recorded) => (recorded === false ? undefined : this.runs.acknowledge(runId)))
+      .catch((err: unknown) => this.opts.log.warn({ err, runId }, 'could not remove a run folder'));
   }
 }

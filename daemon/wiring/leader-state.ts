@@ -21,28 +21,33 @@ export interface LeaderState {
   close(): Promise<void>;
 }
 
-/** Open and migrate the state; the role is built but not started. */
-export async function openLeaderState(o: { state: StateConfig; ha: HaConfig; dataDir: string; log: Log }): Promise<LeaderState> {
+/** An open, migrated state database without a role (`secd admin`, `secd admin state copy`). */
+export interface OpenState {
+  readonly state: StateDatabase;
+  readonly where: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Open and migrate the state `state:` names. `leaseMs` sets how long the MySQL server lets a session
+ * sit idle inside a transaction (a paused leader holding the lease row); none for `secd admin`.
+ */
+export async function openStateDatabase(o: { state: StateConfig; dataDir: string; leaseMs?: number }): Promise<OpenState> {
   if (o.state.engine === 'sqlite') {
     const file = join(o.dataDir, 'secd.db');
     const handle = openDatabase(file);
     const state = stateOverSqlite(handle);
+    const close = async () => {
+      await state.close();
+      handle.close();
+    };
     try {
       await migrateState(state);
     } catch (err) {
-      await state.close();
-      handle.close();
+      await close();
       throw err;
     }
-    return {
-      state,
-      role: soleLeader(state, o.log),
-      where: file,
-      async close() {
-        await state.close();
-        handle.close();
-      },
-    };
+    return { state, where: file, close };
   }
   const m = o.state;
   const state = openMysqlState({
@@ -50,7 +55,7 @@ export async function openLeaderState(o: { state: StateConfig; ha: HaConfig; dat
     login: { user: m.user, password: m.password },
     database: m.database,
     // A session paused inside a transaction holds the lease row: the server ends it after a lease.
-    idleTransactionTimeoutS: Math.max(1, Math.ceil(o.ha.lease_ms / 1000)),
+    ...(o.leaseMs !== undefined ? { idleTransactionTimeoutS: Math.max(1, Math.ceil(o.leaseMs / 1000)) } : {}),
   });
   const where = `mysql://${m.host}:${m.port}/${m.database}`;
   try {
@@ -59,5 +64,12 @@ export async function openLeaderState(o: { state: StateConfig; ha: HaConfig; dat
     await state.close();
     throw new Error(`could not open the state database ${where}: ${(err as Error).message}`, { cause: err });
   }
-  return { state, role: sharedLeader(state, { leaseMs: o.ha.lease_ms, log: o.log.child({ component: 'ha' }) }), where, close: () => state.close() };
+  return { state, where, close: () => state.close() };
+}
+
+/** Open and migrate the state; the role is built but not started. */
+export async function openLeaderState(o: { state: StateConfig; ha: HaConfig; dataDir: string; log: Log }): Promise<LeaderState> {
+  const opened = await openStateDatabase({ state: o.state, dataDir: o.dataDir, leaseMs: o.ha.lease_ms });
+  const role = opened.state.engine === 'sqlite' ? soleLeader(opened.state, o.log) : sharedLeader(opened.state, { leaseMs: o.ha.lease_ms, log: o.log.child({ component: 'ha' }) });
+  return { ...opened, role };
 }

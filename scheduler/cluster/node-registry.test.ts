@@ -1,11 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
-import { NodeStore } from '../../storage/node-store.js';
+import type { NodeStore } from '../../storage/node-store.js';
 import { silentLog } from '../common/log.js';
 import { CLOSE_CODES, NodeRegistry, type NodeRunReports } from './node-registry.js';
 import type { NodeConnection } from './remote-node.js';
 import { encodeMessage, PROTOCOL_VERSION, type HelloMessage, type LeaderMessage, type NodeMessage } from '../contract/protocol.js';
 import type { RunOutcome, RunSpec } from '../contract/run-spec.js';
+import { memoryStores } from '../../test/support/scratch-state.js';
 import { aRunOutcome } from '../../test/support/test-images.js';
 
 const TIMEOUT = 20_000;
@@ -68,34 +68,40 @@ function recordingReports() {
   const calls: string[] = [];
   const reports: NodeRunReports & { calls: string[] } = {
     calls,
-    onPhase: (node, run, phase) => calls.push(`phase ${node} ${run} ${phase}`),
-    onResult: (node, run, o) => calls.push(`result ${node} ${run} ${o.end}`),
-    onNodeHello: (node, held) => calls.push(`hello ${node} [${held.map((h) => `${h.runId}:${h.phase}`).join(',')}]`),
+    onPhase: (node, run, phase) => void calls.push(`phase ${node} ${run} ${phase}`),
+    onResult: (node, run, o) => void calls.push(`result ${node} ${run} ${o.end}`),
+    onNodeHello: (node, held) => void calls.push(`hello ${node} [${held.map((h) => `${h.runId}:${h.phase}`).join(',')}]`),
     scheduleSoon: () => calls.push('schedule'),
   };
   return reports;
 }
 
 describe('the node registry', () => {
-  let db: SqliteDatabase;
+  let stores: Awaited<ReturnType<typeof memoryStores>>;
   let store: NodeStore;
   let registry: NodeRegistry;
   let reports: ReturnType<typeof recordingReports>;
 
-  beforeEach(() => {
+  beforeEach(async () => {
+    // The database is opened and migrated on real timers; the clock is faked from the first row on.
+    stores = await memoryStores(() => new Date());
     vi.useFakeTimers({ now: Date.parse('2026-01-01T00:00:00Z') });
-    db = openDatabase(':memory:');
-    store = new NodeStore(db, () => new Date());
-    store.issueToken('gpu-01');
+    store = stores.nodes;
+    await store.issueToken('gpu-01');
     registry = new NodeRegistry({ store, log: silentLog, now: () => new Date(), nodeTimeoutMs: TIMEOUT, resendMs: 3000 });
+    await registry.refresh();
     reports = recordingReports();
     registry.attach(reports);
     registry.start(1000);
   });
-  afterEach(() => {
-    registry.close();
+  afterEach(async () => {
+    await registry.close();
     vi.useRealTimers();
+    await stores.close();
   });
+
+  /** Let the store writes and reports the frames so far caused finish. */
+  const settle = () => registry.idle();
 
   function connect(nodeId = 'gpu-01') {
     const conn = fakeConnection();
@@ -104,7 +110,7 @@ describe('the node registry', () => {
     return { conn, handlers, say };
   }
 
-  it('a node is up once it said hello, and down once silent longer than node_timeout_ms, its connection dropped', () => {
+  it('a node is up once it said hello, and down once silent longer than node_timeout_ms, its connection dropped', async () => {
     const { conn, say } = connect();
     expect(registry.get('gpu-01')?.state()).toBe('down');
     say(helloFrom('gpu-01', { images: ['lab/x'] }));
@@ -114,7 +120,9 @@ describe('the node registry', () => {
     expect(node.gpus()).toEqual(['GPU-A']);
     expect(node.cpuSlots()).toBe(2);
     expect(node.images()).toEqual(['lab/x']);
+    await settle();
     expect(reports.calls).toContain('hello gpu-01 []');
+    expect(await store.get('gpu-01')).toMatchObject({ hostname: 'gpu-01.example.org', lastSeen: '2026-01-01T00:00:00.000Z' });
 
     vi.advanceTimersByTime(TIMEOUT - 1000);
     expect(node.state()).toBe('up');
@@ -125,7 +133,7 @@ describe('the node registry', () => {
     expect(registry.downSince('gpu-01')?.getTime()).toBe(Date.parse('2026-01-01T00:00:00Z') + TIMEOUT);
   });
 
-  it('a status keeps the node up and tells the leader which GPUs foreign processes hold', () => {
+  it('a status keeps the node up and tells the leader which GPUs foreign processes hold', async () => {
     const { say } = connect();
     say(helloFrom('gpu-01'));
     for (let i = 0; i < 5; i++) {
@@ -137,6 +145,7 @@ describe('the node registry', () => {
         host: { load: 1.5, cpus: 16, memory_total_bytes: 2 ** 36, memory_free_bytes: 2 ** 35, disk_total_bytes: null, disk_free_bytes: null },
       });
     }
+    await settle();
     const node = registry.get('gpu-01')!;
     expect(node.state()).toBe('up');
     expect(node.foreignBusyGpus()).toEqual(['GPU-A']);
@@ -160,7 +169,7 @@ describe('the node registry', () => {
     expect(assigns()).toBe(2);
   });
 
-  it('at hello the lifecycle decides what is sent again: a stale assignment is dropped, a cancel stands for a run still held', () => {
+  it('at hello the lifecycle decides what is sent again: a stale assignment is dropped, a cancel stands for a run still held', async () => {
     const node = registry.get('gpu-01')!;
     node.assign(aSpec('stale0001'));
     node.cancel('held00001', 'superseded by a newer push');
@@ -171,6 +180,7 @@ describe('the node registry', () => {
     };
     const { conn, say } = connect();
     say(helloFrom('gpu-01', { runs: [{ run_id: 'held00001', phase: 'running', outcome: null }] }));
+    await settle();
     expect(conn.sent.slice(1)).toEqual([
       { type: 'run.assign', spec: aSpec('again0001') },
       { type: 'run.cancel', run_id: 'held00001', reason: 'superseded by a newer push' },
@@ -178,29 +188,86 @@ describe('the node registry', () => {
     expect(reports.calls).toContain('hello gpu-01 [held00001]');
   });
 
-  it('a result goes to the lifecycle first and is acknowledged after', () => {
+  it('a result goes to the lifecycle first and is acknowledged after', async () => {
     const { conn, say } = connect();
     say(helloFrom('gpu-01'));
     say({ type: 'run.event', run_id: 'run000001', phase: 'running', at: new Date().toISOString() });
     say({ type: 'run.result', run_id: 'run000001', outcome });
+    await settle();
     expect(reports.calls.slice(-2)).toEqual(['phase gpu-01 run000001 running', 'result gpu-01 run000001 succeeded']);
     expect(conn.sent.at(-1)).toEqual({ type: 'run.result.ack', run_id: 'run000001' });
   });
 
-  it('a malformed message, or one sent before hello, is dropped and the node stays connected', () => {
+  it("an async report finishes before the node's next one starts, and a result is acknowledged only once recorded", async () => {
+    let finishPhase!: () => void;
+    reports.onPhase = (node, run, phase) =>
+      new Promise<void>((resolve) => {
+        finishPhase = () => {
+          reports.calls.push(`phase ${node} ${run} ${phase}`);
+          resolve();
+        };
+      });
+    const { conn, say } = connect();
+    say(helloFrom('gpu-01'));
+    say({ type: 'run.event', run_id: 'run000001', phase: 'running', at: new Date().toISOString() });
+    say({ type: 'run.result', run_id: 'run000001', outcome });
+    await vi.waitFor(() => expect(finishPhase).toBeDefined());
+    await vi.advanceTimersByTimeAsync(10);
+    // The phase is still being recorded: the result waits behind it, and nothing is acknowledged.
+    const meanwhile = { reported: reports.calls.filter((c) => !c.startsWith('hello')), acked: conn.sent.some((m) => m.type === 'run.result.ack') };
+    finishPhase();
+    await settle();
+    expect(meanwhile).toEqual({ reported: [], acked: false });
+    expect(reports.calls.slice(-2)).toEqual(['phase gpu-01 run000001 running', 'result gpu-01 run000001 succeeded']);
+    expect(conn.sent.at(-1)).toEqual({ type: 'run.result.ack', run_id: 'run000001' });
+  });
+
+  it('a result the lifecycle could not record is not acknowledged, so the node sends it again', async () => {
+    const lines: string[] = [];
+    await registry.close();
+    registry = new NodeRegistry({
+      store,
+      log: { ...silentLog, warn: (o: object, m?: string) => void lines.push(`${m ?? ''} ${JSON.stringify(o)}`), child: () => silentLog },
+      now: () => new Date(),
+      nodeTimeoutMs: TIMEOUT,
+    });
+    await registry.refresh();
+    let failing = true;
+    registry.attach({
+      ...reports,
+      onResult: async (node, run, o) => {
+        if (failing) throw new Error('database is locked');
+        reports.calls.push(`result ${node} ${run} ${o.end}`);
+      },
+    });
+    const { conn, say } = connect();
+    say(helloFrom('gpu-01'));
+    say({ type: 'run.result', run_id: 'run000001', outcome });
+    await settle();
+    expect(conn.sent.some((m) => m.type === 'run.result.ack')).toBe(false);
+    expect(lines.join('\n')).toMatch(/could not record a run's result .*run000001.*database is locked/);
+    failing = false;
+    say({ type: 'run.result', run_id: 'run000001', outcome });
+    await settle();
+    expect(reports.calls).toContain('result gpu-01 run000001 succeeded');
+    expect(conn.sent.at(-1)).toEqual({ type: 'run.result.ack', run_id: 'run000001' });
+  });
+
+  it('a malformed message, or one sent before hello, is dropped and the node stays connected', async () => {
     const { conn, say } = connect();
     say({ type: 'run.result', run_id: 'run000001', outcome });
     say(helloFrom('gpu-01'));
     say('{"type":"status","gpus":"lots"}');
     say('not even json');
     say(JSON.stringify({ type: 'run.result', run_id: '../../etc', outcome }));
+    await settle();
     expect(reports.calls.filter((c) => c.startsWith('result'))).toEqual([]);
     expect(conn.closed).toBeNull();
     expect(registry.get('gpu-01')!.state()).toBe('up');
   });
 
-  it('a hello naming another node, or another protocol version, is refused with a reason and the connection closed', () => {
-    store.issueToken('gpu-02');
+  it('a hello naming another node, or another protocol version, is refused with a reason and the connection closed', async () => {
+    await store.issueToken('gpu-02');
     const a = connect();
     a.say(helloFrom('gpu-02'));
     expect(a.conn.sent).toEqual([{ type: 'error', code: 'node_id', message: expect.stringContaining('gpu-02') }]);
@@ -211,29 +278,48 @@ describe('the node registry', () => {
     expect(registry.get('gpu-01')!.state()).toBe('down');
   });
 
-  it('an operator draining a node makes it draining and asks for a new plan; revoking disconnects it', () => {
+  it('an operator draining a node makes it draining and asks for a new plan; revoking disconnects it', async () => {
     const { conn, say } = connect();
     say(helloFrom('gpu-01'));
+    await settle();
     reports.calls.length = 0;
-    store.setDraining('gpu-01', true);
+    await store.setDraining('gpu-01', true);
     vi.advanceTimersByTime(1000);
+    await settle();
     const node = registry.get('gpu-01')!;
     expect(node.state()).toBe('draining');
     expect(reports.calls).toEqual(['schedule']);
-    store.revoke('gpu-01');
+    await store.revoke('gpu-01');
     vi.advanceTimersByTime(1000);
+    await settle();
     expect(conn.closed).toBe(CLOSE_CODES.revoked);
     expect(node.state()).toBe('down');
     expect(registry.handles().map((h) => h.id)).toEqual([]);
-    expect(registry.authenticate('gpu-01', 'anything')).toMatchObject({ ok: false });
+    expect(await registry.authenticate('gpu-01', 'anything')).toMatchObject({ ok: false });
   });
 
-  it('a restarted leader lists the nodes it knew as down with their last inventory, until they say hello', () => {
+  it('a node given a token after the leader started is let in with its token, known before any refresh, and a wrong token is not', async () => {
+    const token = await store.issueToken('gpu-03');
+    expect(registry.get('gpu-03')).toBeUndefined();
+    expect(await registry.authenticate('gpu-03', 'not-its-token')).toEqual({ ok: false, reason: "the token is not node gpu-03's current token" });
+    expect(await registry.authenticate('gpu-03', token)).toEqual({ ok: true });
+    expect(registry.get('gpu-03')?.state()).toBe('down');
+    const { say } = connect('gpu-03');
+    say(helloFrom('gpu-03'));
+    expect(registry.get('gpu-03')?.state()).toBe('up');
+    registry.reserve('gpu-04');
+    expect(await registry.authenticate('gpu-04', token)).toEqual({ ok: false, reason: "node id gpu-04 is the leader's in-process node" });
+  });
+
+  it('a restarted leader lists the nodes it knew as down with their last inventory, until they say hello', async () => {
     const { say } = connect();
     say(helloFrom('gpu-01'));
-    registry.close();
+    // Closing waits for the hello's write.
+    await registry.close();
     vi.advanceTimersByTime(5000);
     const restarted = new NodeRegistry({ store, log: silentLog, now: () => new Date(), nodeTimeoutMs: TIMEOUT });
+    expect(restarted.get('gpu-01')).toBeUndefined();
+    await restarted.refresh();
     const node = restarted.get('gpu-01')!;
     expect(node.state()).toBe('down');
     expect(node.gpus()).toEqual(['GPU-A']);
@@ -243,13 +329,14 @@ describe('the node registry', () => {
     expect(restarted.downSince('never-seen')?.toISOString()).toBe('2026-01-01T00:00:05.000Z');
   });
 
-  it('a leader upgraded in place still knows the GPUs an older version stored, until the node says hello', () => {
-    store.issueToken('gpu-07');
-    store.recordHello('gpu-07', 'gpu-07.example.org', {
+  it('a leader upgraded in place still knows the GPUs an older version stored, until the node says hello', async () => {
+    await store.issueToken('gpu-07');
+    await store.recordHello('gpu-07', 'gpu-07.example.org', {
       v: 1,
       inventory: { hostname: 'gpu-07.example.org', gpus: [{ uuid: 'GPU-Z', index: 0, name: 'Tesla T4', memoryTotalBytes: 16 * 2 ** 30 }], cpus: 8, memoryBytes: 2 ** 35, maxCpuRuns: 1 },
     });
     const restarted = new NodeRegistry({ store, log: silentLog, now: () => new Date(), nodeTimeoutMs: TIMEOUT });
+    await restarted.refresh();
     expect(restarted.get('gpu-07')?.gpus()).toEqual(['GPU-Z']);
     expect(restarted.views().find((v) => v.id === 'gpu-07')?.hello).toEqual({
       hostname: 'gpu-07.example.org',

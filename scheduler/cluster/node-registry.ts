@@ -10,53 +10,23 @@
  *
  * The websocket itself is behind `NodeConnection` (scheduler/common/websocket.ts in production, in-memory pairs
  * in tests).
+ *
+ * The store is async and a frame is handled synchronously: what a frame changes in memory (up, down,
+ * pending sends) changes at once; its store writes and its reports to the lifecycle run in the
+ * background, in order per node (node-work.ts), errors logged. A result is acknowledged only once the
+ * lifecycle's report of it finished. `refresh()` reads the nodes the database knows (once before the
+ * first plan, then every tick); `close()` waits for the writes in flight.
  */
-import type { NodeStore } from '../../storage/node-store.js';
-import type { Log } from '../common/log.js';
+import type { NodeRow } from '../../storage/node-store.js';
+import { errorText } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
-import { encodeMessage, parseNodeMessage, PROTOCOL_VERSION, type HeldRun, type HelloMessage, type StatusMessage } from '../contract/protocol.js';
-import type { RunOutcome, RunPhase } from '../contract/run-spec.js';
+import { encodeMessage, parseNodeMessage, PROTOCOL_VERSION, type HelloMessage } from '../contract/protocol.js';
+import { CLOSE_CODES, type NodeRegistryDeps, type NodeRunReports } from './node-registry-deps.js';
 import { foreignBusyChanged, nodeHelloOf, type NodeView } from './node-view.js';
-import { helloFromStore, RemoteNode, storedHelloOf, type NodeConnection } from './remote-node.js';
+import { NodeWork } from './node-work.js';
+import { helloFromStore, RemoteNode, stampEpoch, storedHelloOf, type NodeConnection } from './remote-node.js';
 
-/** Where the registry reports what nodes say about their runs (the lifecycle). */
-export interface NodeRunReports {
-  onPhase(nodeId: string, runId: string, phase: RunPhase, at: string): void;
-  onResult(nodeId: string, runId: string, outcome: RunOutcome): void;
-  /** A node (re)connected and listed the runs it holds. */
-  onNodeHello(nodeId: string, held: ReadonlyArray<{ runId: string; phase: HeldRun['phase'] }>): void;
-  /** What a node can take changed (undrained, a GPU freed by a foreign process...): plan again. */
-  scheduleSoon(): void;
-}
-
-/** What the registry is given by main. */
-export interface NodeRegistryDeps {
-  store: NodeStore;
-  log: Log;
-  now(): Date;
-  /** A node silent this long is down. */
-  nodeTimeoutMs: number;
-  /** How long an unanswered assign or cancel waits before it is sent again. */
-  resendMs?: number;
-  /** How often `last_seen` is written to the database per node (it is exact in memory). */
-  persistSeenMs?: number;
-  /** Called with every status a node reports (the status page's live feed). */
-  onStatus?(nodeId: string, status: StatusMessage): void;
-}
-
-/** Close codes the leader uses; the node treats 4401 and 4409 as "stop and tell the operator". */
-export const CLOSE_CODES = {
-  /** Token revoked while connected. */
-  revoked: 4401,
-  /** The node id is taken (the in-process node) or the hello names another node. */
-  conflict: 4409,
-  /** Protocol version or a hello that does not parse. */
-  badHello: 4400,
-  /** Silent longer than node_timeout_ms. */
-  silent: 4408,
-  /** A newer connection of the same node replaced this one. */
-  replaced: 4000,
-} as const;
+export { CLOSE_CODES, type NodeRegistryDeps, type NodeRunReports } from './node-registry-deps.js';
 
 /** Every networked node the leader knows, and their connections. */
 export class NodeRegistry {
@@ -70,12 +40,16 @@ export class NodeRegistry {
   private readonly reserved = new Set<string>();
   // Last view handed out per node (see views()); weak, so a forgotten node takes its view with it.
   private readonly viewCache = new WeakMap<RemoteNode, { lastSeenMs: number | null; view: NodeView }>();
+  private readonly work: NodeWork;
+  private refreshing: Promise<void> | null = null;
+  private closed = false;
 
+  /** Knows no node until `refresh()` read them. */
   constructor(private readonly deps: NodeRegistryDeps) {
     this.startedMs = deps.now().getTime();
     this.resendMs = deps.resendMs ?? 3000;
     this.persistSeenMs = deps.persistSeenMs ?? 30_000;
-    this.refreshFromStore();
+    this.work = new NodeWork(deps.log);
   }
 
   /** Connect the registry to the lifecycle (they need each other, so this happens after both exist). */
@@ -94,14 +68,39 @@ export class NodeRegistry {
     this.timer.unref();
   }
 
-  /** Stop the timer and close every connection. */
-  close(): void {
+  /**
+   * Stop the timer, close every connection and wait for the store writes and reports in flight
+   * (close the database after this resolves). Frames that arrive later change nothing stored.
+   */
+  async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     for (const node of this.nodes.values()) {
       node.connection?.close(1001, 'leader shutting down');
       node.connection = null;
     }
+    this.closed = true;
+    await this.work.idle();
+  }
+
+  /** Wait until the background work started so far (and what it started) settled: tests. */
+  idle(): Promise<void> {
+    return this.work.idle();
+  }
+
+  /**
+   * Read the nodes the database knows and pick up what operators changed with `secd admin node ...`
+   * (drain, undrain, revoke, new nodes). The leader awaits one before its first plan, so a restarted
+   * leader knows its nodes (down, with their last inventory) from the start; the tick runs it again.
+   * One at a time: a call while one runs gets that one. Rejects when the store does.
+   */
+  refresh(): Promise<void> {
+    if (this.refreshing) return this.refreshing;
+    const running = this.work.track(this.refreshFromStore()).finally(() => {
+      if (this.refreshing === running) this.refreshing = null;
+    });
+    this.refreshing = running;
+    return running;
   }
 
   /** Every known, non-revoked node, up or not. */
@@ -151,10 +150,12 @@ export class NodeRegistry {
    * Whether a connecting node may go on to the websocket: a reserved id is refused like an unknown
    * one, with a reason that says why.
    */
-  authenticate(nodeId: string, token: string): { ok: true } | { ok: false; reason: string } {
+  async authenticate(nodeId: string, token: string): Promise<{ ok: true } | { ok: false; reason: string }> {
     if (this.reserved.has(nodeId)) return { ok: false, reason: `node id ${nodeId} is the leader's in-process node` };
-    const auth = this.deps.store.authenticate(nodeId, token);
+    const auth = await this.deps.store.authenticate(nodeId, token);
     if (!auth.ok) return { ok: false, reason: auth.reason };
+    // The row just read: a node that joined since the last refresh connects knowing its flags.
+    if (!this.nodes.has(nodeId)) this.nodes.set(nodeId, this.nodeOf(auth.node, this.deps.now().getTime(), null));
     return { ok: true };
   }
 
@@ -177,31 +178,49 @@ export class NodeRegistry {
         node.connection = null;
         node.greeted = false;
         if (wasUp) node.downSinceMs = this.deps.now().getTime();
-        if (node.lastSeenMs !== null) this.deps.store.recordSeen(nodeId, new Date(node.lastSeenMs).toISOString());
+        if (node.lastSeenMs !== null) {
+          const at = new Date(node.lastSeenMs).toISOString();
+          this.persist(nodeId, 'could not record when the node was last seen', () => this.deps.store.recordSeen(nodeId, at));
+        }
         log.info({ code, reason }, 'node disconnected');
       },
     };
   }
 
+  /**
+   * The node a connection is for. `authenticate` or a refresh normally made it; one made here (a
+   * connection let in some other way) starts with no stored hello and takes its flags from the next
+   * refresh.
+   */
   private nodeFor(nodeId: string): RemoteNode {
     let node = this.nodes.get(nodeId);
     if (!node) {
-      const row = this.deps.store.get(nodeId);
-      node = new RemoteNode(
-        nodeId,
-        {
-          hello: helloFromStore(row?.inventory),
-          lastSeenMs: null,
-          downSinceMs: this.deps.now().getTime(),
-          draining: row?.draining ?? false,
-          revoked: row?.revoked ?? false,
-        },
-        () => this.deps.now().getTime(),
-        this.deps.nodeTimeoutMs,
-      );
+      node = this.nodeOf({ id: nodeId, inventory: null, draining: false, revoked: false, lastSeen: null }, this.deps.now().getTime(), null);
       this.nodes.set(nodeId, node);
     }
     return node;
+  }
+
+  /** A node as the database last knew it, down since `downSinceMs`. */
+  private nodeOf(row: Pick<NodeRow, 'id' | 'inventory' | 'draining' | 'revoked' | 'lastSeen'>, downSinceMs: number, lastSeenMs: number | null): RemoteNode {
+    return new RemoteNode(
+      row.id,
+      { hello: helloFromStore(row.inventory), lastSeenMs, downSinceMs, draining: row.draining, revoked: row.revoked },
+      () => this.deps.now().getTime(),
+      this.deps.nodeTimeoutMs,
+      () => this.deps.epoch?.() ?? null,
+    );
+  }
+
+  /** A store write for `nodeId`, after its earlier ones; a failure is logged as `what`. Nothing after close. */
+  private persist(nodeId: string, what: string, write: () => Promise<unknown>): void {
+    if (this.closed) return;
+    void this.work.after(`write:${nodeId}`, what, { node: nodeId }, write);
+  }
+
+  /** A report to the lifecycle, after the node's earlier ones; true once it finished. */
+  private report(nodeId: string, what: string, context: Record<string, unknown>, call: (reports: NodeRunReports) => unknown): Promise<boolean> {
+    return this.work.after(`report:${nodeId}`, what, { node: nodeId, ...context }, () => (this.reports ? call(this.reports) : undefined));
   }
 
   private onMessage(node: RemoteNode, connection: NodeConnection, text: string, log: NodeRegistryDeps['log'], drop: () => void): void {
@@ -223,7 +242,8 @@ export class NodeRegistry {
     node.lastSeenMs = nowMs;
     if (nowMs - node.lastPersistedSeenMs >= this.persistSeenMs) {
       node.lastPersistedSeenMs = nowMs;
-      this.deps.store.recordSeen(node.id, new Date(nowMs).toISOString());
+      const at = new Date(nowMs).toISOString();
+      this.persist(node.id, 'could not record when the node was last seen', () => this.deps.store.recordSeen(node.id, at));
     }
     switch (msg.type) {
       case 'status': {
@@ -239,17 +259,23 @@ export class NodeRegistry {
         return;
       case 'run.event':
         node.pendingAssign.delete(msg.run_id);
-        this.reports?.onPhase(node.id, msg.run_id, msg.phase, msg.at);
+        void this.report(node.id, "could not record a run's phase", { runId: msg.run_id }, (r) => r.onPhase(node.id, msg.run_id, msg.phase, msg.at));
         return;
-      case 'run.result':
+      case 'run.result': {
         node.pendingAssign.delete(msg.run_id);
         node.pendingCancel.delete(msg.run_id);
-        // Recorded first, acknowledged after: a crash in between means the node sends it again.
-        failpoint('leader.result.received');
-        this.reports?.onResult(node.id, msg.run_id, msg.outcome);
-        failpoint('leader.result.recorded');
-        node.send({ type: 'run.result.ack', run_id: msg.run_id });
+        const runId = msg.run_id;
+        // Recorded first, acknowledged after: a crash (or a failed write) in between means the node sends it again.
+        void this.report(node.id, "could not record a run's result (not acknowledged: the node sends it again)", { runId }, async (r) => {
+          failpoint('leader.result.received');
+          // The lifecycle answers false when its write failed (it logged why): not acknowledged either.
+          if ((await r.onResult(node.id, runId, msg.outcome)) === false) throw new Error('the result could not be recorded');
+          failpoint('leader.result.recorded');
+        }).then((recorded) => {
+          if (recorded) node.send({ type: 'run.result.ack', run_id: runId });
+        });
         return;
+      }
       default: {
         const never: never = msg;
         return never;
@@ -260,7 +286,7 @@ export class NodeRegistry {
   private onHello(node: RemoteNode, connection: NodeConnection, hello: HelloMessage, log: NodeRegistryDeps['log'], drop: () => void): void {
     const refuse = (code: number, errCode: string, message: string) => {
       log.warn({ code: errCode }, `node refused: ${message}`);
-      connection.send(encodeMessage({ type: 'error', code: errCode, message }));
+      connection.send(encodeMessage(stampEpoch({ type: 'error', code: errCode, message }, this.deps.epoch?.() ?? null)));
       connection.close(code, message);
       drop();
     };
@@ -282,7 +308,8 @@ export class NodeRegistry {
     node.status = null;
     node.hello = nodeHelloOf(hello);
     node.imageProjects = hello.images ?? [];
-    this.deps.store.recordHello(node.id, hello.hostname, storedHelloOf(node.hello));
+    const stored = storedHelloOf(node.hello);
+    this.persist(node.id, "could not record the node's hello", () => this.deps.store.recordHello(node.id, hello.hostname, stored));
     log.info(
       { gpus: hello.inventory.gpus.length, cpus: hello.inventory.cpus, runs: hello.runs.map((r) => `${r.run_id}:${r.phase}`) },
       'node up',
@@ -294,16 +321,17 @@ export class NodeRegistry {
     const stillHeld = new Set(hello.runs.filter((r) => r.phase !== 'finished').map((r) => r.run_id));
     for (const runId of node.pendingCancel.keys()) if (!stillHeld.has(runId)) node.pendingCancel.delete(runId);
     for (const entry of node.pendingCancel.values()) entry.sentMs = 0;
-    this.reports?.onNodeHello(
-      node.id,
-      hello.runs.map((r) => ({ runId: r.run_id, phase: r.phase })),
-    );
-    for (const [runId, entry] of node.pendingCancel) if (entry.sentMs === 0) node.sendCancel(runId, entry);
+    const held = hello.runs.map((r) => ({ runId: r.run_id, phase: r.phase }));
+    // The cancels go after what the lifecycle sends again (even when its report failed: they stand).
+    void this.report(node.id, "could not take up the runs the node's hello lists", {}, (r) => r.onNodeHello(node.id, held)).then(() => {
+      for (const [runId, entry] of node.pendingCancel) if (entry.sentMs === 0) node.sendCancel(runId, entry);
+    });
   }
 
   private tick(): void {
     const nowMs = this.deps.now().getTime();
-    this.refreshFromStore();
+    // What operators changed applies when the (async) read returns; liveness and re-sends are checked now.
+    this.refresh().catch((err: unknown) => this.deps.log.warn({ err: errorText(err) }, 'could not read the nodes from the database (will retry)'));
     for (const node of this.nodes.values()) {
       if (node.connection && node.greeted && node.lastSeenMs !== null && nowMs - node.lastSeenMs > this.deps.nodeTimeoutMs) {
         this.deps.log.warn({ node: node.id, silentMs: nowMs - node.lastSeenMs }, 'node down: silent longer than node_timeout_ms');
@@ -322,30 +350,17 @@ export class NodeRegistry {
   }
 
   /** Pick up what operators changed with `secd admin node ...` (drain, undrain, revoke, new nodes). */
-  private refreshFromStore(): void {
-    for (const flags of this.deps.store.flags()) {
-      const node = this.nodes.get(flags.id);
-      if (!node) {
-        const row = this.deps.store.get(flags.id);
-        if (!row) continue;
-        this.nodes.set(
-          row.id,
-          new RemoteNode(
-            row.id,
-            {
-              hello: helloFromStore(row.inventory),
-              lastSeenMs: row.lastSeen ? Date.parse(row.lastSeen) : null,
-              // Down since the leader started: a restarted leader gives nodes lost_after to come back.
-              downSinceMs: this.startedMs,
-              draining: row.draining,
-              revoked: row.revoked,
-            },
-            () => this.deps.now().getTime(),
-            this.deps.nodeTimeoutMs,
-          ),
-        );
+  private async refreshFromStore(): Promise<void> {
+    for (const flags of await this.deps.store.flags()) {
+      if (!this.nodes.has(flags.id)) {
+        const row = await this.deps.store.get(flags.id);
+        // A connection may have made it while the row was read: that one stays.
+        if (!row || this.nodes.has(row.id)) continue;
+        // Down since the leader started: a restarted leader gives nodes lost_after to come back.
+        this.nodes.set(row.id, this.nodeOf(row, this.startedMs, row.lastSeen ? Date.parse(row.lastSeen) : null));
         continue;
       }
+      const node = this.nodes.get(flags.id)!;
       if (node.draining !== flags.draining) {
         node.draining = flags.draining;
         this.deps.log.info({ node: node.id, draining: flags.draining }, flags.draining ? 'node draining' : 'node takes runs again');

@@ -84,6 +84,8 @@ export class RemoteNode implements NodeHandle {
     init: { hello: NodeHello | null; lastSeenMs: number | null; downSinceMs: number; draining: boolean; revoked: boolean },
     private readonly nowMs: () => number,
     private readonly timeoutMs: number,
+    /** The epoch this leader leads, stamped on every message (DESIGN §11); null: none. */
+    private readonly epoch: () => number | null = () => null,
   ) {
     this.hello = init.hello;
     this.lastSeenMs = init.lastSeenMs;
@@ -157,7 +159,7 @@ export class RemoteNode implements NodeHandle {
   /** Send a message if connected (greeted); false otherwise. */
   send(message: LeaderMessage): boolean {
     if (!this.connection || !this.greeted) return false;
-    this.connection.send(encodeMessage(message));
+    this.connection.send(encodeMessage(stampEpoch(message, this.epoch())));
     return true;
   }
 
@@ -168,4 +170,9 @@ export class RemoteNode implements NodeHandle {
   sendCancel(runId: string, entry: { reason: string; sentMs: number }): void {
     if (this.send({ type: 'run.cancel', run_id: runId, reason: entry.reason })) entry.sentMs = this.nowMs();
   }
+}
+
+/** `message` with the leader's epoch (DESIGN §11: a node refuses one older than the newest it saw). */
+export function stampEpoch<M extends LeaderMessage>(message: M, epoch: number | null): M {
+  return epoch === null ? message : { ...message, epoch };
 }

@@ -3,6 +3,11 @@
  * HTTP server's `upgrade` event (one port for the API, the status page and the nodes); the node opens
  * one client connection. Both ends see plain text frames through small interfaces, so the registry
  * and the node agent never touch the library.
+ *
+ * The leader's verdict on an upgrade may be async (the token is checked against the state
+ * database): the upgrade waits for it. A request whose socket went away meanwhile is dropped; one
+ * that arrives to an endpoint closed meanwhile is refused as shutting down; a verdict that fails (the
+ * database is unreachable) is answered 503 and logged, never let in.
  */
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
@@ -30,14 +35,14 @@ export interface ServerSocketHandlers {
 }
 
 /** The verdict on an upgrade request, before any websocket exists. */
-export type UpgradeVerdict = { ok: true; nodeId: string } | { ok: false; status: 400 | 401; message: string };
+export type UpgradeVerdict = { ok: true; nodeId: string } | { ok: false; status: 400 | 401 | 503; message: string };
 
 /** What the node endpoint needs from the leader. */
 export interface NodeEndpointOptions {
   path: string;
   log: Log;
-  /** Check the request's credentials (headers as Node gives them); called once per upgrade. */
-  authenticate(headers: IncomingMessage['headers'], remote: string): UpgradeVerdict;
+  /** Check the request's credentials (headers as Node gives them); called once per upgrade. The upgrade waits for a promise. */
+  authenticate(headers: IncomingMessage['headers'], remote: string): UpgradeVerdict | Promise<UpgradeVerdict>;
   /** A node was let in: return what to do with its frames. */
   accept(nodeId: string, socket: ServerSocket): ServerSocketHandlers;
 }
@@ -59,8 +64,9 @@ function textOf(data: WebSocket.RawData): string {
   return Buffer.from(data).toString('utf8');
 }
 
-function refuse(socket: Duplex, status: 400 | 401 | 404, message: string): void {
-  const text = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found' }[status];
+function refuse(socket: Duplex, status: 400 | 401 | 404 | 503, message: string): void {
+  if (socket.destroyed) return;
+  const text = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status];
   const body = `${message}\n`;
   socket.end(
     `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
@@ -83,7 +89,28 @@ export function attachNodeEndpoint(server: HttpServer | HttpsServer, opts: NodeE
     const remote = remoteOf(req.socket);
     if (closed) return refuse(socket, 400, 'the leader is shutting down');
     socket.on('error', () => undefined);
-    const verdict = opts.authenticate(req.headers, remote);
+    void Promise.resolve()
+      .then(() => opts.authenticate(req.headers, remote))
+      .then(
+        (verdict) => {
+          // The peer gave up, or the endpoint closed, while the verdict was on its way.
+          if (socket.destroyed) return;
+          if (closed) return refuse(socket, 400, 'the leader is shutting down');
+          upgrade(req, socket, head, remote, verdict);
+        },
+        (err: unknown) => {
+          // 503, as a standby answers: the node tries again (or another leader) instead of stopping.
+          opts.log.error({ err: errorText(err), remote }, "could not check a node's credentials");
+          refuse(socket, 503, 'the leader could not check the node token; try again');
+        },
+      )
+      .catch((err: unknown) => {
+        opts.log.error({ err: errorText(err), remote }, 'could not upgrade a node connection');
+        socket.destroy();
+      });
+  };
+
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, remote: string, verdict: UpgradeVerdict) => {
     if (!verdict.ok) return refuse(socket, verdict.status, verdict.message);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const handle: ServerSocket = {

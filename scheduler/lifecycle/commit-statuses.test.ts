@@ -3,13 +3,13 @@ import { silentLog } from '../common/log.js';
 import type { RunOutcome } from '../contract/run-spec.js';
 import { GitLabError, type CommitStatus, type GitLabApi } from '../gitlab/gitlab-port.js';
 import { CommitStatuses, TIME_LEFT_EVERY_MS, WORDS_EVERY_MS } from './commit-statuses.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 
 // What a researcher reads beside their commit while the run waits, builds and runs: the words, and
 // how often GitLab is asked to keep a new record of them.
 
 let t: LifecycleFixture | undefined;
-afterEach(() => t?.close());
+afterEach(async () => t?.close());
 
 const done = (reason = 'succeeded'): RunOutcome => ({
   end: 'succeeded',
@@ -30,11 +30,11 @@ function gpu03() {
 
 describe('the commit status of a run that waits in line, builds and runs', () => {
   it('moves from "queued: 2nd in line" to "queued: 1st in line" to "building on gpu-03" to running with its time left', async () => {
-    t = lifecycleFixture([gpu03()]);
+    t = await lifecycleFixture([gpu03()]);
     const f = t;
-    const bob = f.runIn('running', { user: 'bob', yml: 'runfor: 1\ngpu: 1\n', node: 'gpu-03', gpus: ['gpu-03-g0'] });
-    const alice = f.runIn('queued', { user: 'alice', yml: 'runfor: 1\ngpu: 1\n' });
-    const carol = f.runIn('queued', { user: 'carol', yml: 'runfor: 3\ngpu: 1\n' });
+    const bob = await f.runIn('running', { user: 'bob', yml: 'runfor: 1\ngpu: 1\n', node: 'gpu-03', gpus: ['gpu-03-g0'] });
+    const alice = await f.runIn('queued', { user: 'alice', yml: 'runfor: 1\ngpu: 1\n' });
+    const carol = await f.runIn('queued', { user: 'carol', yml: 'runfor: 3\ngpu: 1\n' });
     const carols = () => f.statuses.filter((s) => s.sha === carol.sha).map((s) => `${s.state}: ${s.description}`);
     await f.plan();
     expect(carols()).toEqual([expect.stringMatching(/^pending: queued: 2nd in line for 1 GPU/)]);
@@ -43,8 +43,8 @@ describe('the commit status of a run that waits in line, builds and runs', () =>
     f.advance(10_000);
     f.lifecycle.onResult('gpu-03', bob.id, done());
     await f.settle();
-    expect(f.store.get(alice.id)?.state).toBe('assigned');
-    expect(f.store.get(carol.id)?.reason).toMatch(/^queued: 1st in line for 1 GPU/);
+    expect((await f.store.get(alice.id))?.state).toBe('assigned');
+    expect((await f.store.get(carol.id))?.reason).toMatch(/^queued: 1st in line for 1 GPU/);
     expect(carols()).toHaveLength(1);
     f.lifecycle.sweepLostRuns();
     await f.settle();
@@ -61,7 +61,7 @@ describe('the commit status of a run that waits in line, builds and runs', () =>
 
     f.lifecycle.onResult('gpu-03', alice.id, done());
     await f.settle();
-    expect(f.store.get(carol.id)).toMatchObject({ state: 'assigned', node: 'gpu-03' });
+    expect(await f.store.get(carol.id)).toMatchObject({ state: 'assigned', node: 'gpu-03' });
     f.lifecycle.onPhase('gpu-03', carol.id, 'building', f.now().toISOString());
     await f.settle();
     expect(carols().at(-1)).toBe('running: building on gpu-03');
@@ -88,27 +88,27 @@ describe('the commit status of a run that waits in line, builds and runs', () =>
       'running: running on gpu-03 (1× H100), 2 h 25 min left',
     ]);
     // The run page says the same: the reason keeps the lifecycle's own words.
-    expect(f.store.get(carol.id)?.statusPosted).toBe('running');
+    expect((await f.store.get(carol.id))?.statusPosted).toBe('running');
   });
 
   it('words held back a minute are dropped when the run moves on before the minute is up', async () => {
-    t = lifecycleFixture([]);
+    t = await lifecycleFixture([]);
     const f = t;
-    const run = f.runIn('queued');
+    const run = await f.runIn('queued');
     const statuses = new CommitStatuses({ store: f.store, gitlab: gitlabRecording(f), log: silentLog, publicUrl: 'http://leader', now: f.now });
     await statuses.post(run.id, 'pending', 'queued: 2nd in line for 1 GPU');
     f.advance(10_000);
     await statuses.post(run.id, 'pending', 'queued: 1st in line for 1 GPU');
-    f.store.transition(run.id, 'assigned', 'assigned to gpu-03', { node: 'gpu-03', gpus: ['gpu-03-g0'] });
+    await f.store.transition(run.id, 'assigned', 'assigned to gpu-03', { node: 'gpu-03', gpus: ['gpu-03-g0'] });
     f.advance(WORDS_EVERY_MS);
-    await Promise.all(statuses.flush());
+    await statuses.flush();
     expect(f.statuses.filter((s) => s.sha === run.sha).map((s) => s.description)).toEqual(['queued: 2nd in line for 1 GPU']);
   });
 });
 
 describe('a GitLab that refuses a repeated state', () => {
   it('gets one try: after its 400, new words go out only with a new state', async () => {
-    t = lifecycleFixture([]);
+    t = await lifecycleFixture([]);
     const f = t;
     const posted: CommitStatus[] = [];
     const refused: CommitStatus[] = [];
@@ -128,8 +128,8 @@ describe('a GitLab that refuses a repeated state', () => {
       },
     };
     const statuses = new CommitStatuses({ store: f.store, gitlab, log: silentLog, publicUrl: 'http://leader', now: f.now });
-    const one = f.runIn('queued');
-    const two = f.runIn('queued');
+    const one = await f.runIn('queued');
+    const two = await f.runIn('queued');
     await statuses.post(one.id, 'pending', 'queued: 2nd in line for 1 GPU');
     f.advance(WORDS_EVERY_MS);
     await statuses.post(one.id, 'pending', 'queued: 1st in line for 1 GPU');
@@ -137,7 +137,7 @@ describe('a GitLab that refuses a repeated state', () => {
     await statuses.post(two.id, 'pending', 'queued: 3rd in line for 1 GPU');
     f.advance(WORDS_EVERY_MS);
     await statuses.post(two.id, 'pending', 'queued: 2nd in line for 1 GPU');
-    await Promise.all(statuses.flush());
+    await statuses.flush();
     expect(refused).toHaveLength(1);
     await statuses.post(one.id, 'success', 'succeeded');
     expect(posted.map((s) => `${s.state}: ${s.description}`)).toEqual([
@@ -148,9 +148,9 @@ describe('a GitLab that refuses a repeated state', () => {
   });
 
   it('a final state is never posted twice, whatever its words', async () => {
-    t = lifecycleFixture([]);
+    t = await lifecycleFixture([]);
     const f = t;
-    const run = f.runIn('queued');
+    const run = await f.runIn('queued');
     await f.settle();
     const statuses = new CommitStatuses({ store: f.store, gitlab: { ...gitlabRecording(f) }, log: silentLog, publicUrl: 'http://leader', now: f.now });
     await statuses.post(run.id, 'failed', 'the image build failed');

@@ -91,16 +91,30 @@ export class CommitStatuses {
 
   /**
    * Post what waits: words held back by the once-a-minute rule, and the time left of runs running
-   * since their last post 30 minutes ago. Returns the posts started (the lifecycle tracks them).
+   * since their last post 30 minutes ago. Resolves once the posts it started have finished; never
+   * rejects (a post that fails is logged, a store that fails is logged here).
    */
-  flush(): Promise<void>[] {
-    if (this.repeatsRefused) return [];
-    const nowMs = this.nowMs();
+  async flush(): Promise<void> {
     const started: Promise<void>[] = [];
-    for (const [runId, held] of this.heldBack) {
+    try {
+      await this.startWaitingPosts(started);
+    } catch (err) {
+      this.deps.log.warn({ err: errorText(err) }, 'could not look for commit statuses to post again');
+    }
+    await Promise.all(started);
+  }
+
+  private async startWaitingPosts(started: Promise<void>[]): Promise<void> {
+    if (this.repeatsRefused) return;
+    const nowMs = this.nowMs();
+    // Over copies: posts started here change both maps while this looks at the store.
+    for (const [runId, held] of [...this.heldBack]) {
+      if (this.heldBack.get(runId) !== held) continue;
       // Held-back words are a repeat of the state GitLab has, about the state the run was in: a run
       // that moved on since (placed, ended) has other words, or posted its own.
-      const run = this.deps.store.get(runId);
+      const run = await this.deps.store.get(runId);
+      // Replaced or posted while the store answered: the newer words are the ones to look at.
+      if (this.heldBack.get(runId) !== held) continue;
       if (run?.statusPosted !== held.state || run.state !== held.runState) {
         this.heldBack.delete(runId);
         continue;
@@ -108,21 +122,29 @@ export class CommitStatuses {
       const last = this.shown.get(runId);
       if (!last || nowMs - last.atMs >= WORDS_EVERY_MS) started.push(this.post(runId, held.state, held.description));
     }
-    for (const [runId, last] of this.shown) {
+    for (const [runId, last] of [...this.shown]) {
       if (last.runState !== 'running' || this.heldBack.has(runId)) continue;
       if (nowMs - Math.max(last.atMs, last.checkedMs) < TIME_LEFT_EVERY_MS) continue;
       last.checkedMs = nowMs;
-      const run = this.deps.store.get(runId);
+      const run = await this.deps.store.get(runId);
       if (run?.state === 'running' && run.statusPosted === 'running') started.push(this.post(runId, 'running', last.text));
-      else if (!run || run.statusPosted !== 'running') this.shown.delete(runId);
+      else if ((!run || run.statusPosted !== 'running') && this.shown.get(runId) === last) this.shown.delete(runId);
     }
-    return started;
   }
 
+  /** One post of a run's `secd` status; a store or GitLab failure is logged (the chain never rejects). */
   private async postRun(runId: string, state: CommitStatusState, description: string): Promise<void> {
-    const run = this.deps.store.get(runId);
+    try {
+      await this.postRunNow(runId, state, description);
+    } catch (err) {
+      this.deps.log.warn({ err: errorText(err), runId, state, channel: 'run' }, 'could not post the commit status');
+    }
+  }
+
+  private async postRunNow(runId: string, state: CommitStatusState, description: string): Promise<void> {
+    const run = await this.deps.store.get(runId);
     if (!run) return;
-    const text = oneLine(withSecdYmlWarnings(this.wordsOf(run, description), run.warnings));
+    const text = oneLine(withSecdYmlWarnings(await this.wordsOf(run, description), run.warnings));
     const repeat = run.statusPosted === state;
     const nowMs = this.nowMs();
     const last = this.shown.get(runId);
@@ -143,7 +165,7 @@ export class CommitStatuses {
     }
     try {
       await this.deps.gitlab.postCommitStatus(run.projectId, run.commit, { state, name: STATUS_NAME, target_url: this.targetUrl(run.id), description: text });
-      if (!repeat) this.deps.store.update(runId, { statusPosted: state });
+      if (!repeat) await this.deps.store.update(runId, { statusPosted: state });
       this.heldBack.delete(runId);
       if (state === 'pending' || state === 'running') {
         this.shown.set(runId, { state, runState: run.state, text, atMs: nowMs, checkedMs: nowMs });
@@ -162,25 +184,25 @@ export class CommitStatuses {
   }
 
   private async postRelease(runId: string, state: CommitStatusState, description: string): Promise<void> {
-    const run = this.deps.store.get(runId);
-    const releases = this.deps.releases;
-    if (!run || !releases) return;
-    if (releases.get(runId)?.statusPosted === state) return;
     try {
+      const run = await this.deps.store.get(runId);
+      const releases = this.deps.releases;
+      if (!run || !releases) return;
+      if ((await releases.get(runId))?.statusPosted === state) return;
       await this.deps.gitlab.postCommitStatus(run.projectId, run.commit, { state, name: RELEASE_STATUS_NAME, target_url: this.targetUrl(run.id), description: oneLine(description) });
-      releases.update(runId, { statusPosted: state });
+      await releases.update(runId, { statusPosted: state });
     } catch (err) {
       this.deps.log.warn({ err: errorText(err), runId, state, channel: 'release' }, 'could not post the commit status');
     }
   }
 
   /** A building or running run's words (its node, GPUs and time left); any other run's: `description`. */
-  private wordsOf(run: RunRow, description: string): string {
+  private async wordsOf(run: RunRow, description: string): Promise<string> {
     if (run.state !== 'building' && run.state !== 'running') return description;
     const details = new Map<string, GpuModel>();
     const handle = this.deps.nodes?.().find((n) => n.id === run.node);
     for (const g of handle?.gpuDetails?.() ?? []) details.set(g.uuid, { name: g.name, migProfile: g.mig?.profile ?? null });
-    const events = this.deps.store.events(run.id);
+    const events = await this.deps.store.events(run.id);
     const clockFrom = events.find((e) => e.to === 'building')?.at ?? run.startedAt;
     const runforMs = (run.config as { runforMs?: unknown } | null)?.runforMs;
     return runWords(

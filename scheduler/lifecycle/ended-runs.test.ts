@@ -4,13 +4,14 @@
  * leader does for a run whose final status never reached GitLab or whose newer push never superseded
  * it. A real in-memory run store, fake nodes and GitLab, and a log that keeps every line.
  */
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Log } from '../common/log.js';
 import type { RunOutcome } from '../contract/run-spec.js';
 import type { RunReleaseRow, ReleaseStore } from '../../storage/release-store.js';
 import type { ReleaseDesk } from '../release/release-desk.js';
 import type { GitLabApi } from '../gitlab/gitlab-port.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture, type PostedStatus } from './lifecycle-fixtures.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture, type PostedStatus } from '../../test/support/lifecycle-fixtures.js';
 
 interface Line {
   level: 'debug' | 'info' | 'warn' | 'error';
@@ -36,13 +37,13 @@ const outcome: RunOutcome = {
 };
 
 let fixture: LifecycleFixture | undefined;
-afterEach(() => fixture?.close());
+afterEach(async () => fixture?.close());
 
-function setup(release?: { store: Pick<ReleaseStore, 'get'> & Partial<Pick<ReleaseStore, 'update'>> }, gitlab?: (posted: PostedStatus[]) => GitLabApi) {
+async function setup(release?: { store: Pick<ReleaseStore, 'get'> & Partial<Pick<ReleaseStore, 'update'>> }, gitlab?: (posted: PostedStatus[]) => GitLabApi) {
   const lines: Line[] = [];
   const node = fakeNode('gpu-01', { gpus: ['GPU-A'] });
   const posted: PostedStatus[] = [];
-  fixture = lifecycleFixture([node], () => ({
+  fixture = await lifecycleFixture([node], () => ({
     log: recordingLog(lines),
     ...(gitlab ? { gitlab: gitlab(posted) } : {}),
     ...(release ? { release: { desk: unusedDesk, store: release.store as ReleaseStore } } : {}),
@@ -62,18 +63,18 @@ const unusedDesk = new Proxy({} as ReleaseDesk, {
 
 describe('a result for a run that already ended', () => {
   it('the same result re-sent (the node sends it until acked) is acknowledged quietly and changes nothing', async () => {
-    const t = setup();
-    const { id } = t.runIn('uploading');
+    const t = await setup();
+    const { id } = await t.runIn('uploading');
     t.lifecycle.onResult('gpu-01', id, outcome);
     await t.settle();
-    const ended = t.store.get(id)!;
+    const ended = (await t.store.get(id))!;
     expect(ended).toMatchObject({ state: 'succeeded', branch: 'secd-x', statusPosted: 'success' });
-    const events = t.store.events(id).length;
+    const events = (await t.store.events(id)).length;
 
     t.lifecycle.onResult('gpu-01', id, { ...outcome, reason: 'sent again' });
     await t.settle();
-    expect(t.store.get(id)).toMatchObject({ state: 'succeeded', reason: outcome.reason, branch: 'secd-x' });
-    expect(t.store.events(id)).toHaveLength(events);
+    expect(await t.store.get(id)).toMatchObject({ state: 'succeeded', reason: outcome.reason, branch: 'secd-x' });
+    expect(await t.store.events(id)).toHaveLength(events);
     expect(t.statuses.filter((s) => s.state === 'success')).toHaveLength(1);
     expect(t.loud()).toEqual([]);
     expect(t.lines.some((l) => l.level === 'debug' && /re-sent for a run that already ended/.test(l.msg))).toBe(true);
@@ -81,35 +82,35 @@ describe('a result for a run that already ended', () => {
   });
 
   it('a re-sent result whose final status never reached GitLab (the leader died first) posts it, once', async () => {
-    const t = setup();
-    const { id } = t.runIn('uploading');
+    const t = await setup();
+    const { id } = await t.runIn('uploading');
     // Ended in the database, as a leader killed before its status post leaves it.
-    t.store.transition(id, 'succeeded', outcome.reason, { branch: 'secd-x' });
+    await t.store.transition(id, 'succeeded', outcome.reason, { branch: 'secd-x' });
     t.lifecycle.onResult('gpu-01', id, outcome);
     t.lifecycle.onResult('gpu-01', id, outcome);
     await t.settle();
     expect(t.statuses.map((s) => s.state)).toEqual(['success']);
-    expect(t.store.get(id)?.statusPosted).toBe('success');
+    expect((await t.store.get(id))?.statusPosted).toBe('success');
     expect(t.loud()).toEqual([]);
   });
 
   it('a result that disagrees with the recorded end (another end, another branch) is logged as an error and the recorded end stands', async () => {
-    const t = setup();
-    const { id } = t.runIn('running');
-    t.store.transition(id, 'lost', 'node gpu-01 has been unreachable for 10 min');
+    const t = await setup();
+    const { id } = await t.runIn('running');
+    await t.store.transition(id, 'lost', 'node gpu-01 has been unreachable for 10 min');
     t.lifecycle.onResult('gpu-01', id, outcome);
     await t.settle();
-    expect(t.store.get(id)).toMatchObject({ state: 'lost', branch: null });
+    expect(await t.store.get(id)).toMatchObject({ state: 'lost', branch: null });
     const errors = t.lines.filter((l) => l.level === 'error');
     expect(errors).toHaveLength(1);
     expect(errors[0]!.msg).toBe('a node reported a result that disagrees with the recorded end of the run; the recorded end stands');
     expect(errors[0]!.obj).toMatchObject({ runId: id, recorded: { end: 'lost', branch: null }, reported: { end: 'succeeded', branch: 'secd-x' } });
 
-    const { id: other } = t.runIn('uploading');
+    const { id: other } = await t.runIn('uploading');
     t.lifecycle.onResult('gpu-01', other, outcome);
     t.lifecycle.onResult('gpu-01', other, { ...outcome, branch: 'secd-y' });
     await t.settle();
-    expect(t.store.get(other)).toMatchObject({ state: 'succeeded', branch: 'secd-x' });
+    expect(await t.store.get(other)).toMatchObject({ state: 'succeeded', branch: 'secd-x' });
     expect(t.lines.filter((l) => l.level === 'error').map((l) => l.obj)).toContainEqual(
       expect.objectContaining({ runId: other, recorded: { end: 'succeeded', branch: 'secd-x' }, reported: expect.objectContaining({ branch: 'secd-y' }) }),
     );
@@ -117,13 +118,13 @@ describe('a result for a run that already ended', () => {
 
   it("a held run's result sent again leaves it held for its review (it does not end past the review)", async () => {
     const rows = new Map<string, Pick<RunReleaseRow, 'policy' | 'nodeEnd' | 'reviewBranch'>>();
-    const t = setup({ store: { get: (runId: string) => rows.get(runId) as RunReleaseRow | undefined } });
-    const { id } = t.runIn('uploading');
+    const t = await setup({ store: { get: async (runId: string) => rows.get(runId) as RunReleaseRow | undefined } });
+    const { id } = await t.runIn('uploading');
     rows.set(id, { policy: 'review', nodeEnd: 'succeeded', reviewBranch: 'secd-x' });
-    t.store.transition(id, 'held', 'outputs held for review (0/2 approvals)');
+    await t.store.transition(id, 'held', 'outputs held for review (0/2 approvals)');
     t.lifecycle.onResult('gpu-01', id, outcome);
     await t.settle();
-    expect(t.store.get(id)?.state).toBe('held');
+    expect((await t.store.get(id))?.state).toBe('held');
     expect(t.statuses).toEqual([]);
     expect(t.loud()).toEqual([]);
   });
@@ -131,17 +132,17 @@ describe('a result for a run that already ended', () => {
 
 describe('a leader that starts again after it was killed', () => {
   it('posts the final status of a run that ended while its post was on its way, and none GitLab already took', async () => {
-    const t = setup();
-    const { id: unposted } = t.runIn('uploading');
-    t.store.transition(unposted, 'failed', 'the build failed');
-    const { id: posted } = t.runIn('uploading');
-    t.store.transition(posted, 'succeeded', outcome.reason);
-    t.store.update(posted, { statusPosted: 'success' });
-    const { id: stillRunning } = t.runIn('running');
+    const t = await setup();
+    const { id: unposted } = await t.runIn('uploading');
+    await t.store.transition(unposted, 'failed', 'the build failed');
+    const { id: posted } = await t.runIn('uploading');
+    await t.store.transition(posted, 'succeeded', outcome.reason);
+    await t.store.update(posted, { statusPosted: 'success' });
+    const { id: stillRunning } = await t.runIn('running');
     t.lifecycle.resume();
     await t.settle();
-    expect(t.statuses.map((s) => [s.sha, s.state, s.description])).toEqual([[t.store.get(unposted)!.commit, 'failed', 'the build failed']]);
-    expect(t.store.get(stillRunning)?.statusPosted).toBeNull();
+    expect(t.statuses.map((s) => [s.sha, s.state, s.description])).toEqual([[(await t.store.get(unposted))!.commit, 'failed', 'the build failed']]);
+    expect((await t.store.get(stillRunning))?.statusPosted).toBeNull();
     // Started once more, it posts nothing new.
     t.lifecycle.resume();
     await t.settle();
@@ -151,7 +152,7 @@ describe('a leader that starts again after it was killed', () => {
   it('a final status GitLab took just before the kill (not yet written down) is not posted again; another run\'s is no proof', async () => {
     // GitLab as it stands after the kill: the newest secd status of each commit, with its run's URL.
     const shown = new Map<string, { name: string; status: string; target_url: string | null }>();
-    const t = setup(undefined, (posted) => ({
+    const t = await setup(undefined, (posted) => ({
       getProject: () => Promise.reject(new Error('unused')),
       listProjectMembers: () => Promise.resolve([]),
       listUserGpgKeys: () => Promise.resolve([]),
@@ -161,30 +162,30 @@ describe('a leader that starts again after it was killed', () => {
       },
       listCommitStatuses: (_p, sha) => Promise.resolve(shown.has(sha) ? [shown.get(sha)!] : []),
     }));
-    const { id: taken, sha: takenSha } = t.runIn('uploading');
-    t.store.transition(taken, 'succeeded', outcome.reason);
+    const { id: taken, sha: takenSha } = await t.runIn('uploading');
+    await t.store.transition(taken, 'succeeded', outcome.reason);
     shown.set(takenSha, { name: 'secd', status: 'success', target_url: `http://127.0.0.1:8080/runs/${taken}` });
-    const { id: other, sha: otherSha } = t.runIn('uploading');
-    t.store.transition(other, 'succeeded', outcome.reason);
+    const { id: other, sha: otherSha } = await t.runIn('uploading');
+    await t.store.transition(other, 'succeeded', outcome.reason);
     shown.set(otherSha, { name: 'secd', status: 'success', target_url: 'http://127.0.0.1:8080/runs/an-earlier-run' });
     t.lifecycle.resume();
     await t.settle();
     expect(t.posted.map((s) => [s.sha, s.state])).toEqual([[otherSha, 'success']]);
-    expect(t.store.get(taken)?.statusPosted).toBe('success');
+    expect((await t.store.get(taken))?.statusPosted).toBe('success');
     expect(t.lines.some((l) => /GitLab already shows the final status/.test(l.msg))).toBe(true);
   });
 
   it('a review released just before the kill gets its secd/release and secd statuses, once', async () => {
     const rows = new Map<string, Pick<RunReleaseRow, 'policy' | 'nodeEnd' | 'reviewBranch' | 'outcome' | 'decidedBy' | 'decidedAt' | 'statusPosted'>>();
-    const t = setup({
+    const t = await setup({
       store: {
-        get: (runId: string) => rows.get(runId) as RunReleaseRow | undefined,
-        update: (runId, patch) => void Object.assign(rows.get(runId)!, patch),
+        get: async (runId: string) => rows.get(runId) as RunReleaseRow | undefined,
+        update: async (runId, patch) => void Object.assign(rows.get(runId)!, patch),
       },
     });
-    const { id } = t.runIn('uploading');
-    t.store.transition(id, 'held', 'outputs held for review (0/1 approvals)');
-    t.store.transition(id, 'succeeded', 'succeeded; released after review by alice; results on branch secd-x', { branch: 'secd-x' });
+    const { id } = await t.runIn('uploading');
+    await t.store.transition(id, 'held', 'outputs held for review (0/1 approvals)');
+    await t.store.transition(id, 'succeeded', 'succeeded; released after review by alice; results on branch secd-x', { branch: 'secd-x' });
     const row = { policy: 'review' as const, nodeEnd: 'succeeded', reviewBranch: 'secd-x', outcome: 'released' as const, decidedBy: 'alice', decidedAt: t.now().toISOString(), statusPosted: 'pending' };
     rows.set(id, row);
     t.lifecycle.resume();
@@ -200,14 +201,14 @@ describe('a leader that starts again after it was killed', () => {
   });
 
   it('a run queued just before the kill supersedes the older runs of its branch when the leader starts again', async () => {
-    const t = setup();
-    const older = t.runIn('queued', { project: 'lab/same' });
-    const newer = t.runIn('queued', { project: 'lab/same' });
+    const t = await setup();
+    const older = await t.runIn('queued', { project: 'lab/same' });
+    const newer = await t.runIn('queued', { project: 'lab/same' });
     // The fixture gives each run its own project id: make them one project, as two pushes are.
-    t.db.prepare('UPDATE runs SET project_id = 7 WHERE id IN (?, ?)').run(older.id, newer.id);
+    await sql`UPDATE runs SET project_id = 7 WHERE id IN (${older.id}, ${newer.id})`.execute(t.state.db);
     t.lifecycle.resume();
     await t.settle();
-    expect(t.store.get(older.id)).toMatchObject({ state: 'cancelled', reason: expect.stringContaining(`superseded by a newer push`) });
-    expect(t.store.get(newer.id)?.state).not.toBe('cancelled');
+    expect(await t.store.get(older.id)).toMatchObject({ state: 'cancelled', reason: expect.stringContaining(`superseded by a newer push`) });
+    expect((await t.store.get(newer.id))?.state).not.toBe('cancelled');
   });
 });

@@ -12,6 +12,7 @@
  *   the commit's statuses back from GitLab (GitLabApi.listCommitStatuses) and posts nothing when
  *   the run's final status is there.
  */
+import type { RunReleaseRow } from '../../storage/release-store.js';
 import type { RunRow } from '../../storage/run-store.js';
 import { isTerminal, type RunState } from '../../storage/run-states.js';
 import type { RunOutcome } from '../contract/run-spec.js';
@@ -42,8 +43,8 @@ export interface RecordedEnd {
 }
 
 /** The end recorded for a run that ended (or is held for review), or null while it is still going. */
-export function recordedEndOf(ctx: LifecycleContext, run: RunRow): RecordedEnd | null {
-  const release = ctx.deps.release?.store.get(run.id);
+export async function recordedEndOf(ctx: LifecycleContext, run: RunRow): Promise<RecordedEnd | null> {
+  const release = ctx.deps.release ? await ctx.deps.release.store.get(run.id) : undefined;
   // A review run's node end and branch are the release record's (the run's branch is the released one).
   if (release?.policy === 'review' && release.nodeEnd !== null && (run.state === 'held' || isTerminal(run.state))) {
     return { end: release.nodeEnd, branch: release.reviewBranch };
@@ -57,7 +58,14 @@ export function recordedEndOf(ctx: LifecycleContext, run: RunRow): RecordedEnd |
  * goes out if it never did), an error when it disagrees. `mapped` is the outcome as the leader reads
  * it now (a cancel by a lost GPU reads as failed).
  */
-export function onResultOfEndedRun(ctx: LifecycleContext, nodeId: string, run: RunRow, recorded: RecordedEnd, given: RunOutcome, mapped: RunOutcome): void {
+export async function onResultOfEndedRun(
+  ctx: LifecycleContext,
+  nodeId: string,
+  run: RunRow,
+  recorded: RecordedEnd,
+  given: RunOutcome,
+  mapped: RunOutcome,
+): Promise<void> {
   const { log } = ctx.deps;
   const sameEnd = recorded.end === given.end || recorded.end === mapped.end;
   if (sameEnd && recorded.branch === given.branch) {
@@ -101,8 +109,8 @@ function ensureStatus(ctx: LifecycleContext, run: RunRow, channel: 'run' | 'rele
       try {
         const shown = (await gitlab.listCommitStatuses(run.projectId, run.commit)).find((s) => s.name === STATUS_NAMES[channel]);
         if (shown?.status === state && (shown.target_url ?? '').endsWith(`/runs/${run.id}`)) {
-          if (channel === 'run') ctx.deps.store.update(run.id, { statusPosted: state });
-          else ctx.deps.release?.store.update(run.id, { statusPosted: state });
+          if (channel === 'run') await ctx.deps.store.update(run.id, { statusPosted: state });
+          else await ctx.deps.release?.store.update(run.id, { statusPosted: state });
           log.info({ runId: run.id, state, channel }, 'GitLab already shows the final status (taken just before a restart): not posted again');
           return;
         }
@@ -119,17 +127,18 @@ function ensureStatus(ctx: LifecycleContext, run: RunRow, channel: 'run' | 'rele
  * After a restart: the final status of every run that ended within the lookback and whose status
  * GitLab never took, and of a reviewed run its `secd/release` status (released or withheld) too.
  */
-export function postMissingFinalStatuses(ctx: LifecycleContext): number {
+export async function postMissingFinalStatuses(ctx: LifecycleContext): Promise<number> {
   const { store, now } = ctx.deps;
   const since = now().getTime() - FINAL_STATUS_LOOKBACK_MS;
   let posted = 0;
-  for (const run of store.list({ limit: 1000 })) {
+  for (const run of await store.list({ limit: 1000 })) {
     const final = finalStatusOf(run.state);
     if (final === null) continue;
     // A reviewed run ends when its review is decided, which may be days after its node finished.
-    const times = [run.finishedAt, ctx.deps.release?.store.get(run.id)?.decidedAt].map((t) => Date.parse(t ?? '')).filter(Number.isFinite);
+    const row = ctx.deps.release ? await ctx.deps.release.store.get(run.id) : undefined;
+    const times = [run.finishedAt, row?.decidedAt].map((t) => Date.parse(t ?? '')).filter(Number.isFinite);
     if (times.length === 0 || Math.max(...times) < since) continue;
-    const release = missingReleaseStatus(ctx, run.id);
+    const release = missingReleaseStatus(row);
     if (release) {
       ensureStatus(ctx, run, 'release', release.state, release.description);
       posted += 1;
@@ -142,8 +151,7 @@ export function postMissingFinalStatuses(ctx: LifecycleContext): number {
 }
 
 /** The `secd/release` status a decided review never got posted, in the release desk's words. */
-function missingReleaseStatus(ctx: LifecycleContext, runId: string): { state: CommitStatusState; description: string } | null {
-  const row = ctx.deps.release?.store.get(runId);
+function missingReleaseStatus(row: RunReleaseRow | undefined): { state: CommitStatusState; description: string } | null {
   if (!row || row.outcome === null) return null;
   const state: CommitStatusState = row.outcome === 'released' ? 'success' : 'failed';
   if (row.statusPosted === state) return null;

@@ -6,11 +6,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunOutcome } from '../contract/run-spec.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 import { plannedNode } from './plan-apply.js';
 
 let t: LifecycleFixture | undefined;
-afterEach(() => t?.close());
+afterEach(async () => t?.close());
 
 const cancelled: RunOutcome = {
   end: 'cancelled',
@@ -37,37 +37,38 @@ function lossyNode() {
 describe('a GPU lost mid-run', () => {
   it('stops that run, records it failed with the reason, and leaves the other GPUs and their runs alone', async () => {
     const { handle, troubles } = lossyNode();
-    t = lifecycleFixture([handle]);
-    const onLost = t.runIn('running', { user: 'ann', node: 'gpu-01', gpus: ['gpu-01-g0'] }).id;
-    const onHealthy = t.runIn('running', { user: 'ben', node: 'gpu-01', gpus: ['gpu-01-g1'] }).id;
+    t = await lifecycleFixture([handle]);
+    const onLost = (await t.runIn('running', { user: 'ann', node: 'gpu-01', gpus: ['gpu-01-g0'] })).id;
+    const onHealthy = (await t.runIn('running', { user: 'ben', node: 'gpu-01', gpus: ['gpu-01-g1'] })).id;
 
     troubles.push({ uuid: 'gpu-01-g0', health: 'lost', problem: 'nvidia-smi: Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost' });
-    const queued = t.runIn('queued', { user: 'cyd', yml: 'gpu: 1\n' }).id;
+    const queued = (await t.runIn('queued', { user: 'cyd', yml: 'gpu: 1\n' })).id;
     await t.plan();
 
     expect(handle.cancelled).toEqual([
       [onLost, 'stopped by secd: GPU gpu-01-g0 on node gpu-01 is lost (nvidia-smi: Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost)'],
     ]);
     // The queued run gets the free healthy GPU, never the lost one.
-    expect(t.store.get(queued)).toMatchObject({ state: 'assigned', gpus: ['gpu-01-g2'] });
+    expect(await t.store.get(queued)).toMatchObject({ state: 'assigned', gpus: ['gpu-01-g2'] });
     expect(plannedNode(handle).foreignBusyGpus).toEqual(['gpu-01-g0']);
 
     t.lifecycle.onResult('gpu-01', onLost, cancelled);
     await t.settle();
-    expect(t.store.get(onLost)).toMatchObject({
+    expect(await t.store.get(onLost)).toMatchObject({
       state: 'failed',
       reason: 'failed: GPU gpu-01-g0 on node gpu-01 is lost (nvidia-smi: Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost)',
       branch: 'secd-x',
     });
     expect(t.statuses.at(-1)).toMatchObject({ state: 'failed', description: expect.stringContaining('GPU gpu-01-g0 on node gpu-01 is lost') });
-    expect(t.store.get(onHealthy)).toMatchObject({ state: 'running' });
+    expect(await t.store.get(onHealthy)).toMatchObject({ state: 'running' });
   });
 
   it('a run cancelled while its GPUs are healthy stays cancelled', async () => {
     const { handle } = lossyNode();
-    t = lifecycleFixture([handle]);
-    const run = t.runIn('running', { node: 'gpu-01', gpus: ['gpu-01-g0'] }).id;
+    t = await lifecycleFixture([handle]);
+    const run = (await t.runIn('running', { node: 'gpu-01', gpus: ['gpu-01-g0'] })).id;
     t.lifecycle.onResult('gpu-01', run, cancelled);
-    expect(t.store.get(run)).toMatchObject({ state: 'cancelled', reason: 'cancelled: stopped by the leader' });
+    await t.settle();
+    expect(await t.store.get(run)).toMatchObject({ state: 'cancelled', reason: 'cancelled: stopped by the leader' });
   });
 });

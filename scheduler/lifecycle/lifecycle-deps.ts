@@ -51,7 +51,12 @@ export interface NodeHandle {
 
 /** Everything the lifecycle needs, handed down by main. */
 export interface LifecycleDeps {
+  /** The runs, as the active leader writes them (fenced where several leaders share the state). */
   store: RunStore;
+  /** Where accepted webhooks are stored (any leader may store one: not fenced); default `store`. */
+  intakeStore?: RunStore;
+  /** False while this leader is a standby: it stores pushes and starts nothing (default: always active). */
+  isActive?(): boolean;
   gitlab: GitLabApi;
   log: Log;
   now(): Date;

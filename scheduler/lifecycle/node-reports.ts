@@ -9,6 +9,9 @@
  * what the run wrote, and its result, `cancelled` by the node's words, is recorded as `failed` with
  * the GPU's reason while the node still reports that GPU in trouble (derived at the result, not
  * remembered, so a leader restart in between loses nothing).
+ *
+ * Each step is async (the stores are); the face (run-lifecycle.ts) runs one node's reports one
+ * after another, in the order the node sent them.
  */
 import { IN_FLIGHT_STATES, isInFlight } from '../../storage/run-states.js';
 import type { CommitStatusState } from '../gitlab/gitlab-port.js';
@@ -24,8 +27,8 @@ import { onResultOfEndedRun, recordedEndOf } from './ended-runs.js';
 const DEFAULT_LOST_AFTER_MS = 600_000;
 
 /** A node observed a phase change of one of its runs. */
-export function recordPhase(ctx: LifecycleContext, nodeId: string, runId: string, phase: RunPhase, at: string): void {
-  const run = ctx.deps.store.get(runId);
+export async function recordPhase(ctx: LifecycleContext, nodeId: string, runId: string, phase: RunPhase, at: string): Promise<void> {
+  const run = await ctx.deps.store.get(runId);
   if (!run || run.node !== nodeId) {
     ctx.deps.log.warn({ runId, nodeId, phase }, 'phase report for a run this node does not hold');
     return;
@@ -34,7 +37,7 @@ export function recordPhase(ctx: LifecycleContext, nodeId: string, runId: string
   const reason =
     phase === 'building' ? 'building the image' : phase === 'running' ? 'container running' : 'pushing results';
   const patch = phase === 'running' ? { startedAt: at } : {};
-  const result = ctx.deps.store.transition(runId, phase, reason, patch);
+  const result = await ctx.deps.store.transition(runId, phase, reason, patch);
   if (!result.ok) {
     ctx.deps.log.warn({ runId, phase, result }, 'ignored a phase report the state table does not allow');
     return;
@@ -61,9 +64,9 @@ function gpuLossOf(ctx: LifecycleContext, run: Pick<RunRow, 'node' | 'gpus'>): s
 }
 
 /** Cancel, on their nodes, the runs in flight whose GPU the node reports lost or in error (see the module comment). */
-export function stopRunsOnTroubledGpus(ctx: LifecycleContext): void {
+export async function stopRunsOnTroubledGpus(ctx: LifecycleContext): Promise<void> {
   const { store, log } = ctx.deps;
-  for (const run of store.inStates(IN_FLIGHT_STATES)) {
+  for (const run of await store.inStates(IN_FLIGHT_STATES)) {
     if (run.state === 'uploading') continue;
     const loss = gpuLossOf(ctx, run);
     if (!loss) continue;
@@ -73,9 +76,9 @@ export function stopRunsOnTroubledGpus(ctx: LifecycleContext): void {
 }
 
 /** A node finished a run: record the end, free its GPUs, tell GitLab, and plan again. */
-export function recordResult(ctx: LifecycleContext, nodeId: string, runId: string, given: RunOutcome): void {
+export async function recordResult(ctx: LifecycleContext, nodeId: string, runId: string, given: RunOutcome): Promise<void> {
   const { store, log } = ctx.deps;
-  const run = store.get(runId);
+  const run = await store.get(runId);
   if (!run || run.node !== nodeId) {
     log.warn({ runId, nodeId }, 'result for a run this node does not hold');
     return;
@@ -85,26 +88,26 @@ export function recordResult(ctx: LifecycleContext, nodeId: string, runId: strin
   const outcome: RunOutcome = loss ? { ...given, end: 'failed', reason: `failed: ${loss}` } : given;
   // Ended (or held for review) already: the node re-sends until acknowledged (ended-runs.ts). Nothing
   // moves: a held run's re-sent result must not end it past its review.
-  const recorded = recordedEndOf(ctx, run);
+  const recorded = await recordedEndOf(ctx, run);
   if (recorded !== null) {
-    onResultOfEndedRun(ctx, nodeId, run, recorded, given, outcome);
+    await onResultOfEndedRun(ctx, nodeId, run, recorded, given, outcome);
     return;
   }
   if (run.state === 'assigned' || run.state === 'building' || run.state === 'running') {
     // The node's `uploading` report was lost with a connection (or a leader restart): every run
     // passes through it before its end, so record it first.
-    store.transition(runId, 'uploading', 'pushing results');
+    await store.transition(runId, 'uploading', 'pushing results');
   }
   // A review run whose results reached the review project is held there (scheduler/release/).
   const desk = ctx.deps.release?.desk;
-  const current = store.get(runId)!;
-  if (desk?.isReview(runId) && desk.hold(current, outcome, (p) => ctx.track(p))) {
-    if (ctx.deps.datasets) ctx.track(ctx.deps.datasets.release(runId, outcome.datasetBytes));
+  const current = (await store.get(runId))!;
+  if (desk && (await desk.isReview(runId)) && (await desk.hold(current, outcome, (p) => ctx.track(p)))) {
+    releaseDatasets(ctx, runId, outcome);
     ctx.scheduleSoon();
     return;
   }
-  desk?.recordDirect(runId, outcome);
-  const result = store.transition(runId, outcome.end, outcome.reason, {
+  await desk?.recordDirect(runId, outcome);
+  const result = await store.transition(runId, outcome.end, outcome.reason, {
     exitCode: outcome.exitCode,
     imageId: outcome.imageId,
     branch: outcome.branch,
@@ -120,8 +123,14 @@ export function recordResult(ctx: LifecycleContext, nodeId: string, runId: strin
       outcome.end === 'succeeded' ? 'success' : outcome.end === 'cancelled' ? 'canceled' : 'failed';
     ctx.postStatus(runId, state, outcome.reason);
   }
-  if (ctx.deps.datasets) ctx.track(ctx.deps.datasets.release(runId, outcome.datasetBytes));
+  releaseDatasets(ctx, runId, outcome);
   ctx.scheduleSoon();
+}
+
+/** Drop the ended run's dataset account and record what its socket carried, in the background. */
+function releaseDatasets(ctx: LifecycleContext, runId: string, outcome: RunOutcome): void {
+  const datasets = ctx.deps.datasets;
+  if (datasets) ctx.background('dropping the run\'s dataset account', () => datasets.release(runId, outcome.datasetBytes), { runId });
 }
 
 /**
@@ -130,34 +139,34 @@ export function recordResult(ctx: LifecycleContext, nodeId: string, runId: strin
  * node no longer has ends `lost`. A run the node holds that the leader already ended is cancelled
  * there. Runs the node finished report their results themselves (re-sent until acknowledged).
  */
-export function reconcileHeldRuns(
+export async function reconcileHeldRuns(
   ctx: LifecycleContext,
   nodeId: string,
   held: ReadonlyArray<{ runId: string; phase: 'assigned' | 'finished' | RunPhase }>,
-): void {
+): Promise<void> {
   const { store, log } = ctx.deps;
   const handle = ctx.deps.nodes().find((n) => n.id === nodeId);
   const heldById = new Map(held.map((h) => [h.runId, h]));
   const at = ctx.deps.now().toISOString();
-  for (const run of store.inStates(IN_FLIGHT_STATES)) {
+  for (const run of await store.inStates(IN_FLIGHT_STATES)) {
     if (run.node !== nodeId) continue;
     const h = heldById.get(run.id);
     if (h === undefined) {
       if (run.state === 'assigned') {
         // Assigned before the node had it on disk (or before a leader restart): send it again.
-        handOver(ctx, handle, run);
+        await handOver(ctx, handle, run);
         continue;
       }
       const reason = `node ${nodeId} came back without this run (it no longer holds it)`;
       log.warn({ runId: run.id, nodeId, state: run.state }, 'node no longer holds its run');
-      if (store.transition(run.id, 'lost', reason).ok) ctx.postStatus(run.id, 'failed', reason);
+      if ((await store.transition(run.id, 'lost', reason)).ok) ctx.postStatus(run.id, 'failed', reason);
       continue;
     }
-    if (h.phase === 'building' || h.phase === 'running' || h.phase === 'uploading') recordPhase(ctx, nodeId, run.id, h.phase, at);
+    if (h.phase === 'building' || h.phase === 'running' || h.phase === 'uploading') await recordPhase(ctx, nodeId, run.id, h.phase, at);
   }
   for (const h of held) {
     if (h.phase === 'finished') continue;
-    const run = store.get(h.runId);
+    const run = await store.get(h.runId);
     if (!run || run.node !== nodeId) {
       handle?.cancel(h.runId, 'the leader has no record of this run on this node');
     } else if (!isInFlight(run.state)) {
@@ -168,21 +177,21 @@ export function reconcileHeldRuns(
 }
 
 /** End `lost` every run whose node has been down longer than `lostAfterMs`. */
-export function sweepLostRuns(ctx: LifecycleContext): void {
+export async function sweepLostRuns(ctx: LifecycleContext): Promise<void> {
   const downSince = ctx.deps.nodeDownSince;
   if (!downSince || ctx.closed()) return;
   const { store, log } = ctx.deps;
   const lostAfterMs = ctx.deps.settings.lostAfterMs ?? DEFAULT_LOST_AFTER_MS;
   const now = ctx.deps.now().getTime();
   let lost = 0;
-  for (const run of store.inStates(IN_FLIGHT_STATES)) {
+  for (const run of await store.inStates(IN_FLIGHT_STATES)) {
     if (run.node === null) continue;
     const since = downSince(run.node);
     if (since === null || now - since.getTime() < lostAfterMs) continue;
     const minutes = Math.round(((now - since.getTime()) / 60_000) * 10) / 10;
     const reason = `node ${run.node} has been unreachable for ${minutes} min (lost_after is ${lostAfterMs / 60_000} min)`;
     log.warn({ runId: run.id, node: run.node }, 'run lost: its node stayed away');
-    if (store.transition(run.id, 'lost', reason).ok) {
+    if ((await store.transition(run.id, 'lost', reason)).ok) {
       lost++;
       ctx.postStatus(run.id, 'failed', reason);
     }

@@ -23,12 +23,17 @@ import type { LifecycleContext } from './lifecycle-context.js';
 const ENDED: readonly RunState[] = ['succeeded', 'failed', 'timed_out', 'cancelled', 'lost', 'held', 'withheld'];
 
 /** `snapshot` with runfor, start times and decayed usage from the store as it is now. */
-export function withKnownTimes(store: RunStore, snapshot: PlanSnapshot, now: Date, halfLifeHours: number = DEFAULT_FAIR_SHARE_HALF_LIFE_HOURS): PlanSnapshot {
+export async function withKnownTimes(
+  store: RunStore,
+  snapshot: PlanSnapshot,
+  now: Date,
+  halfLifeHours: number = DEFAULT_FAIR_SHARE_HALF_LIFE_HOURS,
+): Promise<PlanSnapshot> {
   if (snapshot.queued.length === 0) return snapshot;
-  const { queued, inFlight, ended } = store.inTransaction(() => ({
-    queued: store.inStates(['queued']),
-    inFlight: store.inStates(IN_FLIGHT_STATES),
-    ended: store.inStates(ENDED),
+  const { queued, inFlight, ended } = await store.inTransaction(async (runs) => ({
+    queued: await runs.inStates(['queued']),
+    inFlight: await runs.inStates(IN_FLIGHT_STATES),
+    ended: await runs.inStates(ENDED),
   }));
   const rows = new Map<string, RunRow>([...queued, ...inFlight].map((r) => [r.id, r]));
   const nowMs = now.getTime();
@@ -61,21 +66,24 @@ function runforOf(row: RunRow | undefined): number | undefined {
 }
 
 /** Tell each waiting run of `plan` where it stands when the sentence changed: its reason, and its pending status. */
-export function postQueuePlaces(ctx: LifecycleContext, snapshot: PlanSnapshot, plan: Pick<Plan, 'waiting' | 'reservations'>, now: Date): void {
+export async function postQueuePlaces(ctx: LifecycleContext, snapshot: PlanSnapshot, plan: Pick<Plan, 'waiting' | 'reservations'>, now: Date): Promise<void> {
   const { store } = ctx.deps;
   const byId = new Map(snapshot.queued.map((q) => [q.id, q]));
   const places = queuePlaces(plan, (id) => byId.get(id)?.gpus ?? 0);
-  const changed: Array<{ id: string; note: string }> = [];
-  store.inTransaction(() => {
+  if (places.size === 0) return;
+  // Rerun whole on a lock conflict: what changed is what the committed run of it found.
+  const changed = await store.inTransaction(async (runs) => {
+    const found: Array<{ id: string; note: string }> = [];
     for (const [id, place] of places) {
       const run = byId.get(id);
-      const row = store.get(id);
+      const row = await runs.get(id);
       if (!run || row?.state !== 'queued') continue;
       const note = queueNote(place, run.gpus, run.gpuRequest, now);
       if (row.reason === note) continue;
-      store.update(id, { reason: note });
-      changed.push({ id, note });
+      await runs.update(id, { reason: note });
+      found.push({ id, note });
     }
+    return found;
   });
   for (const { id, note } of changed) ctx.postStatus(id, 'pending', note);
 }

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
 import type { PushVerification } from './lifecycle-deps.js';
 import { withSecdYmlWarnings, type VerifyPushRequest } from './run-checks.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
@@ -23,11 +23,11 @@ function aPush(): PushEvent {
 }
 
 let t: LifecycleFixture | undefined;
-afterEach(() => t?.close());
+afterEach(async () => t?.close());
 
-function setup(verdict: PushVerification) {
+async function setup(verdict: PushVerification) {
   const asked: VerifyPushRequest[] = [];
-  t = lifecycleFixture([fakeNode('n1')], () => ({
+  t = await lifecycleFixture([fakeNode('n1')], () => ({
     newRunId: () => 'run-1',
     verifyPush: (input: VerifyPushRequest) => {
       asked.push(input);
@@ -40,41 +40,41 @@ function setup(verdict: PushVerification) {
 
 describe('verifying a run', () => {
   it('asks about the pusher by GitLab user id, and records who vouched for which commit', async () => {
-    const { f, asked } = setup({
+    const { f, asked } = await setup({
       ok: true,
       commits: [U, B],
       head: { sha: B, fingerprint: 'F'.repeat(40), username: 'jsmith' },
       vouched: [{ commit: U, by: 'jsmith' }],
     });
-    f.lifecycle.acceptPush(aPush(), 'key-1', 'Push Hook');
+    await f.lifecycle.acceptPush(aPush(), 'key-1', 'Push Hook');
     await f.settle();
     expect(asked).toEqual([{ projectId: 15, project: expect.any(String), before: A, after: B, pusher: { id: 4, username: 'jsmith' } }]);
-    const reasons = f.store.events('run-1').map((e) => e.reason);
+    const reasons = (await f.store.events('run-1')).map((e) => e.reason);
     expect(reasons).toContain('commit cccccccc vouched for by jsmith (Secd-Vouches-For)');
-    expect(f.store.events('run-1').map((e) => e.to)).toContain('queued');
+    expect((await f.store.events('run-1')).map((e) => e.to)).toContain('queued');
   });
 
   it('a refusal is the run\'s reason and its failed commit status', async () => {
     const reason = 'the push was made by jsmith (GitLab user 4), who is not a member of this project; secd runs pushes only of members with Developer access or more';
-    const { f } = setup({ ok: false, code: 'pusher_not_member', reason });
-    f.lifecycle.acceptPush(aPush(), 'key-1', 'Push Hook');
+    const { f } = await setup({ ok: false, code: 'pusher_not_member', reason });
+    await f.lifecycle.acceptPush(aPush(), 'key-1', 'Push Hook');
     await f.settle();
-    expect(f.store.get('run-1')).toMatchObject({ state: 'rejected', reason });
+    expect(await f.store.get('run-1')).toMatchObject({ state: 'rejected', reason });
     expect(f.statuses.at(-1)).toMatchObject({ sha: B, state: 'failed', description: reason.slice(0, 255) });
   });
 });
 
 describe('secd.yml warnings in the commit status', () => {
   it('an unknown key is kept on the queued run with its near miss, as the status text says it', async () => {
-    t = lifecycleFixture([], () => ({
+    t = await lifecycleFixture([], () => ({
       newRunId: () => 'run-1',
       verifyPush: () => Promise.resolve({ ok: true, commits: [B], head: { sha: B, fingerprint: 'F'.repeat(40), username: 'jsmith' }, vouched: [] }),
       readFileAt: (_p, _sha, path) =>
         Promise.resolve(path === 'Dockerfile' ? Buffer.from('FROM busybox\n') : path === 'secd.yml' ? Buffer.from('run_for: 1\n') : null),
     }));
-    t.lifecycle.acceptPush(aPush(), 'key-1', 'Push Hook');
+    await t.lifecycle.acceptPush(aPush(), 'key-1', 'Push Hook');
     await t.settle();
-    const run = t.store.get('run-1')!;
+    const run = (await t.store.get('run-1'))!;
     expect(run.state).toBe('queued');
     expect(withSecdYmlWarnings('queued: waiting for a node', run.warnings)).toBe(
       'queued: waiting for a node; secd.yml: unknown key "run_for" ignored (did you mean "runfor"?)',

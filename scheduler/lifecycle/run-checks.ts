@@ -47,10 +47,12 @@ export class RunChecks {
     const next = previous
       .then(() => this.gate.whenQuiet(since))
       .then(() => this.gate.withSlot(() => this.check(runId)))
-      .catch((err: unknown) => {
+      .catch(async (err: unknown) => {
         this.ctx.deps.log.error({ err, runId }, 'checking a run failed');
-        failRun(this.ctx, runId, `secd could not check this push: ${errorText(err)}`);
-      });
+        await failRun(this.ctx, runId, `secd could not check this push: ${errorText(err)}`);
+      })
+      // Ending the run failed too (the state database is unreachable): a restart checks it again.
+      .catch((err: unknown) => this.ctx.deps.log.error({ err: errorText(err), runId }, 'could not end a run whose check failed'));
     this.projectChains.set(projectId, next);
     this.ctx.track(next);
   }
@@ -58,10 +60,10 @@ export class RunChecks {
   private async check(runId: string): Promise<void> {
     if (this.ctx.closed()) return;
     const { store } = this.ctx.deps;
-    let run = store.get(runId);
+    let run = await store.get(runId);
     if (run?.state === 'received') {
       await this.verify(run);
-      run = store.get(runId);
+      run = await store.get(runId);
     }
     if (run?.state === 'verified') await this.applyPolicy(run);
   }
@@ -79,18 +81,18 @@ export class RunChecks {
     const verification = await this.ctx.deps.verifyPush(request);
     if (!verification.ok) {
       log.info({ runId: run.id, code: verification.code, reason: verification.reason }, 'push rejected');
-      rejectRun(this.ctx, run.id, verification.reason);
+      await rejectRun(this.ctx, run.id, verification.reason);
       return;
     }
-    store.markVerified(run.projectId, verification.commits, verification.head.fingerprint);
+    await store.markVerified(run.projectId, verification.commits, verification.head.fingerprint);
     // Killed here, the run is still `received`: a restart verifies it again (its commits count as verified).
     failpoint('leader.checks.verified');
     // Who vouched for which refused commit is part of the run's audit trail.
     for (const vouch of verification.vouched ?? []) {
-      store.note(run.id, `commit ${vouch.commit.slice(0, 8)} vouched for by ${vouch.by} (Secd-Vouches-For)`);
+      await store.note(run.id, `commit ${vouch.commit.slice(0, 8)} vouched for by ${vouch.by} (Secd-Vouches-For)`);
     }
     const n = verification.commits.length;
-    store.transition(run.id, 'verified', `${n} commit${n === 1 ? '' : 's'} verified, signed by ${verification.head.fingerprint}`, {
+    await store.transition(run.id, 'verified', `${n} commit${n === 1 ? '' : 's'} verified, signed by ${verification.head.fingerprint}`, {
       signer: verification.head.fingerprint,
     });
   }
@@ -104,7 +106,7 @@ export class RunChecks {
       deps.readFileAt(run.projectId, run.commit, 'Dockerfile'),
     ]);
     if (!dockerfile) {
-      rejectRun(this.ctx, run.id, `no Dockerfile at the root of commit ${run.commit.slice(0, 8)}: secd builds the repository's Dockerfile`);
+      await rejectRun(this.ctx, run.id, `no Dockerfile at the root of commit ${run.commit.slice(0, 8)}: secd builds the repository's Dockerfile`);
       return;
     }
     const largestNodeGpus = Math.max(0, ...deps.nodes().map((n) => n.gpus().length));
@@ -116,21 +118,21 @@ export class RunChecks {
       gpuNodes: deps.nodes().map(plannedNode),
     });
     if (!policy.ok) {
-      rejectRun(this.ctx, run.id, policy.reason);
+      await rejectRun(this.ctx, run.id, policy.reason);
       return;
     }
     // Grants follow the pusher's GitLab user id (the name is for display only).
-    const access = deps.datasets?.forRun({ user: run.user, userId: run.userId }, policy.config.datasets);
+    const access = deps.datasets ? await deps.datasets.forRun({ user: run.user, userId: run.userId }, policy.config.datasets) : undefined;
     if (access && !access.ok) {
-      rejectRun(this.ctx, run.id, access.reason);
+      await rejectRun(this.ctx, run.id, access.reason);
       return;
     }
     const newer = await newerPush;
     if (newer) {
-      rejectRun(this.ctx, run.id, newer);
+      await rejectRun(this.ctx, run.id, newer);
       return;
     }
-    const queued = deps.store.transition(run.id, 'queued', 'waiting for a node', {
+    const queued = await deps.store.transition(run.id, 'queued', 'waiting for a node', {
       config: policy.config,
       warnings: policy.warnings,
     });
@@ -138,7 +140,7 @@ export class RunChecks {
     // Killed here, nothing is lost: resume() plans it, re-posts its status and supersedes older runs.
     failpoint('leader.checks.queued');
     this.ctx.postStatus(run.id, 'pending', 'queued: waiting for a node');
-    this.supersedeOlderRuns(queued.run);
+    await this.supersedeOlderRuns(queued.run);
     this.ctx.scheduleSoon();
   }
 
@@ -163,22 +165,22 @@ export class RunChecks {
    * of its branch yet. Each project's newest queued-or-later run of a branch does it now (what
    * queueing it would have done; a run superseded already is not active any more).
    */
-  supersedeAfterRestart(): void {
+  async supersedeAfterRestart(): Promise<void> {
     const { store } = this.ctx.deps;
     const newest = new Map<string, RunRow>();
-    for (const run of store.inStates(['queued', ...IN_FLIGHT_STATES])) {
+    for (const run of await store.inStates(['queued', ...IN_FLIGHT_STATES])) {
       const key = `${run.projectId}\u0000${run.ref}`;
       const seen = newest.get(key);
       if (!seen || run.createdAt >= seen.createdAt) newest.set(key, run);
     }
-    for (const run of newest.values()) this.supersedeOlderRuns(run);
+    for (const run of newest.values()) await this.supersedeOlderRuns(run);
   }
 
   /** Older runs of the same branch end `cancelled`; one already on a node is stopped there. */
-  private supersedeOlderRuns(newest: RunRow): void {
+  private async supersedeOlderRuns(newest: RunRow): Promise<void> {
     const { store } = this.ctx.deps;
     const reason = `superseded by a newer push (${newest.commit.slice(0, 8)}, run ${newest.id})`;
-    for (const run of store.activeRunsOfProject(newest.projectId)) {
+    for (const run of await store.activeRunsOfProject(newest.projectId)) {
       if (run.id === newest.id || run.ref !== newest.ref || run.createdAt > newest.createdAt) continue;
       // A held run has ended on its node; its outputs wait for review, which a new push does not end.
       if (run.state === 'held') continue;
@@ -187,7 +189,7 @@ export class RunChecks {
         node?.cancel(run.id, reason);
         continue;
       }
-      if (store.transition(run.id, 'cancelled', reason).ok) this.ctx.postStatus(run.id, 'canceled', reason);
+      if ((await store.transition(run.id, 'cancelled', reason)).ok) this.ctx.postStatus(run.id, 'canceled', reason);
     }
   }
 }

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 
 function aPush(after: string): PushEvent {
   const body = JSON.parse(readFileSync(join(import.meta.dirname, '../../test/fixtures/gitlab/push_event_webhook.json'), 'utf8')) as Record<string, unknown>;
@@ -16,13 +16,13 @@ function aPush(after: string): PushEvent {
 }
 
 let t: LifecycleFixture | undefined;
-afterEach(() => t?.close());
+afterEach(async () => t?.close());
 
 describe('acceptPush', () => {
   it('stores the run and the delivery before returning, and starts verification only after this turn of the event loop', async () => {
     let seq = 0;
     const verified: string[] = [];
-    t = lifecycleFixture([fakeNode('n1')], () => ({
+    t = await lifecycleFixture([fakeNode('n1')], () => ({
       newRunId: () => `run-${++seq}`,
       verifyPush: ({ after }) => {
         verified.push(after);
@@ -30,11 +30,11 @@ describe('acceptPush', () => {
       },
     }));
     const f = t;
-    const answer = f.lifecycle.acceptPush(aPush('b'.repeat(40)), 'key-1', 'Push Hook');
+    const answer = await f.lifecycle.acceptPush(aPush('b'.repeat(40)), 'key-1', 'Push Hook');
     expect(answer).toEqual({ run_id: 'run-1', duplicate: false });
     // Stored: a retry of the same delivery is a duplicate at once.
-    expect(f.store.get('run-1')?.state).toBe('received');
-    expect(f.lifecycle.acceptPush(aPush('b'.repeat(40)), 'key-1', 'Push Hook')).toEqual({ run_id: 'run-1', duplicate: true });
+    expect((await f.store.get('run-1'))?.state).toBe('received');
+    expect(await f.lifecycle.acceptPush(aPush('b'.repeat(40)), 'key-1', 'Push Hook')).toEqual({ run_id: 'run-1', duplicate: true });
     // Microtasks (where the HTTP layer writes the answer) run before any background step.
     await Promise.resolve();
     await new Promise((r) => process.nextTick(r));
@@ -43,22 +43,22 @@ describe('acceptPush', () => {
     await f.settle();
     expect(verified).toEqual(['b'.repeat(40)]);
     expect(f.statuses.map((s) => s.state)).toContain('pending');
-    expect(f.store.get('run-1')?.state).toBe('rejected');
+    expect((await f.store.get('run-1'))?.state).toBe('rejected');
   });
 
   it('idle() waits for the deferred start, so a close right after the answer loses nothing', async () => {
     let seq = 0;
     let verifications = 0;
-    t = lifecycleFixture([fakeNode('n1')], () => ({
+    t = await lifecycleFixture([fakeNode('n1')], () => ({
       newRunId: () => `run-${++seq}`,
       verifyPush: () => {
         verifications++;
         return Promise.resolve({ ok: false as const, code: 'unsigned', reason: 'test: not signed' });
       },
     }));
-    t.lifecycle.acceptPush(aPush('c'.repeat(40)), 'key-2', 'Push Hook');
+    await t.lifecycle.acceptPush(aPush('c'.repeat(40)), 'key-2', 'Push Hook');
     await t.lifecycle.idle();
     expect(verifications).toBe(1);
-    expect(t.store.get('run-1')?.state).toBe('rejected');
+    expect((await t.store.get('run-1'))?.state).toBe('rejected');
   });
 });

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { DatasetStore } from '../../storage/dataset-store.js';
+import type { DatasetStore } from '../../storage/dataset-store.js';
 import { RunDatasets, type DatasetServer, type RunAccount } from '../policy/dataset-access.js';
 import { silentLog } from '../common/log.js';
 import type { PushEvent } from '../intake/push-event.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 
 // The lifecycle with the dataset step: a push goes through policy to a fake node, and the dataset
 // server holds each account creation until the test lets it through.
@@ -37,17 +37,17 @@ class GatedServer implements DatasetServer {
 }
 
 let fixture: LifecycleFixture | undefined;
-afterEach(() => fixture?.close());
+afterEach(async () => fixture?.close());
 
-function setup(files: Record<string, string>) {
+async function setup(files: Record<string, string>) {
   const server = new GatedServer();
   const node = fakeNode('gpu-01', { cpuSlots: 4 });
   let policy: DatasetStore | undefined;
   let seq = 0;
-  fixture = lifecycleFixture([node], ({ db, store }) => {
-    policy = new DatasetStore(db);
-    policy.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024' });
-    policy.grant({ username: 'ada', userId: 1 }, 'sales');
+  fixture = await lifecycleFixture([node], async ({ stores, store }) => {
+    policy = stores.datasets;
+    await policy.add({ name: 'sales', kind: 'mysql', mysqlDatabase: 'sales_2024' });
+    await policy.grant({ username: 'ada', userId: 1 }, 'sales');
     const datasets = new RunDatasets({
       store: policy,
       runs: store,
@@ -68,7 +68,7 @@ function setup(files: Record<string, string>) {
   const { store, lifecycle, statuses } = fixture;
   const settled = fixture.settle;
   let pushes = 0;
-  const push = (): string => {
+  const push = async (): Promise<string> => {
     pushes++;
     const sha = String(pushes).repeat(40).slice(0, 40);
     const event = {
@@ -80,7 +80,7 @@ function setup(files: Record<string, string>) {
       user_username: 'ada',
       project: { id: 7, path_with_namespace: 'lab/p', git_http_url: 'http://x/lab/p.git' },
     } as unknown as PushEvent;
-    return lifecycle.acceptPush(event, `delivery-${pushes}`, 'Push Hook').run_id;
+    return (await lifecycle.acceptPush(event, `delivery-${pushes}`, 'Push Hook')).run_id;
   };
   /** Let the lifecycle's background steps run until the dataset server holds `n` creations (or nothing is left). */
   const settle = async (n = 0) => {
@@ -94,10 +94,10 @@ const PROJECT = { Dockerfile: 'FROM scratch\n', 'secd.yml': 'datasets: [sales]\n
 
 describe('the lifecycle with datasets', () => {
   it('the node gets the run only once its account exists, with the credentials in the spec', async () => {
-    const t = setup(PROJECT);
-    const runId = t.push();
+    const t = await setup(PROJECT);
+    const runId = await t.push();
     await t.settle(1);
-    expect(t.store.get(runId)?.state).toBe('assigned');
+    expect((await t.store.get(runId))?.state).toBe('assigned');
     expect(t.assigned).toEqual([]);
     t.server.open();
     await t.settle();
@@ -108,24 +108,24 @@ describe('the lifecycle with datasets', () => {
   });
 
   it('a run whose account cannot be created fails with the reason, and its node never gets it', async () => {
-    const t = setup(PROJECT);
-    const runId = t.push();
+    const t = await setup(PROJECT);
+    const runId = await t.push();
     await t.settle(1);
     t.server.fail = new Error('the dataset server is down');
     t.server.open();
     await t.settle();
-    expect(t.store.get(runId)).toMatchObject({ state: 'failed', reason: "secd could not create the run's dataset account: the dataset server is down" });
+    expect(await t.store.get(runId)).toMatchObject({ state: 'failed', reason: "secd could not create the run's dataset account: the dataset server is down" });
     expect(t.assigned).toEqual([]);
     expect(t.statuses.at(-1)).toMatchObject({ state: 'failed' });
   });
 
   it('a run superseded while its account is being created is cancelled, never sent, and its account dropped', async () => {
-    const t = setup(PROJECT);
-    const older = t.push();
+    const t = await setup(PROJECT);
+    const older = await t.push();
     await t.settle(1);
-    const newer = t.push();
+    const newer = await t.push();
     await t.settle(2);
-    expect(t.store.get(older)).toMatchObject({ state: 'cancelled', reason: expect.stringContaining('superseded') });
+    expect(await t.store.get(older)).toMatchObject({ state: 'cancelled', reason: expect.stringContaining('superseded') });
     t.server.open();
     await t.settle();
     expect(t.assigned.map((s) => s.runId)).toEqual([newer]);
@@ -133,8 +133,8 @@ describe('the lifecycle with datasets', () => {
   });
 
   it('the run\'s result drops its account and records the bytes its socket carried', async () => {
-    const t = setup(PROJECT);
-    const runId = t.push();
+    const t = await setup(PROJECT);
+    const runId = await t.push();
     await t.settle(1);
     t.server.open();
     await t.settle();
@@ -144,14 +144,14 @@ describe('the lifecycle with datasets', () => {
     });
     await t.settle();
     expect(t.server.accounts.size).toBe(0);
-    expect(t.policy.runAccess(runId)).toMatchObject({ droppedAt: expect.any(String), bytesFromServer: 4096, bytesToServer: 128 });
+    expect(await t.policy.runAccess(runId)).toMatchObject({ droppedAt: expect.any(String), bytesFromServer: 4096, bytesToServer: 128 });
   });
 
   it('asking for a dataset not granted rejects the run at policy time, naming it', async () => {
-    const t = setup({ ...PROJECT, 'secd.yml': 'datasets: [sales, payroll]\n' });
-    const runId = t.push();
+    const t = await setup({ ...PROJECT, 'secd.yml': 'datasets: [sales, payroll]\n' });
+    const runId = await t.push();
     await t.settle();
-    expect(t.store.get(runId)).toMatchObject({ state: 'rejected', reason: 'secd.yml: datasets lists "payroll", but no dataset has that name' });
+    expect(await t.store.get(runId)).toMatchObject({ state: 'rejected', reason: 'secd.yml: datasets lists "payroll", but no dataset has that name' });
     expect(t.server.pending()).toBe(0);
   });
 });

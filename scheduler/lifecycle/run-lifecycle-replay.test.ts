@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
 import type { GitLabApi } from '../gitlab/gitlab-port.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from './lifecycle-fixtures.js';
+import type { StateEngine } from '../../storage/sql/state-database.js';
+import { STATE_ENGINES } from '../../test/support/scratch-state.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
@@ -22,10 +24,10 @@ function aPush(before: string, after: string): PushEvent {
 }
 
 let t: LifecycleFixture | undefined;
-afterEach(() => t?.close());
+afterEach(async () => t?.close());
 
 /** A lifecycle whose GitLab answers `head()` for the branch head (or throws what it throws). */
-function setup(head: () => Promise<string | null>) {
+async function setup(head: () => Promise<string | null>, engine?: StateEngine) {
   let seq = 0;
   const gitlab: GitLabApi = {
     getProject: () => Promise.reject(new Error('unused')),
@@ -34,47 +36,48 @@ function setup(head: () => Promise<string | null>) {
     postCommitStatus: () => Promise.resolve(),
     getBranchHead: () => head(),
   };
-  t = lifecycleFixture([fakeNode('n1')], () => ({
+  t = await lifecycleFixture([fakeNode('n1')], () => ({
     gitlab,
     newRunId: () => `run-${++seq}`,
     verifyPush: ({ after }) => Promise.resolve({ ok: true, commits: [after], head: { sha: after, fingerprint: 'F'.repeat(40), username: 'ada' } }),
     readFileAt: (_p, _sha, path) => Promise.resolve(path === 'Dockerfile' ? Buffer.from('FROM busybox\n') : null),
-  }));
+  }), engine ? { engine } : {});
   return t;
 }
 
-describe('a push delivered again', () => {
+// On either engine: the delivery and its run are one transaction (MariaDB: what several leaders share).
+describe.each(STATE_ENGINES)('a push delivered again (%s)', (engine) => {
   it('under a new Idempotency-Key is answered as the first run, and nothing new runs', async () => {
-    const f = setup(() => Promise.resolve(B));
-    const first = f.lifecycle.acceptPush(aPush(A, B), 'key-1', 'Push Hook');
-    const again = f.lifecycle.acceptPush(aPush(A, B), 'key-2', 'Push Hook');
-    const thrice = f.lifecycle.acceptPush(aPush(A, B), 'key-2', 'Push Hook');
+    const f = await setup(() => Promise.resolve(B), engine);
+    const first = await f.lifecycle.acceptPush(aPush(A, B), 'key-1', 'Push Hook');
+    const again = await f.lifecycle.acceptPush(aPush(A, B), 'key-2', 'Push Hook');
+    const thrice = await f.lifecycle.acceptPush(aPush(A, B), 'key-2', 'Push Hook');
     await f.settle();
     expect(first).toEqual({ run_id: 'run-1', duplicate: false });
     expect(again).toEqual({ run_id: 'run-1', duplicate: true });
     expect(thrice).toEqual({ run_id: 'run-1', duplicate: true });
-    expect(f.store.list().map((r) => r.id)).toEqual(['run-1']);
+    expect((await f.store.list()).map((r) => r.id)).toEqual(['run-1']);
   });
 
   it('whose commit is no longer the branch head is rejected, and the current run is not cancelled', async () => {
-    const f = setup(() => Promise.resolve(C));
-    f.lifecycle.acceptPush(aPush(B, C), 'key-c', 'Push Hook');
+    const f = await setup(() => Promise.resolve(C), engine);
+    await f.lifecycle.acceptPush(aPush(B, C), 'key-c', 'Push Hook');
     await f.settle();
-    f.lifecycle.acceptPush(aPush(A, B), 'key-b', 'Push Hook');
+    await f.lifecycle.acceptPush(aPush(A, B), 'key-b', 'Push Hook');
     await f.settle();
-    expect(f.store.get('run-2')).toMatchObject({
+    expect(await f.store.get('run-2')).toMatchObject({
       state: 'rejected',
       reason: `a newer push exists: branch "master" is at ${C.slice(0, 8)}, not ${B.slice(0, 8)}; this push does not run`,
     });
-    expect(f.store.events('run-1').map((e) => e.to)).toContain('queued');
-    expect(f.store.events('run-1').map((e) => e.to)).not.toContain('cancelled');
+    expect((await f.store.events('run-1')).map((e) => e.to)).toContain('queued');
+    expect((await f.store.events('run-1')).map((e) => e.to)).not.toContain('cancelled');
   });
 
   it('goes on as before when GitLab cannot say where the branch is', async () => {
-    const f = setup(() => Promise.reject(new Error('GitLab answered 502')));
-    f.lifecycle.acceptPush(aPush(A, B), 'key-1', 'Push Hook');
+    const f = await setup(() => Promise.reject(new Error('GitLab answered 502')), engine);
+    await f.lifecycle.acceptPush(aPush(A, B), 'key-1', 'Push Hook');
     await f.settle();
-    expect(f.store.get('run-1')!.state).not.toBe('rejected');
-    expect(f.store.events('run-1').map((e) => e.to)).toContain('queued');
+    expect((await f.store.get('run-1'))!.state).not.toBe('rejected');
+    expect((await f.store.events('run-1')).map((e) => e.to)).toContain('queued');
   });
 });

@@ -21,6 +21,8 @@
  *   `localhost` (socket-aware clients use DB_SOCKET), DB_PORT the server's port. The socket admits
  *   only DB_USER (daemon/executor/dataset-forwarder.ts).
  * - Run accounts carry statement limits (RUN_ACCOUNT_LIMITS) besides their connection limit.
+ * - The stores are async: a run's release is registered before its first await, so a second release
+ *   of the same run joins the first instead of dropping the account twice.
  */
 import { randomBytes } from 'node:crypto';
 import type { DatasetStore, StoredDataset } from '../../storage/dataset-store.js';
@@ -108,28 +110,28 @@ export class RunDatasets {
   constructor(private readonly deps: DatasetAccessDeps) {}
 
   /** Policy time: the datasets the run's pusher gets when secd.yml asks for `requested` (null: all grants). */
-  forRun(who: RunOwner, requested: readonly string[] | null): DatasetPolicy {
+  async forRun(who: RunOwner, requested: readonly string[] | null): Promise<DatasetPolicy> {
     const { store } = this.deps;
     if (who.userId === null || who.userId === undefined) {
       // Nothing may be looked up by the name alone; say why instead of giving a silent empty set. The
       // grants shown under the name only tell whether the run could have wanted any (they may be
       // another account's, so they are not named).
-      const wants = requested === null ? store.grants(who.user).length > 0 : requested.length > 0;
+      const wants = requested === null ? (await store.grants(who.user)).length > 0 : requested.length > 0;
       if (!wants) return { ok: true, datasets: [] };
       return {
         ok: false,
         reason: 'this run has no GitLab user id (it was recorded before secd kept one), so it is given no dataset: push again to start a new run',
       };
     }
-    const grants = store.datasetsOf(who.userId);
+    const grants = await store.datasetsOf(who.userId);
     let chosen: StoredDataset[] = grants;
     if (requested !== null) {
       chosen = [];
       for (const name of requested) {
         const found = grants.find((d) => d.name === name);
         if (!found) {
-          const exists = store.get(name) !== undefined;
-          const unbound = exists && store.unboundGrants().some((g) => g.dataset === name && g.user.toLowerCase() === who.user.toLowerCase());
+          const exists = (await store.get(name)) !== undefined;
+          const unbound = exists && (await store.unboundGrants()).some((g) => g.dataset === name && g.user.toLowerCase() === who.user.toLowerCase());
           return {
             ok: false,
             reason: !exists
@@ -159,7 +161,7 @@ export class RunDatasets {
    */
   async open(run: Pick<RunRow, 'id' | 'user' | 'userId' | 'config'>): Promise<{ ok: true } | { ok: false; reason: string }> {
     const requested = (run.config as { datasets?: string[] | null } | null)?.datasets ?? null;
-    const policy = this.forRun({ user: run.user, userId: run.userId ?? null }, requested);
+    const policy = await this.forRun({ user: run.user, userId: run.userId ?? null }, requested);
     if (!policy.ok) return { ok: false, reason: policy.reason.replace(/^secd\.yml: /, 'at assignment: ') };
     const datasets = policy.datasets;
     if (datasets.length === 0) return { ok: true };
@@ -180,7 +182,7 @@ export class RunDatasets {
       mysqlUser = `${this.deps.userPrefix}${run.id}`;
       const password = this.deps.newPassword?.() ?? randomBytes(24).toString('base64url');
       // The audit row first: if the leader dies right after CREATE USER, the sweep still finds the account.
-      this.deps.store.recordRunAccess(run.id, mysqlUser, datasets);
+      await this.deps.store.recordRunAccess(run.id, mysqlUser, datasets);
       try {
         const limits = this.deps.accountLimits ?? RUN_ACCOUNT_LIMITS;
         await server.createRunUser({ user: mysqlUser, password, databases, maxConnections: this.deps.maxConnections, ...limits });
@@ -198,7 +200,7 @@ export class RunDatasets {
         DB_PASS: password,
       });
     } else {
-      this.deps.store.recordRunAccess(run.id, null, datasets);
+      await this.deps.store.recordRunAccess(run.id, null, datasets);
     }
     this.granted.set(run.id, { env, datasets: { mysql: endpoint, files } });
     this.deps.log.info({ runId: run.id, mysqlUser, datasets: datasets.map((d) => d.name) }, 'dataset access granted');
@@ -211,21 +213,28 @@ export class RunDatasets {
     return g ? { env: { ...g.env }, datasets: { mysql: g.datasets.mysql, files: [...g.datasets.files] } } : null;
   }
 
-  /** The run ended: record its socket's bytes and drop its account. Never throws (a later sweep retries). */
+  /** The run ended: record its socket's bytes and drop its account. Never rejects (a later sweep retries). */
   release(runId: string, bytes?: { fromServer: number; toServer: number } | null): Promise<void> {
-    if (bytes) this.deps.store.recordBytes(runId, bytes);
     this.granted.delete(runId);
+    const recorded = bytes
+      ? Promise.resolve()
+          .then(() => this.deps.store.recordBytes(runId, bytes))
+          .catch((err: unknown) => {
+            this.deps.log.warn({ runId, err: errorText(err) }, "could not record the bytes of the run's dataset socket");
+          })
+      : Promise.resolve();
     const running = this.releasing.get(runId);
-    if (running) return running;
-    const task = this.drop(runId).finally(() => this.releasing.delete(runId));
+    if (running) return recorded.then(() => running);
+    // Registered before any await: a release of the same run in the meantime joins this one.
+    const task = recorded.then(() => this.drop(runId)).finally(() => this.releasing.delete(runId));
     this.releasing.set(runId, task);
     return task;
   }
 
   /** Drop the accounts of every run that has ended (whatever ended it). */
   async sweep(): Promise<void> {
-    for (const access of this.deps.store.openAccesses()) {
-      const run = this.deps.runs.get(access.runId);
+    for (const access of await this.deps.store.openAccesses()) {
+      const run = await this.deps.runs.get(access.runId);
       if (!run || isTerminal(run.state)) await this.release(access.runId);
     }
   }
@@ -234,7 +243,7 @@ export class RunDatasets {
   async dropLeftovers(): Promise<number> {
     const { server } = this.deps;
     if (server === null) return 0;
-    const live = new Set(this.deps.runs.inStates(IN_FLIGHT_STATES).map((r) => `${this.deps.userPrefix}${r.id}`));
+    const live = new Set((await this.deps.runs.inStates(IN_FLIGHT_STATES)).map((r) => `${this.deps.userPrefix}${r.id}`));
     let dropped = 0;
     for (const user of await server.listRunUsers(this.deps.userPrefix)) {
       if (live.has(user)) continue;
@@ -253,15 +262,17 @@ export class RunDatasets {
   }
 
   private async drop(runId: string): Promise<void> {
-    const access = this.deps.store.runAccess(runId);
-    if (!access || access.mysqlUser === null || access.droppedAt !== null) return;
-    if (this.deps.server === null) return;
+    let mysqlUser: string | null = null;
     try {
-      await this.deps.server.dropRunUser(access.mysqlUser);
-      this.deps.store.markDropped(runId);
-      this.deps.log.info({ runId, mysqlUser: access.mysqlUser }, 'dataset account dropped');
+      const access = await this.deps.store.runAccess(runId);
+      if (!access || access.mysqlUser === null || access.droppedAt !== null) return;
+      if (this.deps.server === null) return;
+      mysqlUser = access.mysqlUser;
+      await this.deps.server.dropRunUser(mysqlUser);
+      await this.deps.store.markDropped(runId);
+      this.deps.log.info({ runId, mysqlUser }, 'dataset account dropped');
     } catch (err) {
-      this.deps.log.warn({ runId, mysqlUser: access.mysqlUser, err: errorText(err) }, 'could not drop the dataset account; will retry');
+      this.deps.log.warn({ runId, mysqlUser, err: errorText(err) }, 'could not drop the dataset account; will retry');
     }
   }
 }

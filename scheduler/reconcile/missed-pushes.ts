@@ -57,9 +57,17 @@ export interface HeadSeen {
   commit: string;
 }
 
-/** The heads no run covers, in the order given; `hasRunAt` is the runs table (any state). */
-export function uncoveredHeads(heads: readonly HeadSeen[], hasRunAt: (projectId: number, ref: string, commit: string) => boolean): HeadSeen[] {
-  return heads.filter((h) => !hasRunAt(h.projectId, h.ref, h.commit));
+/**
+ * The heads no run covers, in the order given; `hasRunAt` is the runs table (any state), asked
+ * about one head after another (the only I/O here is the caller's).
+ */
+export async function uncoveredHeads(
+  heads: readonly HeadSeen[],
+  hasRunAt: (projectId: number, ref: string, commit: string) => boolean | Promise<boolean>,
+): Promise<HeadSeen[]> {
+  const uncovered: HeadSeen[] = [];
+  for (const h of heads) if (!(await hasRunAt(h.projectId, h.ref, h.commit))) uncovered.push(h);
+  return uncovered;
 }
 
 /** The push that made a head, as GitLab's push events tell it. */

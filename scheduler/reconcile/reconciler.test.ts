@@ -13,7 +13,7 @@ import { silentLog } from '../common/log.js';
 import type { GitLabProject, GitLabPushEvent } from '../gitlab/gitlab-port.js';
 import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
 import type { VerifyPushRequest } from '../lifecycle/run-checks.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../lifecycle/lifecycle-fixtures.js';
+import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 import { MissedPushReconciler, startMissedPushReconciler } from './reconciler.js';
 
 const SECRET = 'reconcile-test-secret';
@@ -105,17 +105,17 @@ let reconciler: MissedPushReconciler | null = null;
 afterEach(async () => {
   await reconciler?.close();
   reconciler = null;
-  t?.close();
+  await t?.close();
 });
 
 const ada = { id: 41, username: 'ada' };
 const bob = { id: 42, username: 'bob' };
 
 /** A lifecycle whose verification records who it was asked about and rejects (nothing runs further). */
-function setUp(gitlab: FakeGitLab, log: Log = silentLog, projectsPerRound?: number) {
+async function setUp(gitlab: FakeGitLab, log: Log = silentLog, projectsPerRound?: number) {
   const asked: VerifyPushRequest[] = [];
   let seq = 0;
-  const f = lifecycleFixture([fakeNode('n1')], () => ({
+  const f = await lifecycleFixture([fakeNode('n1')], () => ({
     newRunId: () => `run-${++seq}`,
     verifyPush: (req) => {
       asked.push(req);
@@ -125,7 +125,7 @@ function setUp(gitlab: FakeGitLab, log: Log = silentLog, projectsPerRound?: numb
   t = f;
   reconciler = new MissedPushReconciler({
     gitlab: gitlab.api(),
-    runs: runHeads(f.db),
+    runs: runHeads(f.stores.scope),
     intake: { webhookSecret: SECRET, runBranch: 'default', reviewProject: 'secd/output-review' },
     acceptPush: (push, key, event) => f.lifecycle.acceptPush(push, key, event),
     log,
@@ -142,33 +142,33 @@ describe('the reconciler', () => {
   it('runs a head no webhook announced as a push by whoever GitLab says pushed it, from GitLab\'s own before', async () => {
     const gitlab = new FakeGitLab();
     gitlab.addProject(7, 'lab/seven');
-    const { f, asked, ranBefore, r } = setUp(gitlab);
-    ranBefore(7, 'lab/seven', A);
+    const { f, asked, ranBefore, r } = await setUp(gitlab);
+    await ranBefore(7, 'lab/seven', A);
     gitlab.push(7, 'main', A, B, ada);
     gitlab.push(7, 'main', B, C, bob); // the newest head: pushed by bob, from B (never run either)
 
     const outcomes = await r.round();
     expect(outcomes.get(7)).toMatchObject({ kind: 'started', commit: C, duplicate: false });
     await f.settle();
-    const run = f.store.findPush(7, 'refs/heads/main', B, C)!;
+    const run = (await f.store.findPush(7, 'refs/heads/main', B, C))!;
     expect(run).toMatchObject({ project: 'lab/seven', user: 'bob', userId: bob.id, commit: C, beforeSha: B, fetchUrl: 'https://gitlab.example.org/lab/seven.git' });
     // The same verification a webhook's push gets, about the pusher by id.
     expect(asked).toEqual([{ projectId: 7, project: 'lab/seven', before: B, after: C, pusher: { id: bob.id, username: 'bob' } }]);
-    expect(f.store.get(run.id)?.state).toBe('rejected');
+    expect((await f.store.get(run.id))?.state).toBe('rejected');
   });
 
   it('leaves a covered head alone, a rejected run covering it too, so the next round starts nothing', async () => {
     const gitlab = new FakeGitLab();
     gitlab.addProject(7, 'lab/seven');
-    const { f, ranBefore, r } = setUp(gitlab);
-    ranBefore(7, 'lab/seven', A);
+    const { f, ranBefore, r } = await setUp(gitlab);
+    await ranBefore(7, 'lab/seven', A);
     gitlab.push(7, 'main', A, B, ada);
     await r.round();
     await f.settle();
-    expect(f.store.list().map((x) => x.state)).toContain('rejected');
+    expect((await f.store.list()).map((x) => x.state)).toContain('rejected');
     const again = await r.round();
     expect(again.get(7)).toEqual({ kind: 'covered', commit: B });
-    expect(f.store.list()).toHaveLength(2);
+    expect(await f.store.list()).toHaveLength(2);
     // Only the head's project and branch were read the second time: no events, no push.
     expect(gitlab.calls.slice(-2)).toEqual(['project 7', 'branch 7']);
   });
@@ -176,38 +176,38 @@ describe('the reconciler', () => {
   it('a webhook of the same push arriving after the reconciler is answered as a duplicate of its run', async () => {
     const gitlab = new FakeGitLab();
     gitlab.addProject(7, 'lab/seven');
-    const { f, ranBefore, r } = setUp(gitlab);
-    ranBefore(7, 'lab/seven', A);
+    const { f, ranBefore, r } = await setUp(gitlab);
+    await ranBefore(7, 'lab/seven', A);
     gitlab.push(7, 'main', A, B, ada);
     const started = (await r.round()).get(7);
     expect(started?.kind).toBe('started');
-    const late = f.lifecycle.acceptPush(webhookPush(7, 'lab/seven', A, B, ada), 'gitlab-idempotency-key-1', 'Push Hook');
+    const late = await f.lifecycle.acceptPush(webhookPush(7, 'lab/seven', A, B, ada), 'gitlab-idempotency-key-1', 'Push Hook');
     expect(late).toEqual({ run_id: started?.kind === 'started' ? started.runId : '?', duplicate: true });
     await f.settle();
-    expect(f.store.list().filter((x) => x.commit === B)).toHaveLength(1);
+    expect((await f.store.list()).filter((x) => x.commit === B)).toHaveLength(1);
   });
 
   it('a push the webhook delivered is covered: the reconciler starts nothing for it', async () => {
     const gitlab = new FakeGitLab();
     gitlab.addProject(7, 'lab/seven');
-    const { f, ranBefore, r } = setUp(gitlab);
-    ranBefore(7, 'lab/seven', A);
+    const { f, ranBefore, r } = await setUp(gitlab);
+    await ranBefore(7, 'lab/seven', A);
     gitlab.push(7, 'main', A, B, ada);
-    f.lifecycle.acceptPush(webhookPush(7, 'lab/seven', A, B, ada), 'gitlab-idempotency-key-2', 'Push Hook');
+    await f.lifecycle.acceptPush(webhookPush(7, 'lab/seven', A, B, ada), 'gitlab-idempotency-key-2', 'Push Hook');
     expect((await r.round()).get(7)).toEqual({ kind: 'covered', commit: B });
     await f.settle();
-    expect(f.store.list().filter((x) => x.commit === B)).toHaveLength(1);
+    expect((await f.store.list()).filter((x) => x.commit === B)).toHaveLength(1);
   });
 
   it('does not run a head whose pusher GitLab\'s push events do not name, and says why', async () => {
     const gitlab = new FakeGitLab();
     gitlab.addProject(7, 'lab/seven');
     const log = recordingLog();
-    const { f, ranBefore, r } = setUp(gitlab, log);
-    ranBefore(7, 'lab/seven', A);
+    const { f, ranBefore, r } = await setUp(gitlab, log);
+    await ranBefore(7, 'lab/seven', A);
     gitlab.heads.set('7 main', B); // moved, but no event says by whom (a bulk push, say)
     expect((await r.round()).get(7)).toEqual({ kind: 'unknown_pusher', commit: B });
-    expect(f.store.list()).toHaveLength(1);
+    expect(await f.store.list()).toHaveLength(1);
     expect(log.warnings.join('\n')).toMatch(/do not say who pushed it.*"commit":"b{40}"/);
     // Said once per head, not every round.
     expect((await r.round()).get(7)).toEqual({ kind: 'unknown_pusher', commit: B });
@@ -218,9 +218,9 @@ describe('the reconciler', () => {
     const gitlab = new FakeGitLab();
     gitlab.addProject(1, 'secd/output-review');
     gitlab.addProject(2, 'lab/empty', null);
-    const { ranBefore, r } = setUp(gitlab);
-    ranBefore(1, 'secd/output-review', A);
-    ranBefore(2, 'lab/empty', A);
+    const { ranBefore, r } = await setUp(gitlab);
+    await ranBefore(1, 'secd/output-review', A);
+    await ranBefore(2, 'lab/empty', A);
     const outcomes = await r.round();
     expect(outcomes.get(1)?.kind).toBe('skipped');
     expect(outcomes.get(2)?.kind).toBe('skipped');
@@ -232,9 +232,9 @@ describe('the reconciler', () => {
     gitlab.addProject(7, 'lab/seven');
     gitlab.addProject(8, 'lab/eight');
     const log = recordingLog();
-    const { f, ranBefore, r } = setUp(gitlab, log);
-    ranBefore(7, 'lab/seven', A);
-    ranBefore(8, 'lab/eight', A);
+    const { f, ranBefore, r } = await setUp(gitlab, log);
+    await ranBefore(7, 'lab/seven', A);
+    await ranBefore(8, 'lab/eight', A);
     gitlab.push(7, 'main', A, B, ada);
     gitlab.push(8, 'main', A, C, bob);
     gitlab.failing.add(7);
@@ -248,15 +248,15 @@ describe('the reconciler', () => {
     gitlab.failing.delete(7);
     expect((await r.round()).get(7)?.kind).toBe('started');
     await f.settle();
-    expect(f.store.findPush(7, 'refs/heads/main', A, B)?.user).toBe('ada');
+    expect((await f.store.findPush(7, 'refs/heads/main', A, B))?.user).toBe('ada');
   });
 
   it('reads at most projectsPerRound projects a round, the rest in the rounds after', async () => {
     const gitlab = new FakeGitLab();
-    const { ranBefore, r } = setUp(gitlab, silentLog, 2);
+    const { ranBefore, r } = await setUp(gitlab, silentLog, 2);
     for (const id of [1, 2, 3]) {
       gitlab.addProject(id, `lab/p${id}`);
-      ranBefore(id, `lab/p${id}`, A);
+      await ranBefore(id, `lab/p${id}`, A);
     }
     expect([...(await r.round()).keys()]).toEqual([1, 2]);
     expect([...(await r.round()).keys()]).toEqual([3, 1]);
@@ -266,27 +266,27 @@ describe('the reconciler', () => {
     const gitlab = new FakeGitLab();
     gitlab.addProject(7, 'lab/seven');
     let seq = 0;
-    const f = lifecycleFixture([fakeNode('n1')], () => ({
+    const f = await lifecycleFixture([fakeNode('n1')], () => ({
       newRunId: () => `run-${++seq}`,
       verifyPush: () => Promise.resolve({ ok: false as const, code: 'unsigned', reason: 'test' }),
     }));
     t = f;
-    f.store.createRun({ id: 'old', projectId: 7, project: 'lab/seven', ref: 'refs/heads/main', beforeSha: A, commit: A, user: 'ada', userId: ada.id, deliveryKey: 'old', fetchUrl: 'x' });
+    await f.store.createRun({ id: 'old', projectId: 7, project: 'lab/seven', ref: 'refs/heads/main', beforeSha: A, commit: A, user: 'ada', userId: ada.id, deliveryKey: 'old', fetchUrl: 'x' });
     gitlab.push(7, 'main', A, B, ada);
     const started = startMissedPushReconciler({
       gitlab: gitlab.api(),
-      runs: runHeads(f.db),
+      runs: runHeads(f.stores.scope),
       intake: { webhookSecret: SECRET, runBranch: 'default' },
       acceptPush: (push, key, event) => f.lifecycle.acceptPush(push, key, event),
       log: silentLog,
       intervalMs: 30,
     });
     reconciler = started;
-    const waitFor = async (check: () => boolean) => {
-      for (let i = 0; i < 200 && !check(); i++) await new Promise((res) => setTimeout(res, 10));
+    const waitFor = async (check: () => boolean | Promise<boolean>) => {
+      for (let i = 0; i < 200 && !(await check()); i++) await new Promise((res) => setTimeout(res, 10));
       return check();
     };
-    expect(await waitFor(() => f.store.findPush(7, 'refs/heads/main', A, B) !== undefined)).toBe(true);
+    expect(await waitFor(async () => (await f.store.findPush(7, 'refs/heads/main', A, B)) !== undefined)).toBe(true);
     const reads = () => gitlab.calls.filter((c) => c === 'project 7').length;
     expect(await waitFor(() => reads() >= 3)).toBe(true);
     await started!.close();
@@ -294,7 +294,7 @@ describe('the reconciler', () => {
     await new Promise((res) => setTimeout(res, 100));
     expect(reads()).toBe(after);
     await f.settle();
-    expect(f.store.list().filter((x) => x.commit === B)).toHaveLength(1);
+    expect((await f.store.list()).filter((x) => x.commit === B)).toHaveLength(1);
   });
 
   it('is not started for a GitLab client that cannot list heads and push events', () => {
@@ -303,9 +303,9 @@ describe('the reconciler', () => {
     const log = recordingLog();
     const started = startMissedPushReconciler({
       gitlab: partial,
-      runs: { knownProjects: () => [], hasRunAt: () => false },
+      runs: { knownProjects: async () => [], hasRunAt: async () => false },
       intake: { webhookSecret: SECRET, runBranch: 'default' },
-      acceptPush: () => ({ run_id: 'x', duplicate: false }),
+      acceptPush: async () => ({ run_id: 'x', duplicate: false }),
       log,
       intervalMs: 1000,
     });

@@ -41,11 +41,11 @@ export type ProjectOutcome =
 export interface ReconcilerDeps {
   gitlab: Pick<GitLabApi, 'getProject'> & Required<Pick<GitLabApi, 'getBranchHead' | 'listPushEvents'>>;
   /** The runs table (storage/run-heads.ts). */
-  runs: { knownProjects(): number[]; hasRunAt(projectId: number, ref: string, commit: string): boolean };
+  runs: { knownProjects(): Promise<number[]>; hasRunAt(projectId: number, ref: string, commit: string): Promise<boolean> };
   /** The webhook's intake settings: the same secret, run branch and review project. */
   intake: IntakeConfig;
   /** The lifecycle's acceptPush: what a webhook's accepted push is handed to. */
-  acceptPush(push: PushEvent, deliveryKey: string, event: string): { run_id: string; duplicate: boolean };
+  acceptPush(push: PushEvent, deliveryKey: string, event: string): Promise<{ run_id: string; duplicate: boolean }>;
   log: Log;
   intervalMs: number;
   projectsPerRound?: number;
@@ -71,7 +71,7 @@ export class MissedPushReconciler {
 
   /** One round over the next projects; every project's outcome, by id. */
   async round(): Promise<Map<number, ProjectOutcome>> {
-    const { ids, cursor } = projectsOfRound(this.deps.runs.knownProjects(), this.cursor, this.deps.projectsPerRound ?? PROJECTS_PER_ROUND);
+    const { ids, cursor } = projectsOfRound(await this.deps.runs.knownProjects(), this.cursor, this.deps.projectsPerRound ?? PROJECTS_PER_ROUND);
     this.cursor = cursor;
     const outcomes = new Map<number, ProjectOutcome>();
     for (const id of ids) {
@@ -116,7 +116,7 @@ export class MissedPushReconciler {
     const commit = await gitlab.getBranchHead(projectId, choice.branch);
     if (commit === null) return { kind: 'no_branch' };
     const head = { projectId, ref: `refs/heads/${choice.branch}`, commit };
-    if (uncoveredHeads([head], runs.hasRunAt).length === 0) return { kind: 'covered', commit };
+    if ((await uncoveredHeads([head], (p, ref, c) => runs.hasRunAt(p, ref, c))).length === 0) return { kind: 'covered', commit };
 
     const push = pushOfHead(await gitlab.listPushEvents(projectId), choice.branch, commit);
     const where = { project_id: projectId, project: project.path_with_namespace, ref: head.ref, commit };
@@ -139,10 +139,11 @@ export class MissedPushReconciler {
       log.info({ ...where, reason }, 'reconcile: missed push not run');
       return { kind: 'ignored', commit, reason };
     }
-    // Checked again: a webhook for this head may have landed while GitLab answered. From here to
-    // acceptPush nothing awaits, so no delivery can slip in between.
-    if (runs.hasRunAt(projectId, head.ref, commit)) return { kind: 'covered', commit };
-    const accepted = this.deps.acceptPush(decision.push, decision.deliveryKey, RECONCILED_EVENT);
+    // Checked again: a webhook for this head may have landed while GitLab answered. One that lands
+    // between this look and acceptPush is the same push (same project, ref, before and after), which
+    // acceptPush answers as a duplicate of whichever run was stored first.
+    if (await runs.hasRunAt(projectId, head.ref, commit)) return { kind: 'covered', commit };
+    const accepted = await this.deps.acceptPush(decision.push, decision.deliveryKey, RECONCILED_EVENT);
     log.info(
       { ...where, before: push.before, pusher: push.pusher.username, pusher_id: push.pusher.id, push_event: push.eventId, run_id: accepted.run_id, duplicate: accepted.duplicate },
       'reconcile: missed push found, run started',

@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ReleaseStore } from '../../storage/release-store.js';
+import type { ReleaseStore } from '../../storage/release-store.js';
+import { armFailpoints } from '../common/failpoints.js';
 import { silentLog } from '../common/log.js';
 import { DEFAULT_DISCLOSURE_CHECKS } from '../contract/disclosure.js';
 import type { RunOutcome } from '../contract/run-spec.js';
 import { GitLabError, type GitLabMergeRequest } from '../gitlab/gitlab-port.js';
-import { lifecycleFixture, type LifecycleFixture } from '../lifecycle/lifecycle-fixtures.js';
+import { lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 import type { RunLifecycle } from '../lifecycle/run-lifecycle.js';
 import { ReleaseDesk, type ReleaseDeskDeps } from './release-desk.js';
 
@@ -105,14 +106,13 @@ describe('the release desk', () => {
   let releases: ReleaseStore;
   let desk: ReleaseDesk;
 
-  function build(): void {
+  async function build(): Promise<void> {
     review = fakeReview();
     let lifecycle: RunLifecycle | undefined;
-    f = lifecycleFixture([], ({ db, store }) => {
-      releases = new ReleaseStore(db, () => new Date('2026-01-01T00:00:00Z'));
+    f = await lifecycleFixture([], ({ stores }) => {
+      releases = stores.releases;
       desk = new ReleaseDesk({
-        runs: store,
-        releases,
+        state: stores,
         gitlab: review.gitlab,
         git: review.git,
         postStatus: (...a) => lifecycle!.postStatus(...a),
@@ -128,8 +128,8 @@ describe('the release desk', () => {
 
   /** A review run that ended on its node and pushed its results for review. */
   async function heldRun(): Promise<string> {
-    const { id } = f.runIn('running', { user: 'ada' });
-    const decided = desk.decide(id, [{ name: 'ward', release: 'review', approvals: null }]);
+    const { id } = await f.runIn('running', { user: 'ada' });
+    const decided = await desk.decide(id, [{ name: 'ward', release: 'review', approvals: null }]);
     expect(decided.resultsRemote).toContain('secd/output-review');
     f.lifecycle.onResult('gpu-01', id, outcome());
     await f.settle();
@@ -138,12 +138,14 @@ describe('the release desk', () => {
 
   const releaseStatuses = () => f.statuses.filter((s) => s.name === 'secd/release').map((s) => `${s.state}: ${s.description}`);
 
-  afterEach(() => f?.close());
+  afterEach(async () => {
+    await f?.close();
+  });
 
   it('holds a review run and opens one merge request listing its files and findings', async () => {
-    build();
+    await build();
     const id = await heldRun();
-    expect(f.store.get(id)).toMatchObject({ state: 'held', reason: 'outputs held for review (0/2 approvals)', branch: null });
+    expect(await f.store.get(id)).toMatchObject({ state: 'held', reason: 'outputs held for review (0/2 approvals)', branch: null });
     expect(review.mrs).toHaveLength(1);
     expect(review.mrs[0]!.title).toBe(`Release run ${id}: lab/p1@01010101 by ada`);
     expect(review.mrs[0]!.description).toContain('summary.csv');
@@ -159,103 +161,131 @@ describe('the release desk', () => {
   });
 
   it("the researcher's own approval does not count; one of two keeps it held; the second releases exactly the reviewed commit", async () => {
-    build();
+    await build();
     const id = await heldRun();
     review.approve(1, 1); // ada, the researcher
-    f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
+    await f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
     await f.settle();
-    expect(f.store.get(id)!.state).toBe('held');
-    expect(f.store.events(id).map((e) => e.reason)).toContain("approval by ada not counted: the run's researcher (authors never review their own outputs)");
+    expect((await f.store.get(id))!.state).toBe('held');
+    expect((await f.store.events(id)).map((e) => e.reason)).toContain("approval by ada not counted: the run's researcher (authors never review their own outputs)");
 
     review.approve(1, 2);
-    f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
+    await f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
     await f.settle();
-    expect(f.store.get(id)).toMatchObject({ state: 'held', reason: 'outputs held for review (1/2 approvals)' });
+    expect(await f.store.get(id)).toMatchObject({ state: 'held', reason: 'outputs held for review (1/2 approvals)' });
     expect(review.pushed).toEqual([]);
 
     review.approve(1, 3);
-    f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
+    await f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
     await f.settle();
     expect(review.pushed).toEqual([{ project: 'lab/p1', commit: RESULTS_COMMIT, branch: BRANCH }]);
-    expect(f.store.get(id)).toMatchObject({ state: 'succeeded', branch: BRANCH });
-    expect(f.store.get(id)!.reason).toBe(`succeeded; released after review by alice, bob; results on branch ${BRANCH}`);
+    expect(await f.store.get(id)).toMatchObject({ state: 'succeeded', branch: BRANCH });
+    expect((await f.store.get(id))!.reason).toBe(`succeeded; released after review by alice, bob; results on branch ${BRANCH}`);
     expect(releaseStatuses().at(-1)).toBe('success: released after review by alice, bob');
     expect(f.statuses.filter((s) => s.name === 'secd').at(-1)).toMatchObject({ state: 'success' });
     expect(review.mrs[0]).toMatchObject({ state: 'closed' });
     expect(review.mrs[0]!.notes[0]).toContain('@alice, @bob');
-    expect(releases.get(id)).toMatchObject({ outcome: 'released', decidedBy: 'alice, bob' });
+    expect(await releases.get(id)).toMatchObject({ outcome: 'released', decidedBy: 'alice, bob' });
   });
 
   it('a hook claiming an approval the API does not show releases nothing', async () => {
-    build();
+    await build();
     const id = await heldRun();
-    f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
-    f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
+    await f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
+    await f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
     await f.settle();
-    expect(f.store.get(id)!.state).toBe('held');
+    expect((await f.store.get(id))!.state).toBe('held');
     expect(review.pushed).toEqual([]);
     // A hook about a merge request secd does not know is nobody's.
-    expect(f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 42)).toEqual({ run_id: null });
+    expect(await f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 42)).toEqual({ run_id: null });
+  });
+
+  it("a leader stopped between the release's decision and the run's end recorded neither: the next look releases it", async () => {
+    await build();
+    const id = await heldRun();
+    review.approve(1, 2);
+    review.approve(1, 3);
+    const disarm = armFailpoints((name) => {
+      if (name === 'leader.release.deciding') throw new Error('stopped at leader.release.deciding');
+    });
+    try {
+      await f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
+      await f.settle();
+    } finally {
+      disarm();
+    }
+    // The decision was written in the transaction that never committed: the run is still held, undecided.
+    expect((await f.store.get(id))!.state).toBe('held');
+    expect(await releases.get(id)).toMatchObject({ outcome: null, decidedBy: null, decidedAt: null });
+    f.lifecycle.pollReleases();
+    await f.settle();
+    expect(await f.store.get(id)).toMatchObject({ state: 'succeeded', branch: BRANCH });
+    expect(await releases.get(id)).toMatchObject({ outcome: 'released', decidedBy: 'alice, bob' });
+    // Pushed again on the second look: the same commit to the same branch (create-only, no change).
+    expect(review.pushed).toEqual([
+      { project: 'lab/p1', commit: RESULTS_COMMIT, branch: BRANCH },
+      { project: 'lab/p1', commit: RESULTS_COMMIT, branch: BRANCH },
+    ]);
   });
 
   it('closing the review without the approvals withholds the outputs', async () => {
-    build();
+    await build();
     const id = await heldRun();
     review.approve(1, 2);
     review.closeAs(1, 3);
-    f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
+    await f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
     await f.settle();
-    expect(f.store.get(id)).toMatchObject({ state: 'withheld', reason: 'outputs withheld at review by bob', branch: null });
+    expect(await f.store.get(id)).toMatchObject({ state: 'withheld', reason: 'outputs withheld at review by bob', branch: null });
     expect(review.pushed).toEqual([]);
     expect(releaseStatuses().at(-1)).toBe('failed: outputs withheld at review by bob');
   });
 
   it('a review branch whose head moved releases nothing and says why', async () => {
-    build();
+    await build();
     const id = await heldRun();
     review.reviewBranches.set(BRANCH, 'd'.repeat(40));
     review.approve(1, 2);
     review.approve(1, 3);
-    f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
+    await f.lifecycle.onMergeRequestEvent(REVIEW_PROJECT, 1);
     await f.settle();
-    expect(f.store.get(id)!.state).toBe('held');
-    expect(f.store.get(id)!.reason).toContain(`moved to ${'d'.repeat(12)}`);
+    expect((await f.store.get(id))!.state).toBe('held');
+    expect((await f.store.get(id))!.reason).toContain(`moved to ${'d'.repeat(12)}`);
     expect(review.pushed).toEqual([]);
     expect(review.mrs[0]!.notes.join('\n')).toContain('Nothing was released');
   });
 
   it('puts a review run\'s commit in the review project before it runs; a direct run needs nothing', async () => {
-    build();
-    const { id, sha } = f.runIn('assigned');
-    desk.decide(id, [{ name: 'ward', release: 'review', approvals: null }]);
-    expect(desk.needsPreparing(id)).toBe(true);
-    expect(await desk.prepare(f.store.get(id)!)).toEqual({ ok: true });
+    await build();
+    const { id, sha } = await f.runIn('assigned');
+    await desk.decide(id, [{ name: 'ward', release: 'review', approvals: null }]);
+    expect(await desk.needsPreparing(id)).toBe(true);
+    expect(await desk.prepare((await f.store.get(id))!)).toEqual({ ok: true });
     expect(review.reviewBranches.get(`secd-base-${id}`)).toBe(sha);
-    expect(desk.needsPreparing(id)).toBe(false);
-    const direct = f.runIn('assigned');
-    desk.decide(direct.id, []);
-    expect(desk.needsPreparing(direct.id)).toBe(false);
+    expect(await desk.needsPreparing(id)).toBe(false);
+    const direct = await f.runIn('assigned');
+    await desk.decide(direct.id, []);
+    expect(await desk.needsPreparing(direct.id)).toBe(false);
   });
 
   it('a run whose results could not be pushed for review is not held: it fails as the node said', async () => {
-    build();
-    const { id } = f.runIn('running');
-    desk.decide(id, [{ name: 'ward', release: 'review', approvals: 3 }]);
+    await build();
+    const { id } = await f.runIn('running');
+    await desk.decide(id, [{ name: 'ward', release: 'review', approvals: 3 }]);
     f.lifecycle.onResult('gpu-01', id, outcome({ end: 'failed', reason: 'results could not be pushed (x)', branch: null, resultsCommit: null }));
     await f.settle();
-    expect(f.store.get(id)!.state).toBe('failed');
+    expect((await f.store.get(id))!.state).toBe('failed');
     expect(review.mrs).toEqual([]);
   });
 
   it('a direct run is not held and its findings are kept', async () => {
-    build();
-    const { id } = f.runIn('running');
-    const decided = desk.decide(id, []);
+    await build();
+    const { id } = await f.runIn('running');
+    const decided = await desk.decide(id, []);
     expect(decided).toMatchObject({ release: { policy: 'direct' }, resultsRemote: null });
     f.lifecycle.onResult('gpu-01', id, outcome());
     await f.settle();
-    expect(f.store.get(id)!.state).toBe('succeeded');
-    expect(releases.get(id)!.findings).toHaveLength(1);
+    expect((await f.store.get(id))!.state).toBe('succeeded');
+    expect((await releases.get(id))!.findings).toHaveLength(1);
     expect(review.mrs).toEqual([]);
   });
 });

@@ -14,10 +14,13 @@
  *   longer counts. Each change is an audit event of the run.
  * - A release first fetches the review branch and checks its head is the commit the node pushed;
  *   the push to the researcher's project is create-only and pushes that commit, nothing else.
+ * - Changes that must land together are one `state.transaction` (a hold's review fields with `held`;
+ *   a decision with the run's end) that only writes the database (a lock conflict reruns it).
  */
-import type { ReleaseStore, RunReleaseRow } from '../../storage/release-store.js';
-import type { RunRow, RunStore } from '../../storage/run-store.js';
+import type { RunReleaseRow } from '../../storage/release-store.js';
+import type { RunRow } from '../../storage/run-store.js';
 import type { RunState } from '../../storage/run-states.js';
+import type { StateStores } from '../../storage/state-stores.js';
 import { failpoint } from '../common/failpoints.js';
 import { errorText } from '../common/errors.js';
 import type { Log } from '../common/log.js';
@@ -50,8 +53,8 @@ export interface ReleaseGit {
 
 /** What the desk needs, handed down by the leader's wiring. */
 export interface ReleaseDeskDeps {
-  runs: RunStore;
-  releases: ReleaseStore;
+  /** The leader's stores: `runs` and `releases`, and `transaction` for changes that land together. */
+  state: Pick<StateStores, 'runs' | 'releases' | 'transaction'>;
   gitlab: Pick<GitLabApi, 'listProjectMembers'> & GitLabReviewApi;
   git: ReleaseGit;
   /** Post one of the run's commit statuses, in order (commit-statuses.ts). */
@@ -94,9 +97,10 @@ export class ReleaseDesk {
    * At hand-over: record the run's policy from the datasets it is given (the first decision stands)
    * and say what the node needs: the checks and, for `review`, the review project to push to.
    */
-  decide(runId: string, datasets: readonly DatasetRelease[]): { release: RunRelease; resultsRemote: string | null } {
-    const existing = this.deps.releases.get(runId);
-    const row = existing ?? this.deps.releases.decide(runId, releaseDecision(datasets, this.deps.settings));
+  async decide(runId: string, datasets: readonly DatasetRelease[]): Promise<{ release: RunRelease; resultsRemote: string | null }> {
+    const { releases } = this.deps.state;
+    // The store keeps the first decision even when two hand-overs race past the read.
+    const row = (await releases.get(runId)) ?? (await releases.decide(runId, releaseDecision(datasets, this.deps.settings)));
     return {
       release: { policy: row.policy, checks: this.deps.settings.checks },
       resultsRemote: row.policy === 'review' ? this.deps.reviewRemote() : null,
@@ -104,8 +108,8 @@ export class ReleaseDesk {
   }
 
   /** Whether a review run's commit still has to be put in the review project before it runs. */
-  needsPreparing(runId: string): boolean {
-    return this.isReview(runId) && !this.prepared.has(runId);
+  async needsPreparing(runId: string): Promise<boolean> {
+    return !this.prepared.has(runId) && (await this.isReview(runId));
   }
 
   /**
@@ -126,13 +130,14 @@ export class ReleaseDesk {
   }
 
   /** Whether a run's outputs go through review. */
-  isReview(runId: string): boolean {
-    return this.deps.releases.get(runId)?.policy === 'review';
+  async isReview(runId: string): Promise<boolean> {
+    return (await this.deps.state.releases.get(runId))?.policy === 'review';
   }
 
   /** A direct run ended: keep what the checks found (reported only). */
-  recordDirect(runId: string, outcome: RunOutcome): void {
-    if (this.deps.releases.get(runId)) this.deps.releases.update(runId, { findings: outcome.disclosure ?? [] });
+  async recordDirect(runId: string, outcome: RunOutcome): Promise<void> {
+    const { releases } = this.deps.state;
+    if (await releases.get(runId)) await releases.update(runId, { findings: outcome.disclosure ?? [] });
   }
 
   /**
@@ -140,24 +145,27 @@ export class ReleaseDesk {
    * review in the background (`track`). False when the run cannot be held (a result without a
    * results branch ends as the node said: nothing reached anyone).
    */
-  hold(run: RunRow, outcome: RunOutcome, track: (p: Promise<unknown>) => void): boolean {
-    const row = this.deps.releases.get(run.id);
+  async hold(run: RunRow, outcome: RunOutcome, track: (p: Promise<unknown>) => void): Promise<boolean> {
+    const row = await this.deps.state.releases.get(run.id);
     if (!row || row.policy !== 'review' || outcome.branch === null) return false;
-    const { runs, releases } = this.deps;
-    releases.update(run.id, {
-      findings: outcome.disclosure ?? [],
-      reviewBranch: outcome.branch,
-      ...(outcome.resultsCommit ? { reviewCommit: outcome.resultsCommit } : {}),
-      ...(outcome.outputsPath ? { reviewPath: outcome.outputsPath } : {}),
-      nodeEnd: outcome.end,
-      nodeReason: outcome.reason,
-    });
+    const branch = outcome.branch;
     const reason = heldReason(0, row.approvalsRequired);
-    const held = runs.transition(run.id, 'held', reason, {
-      exitCode: outcome.exitCode,
-      imageId: outcome.imageId,
-      ...(outcome.startedAt ? { startedAt: run.startedAt ?? outcome.startedAt } : {}),
-      finishedAt: outcome.finishedAt,
+    // The review's fields and the hold land together, or neither does.
+    const held = await this.deps.state.transaction(async (s) => {
+      await s.releases.update(run.id, {
+        findings: outcome.disclosure ?? [],
+        reviewBranch: branch,
+        ...(outcome.resultsCommit ? { reviewCommit: outcome.resultsCommit } : {}),
+        ...(outcome.outputsPath ? { reviewPath: outcome.outputsPath } : {}),
+        nodeEnd: outcome.end,
+        nodeReason: outcome.reason,
+      });
+      return s.runs.transition(run.id, 'held', reason, {
+        exitCode: outcome.exitCode,
+        imageId: outcome.imageId,
+        ...(outcome.startedAt ? { startedAt: run.startedAt ?? outcome.startedAt } : {}),
+        finishedAt: outcome.finishedAt,
+      });
     });
     if (!held.ok) return false;
     this.deps.postStatus(run.id, 'pending', reason, 'release');
@@ -166,8 +174,8 @@ export class ReleaseDesk {
   }
 
   /** A merge-request hook for project `projectId`: look at the run it reviews again (its content proves nothing). */
-  onMergeRequestEvent(projectId: number, iid: number, track: (p: Promise<unknown>) => void): { run_id: string | null } {
-    const row = this.deps.releases.heldByMergeRequest(projectId, iid);
+  async onMergeRequestEvent(projectId: number, iid: number, track: (p: Promise<unknown>) => void): Promise<{ run_id: string | null }> {
+    const row = await this.deps.state.releases.heldByMergeRequest(projectId, iid);
     if (!row) return { run_id: null };
     track(this.evaluate(row.runId));
     return { run_id: row.runId };
@@ -175,7 +183,7 @@ export class ReleaseDesk {
 
   /** Look at every held run again (the poll, and a restarted leader). */
   async pollHeld(): Promise<void> {
-    for (const row of this.deps.releases.held()) await this.evaluate(row.runId);
+    for (const row of await this.deps.state.releases.held()) await this.evaluate(row.runId);
   }
 
   /**
@@ -184,7 +192,7 @@ export class ReleaseDesk {
    */
   async closeReleasedReviews(since: Date): Promise<void> {
     const { gitlab, log } = this.deps;
-    for (const row of this.deps.releases.list({ outcome: 'released', limit: 100 })) {
+    for (const row of await this.deps.state.releases.list({ outcome: 'released', limit: 100 })) {
       if (row.mrIid === null || row.reviewProjectId === null || row.decidedAt === null || Date.parse(row.decidedAt) < since.getTime()) continue;
       try {
         if ((await gitlab.getMergeRequest(row.reviewProjectId, row.mrIid)).state !== 'opened') continue;
@@ -210,8 +218,9 @@ export class ReleaseDesk {
   }
 
   private async evaluateNow(runId: string): Promise<void> {
-    const run = this.deps.runs.get(runId);
-    let row = this.deps.releases.get(runId);
+    const { runs, releases } = this.deps.state;
+    const run = await runs.get(runId);
+    let row = await releases.get(runId);
     if (!run || run.state !== 'held' || !row || row.outcome !== null) return;
     if (row.mrIid === null) {
       row = await this.openReview(run, row);
@@ -226,23 +235,24 @@ export class ReleaseDesk {
       this.botUser(),
     ]);
     const verdicts = judgeApprovals(approvers, members, { username: run.user, userId: run.userId, botUserId });
-    const counted = this.recordApprovals(run, row, verdicts);
+    const counted = await this.recordApprovals(run, row, verdicts);
     if (counted.length >= row.approvalsRequired) {
-      await this.release(run, this.deps.releases.get(runId)!, counted);
+      await this.release(run, (await releases.get(runId))!, counted);
     } else if (mr.state !== 'opened') {
-      this.withhold(run, mr.closed_by?.username ?? `the merge request being ${mr.state}`);
+      await this.withhold(run, mr.closed_by?.username ?? `the merge request being ${mr.state}`);
     }
   }
 
   /** Push the review branch's files into a merge request (found again if one exists). */
   private async openReview(run: RunRow, row: RunReleaseRow): Promise<RunReleaseRow> {
-    const { gitlab, releases, runs, git } = this.deps;
+    const { gitlab, git } = this.deps;
+    const { releases, runs } = this.deps.state;
     const project = await this.project();
     const branch = row.reviewBranch!;
     const head = await git.fetchReviewBranch(run, branch);
     if (head === null) throw new Error(`the review branch ${branch} is not in the review project`);
     const reviewCommit = row.reviewCommit ?? head;
-    releases.update(run.id, { reviewProjectId: project.id, reviewCommit });
+    await releases.update(run.id, { reviewProjectId: project.id, reviewCommit });
     let mr = (await gitlab.findMergeRequests(project.id, branch)).find((m) => m.state === 'opened') ?? null;
     if (!mr) {
       const files = await git.listFiles(run, reviewCommit, row.reviewPath ?? 'outputs');
@@ -271,34 +281,34 @@ export class ReleaseDesk {
         return open;
       });
     }
-    releases.update(run.id, { mrIid: mr.iid, mrUrl: mr.web_url });
-    runs.note(run.id, `review opened: ${mr.web_url} (${row.approvalsRequired} approvals needed)`);
-    return releases.get(run.id)!;
+    await releases.update(run.id, { mrIid: mr.iid, mrUrl: mr.web_url });
+    await runs.note(run.id, `review opened: ${mr.web_url} (${row.approvalsRequired} approvals needed)`);
+    return (await releases.get(run.id))!;
   }
 
   /** Keep the counted approvals (each with when secd first saw it) and audit every change. */
-  private recordApprovals(run: RunRow, row: RunReleaseRow, verdicts: ReturnType<typeof judgeApprovals>): string[] {
-    const { runs, releases } = this.deps;
+  private async recordApprovals(run: RunRow, row: RunReleaseRow, verdicts: ReturnType<typeof judgeApprovals>): Promise<string[]> {
+    const { runs, releases } = this.deps.state;
     const at = this.deps.now().toISOString();
     const before = new Map(row.approvals.map((a) => [a.userId, a]));
     const now = verdicts.filter((v) => v.counted).map((v) => before.get(v.id) ?? { user: v.username, userId: v.id, at });
     const required = row.approvalsRequired;
-    for (const a of now) if (!before.has(a.userId)) runs.note(run.id, `approval by ${a.user} counted (${now.length}/${required})`);
+    for (const a of now) if (!before.has(a.userId)) await runs.note(run.id, `approval by ${a.user} counted (${now.length}/${required})`);
     for (const a of row.approvals) {
-      if (!now.some((n) => n.userId === a.userId)) runs.note(run.id, `approval by ${a.user} withdrawn (${now.length}/${required})`);
+      if (!now.some((n) => n.userId === a.userId)) await runs.note(run.id, `approval by ${a.user} withdrawn (${now.length}/${required})`);
     }
     for (const v of verdicts) {
       const key = `${run.id}:${v.id}`;
       if (v.counted || this.refusedNoted.has(key)) continue;
       this.refusedNoted.add(key);
-      runs.note(run.id, `approval by ${v.username} not counted: ${v.why}`);
+      await runs.note(run.id, `approval by ${v.username} not counted: ${v.why}`);
     }
     const changed = now.length !== row.approvals.length || now.some((a) => !before.has(a.userId));
     if (changed) {
-      releases.update(run.id, { approvals: now });
+      await releases.update(run.id, { approvals: now });
       if (now.length < required) {
         const reason = heldReason(now.length, required);
-        runs.update(run.id, { reason });
+        await runs.update(run.id, { reason });
         // GitLab never takes a status from running back to pending: the first approval moves it to
         // running, and later counts show on the run page and in the merge request.
         if (now.length > 0) this.deps.postStatus(run.id, 'running', reason, 'release');
@@ -309,7 +319,8 @@ export class ReleaseDesk {
 
   /** Release exactly the reviewed commit to the researcher's project. */
   private async release(run: RunRow, row: RunReleaseRow, reviewers: string[]): Promise<void> {
-    const { git, gitlab, runs, releases, log } = this.deps;
+    const { git, gitlab, log } = this.deps;
+    const { runs } = this.deps.state;
     const branch = row.reviewBranch!;
     const commit = row.reviewCommit!;
     const head = await git.fetchReviewBranch(run, branch);
@@ -317,8 +328,8 @@ export class ReleaseDesk {
       const why = head === null ? `the review branch ${branch} is gone` : `the review branch ${branch} moved to ${head.slice(0, 12)}`;
       const reason = `not released: ${why}; secd put ${commit.slice(0, 12)} up for review and releases nothing else`;
       if (run.reason !== reason) {
-        runs.update(run.id, { reason });
-        runs.note(run.id, reason);
+        await runs.update(run.id, { reason });
+        await runs.note(run.id, reason);
         await gitlab.addMergeRequestNote(row.reviewProjectId!, row.mrIid!, movedNote(commit, head)).catch(() => undefined);
       }
       return;
@@ -327,8 +338,8 @@ export class ReleaseDesk {
     if (!pushed.ok) {
       const reason = `approved by ${reviewers.join(', ')}, but not released yet: ${pushed.reason}`;
       if (run.reason !== reason) {
-        runs.update(run.id, { reason });
-        runs.note(run.id, reason);
+        await runs.update(run.id, { reason });
+        await runs.note(run.id, reason);
       }
       log.warn({ runId: run.id, code: pushed.code, reason: pushed.reason }, 'could not push the released results (will retry)');
       return;
@@ -339,12 +350,13 @@ export class ReleaseDesk {
     const end = (row.nodeEnd ?? 'succeeded') as RunState;
     const released = `released after review by ${by}`;
     const reason = end === 'succeeded' ? `succeeded; ${released}; results on branch ${branch}` : `${row.nodeReason ?? end}; ${released}; outputs on branch ${branch}`;
+    const decidedAt = this.deps.now().toISOString();
     // The decision and the run's end in one transaction: a leader killed between them left the run
     // held with its review decided, which no later look took up again (evaluateNow skips decided rows).
-    const done = runs.inTransaction(() => {
-      releases.update(run.id, { outcome: 'released', decidedBy: by, decidedAt: this.deps.now().toISOString() });
+    const done = await this.deps.state.transaction(async (s) => {
+      await s.releases.update(run.id, { outcome: 'released', decidedBy: by, decidedAt });
       failpoint('leader.release.deciding');
-      return runs.transition(run.id, end, reason, { branch, ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}) });
+      return s.runs.transition(run.id, end, reason, { branch, ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}) });
     });
     if (!done.ok) return;
     // Crash tests: released and recorded, no status posted, the merge request open.
@@ -361,12 +373,13 @@ export class ReleaseDesk {
   }
 
   /** The review was closed without the approvals: nothing reaches the researcher. */
-  private withhold(run: RunRow, by: string): void {
+  private async withhold(run: RunRow, by: string): Promise<void> {
     const reason = `outputs withheld at review by ${by}`;
+    const decidedAt = this.deps.now().toISOString();
     // One transaction, as for a release.
-    const done = this.deps.runs.inTransaction(() => {
-      this.deps.releases.update(run.id, { outcome: 'withheld', decidedBy: by, decidedAt: this.deps.now().toISOString() });
-      return this.deps.runs.transition(run.id, 'withheld', reason);
+    const done = await this.deps.state.transaction(async (s) => {
+      await s.releases.update(run.id, { outcome: 'withheld', decidedBy: by, decidedAt });
+      return s.runs.transition(run.id, 'withheld', reason);
     });
     if (!done.ok) return;
     this.deps.postStatus(run.id, 'failed', reason, 'release');

@@ -197,7 +197,7 @@ describe('verifying a push', () => {
     const rewritten = await repo().commitMany(2, adaSigns);
     await repo().push(scene.remote.url, { force: true });
     const verdict = await verifyPush(
-      { projectId: PROJECT, before: lost, after: rewritten[1]!, fetchUrl: scene.remote.url, alreadyVerified: (sha) => scene.verified.has(sha), pusher: ADA },
+      { projectId: PROJECT, before: lost, after: rewritten[1]!, fetchUrl: scene.remote.url, alreadyVerified: async (sha) => scene.verified.has(sha), pusher: ADA },
       { mirror: scene.mirror, gitlab, now: () => new Date() },
     );
     expect(verdict).toMatchObject({ ok: true, commits: rewritten });
@@ -211,7 +211,7 @@ describe('verifying a push', () => {
         before: ZERO_SHA,
         after: await repo().head(),
         fetchUrl: 'http://oauth2:glpat-s3cretTOKEN@127.0.0.1:1/group/project.git',
-        alreadyVerified: () => false,
+        alreadyVerified: async () => false,
         pusher: ADA,
       },
       { mirror: scene.mirror, gitlab, now: () => new Date() },

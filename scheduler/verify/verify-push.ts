@@ -43,8 +43,11 @@ export interface VerifyPushInput {
   fetchUrl: string;
   /** Who pushed: the hook's `user_id` (null when the hook named none) and `user_username`, for reasons. */
   pusher: { id: number | null; username: string };
-  /** Whether `sha` was verified for this project by an earlier push. */
-  alreadyVerified: (sha: string) => boolean;
+  /**
+   * Whether `sha` was verified for this project by an earlier push (the leader asks its state
+   * database: async; a set in memory may answer at once).
+   */
+  alreadyVerified: (sha: string) => Promise<boolean> | boolean;
 }
 
 /** The ports verifyPush works through. */
@@ -224,13 +227,29 @@ function checkPusher(pusher: VerifyPushInput['pusher'], keyring: MemberKeyring):
 async function commitsToCheck(input: VerifyPushInput, mirror: GitMirror): Promise<string[]> {
   // `before` bounds the range only when secd verified it itself: a commit of a rejected push is in
   // the mirror but not verified, and neither is a tip of a force push the mirror never saw.
-  const trusted = input.before !== ZERO_SHA && input.alreadyVerified(input.before) && (await mirror.hasCommit(input.before));
+  const trusted = input.before !== ZERO_SHA && (await input.alreadyVerified(input.before)) && (await mirror.hasCommit(input.before));
   const commits = trusted
     ? await mirror.revList(input.after, [input.before])
-    : (await mirror.revList(input.after, [])).filter((sha) => !input.alreadyVerified(sha));
+    : await notYetVerified(await mirror.revList(input.after, []), input.alreadyVerified);
   // The head always needs a current signer: it is what runs, and run.json names its key.
   if (commits[commits.length - 1] !== input.after) commits.push(input.after);
   return commits;
+}
+
+/** How many commits are asked about at once (a first push of a long history asks about each). */
+const VERIFIED_LOOKUPS_AT_ONCE = 32;
+
+/** `shas` less those verified before, in their order; asked a few at a time, not one after another. */
+async function notYetVerified(shas: readonly string[], alreadyVerified: VerifyPushInput['alreadyVerified']): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < shas.length; i += VERIFIED_LOOKUPS_AT_ONCE) {
+    const batch = shas.slice(i, i + VERIFIED_LOOKUPS_AT_ONCE);
+    const seen = await Promise.all(batch.map((sha) => alreadyVerified(sha)));
+    batch.forEach((sha, j) => {
+      if (!seen[j]) out.push(sha);
+    });
+  }
+  return out;
 }
 
 /** One commit's signature by its kind, and the email rule for OpenPGP (the SSH verifier applies it itself). */

@@ -21,7 +21,7 @@
  *   (MySQL has no CREATE INDEX IF NOT EXISTS), so a runner that died half-way can run it again.
  */
 import { sql, type Generated, type Kysely, type RawBuilder } from 'kysely';
-import type { StateEngine } from './state-database.js';
+import type { StateEngine } from './state-engine.js';
 
 /** One run (storage/run-store.ts maps it to RunRow). */
 export interface RunsTable {

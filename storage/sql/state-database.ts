@@ -23,8 +23,9 @@ import type { SqliteDatabase } from '../database.js';
 import { createMysqlCallbackPool, type MysqlEndpoint, type MysqlLogin } from './mysql-client.js';
 import type { StateTables } from './state-tables.js';
 
-/** Which engine holds the state. */
-export type StateEngine = 'sqlite' | 'mysql';
+import type { StateEngine } from './state-engine.js';
+
+export type { StateEngine } from './state-engine.js';
 
 /** An open state database: the Kysely instance every state store will take, and its engine. */
 export interface StateDatabase {

@@ -18,9 +18,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectClient, type ClientSocket } from '../../scheduler/common/websocket.js';
 import { encodeMessage, PROTOCOL_VERSION, type StatusMessage } from '../../scheduler/contract/protocol.js';
-import { openDatabase } from '../../storage/database.js';
-import { NodeStore } from '../../storage/node-store.js';
 import { freePort } from '../support/free-port.js';
+import { withStateFile } from '../support/state-file.js';
 
 const NODES = Number(process.argv[2] ?? 1000);
 const WINDOW_S = Number(process.argv[3] ?? 30);
@@ -63,13 +62,12 @@ async function main(): Promise<void> {
     [`listen: 127.0.0.1:${port}`, `data_dir: ${join(root, 'data')}`, 'gitlab:', '  url: http://127.0.0.1:9', '  token: x', '  webhook_secret: y'].join('\n'),
   );
   // Tokens straight into the database (what `secd admin node-token` does, 1,000 times).
-  const db = openDatabase(join(root, 'data', 'secd.db'));
-  const store = new NodeStore(db);
   const tokens = Array.from({ length: NODES }, (_, i) => ({ id: `node-${String(i).padStart(4, '0')}`, token: '' }));
-  db.transaction(() => {
-    for (const t of tokens) t.token = store.issueToken(t.id);
-  })();
-  db.close();
+  await withStateFile(join(root, 'data', 'secd.db'), (stores) =>
+    stores.transaction(async (s) => {
+      for (const t of tokens) t.token = await s.nodes.issueToken(t.id);
+    }),
+  );
 
   const leader = spawn(process.execPath, [CLI, 'leader', '--config', leaderYml], {
     env: { ...process.env, SECD_LOG_LEVEL: 'warn' },

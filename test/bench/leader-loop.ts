@@ -3,8 +3,10 @@
  * the loop's delay (perf_hooks.monitorEventLoopDelay sampling every millisecond), the synchronous
  * part of every child-process spawn (ChildProcess.prototype.spawn, which all of child_process and
  * simple-git go through: fork/exec runs on the calling thread), garbage-collection pauses, and,
- * for objects the caller names, the synchronous time of their methods (the run store's SQLite
- * writes, say). A diagnostic for benchmarks only: it patches and restores, nothing ships with it.
+ * for objects the caller names, the synchronous time of their methods (for an async method, such
+ * as the run store's since its queries went through Kysely, only the part up to its first await: the
+ * query itself runs later, inside the driver). A diagnostic for benchmarks only: it patches and
+ * restores, nothing ships with it.
  */
 import { ChildProcess } from 'node:child_process';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';

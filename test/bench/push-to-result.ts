@@ -81,8 +81,8 @@ async function main(): Promise<void> {
       const took = Date.now() - sentAt;
       known.add(branch);
       await cluster.settle();
-      const state = cluster.leader.store.get(runId)?.state;
-      if (state !== 'succeeded') throw new Error(`run ${runId} ended ${state}: ${cluster.leader.store.get(runId)?.reason}`);
+      const state = (await cluster.leader.store.get(runId))?.state;
+      if (state !== 'succeeded') throw new Error(`run ${runId} ended ${state}: ${(await cluster.leader.store.get(runId))?.reason}`);
       if (i > 0) secdTimes.push(took);
       process.stderr.write(`secd iteration ${i}: ${ms(took)}${i === 0 ? ' (warm-up)' : ''}\n`);
     }

@@ -63,9 +63,9 @@ async function main(): Promise<void> {
   for (let t = now - 600_000; t <= now; t += 2_000) {
     for (const n of nodes) server.feed.onNodeStatus(n.id, n.gpus.map((g, i) => ({ uuid: g.uuid, utilization_pct: pct(t / 10_000 + i) })), t);
   }
-  for (let i = 0; i < 50; i++) aRun(server.store, { state: i % 5 === 0 ? 'queued' : 'succeeded', node: 'gpu-001' });
-  server.feed.tick(true);
-  const snapshotBytes = JSON.stringify(server.feed.snapshot()).length;
+  for (let i = 0; i < 50; i++) await aRun(server.store, { state: i % 5 === 0 ? 'queued' : 'succeeded', node: 'gpu-001' });
+  await server.feed.tick(true);
+  const snapshotBytes = JSON.stringify(await server.feed.snapshot()).length;
 
   const browser = await launchChromium();
   try {

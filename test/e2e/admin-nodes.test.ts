@@ -7,9 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../storage/database.js';
-import { NodeStore } from '../../storage/node-store.js';
 import { runSecd as secd } from '../support/secd-cli.js';
+import { withStateFile } from '../support/state-file.js';
 
 describe('secd admin for nodes', () => {
   let dir: string;
@@ -31,13 +30,10 @@ describe('secd admin for nodes', () => {
     // Where it goes, as docs/sysadmin.md section 4 says.
     expect(result.stdout).toContain('copy the last line now into /etc/secd/credentials/token on gpu-01');
     expect(token).toMatch(/^secdn_[A-Za-z0-9_-]{43}$/);
-    const db = openDatabase(join(dir, 'data', 'secd.db'));
-    try {
-      expect(new NodeStore(db).authenticate('gpu-01', token)).toMatchObject({ ok: true });
-      expect(JSON.stringify(db.prepare('SELECT * FROM nodes').all())).not.toContain(token);
-    } finally {
-      db.close();
-    }
+    await withStateFile(join(dir, 'data', 'secd.db'), async ({ nodes, handle }) => {
+      expect(await nodes.authenticate('gpu-01', token)).toMatchObject({ ok: true });
+      expect(JSON.stringify(handle.prepare('SELECT * FROM nodes').all())).not.toContain(token);
+    });
   });
 
   it('node list has headers and, from the running leader, a true last seen', async () => {

@@ -7,9 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../storage/database.js';
-import { DatasetStore } from '../../storage/dataset-store.js';
 import { runSecd } from '../support/secd-cli.js';
+import { withStateFile } from '../support/state-file.js';
 
 describe('secd admin dataset release policy', () => {
   let dir: string;
@@ -31,15 +30,11 @@ describe('secd admin dataset release policy', () => {
 
   const secd = (...args: string[]) => runSecd(['admin', 'dataset', ...args, ...config]);
   /** The policy as the leader will read it. */
-  const stored = (name: string) => {
-    const db = openDatabase(join(dir, 'data', 'secd.db'));
-    try {
-      const d = new DatasetStore(db).get(name);
+  const stored = (name: string) =>
+    withStateFile(join(dir, 'data', 'secd.db'), async ({ datasets }) => {
+      const d = await datasets.get(name);
       return d && { release: d.release, approvals: d.approvals };
-    } finally {
-      db.close();
-    }
-  };
+    });
 
   it('a dataset added without --release is review with the config\'s approvals, and the command says how to make it direct', async () => {
     const added = await secd('add', 'cohort', '--path', 'clinic/cohort');
@@ -47,7 +42,7 @@ describe('secd admin dataset release policy', () => {
     expect(added.stdout).toContain('added dataset cohort (folder clinic/cohort under dataset_root)');
     expect(added.stdout).toContain('release review, 3 approvals (default): new datasets are review by default');
     expect(added.stdout).toContain('"secd admin dataset set cohort --release direct"');
-    expect(stored('cohort')).toEqual({ release: 'review', approvals: null });
+    expect(await stored('cohort')).toEqual({ release: 'review', approvals: null });
   });
 
   it('--release direct and --approvals are taken as given, without the default note', async () => {
@@ -58,8 +53,8 @@ describe('secd admin dataset release policy', () => {
     const icu = await secd('add', 'icu', '--path', 'clinic/icu', '--release', 'review', '--approvals', '1');
     expect(icu.code, icu.stderr).toBe(0);
     expect(icu.stdout).toContain('secd admin: release review, 1 approval\n');
-    expect(stored('open')).toEqual({ release: 'direct', approvals: null });
-    expect(stored('icu')).toEqual({ release: 'review', approvals: 1 });
+    expect(await stored('open')).toEqual({ release: 'direct', approvals: null });
+    expect(await stored('icu')).toEqual({ release: 'review', approvals: 1 });
   });
 
   it('list shows each dataset\'s release policy, the config\'s count marked (default)', async () => {
@@ -78,17 +73,17 @@ describe('secd admin dataset release policy', () => {
     const direct = await secd('set', 'cohort', '--release', 'direct');
     expect(direct.code, direct.stderr).toBe(0);
     expect(direct.stdout).toContain('dataset cohort: release review, 3 approvals (default) → direct; runs already handed to a node keep the policy they started with');
-    expect(stored('cohort')).toEqual({ release: 'direct', approvals: null });
+    expect(await stored('cohort')).toEqual({ release: 'direct', approvals: null });
 
     const back = await secd('set', 'cohort', '--release', 'review', '--approvals', '4');
     expect(back.stdout).toContain('dataset cohort: release direct → review, 4 approvals;');
     const reset = await secd('set', 'cohort', '--approvals', 'default');
     expect(reset.stdout).toContain('dataset cohort: release review, 4 approvals → review, 3 approvals (default);');
-    expect(stored('cohort')).toEqual({ release: 'review', approvals: null });
+    expect(await stored('cohort')).toEqual({ release: 'review', approvals: null });
 
     const onDirect = await secd('set', 'open', '--approvals', '2');
     expect(onDirect.stdout).toContain('note: open is direct, so its approvals count only once it is set to review');
-    expect(stored('open')).toEqual({ release: 'direct', approvals: 2 });
+    expect(await stored('open')).toEqual({ release: 'direct', approvals: 2 });
   });
 
   it('bad values are refused naming the flag, and change nothing', async () => {
@@ -107,8 +102,8 @@ describe('secd admin dataset release policy', () => {
       expect(result.code, args.join(' ')).toBe(2);
       expect(result.stderr, args.join(' ')).toContain(`secd admin: ${message}`);
     }
-    expect(stored('x')).toBeUndefined();
-    expect(stored('icu')).toEqual({ release: 'review', approvals: 1 });
+    expect(await stored('x')).toBeUndefined();
+    expect(await stored('icu')).toEqual({ release: 'review', approvals: 1 });
   });
 
   it('a grant made without asking GitLab needs the account\'s id, and is kept by it', async () => {
@@ -127,14 +122,10 @@ describe('secd admin dataset release policy', () => {
     expect(granted, granted.stderr).toMatchObject({ code: 0 });
     expect(granted.stdout).toContain('ada (GitLab user 7) may read icu from their next run');
     expect(granted.stdout).toContain('as asked, GitLab was not asked whether user 7 is ada');
-    const db = openDatabase(join(dir, 'data', 'secd.db'));
-    try {
-      const store = new DatasetStore(db);
-      expect(store.datasetsOf(7).map((d) => d.name)).toEqual(['icu']);
-      expect(store.grants('ada')).toMatchObject([{ user: 'ada', userId: 7, dataset: 'icu', bound: 'operator' }]);
-    } finally {
-      db.close();
-    }
+    await withStateFile(join(dir, 'data', 'secd.db'), async ({ datasets: store }) => {
+      expect((await store.datasetsOf(7)).map((d) => d.name)).toEqual(['icu']);
+      expect(await store.grants('ada')).toMatchObject([{ user: 'ada', userId: 7, dataset: 'icu', bound: 'operator' }]);
+    });
     const listed = await runSecd(['admin', 'grants', ...config]);
     expect(listed.stdout).toMatch(/^USER\s+DATASET\s+GRANTED\s+USER ID\nada\s+icu\s+\S+\s+7\n$/);
     // Revoking asks no one: the account may be gone from GitLab.

@@ -88,12 +88,12 @@ describe('a run reads exactly the datasets its researcher may read', () => {
     ada = await cluster.addResearcher({ username: 'ada', project: 'lab/datasets' });
     const d = cluster.leader.datasetStore;
     // `direct`: this story reads the results from the researcher's branch; held runs have their own.
-    expect(d.add({ name: 'sales', kind: 'mysql', mysqlDatabase: SALES }, { release: 'direct' }).ok).toBe(true);
-    expect(d.add({ name: 'hr', kind: 'mysql', mysqlDatabase: HR }, { release: 'direct' }).ok).toBe(true);
-    expect(d.add({ name: 'scans', kind: 'path', path: 'radiology/scans' }, { release: 'direct' }).ok).toBe(true);
+    expect((await d.add({ name: 'sales', kind: 'mysql', mysqlDatabase: SALES }, { release: 'direct' })).ok).toBe(true);
+    expect((await d.add({ name: 'hr', kind: 'mysql', mysqlDatabase: HR }, { release: 'direct' })).ok).toBe(true);
+    expect((await d.add({ name: 'scans', kind: 'path', path: 'radiology/scans' }, { release: 'direct' })).ok).toBe(true);
     // Grants belong to ada's GitLab account (its id), as `secd admin grant` stores them.
-    d.grant({ username: 'ada', userId: ada.user.id }, 'sales');
-    d.grant({ username: 'ada', userId: ada.user.id }, 'scans');
+    await d.grant({ username: 'ada', userId: ada.user.id }, 'sales');
+    await d.grant({ username: 'ada', userId: ada.user.id }, 'scans');
   });
   afterAll(async () => {
     await cluster?.close();
@@ -137,7 +137,7 @@ describe('a run reads exactly the datasets its researcher may read', () => {
     const report = JSON.parse(runJson) as { datasets: { names: string[]; mysql_user: string; bytes_from_server: number } };
     expect(report.datasets).toMatchObject({ names: ['sales', 'scans'], mysql_user: account });
     expect(report.datasets.bytes_from_server).toBeGreaterThan(100);
-    const audit = cluster.leader.datasetStore.runAccess(runId)!;
+    const audit = (await cluster.leader.datasetStore.runAccess(runId))!;
     expect(audit.datasets.map((d) => d.name)).toEqual(['sales', 'scans']);
     expect(audit).toMatchObject({ mysqlUser: account, droppedAt: expect.any(String), bytesFromServer: report.datasets.bytes_from_server });
 
@@ -172,6 +172,6 @@ describe('a run reads exactly the datasets its researcher may read', () => {
       const last = cluster.gitlab.statuses.filter((s) => s.sha === sha).at(-1);
       expect(last).toMatchObject({ state: 'failed', description: expect.stringContaining(named) });
     }
-    expect(cluster.leader.datasetStore.openAccesses()).toEqual([]);
+    expect(await cluster.leader.datasetStore.openAccesses()).toEqual([]);
   });
 });

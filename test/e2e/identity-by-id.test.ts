@@ -44,8 +44,8 @@ describe('grants and caches follow the GitLab account, not its name', () => {
     ada = await cluster.addResearcher({ username: 'ada', project: 'lab/ada-study' });
     const d = cluster.leader.datasetStore;
     // `direct`: the story reads results from the researcher's branch.
-    expect(d.add({ name: 'cohort', kind: 'path', path: 'clinic/cohort' }, { release: 'direct' }).ok).toBe(true);
-    expect(d.add({ name: 'notes', kind: 'path', path: 'clinic/notes' }, { release: 'direct' }).ok).toBe(true);
+    expect((await d.add({ name: 'cohort', kind: 'path', path: 'clinic/cohort' }, { release: 'direct' })).ok).toBe(true);
+    expect((await d.add({ name: 'notes', kind: 'path', path: 'clinic/notes' }, { release: 'direct' })).ok).toBe(true);
   }, 120_000);
   afterAll(async () => {
     await cluster?.close();
@@ -101,7 +101,7 @@ describe('grants and caches follow the GitLab account, not its name', () => {
     expect(await readFile(join(cluster.cacheRoot, `@${ada.user.id}`, 'work', 'left-by.txt'), 'utf8')).toBe('ada\n');
     expect(await readFile(join(cluster.cacheRoot, `@${taker.user.id}`, 'work', 'left-by.txt'), 'utf8')).toBe('taker\n');
     // The audit: only ada's run was ever given the cohort.
-    expect(cluster.leader.datasetStore.runsGiven('cohort').map((r) => r.runId)).toEqual([adaRunId]);
+    expect((await cluster.leader.datasetStore.runsGiven('cohort')).map((r) => r.runId)).toEqual([adaRunId]);
   }, 300_000);
 
   it('the grant still shows, by the name it was made to, with ada\'s id, and revoking by that name removes hers', async () => {
@@ -114,8 +114,8 @@ describe('grants and caches follow the GitLab account, not its name', () => {
     expect(ambiguous.stderr).toContain(`the name ada holds grants of 2 accounts on cohort (user id ${ada.user.id} and user id ${taker.user.id}): say which with --user-id`);
     const revoked = await admin('revoke', 'ada', 'cohort', '--user-id', String(taker.user.id));
     expect(revoked, revoked.stderr).toMatchObject({ code: 0 });
-    expect(cluster.leader.datasetStore.datasetsOf(taker.user.id)).toEqual([]);
-    expect(cluster.leader.datasetStore.datasetsOf(ada.user.id).map((d) => d.name)).toEqual(['cohort']);
+    expect(await cluster.leader.datasetStore.datasetsOf(taker.user.id)).toEqual([]);
+    expect((await cluster.leader.datasetStore.datasetsOf(ada.user.id)).map((d) => d.name)).toEqual(['cohort']);
   }, 60_000);
 
   it('after an upgrade, a name-only grant counts for no one, and grants migrate binds only what GitLab and secd\'s runs agree on', async () => {
@@ -143,14 +143,14 @@ describe('grants and caches follow the GitLab account, not its name', () => {
     expect(dry.stdout).toContain(`ada on notes: left name-only (counts for no one): runs under the name came from 2 accounts (user ids ${ada.user.id}, ${taker.user.id})`);
     expect(dry.stdout).toContain(`bob on notes: would bind to GitLab user ${bob.user.id}: GitLab's id for the name now, and the only id on secd's 1 run(s)`);
     expect(dry.stdout).toContain('nothing changed');
-    expect(cluster.leader.datasetStore.datasetsOf(bob.user.id)).toEqual([]);
+    expect(await cluster.leader.datasetStore.datasetsOf(bob.user.id)).toEqual([]);
 
     const bound = await admin('grants', 'migrate', '--bind');
     expect(bound.stdout).toContain(`audit: bound bob's grant on notes (granted 2025-06-02T00:00:00.000Z) to GitLab user ${bob.user.id}`);
     expect(bound.stdout).toContain('bound 1 grant; 1 grant left name-only');
-    expect(cluster.leader.datasetStore.datasetsOf(bob.user.id).map((d) => d.name)).toEqual(['notes']);
-    expect(cluster.leader.datasetStore.datasetsOf(taker.user.id)).toEqual([]);
-    expect(cluster.leader.datasetStore.unboundGrants().map((g) => `${g.user}/${g.dataset}`)).toEqual(['ada/notes']);
+    expect((await cluster.leader.datasetStore.datasetsOf(bob.user.id)).map((d) => d.name)).toEqual(['notes']);
+    expect(await cluster.leader.datasetStore.datasetsOf(taker.user.id)).toEqual([]);
+    expect((await cluster.leader.datasetStore.unboundGrants()).map((g) => `${g.user}/${g.dataset}`)).toEqual(['ada/notes']);
     // The caches of earlier versions, keyed by name, are nobody's now.
     expect((await readdir(cluster.cacheRoot)).filter((f) => !f.startsWith(':')).sort()).toEqual(
       [`@${ada.user.id}`, `@${taker.user.id}`].sort(),

@@ -7,17 +7,16 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
-import { RunStore } from '../../storage/run-store.js';
 import { aNewRun } from '../support/run-rows.js';
 import { runSecd as secd } from '../support/secd-cli.js';
+import { openStateFile, withStateFile, type StateFile } from '../support/state-file.js';
 
 const aRun = (id: string) => aNewRun({ id, deliveryKey: `delivery-${id}` });
 
 describe('secd admin backup', () => {
   let work: string;
   let config: string;
-  let live: SqliteDatabase;
+  let live: StateFile;
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'secd-backup-'));
@@ -26,34 +25,30 @@ describe('secd admin backup', () => {
       config,
       'data_dir: data\ngitlab:\n  url: https://gitlab.lab.example\n  token: glpat-backup-test\n  webhook_secret: backup-test-secret\n',
     );
-    live = openDatabase(join(work, 'data', 'secd.db'));
+    live = await openStateFile(join(work, 'data', 'secd.db'));
     // Keep every write in the WAL, as between a busy leader's checkpoints: the copy must hold them too.
-    live.pragma('wal_autocheckpoint = 0');
+    live.handle.pragma('wal_autocheckpoint = 0');
   });
   afterAll(async () => {
-    live.close();
+    await live.close();
     await rm(work, { recursive: true, force: true });
   });
 
   it('copies the live database, including writes not yet checkpointed, into one self-contained file', async () => {
-    const store = new RunStore(live);
-    store.createRun(aRun('run0000001'));
-    store.createRun(aRun('run0000002'));
+    const store = live.runs;
+    await store.createRun(aRun('run0000001'));
+    await store.createRun(aRun('run0000002'));
     const file = join(work, 'secd-backup.db');
     const r = await secd(['admin', 'backup', file, '--config', config]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^secd admin backup: .*\/data\/secd\.db -> .*\/secd-backup\.db \(\d+ bytes, schema version \d+\)\n$/);
     // The leader goes on writing; the copy is what was there when the backup ran.
-    store.createRun(aRun('run0000003'));
+    await store.createRun(aRun('run0000003'));
     expect(existsSync(`${file}-wal`)).toBe(false);
-    const restored = openDatabase(file);
-    try {
-      const copy = new RunStore(restored);
-      expect(copy.list().map((run) => run.id).sort()).toEqual(['run0000001', 'run0000002']);
-      expect(copy.events('run0000001').map((e) => e.to)).toEqual(['received']);
-    } finally {
-      restored.close();
-    }
+    await withStateFile(file, async ({ runs: copy }) => {
+      expect((await copy.list()).map((run) => run.id).sort()).toEqual(['run0000001', 'run0000002']);
+      expect((await copy.events('run0000001')).map((e) => e.to)).toEqual(['received']);
+    });
   });
 
   it('says so, and writes nothing, when the configured data_dir holds no database', async () => {

@@ -134,7 +134,7 @@ describe('secd install --root', () => {
     await mkdir(tokenDir);
     await writeFile(join(tokenDir, 'token'), 'node-token-value\n');
     expect(parseNodeConfig(nodeText, nodeFile, { CREDENTIALS_DIRECTORY: tokenDir }, { hostname: 'gpu-07' })).toMatchObject({
-      leader: 'ws://leader.lab.example:8080/v1/nodes',
+      leader: ['ws://leader.lab.example:8080/v1/nodes'],
       node_id: 'gpu-07',
       token: 'node-token-value',
       work_dir: INSTALL_PATHS.nodeWorkDir,

@@ -102,7 +102,7 @@ describe('examples/machine-learning', () => {
       // The clinic dataset is `review`: the results wait in the review project for two checkers.
       const held = await cluster.waitForState(pushed.id, 'held', 240_000);
       expect(held.reason).toBe('outputs held for review (0/2 approvals)');
-      const branch = cluster.leader.releaseStore.get(held.id)!.reviewBranch!;
+      const branch = (await cluster.leader.releaseStore.get(held.id))!.reviewBranch!;
       const mr = cluster.gitlab.mergeRequests(review.id).find((m) => m.sourceBranch === branch)!;
       expect(mr.description).toContain('metrics.json');
       for (const checker of ['carol', 'dan']) cluster.gitlab.approveMergeRequest(review.id, mr.iid, review.users[checker]!);

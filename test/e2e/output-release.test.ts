@@ -52,9 +52,9 @@ describe('outputs of a review dataset leave only after output checkers approve t
     cluster.gitlab.addMember(reviewId, ada.user.id);
 
     const d = cluster.leader.datasetStore;
-    expect(d.add({ name: 'ward', kind: 'mysql', mysqlDatabase: WARD }).ok).toBe(true); // review unless told direct
-    expect(d.get('ward')).toMatchObject({ release: 'review', approvals: null });
-    d.grant({ username: 'ada', userId: ada.user.id }, 'ward');
+    expect((await d.add({ name: 'ward', kind: 'mysql', mysqlDatabase: WARD })).ok).toBe(true); // review unless told direct
+    expect(await d.get('ward')).toMatchObject({ release: 'review', approvals: null });
+    await d.grant({ username: 'ada', userId: ada.user.id }, 'ward');
   }, 120_000);
 
   afterAll(async () => {
@@ -71,13 +71,13 @@ describe('outputs of a review dataset leave only after output checkers approve t
   async function heldRun(message: string): Promise<{ id: string; commit: string; branch: string }> {
     const pushed = await ada.pushRun(busyboxProject(SCRIPT, 'datasets: [ward]\n'), { message });
     const run = await cluster.waitForState(pushed.id, 'held', 120_000);
-    const release = cluster.leader.releaseStore.get(run.id)!;
+    const release = (await cluster.leader.releaseStore.get(run.id))!;
     return { id: run.id, commit: run.commit, branch: release.reviewBranch! };
   }
 
   it('holds the run with nothing in the researcher project, and releases exactly the reviewed commit after two approvals not the author’s, across a leader restart', async () => {
     const { id, commit, branch } = await heldRun('held study');
-    const run = cluster.leader.store.get(id)!;
+    const run = (await cluster.leader.store.get(id))!;
     expect(run).toMatchObject({ state: 'held', reason: 'outputs held for review (0/2 approvals)', branch: null });
     expect(secdBranches(researcherRepo())).toEqual([]);
     // The review project holds the run's own commit (what the review diffs against) and its results.
@@ -85,7 +85,7 @@ describe('outputs of a review dataset leave only after output checkers approve t
     expect(git(reviewRepo(), ['rev-parse', `secd-base-${id}`]).trim()).toBe(commit);
     expect(git(reviewRepo(), ['rev-parse', `${branch}^`]).trim()).toBe(commit);
     const reviewed = git(reviewRepo(), ['rev-parse', branch]).trim();
-    expect(cluster.leader.releaseStore.get(id)!.reviewCommit).toBe(reviewed);
+    expect((await cluster.leader.releaseStore.get(id))!.reviewCommit).toBe(reviewed);
 
     // The merge request lists the files with sizes and the automated findings; the logs are held too.
     const mr = mrOf(branch);
@@ -101,15 +101,15 @@ describe('outputs of a review dataset leave only after output checkers approve t
     // The researcher's own approval does not count, even as a Developer of the review project.
     cluster.gitlab.approveMergeRequest(reviewId, mr.iid, ada.user.id);
     await cluster.settle();
-    expect(cluster.leader.store.get(id)!.state).toBe('held');
-    expect(cluster.leader.store.events(id).map((e) => e.reason)).toContain(
+    expect((await cluster.leader.store.get(id))!.state).toBe('held');
+    expect((await cluster.leader.store.events(id)).map((e) => e.reason)).toContain(
       "approval by ada not counted: the run's researcher (authors never review their own outputs)",
     );
 
     // One of two keeps it held.
     cluster.gitlab.approveMergeRequest(reviewId, mr.iid, alice);
     await cluster.settle();
-    expect(cluster.leader.store.get(id)).toMatchObject({ state: 'held', reason: 'outputs held for review (1/2 approvals)' });
+    expect(await cluster.leader.store.get(id)).toMatchObject({ state: 'held', reason: 'outputs held for review (1/2 approvals)' });
     expect(secdBranches(researcherRepo())).toEqual([]);
 
     // The leader restarts while the run is held; the next approval still releases it.
@@ -125,7 +125,7 @@ describe('outputs of a review dataset leave only after output checkers approve t
     const closed = mrOf(branch);
     expect(closed.state).toBe('closed');
     expect(closed.notes.map((n) => n.body).join('\n')).toContain('@alice, @bob');
-    const reasons = cluster.leader.store.events(id).map((e) => e.reason);
+    const reasons = (await cluster.leader.store.events(id)).map((e) => e.reason);
     expect(reasons).toEqual(expect.arrayContaining([expect.stringMatching(/^review opened: /), 'approval by alice counted (1/2)', 'approval by bob counted (2/2)']));
   }, 240_000);
 
@@ -135,7 +135,7 @@ describe('outputs of a review dataset leave only after output checkers approve t
     cluster.gitlab.sendMergeRequestHook(reviewId, mr.iid, { action: 'approved', userId: alice });
     cluster.gitlab.sendMergeRequestHook(reviewId, mr.iid, { action: 'approval', userId: bob });
     await cluster.settle();
-    expect(cluster.leader.store.get(id)).toMatchObject({ state: 'held', reason: 'outputs held for review (0/2 approvals)' });
+    expect(await cluster.leader.store.get(id)).toMatchObject({ state: 'held', reason: 'outputs held for review (0/2 approvals)' });
     expect(secdBranches(researcherRepo())).not.toContain(branch);
 
     cluster.gitlab.approveMergeRequest(reviewId, mr.iid, alice);
@@ -145,7 +145,7 @@ describe('outputs of a review dataset leave only after output checkers approve t
     expect(withheld).toMatchObject({ state: 'withheld', reason: 'outputs withheld at review by bob', branch: null });
     expect(secdBranches(researcherRepo())).not.toContain(branch);
     expect(statusesOf(commit, 'secd').at(-1)).toBe('failed: outputs withheld at review by bob');
-    expect(cluster.leader.releaseStore.get(id)).toMatchObject({ outcome: 'withheld', decidedBy: 'bob' });
+    expect(await cluster.leader.releaseStore.get(id)).toMatchObject({ outcome: 'withheld', decidedBy: 'bob' });
   }, 240_000);
 
   it('a review branch pushed to after secd put it up releases nothing and says why', async () => {
@@ -159,7 +159,7 @@ describe('outputs of a review dataset leave only after output checkers approve t
     cluster.gitlab.approveMergeRequest(reviewId, mr.iid, alice);
     cluster.gitlab.approveMergeRequest(reviewId, mr.iid, bob);
     await cluster.settle();
-    const run = cluster.leader.store.get(id)!;
+    const run = (await cluster.leader.store.get(id))!;
     expect(run.state).toBe('held');
     expect(run.reason).toMatch(/^not released: the review branch .* moved to [0-9a-f]{12}/);
     expect(secdBranches(researcherRepo())).not.toContain(branch);
@@ -167,13 +167,13 @@ describe('outputs of a review dataset leave only after output checkers approve t
 
   it('a direct dataset behaves as before: results on the researcher branch at once, findings reported', async () => {
     const d = cluster.leader.datasetStore;
-    expect(d.setPolicy('ward', { release: 'direct' }).ok).toBe(true);
+    expect((await d.setPolicy('ward', { release: 'direct' })).ok).toBe(true);
     const pushed = await ada.pushRun(busyboxProject(SCRIPT, 'datasets: [ward]\n'), { message: 'direct study' });
     const run = await cluster.waitForRun(pushed.id, 120_000);
     expect(run.state, run.reason).toBe('succeeded');
     expect(secdBranches(researcherRepo())).toContain(run.branch);
-    expect(cluster.leader.releaseStore.get(run.id)).toMatchObject({ policy: 'direct', outcome: null });
-    expect(cluster.leader.releaseStore.get(run.id)!.findings.map((f) => f.rule)).toEqual(expect.arrayContaining(['small_cell', 'forbidden_column']));
+    expect(await cluster.leader.releaseStore.get(run.id)).toMatchObject({ policy: 'direct', outcome: null });
+    expect((await cluster.leader.releaseStore.get(run.id))!.findings.map((f) => f.rule)).toEqual(expect.arrayContaining(['small_cell', 'forbidden_column']));
     expect(statusesOf(run.commit, 'secd/release')).toEqual([]);
   }, 240_000);
 });

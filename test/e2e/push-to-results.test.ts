@@ -62,7 +62,7 @@ describe('a signed push becomes a results branch', () => {
     const own = cluster.gitlab.deliveries.find((d) => d.body.includes(`refs/heads/${run.branch}`));
     expect(own?.status).toBe(200);
     expect(JSON.parse(own!.responseBody)).toMatchObject({ action: 'ignored' });
-    expect(cluster.leader.store.list().filter((r) => r.commit === sha)).toHaveLength(1);
+    expect((await cluster.leader.store.list()).filter((r) => r.commit === sha)).toHaveLength(1);
   });
 
   it('an unsigned commit hidden among 25 pushed at once (outside the payload\'s 20) is rejected and named', async () => {
@@ -145,8 +145,8 @@ describe('a signed push becomes a results branch', () => {
       files: project('echo first > $OUTPUT_PATH/first.txt\necho working\nsleep 120\n'),
     });
     const { id: older } = await ada.pushRun();
-    for (let i = 0; i < 600 && cluster.leader.store.get(older)?.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(cluster.leader.store.get(older)?.state).toBe('running');
+    for (let i = 0; i < 600 && (await cluster.leader.store.get(older))?.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await cluster.leader.store.get(older))?.state).toBe('running');
     const newerSha = await ada.repo.commit('quick fix', { signer: ada.signer, committerEmail: ada.user.email, files: project('echo done\n') });
     const { id: newer } = await ada.pushRun();
     const cancelled = await cluster.waitForRun(older);

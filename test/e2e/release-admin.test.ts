@@ -7,12 +7,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../storage/database.js';
-import { ReleaseStore } from '../../storage/release-store.js';
 import type { RunState } from '../../storage/run-states.js';
-import { RunStore } from '../../storage/run-store.js';
 import { aNewRun } from '../support/run-rows.js';
 import { runSecd } from '../support/secd-cli.js';
+import { openStateFile } from '../support/state-file.js';
 
 const MINUTE = 60_000;
 const MR = 'https://gitlab.example.org/secd/output-review/-/merge_requests';
@@ -32,60 +30,58 @@ describe('secd admin release', () => {
     await writeFile(file, `data_dir: ${join(dir, 'data')}\ngitlab:\n  url: https://gitlab.example.org\n  token: t\n  webhook_secret: s\n`);
     config = ['--config', file];
 
-    const db = openDatabase(join(dir, 'data', 'secd.db'));
-    const now = () => new Date(clock);
-    const runs = new RunStore(db, now);
-    const releases = new ReleaseStore(db, now);
-    const reach = (id: string, path: readonly RunState[]) => {
-      for (const to of path) expect(runs.transition(id, to, `to ${to}`).ok, `${id} → ${to}`).toBe(true);
+    const db = await openStateFile(join(dir, 'data', 'secd.db'), () => new Date(clock));
+    const { runs, releases } = db;
+    const reach = async (id: string, path: readonly RunState[]) => {
+      for (const to of path) expect((await runs.transition(id, to, `to ${to}`)).ok, `${id} → ${to}`).toBe(true);
     };
     const toUploading: RunState[] = ['verified', 'queued', 'assigned', 'running', 'uploading'];
     /** A review run put up for review at minute `heldAt` (its merge request !iid). */
-    const hold = (id: string, user: string, project: string, iid: number, required: number, datasets: string[], heldAt: number) => {
+    const hold = async (id: string, user: string, project: string, iid: number, required: number, datasets: string[], heldAt: number) => {
       clock = start + (heldAt - 5) * MINUTE;
-      runs.createRun(aNewRun({ id, user, project, deliveryKey: id }));
-      releases.decide(id, { policy: 'review', approvalsRequired: required, datasets });
-      reach(id, toUploading);
+      await runs.createRun(aNewRun({ id, user, project, deliveryKey: id }));
+      await releases.decide(id, { policy: 'review', approvalsRequired: required, datasets });
+      await reach(id, toUploading);
       clock = start + heldAt * MINUTE;
-      releases.update(id, { reviewProjectId: 42, reviewBranch: `secd-20260101-${id}`, reviewCommit: REVIEW_COMMIT, mrIid: iid, mrUrl: `${MR}/${iid}` });
-      reach(id, ['held']);
-      runs.note(id, `merge request !${iid} opened: ${MR}/${iid}`);
+      await releases.update(id, { reviewProjectId: 42, reviewBranch: `secd-20260101-${id}`, reviewCommit: REVIEW_COMMIT, mrIid: iid, mrUrl: `${MR}/${iid}` });
+      await reach(id, ['held']);
+      await runs.note(id, `merge request !${iid} opened: ${MR}/${iid}`);
     };
-    const approve = (id: string, user: string, userId: number, minute: number) => {
+    const approve = async (id: string, user: string, userId: number, minute: number) => {
       clock = start + minute * MINUTE;
-      const counted = [...releases.get(id)!.approvals, { user, userId, at: at(minute) }];
-      releases.update(id, { approvals: counted });
-      runs.note(id, `approval counted: ${user} (${counted.length}/${releases.get(id)!.approvalsRequired})`);
+      const counted = [...(await releases.get(id))!.approvals, { user, userId, at: at(minute) }];
+      await releases.update(id, { approvals: counted });
+      await runs.note(id, `approval counted: ${user} (${counted.length}/${(await releases.get(id))!.approvalsRequired})`);
     };
 
     // Two released or withheld earlier, two still held (the oldest first), one direct, one rejected.
-    hold('rel0000001', 'ada', 'lab/cohort', 1, 2, ['clinic'], 10);
-    approve('rel0000001', 'alice', 11, 20);
-    approve('rel0000001', 'carol', 13, 30);
-    releases.update('rel0000001', { outcome: 'released', decidedBy: 'alice, carol', decidedAt: at(30) });
-    reach('rel0000001', ['succeeded']);
+    await hold('rel0000001', 'ada', 'lab/cohort', 1, 2, ['clinic'], 10);
+    await approve('rel0000001', 'alice', 11, 20);
+    await approve('rel0000001', 'carol', 13, 30);
+    await releases.update('rel0000001', { outcome: 'released', decidedBy: 'alice, carol', decidedAt: at(30) });
+    await reach('rel0000001', ['succeeded']);
 
-    hold('wth0000001', 'bob', 'lab/genes', 2, 2, ['genome', 'clinic'], 40);
+    await hold('wth0000001', 'bob', 'lab/genes', 2, 2, ['genome', 'clinic'], 40);
     clock = start + 50 * MINUTE;
-    releases.update('wth0000001', { outcome: 'withheld', decidedBy: 'dave', decidedAt: at(50) });
-    reach('wth0000001', ['withheld']);
+    await releases.update('wth0000001', { outcome: 'withheld', decidedBy: 'dave', decidedAt: at(50) });
+    await reach('wth0000001', ['withheld']);
 
-    hold('hld0000001', 'ada', 'lab/cohort', 3, 2, ['clinic'], 60);
-    releases.update('hld0000001', { findings: [
+    await hold('hld0000001', 'ada', 'lab/cohort', 3, 2, ['clinic'], 60);
+    await releases.update('hld0000001', { findings: [
       { file: 'counts.csv', rule: 'small_cell', detail: 'row 3, column n: a count below 10' },
       { file: 'ids.csv', rule: 'forbidden_column', detail: 'column patient_id' },
     ] });
-    approve('hld0000001', 'alice', 11, 70);
+    await approve('hld0000001', 'alice', 11, 70);
 
-    hold('hld0000002', 'bob', 'lab/genes', 4, 1, [], 230);
+    await hold('hld0000002', 'bob', 'lab/genes', 4, 1, [], 230);
 
     clock = start + 100 * MINUTE;
-    runs.createRun(aNewRun({ id: 'dir0000001', user: 'eve', project: 'lab/open', deliveryKey: 'dir0000001' }));
-    releases.decide('dir0000001', { policy: 'direct', approvalsRequired: 2, datasets: [] });
-    reach('dir0000001', [...toUploading, 'succeeded']);
-    runs.createRun(aNewRun({ id: 'rej0000001', user: 'eve', project: 'lab/open', deliveryKey: 'rej0000001' }));
-    reach('rej0000001', ['rejected']);
-    db.close();
+    await runs.createRun(aNewRun({ id: 'dir0000001', user: 'eve', project: 'lab/open', deliveryKey: 'dir0000001' }));
+    await releases.decide('dir0000001', { policy: 'direct', approvalsRequired: 2, datasets: [] });
+    await reach('dir0000001', [...toUploading, 'succeeded']);
+    await runs.createRun(aNewRun({ id: 'rej0000001', user: 'eve', project: 'lab/open', deliveryKey: 'rej0000001' }));
+    await reach('rej0000001', ['rejected']);
+    await db.close();
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });

@@ -72,7 +72,7 @@ describe('signatures and the pusher, end to end', () => {
     const run = await cluster.waitForRun((await uma.pushRun()).id);
     expect(run.state, run.reason).toBe('succeeded');
     expect(run.commit).toBe(vouch);
-    expect(cluster.leader.store.events(run.id).map((e) => e.reason)).toContain(`commit ${unsigned.slice(0, 8)} vouched for by uma (Secd-Vouches-For)`);
+    expect((await cluster.leader.store.events(run.id)).map((e) => e.reason)).toContain(`commit ${unsigned.slice(0, 8)} vouched for by uma (Secd-Vouches-For)`);
   });
 
   it("a colleague's email on an attacker's key counts for nobody", async () => {

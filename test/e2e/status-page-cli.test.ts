@@ -46,8 +46,8 @@ describe('secd status', () => {
       aNode('gpu-02-long-name', 0, { state: 'down', last_seen: new Date(Date.now() - 3 * 3600_000).toISOString(), load: null }),
     ];
     server = await startStatusServer({ nodes: () => nodes });
-    aRun(server.store, { id: 'run0000001', state: 'running', project: 'lab/vision', user: 'alice', node: 'gpu-01', gpus: ['GPU-0a'] });
-    aRun(server.store, { id: 'run0000002', state: 'queued', project: 'lab/nlp', user: 'bob' });
+    await aRun(server.store, { id: 'run0000001', state: 'running', project: 'lab/vision', user: 'alice', node: 'gpu-01', gpus: ['GPU-0a'] });
+    await aRun(server.store, { id: 'run0000002', state: 'queued', project: 'lab/nlp', user: 'bob' });
   });
   afterAll(async () => {
     await server?.close();
@@ -82,7 +82,7 @@ describe('secd status', () => {
   it("escape sequences in a researcher's names and reasons print as inert text, never reaching the terminal", async () => {
     // What a secd.yml dataset name did (issue 13): retitle the terminal, erase the line, fake a row.
     const evil = '\x1b]0;pwned\x07\x1b[2K\r\nrun9999999  lab/fake  eve  succeeded\x9b31m';
-    aRun(server.store, {
+    await aRun(server.store, {
       id: 'run0000009',
       state: 'rejected',
       project: 'lab/\u202egnp.exe',
@@ -122,7 +122,7 @@ describe('secd status against a private leader (api.read_token)', () => {
 
   beforeAll(async () => {
     server = await startStatusServer({ nodes: () => [], readToken: TOKEN });
-    aRun(server.store, { id: 'run0000009', state: 'queued', project: 'lab/secret-study', user: 'carol' });
+    await aRun(server.store, { id: 'run0000009', state: 'queued', project: 'lab/secret-study', user: 'carol' });
     dir = mkdtempSync(join(tmpdir(), 'secd-status-token-'));
     writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
     writeFileSync(join(dir, 'wrong'), 'not-the-token-at-all-not-at-all\n');

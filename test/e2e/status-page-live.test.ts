@@ -38,7 +38,7 @@ describe('status page of a running cluster with a `secd node`', () => {
     root = await mkdtemp(join(tmpdir(), 'secd-status-live-'));
     smiDir = join(root, 'nvidia-smi');
     const smi = await writeFakeNvidiaSmi(smiDir, FIXTURE);
-    const token = cluster.leader.nodeStore.issueToken('gpu-a5000');
+    const token = await cluster.leader.nodeStore.issueToken('gpu-a5000');
     await mkdir(join(root, 'cache'), { recursive: true });
     await writeFile(
       join(root, 'node.yml'),

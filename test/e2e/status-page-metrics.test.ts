@@ -36,14 +36,14 @@ describe('/metrics with known nodes and runs', () => {
       aNode('gpu-02', 0, { state: 'down' }),
     ];
     server = await startStatusServer({ nodes: () => nodes, intake: { webhookSecret: 'sekrit', runBranch: 'default' } });
-    aRun(server.store, { state: 'queued' });
-    aRun(server.store, { state: 'queued' });
-    aRun(server.store, { state: 'succeeded' });
-    aRun(server.store, { state: 'failed' });
-    aRun(server.store, { state: 'running' });
-    aRun(server.store, { state: 'held' });
-    aRun(server.store, { state: 'held' });
-    aRun(server.store, { state: 'withheld' });
+    await aRun(server.store, { state: 'queued' });
+    await aRun(server.store, { state: 'queued' });
+    await aRun(server.store, { state: 'succeeded' });
+    await aRun(server.store, { state: 'failed' });
+    await aRun(server.store, { state: 'running' });
+    await aRun(server.store, { state: 'held' });
+    await aRun(server.store, { state: 'held' });
+    await aRun(server.store, { state: 'withheld' });
   });
   afterAll(async () => {
     await server?.close();
@@ -70,7 +70,7 @@ describe('/metrics with known nodes and runs', () => {
     expect(sample(families, 'secd_runs_finished_total', { state: 'succeeded' })).toBe(1);
     expect(sample(families, 'secd_runs_finished_total', { state: 'failed' })).toBe(1);
     expect(sample(families, 'secd_runs_finished_total', { state: 'lost' })).toBe(0);
-    aRun(server.store, { state: 'succeeded' });
+    await aRun(server.store, { state: 'succeeded' });
     expect(sample((await scrape(server.url)).families, 'secd_runs_finished_total', { state: 'succeeded' })).toBe(2);
   });
 

@@ -5,17 +5,13 @@
  * (as a bearer header or the browser cookie) shows everything, and `secd status` keeps working.
  * Without a token everything stays public, as before. Real HTTP against the real leader server.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fetchStatus } from '../../daemon/commands/status-command.js';
-import { openDatabase } from '../../storage/database.js';
-import { RunStore } from '../../storage/run-store.js';
 import { silentLog } from '../../scheduler/common/log.js';
 import type { RunLifecycle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import { buildLeaderServer } from '../../web/leader-server.js';
 import { StatusFeed } from '../../web/status-feed.js';
+import { scratchStores } from '../support/scratch-state.js';
 import { aNode, aRun } from '../support/status-page-fixtures.js';
 
 const TOKEN = 'c0ffee5eed0ddba11c0ffee5eed0ddba11';
@@ -27,24 +23,22 @@ afterEach(async () => {
 });
 
 async function startLeader(readToken: string | null) {
-  const dir = await mkdtemp(join(tmpdir(), 'secd-privacy-'));
-  const db = openDatabase(join(dir, 'secd.db'));
-  const store = new RunStore(db);
-  const nodes = () => [aNode('gpu-01', 2)];
+  const stores = await scratchStores('sqlite');
+  const store = stores.runs;
+  const nodes = async () => [aNode('gpu-01', 2)];
   const feed = new StatusFeed({ nodes, store, now: () => new Date() });
-  const app = buildLeaderServer({ store, lifecycle: {} as RunLifecycle, log: silentLog, intake: null, healthy: () => true, nodes, status: feed, readToken });
+  const app = buildLeaderServer({ store, lifecycle: {} as RunLifecycle, log: silentLog, intake: null, healthy: async () => true, nodes, status: feed, readToken });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   cleanups.push(async () => {
     feed.close();
     await app.close();
-    db.close();
-    await rm(dir, { recursive: true, force: true });
+    await stores.dispose();
   });
-  const run = aRun(store, { state: 'failed', user: 'alice-researcher', project: 'oncology/tumour-model', node: 'gpu-01', reason: 'oncology/tumour-model: exit 1' });
-  store.createRun({ id: 'queued0001', projectId: 1, project: 'oncology/tumour-model', ref: 'refs/heads/main', beforeSha: '0'.repeat(40), commit: 'deadbeefcafe'.padEnd(40, '0'), user: 'alice-researcher', userId: 1, deliveryKey: null, fetchUrl: 'x' });
-  feed.tick(true);
+  const run = await aRun(store, { state: 'failed', user: 'alice-researcher', project: 'oncology/tumour-model', node: 'gpu-01', reason: 'oncology/tumour-model: exit 1' });
+  await store.createRun({ id: 'queued0001', projectId: 1, project: 'oncology/tumour-model', ref: 'refs/heads/main', beforeSha: '0'.repeat(40), commit: 'deadbeefcafe'.padEnd(40, '0'), user: 'alice-researcher', userId: 1, deliveryKey: null, fetchUrl: 'x' });
+  await feed.tick(true);
   return { url, runId: run.id };
 }
 

@@ -33,11 +33,11 @@ describe('output release on the status page and the run page', () => {
     await mkdir(ARTIFACTS, { recursive: true });
     const nodes = [aNode('gpu-01', 2)];
     server = await startStatusServer({ nodes: () => nodes, pollMs: 250 });
-    aRun(server.store, { id: 'run0000101', state: 'held', project: 'oncology/survival', user: 'alice', node: 'gpu-01' });
-    aRelease(server.releases, 'run0000101', { approvalsRequired: 2, datasets: ['cancer_registry'], findings: FINDINGS, approvedBy: ['bob-checker'], mrUrl: MR });
-    aRun(server.store, { id: 'run0000102', state: 'withheld', project: 'oncology/survival', user: 'alice', node: 'gpu-01' });
-    aRelease(server.releases, 'run0000102', { approvedBy: [], mrUrl: MR, outcome: 'withheld', decidedBy: 'olga-owner' });
-    aRun(server.store, { id: 'run0000103', state: 'running', project: 'lab/vision', user: 'carol', node: 'gpu-01' });
+    await aRun(server.store, { id: 'run0000101', state: 'held', project: 'oncology/survival', user: 'alice', node: 'gpu-01' });
+    await aRelease(server.releases, 'run0000101', { approvalsRequired: 2, datasets: ['cancer_registry'], findings: FINDINGS, approvedBy: ['bob-checker'], mrUrl: MR });
+    await aRun(server.store, { id: 'run0000102', state: 'withheld', project: 'oncology/survival', user: 'alice', node: 'gpu-01' });
+    await aRelease(server.releases, 'run0000102', { approvedBy: [], mrUrl: MR, outcome: 'withheld', decidedBy: 'olga-owner' });
+    await aRun(server.store, { id: 'run0000103', state: 'running', project: 'lab/vision', user: 'carol', node: 'gpu-01' });
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
@@ -78,9 +78,9 @@ describe('output release on the status page and the run page', () => {
 
   it('follows the review live: a newly held run appears, a second approval shows, a release takes it off', async () => {
     await page.evaluate(() => ((window as unknown as { marker: string }).marker = 'same page'));
-    server.store.transition('run0000103', 'uploading', 'pushing results for review');
-    server.store.transition('run0000103', 'held', 'outputs held for review (0/1 approvals)');
-    aRelease(server.releases, 'run0000103', { approvalsRequired: 1, findings: [], mrUrl: `${MR}3` });
+    await server.store.transition('run0000103', 'uploading', 'pushing results for review');
+    await server.store.transition('run0000103', 'held', 'outputs held for review (0/1 approvals)');
+    await aRelease(server.releases, 'run0000103', { approvalsRequired: 1, findings: [], mrUrl: `${MR}3` });
     await expect.poll(() => heldRows(page)).toEqual([
       expect.stringMatching(/^run0000101\s.*1\/2 approvals/),
       expect.stringMatching(/^run0000103\s+lab\/vision\s+carol\s+held\s+0\/1 approvals/),
@@ -88,13 +88,13 @@ describe('output release on the status page and the run page', () => {
     expect(await page.locator('#t-held').innerText()).toBe('2');
 
     const at = new Date().toISOString();
-    server.releases.update('run0000101', { approvals: [{ user: 'bob-checker', userId: 101, at }, { user: 'dan-checker', userId: 102, at }] });
+    await server.releases.update('run0000101', { approvals: [{ user: 'bob-checker', userId: 101, at }, { user: 'dan-checker', userId: 102, at }] });
     await expect.poll(() => heldRows(page)).toEqual([expect.stringMatching(/^run0000101\s.*2\/2 approvals/), expect.stringMatching(/^run0000103\s/)]);
 
-    server.releases.update('run0000101', { outcome: 'released', decidedBy: 'bob-checker, dan-checker', decidedAt: at });
-    server.store.transition('run0000101', 'succeeded', 'released after review by bob-checker, dan-checker');
-    server.releases.update('run0000103', { outcome: 'withheld', decidedBy: 'olga-owner', decidedAt: at });
-    server.store.transition('run0000103', 'withheld', 'outputs withheld at review by olga-owner');
+    await server.releases.update('run0000101', { outcome: 'released', decidedBy: 'bob-checker, dan-checker', decidedAt: at });
+    await server.store.transition('run0000101', 'succeeded', 'released after review by bob-checker, dan-checker');
+    await server.releases.update('run0000103', { outcome: 'withheld', decidedBy: 'olga-owner', decidedAt: at });
+    await server.store.transition('run0000103', 'withheld', 'outputs withheld at review by olga-owner');
     await expect.poll(() => heldRows(page)).toEqual(['No outputs wait for review.']);
     expect(await page.locator('#t-held').innerText()).toBe('0');
     expect(await page.locator('#recent-body tr[data-run="run0000101"]').innerText()).toMatch(/succeeded\s+released after review/);
@@ -103,8 +103,8 @@ describe('output release on the status page and the run page', () => {
   });
 
   it('the run page shows the policy, the findings, the review with its merge request, and then the outcome, in place', async () => {
-    aRun(server.store, { id: 'run0000104', state: 'held', project: 'oncology/survival', user: 'alice', node: 'gpu-01' });
-    aRelease(server.releases, 'run0000104', { approvalsRequired: 2, datasets: ['cancer_registry'], findings: FINDINGS, approvedBy: ['bob-checker'], mrUrl: MR });
+    await aRun(server.store, { id: 'run0000104', state: 'held', project: 'oncology/survival', user: 'alice', node: 'gpu-01' });
+    await aRelease(server.releases, 'run0000104', { approvalsRequired: 2, datasets: ['cancer_registry'], findings: FINDINGS, approvedBy: ['bob-checker'], mrUrl: MR });
     const run = await browser.newPage();
     await run.goto(`${server.url}/runs/run0000104`);
     expect(await run.locator('main h1').innerText()).toMatch(/Run run0000104\s+held/);
@@ -118,10 +118,10 @@ describe('output release on the status page and the run page', () => {
     await run.screenshot({ path: `${ARTIFACTS}/run-page-held.png`, fullPage: true });
 
     const at = new Date().toISOString();
-    server.releases.update('run0000104', { approvals: [{ user: 'bob-checker', userId: 101, at }, { user: 'erin-checker', userId: 103, at }] });
+    await server.releases.update('run0000104', { approvals: [{ user: 'bob-checker', userId: 101, at }, { user: 'erin-checker', userId: 103, at }] });
     await expect.poll(() => run.locator('#review').innerText(), { timeout: 5000 }).toMatch(/^held for review: 2\/2 approvals/);
-    server.releases.update('run0000104', { outcome: 'released', decidedBy: 'bob-checker, erin-checker', decidedAt: at });
-    server.store.transition('run0000104', 'succeeded', 'released after review by bob-checker, erin-checker');
+    await server.releases.update('run0000104', { outcome: 'released', decidedBy: 'bob-checker, erin-checker', decidedAt: at });
+    await server.store.transition('run0000104', 'succeeded', 'released after review by bob-checker, erin-checker');
     await expect.poll(() => run.locator('main h1').innerText(), { timeout: 5000 }).toMatch(/succeeded/);
     expect(await run.locator('#review').innerText()).toMatch(/^released after review by bob-checker, erin-checker at \d{4}-/);
     expect(await run.locator('#approvals li').allInnerTexts()).toEqual([expect.stringMatching(/^bob-checker /), expect.stringMatching(/^erin-checker /)]);
@@ -135,8 +135,8 @@ describe('output release on a private leader, read without the token', () => {
 
   beforeAll(async () => {
     server = await startStatusServer({ nodes: () => [aNode('gpu-01', 1)], pollMs: 250, readToken: 'private-read-token-0123456789' });
-    aRun(server.store, { id: 'run0000201', state: 'held', project: 'oncology/survival', user: 'alice-researcher', node: 'gpu-01' });
-    aRelease(server.releases, 'run0000201', { approvalsRequired: 2, datasets: ['cancer_registry'], findings: FINDINGS, approvedBy: ['bob-checker'], mrUrl: MR });
+    await aRun(server.store, { id: 'run0000201', state: 'held', project: 'oncology/survival', user: 'alice-researcher', node: 'gpu-01' });
+    await aRelease(server.releases, 'run0000201', { approvalsRequired: 2, datasets: ['cancer_registry'], findings: FINDINGS, approvedBy: ['bob-checker'], mrUrl: MR });
     browser = await launchChromium();
   });
   afterAll(async () => {

@@ -5,13 +5,8 @@
  * holds. Before the limits, 100 such clients grew the leader by ~1.7 GiB in 40 s.
  */
 import { connect, type Socket } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../storage/database.js';
 import { countRunsByState } from '../../storage/run-counts.js';
-import { RunStore } from '../../storage/run-store.js';
 import { silentLog } from '../../scheduler/common/log.js';
 import type { RunLifecycle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import type { ApiNode } from '../../web/api-schema.js';
@@ -19,13 +14,14 @@ import { EventStreams } from '../../web/event-streams.js';
 import { buildLeaderServer } from '../../web/leader-server.js';
 import { createLeaderMetrics } from '../../web/metrics.js';
 import { StatusFeed } from '../../web/status-feed.js';
+import { scratchStores } from '../support/scratch-state.js';
 import { aGpu, aNode } from '../support/status-page-fixtures.js';
 
 const MiB = 2 ** 20;
 
 // 20 nodes × 64 GPUs whose utilisation changes on every tick: each update is ~0.6 MiB of JSON.
 let round = 0;
-const nodes = (): ApiNode[] =>
+const nodes = async (): Promise<ApiNode[]> =>
   Array.from({ length: 20 }, (_, n) =>
     aNode(`gpu-${n}`, Array.from({ length: 64 }, (_, i) => aGpu(`gpu-${n}`, i, { utilization_pct: (round * 7 + i + n) % 100, name: `NVIDIA H100 80GB HBM3 ${'x'.repeat(200)}` }))),
   );
@@ -36,17 +32,16 @@ afterEach(async () => {
 });
 
 async function startLeader(streams?: EventStreams) {
-  const dir = await mkdtemp(join(tmpdir(), 'secd-streams-'));
-  const db = openDatabase(join(dir, 'secd.db'));
-  const store = new RunStore(db);
+  const stores = await scratchStores('sqlite');
+  const store = stores.runs;
   const feed = new StatusFeed({ nodes, store, now: () => new Date(), pollMs: 3_600_000 });
-  const metrics = createLeaderMetrics({ nodes, runCounts: () => countRunsByState(db) });
+  const metrics = createLeaderMetrics({ nodes, runCounts: () => countRunsByState(stores.scope) });
   const app = buildLeaderServer({
     store,
     lifecycle: {} as RunLifecycle,
     log: silentLog,
     intake: null,
-    healthy: () => true,
+    healthy: async () => true,
     nodes,
     status: feed,
     metrics,
@@ -60,8 +55,7 @@ async function startLeader(streams?: EventStreams) {
     for (const s of sockets) s.destroy();
     feed.close();
     await app.close();
-    db.close();
-    await rm(dir, { recursive: true, force: true });
+    await stores.dispose();
   });
   /** Open a stream from `from` (a loopback address); `read: false` stops reading once the status line is in. */
   const open = (from: string, read: boolean): Promise<{ socket: Socket; head: string; bytes: () => number }> =>
@@ -107,7 +101,7 @@ describe('status streams whose clients never read', () => {
     let m = await leader.scrape();
     while (m.slow < 20 && Date.now() < deadline) {
       round++;
-      leader.feed.tick(true);
+      await leader.feed.tick(true);
       await new Promise((r) => setTimeout(r, 50));
       m = await leader.scrape();
       worst = Math.max(worst, m.buffered);

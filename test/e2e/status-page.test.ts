@@ -33,16 +33,16 @@ describe('status page', () => {
       aNode('gpu-01', 0, { state: 'down', last_seen: new Date(Date.now() - 90_000).toISOString(), load: null }),
     ];
     server = await startStatusServer({ nodes: () => nodes, pollMs: 250 });
-    aRun(server.store, { id: 'run0000001', state: 'running', project: 'lab/vision', user: 'alice', node: 'gpu-02', gpus: [nodes[0]!.gpus[0]!.uuid] });
-    aRun(server.store, { id: 'run0000002', state: 'succeeded', project: 'lab/nlp', user: 'bob', node: 'gpu-10' });
-    aRun(server.store, {
+    await aRun(server.store, { id: 'run0000001', state: 'running', project: 'lab/vision', user: 'alice', node: 'gpu-02', gpus: [nodes[0]!.gpus[0]!.uuid] });
+    await aRun(server.store, { id: 'run0000002', state: 'succeeded', project: 'lab/nlp', user: 'bob', node: 'gpu-10' });
+    await aRun(server.store, {
       id: 'run0000003',
       state: 'rejected',
       project: 'lab/nlp',
       user: 'bob',
       reason: 'could not fetch https://oauth2:glpat-SECRET@gitlab.example/lab/nlp.git',
     });
-    aRun(server.store, { id: 'run0000004', state: 'queued', project: 'lab/vision', user: 'carol' });
+    await aRun(server.store, { id: 'run0000004', state: 'queued', project: 'lab/vision', user: 'carol' });
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.on('request', (r) => requests.push(r.url()));
@@ -116,7 +116,7 @@ describe('status page', () => {
     ]);
     expect(await page.content()).not.toContain('glpat-SECRET');
     // A run that moves on shows up without a reload.
-    server.store.transition('run0000004', 'assigned', 'assigned to gpu-03', { node: 'gpu-03', gpus: [] });
+    await server.store.transition('run0000004', 'assigned', 'assigned to gpu-03', { node: 'gpu-03', gpus: [] });
     await expect.poll(() => page.locator('#recent-body tr').first().innerText()).toMatch(/assigned\s+assigned to gpu-03/);
     await expect.poll(() => page.locator('#queue-body tr').allInnerTexts()).toEqual(['Nothing is waiting.']);
   });
@@ -161,8 +161,8 @@ describe('status page', () => {
       expect.stringMatching(/building\s+running\s+container running/),
     ]);
     // It follows the run to its end in place.
-    server.store.transition('run0000001', 'uploading', 'pushing results');
-    server.store.transition('run0000001', 'failed', 'exit code 3');
+    await server.store.transition('run0000001', 'uploading', 'pushing results');
+    await server.store.transition('run0000001', 'failed', 'exit code 3');
     await expect.poll(() => run.locator('main h1').innerText(), { timeout: 5000 }).toMatch(/failed/);
     expect(await run.locator('#reason').innerText()).toBe('exit code 3');
     await run.screenshot({ path: `${ARTIFACTS}/run-page.png`, fullPage: true });

@@ -67,7 +67,7 @@ describe('secd up with a secd node joining it', () => {
   });
 
   it('lists the in-process node and the joined node, and sends a GPU run to the one with GPUs', async () => {
-    await startNode('gpu-box', cluster.leader.nodeStore.issueToken('gpu-box'));
+    await startNode('gpu-box', await cluster.leader.nodeStore.issueToken('gpu-box'));
     const nodes = await waitFor('the joined node', async () => {
       const list = await apiNodes();
       return list.some((n) => n.id === 'gpu-box' && n.state === 'up' && n.gpus.length === 2) ? list : undefined;
@@ -86,7 +86,7 @@ describe('secd up with a secd node joining it', () => {
   });
 
   it('refuses a node that claims the in-process node\'s id', async () => {
-    const { log } = await startNode('e2e-node', cluster.leader.nodeStore.issueToken('e2e-node'));
+    const { log } = await startNode('e2e-node', await cluster.leader.nodeStore.issueToken('e2e-node'));
     const line = await waitFor('the refusal', async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').find((l) => l.includes('answered 401')));
     expect(line).toContain('node token refused');
     expect((await apiNodes()).filter((n) => n.id === 'e2e-node')).toHaveLength(1);

@@ -27,12 +27,12 @@ describe('webhook intake', () => {
     await bob.repo.commit('c1', { signer: bob.signer, committerEmail: bob.user.email, files: FILES });
     await bob.push();
     await cluster.settle();
-    const runs = cluster.leader.store.list().length;
+    const runs = (await cluster.leader.store.list()).length;
     const wrong = await cluster.gitlab.sendRaw({ body: validBody(), headers: { 'X-Gitlab-Token': 'not-the-secret', 'Idempotency-Key': 'k-wrong' } });
     const missing = await cluster.gitlab.sendRaw({ body: validBody(), headers: { 'X-Gitlab-Token': null, 'Idempotency-Key': 'k-missing' } });
     expect(wrong.status).toBe(401);
     expect(missing.status).toBe(401);
-    expect(cluster.leader.store.list()).toHaveLength(runs);
+    expect(await cluster.leader.store.list()).toHaveLength(runs);
   });
 
   it('malformed JSON and a body missing a field are answered 400 naming the problem', async () => {
@@ -57,12 +57,12 @@ describe('webhook intake', () => {
     const b = JSON.parse(again.responseBody) as { run_id: string; action: string };
     expect(b).toMatchObject({ action: 'duplicate', run_id: a.run_id });
     await cluster.waitForRun(a.run_id);
-    expect(cluster.leader.store.list().filter((r) => r.commit === sha)).toHaveLength(1);
+    expect((await cluster.leader.store.list()).filter((r) => r.commit === sha)).toHaveLength(1);
   });
 
   it('pushes to other branches, tags, branch deletions and secd-* branches answer 200 and start nothing', async () => {
     await cluster.settle();
-    const runsBefore = cluster.leader.store.list().length;
+    const runsBefore = (await cluster.leader.store.list()).length;
     const from = cluster.gitlab.deliveries.length;
     await bob.repo.git(['checkout', '-q', '-b', 'feature']);
     await bob.repo.commit('feature work', { signer: bob.signer, committerEmail: bob.user.email, files: { 'f.txt': 'f' } });
@@ -78,7 +78,7 @@ describe('webhook intake', () => {
       expect(d.status).toBe(200);
       expect(JSON.parse(d.responseBody)).toMatchObject({ action: 'ignored' });
     }
-    expect(cluster.leader.store.list()).toHaveLength(runsBefore);
+    expect(await cluster.leader.store.list()).toHaveLength(runsBefore);
   });
   /** The push delivery whose body moved the branch to `sha`. */
   const deliveryOf = (sha: string) => cluster.gitlab.deliveries.find((d) => !d.raw && (JSON.parse(d.body) as { after?: string }).after === sha)!;
@@ -88,12 +88,12 @@ describe('webhook intake', () => {
     const sha = await bob.repo.commit('c3', { signer: bob.signer, committerEmail: bob.user.email, files: { 'x.txt': '3' } });
     const first = await bob.pushRun();
     await cluster.waitForRun(first.id);
-    const runs = cluster.leader.store.list().length;
+    const runs = (await cluster.leader.store.list()).length;
     const replay = await cluster.gitlab.sendRaw({ body: deliveryOf(sha).body, headers: { 'Idempotency-Key': 'a-brand-new-key' } });
     expect(replay.status).toBe(200);
     expect(JSON.parse(replay.responseBody)).toMatchObject({ action: 'duplicate', run_id: first.id });
     await cluster.settle();
-    expect(cluster.leader.store.list()).toHaveLength(runs);
+    expect(await cluster.leader.store.list()).toHaveLength(runs);
   });
 
   it('an old push replayed after a newer one is deduplicated, and one never seen is rejected: a newer push exists', async () => {
@@ -122,6 +122,6 @@ describe('webhook intake', () => {
     expect(staleRun.reason).toBe(`a newer push exists: branch "main" is at ${newest.commit.slice(0, 8)}, not ${b.slice(0, 8)}; this push does not run`);
     const newestRun = await cluster.waitForRun(newest.id);
     expect(newestRun.state).toBe('succeeded');
-    expect(cluster.leader.store.events(newest.id).map((e) => e.to)).not.toContain('cancelled');
+    expect((await cluster.leader.store.events(newest.id)).map((e) => e.to)).not.toContain('cancelled');
   });
 });

@@ -126,7 +126,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     webhookSecret,
     async addResearcher(spec) {
       const researcher = await makeResearcher(gitlab, gpg, spec, async (runId) => {
-        const run = leader.store.get(runId);
+        const run = await leader.store.get(runId);
         if (!run) throw new Error(`secd answered run ${runId}, which its store does not hold`);
         return run;
       });
@@ -136,10 +136,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     async waitForRun(runId, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const run = leader.store.get(runId);
+        const run = await leader.store.get(runId);
         if (run && isTerminal(run.state)) {
           await settle();
-          return leader.store.get(runId)!;
+          return (await leader.store.get(runId))!;
         }
         if (Date.now() > deadline) throw new Error(`run ${runId} still ${run?.state ?? 'missing'} after ${timeoutMs} ms`);
         await new Promise((r) => setTimeout(r, 50));
@@ -155,10 +155,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     async waitForState(runId, state, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const run = leader.store.get(runId);
+        const run = await leader.store.get(runId);
         if (run?.state === state) {
           await settle();
-          return leader.store.get(runId)!;
+          return (await leader.store.get(runId))!;
         }
         if (run && isTerminal(run.state)) throw new Error(`run ${runId} ended ${run.state} (${run.reason}), never ${state}`);
         if (Date.now() > deadline) throw new Error(`run ${runId} still ${run?.state ?? 'missing'} after ${timeoutMs} ms, not ${state}`);

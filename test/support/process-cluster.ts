@@ -27,6 +27,8 @@ import { apiNodesAnswerSchema, apiRunDetailSchema, type ApiNode, type ApiRunDeta
 import { outputsVolumeName } from '../../daemon/executor/container-profile.js';
 import { makeResearcher, type Researcher, type ResearcherSpec } from './researcher.js';
 import { CLI, runSecd } from './secd-cli.js';
+import { MARIADB, MARIADB_ADMIN } from './mariadb.js';
+import { startWebhookVip, type WebhookVip } from './webhook-vip.js';
 
 // What the cluster tests push; it lives with the busybox image now.
 export { busyboxProject } from './test-images.js';
@@ -69,9 +71,15 @@ export interface ProcessCluster {
   root: string;
   gitlab: GitLabDouble;
   gpg: GpgHome;
-  /** http(s)://127.0.0.1:<port> */
+  /** http(s)://127.0.0.1:<port> (the first leader's) */
   leaderUrl: string;
+  /** The first leader. */
   leader: ClusterProcess;
+  /** Every leader (one unless `ha`), and their URLs in the same order. */
+  leaders: ClusterProcess[];
+  leaderUrls: string[];
+  /** With `ha`: the webhook URL GitLab knows, in front of the leaders. */
+  vip: WebhookVip | null;
   nodes: Map<string, ClusterProcess>;
   /** Folder of a node's fake nvidia-smi (for setFakeGpuValues). */
   smiDir(nodeId: string): string;
@@ -104,6 +112,12 @@ export interface ProcessClusterOptions {
   tls?: { certFile: string; keyFile: string; caFile: string };
   /** Leave nodes unstarted (a test starts them). */
   startNodes?: boolean;
+  /**
+   * Several leaders on one MariaDB state database (DESIGN §11): the database (the test creates it),
+   * how many leaders, and their lease. GitLab's webhook then goes through `vip`, and every node
+   * lists every leader.
+   */
+  ha?: { database: string; leaders: number; leaseMs: number };
 }
 
 /** Start the GitLab double, the leader and the nodes; resolves once every started node is up in the API. */
@@ -116,17 +130,25 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
   await ensureBusyboxImage(engine);
   const gitlab = await startGitLabDouble({ token, dataDir: join(root, 'gitlab') });
   const gpg = await createGpgHome();
-  const port = await freePort();
   const scheme = opts.tls ? 'https' : 'http';
-  const leaderUrl = `${scheme}://127.0.0.1:${port}`;
+  const ports: number[] = [];
+  for (let i = 0; i < (opts.ha?.leaders ?? 1); i++) ports.push(await freePort());
+  const leaderUrls = ports.map((p) => `${scheme}://127.0.0.1:${p}`);
+  const leaderUrl = leaderUrls[0]!;
   const ca = opts.tls ? await readFile(opts.tls.caFile, 'utf8') : undefined;
-  const leaderYml = join(root, 'leader.yml');
-  await writeFile(
-    leaderYml,
+  const leaderYmls = ports.map((_, i) => join(root, i === 0 ? 'leader.yml' : `leader-${i + 1}.yml`));
+  const leaderYml = leaderYmls[0]!;
+  const ha = opts.ha;
+  const stateYaml = ha
+    ? ['state:', `  mysql: { host: ${MARIADB.host}, port: ${MARIADB.port}, user: ${MARIADB_ADMIN.user}, database: ${ha.database} }`, 'ha:', `  lease_ms: ${ha.leaseMs}`]
+    : [];
+  for (const [i, port] of ports.entries()) await writeFile(
+    leaderYmls[i]!,
     [
       `listen: 127.0.0.1:${port}`,
-      `public_url: ${leaderUrl}`,
-      `data_dir: ${join(root, 'leader')}`,
+      `public_url: ${leaderUrls[i]}`,
+      `data_dir: ${join(root, i === 0 ? 'leader' : `leader-${i + 1}`)}`,
+      ...stateYaml,
       `node_timeout_ms: ${opts.nodeTimeoutMs ?? 3000}`,
       `lost_after_ms: ${opts.lostAfterMs ?? 120_000}`,
       'gitlab:',
@@ -146,16 +168,35 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
     return ran.stdout;
   };
 
-  const leader = new ManagedProcess('leader', root, [CLI, 'leader', '--config', leaderYml], async () => {
-    await waitUntil('the leader to answer /healthz', async () => (await request(`${leaderUrl}/healthz`, ca).catch(() => null))?.status === 200, 20_000);
+  const leaders = leaderUrls.map((url, i) => {
+    const p = new ManagedProcess(i === 0 ? 'leader' : `leader ${i + 1}`, root, [CLI, 'leader', '--config', leaderYmls[i]!], async () => {
+      await waitUntil(`${url} to answer /healthz`, async () => (await request(`${url}/healthz`, ca).catch(() => null))?.status === 200, 20_000);
+    });
+    processes.push(p);
+    return p;
   });
-  processes.push(leader);
+  const leader = leaders[0]!;
   await leader.start();
-  gitlab.addWebhook({ url: `${leaderUrl}/v1/hook`, secret: webhookSecret, kind: 'system' });
+  // A standby is started once the first leader leads, so that the first one is the active one.
+  for (const other of leaders.slice(1)) await other.start();
+  const vip = ha ? await startWebhookVip(leaderUrl) : null;
+  gitlab.addWebhook({ url: `${vip?.url ?? leaderUrl}/v1/hook`, secret: webhookSecret, kind: 'system' });
 
   // Read with the API's own schemas: an answer that drifts from them fails the test that reads it.
+  // Every leader serves the API: ask the first that answers (a killed one does not).
+  const answering = async (path: string) => {
+    let last: unknown;
+    for (const base of leaderUrls) {
+      try {
+        return await request(`${base}${path}`, ca);
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  };
   const getJson = async <T>(path: string, schema: z.ZodType<T>): Promise<T> => {
-    const res = await request(`${leaderUrl}${path}`, ca);
+    const res = await answering(path);
     if (res.status !== 200) throw new Error(`GET ${path} answered ${res.status}: ${res.body}`);
     const read = schema.safeParse(JSON.parse(res.body));
     if (!read.success) throw new ApiShapeError(path, read.error);
@@ -179,7 +220,7 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
     await writeFile(
       nodeYml,
       [
-        `leader: ${leaderUrl.replace(/^http/, 'ws')}/v1/nodes`,
+        `leader: [${leaderUrls.map((u) => `${u.replace(/^http/, 'ws')}/v1/nodes`).join(', ')}]`,
         `node_id: ${spec.id}`,
         `token: ${nodeToken}`,
         `work_dir: ${join(dir, 'work')}`,
@@ -207,6 +248,9 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
     gpg,
     leaderUrl,
     leader,
+    leaders,
+    leaderUrls,
+    vip,
     nodes,
     smiDir(nodeId) {
       const dir = smiDirs.get(nodeId);
@@ -251,6 +295,7 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
       for (const c of left) if (runIds.has(c.runId)) await engine.removeContainer(c.id).catch(() => undefined);
       // ...and the outputs volumes of those runs, which only a finished delivery removes.
       for (const runId of runIds) await engine.removeVolume(outputsVolumeName(runId)).catch(() => false);
+      await vip?.close();
       await gitlab.close();
       await gpg.close();
       await Promise.all(repos.map((r) => r.close()));

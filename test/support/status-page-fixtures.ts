@@ -1,23 +1,23 @@
 /**
- * Helpers for the status page's tests and benchmark: the real leader HTTP server over a real SQLite
- * run store, with the nodes' view injected (what the node registry would provide), headless Chromium
- * (Debian's, never a downloaded build), and builders for nodes, GPUs, runs and their release records.
+ * Helpers for the status page's tests and benchmark: the real leader HTTP server over real stores
+ * (a SQLite file, opened and migrated as the leader opens it), with the nodes' view injected (what
+ * the node registry would provide), headless Chromium (Debian's, never a downloaded build), and
+ * builders for nodes, GPUs, runs and their release records (async: the stores are).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
 import { countRunsByState } from '../../storage/run-counts.js';
-import { ReleaseStore, type RunReleaseRow, type StoredFinding } from '../../storage/release-store.js';
-import { RunStore, type RunRow } from '../../storage/run-store.js';
+import type { ReleaseStore, RunReleaseRow, StoredFinding } from '../../storage/release-store.js';
+import type { RunRow, RunStore } from '../../storage/run-store.js';
 import type { RunState } from '../../storage/run-states.js';
+import { isStateWritable } from '../../storage/state-health.js';
+import type { StateStores } from '../../storage/state-stores.js';
 import { silentLog } from '../../scheduler/common/log.js';
 import type { RunLifecycle } from '../../scheduler/lifecycle/run-lifecycle.js';
 import type { ApiGpu, ApiNode } from '../../web/api-schema.js';
 import { buildLeaderServer, type LeaderServerDeps } from '../../web/leader-server.js';
 import { createLeaderMetrics, type LeaderMetrics } from '../../web/metrics.js';
 import { StatusFeed } from '../../web/status-feed.js';
+import { scratchStores } from './scratch-state.js';
 
 /** Chromium flags for tests: headless, no sandbox (root in CI), and no traffic of its own. */
 export const CHROMIUM_ARGS = [
@@ -69,12 +69,13 @@ export function aNode(id: string, gpus: number | ApiGpu[], over: Partial<ApiNode
   };
 }
 
-/** A leader HTTP server whose nodes come from `nodes()`, over a real run store. */
+/** A leader HTTP server whose nodes come from `nodes()`, over real stores. */
 export interface StatusServer {
   url: string;
   store: RunStore;
   releases: ReleaseStore;
-  db: SqliteDatabase;
+  /** Every store over the server's state (the file is `stores.scratch.where`). */
+  stores: StateStores;
   feed: StatusFeed;
   metrics: LeaderMetrics;
   close(): Promise<void>;
@@ -87,12 +88,13 @@ export async function startStatusServer(opts: {
   intake?: LeaderServerDeps['intake'];
   readToken?: string | null;
 }): Promise<StatusServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'secd-status-'));
-  const db = openDatabase(join(dir, 'secd.db'));
-  const store = new RunStore(db);
-  const releases = new ReleaseStore(db);
-  const feed = new StatusFeed({ nodes: opts.nodes, store, releases, now: () => new Date(), pollMs: opts.pollMs ?? 1000 });
-  const metrics = createLeaderMetrics({ nodes: opts.nodes, runCounts: () => countRunsByState(db) });
+  const stores = await scratchStores('sqlite');
+  const store = stores.runs;
+  const releases = stores.releases;
+  // As web/api-nodes.ts gives them (async: the leader's list reads the runs in flight).
+  const nodes = async () => opts.nodes();
+  const feed = new StatusFeed({ nodes, store, releases, now: () => new Date(), pollMs: opts.pollMs ?? 1000 });
+  const metrics = createLeaderMetrics({ nodes, runCounts: () => countRunsByState(stores.scope) });
   // Only the webhook uses the lifecycle; these tests send it nothing it would accept.
   const lifecycle = {
     acceptPush() {
@@ -104,8 +106,8 @@ export async function startStatusServer(opts: {
     lifecycle,
     log: silentLog,
     intake: opts.intake ?? null,
-    healthy: () => true,
-    nodes: opts.nodes,
+    healthy: () => isStateWritable(stores.scope),
+    nodes,
     status: feed,
     metrics,
     releases,
@@ -119,14 +121,13 @@ export async function startStatusServer(opts: {
     url: `http://127.0.0.1:${port}`,
     store,
     releases,
-    db,
+    stores,
     feed,
     metrics,
     async close() {
       feed.close();
       await app.close();
-      db.close();
-      await rm(dir, { recursive: true, force: true });
+      await stores.dispose();
     },
   };
 }
@@ -134,13 +135,13 @@ export async function startStatusServer(opts: {
 let runSeq = 0;
 
 /** Store a run and walk it through the state table to `state` (assigning `node`/`gpus` on the way). */
-export function aRun(
+export async function aRun(
   store: RunStore,
   opts: { state: RunState; project?: string; user?: string; node?: string; gpus?: string[]; reason?: string; id?: string },
-): RunRow {
+): Promise<RunRow> {
   runSeq++;
   const id = opts.id ?? `run${String(runSeq).padStart(7, '0')}`;
-  store.createRun({
+  await store.createRun({
     id,
     projectId: 1,
     project: opts.project ?? 'lab/model',
@@ -185,14 +186,14 @@ export function aRun(
     const reason = last && opts.reason ? opts.reason : (reasons[to] ?? to);
     const patch =
       to === 'assigned' ? { node: opts.node ?? 'gpu-01', gpus: opts.gpus ?? [] } : to === 'running' ? { startedAt: new Date().toISOString() } : {};
-    const r = store.transition(id, to, reason, patch);
+    const r = await store.transition(id, to, reason, patch);
     if (!r.ok) throw new Error(`aRun: cannot move ${id} to ${to}: ${r.code}`);
   }
-  return store.get(id)!;
+  return (await store.get(id))!;
 }
 
 /** A run's release record as the leader keeps it: decided at assignment, then patched as the review goes. */
-export function aRelease(
+export async function aRelease(
   releases: ReleaseStore,
   runId: string,
   opts: {
@@ -206,14 +207,14 @@ export function aRelease(
     outcome?: 'released' | 'withheld';
     decidedBy?: string;
   } = {},
-): RunReleaseRow {
-  releases.decide(runId, { policy: opts.policy ?? 'review', approvalsRequired: opts.approvalsRequired ?? 2, datasets: opts.datasets ?? ['cohort'] });
+): Promise<RunReleaseRow> {
+  await releases.decide(runId, { policy: opts.policy ?? 'review', approvalsRequired: opts.approvalsRequired ?? 2, datasets: opts.datasets ?? ['cohort'] });
   const at = new Date().toISOString();
-  releases.update(runId, {
+  await releases.update(runId, {
     findings: opts.findings ?? [],
     approvals: (opts.approvedBy ?? []).map((user, i) => ({ user, userId: 100 + i, at })),
     ...(opts.mrUrl !== undefined ? { mrUrl: opts.mrUrl, mrIid: opts.mrUrl ? 1 : null, reviewProjectId: 7 } : {}),
     ...(opts.outcome ? { outcome: opts.outcome, decidedBy: opts.decidedBy ?? (opts.approvedBy ?? []).join(', '), decidedAt: at } : {}),
   });
-  return releases.get(runId)!;
+  return (await releases.get(runId))!;
 }

@@ -1,17 +1,20 @@
 /**
- * What the lifecycle's tests share: a real (in-memory) run store on a fake clock, a fake GitLab that
- * records the statuses posted, fake nodes that record what they were told, and a builder for a run
+ * What the lifecycle's tests share: real stores over an in-memory SQLite state database
+ * (test/support/scratch-state.ts's memoryStores) on a fake clock, a fake GitLab that records the
+ * statuses posted, fake nodes that record what they were told, and a builder for a run
  * that got as far as a given state. Nothing in the leader imports this module.
  */
-import { openDatabase, type SqliteDatabase } from '../../storage/database.js';
-import { RunStore } from '../../storage/run-store.js';
+import type { RunStore } from '../../storage/run-store.js';
+import type { StateDatabase, StateEngine } from '../../storage/sql/state-database.js';
+import type { StateStores } from '../../storage/state-stores.js';
+import { memoryStores, scratchStores } from './scratch-state.js';
 import type { RunState } from '../../storage/run-states.js';
-import type { CommitStatus, GitLabApi } from '../gitlab/gitlab-port.js';
-import { silentLog } from '../common/log.js';
-import { resolveRunConfig } from '../policy/project-policy.js';
-import type { RunSpec } from '../contract/run-spec.js';
-import type { LifecycleDeps, NodeHandle } from './lifecycle-deps.js';
-import { RunLifecycle } from './run-lifecycle.js';
+import type { CommitStatus, GitLabApi } from '../../scheduler/gitlab/gitlab-port.js';
+import { silentLog } from '../../scheduler/common/log.js';
+import { resolveRunConfig } from '../../scheduler/policy/project-policy.js';
+import type { RunSpec } from '../../scheduler/contract/run-spec.js';
+import type { LifecycleDeps, NodeHandle } from '../../scheduler/lifecycle/lifecycle-deps.js';
+import { RunLifecycle } from '../../scheduler/lifecycle/run-lifecycle.js';
 
 /** Where the fake clock starts. */
 export const START = Date.parse('2026-01-01T00:00:00Z');
@@ -57,9 +60,12 @@ export function fakeNode(id: string, over: FakeNodeSettings = {}): FakeNode {
 /** Commit statuses as the fake GitLab received them. */
 export type PostedStatus = { sha: string } & CommitStatus;
 
-/** A lifecycle over a fresh in-memory database; `close()` it after the test. */
+/** A lifecycle over a fresh in-memory state database; `close()` it after the test. */
 export interface LifecycleFixture {
-  db: SqliteDatabase;
+  /** Every store over the fixture's database (on its fake clock). */
+  stores: StateStores;
+  /** The database under them (raw SQL for a test that sets up what no store writes). */
+  state: StateDatabase;
   store: RunStore;
   lifecycle: RunLifecycle;
   statuses: PostedStatus[];
@@ -74,22 +80,35 @@ export interface LifecycleFixture {
    * A run that passed verification and policy with `yml` (default `gpu: 1`) and went as far as
    * `state`; from `assigned` on it holds `gpus` on `node`.
    */
-  runIn(state: RunState, opts?: { project?: string; user?: string; yml?: string; node?: string; gpus?: string[] }): { id: string; sha: string };
-  close(): void;
+  runIn(state: RunState, opts?: { project?: string; user?: string; yml?: string; node?: string; gpus?: string[] }): Promise<{ id: string; sha: string }>;
+  /** Close the lifecycle (waiting for its work), then the database. */
+  close(): Promise<void>;
+}
+
+/** The fixture's stores: in memory by default, else a scratch database on `engine`. */
+async function fixtureStores(engine: StateEngine | undefined, now: () => Date): Promise<StateStores & { state: StateDatabase; close(): Promise<void> }> {
+  if (engine === undefined) return memoryStores(now);
+  const scratch = await scratchStores(engine, now);
+  return { ...scratch, close: () => scratch.dispose() };
 }
 
 /** Deps a test sets itself; `settings` are merged into the defaults. */
 export type FixtureDeps = Partial<Omit<LifecycleDeps, 'settings'>> & { settings?: Partial<LifecycleDeps['settings']> };
 
-/** Build the lifecycle with fake nodes; `deps` may use the store to build more (datasets). */
-export function lifecycleFixture(
+/**
+ * Build the lifecycle with fake nodes; `deps` may use the stores to build more (datasets, releases).
+ * The state is an in-memory SQLite database, or with `engine` a scratch database on that engine
+ * (`mysql`: a fresh database on the test MariaDB, dropped at close).
+ */
+export async function lifecycleFixture(
   nodes: NodeHandle[] | (() => NodeHandle[]),
-  deps: (base: { db: SqliteDatabase; store: RunStore }) => FixtureDeps = () => ({}),
-): LifecycleFixture {
-  const db = openDatabase(':memory:');
+  deps: (base: { stores: StateStores; store: RunStore }) => FixtureDeps | Promise<FixtureDeps> = () => ({}),
+  opts: { engine?: StateEngine } = {},
+): Promise<LifecycleFixture> {
   let nowMs = START;
   const now = () => new Date(nowMs);
-  const store = new RunStore(db, now);
+  const stores = await fixtureStores(opts.engine, now);
+  const store = stores.runs;
   const statuses: PostedStatus[] = [];
   const gitlab: GitLabApi = {
     getProject: () => Promise.reject(new Error('unused')),
@@ -100,7 +119,7 @@ export function lifecycleFixture(
       return Promise.resolve();
     },
   };
-  const extra = deps({ db, store });
+  const extra = await deps({ stores, store });
   const lifecycle = new RunLifecycle({
     store,
     gitlab,
@@ -123,23 +142,26 @@ export function lifecycleFixture(
     }
   };
   let seq = 0;
-  const runIn: LifecycleFixture['runIn'] = (state, opts = {}) => {
+  const runIn: LifecycleFixture['runIn'] = async (state, opts = {}) => {
     const id = `run-${++seq}`;
     const sha = `${String(seq).padStart(2, '0')}`.repeat(20);
     const project = opts.project ?? `lab/p${seq}`;
-    store.createRun({ id, projectId: seq, project, ref: 'refs/heads/main', beforeSha: '0'.repeat(40), commit: sha, user: opts.user ?? 'ada', userId: 1, deliveryKey: id, fetchUrl: 'x' });
-    store.transition(id, 'verified', 'verified');
+    await store.createRun({ id, projectId: seq, project, ref: 'refs/heads/main', beforeSha: '0'.repeat(40), commit: sha, user: opts.user ?? 'ada', userId: 1, deliveryKey: id, fetchUrl: 'x' });
+    await store.transition(id, 'verified', 'verified');
     const policy = resolveRunConfig(opts.yml ?? 'gpu: 1\n', { maxRunforHours: 24, maxGpusPerRun: 8, largestNodeGpus: 8 });
     if (!policy.ok) throw new Error(policy.reason);
-    store.transition(id, 'queued', 'waiting for a node', { config: policy.config, warnings: policy.warnings });
+    await store.transition(id, 'queued', 'waiting for a node', { config: policy.config, warnings: policy.warnings });
     const path: RunState[] = ['assigned', 'building', 'running', 'uploading', 'succeeded'];
     for (const s of path.slice(0, path.indexOf(state) + 1)) {
-      store.transition(id, s, s, s === 'assigned' ? { node: opts.node ?? 'gpu-01', gpus: opts.gpus ?? ['GPU-A'] } : {});
+      const moved = await store.transition(id, s, s, s === 'assigned' ? { node: opts.node ?? 'gpu-01', gpus: opts.gpus ?? ['GPU-A'] } : {});
+      if (!moved.ok) throw new Error(`fixture: run ${id} could not move to ${s} (${moved.code})`);
     }
     return { id, sha };
   };
+  let closed = false;
   return {
-    db,
+    stores,
+    state: stores.state,
     store,
     lifecycle,
     statuses,
@@ -153,10 +175,12 @@ export function lifecycleFixture(
       await settle();
     },
     runIn,
-    // Stop planning first (close() marks the lifecycle closed at once): a queued round must not meet a closed database.
-    close: () => {
-      void lifecycle.close();
-      db.close();
+    // The lifecycle first (its work ends before the database goes, as the leader shuts down), once.
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await lifecycle.close();
+      await stores.close();
     },
   };
 }
