@@ -8,11 +8,8 @@
  * what the tests of node and leader restarts need. Each process's output goes to a log file in the
  * cluster's folder; `logs()` returns it for failure messages.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDockerEngine } from '../../daemon/engine/docker-engine.js';
@@ -29,6 +26,9 @@ import { makeResearcher, type Researcher, type ResearcherSpec } from './research
 import { CLI, runSecd } from './secd-cli.js';
 import { MARIADB, MARIADB_ADMIN } from './mariadb.js';
 import { startWebhookVip, type WebhookVip } from './webhook-vip.js';
+import { ManagedProcess, request, waitUntil, type ClusterProcess } from './managed-process.js';
+
+export { request, type ClusterProcess } from './managed-process.js';
 
 // What the cluster tests push; it lives with the busybox image now.
 export { busyboxProject } from './test-images.js';
@@ -41,18 +41,6 @@ export type ApiNodeView = ApiNode;
 
 /** A researcher of this harness: `pushRun` answers the run as GET /api/v1/runs/:id shows it. */
 export type ClusterResearcher = Researcher<ApiRun>;
-
-/** A `secd leader` or `secd node` process. */
-export interface ClusterProcess {
-  readonly name: string;
-  readonly running: boolean;
-  /** Start it (again) on the same config. */
-  start(): Promise<void>;
-  /** Send `signal` and wait for the process to exit. */
-  kill(signal?: NodeJS.Signals): Promise<void>;
-  /** Send `signal` without waiting (SIGSTOP, SIGCONT). */
-  signal(signal: NodeJS.Signals): void;
-}
 
 /** How to set up one node. */
 export interface NodeSpec {
@@ -202,7 +190,17 @@ export async function startProcessCluster(opts: ProcessClusterOptions): Promise<
     if (!read.success) throw new ApiShapeError(path, read.error);
     return read.data;
   };
-  const apiNodes = async () => (await getJson('/api/v1/nodes', apiNodesAnswerSchema)).nodes;
+  // Only the active leader holds the nodes' connections: with several, the first that lists any.
+  const apiNodes = async () => {
+    if (leaders.length === 1) return (await getJson('/api/v1/nodes', apiNodesAnswerSchema)).nodes;
+    for (const base of leaderUrls) {
+      const res = await request(`${base}/api/v1/nodes`, ca).catch(() => null);
+      if (res?.status !== 200) continue;
+      const nodes = apiNodesAnswerSchema.parse(JSON.parse(res.body)).nodes;
+      if (nodes.length > 0) return nodes;
+    }
+    return [];
+  };
 
   const nodes = new Map<string, ClusterProcess>();
   const smiDirs = new Map<string, string>();
@@ -312,82 +310,4 @@ class ApiShapeError extends Error {
     super(`GET ${path} answered a shape web/api-schema.ts does not describe: ${issue ? `${issue.path.join('.')}: ${issue.message}` : error.message}`);
     this.name = 'ApiShapeError';
   }
-}
-
-class ManagedProcess implements ClusterProcess {
-  private child: ChildProcess | null = null;
-  private exited: Promise<void> = Promise.resolve();
-  readonly logFile: string;
-
-  constructor(
-    readonly name: string,
-    root: string,
-    private readonly args: string[],
-    private readonly ready: () => Promise<void>,
-  ) {
-    this.logFile = join(root, `${name.replace(/\W+/g, '-')}.log`);
-  }
-
-  get running(): boolean {
-    return this.child !== null;
-  }
-
-  async start(): Promise<void> {
-    if (this.child) throw new Error(`${this.name} is already running`);
-    const out = createWriteStream(this.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, this.args, { env: { ...process.env, SECD_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pipe(out, { end: false });
-    child.stderr.pipe(out, { end: false });
-    this.child = child;
-    this.exited = new Promise((done) =>
-      child.once('exit', () => {
-        if (this.child === child) this.child = null;
-        out.end();
-        done();
-      }),
-    );
-    await this.ready();
-  }
-
-  signal(signal: NodeJS.Signals): void {
-    if (!this.child) throw new Error(`${this.name} is not running`);
-    this.child.kill(signal);
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    const child = this.child;
-    if (!child || child.pid === undefined) return;
-    child.kill(signal);
-    await this.exited;
-  }
-}
-
-async function waitUntil<T>(
-  what: string,
-  check: () => Promise<T | undefined | false>,
-  timeoutMs: number,
-  logs?: () => Promise<string>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${logs ? `\n${await logs()}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** GET a URL over http or https (trusting `ca`), without following redirects. */
-export function request(url: string, ca?: string): Promise<{ status: number; body: string }> {
-  return new Promise((done, fail) => {
-    const lib = url.startsWith('https:') ? https : http;
-    const req = lib.get(url, { ...(ca ? { ca } : {}), timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => done({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
-    req.on('error', fail);
-  });
 }
