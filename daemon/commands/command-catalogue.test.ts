@@ -14,7 +14,7 @@ describe('the command catalogue', () => {
     const program = new Command();
     await registerCommands(program, ['node', 'secd', 'admin', 'dataset', 'list']);
     const admin = program.commands.find((c) => c.name() === 'admin')!;
-    expect(admin.commands.map((c) => c.name())).toEqual(expect.arrayContaining(['dataset', 'release', 'node']));
+    expect(admin.commands.map((c) => c.name())).toEqual(expect.arrayContaining(['dataset', 'release', 'node', 'state']));
     const run = program.commands.find((c) => c.name() === 'run')!;
     expect(run.options).toEqual([]);
     expect(program.commands.map((c) => c.name())).toEqual(COMMAND_CATALOGUE.map((e) => e.name));

@@ -50,17 +50,19 @@ export const COMMAND_CATALOGUE: readonly CatalogueEntry[] = [
     name: 'admin',
     description: "operators' commands on the leader's database (nodes, datasets, grants, output release)",
     load: async () => {
-      const [admin, datasets, release, backup] = await Promise.all([
+      const [admin, datasets, release, backup, stateCopy] = await Promise.all([
         import('./admin-command.js'),
         import('./dataset-admin-command.js'),
         import('./release-admin-command.js'),
         import('./backup-command.js'),
+        import('./state-copy-command.js'),
       ]);
       return (program) => {
         admin.registerAdminCommand(program);
         datasets.registerDatasetAdminCommands(program);
         release.registerReleaseAdminCommands(program);
         backup.registerBackupCommand(program);
+        stateCopy.registerStateCopyCommand(program);
       };
     },
   },
