@@ -4,23 +4,16 @@
  * run ends cancelled in the state and is never sent; its node is not told to stop a run it never
  * had. The lifecycle over a real in-memory store whose reads of that run can be held.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunRow } from '../../storage/run-store.js';
-import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
+import type { PushEvent } from '../intake/push-event.js';
+import { aPushEvent, fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
 const C = 'c'.repeat(40);
 
-function aPush(before: string, after: string): PushEvent {
-  const body = JSON.parse(readFileSync(join(import.meta.dirname, '../../test/fixtures/gitlab/push_event_webhook.json'), 'utf8')) as Record<string, unknown>;
-  const parsed = parsePushEvent({ ...body, before, after, checkout_sha: after, commits: [], total_commits_count: 1 });
-  if (!parsed.ok) throw new Error(parsed.message);
-  return parsed.push;
-}
+const aPush = (before: string, after: string): PushEvent => aPushEvent(after, before);
 
 let t: LifecycleFixture | undefined;
 afterEach(async () => t?.close());

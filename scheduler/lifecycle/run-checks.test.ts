@@ -3,24 +3,17 @@
  * GitLab user id, a refusal becomes the run's reason and its commit status, and the commits a push
  * vouched for are recorded in the run's events, who vouched for which.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
+import type { PushEvent } from '../intake/push-event.js';
 import type { PushVerification } from './lifecycle-deps.js';
 import { withSecdYmlWarnings, type VerifyPushRequest } from './run-checks.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
+import { aPushEvent, fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
 const U = 'c'.repeat(40);
 
-function aPush(): PushEvent {
-  const body = JSON.parse(readFileSync(join(import.meta.dirname, '../../test/fixtures/gitlab/push_event_webhook.json'), 'utf8')) as Record<string, unknown>;
-  const parsed = parsePushEvent({ ...body, before: A, after: B, checkout_sha: B, commits: [], total_commits_count: 1 });
-  if (!parsed.ok) throw new Error(parsed.message);
-  return parsed.push;
-}
+const aPush = (): PushEvent => aPushEvent(B, A);
 
 let t: LifecycleFixture | undefined;
 afterEach(async () => t?.close());

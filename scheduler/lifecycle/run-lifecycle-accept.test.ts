@@ -2,18 +2,11 @@
  * acceptPush is what the webhook answer waits for: the run and the delivery are stored before it
  * returns, and nothing else (status post, verification) starts until the answer has been written.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
+import type { PushEvent } from '../intake/push-event.js';
+import { aPushEvent, fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 
-function aPush(after: string): PushEvent {
-  const body = JSON.parse(readFileSync(join(import.meta.dirname, '../../test/fixtures/gitlab/push_event_webhook.json'), 'utf8')) as Record<string, unknown>;
-  const parsed = parsePushEvent({ ...body, before: 'a'.repeat(40), after, checkout_sha: after, commits: [], total_commits_count: 1 });
-  if (!parsed.ok) throw new Error(parsed.message);
-  return parsed.push;
-}
+const aPush = (after: string): PushEvent => aPushEvent(after);
 
 let t: LifecycleFixture | undefined;
 afterEach(async () => t?.close());

@@ -3,25 +3,18 @@
  * whose commit is no longer its branch's head cannot supersede the current run. The lifecycle over a
  * real in-memory store, with a fake GitLab that says where the branch is.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parsePushEvent, type PushEvent } from '../intake/push-event.js';
+import type { PushEvent } from '../intake/push-event.js';
 import type { GitLabApi } from '../gitlab/gitlab-port.js';
 import type { StateEngine } from '../../storage/sql/state-database.js';
 import { STATE_ENGINES } from '../../test/support/scratch-state.js';
-import { fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
+import { aPushEvent, fakeNode, lifecycleFixture, type LifecycleFixture } from '../../test/support/lifecycle-fixtures.js';
 
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
 const C = 'c'.repeat(40);
 
-function aPush(before: string, after: string): PushEvent {
-  const body = JSON.parse(readFileSync(join(import.meta.dirname, '../../test/fixtures/gitlab/push_event_webhook.json'), 'utf8')) as Record<string, unknown>;
-  const parsed = parsePushEvent({ ...body, before, after, checkout_sha: after, commits: [], total_commits_count: 1 });
-  if (!parsed.ok) throw new Error(parsed.message);
-  return parsed.push;
-}
+const aPush = (before: string, after: string): PushEvent => aPushEvent(after, before);
 
 let t: LifecycleFixture | undefined;
 afterEach(async () => t?.close());

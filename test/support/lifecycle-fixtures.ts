@@ -4,6 +4,9 @@
  * statuses posted, fake nodes that record what they were told, and a builder for a run
  * that got as far as a given state. Nothing in the leader imports this module.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parsePushEvent, type PushEvent } from '../../scheduler/intake/push-event.js';
 import type { RunStore } from '../../storage/run-store.js';
 import type { StateDatabase, StateEngine } from '../../storage/sql/state-database.js';
 import type { StateStores } from '../../storage/state-stores.js';
@@ -183,4 +186,12 @@ export async function lifecycleFixture(
       await stores.close();
     },
   };
+}
+
+/** GitLab's documented push webhook (test/fixtures/gitlab), moved from `before` to `after`, parsed as intake parses it. */
+export function aPushEvent(after: string, before = 'a'.repeat(40)): PushEvent {
+  const body = JSON.parse(readFileSync(join(import.meta.dirname, '../fixtures/gitlab/push_event_webhook.json'), 'utf8')) as Record<string, unknown>;
+  const parsed = parsePushEvent({ ...body, before, after, checkout_sha: after, commits: [], total_commits_count: 1 });
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.push;
 }
