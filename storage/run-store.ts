@@ -15,12 +15,19 @@
  *   leaders that got the same delivery at once creates the run; the other waits on the key, gets
  *   the duplicate-key error and answers with the outcome the first one stored.
  * - Ties of created_at are broken by insert order: rowid on SQLite, runs.seq on MySQL.
- * - MySQL may hand integers back as strings (BIGINT, aggregates): they pass through Number().
+ * - A planning round's assignments go through `assignClaimed` (storage/run-assign.ts): a few
+ *   statements per 200 runs instead of four per run, with the same rows and events as `transition`.
+ * - MySQL may hand integers back as strings (BIGINT, aggregates): they pass through Number()
+ *   (storage/run-row.ts maps a row).
  */
-import { sql, type Selectable, type Updateable } from 'kysely';
-import { canTransition, isTerminal, RUN_STATES, type RunState } from './run-states.js';
+import { sql, type Updateable } from 'kysely';
+import { assignClaimed, type AssignPlacement, type AssignResult } from './run-assign.js';
+import { toRow } from './run-row.js';
+import { canTransition, isTerminal, type RunState } from './run-states.js';
 import { runsInsertOrder, type RunsTable } from './sql/run-tables.js';
 import type { StateScope } from './sql/state-scope.js';
+
+export type { AssignPlacement, AssignResult } from './run-assign.js';
 
 /** A run as stored (camelCase; the API maps it to snake_case). */
 export interface RunRow {
@@ -83,8 +90,6 @@ export type TransitionResult =
 /** What claiming a delivery found: the first time, `onFirst`'s value; again, the stored outcome. */
 export type DeliveryClaim<T> = { first: true; value: T } | { first: false; outcome: unknown };
 
-type DbRun = Selectable<RunsTable>;
-
 const PATCH_COLUMNS = {
   reason: 'reason',
   signer: 'signer',
@@ -105,37 +110,6 @@ const JSON_FIELDS = new Set<keyof RunPatch>(['config', 'warnings', 'gpus']);
 
 /** How many verified commits one INSERT carries (well under SQLite's bound on parameters). */
 const VERIFIED_PER_INSERT = 500;
-
-function toRow(r: DbRun): RunRow {
-  if (!(RUN_STATES as readonly string[]).includes(r.state)) throw new Error(`run ${r.id} has unknown state ${r.state}`);
-  return {
-    id: r.id,
-    projectId: Number(r.project_id),
-    project: r.project,
-    ref: r.ref,
-    beforeSha: r.before_sha,
-    commit: r.commit_sha,
-    user: r.user,
-    userId: r.user_id === null ? null : Number(r.user_id),
-    deliveryKey: r.delivery_key,
-    fetchUrl: r.fetch_url,
-    state: r.state as RunState,
-    reason: r.reason,
-    signer: r.signer,
-    config: r.config === null ? null : JSON.parse(r.config),
-    warnings: JSON.parse(r.warnings) as string[],
-    node: r.node,
-    gpus: JSON.parse(r.gpus) as string[],
-    exitCode: r.exit_code === null ? null : Number(r.exit_code),
-    imageId: r.image_id,
-    branch: r.branch,
-    statusPosted: r.status_posted,
-    buildLogTail: r.build_log_tail ?? null,
-    createdAt: r.created_at,
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-  };
-}
 
 /** True when `err` is MySQL's duplicate-key error (ER_DUP_ENTRY). */
 function isDuplicateKey(err: unknown): boolean {
@@ -224,6 +198,16 @@ export class RunStore {
       .$if(this.scope.inTransaction && this.scope.engine === 'mysql', (q) => q.forUpdate().skipLocked())
       .execute();
     return rows.map(toRow);
+  }
+
+  /**
+   * Inside a write, after `claimQueued`: move the claimed runs of `placements` to `assigned`, with
+   * their node, GPUs and reason, a chunk at a time (storage/run-assign.ts). The same rows, events and
+   * refusals as `transition` per placement, in placement order; a run not in `claimed` is refused as
+   * `not_claimed`. Throws outside a transaction.
+   */
+  async assignClaimed(claimed: readonly RunRow[], placements: readonly AssignPlacement[]): Promise<AssignResult[]> {
+    return assignClaimed(this.scope, this.now, claimed, placements, (id, reason, patch) => this.transition(id, 'assigned', reason, patch));
   }
 
   /** Runs in any of `states`, oldest first (what the lifecycle resumes after a restart). */

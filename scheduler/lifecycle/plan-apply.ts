@@ -9,7 +9,8 @@
  *
  * The stores are async: a round awaits its reads and its write, and the face chains rounds so two
  * never overlap. The write reads the placed runs again inside its own transaction (a row moved by
- * `secd admin` or a webhook since the snapshot is refused there, and `transition` refuses it again).
+ * `secd admin` or a webhook since the snapshot is refused there), and assigns the accepted ones in one
+ * batch (RunStore.assignClaimed), which refuses a run that is not queued again.
  */
 import type { RunRow, RunStore } from '../../storage/run-store.js';
 import { IN_FLIGHT_STATES } from '../../storage/run-states.js';
@@ -56,18 +57,23 @@ export async function applyPlan(plan: Pick<Plan, 'placements'>, nodes: readonly 
       running: runningRuns(await runs.inStates(IN_FLIGHT_STATES)),
       nodes,
     });
+    // One batched write for every accepted placement (RunStore.assignClaimed): the same rows and
+    // audit events as one transition each, in placement order.
+    const moves = await runs.assignClaimed(
+      claimed,
+      check.accepted.map((placement) => {
+        const gpuNote = placement.gpus.length ? ` with ${placement.gpus.length} GPU(s)` : '';
+        return { runId: placement.runId, nodeId: placement.nodeId, gpus: placement.gpus, reason: `assigned to ${placement.nodeId}${gpuNote}` };
+      }),
+    );
     const applied: AppliedPlan['applied'] = [];
     const rejected = [...check.rejected];
-    for (const placement of check.accepted) {
-      const gpuNote = placement.gpus.length ? ` with ${placement.gpus.length} GPU(s)` : '';
-      const moved = await runs.transition(placement.runId, 'assigned', `assigned to ${placement.nodeId}${gpuNote}`, {
-        node: placement.nodeId,
-        gpus: placement.gpus,
-      });
+    check.accepted.forEach((placement, i) => {
+      const moved = moves[i]!;
       // The check read the run queued in this same transaction, so this holds; if not, the run stays as it is.
       if (moved.ok) applied.push({ placement, run: moved.run });
       else rejected.push({ placement, code: 'run_not_queued', reason: `run ${placement.runId} could not move to assigned (${moved.code})` });
-    }
+    });
     return { applied, rejected };
   });
   for (const { placement, code, reason } of result.rejected) {
