@@ -9,7 +9,7 @@
  *
  * Each timed round is what scheduler/lifecycle/plan-apply.ts's scheduleRound does for the database,
  * split in three: `readSnapshot` (one read transaction: queued + in-flight runs), `planRuns` (pure)
- * and `applyPlan` (one write transaction: claimQueued, re-check, one transition per placement).
+ * and `applyPlan` (one write transaction: claimQueued, re-check, then assignClaimed: the placements written in batches of 200, one UPDATE, one INSERT of their events and one read back per batch).
  * The queue-time estimates (withKnownTimes) and node messages are left out.
  *
  * Choice: every round sees a loaded queue of exactly 1,000 queued runs on an idle cluster. Between
