@@ -236,6 +236,38 @@ describe('a node with several leaders, timed', () => {
     expect(t.urls()).toEqual([A, B, C, A, B, C, A, B, B]);
   });
 
+  it('while a standby refuses (503), sweeps come within a second however many failed; unreachable leaders alone back off to 15 s', async () => {
+    const t = setUp();
+    t.agent.start();
+    // Six sweeps of A and B unreachable and C a standby: 375 ms, then 750 ms (capped at 1 s, jitter 0.5) each time.
+    const gaps: number[] = [];
+    for (let sweep = 0; sweep < 6; sweep++) {
+      t.last().handlers.closed('connect ECONNREFUSED 10.0.0.1:8080');
+      await vi.advanceTimersByTimeAsync(0);
+      t.last().handlers.closed('connect ECONNREFUSED 10.0.0.2:8080');
+      await vi.advanceTimersByTimeAsync(0);
+      t.refuse();
+      const before = t.attempts.length;
+      let waited = 0;
+      while (t.attempts.length === before) {
+        await vi.advanceTimersByTimeAsync(5);
+        waited += 5;
+      }
+      gaps.push(waited);
+    }
+    expect(gaps).toEqual([375, 750, 750, 750, 750, 750]);
+    // No standby in the sweep: the grown backoff applies (attempt 6: 15 s cap, jitter 0.5 → 11.25 s).
+    for (let i = 0; i < 3; i++) {
+      t.last().handlers.closed('connect ECONNREFUSED 10.0.0.9:8080');
+      await vi.advanceTimersByTimeAsync(0);
+    }
+    const before = t.attempts.length;
+    await vi.advanceTimersByTimeAsync(11_249);
+    expect(t.attempts).toHaveLength(before);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(t.attempts).toHaveLength(before + 1);
+  });
+
   it('after losing the leader that accepted, the next sweep starts with it, then goes on through the list', async () => {
     const t = setUp();
     t.agent.start();

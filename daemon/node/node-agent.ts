@@ -13,6 +13,10 @@
  *   hit by every node at once. With one leader this is the old single-URL behaviour exactly.
  * - Losing a welcomed connection counts as one failed sweep for the backoff: the next sweep starts
  *   after the first (jittered) delay, with the leader just lost, then the others.
+ * - A sweep in which some leader answered 503 is refused by a live standby: a takeover is at most a
+ *   lease away, so the next sweep comes within STANDBY_BACKOFF's second however many failed, instead
+ *   of after a delay grown to 15 s that would leave the node away from the new leader long after it
+ *   took over (measured: test/bench/failover.ts). A refused upgrade costs the standby next to nothing.
  * - connectClient (scheduler/common/websocket.ts) reports a refused upgrade only as text ("the
  *   leader answered 503: …"), so the agent treats every failed connect alike; the status is read
  *   from that text for the log's wording only.
@@ -62,6 +66,9 @@ export interface NodeAgentDeps {
 /** Reconnect delays after a failed sweep of the leaders: 0.5 s doubling to 15 s, each drawn from [d/2, d). */
 export const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 15_000 };
 
+/** Reconnect delays after a sweep a standby refused (503): at most a second, from [d/2, d). */
+export const STANDBY_BACKOFF = { initialMs: 500, maxMs: 1000 };
+
 /** The delay after failed sweep `attempt` (0-based): capped exponential with jitter in [d/2, d). */
 export function reconnectDelay(attempt: number, backoff: { initialMs: number; maxMs: number }, random: number): number {
   const d = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30));
@@ -87,6 +94,8 @@ export class NodeAgent {
   private preferred = 0;
   /** Leaders tried and failed in the current sweep. */
   private triedInSweep = 0;
+  /** Whether a leader of the current sweep answered 503 (a live standby). */
+  private standbyInSweep = false;
   /** The newest leader epoch seen on any message, or null before the first. */
   private newestEpoch: number | null = null;
   private stopped = false;
@@ -187,7 +196,10 @@ export class NodeAgent {
       return;
     }
     if (/answered 401/.test(why)) this.log.error({ leader: url, why }, 'the leader refused this node: check its token (secd admin node-token)');
-    else if (/answered 503/.test(why)) this.log.info({ leader: url, why }, 'this leader is a standby');
+    else if (/answered 503/.test(why)) {
+      this.standbyInSweep = true;
+      this.log.info({ leader: url, why }, 'this leader is a standby');
+    }
     else this.log.info({ leader: url, why }, 'could not reach this leader');
     this.triedInSweep++;
     if (this.triedInSweep < n) {
@@ -195,12 +207,16 @@ export class NodeAgent {
       return;
     }
     this.triedInSweep = 0;
-    this.retryLater(why, { leaders: this.deps.leaders }, n === 1 ? 'could not reach the leader' : 'no leader accepted this node', 'info');
+    const standby = this.standbyInSweep;
+    this.standbyInSweep = false;
+    this.retryLater(why, { leaders: this.deps.leaders }, n === 1 ? 'could not reach the leader' : 'no leader accepted this node', 'info', standby);
   }
 
   /** Start the next sweep after the backoff delay for `attempt`, and count it. */
-  private retryLater(why: string, fields: object, message: string, level: 'info' | 'warn'): void {
-    const delay = reconnectDelay(this.attempt, this.deps.backoff ?? DEFAULT_BACKOFF, (this.deps.random ?? Math.random)());
+  private retryLater(why: string, fields: object, message: string, level: 'info' | 'warn', standby = false): void {
+    const backoff = this.deps.backoff ?? DEFAULT_BACKOFF;
+    const capped = standby ? { initialMs: backoff.initialMs, maxMs: Math.min(backoff.maxMs, STANDBY_BACKOFF.maxMs) } : backoff;
+    const delay = reconnectDelay(this.attempt, capped, (this.deps.random ?? Math.random)());
     this.attempt++;
     this.log[level]({ ...fields, why, retry_in_ms: delay }, message);
     this.schedule(delay);
