@@ -134,3 +134,22 @@ describe.each(STATE_ENGINES)('leadership on %s', (engine) => {
     expect(() => new Leadership({ state: s.open(), holder: 'x', leaseMs: 2, log: silentLog })).toThrow('ha.lease_ms must be a whole number of at least 3 (got 2)');
   });
 });
+
+describe('a standby waiting for a lease to expire (MariaDB)', () => {
+  it('tries at the expiry it was told, not a renewal later: a dead holder is replaced within a round trip of its lease running out', async () => {
+    const s = await migrated('mysql');
+    const state = s.open();
+    // A holder that died: the lease runs out 3.5 s from now by the database's clock, and nobody renews it.
+    await sql`UPDATE secd_lease SET holder = 'dead-leader', epoch = epoch + 1, expires_at_ms = (TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000) + 3500 WHERE name = 'leader'`.execute(state.db);
+    const expiresAt = Number((await new LeaderLease(state).read()).expiresAtMs);
+    // Ticks every 3 s (lease 9 s): at 0 and 3 s it is refused; the next tick would be at 6 s.
+    const { l } = leadership(state, 'standby', 9000);
+    l.start();
+    await waitFor('the standby to take over', () => l.isActive(), 15_000);
+    const row = await new LeaderLease(state).read();
+    expect(row.holder).toBe('standby');
+    expect(row.acquiredAtMs - expiresAt).toBeGreaterThanOrEqual(0);
+    // On the tick grid it would be about 2.5 s after the expiry.
+    expect(row.acquiredAtMs - expiresAt).toBeLessThan(1500);
+  }, 20_000);
+});
