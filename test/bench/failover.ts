@@ -298,7 +298,7 @@ function printSummary(rounds: Round[], late: string[]): void {
     `  kill -9 -> first assignment : ${line('', assigned)}   (goal: median <= ${s(GOAL_MS)}; DESIGN bound lease + one renewal = ${s(LEASE_MS + RENEW_MS)})`,
     `  kill -9 -> takeover         : ${line('', pick('takeoverMs'))}   (first /healthz of the other leader saying active)`,
     `    lease left at the kill    : ${line('', pick('leaseLeftMs'))}`,
-    `    acquire past the expiry   : ${line('', pick('acquireLateMs'))}   (the standby tries every ${RENEW_MS} ms)`,
+    `    acquire past the expiry   : ${line('', pick('acquireLateMs'))}   (the standby tries at the expiry it was told, and every ${RENEW_MS} ms)`,
     `    pick-up + plan            : ${line('', pick('pickupMs'))}   (assigned minus the new leader's acquire)`,
     `      node back               : ${line('', pick('nodeBackMs'))}   (the node's welcome by the new leader minus its acquire: the node's reconnect backoff)`,
     `      then plan               : ${line('', pick('planMs'))}   (assigned minus that welcome)`,
