@@ -27,7 +27,7 @@
 import { sql, type Kysely } from 'kysely';
 import { toRow } from './run-row.js';
 import { canTransition, type RunState } from './run-states.js';
-import type { RunPatch, RunRow, TransitionResult } from './run-store.js';
+import type { RunPatch, RunRow, TransitionResult } from './run-row.js';
 import type { StateScope } from './sql/state-scope.js';
 import type { StateTables } from './sql/state-tables.js';
 

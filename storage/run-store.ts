@@ -28,66 +28,9 @@ import { runsInsertOrder, type RunsTable } from './sql/run-tables.js';
 import type { StateScope } from './sql/state-scope.js';
 
 export type { AssignPlacement, AssignResult } from './run-assign.js';
+export type { NewRun, RunEvent, RunPatch, RunRow, TransitionResult } from './run-row.js';
+import type { NewRun, RunEvent, RunPatch, RunRow, TransitionResult } from './run-row.js';
 
-/** A run as stored (camelCase; the API maps it to snake_case). */
-export interface RunRow {
-  id: string;
-  projectId: number;
-  project: string;
-  ref: string;
-  beforeSha: string;
-  commit: string;
-  user: string;
-  userId: number | null;
-  deliveryKey: string | null;
-  fetchUrl: string;
-  state: RunState;
-  reason: string;
-  signer: string | null;
-  config: unknown;
-  warnings: string[];
-  node: string | null;
-  gpus: string[];
-  exitCode: number | null;
-  imageId: string | null;
-  branch: string | null;
-  statusPosted: string | null;
-  /** A failed build's last build.log lines (a direct run's; null for every other run). */
-  buildLogTail: string | null;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
-
-/** What intake knows when a run is created. */
-export type NewRun = Pick<
-  RunRow,
-  'id' | 'projectId' | 'project' | 'ref' | 'beforeSha' | 'commit' | 'user' | 'userId' | 'deliveryKey' | 'fetchUrl'
->;
-
-/** Fields other than `state` a transition or update may set. */
-export type RunPatch = Partial<
-  Pick<
-    RunRow,
-    'reason' | 'signer' | 'config' | 'warnings' | 'node' | 'gpus' | 'exitCode' | 'imageId' | 'branch' | 'statusPosted' | 'buildLogTail' | 'startedAt' | 'finishedAt'
-  >
->;
-
-/** One audit event. */
-export interface RunEvent {
-  at: string;
-  from: RunState | null;
-  to: RunState;
-  reason: string;
-}
-
-/** Outcome of a transition: illegal ones are values, so racing writers can tell and move on. */
-export type TransitionResult =
-  | { ok: true; run: RunRow }
-  | { ok: false; code: 'not_found' }
-  | { ok: false; code: 'illegal_transition'; from: RunState };
-
-/** What claiming a delivery found: the first time, `onFirst`'s value; again, the stored outcome. */
 export type DeliveryClaim<T> = { first: true; value: T } | { first: false; outcome: unknown };
 
 const PATCH_COLUMNS = {
