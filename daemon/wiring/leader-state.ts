@@ -3,6 +3,12 @@
  * date: the embedded SQLite file `<data_dir>/secd.db` (the default; `secd up` always), or a
  * MariaDB/MySQL database that several leaders share. Then the role: the sole leader of a SQLite
  * file, or one contender for the lease of a shared database (leader-role.ts).
+ *
+ * A leader whose MySQL state server does not answer (down, restarting, not reachable yet at boot)
+ * waits for it, saying so every 30 s, instead of exiting: systemd gives up on a unit that fails five
+ * starts in ten minutes, and a database outage would otherwise leave every leader dead until an
+ * operator came. A refusal that waiting cannot fix (a wrong password, no such database) still
+ * fails the start at once, naming it.
  */
 import { join } from 'node:path';
 import type { Log } from '../../scheduler/common/log.js';
@@ -67,9 +73,49 @@ export async function openStateDatabase(o: { state: StateConfig; dataDir: string
   return { state, where, close: () => state.close() };
 }
 
-/** Open and migrate the state; the role is built but not started. */
-export async function openLeaderState(o: { state: StateConfig; ha: HaConfig; dataDir: string; log: Log }): Promise<LeaderState> {
-  const opened = await openStateDatabase({ state: o.state, dataDir: o.dataDir, leaseMs: o.ha.lease_ms });
+/** Connection failures that mean "the server is not there (yet)", worth waiting out. */
+const UNREACHABLE = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  'PROTOCOL_CONNECTION_LOST', 'ER_CON_COUNT_ERROR', 'ER_SERVER_SHUTDOWN',
+]);
+
+/** True when `err` (or what caused it) says the database server could not be reached. */
+export function isStateUnreachable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && UNREACHABLE.has(code)) return true;
+  }
+  return false;
+}
+
+/** How a leader waits for an unreachable state server. */
+export interface StateWait {
+  /** Pause between tries (default 2000 ms). */
+  retryMs?: number;
+  /** How often the wait is logged (default 30 s; the first failure always is). */
+  sayEveryMs?: number;
+}
+
+/** Open and migrate the state, waiting for a MySQL server that does not answer; the role is built but not started. */
+export async function openLeaderState(o: { state: StateConfig; ha: HaConfig; dataDir: string; log: Log; wait?: StateWait }): Promise<LeaderState> {
+  const retryMs = o.wait?.retryMs ?? 2000;
+  const sayEveryMs = o.wait?.sayEveryMs ?? 30_000;
+  let opened: OpenState | null = null;
+  let saidAt = -Infinity;
+  const began = Date.now();
+  while (!opened) {
+    try {
+      opened = await openStateDatabase({ state: o.state, dataDir: o.dataDir, leaseMs: o.ha.lease_ms });
+    } catch (err) {
+      if (o.state.engine !== 'mysql' || !isStateUnreachable(err)) throw err;
+      if (Date.now() - saidAt >= sayEveryMs) {
+        saidAt = Date.now();
+        o.log.warn({ err: (err as Error).message, waited_ms: Date.now() - began }, 'waiting for the state database (it does not answer)');
+      }
+      await new Promise((r) => setTimeout(r, retryMs));
+    }
+  }
+  if (saidAt > -Infinity) o.log.info({ waited_ms: Date.now() - began, state: opened.where }, 'the state database answers');
   const role = opened.state.engine === 'sqlite' ? soleLeader(opened.state, o.log) : sharedLeader(opened.state, { leaseMs: o.ha.lease_ms, log: o.log.child({ component: 'ha' }) });
   return { ...opened, role };
 }
