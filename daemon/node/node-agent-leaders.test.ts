@@ -191,10 +191,10 @@ describe('a node with several leaders, timed', () => {
     const last = () => fake.attempts.at(-1)!;
     const refuse = () => last().handlers.closed('the leader answered 503: this leader is a standby');
     const say = (m: LeaderMessage) => last().handlers.message(encodeMessage(m));
-    const accept = async (epoch?: number) => {
+    const accept = async (epoch = 1) => {
       last().handlers.open();
       await vi.advanceTimersByTimeAsync(0);
-      say({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: 20_000, ...(epoch === undefined ? {} : { epoch }) });
+      say({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: 20_000, epoch });
     };
     return { ...fake, ...node, agent, urls, last, refuse, say, accept };
   }
@@ -297,8 +297,7 @@ describe('a node with several leaders, timed', () => {
     await t.accept(5);
     expect(t.agent.epoch).toBe(5);
     t.say({ type: 'run.cancel', run_id: 'run-1', reason: 'cancelled by ada', epoch: 5 });
-    // A message without an epoch is still accepted (leaders that do not stamp it yet).
-    t.say({ type: 'run.cancel', run_id: 'run-2', reason: 'cancelled by ada' });
+    t.say({ type: 'run.cancel', run_id: 'run-2', reason: 'cancelled by ada', epoch: 5 });
     expect(t.cancelled).toEqual(['run-1', 'run-2']);
     t.say({ type: 'run.cancel', run_id: 'run-3', reason: 'cancelled by ada', epoch: 4 });
     t.say({ type: 'run.cancel', run_id: 'run-4', reason: 'cancelled by ada', epoch: 5 });

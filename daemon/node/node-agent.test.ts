@@ -116,7 +116,7 @@ describe('the node agent', () => {
 
   const current = () => sockets.at(-1)!;
   const fromLeader = (m: LeaderMessage) => current().handlers.message(encodeMessage(m));
-  const welcome = () => fromLeader({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: 20_000 });
+  const welcome = () => fromLeader({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: 20_000, epoch: 1 });
   const flush = () => vi.advanceTimersByTimeAsync(0);
 
   it("a status says while the disk is under its watermark, in the node's words, and stops saying it once there is room", async () => {
@@ -178,7 +178,7 @@ describe('the node agent', () => {
     current().handlers.open();
     await flush();
     welcome();
-    fromLeader({ type: 'run.assign', spec: spec('run-1') });
+    fromLeader({ type: 'run.assign', spec: spec('run-1'), epoch: 1 });
     await flush();
     expect(current().sent.some((m) => m.type === 'run.ack')).toBe(false);
     runs.saving.get('run-1')!();
@@ -209,7 +209,7 @@ describe('the node agent', () => {
     expect(current().sent[0]).toMatchObject({ type: 'hello', runs: [{ run_id: 'run-1', phase: 'finished', outcome }] });
     welcome();
     expect(results()).toBe(1);
-    fromLeader({ type: 'run.result.ack', run_id: 'run-1' });
+    fromLeader({ type: 'run.result.ack', run_id: 'run-1', epoch: 1 });
     await flush();
     expect(runs.acknowledged).toEqual(['run-1']);
     await vi.advanceTimersByTimeAsync(10_000);

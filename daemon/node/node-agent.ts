@@ -24,7 +24,7 @@
  *   seen on any connection (for its lifetime: a restarted node learns it again from the first
  *   welcome) and drops a message of an older epoch with a warning naming both, then closes that
  *   connection, since it comes from an ex-leader; the next sweep starts after that leader. A message
- *   without an epoch is accepted (older leaders) until the protocol makes the field required.
+ *   without an epoch does not parse (the protocol requires it).
  */
 import type { Log } from '../../scheduler/common/log.js';
 import {
@@ -294,11 +294,10 @@ export class NodeAgent {
   }
 
   /**
-   * Whether `msg` may be acted on: one without an epoch, or of the newest epoch seen so far (which
+   * Whether `msg` may be acted on: one of the newest epoch seen so far, or newer (which
    * it then becomes). One of an older epoch comes from an ex-leader: dropped, and its link closed.
    */
   private fromCurrentLeader(link: Link, msg: LeaderMessage): boolean {
-    if (msg.epoch === undefined) return true;
     if (this.newestEpoch === null || msg.epoch >= this.newestEpoch) {
       this.newestEpoch = msg.epoch;
       return true;

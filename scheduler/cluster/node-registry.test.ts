@@ -9,6 +9,8 @@ import { memoryStores } from '../../test/support/scratch-state.js';
 import { aRunOutcome } from '../../test/support/test-images.js';
 
 const TIMEOUT = 20_000;
+/** The epoch the registry's leader leads: every message to a node carries it (DESIGN §11). */
+const EPOCH = 4;
 
 function aSpec(runId: string): RunSpec {
   return {
@@ -88,7 +90,7 @@ describe('the node registry', () => {
     vi.useFakeTimers({ now: Date.parse('2026-01-01T00:00:00Z') });
     store = stores.nodes;
     await store.issueToken('gpu-01');
-    registry = new NodeRegistry({ store, log: silentLog, now: () => new Date(), nodeTimeoutMs: TIMEOUT, resendMs: 3000 });
+    registry = new NodeRegistry({ store, log: silentLog, now: () => new Date(), nodeTimeoutMs: TIMEOUT, resendMs: 3000, epoch: () => EPOCH });
     await registry.refresh();
     reports = recordingReports();
     registry.attach(reports);
@@ -114,7 +116,7 @@ describe('the node registry', () => {
     const { conn, say } = connect();
     expect(registry.get('gpu-01')?.state()).toBe('down');
     say(helloFrom('gpu-01', { images: ['lab/x'] }));
-    expect(conn.sent[0]).toEqual({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: TIMEOUT });
+    expect(conn.sent[0]).toEqual({ type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: TIMEOUT, epoch: EPOCH });
     const node = registry.get('gpu-01')!;
     expect(node.state()).toBe('up');
     expect(node.gpus()).toEqual(['GPU-A']);
@@ -182,8 +184,8 @@ describe('the node registry', () => {
     say(helloFrom('gpu-01', { runs: [{ run_id: 'held00001', phase: 'running', outcome: null }] }));
     await settle();
     expect(conn.sent.slice(1)).toEqual([
-      { type: 'run.assign', spec: aSpec('again0001') },
-      { type: 'run.cancel', run_id: 'held00001', reason: 'superseded by a newer push' },
+      { type: 'run.assign', spec: aSpec('again0001'), epoch: EPOCH },
+      { type: 'run.cancel', run_id: 'held00001', reason: 'superseded by a newer push', epoch: EPOCH },
     ]);
     expect(reports.calls).toContain('hello gpu-01 [held00001]');
   });
@@ -195,7 +197,7 @@ describe('the node registry', () => {
     say({ type: 'run.result', run_id: 'run000001', outcome });
     await settle();
     expect(reports.calls.slice(-2)).toEqual(['phase gpu-01 run000001 running', 'result gpu-01 run000001 succeeded']);
-    expect(conn.sent.at(-1)).toEqual({ type: 'run.result.ack', run_id: 'run000001' });
+    expect(conn.sent.at(-1)).toEqual({ type: 'run.result.ack', run_id: 'run000001', epoch: EPOCH });
   });
 
   it("an async report finishes before the node's next one starts, and a result is acknowledged only once recorded", async () => {
@@ -219,7 +221,7 @@ describe('the node registry', () => {
     await settle();
     expect(meanwhile).toEqual({ reported: [], acked: false });
     expect(reports.calls.slice(-2)).toEqual(['phase gpu-01 run000001 running', 'result gpu-01 run000001 succeeded']);
-    expect(conn.sent.at(-1)).toEqual({ type: 'run.result.ack', run_id: 'run000001' });
+    expect(conn.sent.at(-1)).toEqual({ type: 'run.result.ack', run_id: 'run000001', epoch: EPOCH });
   });
 
   it('a result the lifecycle could not record is not acknowledged, so the node sends it again', async () => {
@@ -230,6 +232,7 @@ describe('the node registry', () => {
       log: { ...silentLog, warn: (o: object, m?: string) => void lines.push(`${m ?? ''} ${JSON.stringify(o)}`), child: () => silentLog },
       now: () => new Date(),
       nodeTimeoutMs: TIMEOUT,
+      epoch: () => EPOCH,
     });
     await registry.refresh();
     let failing = true;
@@ -250,7 +253,7 @@ describe('the node registry', () => {
     say({ type: 'run.result', run_id: 'run000001', outcome });
     await settle();
     expect(reports.calls).toContain('result gpu-01 run000001 succeeded');
-    expect(conn.sent.at(-1)).toEqual({ type: 'run.result.ack', run_id: 'run000001' });
+    expect(conn.sent.at(-1)).toEqual({ type: 'run.result.ack', run_id: 'run000001', epoch: EPOCH });
   });
 
   it('a malformed message, or one sent before hello, is dropped and the node stays connected', async () => {
@@ -270,7 +273,7 @@ describe('the node registry', () => {
     await store.issueToken('gpu-02');
     const a = connect();
     a.say(helloFrom('gpu-02'));
-    expect(a.conn.sent).toEqual([{ type: 'error', code: 'node_id', message: expect.stringContaining('gpu-02') }]);
+    expect(a.conn.sent).toEqual([{ type: 'error', code: 'node_id', message: expect.stringContaining('gpu-02'), epoch: EPOCH }]);
     expect(a.conn.closed).toBe(CLOSE_CODES.conflict);
     const b = connect();
     b.say(helloFrom('gpu-01', { protocol: 99 }));

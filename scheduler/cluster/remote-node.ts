@@ -5,6 +5,9 @@
  */
 import { z } from 'zod';
 import { encodeMessage, helloMessage, type LeaderMessage, type StatusMessage } from '../contract/protocol.js';
+
+/** A leader -> node message before its epoch is stamped (RemoteNode.send stamps it). */
+export type LeaderMessageBody = LeaderMessage extends infer M ? (M extends LeaderMessage ? Omit<M, 'epoch'> : never) : never;
 import type { NodeHandle } from '../lifecycle/run-lifecycle.js';
 import type { RunSpec } from '../contract/run-spec.js';
 import type { PlannedGpu } from '../plan/plan-types.js';
@@ -157,7 +160,7 @@ export class RemoteNode implements NodeHandle {
   }
 
   /** Send a message if connected (greeted); false otherwise. */
-  send(message: LeaderMessage): boolean {
+  send(message: LeaderMessageBody): boolean {
     if (!this.connection || !this.greeted) return false;
     this.connection.send(encodeMessage(stampEpoch(message, this.epoch())));
     return true;
@@ -172,7 +175,11 @@ export class RemoteNode implements NodeHandle {
   }
 }
 
-/** `message` with the leader's epoch (DESIGN §11: a node refuses one older than the newest it saw). */
-export function stampEpoch<M extends LeaderMessage>(message: M, epoch: number | null): M {
-  return epoch === null ? message : { ...message, epoch };
+/**
+ * `message` with the leader's epoch (DESIGN §11: a node refuses one older than the newest it saw).
+ * A leader with no epoch (one built without a role, in tests; or one that just lost its lease)
+ * sends 0, which a node that has seen any leader's epoch refuses.
+ */
+export function stampEpoch<M extends Omit<LeaderMessage, 'epoch'>>(message: M, epoch: number | null): M & { epoch: number } {
+  return { ...message, epoch: epoch ?? 0 };
 }

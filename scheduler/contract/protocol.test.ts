@@ -64,16 +64,16 @@ describe('the leader <-> node protocol', () => {
 
   it('every message the leader sends comes back identical through encode and parse', () => {
     const messages: LeaderMessage[] = [
-      { type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: 20_000 },
-      { type: 'run.assign', spec },
-      { type: 'run.result.ack', run_id: 'abc123defg' },
-      { type: 'run.cancel', run_id: 'abc123defg', reason: 'superseded by a newer push' },
-      { type: 'error', code: 'protocol', message: 'this leader speaks protocol 1' },
+      { type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: 20_000, epoch: 3 },
+      { type: 'run.assign', spec, epoch: 3 },
+      { type: 'run.result.ack', run_id: 'abc123defg', epoch: 3 },
+      { type: 'run.cancel', run_id: 'abc123defg', reason: 'superseded by a newer push', epoch: 3 },
+      { type: 'error', code: 'protocol', message: 'this leader speaks protocol 1', epoch: 3 },
     ];
     for (const m of messages) expect(parseLeaderMessage(encodeMessage(m))).toEqual({ ok: true, message: m });
   });
 
-  it("every leader message carries the leader's epoch, a whole number from 0; one without it still parses (older leaders)", () => {
+  it("every leader message carries the leader's epoch, a whole number from 0; one without it is refused naming the field", () => {
     const messages: LeaderMessage[] = [
       { type: 'welcome', protocol: PROTOCOL_VERSION, node_id: 'gpu-01', node_timeout_ms: 20_000, epoch: 7 },
       { type: 'run.assign', spec, epoch: 7 },
@@ -83,7 +83,7 @@ describe('the leader <-> node protocol', () => {
     ];
     for (const m of messages) {
       expect(parseLeaderMessage(encodeMessage(m))).toEqual({ ok: true, message: m });
-      for (const epoch of [-1, 1.5, '7']) {
+      for (const epoch of [-1, 1.5, '7', undefined]) {
         expect(parseLeaderMessage(JSON.stringify({ ...m, epoch })), `${m.type} ${epoch}`).toEqual({ ok: false, reason: expect.stringContaining(`"${m.type}" rejected: epoch: `) });
       }
     }
@@ -141,7 +141,7 @@ describe('the leader <-> node protocol', () => {
     expect(reason.endsWith('…')).toBe(true);
     const named = parseNodeMessage(JSON.stringify({ ...hello, inventory: { gpus: [{ uuid: 'GPU-1', index: 0, name: long, memory_total_bytes: null }], cpus: 1, memory_bytes: 1 } }));
     expect(named.ok && named.message.type === 'hello' ? named.message.inventory.gpus[0]!.name.length : 0).toBe(PROTOCOL_LIMITS.gpuName);
-    const warned = parseLeaderMessage(JSON.stringify({ type: 'run.assign', spec: { ...spec, warnings: Array.from({ length: 5000 }, (_, i) => `unknown key k${i}`) } }));
+    const warned = parseLeaderMessage(JSON.stringify({ type: 'run.assign', spec: { ...spec, warnings: Array.from({ length: 5000 }, (_, i) => `unknown key k${i}`) }, epoch: 1 }));
     const warnings = warned.ok && warned.message.type === 'run.assign' ? warned.message.spec.warnings : [];
     expect(warnings).toHaveLength(PROTOCOL_LIMITS.warnings);
     expect(warnings.at(-1)).toBe(`${5000 - PROTOCOL_LIMITS.warnings + 1} more warnings left out`);

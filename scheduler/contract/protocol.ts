@@ -16,8 +16,8 @@
  * - Every leader -> node message carries `epoch`, the sending leader's lease epoch (DESIGN §11;
  *   leaders sharing one state database, one active at a time, each takeover a higher epoch). The node
  *   remembers the newest it has seen and drops a message of an older one, closing that connection:
- *   it comes from an ex-leader. Optional for now (a message without it is accepted) until every
- *   leader-side sender stamps it.
+ *   it comes from an ex-leader. Required: every leader-side sender stamps it (RemoteNode.send,
+ *   scheduler/cluster/remote-node.ts); a sole SQLite leader has one too (a new one each start).
  */
 import { z } from 'zod';
 import { RUN_ID_PATTERN } from './run-id.js';
@@ -300,7 +300,7 @@ export const runEventMessage = z.object({ type: z.literal('run.event'), run_id: 
 export const runResultMessage = z.object({ type: z.literal('run.result'), run_id: runIdSchema, outcome: runOutcomeSchema });
 
 /** The sending leader's lease epoch, on every leader -> node message (see the header). */
-const leaderEpoch = { epoch: z.number().int().nonnegative().optional() };
+const leaderEpoch = { epoch: z.number().int().nonnegative() };
 
 /** Leader -> node: the hello was accepted. */
 export const welcomeMessage = z.object({
