@@ -39,3 +39,14 @@ describe('/metrics and output release', () => {
     expect(byState).not.toHaveProperty('held');
   });
 });
+
+describe('/metrics and several leaders', () => {
+  it('says whether this leader is the active one, and its epoch', async () => {
+    for (const [role, active] of [['active', 1], ['standby', 0]] as const) {
+      const metrics = createLeaderMetrics({ nodes: async () => [], runCounts: async () => counts({}), role: () => ({ role, epoch: 9 }) });
+      const families = new Map(parsePrometheusTextFormat((await metrics.render()).body).map((f) => [f.name, f.metrics as Array<{ value?: string }>]));
+      expect(Number(families.get('secd_leader_active')?.[0]?.value)).toBe(active);
+      expect(Number(families.get('secd_leader_epoch')?.[0]?.value)).toBe(9);
+    }
+  });
+});

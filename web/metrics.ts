@@ -17,6 +17,8 @@ export interface MetricsSources {
   nodes(): Promise<ApiNode[]>;
   /** Runs per state (every state present), read from the state database (storage/run-counts.ts). */
   runCounts(): Promise<Record<RunState, number>>;
+  /** This leader's role and epoch (DESIGN §11); absent: a leader built alone, reported active at epoch 0. */
+  role?(): { role: 'active' | 'standby'; epoch: number };
 }
 
 /** What the rest of the leader records, and what /metrics serves. */
@@ -97,6 +99,23 @@ export function createLeaderMetrics(sources: MetricsSources): LeaderMetrics {
   gpuGauge('secd_gpu_power_watts', 'GPU power draw, watts.', (g) => g.power_w);
   gpuGauge('secd_gpu_assigned', '1 while a secd run holds the GPU.', (g) => (g.run_id === null ? 0 : 1));
 
+  // Several leaders (DESIGN §11): alert when no leader of a site reports 1 (or two do).
+  new Gauge({
+    name: 'secd_leader_active',
+    help: 'Whether this leader is the active one (1) or a standby (0).',
+    registers,
+    collect() {
+      this.set((sources.role?.().role ?? 'active') === 'active' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'secd_leader_epoch',
+    help: 'The lease epoch this leader leads (active), or the newest it has seen (standby).',
+    registers,
+    collect() {
+      this.set(sources.role?.().epoch ?? 0);
+    },
+  });
   // Run counts share one query per scrape too (its promise; prom-client awaits async collects).
   let counts: Promise<Record<RunState, number>> | null = null;
   const runCounts = (): Promise<Record<RunState, number>> => (counts ??= sources.runCounts());

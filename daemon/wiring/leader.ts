@@ -133,7 +133,7 @@ export async function startLeader(config: LeaderSettings, opts: StartLeaderOptio
     views: () => [...(local ? [local.view()] : []), ...registry.views()],
     inFlight: () => shared.runs.inStates(IN_FLIGHT_STATES),
   });
-  const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(shared.scope) });
+  const metrics = createLeaderMetrics({ nodes: apiNodes, runCounts: () => countRunsByState(shared.scope), role: () => role.view() });
   const status = new StatusFeed({ nodes: apiNodes, store: shared.runs, now, releases: shared.releases, log: log.child({ component: 'status' }) });
   // Every node's status report, networked or in-process, reaches the status page the same way.
   const onNodeStatus = (nodeId: string, report: StatusMessage) => status.onNodeStatus(nodeId, report.gpus, report.at);
