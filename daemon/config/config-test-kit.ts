@@ -14,3 +14,14 @@ export function configProblems(fn: () => unknown): string[] {
   }
   return [];
 }
+
+/** The message of the ConfigError `fn` throws; throws when it parses, or fails otherwise. */
+export function configMessage(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from './config-file.js';
+import { configMessage } from './config-test-kit.js';
 import { DEFAULT_LIMITS, parseLeaderConfig } from './leader-config.js';
 
 // limits.fair_share_half_life_hours: how fast the planner forgets what a user ran (scheduler/plan/fair-share.ts).
@@ -15,15 +15,6 @@ function parse(limits: string) {
   return parseLeaderConfig(`${LEADER}limits:\n${limits}`, '/etc/secd/leader.yml', {});
 }
 
-function messageOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err.message;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('limits.fair_share_half_life_hours', () => {
   it('defaults to a week, in leader.yml and for a node without a leader config', () => {
@@ -42,6 +33,6 @@ describe('limits.fair_share_half_life_hours', () => {
     ['"a week"', 'limits.fair_share_half_life_hours'],
     ['100000', 'limits.fair_share_half_life_hours'],
   ])('%s is refused, naming the key', (value, expected) => {
-    expect(messageOf(() => parse(`  fair_share_half_life_hours: ${value}\n`))).toContain(expected);
+    expect(configMessage(() => parse(`  fair_share_half_life_hours: ${value}\n`))).toContain(expected);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from './config-file.js';
+import { configMessage } from './config-test-kit.js';
 import { parseLeaderConfig } from './leader-config.js';
 import { parseUpConfig } from './up-config.js';
 
@@ -12,15 +12,6 @@ gitlab:
   webhook_secret: hook-secret
 `;
 
-function messageOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err.message;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('reconcile_interval_ms', () => {
   it('defaults to a minute in leader.yml and for secd up', () => {
@@ -37,6 +28,6 @@ describe('reconcile_interval_ms', () => {
     ['0', 'reconcile_interval_ms'],
     ['"1m"', 'reconcile_interval_ms'],
   ])('%s is refused, naming the key', (value, expected) => {
-    expect(messageOf(() => parseLeaderConfig(`${LEADER}reconcile_interval_ms: ${value}\n`, '/etc/secd/leader.yml', {}))).toContain(expected);
+    expect(configMessage(() => parseLeaderConfig(`${LEADER}reconcile_interval_ms: ${value}\n`, '/etc/secd/leader.yml', {}))).toContain(expected);
   });
 });

@@ -8,20 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, configParser } from './config-file.js';
+import { configParser } from './config-file.js';
+import { configMessage } from './config-test-kit.js';
 import { DEFAULT_LEASE_MS, stateShape } from './state-config.js';
 
 const parse = configParser((ctx) => z.strictObject(stateShape(ctx)));
 const FILE = '/etc/secd/leader.yml';
 
 function messageOf(text: string, env: Record<string, string> = {}): string {
-  try {
-    parse(text, FILE, env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.message;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
+  return configMessage(() => parse(text, FILE, env));
 }
 
 describe('state:', () => {

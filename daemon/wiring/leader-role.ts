@@ -17,11 +17,10 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
 import type { Log } from '../../scheduler/common/log.js';
 import { holderName, Leadership, type LeadershipView } from '../../scheduler/ha/leadership.js';
-import { databaseNowMs, type StateDatabase } from '../../storage/sql/state-database.js';
-import { LEADER_LEASE } from '../../storage/sql/state-migrations.js';
+import { LeaderLease } from '../../storage/sql/leader-lease.js';
+import type { StateDatabase } from '../../storage/sql/state-database.js';
 import { fencedScope, plainScope, type StateScope } from '../../storage/sql/state-scope.js';
 
 /** The leader role of this process. */
@@ -63,15 +62,7 @@ export function soleLeader(state: StateDatabase, log: Log): LeaderRole {
     },
     onLost: () => undefined,
     async start() {
-      const holder = holderName(hostname(), process.pid, randomBytes(4).toString('hex'));
-      const now = databaseNowMs(state.engine);
-      await state.db
-        .updateTable('secd_lease')
-        .set({ holder, epoch: sql<number>`epoch + 1`, acquired_at_ms: now, renewed_at_ms: now, expires_at_ms: 0 })
-        .where('name', '=', LEADER_LEASE)
-        .execute();
-      const row = await state.db.selectFrom('secd_lease').select('epoch').where('name', '=', LEADER_LEASE).executeTakeFirstOrThrow();
-      epoch = Number(row.epoch);
+      epoch = await new LeaderLease(state).seize(newHolder());
       log.info({ epoch }, 'leading (state: sqlite, one leader)');
       for (const fn of active.splice(0)) fn(epoch);
     },
@@ -83,7 +74,7 @@ export function soleLeader(state: StateDatabase, log: Log): LeaderRole {
 
 /** One of several leaders on a shared MySQL state: active while it holds the lease. */
 export function sharedLeader(state: StateDatabase, o: { leaseMs: number; log: Log }): LeaderRole {
-  const leadership = new Leadership({ state, holder: holderName(hostname(), process.pid, randomBytes(4).toString('hex')), leaseMs: o.leaseMs, log: o.log });
+  const leadership = new Leadership({ state, holder: newHolder(), leaseMs: o.leaseMs, log: o.log });
   let led: number | null = null;
   let lost = false;
   const active: Array<(epoch: number) => void> = [];
@@ -115,4 +106,9 @@ export function sharedLeader(state: StateDatabase, o: { leaseMs: number; log: Lo
     },
     stop: () => leadership.stop(),
   };
+}
+
+/** This process's name in the lease row. */
+function newHolder(): string {
+  return holderName(hostname(), process.pid, randomBytes(4).toString('hex'));
 }

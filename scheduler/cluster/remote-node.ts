@@ -6,8 +6,10 @@
 import { z } from 'zod';
 import { encodeMessage, helloMessage, type LeaderMessage, type StatusMessage } from '../contract/protocol.js';
 
+/** Each kind of leader -> node message without its epoch (distributed over the union). */
+type Unstamped<M> = M extends LeaderMessage ? Omit<M, 'epoch'> : never;
 /** A leader -> node message before its epoch is stamped (RemoteNode.send stamps it). */
-export type LeaderMessageBody = LeaderMessage extends infer M ? (M extends LeaderMessage ? Omit<M, 'epoch'> : never) : never;
+export type LeaderMessageBody = Unstamped<LeaderMessage>;
 import type { NodeHandle } from '../lifecycle/run-lifecycle.js';
 import type { RunSpec } from '../contract/run-spec.js';
 import type { PlannedGpu } from '../plan/plan-types.js';

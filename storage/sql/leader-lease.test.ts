@@ -177,3 +177,16 @@ describe('fenced transactions on mysql, racing a takeover', () => {
     expect(await probeRows(a)).toEqual([{ who: 'a', epoch: 1 }]);
   });
 });
+
+describe.each(STATE_ENGINES)('seizing the lease on %s (the one leader of a SQLite file)', (engine) => {
+  it('takes it from whoever holds it, at a higher epoch, leaving no expiry for anyone to wait on', async () => {
+    const [a] = await twoLeaders(engine);
+    const lease = new LeaderLease(a);
+    const held = await lease.acquire('leader-a', 60_000);
+    expect(held.won).toBe(true);
+    const epoch = await lease.seize('leader-b');
+    expect(epoch).toBe(held.epoch + 1);
+    expect(await lease.read()).toMatchObject({ holder: 'leader-b', epoch, expiresAtMs: 0 });
+    expect(await lease.seize('leader-b')).toBe(epoch + 1);
+  });
+});

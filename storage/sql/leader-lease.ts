@@ -110,6 +110,28 @@ export class LeaderLease {
     );
   }
 
+  /**
+   * Take the lease for `holder` whoever holds it, with a new epoch, and no expiry that anyone else
+   * waits on: only for the one process that can reach the state (a SQLite file, `state: sqlite`),
+   * which leads from its start. Returns the epoch it now leads.
+   */
+  async seize(holder: string): Promise<number> {
+    checkHolder(holder);
+    const now = databaseNowMs(this.state.engine);
+    return transactionWithRetry(
+      this.state,
+      async (trx) => {
+        await trx
+          .updateTable('secd_lease')
+          .set({ holder, epoch: sql<number>`epoch + 1`, acquired_at_ms: now, renewed_at_ms: now, expires_at_ms: 0 })
+          .where('name', '=', this.name)
+          .executeTakeFirst();
+        return (await readRow(trx, this.state, this.name)).epoch;
+      },
+      this.retry,
+    );
+  }
+
   /** The row as it is now. */
   read(): Promise<LeaseView> {
     return readRow(this.state.db, this.state, this.name);
