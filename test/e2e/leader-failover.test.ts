@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiRunsAnswerSchema, type ApiRun } from '../../web/api-schema.js';
 import { startProcessCluster, request, type ClusterResearcher, type ProcessCluster } from '../support/process-cluster.js';
+import type { StateDatabase } from '../../storage/sql/state-database.js';
 import { scratchState, type ScratchState } from '../support/scratch-state.js';
 import { gitOutput as git } from '../support/repo-reader.js';
 import { BUSYBOX_IMAGE, busyboxProject } from '../support/test-images.js';
@@ -37,6 +38,7 @@ describe('two leaders on one MariaDB database', () => {
   let scratch: ScratchState;
   let cluster: ProcessCluster;
   const researchers = new Map<string, ClusterResearcher>();
+  let stateDb: StateDatabase | null = null;
 
   beforeAll(async () => {
     scratch = await scratchState('mysql');
@@ -80,6 +82,15 @@ describe('two leaders on one MariaDB database', () => {
     git(cluster.gitlab.repoDir(`lab/${name}`), ['for-each-ref', '--format=%(refname:short)', 'refs/heads/'])
       .split('\n')
       .filter((b) => b.startsWith('secd-'));
+  /** Every run as the database holds it, with its audit trail and the deliveries: what a leader writes. */
+  const runsState = async () => {
+    const db = (stateDb ??= scratch.open()).db;
+    return {
+      runs: await db.selectFrom('runs').select(['id', 'state', 'reason', 'node', 'branch', 'status_posted', 'finished_at']).orderBy('id').execute(),
+      events: await db.selectFrom('run_events').select(['run_id', 'to_state', 'reason']).orderBy('seq').execute(),
+      deliveries: (await db.selectFrom('deliveries').select('key').execute()).length,
+    };
+  };
   const finalStatuses = (commit: string) => cluster.gitlab.statuses.filter((s) => s.sha === commit && s.name === 'secd' && FINAL.includes(s.state)).map((s) => s.state);
 
   /** Ended once, succeeded, one results branch, one final status. */
@@ -153,6 +164,7 @@ describe('two leaders on one MariaDB database', () => {
     const run = await researchers.get('eve')!.pushRun(busyboxProject('echo after-pause > $OUTPUT_PATH/out.txt\n'));
     await expectDeliveredOnce('eve', run.id);
     const eventsBefore = (await cluster.run(run.id)).events.length;
+    const stateBefore = await runsState();
 
     cluster.leaders[paused]!.signal('SIGCONT');
     await cluster.leaders[paused]!.exited();
@@ -162,6 +174,8 @@ describe('two leaders on one MariaDB database', () => {
     // Nothing of the paused leader landed: the run it never saw is as the new leader left it, and
     // the new leader is still the one active.
     expect((await cluster.run(run.id)).events.length).toBe(eventsBefore);
+    // ... and no run, audit event or delivery of any run changed in the database while it woke and left.
+    expect(await runsState()).toEqual(stateBefore);
     expect((await roles())[other]).toMatchObject({ role: 'active', epoch: took.epoch });
     await cluster.leaders[paused]!.start();
   });
