@@ -23,11 +23,14 @@
 import { sql, type Updateable } from 'kysely';
 import { assignClaimed, type AssignPlacement, type AssignResult } from './run-assign.js';
 import { toRow } from './run-row.js';
-import { canTransition, isTerminal, type RunState } from './run-states.js';
+import { canTransition, isTerminal, RUN_STATES, type RunState } from './run-states.js';
 import { runsInsertOrder, type RunsTable } from './sql/run-tables.js';
 import type { StateScope } from './sql/state-scope.js';
 
 export type { AssignPlacement, AssignResult } from './run-assign.js';
+/** Every state a run has not ended in. */
+const NOT_ENDED: RunState[] = RUN_STATES.filter((s) => !isTerminal(s));
+
 export type { NewRun, RunEvent, RunPatch, RunRow, TransitionResult } from './run-row.js';
 import type { NewRun, RunEvent, RunPatch, RunRow, TransitionResult } from './run-row.js';
 
@@ -166,16 +169,17 @@ export class RunStore {
     return rows.map(toRow);
   }
 
-  /** A project's runs that have not ended, oldest first. */
+  /** A project's runs that have not ended, oldest first (the ended ones, a project's whole history, are not read). */
   async activeRunsOfProject(projectId: number): Promise<RunRow[]> {
     const rows = await this.scope.db
       .selectFrom('runs')
       .selectAll()
       .where('project_id', '=', projectId)
+      .where('state', 'in', NOT_ENDED)
       .orderBy('created_at', 'asc')
       .orderBy(runsInsertOrder(this.scope.engine), 'asc')
       .execute();
-    return rows.map(toRow).filter((r) => !isTerminal(r.state));
+    return rows.map(toRow);
   }
 
   /** Move a run to `to` if the table allows it, setting `patch` and appending the audit event. */
