@@ -314,12 +314,12 @@ export class RunLifecycle {
     this.track(round);
   }
 
-  /** Handle one of a node's reports after its earlier ones; resolves whether it was handled (never rejects). */
   /** True unless this leader is a standby (deps.isActive; a lifecycle without it is always active). */
   private active(): boolean {
     return this.deps.isActive?.() ?? true;
   }
 
+  /** Handle one of a node's reports after its earlier ones; resolves whether it was handled (never rejects). */
   private report(nodeId: string, what: string, work: () => Promise<void>): Promise<boolean> {
     const previous = this.reportChains.get(nodeId) ?? Promise.resolve(true);
     const next = previous.then(work).then(
